@@ -1,0 +1,56 @@
+"""MPI-safe pytest helpers.
+
+* every test ends with gc.collect() and a barrier, so PETSc objects are freed
+  collectively and one rank never runs ahead;
+* ``mpi_tmp_path`` is rank 0's tmp_path broadcast to all ranks;
+* ``assert_all_ranks(cond, msg)`` agrees on a verdict across ranks before
+  asserting, so one failing rank cannot hang the others.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+os.environ.setdefault("PYVISTA_OFF_SCREEN", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+import femur  # noqa: E402,F401  (MPI before dolfinx)
+from mpi4py import MPI  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _mpi_cleanup():
+    yield
+    gc.collect()
+    MPI.COMM_WORLD.barrier()
+
+
+@pytest.fixture
+def comm():
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture
+def mpi_tmp_path(tmp_path):
+    import pathlib
+
+    path = MPI.COMM_WORLD.bcast(str(tmp_path) if MPI.COMM_WORLD.rank == 0 else None, root=0)
+    return pathlib.Path(path)
+
+
+def all_ranks(cond: bool, comm=MPI.COMM_WORLD) -> bool:
+    """True only if `cond` holds on every rank (collective)."""
+    return bool(comm.allreduce(bool(cond), op=MPI.LAND))
+
+
+def assert_all_ranks(cond: bool, msg: str = "", comm=MPI.COMM_WORLD) -> None:
+    ok = all_ranks(cond, comm)
+    assert ok, f"failed on at least one rank: {msg}"
+
+
+@pytest.fixture
+def check():
+    return assert_all_ranks
