@@ -1,0 +1,131 @@
+"""The `femur` command line.
+
+    femur strength [--bone femur|vertebra|all] [--mesh-size MM] [--order 1|2] [--solver NAME]
+                   [--law NAME] [--t-score T] [--json] [--out DIR] [--export-inp DIR]
+    femur strength --ct IMAGE [--labels LABELS] [--layers L1,L2] ...
+
+Errors from bad input are printed as one clear line (no traceback) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from femur._mpi import MPI
+from femur.errors import FemurError
+
+
+def _add_strength(sub):
+    p = sub.add_parser(
+        "strength",
+        help="stiffness and fracture load of the built-in femur/vertebra, or of a CT scan",
+        description="Stiffness and fracture load of the built-in osteoporotic femur (stance, "
+        "sideways fall) and vertebra (axial compression), or of a calibrated CT scan.",
+    )
+    p.add_argument("--bone", choices=["femur", "vertebra", "all"], default="all")
+    p.add_argument("--mesh-size", type=float, default=None, metavar="MM",
+                   help="characteristic element size in mm (default: each bone's default)")
+    p.add_argument("--order", type=int, choices=[1, 2], default=1, help="Lagrange element order")
+    p.add_argument("--solver", default="gamg", help="named solver configuration in solvers/ (gamg, mumps, hypre)")
+    p.add_argument("--law", default=None, help="density-modulus law name (default: per bone, see docs)")
+    p.add_argument("--t-score", type=float, default=-2.5,
+                   help="DXA-equivalent T-score the built-in bones are given (femoral neck for the femur)")
+    p.add_argument("--age", type=float, default=None, help="age in years (sets densities; overrides --t-score)")
+    p.add_argument("--criterion", choices=["principal_strain", "critical_volume"], default="principal_strain")
+    p.add_argument("--json", action="store_true", help="print machine-readable records")
+    p.add_argument("--out", default=None, metavar="DIR", help="write fields (VTX/XDMF) and PNG pictures here")
+    p.add_argument("--export-inp", default=None, metavar="DIR", help="write <bone>_<load_case>.inp for CalculiX/Abaqus")
+    ct = p.add_argument_group("CT scan input")
+    ct.add_argument("--ct", default=None, metavar="IMAGE", help="CT image (NIfTI, NRRD, VTK image, DICOM folder)")
+    ct.add_argument("--labels", default=None, metavar="LABELS", help="label image on the same grid")
+    ct.add_argument("--layers", default=None, metavar="L1,L2", help="label values of the two loading layers")
+    ct.add_argument("--calibration", default=None, metavar="FILE", help="phantom/phantomless calibration record")
+    ct.add_argument("--calibrated-mg-cm3", action="store_true", help="the image is already in mg/cm3")
+    ct.add_argument("--mesh", choices=["voxel", "tet"], default="voxel")
+    ct.add_argument("--voxel-coarsen", type=int, default=1, metavar="K")
+    p.set_defaults(func=_cmd_strength)
+
+
+def _format_table(records: list[dict]) -> str:
+    cols = [
+        ("bone", "bone", "{}"),
+        ("load case", "load_case", "{}"),
+        ("DOFs", "dofs", "{:d}"),
+        ("stiffness N/mm", "stiffness_n_per_mm", "{:.0f}"),
+        ("fracture load N", "fracture_load_n", "{:.0f}"),
+        ("0.2% surrogate N", "surrogate_0p2pct_load_n", "{:.0f}"),
+        ("failure site", "failure_site", "{}"),
+    ]
+    rows = []
+    for r in records:
+        row = []
+        for _, key, fmt in cols:
+            v = r.get(key)
+            row.append("-" if v is None else fmt.format(v))
+        rows.append(row)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, (h, _, _) in enumerate(cols)]
+    lines = ["  ".join(h.ljust(w) for (h, _, _), w in zip(cols, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def _cmd_strength(args) -> int:
+    if args.ct:
+        from femur.ct import ct_strength
+
+        layers = None
+        if args.layers:
+            try:
+                layers = tuple(int(v) for v in args.layers.split(","))
+            except ValueError:
+                raise FemurError(f"--layers: expected two label integers like 5,6, got '{args.layers}'")
+        records = ct_strength(
+            image=args.ct, labels=args.labels, layers=layers, calibration=args.calibration,
+            calibrated_mg_cm3=args.calibrated_mg_cm3, law=args.law or "kopperdahl2002",
+            mesh=args.mesh, voxel_coarsen=args.voxel_coarsen, order=args.order,
+            solver=args.solver, out=args.out, export_inp=args.export_inp,
+        )
+    else:
+        from femur.pipeline import builtin_strength
+
+        records = builtin_strength(
+            bone=args.bone, mesh_size_mm=args.mesh_size, order=args.order, solver=args.solver,
+            law=args.law, t_score=args.t_score, age=args.age, criterion=args.criterion,
+            out=args.out, export_inp=args.export_inp, progress=not args.json,
+        )
+    if MPI.COMM_WORLD.rank == 0:
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            print(_format_table(records))
+            if args.out:
+                print(f"fields and pictures written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="femur", description=__doc__.split("\n")[0])
+    from femur import __version__
+
+    parser.add_argument("--version", action="version", version=f"femur {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_strength(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FemurError as exc:
+        if MPI.COMM_WORLD.rank == 0:
+            print(f"femur: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
