@@ -1,0 +1,476 @@
+"""Parametric proximal femur (gmsh OCC), meshed with a cortical shell and a trabecular core.
+
+Frame (agreed convention): z = shaft axis pointing proximally, x = medial (toward the
+head), y = anterior; lengths in mm, angles in degrees.  x, y, z is right-handed, so the
+model is a *left* femur seen in a patient frame with x to the patient's right.
+
+Construction (all primitives are simple OCC solids, fused):
+
+* shaft       cylinder of radius R_s from the distal cut (z = 0) to z_a;
+* metaphysis  cone frustum from z_a (radius R_s) to its flat top z_t (radius 1.3 R_s);
+* neck        cone frustum along the neck axis from its intersection with the shaft axis
+              (P0, radius up to 1.1 r_n) to the head centre (radius r_n);
+* head        sphere of radius R_h centred on the neck axis, ``neck_length_mm`` from P0;
+* greater trochanter  ellipsoid, lateral and slightly posterior;
+* lesser trochanter   ellipsoid, posteromedial, below the neck.
+
+The trabecular core is the union of the same primitives shrunk by the local cortical
+thickness (sphere/cylinder/cone radii minus t, ellipsoid semi-axes minus t), so every
+point of the core is at least t from the outer surface; the core is fragmented against
+the outer solid so both volumes share a conformal interface.  In the shaft the "core" is
+the medullary canal (tagged trabecular; the density model decides its value).
+
+The trochanter sizes and the metaphysis are scaled with the shaft radius (ratios chosen
+to look like a typical proximal femur, not fitted to data).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from femur._mpi import MPI
+from femur.errors import InputError
+from femur.geometry._gmsh_util import mesh_on_rank0
+from femur.geometry.bone import Bone
+
+CELL_IDS = {"cortical": 1, "trabecular": 2}
+FACET_IDS = {"head_load": 11, "distal": 12, "trochanter": 13, "head_surface": 14}
+
+# Shape ratios relative to the shaft radius R_s (typical proportions; no single source).
+_META_TOP_RATIO = 1.3  # metaphysis top radius / R_s
+_META_BELOW_P0 = 3.2  # metaphysis starts 3.2 R_s below P0
+_META_ABOVE_P0 = 0.4  # flat top of the metaphysis 0.4 R_s above P0
+_NECK_FLARE = 1.1  # neck base radius / neck radius at the head
+_GT_CENTRE = (-0.7, -0.3, 0.35)  # greater trochanter centre (x, y, z - z_P0) / R_s
+_GT_SEMI = (0.85, 1.1, 1.85)  # greater trochanter semi-axes / R_s
+_LT_RADIAL = 0.85  # lesser trochanter centre distance from the shaft axis / R_s
+_LT_AZIMUTH_DEG = -30.0  # posteromedial: 30 deg from medial toward posterior
+_LT_BELOW_P0 = 1.6  # lesser trochanter centre 1.6 R_s below P0
+_LT_SEMI = (0.55, 0.55, 0.85)  # lesser trochanter semi-axes / R_s
+
+
+@dataclass
+class ProximalFemur:
+    """Parameters of the parametric proximal femur (mm, degrees).
+
+    Defaults describe a typical elderly woman's femur (typical anthropometric values:
+    femoral head diameter ~44 mm, neck-shaft angle ~127 deg, anteversion ~12 deg,
+    mid-shaft diameter ~28 mm, femoral offset ~38 mm).  Cortical thicknesses are
+    *effective* values for a coarse mesh (real neck and head cortices are thinner,
+    ~0.5-2 mm, and the diaphysis thicker).
+
+    ``neck_length_mm`` is measured along the neck axis from its intersection with the
+    shaft axis to the head centre.  ``neck_diameter_mm`` is the neck diameter at the head
+    (the neck flares toward its base).  ``length_mm`` runs along the shaft axis from the
+    distal cut to the top of the head.  ``neck_shaft_angle_deg`` is the true 3-D angle
+    between the neck axis (toward the head) and the shaft axis (distally); anteversion is
+    the angle of the neck axis in the transverse plane, from medial toward anterior.
+    """
+
+    head_radius_mm: float = 22.0
+    neck_length_mm: float = 48.0
+    neck_diameter_mm: float = 30.0
+    neck_shaft_angle_deg: float = 127.0
+    anteversion_deg: float = 12.0
+    shaft_diameter_mm: float = 28.0
+    length_mm: float = 170.0
+    cortical_thickness_shaft_mm: float = 4.0
+    cortical_thickness_neck_mm: float = 2.0
+    cortical_thickness_head_mm: float = 1.5
+    cortical_thickness_trochanter_mm: float = 1.5
+    mesh_size_mm: float = 3.0
+    # Stance load direction for the head load patch: the joint force acts at 8 deg to the
+    # shaft axis in the frontal plane (Cristofolini, J Biomech 2007; biomechanics.md
+    # "Load cases"), so the patch is centred on the superomedial head.
+    stance_angle_deg: float = 8.0
+    head_patch_half_angle_deg: float = 30.0
+    trochanter_patch_radius_mm: float = 15.0
+    neck_roi_width_mm: float = 10.0
+    name: str = "femur"
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> None:
+        def positive(name):
+            v = getattr(self, name)
+            if not np.isfinite(v) or v <= 0:
+                raise InputError(f"ProximalFemur.{name} must be a positive number of mm, got {v!r}")
+
+        for name in (
+            "head_radius_mm",
+            "neck_length_mm",
+            "neck_diameter_mm",
+            "shaft_diameter_mm",
+            "length_mm",
+            "cortical_thickness_shaft_mm",
+            "cortical_thickness_neck_mm",
+            "cortical_thickness_head_mm",
+            "cortical_thickness_trochanter_mm",
+            "mesh_size_mm",
+            "trochanter_patch_radius_mm",
+            "neck_roi_width_mm",
+        ):
+            positive(name)
+
+        def in_range(name, lo, hi):
+            v = getattr(self, name)
+            if not np.isfinite(v) or not lo <= v <= hi:
+                raise InputError(
+                    f"ProximalFemur.{name} must lie in [{lo}, {hi}] degrees, got {v!r}"
+                )
+
+        in_range("neck_shaft_angle_deg", 100.0, 160.0)
+        in_range("anteversion_deg", -30.0, 45.0)
+        in_range("stance_angle_deg", -45.0, 45.0)
+        in_range("head_patch_half_angle_deg", 5.0, 90.0)
+
+        R_h, r_n, R_s = self.head_radius_mm, self.neck_diameter_mm / 2, self.shaft_diameter_mm / 2
+        if r_n >= 0.9 * R_h:
+            raise InputError(
+                f"ProximalFemur.neck_diameter_mm ({self.neck_diameter_mm}) must be less than "
+                f"0.9 x the head diameter ({2 * R_h} mm)"
+            )
+        if r_n >= 1.25 * R_s:
+            raise InputError(
+                f"ProximalFemur.neck_diameter_mm ({self.neck_diameter_mm}) must be less than "
+                f"1.25 x shaft_diameter_mm ({self.shaft_diameter_mm})"
+            )
+        if not 0.5 * R_s <= R_h <= 3.0 * R_s:
+            raise InputError(
+                f"ProximalFemur.head_radius_mm ({R_h}) must lie between 0.5 and 3 shaft radii "
+                f"({0.5 * R_s} to {3 * R_s} mm)"
+            )
+        if self.neck_length_mm < R_h:
+            raise InputError(
+                f"ProximalFemur.neck_length_mm ({self.neck_length_mm}) must be at least the head "
+                f"radius ({R_h} mm): the head would swallow the neck"
+            )
+        for name, radius in (
+            ("cortical_thickness_shaft_mm", R_s),
+            ("cortical_thickness_neck_mm", r_n),
+            ("cortical_thickness_head_mm", R_h),
+            ("cortical_thickness_trochanter_mm", 0.55 * R_s),
+        ):
+            if getattr(self, name) >= 0.5 * radius:
+                raise InputError(
+                    f"ProximalFemur.{name} ({getattr(self, name)}) must be less than half the "
+                    f"radius it thins ({0.5 * radius:.3g} mm)"
+                )
+        g = self._geometry(check=False)
+        if g["z_a"] < 1.5 * R_s:
+            raise InputError(
+                f"ProximalFemur.length_mm ({self.length_mm}) is too short: the shaft below the "
+                f"trochanters would be {g['z_a']:.1f} mm, need at least {1.5 * R_s:.1f} mm "
+                f"(1.5 shaft radii); use length_mm >= {self.length_mm - g['z_a'] + 1.5 * R_s:.0f}"
+            )
+        if self.mesh_size_mm > 0.5 * R_s:
+            raise InputError(
+                f"ProximalFemur.mesh_size_mm ({self.mesh_size_mm}) must not exceed half the shaft "
+                f"radius ({0.5 * R_s} mm)"
+            )
+        if self.mesh_size_mm < 0.3:
+            raise InputError(
+                f"ProximalFemur.mesh_size_mm ({self.mesh_size_mm}) below 0.3 mm would give a huge mesh"
+            )
+
+    # --------------------------------------------------------------- geometry
+    def _geometry(self, check: bool = True) -> dict:
+        """All derived points, axes and primitive sizes (mm)."""
+        if check:
+            self.validate()
+        R_h = float(self.head_radius_mm)
+        r_n = 0.5 * float(self.neck_diameter_mm)
+        R_s = 0.5 * float(self.shaft_diameter_mm)
+        d = float(self.neck_length_mm)
+        beta = np.radians(180.0 - self.neck_shaft_angle_deg)
+        theta = np.radians(self.anteversion_deg)
+        n = np.array([np.sin(beta) * np.cos(theta), np.sin(beta) * np.sin(theta), np.cos(beta)])
+        z_h = float(self.length_mm) - R_h
+        z_p = z_h - d * np.cos(beta)
+        P0 = np.array([0.0, 0.0, z_p])
+        C = P0 + d * n
+        R_m = _META_TOP_RATIO * R_s
+        z_a = z_p - _META_BELOW_P0 * R_s
+        z_t = z_p + _META_ABOVE_P0 * R_s
+
+        def meta_radius(z):
+            return R_s + (R_m - R_s) * (z - z_a) / (z_t - z_a)
+
+        r_b = min(_NECK_FLARE * r_n, 0.95 * meta_radius(z_p))
+        G = np.array([_GT_CENTRE[0] * R_s, _GT_CENTRE[1] * R_s, z_p + _GT_CENTRE[2] * R_s])
+        gt_semi = np.array(_GT_SEMI) * R_s
+        phi = np.radians(_LT_AZIMUTH_DEG)
+        L = np.array(
+            [_LT_RADIAL * R_s * np.cos(phi), _LT_RADIAL * R_s * np.sin(phi), z_p - _LT_BELOW_P0 * R_s]
+        )
+        lt_semi = np.array(_LT_SEMI) * R_s
+        gamma = np.radians(self.stance_angle_deg)
+        stance_dir = np.array([np.sin(gamma), 0.0, np.cos(gamma)])  # from head centre to patch
+        troch_point = G - np.array([gt_semi[0], 0.0, 0.0])
+        # neck ROI: a slab ending 2 mm below the head-neck junction
+        s_junction = d - np.sqrt(R_h**2 - r_n**2)
+        s1 = s_junction - 2.0
+        s0 = s1 - float(self.neck_roi_width_mm)
+        return dict(
+            R_h=R_h, r_n=r_n, r_b=r_b, R_s=R_s, R_m=R_m, d=d, n=n, C=C, P0=P0, z_p=z_p,
+            z_a=z_a, z_t=z_t, G=G, gt_semi=gt_semi, L=L, lt_semi=lt_semi,
+            stance_dir=stance_dir, troch_point=troch_point, s0=s0, s1=s1,
+            meta_radius_top=R_m,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ build
+    def build(self, comm=MPI.COMM_WORLD) -> Bone:
+        """Mesh the femur on rank 0 of ``comm`` and distribute it; returns a `Bone`."""
+        self.validate()
+        g = self._geometry()
+        t0 = time.perf_counter()
+        options = {
+            "Mesh.MeshSizeMax": float(self.mesh_size_mm),
+            "Mesh.MeshSizeMin": 0.2 * float(self.mesh_size_mm),
+            "Mesh.MeshSizeFromCurvature": 0,
+            "Mesh.MeshSizeExtendFromBoundary": 1,
+            "Mesh.Algorithm": 6,
+            "Mesh.Algorithm3D": 1,
+            "Mesh.Optimize": 1,
+            "Mesh.OptimizeNetgen": 0,
+        }
+        data, info = mesh_on_rank0(
+            comm, functools.partial(_build_gmsh, params=self, g=g), "proximal-femur", options
+        )
+        bone = Bone(
+            name=self.name,
+            kind="femur",
+            mesh=data.mesh,
+            cell_tags=data.cell_tags,
+            facet_tags=data.facet_tags,
+            cell_ids=dict(CELL_IDS),
+            facet_ids=dict(FACET_IDS),
+            rois=femur_rois(g, self),
+            landmarks=femur_landmarks(g),
+            parameters=asdict(self),
+            source="parametric:ProximalFemur",
+        )
+        bone.parameters["build_seconds"] = time.perf_counter() - t0
+        return bone
+
+    def write_msh(self, path) -> None:
+        """Write the tagged mesh to a gmsh .msh file (serial, no MPI needed)."""
+        from femur.geometry._gmsh_util import gmsh_model
+
+        self.validate()
+        g = self._geometry()
+        options = {
+            "Mesh.MeshSizeMax": float(self.mesh_size_mm),
+            "Mesh.MeshSizeMin": 0.2 * float(self.mesh_size_mm),
+            "Mesh.MeshSizeFromCurvature": 0,
+            "Mesh.MeshSizeExtendFromBoundary": 1,
+            "Mesh.Algorithm": 6,
+            "Mesh.Algorithm3D": 1,
+            "Mesh.Optimize": 1,
+            "Mesh.OptimizeNetgen": 0,
+            "Mesh.MshFileVersion": 4.1,
+            "Mesh.Binary": 0,
+        }
+        import gmsh
+
+        with gmsh_model("proximal-femur", options) as model:
+            _build_gmsh(model, params=self, g=g)
+            gmsh.write(str(path))
+
+
+# ---------------------------------------------------------------------------- gmsh
+def _add_ellipsoid(occ, centre, semi):
+    tag = occ.addSphere(0.0, 0.0, 0.0, 1.0)
+    occ.dilate([(3, tag)], 0.0, 0.0, 0.0, float(semi[0]), float(semi[1]), float(semi[2]))
+    occ.translate([(3, tag)], *map(float, centre))
+    return tag
+
+
+def _add_frustum(occ, base, axis_vec, r0, r1):
+    return occ.addCone(*map(float, base), *map(float, axis_vec), float(r0), float(r1))
+
+
+def _primitives(occ, g, t_shaft, t_neck, t_head, t_troch):
+    """Add the femur primitives shrunk by the given thicknesses; returns volume tags."""
+    R_s, z_a, z_t = g["R_s"], g["z_a"], g["z_t"]
+    tags = []
+    tags.append(occ.addCylinder(0, 0, 0, 0, 0, z_a, R_s - t_shaft))
+    top = z_t - t_troch
+    r_top = R_s + (g["R_m"] - R_s) * (top - z_a) / (z_t - z_a) - t_troch
+    tags.append(_add_frustum(occ, (0, 0, z_a), (0, 0, top - z_a), R_s - t_shaft, r_top))
+    tags.append(_add_frustum(occ, g["P0"], g["d"] * g["n"], g["r_b"] - t_neck, g["r_n"] - t_neck))
+    tags.append(occ.addSphere(*map(float, g["C"]), g["R_h"] - t_head))
+    tags.append(_add_ellipsoid(occ, g["G"], g["gt_semi"] - t_troch))
+    tags.append(_add_ellipsoid(occ, g["L"], g["lt_semi"] - t_troch))
+    return tags
+
+
+def _fuse(occ, tags):
+    out, _ = occ.fuse([(3, tags[0])], [(3, t) for t in tags[1:]])
+    return [t for d, t in out if d == 3]
+
+
+def _build_gmsh(model, params: ProximalFemur, g: dict) -> dict:
+    occ = model.occ
+    outer = _fuse(occ, _primitives(occ, g, 0.0, 0.0, 0.0, 0.0))
+    inner = _fuse(
+        occ,
+        _primitives(
+            occ,
+            g,
+            params.cortical_thickness_shaft_mm,
+            params.cortical_thickness_neck_mm,
+            params.cortical_thickness_head_mm,
+            params.cortical_thickness_trochanter_mm,
+        ),
+    )
+    if len(outer) != 1 or len(inner) != 1:
+        raise InputError(
+            "ProximalFemur: the parts do not fuse into one solid "
+            f"({len(outer)} outer, {len(inner)} inner pieces); check the parameters"
+        )
+    _, out_map = occ.fragment([(3, outer[0])], [(3, inner[0])])
+    occ.synchronize()
+    trab = sorted({t for d, t in out_map[1] if d == 3})
+    cort = sorted({t for d, t in out_map[0] if d == 3} - set(trab))
+    if not trab or not cort:
+        raise InputError("ProximalFemur: could not separate the cortical shell from the core")
+    model.addPhysicalGroup(3, cort, CELL_IDS["cortical"], name="cortical")
+    model.addPhysicalGroup(3, trab, CELL_IDS["trabecular"], name="trabecular")
+    model.mesh.generate(3)
+    _tag_femur_surface(model, g, params)
+    return {}
+
+
+def _boundary_triangles(model):
+    """Triangles (node tags, (m, 3)) on the outer boundary of all volumes, and node coords."""
+    vols = model.getEntities(3)
+    surfs = model.getBoundary(vols, combined=True, oriented=False, recursive=False)
+    tris = []
+    for _, s in surfs:
+        etypes, _, ntags = model.mesh.getElements(2, abs(s))
+        for et, nt in zip(etypes, ntags):
+            if et == 2:
+                tris.append(np.asarray(nt, dtype=np.int64).reshape(-1, 3))
+    tris = np.concatenate(tris) if tris else np.zeros((0, 3), dtype=np.int64)
+    node_tags, coords, _ = model.mesh.getNodes()
+    coords = np.asarray(coords).reshape(-1, 3)
+    lookup = np.zeros(int(np.max(node_tags)) + 1, dtype=np.int64)
+    lookup[np.asarray(node_tags, dtype=np.int64)] = np.arange(len(node_tags))
+    return tris, coords, lookup
+
+
+def _add_facet_group(model, tris: np.ndarray, tag: int, name: str) -> None:
+    if len(tris) == 0:
+        raise InputError(f"ProximalFemur: facet region '{name}' came out empty; check the parameters")
+    ent = model.addDiscreteEntity(2)
+    model.mesh.addElementsByType(ent, 2, [], tris.ravel().tolist())
+    model.addPhysicalGroup(2, [ent], tag, name=name)
+
+
+def _tag_femur_surface(model, g: dict, p: ProximalFemur) -> None:
+    tris, coords, lookup = _boundary_triangles(model)
+    X = coords[lookup[tris]]  # (m, 3 vertices, 3)
+    tol = 1e-3 * p.length_mm
+    # distal cut: all vertices on z = 0
+    distal = np.all(np.abs(X[..., 2]) < tol, axis=1)
+    # head sphere: all vertices on the sphere
+    rc = np.linalg.norm(X - g["C"], axis=2)
+    head = np.all(np.abs(rc - g["R_h"]) < tol, axis=1)
+    cen = X.mean(axis=1)
+    dirs = (cen - g["C"]) / np.linalg.norm(cen - g["C"], axis=1)[:, None]
+    in_patch = dirs @ g["stance_dir"] >= np.cos(np.radians(p.head_patch_half_angle_deg))
+    head_load = head & in_patch
+    head_rest = head & ~in_patch
+    # greater trochanter: vertices on the ellipsoid, centroid near the most lateral point
+    f = np.sum(((X - g["G"]) / g["gt_semi"]) ** 2, axis=2)
+    on_gt = np.all(np.abs(f - 1.0) < 2e-3, axis=1)
+    near = np.linalg.norm(cen - g["troch_point"], axis=1) <= p.trochanter_patch_radius_mm
+    troch = on_gt & near
+    _add_facet_group(model, tris[head_load], FACET_IDS["head_load"], "head_load")
+    _add_facet_group(model, tris[distal], FACET_IDS["distal"], "distal")
+    _add_facet_group(model, tris[troch], FACET_IDS["trochanter"], "trochanter")
+    _add_facet_group(model, tris[head_rest], FACET_IDS["head_surface"], "head_surface")
+
+
+# ---------------------------------------------------------------------------- ROIs
+def _roi_head(x, C, n, R, s_junction):
+    rel = x.T - C
+    return (np.linalg.norm(rel, axis=1) <= R + 1e-9) & (rel @ n >= -s_junction)
+
+
+def _roi_neck(x, P0, n, s0, s1, r_b, r_n, d):
+    rel = x.T - P0
+    s = rel @ n
+    radial = np.linalg.norm(rel - np.outer(s, n), axis=1)
+    r_s = r_b + (r_n - r_b) * s / d
+    return (s >= s0) & (s <= s1) & (radial <= r_s + 1e-9)
+
+
+def _roi_shaft(x, z_a):
+    return x[2] <= z_a
+
+
+def _roi_ellipsoid(x, centre, semi):
+    return np.sum(((x.T - centre) / semi) ** 2, axis=1) <= 1.0
+
+
+def _roi_gt(x, G, semi, P0, n, r_b, r_n, d):
+    inside = _roi_ellipsoid(x, G, semi)
+    rel = x.T - P0
+    s = rel @ n
+    radial = np.linalg.norm(rel - np.outer(s, n), axis=1)
+    in_neck = (s >= 0) & (radial <= r_b + (r_n - r_b) * np.clip(s, 0, d) / d)
+    return inside & ~in_neck & (x[0] < 0.0)
+
+
+def _roi_intertroch(x, z_lo, z_hi, z_a, R_s, R_m, z_t, G, gt_semi):
+    r = np.hypot(x[0], x[1])
+    R = R_s + (R_m - R_s) * (x[2] - z_a) / (z_t - z_a)
+    return (x[2] >= z_lo) & (x[2] <= z_hi) & (r <= R + 1e-9) & ~_roi_ellipsoid(x, G, gt_semi)
+
+
+def femur_rois(g: dict, p: ProximalFemur) -> dict:
+    s_junction = np.sqrt(g["R_h"] ** 2 - g["r_n"] ** 2)
+    neck_args = dict(P0=g["P0"], n=g["n"], r_b=g["r_b"], r_n=g["r_n"], d=g["d"])
+    return {
+        "head": functools.partial(_roi_head, C=g["C"], n=g["n"], R=g["R_h"], s_junction=s_junction),
+        "neck": functools.partial(_roi_neck, s0=g["s0"], s1=g["s1"], **neck_args),
+        "shaft": functools.partial(_roi_shaft, z_a=g["z_a"]),
+        "greater_trochanter": functools.partial(
+            _roi_gt, G=g["G"], semi=g["gt_semi"], **neck_args
+        ),
+        "lesser_trochanter": functools.partial(_roi_ellipsoid, centre=g["L"], semi=g["lt_semi"]),
+        "intertrochanteric": functools.partial(
+            _roi_intertroch,
+            z_lo=g["L"][2] - g["lt_semi"][2],
+            z_hi=g["z_p"],
+            z_a=g["z_a"],
+            R_s=g["R_s"],
+            R_m=g["R_m"],
+            z_t=g["z_t"],
+            G=g["G"],
+            gt_semi=g["gt_semi"],
+        ),
+    }
+
+
+def femur_landmarks(g: dict) -> dict:
+    s_c = 0.5 * (g["s0"] + g["s1"])
+    return {
+        "head_center": g["C"].copy(),
+        "head_radius": np.array([g["R_h"]]),
+        "shaft_axis": np.array([0.0, 0.0, 1.0]),
+        "neck_axis": g["n"].copy(),
+        "neck_base": g["P0"].copy(),
+        "neck_center": g["P0"] + s_c * g["n"],
+        "distal_center": np.zeros(3),
+        "trochanter_point": g["troch_point"].copy(),
+        "head_load_direction": -g["stance_dir"],
+        "lateral": np.array([-1.0, 0.0, 0.0]),
+        "medial": np.array([1.0, 0.0, 0.0]),
+        "anterior": np.array([0.0, 1.0, 0.0]),
+    }
