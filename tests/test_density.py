@@ -1,0 +1,165 @@
+"""Density validation, per-compartment assignment, age model, T-score targeting."""
+
+import numpy as np
+import pytest
+
+import femur  # noqa: F401  (MPI before dolfinx)
+import dolfinx
+from mpi4py import MPI
+
+from femur import density, dxa
+from femur.density import assign_density, bone_with_t_score, density_for_age, validate_density
+from femur.errors import DensityError, InputError
+from femur.geometry.bone import Bone
+
+
+def slab_bone(kind="vertebra", thickness_mm=10.0, layers=False):
+    """Box 20 (x) x thickness (y, the AP direction) x 30 (z) mm; x < 10 cortical, else
+    trabecular; optional non-bone layers at z < 5 and z > 25."""
+    mesh = dolfinx.mesh.create_box(MPI.COMM_WORLD, [[0, 0, 0], [20, thickness_mm, 30]], [4, 2, 6])
+    n = mesh.topology.index_map(3).size_local + mesh.topology.index_map(3).num_ghosts
+    cells = np.arange(n, dtype=np.int32)
+    mid = dolfinx.mesh.compute_midpoints(mesh, 3, cells)
+    vals = np.where(mid[:, 0] < 10, 1, 2).astype(np.int32)
+    ids = {"cortical": 1, "trabecular": 2}
+    if layers:
+        vals[mid[:, 2] < 5] = 3
+        vals[mid[:, 2] > 25] = 4
+        ids.update(layer_inferior=3, layer_superior=4)
+    tags = dolfinx.mesh.meshtags(mesh, 3, cells, vals)
+    return Bone("slab", kind, mesh, cell_tags=tags, cell_ids=ids,
+                landmarks={"axis": np.array([0.0, 0.0, 1.0])})
+
+
+# ------------------------------------------------------------------ validation
+@pytest.mark.parametrize(
+    "values, pattern",
+    [
+        ([0.2, -0.05, 1.0], "negative"),
+        ([0.2, np.nan], "NaN"),
+        ([0.2, np.inf], "NaN or infinite"),
+        ([0.2, 2.5], "exceed 2.3"),
+        ([-1000.0, 50.0, 1200.0], "Hounsfield"),
+        ([200.0, 2900.0], "Hounsfield"),
+        ([150.0, 800.0, 1100.0], "mg/cm3"),
+        ([-20.0, 180.0], "mg/cm3"),
+    ],
+)
+def test_validate_density_rejects(values, pattern):
+    with pytest.raises(DensityError, match=pattern) as err:
+        validate_density(values, name="my_field")
+    assert "my_field" in str(err.value)
+
+
+def test_validate_density_accepts_and_converts_hint():
+    out = validate_density([0.0, 0.3, 1.9, 2.3])
+    assert out.dtype == float and out.tolist() == [0.0, 0.3, 1.9, 2.3]
+    with pytest.raises(DensityError, match="divide by 1000"):
+        validate_density(np.array([120.0, 300.0]))
+
+
+def test_validate_density_collective(comm):
+    # only the last rank holds a bad value; every rank must raise
+    vals = np.array([0.3, 0.4])
+    if comm.rank == comm.size - 1:
+        vals[1] = -0.2
+    with pytest.raises(DensityError, match="negative"):
+        validate_density(vals, comm=comm)
+
+
+# ------------------------------------------------------------------ assignment
+def test_assign_density_per_compartment(check):
+    bone = slab_bone(layers=True)
+    assign_density(bone, cortical_g_cm3=1.6, trabecular_g_cm3=0.25)
+    rho = bone.density.x.array
+    check(np.all(rho[bone.compartment_mask("cortical")] == 1.6), "cortical")
+    check(np.all(rho[bone.compartment_mask("trabecular")] == 0.25), "trabecular")
+    check(np.all(rho[bone.compartment_mask("layer_superior")] == 1.0), "layer nominal")
+    assert bone.parameters["density"]["compartments"]["cortical"] == 1.6
+    # mapping overrides
+    assign_density(bone, 1.6, 0.25, values={"layer_superior": 1.18})
+    check(np.all(bone.density.x.array[bone.compartment_mask("layer_superior")] == 1.18), "override")
+    with pytest.raises(InputError, match="compartments"):
+        assign_density(bone, 1.6, 0.25, values={"marrow": 0.1})
+    with pytest.raises(DensityError, match="cortical_g_cm3"):
+        assign_density(bone, cortical_g_cm3=1600.0, trabecular_g_cm3=0.25)
+
+
+def test_assign_density_array_and_function(check):
+    bone = slab_bone()
+    x = bone.cell_midpoints()
+    assign_density(bone, values=lambda p: 0.1 + 0.01 * p[2])
+    check(np.allclose(bone.density.x.array, 0.1 + 0.01 * x[:, 2]), "function of position")
+    arr = np.full(bone.num_local_cells, 0.42)
+    assign_density(bone, values=arr)
+    check(np.all(bone.density.x.array == 0.42), "array")
+    with pytest.raises(DensityError, match="per-cell"):
+        assign_density(bone, values=np.ones(3))
+    with pytest.raises(DensityError, match="Hounsfield"):
+        assign_density(bone, values=np.full(bone.num_local_cells, -500.0))
+
+
+def test_unknown_compartment_needs_value():
+    bone = slab_bone()
+    bone.cell_ids = {"cortical": 1, "marrow": 2}
+    with pytest.raises(InputError, match="marrow"):
+        assign_density(bone, 1.5, 0.3)
+    assign_density(bone, 1.5, 0.3, values={"marrow": 0.05})
+
+
+# ------------------------------------------------------------------ age model
+def test_density_for_age_female_and_male():
+    young = density_for_age(25, "female")
+    assert young.fraction_of_peak == 1.0
+    assert young.cortical_g_cm3 == density.PEAK_APPARENT_G_CM3["femur"]["cortical"]
+    # 70-year-old woman: 16 y at 0.3 %/yr, 10 y losing 10.7 % (SWAN), 14 y at 0.4 %/yr
+    f70 = 0.997**16 * (1 - 0.107) * 0.996**14
+    old = density_for_age(70, "female")
+    assert old.fraction_of_peak == pytest.approx(f70, rel=1e-12)
+    assert old.trabecular_g_cm3 == pytest.approx(0.35 * f70, rel=1e-12)
+    # exactly the SWAN transition between 46 and 56 y
+    r = density.bone_fraction_of_peak(56) / density.bone_fraction_of_peak(46)
+    assert r == pytest.approx(1 - 0.107, rel=1e-12)
+    assert density_for_age(70, "male").fraction_of_peak == pytest.approx(0.996**40, rel=1e-12)
+    fr = [density.bone_fraction_of_peak(a) for a in range(20, 100, 5)]
+    assert all(b <= a for a, b in zip(fr, fr[1:]))
+    with pytest.raises(InputError, match="sex"):
+        density_for_age(70, "x")
+    with pytest.raises(InputError, match="age"):
+        density_for_age(-3)
+
+
+# ------------------------------------------------------------------ T-score targeting
+def test_bone_with_t_score_on_slab(check):
+    bone = slab_bone(thickness_mm=20.0, layers=True)
+    assign_density(bone, cortical_g_cm3=1.5, trabecular_g_cm3=0.3)
+    new = bone_with_t_score(bone, -2.5)  # vertebra -> spine reference
+    rec = new.parameters["t_score"]
+    assert rec["site"] == "spine" and abs(rec["achieved"] + 2.5) < 1e-3
+    # analytic: aBMD = 0.6 * mean(rho) * 2 cm over the bone part (layers are not bone)
+    target = 1.047 - 2.5 * 0.110
+    s = target / (0.6 * 0.5 * (1.5 + 0.3) * 2.0)
+    assert rec["density_scale"] == pytest.approx(s, rel=1e-6)
+    rho = new.density.x.array
+    check(np.allclose(rho[new.compartment_mask("cortical")], 1.5 * s, rtol=1e-6), "cortical")
+    check(np.allclose(rho[new.compartment_mask("trabecular")], 0.3 * s, rtol=1e-6), "ratio kept")
+    check(np.all(rho[new.compartment_mask("layer_superior")] == 1.0), "layers untouched")
+    # the input bone is unchanged
+    check(np.all(bone.density.x.array[bone.compartment_mask("cortical")] == 1.5), "input kept")
+    assert dxa.t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
+
+
+def test_bone_with_t_score_respects_bounds(check):
+    bone = slab_bone(thickness_mm=10.0)
+    assign_density(bone, cortical_g_cm3=1.8, trabecular_g_cm3=0.6)
+    new = bone_with_t_score(bone, 1.0)
+    # aBMD = 0.3 * (c + t) g/cm2 with c capped at 2.0 -> t = target / 0.3 - 2.0
+    target = 1.047 + 0.110
+    rho = new.density.x.array
+    check(np.allclose(rho[new.compartment_mask("cortical")], 2.0), "cortical capped")
+    check(np.allclose(rho[new.compartment_mask("trabecular")], target / 0.3 - 2.0, rtol=1e-3),
+          "trabecular compensates")
+    with pytest.raises(DensityError, match="too thin"):
+        bone_with_t_score(bone, 3.0)
+    with pytest.raises(InputError, match="t_score"):
+        bone_with_t_score(bone, float("nan"))
