@@ -1,0 +1,2 @@
+def export_inp(*a, **k):
+    raise NotImplementedError

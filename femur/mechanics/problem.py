@@ -1,0 +1,185 @@
+"""High-level solve: bone + load case + material -> MechanicsResult (mm, N, MPa)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from femur._mpi import MPI
+import dolfinx  # noqa: E402
+import ufl  # noqa: E402
+
+from femur.errors import InputError  # noqa: E402
+from femur.mechanics.elasticity import ElasticitySolver, SolveInfo, strain  # noqa: E402
+from femur.mechanics.loadcases import LoadInfo, facet_mean  # noqa: E402
+
+DEFAULT_POISSON_RATIO = 0.3  # isotropic bone (biomechanics.md section 1.6 / 6.2)
+
+#: compartment names that are not bone (loading layers, cement, platens): excluded from
+#: failure criteria.  A material model may add names via ``non_bone_compartments``.
+NON_BONE_WORDS = ("layer", "pmma", "cement", "filler", "platen", "pad")
+
+
+def resolve_material(bone, material=None, nu: float | None = None):
+    """(modulus, poisson_ratio) from a MaterialModel (``.modulus_field(bone)``,
+    ``.poisson_ratio``), a float (MPa), a per-cell array, or a DG0 Function (MPa).
+    ``material=None`` uses ``femur.materials.default_material(bone)``."""
+    if material is None:
+        try:
+            from femur.materials import default_material
+        except ImportError:
+            raise InputError(
+                "no material given and femur.materials is not available: pass material= a "
+                "MaterialModel, a modulus in MPa, or a DG0 modulus Function"
+            ) from None
+        material = default_material(bone)
+    if hasattr(material, "modulus_field"):
+        E = material.modulus_field(bone)
+        nu = float(getattr(material, "poisson_ratio", DEFAULT_POISSON_RATIO)) if nu is None else nu
+    elif isinstance(material, (int, float, np.ndarray, dolfinx.fem.Function)):
+        E = material
+    else:
+        raise InputError(
+            f"material must be a MaterialModel, a modulus (MPa) or a DG0 Function, got {type(material)}"
+        )
+    return E, (DEFAULT_POISSON_RATIO if nu is None else float(nu))
+
+
+def non_bone_mask(bone, material=None) -> np.ndarray:
+    """Local cells (owned + ghost) that belong to non-bone compartments."""
+    names = set(getattr(material, "non_bone_compartments", ()) or ())
+    names |= {n for n in bone.cell_ids if any(w in n.lower() for w in NON_BONE_WORDS)}
+    mask = np.zeros(bone.num_local_cells, dtype=bool)
+    for n in names:
+        if n in bone.cell_ids:
+            mask |= bone.compartment_mask(n)
+    return mask
+
+
+@dataclass
+class MechanicsResult:
+    """Result of one linear-elastic solve (bone frame).
+
+    strain_points: (n_local_cells, n_pts, 3, 3) strain tensor at each cell's evaluation
+    points (P1: the cell value, DG0; P2: the 4 vertices of the linear strain, DG1).
+    principal_strains: (n_local_cells, n_pts, 3), eigenvalues descending (e1 >= e2 >= e3).
+    """
+
+    bone: object
+    load_case: str
+    order: int
+    dofs: int
+    u: "dolfinx.fem.Function"
+    strain: "dolfinx.fem.Function"
+    strain_points: np.ndarray
+    principal_strains: np.ndarray
+    stiffness_n_per_mm: float
+    applied_load_n: float
+    load_displacement_mm: float
+    max_displacement_mm: float
+    reactions_n: dict
+    load: LoadInfo
+    info: SolveInfo
+    modulus: object
+    poisson_ratio: float
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def iterations(self) -> int:
+        return self.info.iterations
+
+    def summary(self) -> dict:
+        return {
+            "bone": getattr(self.bone, "name", ""),
+            "load_case": self.load_case,
+            "order": self.order,
+            "dofs": self.dofs,
+            "stiffness_n_per_mm": self.stiffness_n_per_mm,
+            "applied_load_n": self.applied_load_n,
+            "max_displacement_mm": self.max_displacement_mm,
+            "iterations": self.info.iterations,
+            **{k: v for k, v in self.timings.items()},
+        }
+
+
+def strain_field(u, order: int):
+    """Strain tensor interpolated into DG(order-1) tensor space (exact for simplices)."""
+    mesh = u.function_space.mesh
+    W = dolfinx.fem.functionspace(mesh, ("DG", order - 1, (3, 3)))
+    eps = dolfinx.fem.Function(W, name="strain")
+    eps.interpolate(dolfinx.fem.Expression(strain(u), W.element.interpolation_points))
+    eps.x.scatter_forward()
+    return eps
+
+
+def cell_strains(eps) -> np.ndarray:
+    """(n_local_cells, n_pts, 3, 3) strain values per cell from a DG tensor Function."""
+    dm = eps.function_space.dofmap.list
+    return eps.x.array.reshape(-1, 3, 3)[dm]
+
+
+def principal_strains(eps_points: np.ndarray) -> np.ndarray:
+    """Eigenvalues of symmetric strain tensors, descending along the last axis."""
+    ev = np.linalg.eigvalsh(eps_points)
+    return ev[..., ::-1]
+
+
+def make_solver(bone, load_case, material=None, order=1, solver="gamg", options=None, nu=None):
+    """ElasticitySolver with the load case applied; returns (solver, LoadInfo, E, nu)."""
+    E, nu = resolve_material(bone, material, nu)
+    prepared = load_case.prepare(bone)
+    es = ElasticitySolver(bone, E, nu, order=order, solver=solver, options=options,
+                          frame=prepared.frame)
+    info = prepared.apply(es)
+    return es, info, E, nu
+
+
+def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInfo, E, nu):
+    t0 = time.perf_counter()
+    mesh, comm = bone.mesh, bone.comm
+    u = es.u
+    reactions = {k: es.reaction_force(f) for k, f in load.support_facets.items()}
+    if load.control == "force":
+        dvec = dolfinx.fem.Constant(mesh, np.asarray(load.direction, dtype=float))
+        delta = facet_mean(mesh, load.load_facets, ufl.dot(u, dvec))
+        applied = float(load.load_n)
+    else:
+        R = es.reaction_force(load.load_facets)
+        reactions["load_face"] = R
+        applied = float(R @ load.direction)
+        delta = float(load.displacement_mm)
+    stiffness = applied / delta if delta != 0 else float("inf")
+    n_owned = es.V.dofmap.index_map.size_local
+    umag = np.linalg.norm(u.x.array.reshape(-1, 3)[:n_owned], axis=1)
+    umax = comm.allreduce(float(umag.max()) if umag.size else 0.0, op=MPI.MAX)
+    eps = strain_field(u, es.order)
+    pts = cell_strains(eps)
+    pr = principal_strains(pts)
+    t_post = time.perf_counter() - t0
+    timings = {"assembly_s": solve_info.assembly_s, "setup_s": solve_info.setup_s,
+               "solve_s": solve_info.solve_s, "postprocess_s": t_post}
+    return MechanicsResult(
+        bone=bone, load_case=load.name, order=es.order, dofs=es.dofs, u=u, strain=eps,
+        strain_points=pts, principal_strains=pr, stiffness_n_per_mm=float(stiffness),
+        applied_load_n=applied, load_displacement_mm=float(delta), max_displacement_mm=umax,
+        reactions_n=reactions, load=load, info=solve_info, modulus=E, poisson_ratio=nu,
+        timings=timings,
+    )
+
+
+def solve(bone, load_case, material=None, order: int = 1, solver="gamg",
+          options: dict | None = None, nu: float | None = None) -> MechanicsResult:
+    """Solve ``load_case`` on ``bone``: stiffness (N/mm), displacement, strains.
+
+    material: MaterialModel (default ``femur.materials.default_material(bone)``), a modulus
+    in MPa, a per-cell array or a DG0 Function.  solver: a name in ``solvers/``.
+    options: extra PETSc options (unprefixed), e.g. {"ksp_rtol": 1e-10}.
+    """
+    es, load, E, nu = make_solver(bone, load_case, material, order, solver, options, nu)
+    try:
+        info = es.solve()
+        return postprocess(bone, es, load, info, E, nu)
+    finally:
+        es.close()
