@@ -129,7 +129,8 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
                  mesh: str = "voxel", voxel_coarsen: int = 1, layers=(5, 6),
                  tet_size_mm: float | None = None, label_names: dict | None = None,
                  kind: str = "vertebra", check_units: bool = True, frame: str = "LPS",
-                 comm=MPI.COMM_WORLD, name: str | None = None, verbose: bool = False) -> Bone:
+                 layer_material="pmma", comm=MPI.COMM_WORLD, name: str | None = None,
+                 verbose: bool = False) -> Bone:
     """Build a CT-based :class:`Bone` (mesh in world mm, labels as compartments, apparent
     density in g/cm3).
 
@@ -141,6 +142,9 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
     layers            the two loading-layer labels (e.g. PMMA disks); which one is superior is
                       read from the affine (world +z = superior).  ``None``: no layers; the
                       bone's own extreme faces along the axis are tagged.
+    layer_material    recorded in ``bone.parameters["layers"]`` for femur.materials'
+                      default_material: "pmma" (2500 MPa, default, as in the VerSe benchmark),
+                      "compliant" (8 MPa) or a modulus in MPa
     """
     if labels_path is None:
         raise InputError(f"{image_path}: a label image is required to mesh a CT bone (labels_path)")
@@ -216,6 +220,8 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
     }
     params = dict(meta)
     params.pop("labels_present", None)
+    if layers:
+        params["layers"] = layer_material
     bone = Bone(
         name=name or Path(str(image_path)).name.split(".")[0],
         kind=kind, mesh=msh, cell_tags=ct, facet_tags=ft, cell_ids=cell_ids,

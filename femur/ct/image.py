@@ -151,6 +151,14 @@ def _read_nifti(path: Path):
             "expected a scanner affine (set the sform/qform, e.g. with nibabel)"
         )
     zooms = np.asarray(hdr.get_zooms()[:3], dtype=float)
+    try:  # nibabel silently replaces zero pixdim by 1 on load: read the raw header too
+        from nibabel.openers import ImageOpener
+
+        with ImageOpener(str(path)) as fobj:
+            raw = type(hdr).from_fileobj(fobj, check=False)
+        zooms = np.minimum(zooms, np.abs(np.asarray(raw["pixdim"][1:4], dtype=float)))
+    except Exception:
+        pass
     if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
         raise InputError(
             f"{path}: NIfTI header has no valid voxel spacing (pixdim {zooms.tolist()}); "

@@ -74,13 +74,21 @@ def element_sample_points(cell_coords: np.ndarray, cell_type: str, n: int = 4):
     ref = hex_sample_reference(n)
     shp = _hex_shape(ref)
     pts = np.einsum("sv,cvd->csd", shp, cell_coords)
-    eps = 1e-6
-    jac = []
-    for d in range(3):
-        dp = ref.copy()
-        dp[:, d] += eps
-        jac.append((np.einsum("sv,cvd->csd", _hex_shape(dp), cell_coords) - pts) / eps)
-    J = np.stack(jac, axis=-1)
+    x, y, z = ref[:, 0], ref[:, 1], ref[:, 2]
+    verts = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
+
+    def f(t, c):
+        return t if c else 1 - t
+
+    def df(c):
+        return 1.0 if c else -1.0
+
+    dshape = np.stack([
+        np.column_stack([df(cx) * f(y, cy) * f(z, cz) for cx, cy, cz in verts]),
+        np.column_stack([f(x, cx) * df(cy) * f(z, cz) for cx, cy, cz in verts]),
+        np.column_stack([f(x, cx) * f(y, cy) * df(cz) for cx, cy, cz in verts]),
+    ], axis=-1)  # (s, 8, 3)
+    J = np.einsum("svr,cvd->csdr", dshape, cell_coords)
     w = np.abs(np.linalg.det(J))
     return pts, w
 
