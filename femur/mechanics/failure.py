@@ -16,7 +16,10 @@ the DQ interpolant.)  Only owned cells of bone compartments inside ``region`` co
   selection: every rank contributes only its own top-V_crit cells, so 1 and 2 ranks give
   the same result.
 * vertebra (displacement control): the "load" is the reaction force; the 0.2 %-strain
-  surrogate (Walle, GigaScience 2025) is F = K * 0.002 * height.
+  surrogate (Walle, GigaScience 2025) is the load at which the apparent axial strain of
+  the vertebral body (mean endplate displacement difference / height) reaches 0.2 %:
+  F = K * 0.002 * height without loading layers; with layers the endplates (not the
+  layer faces) are the gauge, so the compliant layers' deformation is not counted.
 """
 
 from __future__ import annotations
@@ -89,11 +92,27 @@ def _compartment_names(bone) -> np.ndarray:
     return names
 
 
+def _bc_points(bone, load) -> np.ndarray:
+    """Midpoints (mm) of all loaded/constrained facets, gathered on every rank."""
+    from femur.mechanics.loadcases import facet_geometry
+
+    facets = [load.load_facets, *load.support_facets.values()]
+    f = np.unique(np.concatenate([np.asarray(x, np.int32) for x in facets]))
+    mid, _ = facet_geometry(bone.mesh, f)
+    allm = bone.comm.allgather(mid)
+    pts = np.concatenate(allm) if allm else np.zeros((0, 3))
+    return np.unique(np.round(pts, 12), axis=0)
+
+
 def evaluate_criterion(result, criterion="principal_strain", region=None,
                        critical_volume_mm3=DEFAULT_CRITICAL_VOLUME_MM3,
                        eps_t=EPS_TENSION, eps_c=EPS_COMPRESSION, material=None,
-                       exclude=()):
-    """Failure load (N) and site from a MechanicsResult (collective)."""
+                       exclude=(), bc_margin_mm: float = 0.0):
+    """Failure load (N) and site from a MechanicsResult (collective).
+
+    bc_margin_mm: ignore cells whose midpoint lies within this distance of a loaded or
+    constrained facet (load/support artefacts); the site reports its distance to them.
+    """
     from femur.mechanics.problem import non_bone_mask
 
     if criterion not in ("principal_strain", "critical_volume"):
@@ -114,6 +133,18 @@ def evaluate_criterion(result, criterion="principal_strain", region=None,
         mask &= ~bone.compartment_mask(name)
     if region is not None:
         mask &= bone.roi_mask(region)
+    bc_pts = _bc_points(bone, result.load)
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(bc_pts) if len(bc_pts) else None
+
+    def bc_distance(x):
+        return tree.query(np.atleast_2d(x))[0] if tree is not None else np.full(len(np.atleast_2d(x)), np.inf)
+
+    if bc_margin_mm and bc_margin_mm > 0:
+        near = np.zeros_like(mask)
+        near[mask] = bc_distance(bone.cell_midpoints()[mask]) < bc_margin_mm
+        mask &= ~near
     n_elig = comm.allreduce(int(mask.sum()), op=MPI.SUM)
     if n_elig == 0:
         raise InputError(
@@ -152,6 +183,7 @@ def evaluate_criterion(result, criterion="principal_strain", region=None,
         "mode": "tension" if peak[5] else "compression",
         "compartment": peak[6],
         "rf": rf_max,
+        "distance_to_bc_mm": float(bc_distance(np.array(peak[1:4]))[0]),
     }
     return result.applied_load_n / rf_fail, site, rf_max, rf_fail
 
@@ -160,11 +192,12 @@ def fracture_load(bone, load_case, material=None, criterion: str = "principal_st
                   region: str | None = None, critical_volume_mm3: float = DEFAULT_CRITICAL_VOLUME_MM3,
                   order: int = 1, solver="gamg", options: dict | None = None,
                   eps_tension: float = EPS_TENSION, eps_compression: float = EPS_COMPRESSION,
-                  result=None) -> FractureResult:
+                  bc_margin_mm: float = 0.0, result=None) -> FractureResult:
     """Linear fracture load (N) of ``bone`` under ``load_case``.
 
     region: ROI or compartment name restricting the evaluation (e.g. "neck" for the
-    femoral neck fracture load).  ``result``: reuse an existing MechanicsResult.
+    femoral neck fracture load).  bc_margin_mm: ignore cells this close to loaded or
+    constrained facets.  ``result``: reuse an existing MechanicsResult.
     """
     from femur.mechanics.problem import solve
 
@@ -172,10 +205,13 @@ def fracture_load(bone, load_case, material=None, criterion: str = "principal_st
         result = solve(bone, load_case, material=material, order=order, solver=solver,
                        options=options)
     load, site, rf_max, rf_fail = evaluate_criterion(
-        result, criterion, region, critical_volume_mm3, eps_tension, eps_compression, material)
+        result, criterion, region, critical_volume_mm3, eps_tension, eps_compression, material,
+        bc_margin_mm=bc_margin_mm)
     surrogate = None
-    if result.load.control == "displacement" and result.load.height_mm:
-        surrogate = result.stiffness_n_per_mm * SURROGATE_STRAIN * result.load.height_mm
+    if result.apparent_strain:
+        # load at which the bone's apparent axial strain (endplate displacement / height)
+        # reaches 0.2 %; = K * 0.002 * height when the platens load the endplates directly
+        surrogate = result.applied_load_n * SURROGATE_STRAIN / result.apparent_strain
     return FractureResult(
         bone=bone.name, load_case=result.load_case, criterion=criterion,
         fracture_load_n=float(load), failure_site=site, mode=site["mode"], max_rf=rf_max,

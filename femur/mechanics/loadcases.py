@@ -98,14 +98,22 @@ def facet_area(mesh, facets) -> float:
 
 
 def facet_mean(mesh, facets, expr) -> float:
-    """Area-weighted mean of a scalar UFL expression over boundary facets (collective)."""
+    """Area-weighted mean of a continuous scalar UFL expression over facets (collective).
+    Exterior facets are integrated with ds, interior ones (e.g. an endplate under a
+    loading layer) with dS."""
     fdim = mesh.topology.dim - 1
+    mesh.topology.create_connectivity(fdim, mesh.topology.dim)
     facets = np.unique(np.asarray(facets, dtype=np.int32))
-    tags = dolfinx.mesh.meshtags(mesh, fdim, facets, np.ones(len(facets), dtype=np.int32))
+    ext = np.intersect1d(facets, dolfinx.mesh.exterior_facet_indices(mesh.topology))
+    vals = np.where(np.isin(facets, ext), 1, 2).astype(np.int32)
+    tags = dolfinx.mesh.meshtags(mesh, fdim, facets, vals)
     ds = ufl.Measure("ds", domain=mesh, subdomain_data=tags)
+    dS = ufl.Measure("dS", domain=mesh, subdomain_data=tags)
     one = dolfinx.fem.Constant(mesh, 1.0)
-    num = mesh.comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(expr * ds(1))), op=MPI.SUM)
-    den = mesh.comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(one * ds(1))), op=MPI.SUM)
+    num = expr * ds(1) + expr("+") * dS(2)
+    den = one * ds(1) + one("+") * dS(2)
+    num = mesh.comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(num)), op=MPI.SUM)
+    den = mesh.comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(den)), op=MPI.SUM)
     return float(num / den)
 
 
@@ -165,6 +173,7 @@ class LoadInfo:
     displacement_mm: float | None = None  # prescribed displacement (displacement control)
     support_facets: dict = field(default_factory=dict)
     height_mm: float | None = None
+    gauge_facets: tuple | None = None  # (superior, inferior) faces of the bone proper
     patch_area_mm2: float | None = None
 
 
@@ -372,6 +381,11 @@ class AxialCompression:
         e1 = p2 - p1
         e1 = _unit(e1 - (e1 @ a) * a, "in-plane pin direction")
         Q = np.vstack([e1, np.cross(a, e1), a])
+        # faces of the bone proper for the apparent strain (endplates under loading layers)
+        if "endplate_superior" in bone.facet_ids and "endplate_inferior" in bone.facet_ids:
+            gauge = (tagged_facets(bone, "endplate_superior"), tagged_facets(bone, "endplate_inferior"))
+        else:
+            gauge = (sup, inf)
         size = comm.allreduce(float(np.ptp(xn, axis=0).max()) if len(xn) else 0.0, op=MPI.MAX)
         tol = 1e-9 * max(size, 1.0)
 
@@ -390,6 +404,7 @@ class AxialCompression:
                 solver.add_dirichlet(nodes=n1, value=0.0, component=1)
                 solver.add_dirichlet(nodes=n2, value=0.0, component=1)
             return LoadInfo(self.name, "displacement", sup, -a, displacement_mm=delta,
-                            support_facets={self.inferior_facet: inf}, height_mm=h)
+                            support_facets={self.inferior_facet: inf}, height_mm=h,
+                            gauge_facets=gauge)
 
         return PreparedLoad(Q, apply)

@@ -80,6 +80,7 @@ class MechanicsResult:
     load_displacement_mm: float
     max_displacement_mm: float
     reactions_n: dict
+    apparent_strain: float | None
     load: LoadInfo
     info: SolveInfo
     modulus: object
@@ -145,11 +146,18 @@ def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInf
         dvec = dolfinx.fem.Constant(mesh, np.asarray(load.direction, dtype=float))
         delta = facet_mean(mesh, load.load_facets, ufl.dot(u, dvec))
         applied = float(load.load_n)
+        apparent = None
     else:
         R = es.reaction_force(load.load_facets)
         reactions["load_face"] = R
         applied = float(R @ load.direction)
         delta = float(load.displacement_mm)
+        apparent = None
+        if load.gauge_facets is not None and load.height_mm:
+            avec = dolfinx.fem.Constant(mesh, np.asarray(load.direction, dtype=float))
+            d_sup = facet_mean(mesh, load.gauge_facets[0], ufl.dot(u, avec))
+            d_inf = facet_mean(mesh, load.gauge_facets[1], ufl.dot(u, avec))
+            apparent = (d_sup - d_inf) / load.height_mm
     stiffness = applied / delta if delta != 0 else float("inf")
     n_owned = es.V.dofmap.index_map.size_local
     umag = np.linalg.norm(u.x.array.reshape(-1, 3)[:n_owned], axis=1)
@@ -164,7 +172,7 @@ def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInf
         bone=bone, load_case=load.name, order=es.order, dofs=es.dofs, u=u, strain=eps,
         strain_points=pts, principal_strains=pr, stiffness_n_per_mm=float(stiffness),
         applied_load_n=applied, load_displacement_mm=float(delta), max_displacement_mm=umax,
-        reactions_n=reactions, load=load, info=solve_info, modulus=E, poisson_ratio=nu,
+        reactions_n=reactions, apparent_strain=apparent, load=load, info=solve_info, modulus=E, poisson_ratio=nu,
         timings=timings,
     )
 
