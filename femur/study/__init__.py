@@ -1,0 +1,155 @@
+"""Virtual trials: study files, cohorts, case records, MPI batch runs, results.
+
+Ten lines from Python::
+
+    from femur.study import Study
+    study = Study.load("frame", patients=4)          # built-in FRAME-like study
+    results = study.run(evaluator=my_case_evaluator, out="results/frame")
+    print(results.format_table())
+    results.summary["arms"]
+
+From the shell (wired in ``femur/cli.py``)::
+
+    mpiexec -n 4 femur run frame --group-size 2 --out results/frame
+    femur run frame --resume --out results/frame      # continue a killed run
+
+An evaluator is ``evaluator(record, comm) -> {"visits": [...]}``; see
+:mod:`femur.study.cases` for the result format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from femur._mpi import MPI
+from femur.errors import InputError
+from femur.study.cases import DEFAULT_EVALUATOR, make_records, resolve_evaluator
+from femur.study.cohort import generate_cohort, sample_patient
+from femur.study.results import TABLE_COLUMNS, StudyResults
+from femur.study.runner import run_cases
+from femur.study.spec import KNOWN_DRUGS, StudySpec, builtin_studies, load_study, parse_study
+
+
+@dataclass
+class Study:
+    """A study recipe plus the operations that expand and run it."""
+
+    spec: StudySpec
+
+    @classmethod
+    def load(cls, study, patients=None, months=None, seed=None) -> Study:
+        """From a TOML path, a built-in name, a dict or a StudySpec, with overrides."""
+        return cls(load_study(study).with_overrides(patients=patients, months=months, seed=seed))
+
+    from_toml = load
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def cohort(self) -> list[dict]:
+        return generate_cohort(self.spec.cohort, self.spec.seed)
+
+    def cases(self) -> list[dict]:
+        """One fully materialised record per patient x arm."""
+        return make_records(self.spec, self.cohort())
+
+    def manifest(self) -> dict:
+        import femur
+
+        return {"femur_version": femur.__version__, "study": self.spec.to_dict()}
+
+    def run(
+        self,
+        evaluator=None,
+        out=None,
+        *,
+        comm=None,
+        group_size: int = 1,
+        resume: bool = False,
+        progress: bool = True,
+        plots: bool = True,
+    ) -> StudyResults | None:
+        """Run every case (collective over ``comm``), write the results to ``out`` and
+        return :class:`StudyResults` on rank 0 (``None`` on other ranks).
+
+        ``out`` defaults to ``results/<study name>``.
+        """
+        comm = comm or MPI.COMM_WORLD
+        fn = resolve_evaluator(evaluator, self.spec)
+        out = Path(out) if out is not None else Path("results") / self.spec.name
+        records = self.cases()
+        data = run_cases(
+            records,
+            fn,
+            out,
+            manifest=self.manifest(),
+            comm=comm,
+            group_size=group_size,
+            resume=resume,
+            progress=progress,
+            label=self.spec.name,
+        )
+        error = None
+        results = None
+        if comm.rank == 0:
+            try:
+                results = StudyResults(self.spec, data)
+                results.write(out, plots=plots)
+            except Exception as exc:  # share the failure so no rank hangs
+                error = exc
+        failed = comm.bcast(None if error is None else f"{type(error).__name__}: {error}", root=0)
+        if error is not None:
+            raise error
+        if failed is not None:
+            raise InputError(f"study {self.spec.name}: writing the results failed on rank 0: {failed}")
+        return results
+
+
+def run_study_cli(
+    study,
+    patients=None,
+    months=None,
+    seed=None,
+    group_size=1,
+    resume=False,
+    out=None,
+    evaluator=None,
+    json_output=False,
+) -> dict | None:
+    """``femur run STUDY [--patients N] [--months M] [--seed S] [--group-size G]
+    [--resume] [--json] [--out DIR]``.
+
+    Returns the summary dict on rank 0 (``None`` elsewhere); prints the trial-paper table
+    (or, with ``json_output``, one JSON object) from rank 0.
+    """
+    s = Study.load(study, patients=patients, months=months, seed=seed)
+    results = s.run(evaluator=evaluator, out=out, group_size=group_size, resume=resume, progress=not json_output)
+    if MPI.COMM_WORLD.rank != 0:
+        return None
+    if json_output:
+        print(results.summary_json(), flush=True)
+    else:
+        print(results.format_table(), flush=True)
+        target = Path(out) if out is not None else Path("results") / s.spec.name
+        print(f"results: {target}/ (results.csv, summary.json, plots/)", flush=True)
+    return json.loads(results.summary_json())
+
+
+__all__ = [
+    "DEFAULT_EVALUATOR",
+    "KNOWN_DRUGS",
+    "Study",
+    "StudyResults",
+    "StudySpec",
+    "TABLE_COLUMNS",
+    "builtin_studies",
+    "generate_cohort",
+    "load_study",
+    "make_records",
+    "parse_study",
+    "run_study_cli",
+    "sample_patient",
+]

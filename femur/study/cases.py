@@ -1,0 +1,281 @@
+"""Case records (one per patient x arm) and the evaluator result format.
+
+A case record is a plain JSON-serialisable dict that holds everything needed to re-run
+that one case alone: the patient (every sampled parameter and its seed), the arm's
+regimen, the visit months, the model settings, the risk settings, the study seed and the
+package version.
+
+The evaluator
+-------------
+An evaluator is ``evaluator(record, comm) -> result`` (or ``evaluator(record)``), where
+``comm`` is the MPI communicator of the rank group that runs this case.  It must be
+deterministic given the record (use ``record["patient"]["case_seed"]`` for any random
+numbers).  ``result`` is ``{"visits": [visit, ...]}`` (or just the list) with one dict
+per visit month of the record, each holding (NaN/None allowed for endpoints the study
+does not ask for)::
+
+    month                        visit month (must match record["visit_months"])
+    ls_bmd_pct, th_bmd_pct, fn_bmd_pct            % change of areal BMD from month 0
+    vertebral_strength_pct                         % change of vertebral strength
+    femoral_fall_strength_pct, femoral_stance_strength_pct
+    p1np_pct, ctx_pct                              % change of the markers from month 0
+    vertebral_strength_n                           absolute strengths (N), for the risk
+    femoral_fall_strength_n                        model
+    femoral_stance_strength_n
+    femoral_fall_strength_by_direction_n           optional {angle_deg: N}; angle 0 =
+                                                   pure lateral, + = posterolateral
+
+Any other keys are kept in the case file but not put in the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from importlib import import_module
+
+import femur
+from femur.errors import InputError, SolverError
+from femur.study.spec import StudySpec
+
+RESULT_FORMAT_VERSION = 1
+
+PCT_KEYS = (
+    "ls_bmd_pct",
+    "th_bmd_pct",
+    "fn_bmd_pct",
+    "vertebral_strength_pct",
+    "femoral_fall_strength_pct",
+    "femoral_stance_strength_pct",
+    "p1np_pct",
+    "ctx_pct",
+)
+ABS_KEYS = ("vertebral_strength_n", "femoral_fall_strength_n", "femoral_stance_strength_n")
+RESULT_KEYS = PCT_KEYS + ABS_KEYS
+DIRECTION_KEY = "femoral_fall_strength_by_direction_n"
+
+# endpoint -> result keys the evaluator must provide for it
+ENDPOINT_KEYS = {
+    "ls_bmd": ("ls_bmd_pct",),
+    "th_bmd": ("th_bmd_pct",),
+    "fn_bmd": ("fn_bmd_pct",),
+    "vertebral_strength": ("vertebral_strength_pct", "vertebral_strength_n"),
+    "femoral_fall_strength": ("femoral_fall_strength_pct", "femoral_fall_strength_n"),
+    "femoral_stance_strength": ("femoral_stance_strength_pct", "femoral_stance_strength_n"),
+    "p1np": ("p1np_pct",),
+    "ctx": ("ctx_pct",),
+    "vertebral_fracture": ("vertebral_strength_n",),
+    "hip_fracture": ("femoral_fall_strength_n",),
+}
+
+# The real (FE + remodeling) evaluator, written by the lead.  Change here if it moves.
+DEFAULT_EVALUATOR = "femur.simulate:run_case"
+
+
+def canonical_json(obj) -> str:
+    """Deterministic JSON (sorted keys, exact float repr)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def record_hash(record: dict) -> str:
+    return hashlib.sha256(canonical_json(record).encode()).hexdigest()[:16]
+
+
+def case_id(patient: dict, arm_name: str) -> str:
+    """Stable id: does not depend on the cohort size or the number of arms."""
+    return f"{patient['patient_id']}-{arm_name}"
+
+
+def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
+    """One record per patient x arm, ordered patient-major (case_index)."""
+    records = []
+    model = {
+        "mesh_size_mm": spec.model.mesh_size_mm,
+        "order": spec.model.order,
+        "solver": spec.model.solver,
+        "fe_interval_days": spec.model.fe_interval_days,
+    }
+    risk = {
+        "falls_per_year": spec.risk.falls_per_year,
+        "p_hip_impact": spec.risk.p_hip_impact,
+        "mc_samples": spec.risk.mc_samples,
+    }
+    for p in patients:
+        for j, arm in enumerate(spec.arms):
+            records.append(
+                {
+                    "case_id": case_id(p, arm.name),
+                    "case_index": len(records),
+                    "study": spec.name,
+                    "study_seed": spec.seed,
+                    "femur_version": femur.__version__,
+                    "result_format": RESULT_FORMAT_VERSION,
+                    "arm": arm.name,
+                    "arm_index": j,
+                    "regimen": [
+                        {
+                            "drug": ph.drug,
+                            "dose_mg": ph.dose_mg,
+                            "interval_days": ph.interval_days,
+                            "start_month": ph.start_month,
+                            "end_month": ph.end_month,
+                        }
+                        for ph in arm.regimen
+                    ],
+                    "regimen_text": arm.regimen_text,
+                    "duration_months": spec.duration_months,
+                    "visit_months": list(spec.visit_months),
+                    "endpoints": list(spec.endpoints),
+                    "model": model,
+                    "risk": risk,
+                    "patient": p,
+                }
+            )
+    # records must be JSON-clean (fail early, not after hours of compute)
+    for r in records:
+        canonical_json(r)
+    return records
+
+
+def dose_times_days(record: dict) -> list[tuple[float, str, float]]:
+    """(time in days, drug, dose in mg) of every dose of the record's regimen; a helper
+    for evaluators.  Month m starts at day m * 365.25 / 12."""
+    from femur.study.spec import DAYS_PER_MONTH
+
+    out = []
+    for ph in record["regimen"]:
+        if ph["drug"] == "placebo" or ph["dose_mg"] <= 0:
+            continue
+        t = ph["start_month"] * DAYS_PER_MONTH
+        end = ph["end_month"] * DAYS_PER_MONTH
+        while t < end - 1e-9:
+            out.append((t, ph["drug"], ph["dose_mg"]))
+            t += ph["interval_days"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# evaluators
+# ---------------------------------------------------------------------------------------
+def resolve_evaluator(evaluator=None, spec: StudySpec | None = None):
+    """A callable from a callable, a ``"module:function"`` string, the study's
+    ``[model] evaluator`` or :data:`DEFAULT_EVALUATOR`."""
+    if evaluator is None and spec is not None and spec.model.evaluator:
+        evaluator = spec.model.evaluator
+    if evaluator is None:
+        evaluator = DEFAULT_EVALUATOR
+    if callable(evaluator):
+        return evaluator
+    if isinstance(evaluator, str) and ":" in evaluator:
+        mod_name, attr = evaluator.split(":", 1)
+        try:
+            mod = import_module(mod_name)
+        except ImportError as exc:
+            raise InputError(
+                f"evaluator {evaluator!r}: cannot import module {mod_name!r} ({exc}); "
+                "the FE + remodeling case evaluator may not be installed yet"
+            ) from None
+        fn = getattr(mod, attr, None)
+        if not callable(fn):
+            raise InputError(f"evaluator {evaluator!r}: {mod_name} has no function {attr!r}")
+        return fn
+    raise InputError(f"evaluator must be a callable or 'module:function', got {evaluator!r}")
+
+
+def call_evaluator(evaluator, record: dict, comm):
+    try:
+        params = inspect.signature(evaluator).parameters
+        takes_comm = "comm" in params or len(
+            [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        ) >= 2
+    except (TypeError, ValueError):
+        takes_comm = True
+    return evaluator(record, comm) if takes_comm else evaluator(record)
+
+
+def _float_or_none(value, where):
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SolverError(f"{where}: expected a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise SolverError(f"{where}: expected a number, got {value!r}") from None
+    return x if math.isfinite(x) else None
+
+
+def normalise_result(record: dict, result) -> dict:
+    """Check an evaluator's result against the record and return
+    ``{"visits": [...]}`` with plain floats (None for missing/NaN)."""
+    cid = record["case_id"]
+    if isinstance(result, dict) and "visits" in result:
+        visits = result["visits"]
+        extra = {k: v for k, v in result.items() if k != "visits"}
+    else:
+        visits, extra = result, {}
+    if isinstance(visits, dict):
+        visits = [dict(v, month=float(m)) for m, v in visits.items()]
+    if not isinstance(visits, list) or not all(isinstance(v, dict) for v in visits):
+        raise SolverError(f"case {cid}: evaluator must return {{'visits': [dict per visit]}}, got {type(result).__name__}")
+    by_month = {}
+    for v in visits:
+        if "month" not in v:
+            raise SolverError(f"case {cid}: a visit dict has no 'month'")
+        by_month[float(v["month"])] = v
+    expected = [float(m) for m in record["visit_months"]]
+    if sorted(by_month) != expected:
+        raise SolverError(f"case {cid}: evaluator returned visit months {sorted(by_month)}, expected {expected}")
+    required = sorted({k for e in record["endpoints"] for k in ENDPOINT_KEYS[e]})
+    out_visits = []
+    for m in expected:
+        v = by_month[m]
+        row = {"month": m}
+        for key in RESULT_KEYS:
+            row[key] = _float_or_none(v.get(key), f"case {cid}, month {m:g}, {key}")
+        missing = [k for k in required if row[k] is None]
+        if missing:
+            raise SolverError(f"case {cid}, month {m:g}: evaluator gave no finite value for {missing}")
+        for key in ABS_KEYS:
+            if row[key] is not None and row[key] <= 0:
+                raise SolverError(f"case {cid}, month {m:g}: {key} must be > 0 N, got {row[key]}")
+        if DIRECTION_KEY in v and v[DIRECTION_KEY] is not None:
+            d = v[DIRECTION_KEY]
+            if not isinstance(d, dict) or not d:
+                raise SolverError(f"case {cid}, month {m:g}: {DIRECTION_KEY} must be {{angle_deg: N}}")
+            row[DIRECTION_KEY] = {
+                str(float(a)): _float_or_none(s, f"case {cid}, {DIRECTION_KEY}[{a}]") for a, s in d.items()
+            }
+            if any(s is None or s <= 0 for s in row[DIRECTION_KEY].values()):
+                raise SolverError(f"case {cid}, month {m:g}: {DIRECTION_KEY} needs finite strengths > 0")
+        others = {k: v[k] for k in v if k not in row and k != "month"}
+        if others:
+            row["extra"] = others
+        out_visits.append(row)
+    out = {"visits": out_visits}
+    if extra:
+        out["extra"] = extra
+    try:
+        canonical_json(out)
+    except (TypeError, ValueError) as exc:
+        raise SolverError(f"case {cid}: evaluator result is not JSON-serialisable: {exc}") from None
+    return out
+
+
+__all__ = [
+    "ABS_KEYS",
+    "DEFAULT_EVALUATOR",
+    "DIRECTION_KEY",
+    "PCT_KEYS",
+    "RESULT_KEYS",
+    "call_evaluator",
+    "canonical_json",
+    "case_id",
+    "dose_times_days",
+    "make_records",
+    "normalise_result",
+    "record_hash",
+    "resolve_evaluator",
+]

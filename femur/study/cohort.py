@@ -1,0 +1,190 @@
+"""Virtual cohorts: reproducible virtual patients from a seed.
+
+Patient ``i`` draws everything from ``numpy.random.SeedSequence(entropy=seed,
+spawn_key=(i, k))`` streams (``k`` = one stream per group of variables), so patient
+``i`` is the same whatever the cohort size, the rank count or the order of sampling.
+Inclusion criteria are applied by rejection sampling inside the patient's own stream.
+
+Distributions (means, SDs) -- all are ASSUMPTIONS of plausible population values for
+older postmenopausal women unless a source is named; none is tuned to trial outcomes:
+
+* age: normal(70.9, 7) years truncated to the inclusion range; 70.9 = FRAME mean age
+  (clinical-targets.md row 9, Geusens 2019).
+* body mass: normal(65, 11) kg in [40, 120]; height: normal(1.58, 0.065) m in
+  [1.40, 1.85]: centred on the ARF0 cohort, about 63-65 kg and 1.58 m (Bhattacharya
+  2019; fracture-risk note section 1).  Men: normal(80, 12) kg, normal(1.74, 0.07) m.
+* trochanteric soft tissue: 30 mm + 2 mm per kg/m2 of BMI above 25, SD 8 mm, in
+  [5, 80] mm.
+* T-scores before inclusion (total hip, femoral neck, lumbar spine): trivariate normal,
+  means (-1.5, -1.9, -1.6), SD 1.0, correlations TH-FN 0.9, TH-LS 0.6, FN-LS 0.55, as in
+  a screened older population; then the study's inclusion ranges by rejection.
+* femur geometry (women; men x 1.10 for lengths): head radius 22.0 +- 1.3 mm, neck
+  length (head centre to shaft axis, along the neck axis) 48 +- 4 mm, neck diameter
+  29 +- 2.2 mm, neck-shaft angle 128 +- 5 deg, anteversion 12 +- 7 deg, shaft diameter
+  27 +- 2 mm; lengths also scale with body height (0.5 x relative height deviation).
+* vertebra (lumbar, women; men x 1.10): body height 26.5 +- 1.8 mm, endplate width
+  44 +- 3 mm, endplate depth 32 +- 2.5 mm, cortical shell 0.5 +- 0.08 mm.
+* turnover multiplier and drug-response multiplier: log-normal, median 1, sigma 0.25
+  and 0.20.
+
+The femur and vertebra parameter dicts are meant for
+``femur.geometry.femur_model.ProximalFemur(**params)`` and
+``femur.geometry.vertebra.Vertebra(**params)``; their key names may need mapping by the
+evaluator (this module does not import the geometry builders).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from femur.errors import InputError
+from femur.study.spec import CohortSpec
+
+MAX_REJECTION_TRIES = 200_000
+
+# Stream ids (second spawn_key entry) -- never renumber: it would change every cohort.
+_STREAM_DEMOGRAPHICS = 0
+_STREAM_T_SCORES = 1
+_STREAM_GEOMETRY = 2
+_STREAM_RESPONSE = 3
+_STREAM_CASE = 4
+_STREAM_RISK = 5
+
+T_SCORE_MEANS = {"th": -1.5, "fn": -1.9, "ls": -1.6}
+T_SCORE_SD = 1.0
+T_SCORE_CORR = np.array(
+    [
+        [1.0, 0.9, 0.6],  # th
+        [0.9, 1.0, 0.55],  # fn
+        [0.6, 0.55, 1.0],  # ls
+    ]
+)
+
+FEMUR_GEOMETRY_F = {
+    # name: (mean, sd, scales_with_body_size)
+    "head_radius_mm": (22.0, 1.3, True),
+    "neck_length_mm": (48.0, 4.0, True),
+    "neck_diameter_mm": (29.0, 2.2, True),
+    "neck_shaft_angle_deg": (128.0, 5.0, False),
+    "anteversion_deg": (12.0, 7.0, False),
+    "shaft_diameter_mm": (27.0, 2.0, True),
+}
+VERTEBRA_GEOMETRY_F = {
+    "height_mm": (26.5, 1.8, True),
+    "width_mm": (44.0, 3.0, True),
+    "depth_mm": (32.0, 2.5, True),
+    "cortical_thickness_mm": (0.5, 0.08, False),
+}
+MALE_SIZE_FACTOR = 1.10
+REFERENCE_HEIGHT_M = {"F": 1.58, "M": 1.74}
+
+
+def _stream(seed: int, index: int, stream: int) -> np.random.Generator:
+    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(index), stream))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+def derived_seed(seed: int, index: int, stream: int) -> int:
+    """A 63-bit integer seed for patient ``index`` (JSON friendly)."""
+    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(index), stream))
+    return int(ss.generate_state(1, dtype=np.uint64)[0]) >> 1
+
+
+def _truncnorm(rng, mean, sd, lo, hi, what):
+    for _ in range(MAX_REJECTION_TRIES):
+        x = rng.normal(mean, sd)
+        if lo <= x <= hi:
+            return float(x)
+    raise InputError(f"cohort: cannot sample {what} within [{lo}, {hi}] (inclusion too narrow?)")
+
+
+def _included(t: dict, inclusion) -> bool:
+    if not inclusion.t_score:
+        return True
+    hits = [lo <= t[site] <= hi for site, (lo, hi) in inclusion.t_score.items()]
+    return any(hits) if inclusion.t_score_rule == "any" else all(hits)
+
+
+def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
+    """Virtual patient ``index`` of the cohort with study seed ``seed`` (a plain dict)."""
+    if index < 0:
+        raise InputError(f"patient index must be >= 0, got {index}")
+    sex = cohort.sex
+    inc = cohort.inclusion
+
+    rng = _stream(seed, index, _STREAM_DEMOGRAPHICS)
+    age = _truncnorm(rng, 70.9, 7.0, inc.age[0], inc.age[1], "age")
+    if sex == "F":
+        mass = _truncnorm(rng, 65.0, 11.0, 40.0, 120.0, "body mass")
+        height = _truncnorm(rng, 1.58, 0.065, 1.40, 1.85, "height")
+    else:
+        mass = _truncnorm(rng, 80.0, 12.0, 50.0, 140.0, "body mass")
+        height = _truncnorm(rng, 1.74, 0.07, 1.55, 2.00, "height")
+    bmi = mass / height**2
+    stt = float(np.clip(30.0 + 2.0 * (bmi - 25.0) + rng.normal(0.0, 8.0), 5.0, 80.0))
+
+    rng = _stream(seed, index, _STREAM_T_SCORES)
+    cov = T_SCORE_CORR * T_SCORE_SD**2
+    means = np.array([T_SCORE_MEANS[s] for s in ("th", "fn", "ls")])
+    chol = np.linalg.cholesky(cov)
+    for _ in range(MAX_REJECTION_TRIES):
+        z = means + chol @ rng.standard_normal(3)
+        t = {"th": float(z[0]), "fn": float(z[1]), "ls": float(z[2])}
+        if _included(t, inc):
+            break
+    else:
+        raise InputError(
+            f"cohort: no patient meets the T-score inclusion {inc.t_score} "
+            f"(rule {inc.t_score_rule!r}) in {MAX_REJECTION_TRIES} draws"
+        )
+
+    rng = _stream(seed, index, _STREAM_GEOMETRY)
+    size = (MALE_SIZE_FACTOR if sex == "M" else 1.0) * (1.0 + 0.5 * (height / REFERENCE_HEIGHT_M[sex] - 1.0))
+    femur = {}
+    for name, (mean, sd, scales) in FEMUR_GEOMETRY_F.items():
+        f = size if scales else 1.0
+        femur[name] = float(mean * f + sd * f * rng.standard_normal())
+    femur["neck_shaft_angle_deg"] = float(np.clip(femur["neck_shaft_angle_deg"], 110.0, 145.0))
+    femur["anteversion_deg"] = float(np.clip(femur["anteversion_deg"], -10.0, 35.0))
+    for name in ("head_radius_mm", "neck_length_mm", "neck_diameter_mm", "shaft_diameter_mm"):
+        femur[name] = float(max(femur[name], 0.5 * FEMUR_GEOMETRY_F[name][0]))
+    vert = {}
+    for name, (mean, sd, scales) in VERTEBRA_GEOMETRY_F.items():
+        f = size if scales else 1.0
+        vert[name] = float(max(mean * f + sd * f * rng.standard_normal(), 0.5 * mean))
+
+    rng = _stream(seed, index, _STREAM_RESPONSE)
+    turnover = float(np.exp(rng.normal(0.0, 0.25)))
+    response = float(np.exp(rng.normal(0.0, 0.20)))
+
+    return {
+        "index": int(index),
+        "patient_id": f"p{index:05d}",
+        "seed": {"entropy": int(seed), "spawn_key": [int(index)]},
+        "sex": sex,
+        "age_years": age,
+        "body_mass_kg": mass,
+        "height_m": height,
+        "bmi_kg_m2": float(bmi),
+        "trochanteric_soft_tissue_mm": stt,
+        "t_score_th": t["th"],
+        "t_score_fn": t["fn"],
+        "t_score_ls": t["ls"],
+        "turnover_multiplier": turnover,
+        "drug_response_multiplier": response,
+        "femur_params": femur,
+        "vertebra_params": vert,
+        "case_seed": derived_seed(seed, index, _STREAM_CASE),
+        "risk_seed": derived_seed(seed, index, _STREAM_RISK),
+    }
+
+
+def generate_cohort(cohort: CohortSpec, seed: int, size: int | None = None) -> list[dict]:
+    """Patients ``0 .. size-1`` (default ``cohort.size``)."""
+    n = cohort.size if size is None else int(size)
+    if n < 1:
+        raise InputError(f"cohort size must be >= 1, got {n}")
+    return [sample_patient(i, seed, cohort) for i in range(n)]
+
+
+__all__ = ["derived_seed", "generate_cohort", "sample_patient"]

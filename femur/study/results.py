@@ -1,0 +1,503 @@
+"""Study results: risk post-processing, tidy table, trial-paper summary, plots.
+
+Everything here runs on one rank from the case files, so a resumed run gives the same
+bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+import femur
+from femur import risk
+from femur.study.cases import DIRECTION_KEY, PCT_KEYS
+from femur.study.spec import StudySpec
+
+TABLE_COLUMNS = (
+    "study",
+    "arm",
+    "patient_id",
+    "patient_index",
+    "case_id",
+    "month",
+    "age_years",
+    "body_mass_kg",
+    "height_m",
+    "t_score_th",
+    "t_score_fn",
+    "t_score_ls",
+    *PCT_KEYS,
+    "vertebral_strength_n",
+    "femoral_fall_strength_n",
+    "femoral_stance_strength_n",
+    "vertebral_phi",
+    "hip_phi",
+    "hip_p_fx_per_fall",
+    "p_vertebral_fx_cum",
+    "p_hip_fx_cum",
+    "p_vertebral_fx_1y",
+    "p_vertebral_fx_10y",
+    "p_hip_fx_1y",
+    "p_hip_fx_10y",
+    "hip_bct_class",
+    "spine_bct_class",
+)
+
+SUMMARY_PCT = (
+    "ls_bmd_pct",
+    "th_bmd_pct",
+    "fn_bmd_pct",
+    "vertebral_strength_pct",
+    "femoral_fall_strength_pct",
+    "femoral_stance_strength_pct",
+    "p1np_pct",
+    "ctx_pct",
+)
+N_BOOTSTRAP = 2000
+
+
+def _fall_model(spec: StudySpec) -> risk.FallModel:
+    return risk.FallModel(
+        falls_per_year=spec.risk.falls_per_year,
+        p_hip_impact=spec.risk.p_hip_impact,
+        n_samples=spec.risk.mc_samples,
+    )
+
+
+def _strength_arg(visit: dict):
+    d = visit.get(DIRECTION_KEY)
+    if d:
+        return {float(a): s for a, s in d.items()}
+    return visit["femoral_fall_strength_n"]
+
+
+class StudyResults:
+    """Results of a finished study (built from the case files)."""
+
+    def __init__(self, spec: StudySpec, cases: list[dict]):
+        self.spec = spec
+        self.cases = cases
+        self.fall_model = _fall_model(spec)
+        self._compute_risk()
+        self.rows = self._rows()
+        self._row_index = {(r["case_id"], r["month"]): r for r in self.rows}
+        self.summary = self._summary()
+
+    # ----------------------------------------------------------------- risk per case
+    def _compute_risk(self) -> None:
+        spec = self.spec
+        self.per_case = []
+        for case in self.cases:
+            rec, visits = case["record"], case["result"]["visits"]
+            p = rec["patient"]
+            t = np.array([v["month"] for v in visits]) / 12.0
+            info = {"times_years": t}
+            if all(v.get("vertebral_strength_n") for v in visits):
+                info["vertebral_phi"] = np.array(
+                    [risk.vertebral_factor_of_risk(p["body_mass_kg"], v["vertebral_strength_n"]) for v in visits]
+                )
+            if all(v.get("femoral_fall_strength_n") for v in visits):
+                rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(p["risk_seed"])))
+                falls = self.fall_model.sample(rng)
+                forces = risk.fall_forces_n(
+                    p["body_mass_kg"], p["height_m"], falls, p.get("trochanteric_soft_tissue_mm")
+                )
+                peak = risk.hip_impact_force_n(
+                    p["body_mass_kg"], p["height_m"], p.get("trochanteric_soft_tissue_mm")
+                )
+                info["hip_phi"] = np.array([peak / v["femoral_fall_strength_n"] for v in visits])
+                info["hip_p_fx"] = np.array(
+                    [risk.per_fall_fracture_probability(_strength_arg(v), forces, falls) for v in visits]
+                )
+                info["hip_hazard"] = self.fall_model.falls_per_year * self.fall_model.p_hip_impact * info["hip_p_fx"]
+            self.per_case.append(info)
+
+        # vertebral baseline hazard: given, or calibrated on the placebo arm (target #8)
+        placebo = [a.name for a in spec.arms if a.is_placebo]
+        self.placebo_arm = placebo[0] if placebo else None
+        self.vertebral_model = None
+        if spec.risk.vertebral_h0_per_year is not None:
+            self.vertebral_model = risk.VertebralRiskModel(
+                spec.risk.vertebral_h0_per_year, provenance="given in the study file [risk]"
+            )
+        elif self.placebo_arm is not None:
+            traj = [
+                (info["times_years"], info["vertebral_phi"])
+                for case, info in zip(self.cases, self.per_case)
+                if case["record"]["arm"] == self.placebo_arm and "vertebral_phi" in info
+            ]
+            if traj:
+                h0 = risk.calibrate_vertebral_h0(traj)
+                self.vertebral_model = risk.VertebralRiskModel(
+                    h0,
+                    provenance=(
+                        f"calibrated on arm {self.placebo_arm!r} ({len(traj)} patients) to "
+                        "FRAME placebo new vertebral fracture incidence 1.8 % in 12 months "
+                        "(clinical-targets.md target #8)"
+                    ),
+                )
+        for info in self.per_case:
+            if self.vertebral_model is not None and "vertebral_phi" in info:
+                info["vertebral_hazard"] = self.vertebral_model.hazard_per_year(info["vertebral_phi"])
+
+    # ----------------------------------------------------------------- tidy table
+    def _rows(self) -> list[dict]:
+        rows = []
+        arm_order = {a.name: i for i, a in enumerate(self.spec.arms)}
+        order = sorted(
+            range(len(self.cases)),
+            key=lambda k: (arm_order[self.cases[k]["record"]["arm"]], self.cases[k]["record"]["patient"]["index"]),
+        )
+        for k in order:
+            case, info = self.cases[k], self.per_case[k]
+            rec, visits = case["record"], case["result"]["visits"]
+            p = rec["patient"]
+            t = info["times_years"]
+            for i, v in enumerate(visits):
+                row = {
+                    "study": rec["study"],
+                    "arm": rec["arm"],
+                    "patient_id": p["patient_id"],
+                    "patient_index": p["index"],
+                    "case_id": rec["case_id"],
+                    "month": v["month"],
+                    "age_years": p["age_years"],
+                    "body_mass_kg": p["body_mass_kg"],
+                    "height_m": p["height_m"],
+                    "t_score_th": p["t_score_th"],
+                    "t_score_fn": p["t_score_fn"],
+                    "t_score_ls": p["t_score_ls"],
+                }
+                for key in PCT_KEYS + ("vertebral_strength_n", "femoral_fall_strength_n", "femoral_stance_strength_n"):
+                    row[key] = v.get(key)
+                row["vertebral_phi"] = float(info["vertebral_phi"][i]) if "vertebral_phi" in info else None
+                row["hip_phi"] = float(info["hip_phi"][i]) if "hip_phi" in info else None
+                row["hip_p_fx_per_fall"] = float(info["hip_p_fx"][i]) if "hip_p_fx" in info else None
+                if "vertebral_hazard" in info:
+                    h = info["vertebral_hazard"]
+                    row["p_vertebral_fx_cum"] = risk.cumulative_probability(t, h, t[i])
+                    row["p_vertebral_fx_1y"] = risk.probability_over(h[i], 1.0)
+                    row["p_vertebral_fx_10y"] = risk.probability_over(h[i], 10.0)
+                else:
+                    row["p_vertebral_fx_cum"] = row["p_vertebral_fx_1y"] = row["p_vertebral_fx_10y"] = None
+                if "hip_hazard" in info:
+                    h = info["hip_hazard"]
+                    row["p_hip_fx_cum"] = risk.cumulative_probability(t, h, t[i])
+                    row["p_hip_fx_1y"] = risk.probability_over(h[i], 1.0)
+                    row["p_hip_fx_10y"] = risk.probability_over(h[i], 10.0)
+                else:
+                    row["p_hip_fx_cum"] = row["p_hip_fx_1y"] = row["p_hip_fx_10y"] = None
+                sex = p.get("sex", "F")
+                fs, vs = v.get("femoral_fall_strength_n"), v.get("vertebral_strength_n")
+                row["hip_bct_class"] = risk.bct_class(fs, "hip", sex) if fs else None
+                row["spine_bct_class"] = risk.bct_class(vs, "spine", sex) if vs else None
+                rows.append(row)
+        return rows
+
+    def table_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(TABLE_COLUMNS)
+        for r in self.rows:
+            w.writerow(["" if r[c] is None else (repr(r[c]) if isinstance(r[c], float) else r[c]) for c in TABLE_COLUMNS])
+        return buf.getvalue()
+
+    def table(self) -> list[dict]:
+        """The tidy table as a list of row dicts (one per patient, arm and visit)."""
+        return [dict(r) for r in self.rows]
+
+    # ----------------------------------------------------------------- summary
+    def _study_incidence(self, info, kind):
+        if f"{kind}_hazard" not in info:
+            return None
+        return risk.cumulative_probability(
+            info["times_years"], info[f"{kind}_hazard"], self.spec.duration_months / 12.0
+        )
+
+    def _summary(self) -> dict:
+        spec = self.spec
+        last = spec.visit_months[-1]
+        arms = []
+        inc = {}  # arm -> kind -> array over patients (patient order)
+        for arm in spec.arms:
+            idx = [k for k, c in enumerate(self.cases) if c["record"]["arm"] == arm.name]
+            idx.sort(key=lambda k: self.cases[k]["record"]["patient"]["index"])
+            entry = {"arm": arm.name, "regimen": arm.regimen_text, "n": len(idx)}
+            for key in SUMMARY_PCT:
+                vals = [self._visit(k, last).get(key) for k in idx]
+                mean, lo, hi, sd = _mean_ci(vals)
+                entry[f"{key}_mean"] = mean
+                entry[f"{key}_ci95"] = [lo, hi] if lo is not None else None
+                entry[f"{key}_sd"] = sd
+            traj = {}
+            for key in ("p1np_pct", "ctx_pct"):
+                means = [_mean_ci([self._visit(k, m).get(key) for k in idx])[0] for m in spec.visit_months]
+                traj[key] = means
+            p1 = [x for x in traj["p1np_pct"] if x is not None]
+            ct = [x for x in traj["ctx_pct"] if x is not None]
+            entry["p1np_pct_peak_mean"] = max(p1) if p1 else None
+            entry["ctx_pct_nadir_mean"] = min(ct) if ct else None
+            inc[arm.name] = {}
+            for kind in ("vertebral", "hip"):
+                vals = [self._study_incidence(self.per_case[k], kind) for k in idx]
+                if vals and all(v is not None for v in vals):
+                    arr = np.array(vals)
+                    inc[arm.name][kind] = arr
+                    entry[f"{kind}_fracture_incidence"] = float(arr.mean())
+                    entry[f"{kind}_fractures_expected"] = float(arr.sum())
+                else:
+                    entry[f"{kind}_fracture_incidence"] = None
+                    entry[f"{kind}_fractures_expected"] = None
+            hip1 = [self._row(k, last)["p_hip_fx_1y"] for k in idx]
+            hip10 = [self._row(k, last)["p_hip_fx_10y"] for k in idx]
+            entry["hip_fracture_1y_mean"] = _mean_ci(hip1)[0]
+            entry["hip_fracture_10y_mean"] = _mean_ci(hip10)[0]
+            for site in ("hip", "spine"):
+                classes = [self._row(k, last)[f"{site}_bct_class"] for k in idx]
+                entry[f"{site}_bct_classes"] = {c: classes.count(c) for c in ("fragile", "low", "normal")}
+            arms.append(entry)
+
+        # relative risk vs placebo: ratio of mean incidences, paired bootstrap CI
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy=spec.seed, spawn_key=(2**31 - 1,))))
+        ref = self.placebo_arm
+        for entry in arms:
+            for kind in ("vertebral", "hip"):
+                entry[f"relative_risk_{kind}"] = None
+                entry[f"relative_risk_{kind}_ci95"] = None
+                if ref is None or entry["arm"] == ref:
+                    continue
+                a, b = inc[entry["arm"]].get(kind), inc[ref].get(kind)
+                if a is None or b is None or b.mean() <= 0:
+                    continue
+                entry[f"relative_risk_{kind}"] = float(a.mean() / b.mean())
+                if len(a) == len(b) and len(a) > 1:
+                    pick = rng.integers(0, len(a), size=(N_BOOTSTRAP, len(a)))
+                    num, den = a[pick].mean(axis=1), b[pick].mean(axis=1)
+                    ok = den > 0
+                    rr = num[ok] / den[ok]
+                    if rr.size:
+                        entry[f"relative_risk_{kind}_ci95"] = [
+                            float(np.percentile(rr, 2.5)),
+                            float(np.percentile(rr, 97.5)),
+                        ]
+
+        vm = self.vertebral_model
+        return {
+            "study": spec.name,
+            "femur_version": femur.__version__,
+            "n_patients": spec.cohort.size,
+            "duration_months": spec.duration_months,
+            "visit_months": list(spec.visit_months),
+            "last_visit_month": last,
+            "placebo_arm": ref,
+            "arms": arms,
+            "risk": {
+                "vertebral_h0_per_year": vm.h0_per_year if vm else None,
+                "vertebral_h0_provenance": vm.provenance if vm else None,
+                "vertebral_beta": vm.beta if vm else risk.SPINE_HAZARD_BETA,
+                "vertebral_activity": risk.SPINE_GOVERNING_ACTIVITY,
+                "fall_model": self.fall_model.to_dict(),
+                "bct_note": risk.BCT_NOTE,
+            },
+            "notes": [
+                "Fracture incidences are expected values (mean over virtual patients of each "
+                "patient's probability over the study), not counted events.",
+                "Relative risks: ratio of mean incidences vs the placebo arm; 95 % CI from a "
+                f"paired bootstrap over patients ({N_BOOTSTRAP} resamples).",
+                "Only the vertebral baseline hazard is calibrated (clinical-targets.md #8); "
+                "every other number is a model prediction.",
+            ],
+        }
+
+    def _visit(self, k: int, month: float) -> dict:
+        for v in self.cases[k]["result"]["visits"]:
+            if v["month"] == month:
+                return v
+        return {}
+
+    def _row(self, k: int, month: float) -> dict:
+        return self._row_index.get((self.cases[k]["record"]["case_id"], month), {})
+
+    def summary_json(self) -> str:
+        return json.dumps(_clean(self.summary), indent=1, sort_keys=False, allow_nan=False)
+
+    # ----------------------------------------------------------------- printed table
+    def format_table(self) -> str:
+        s = self.summary
+        lines = [
+            f"{s['study']}: {s['n_patients']} virtual patients per arm, month {s['last_visit_month']:g}"
+            " (mean % change from baseline, 95% CI)",
+        ]
+        cols = [
+            ("LS BMD %", "ls_bmd_pct"),
+            ("TH BMD %", "th_bmd_pct"),
+            ("FN BMD %", "fn_bmd_pct"),
+            ("vert. strength %", "vertebral_strength_pct"),
+            ("fem. fall strength %", "femoral_fall_strength_pct"),
+            ("P1NP %", "p1np_pct"),
+            ("CTX %", "ctx_pct"),
+        ]
+        width = max(12, max(len(a["arm"]) for a in s["arms"]) + 2)
+        header = "arm".ljust(width) + "".join(f"{c[0]:>24}" for c in cols)
+        lines.append(header)
+        for a in s["arms"]:
+            cells = []
+            for _, key in cols:
+                m, ci = a[f"{key}_mean"], a[f"{key}_ci95"]
+                if m is None:
+                    cells.append(f"{'-':>24}")
+                elif ci:
+                    cells.append(f"{m:>8.1f} ({ci[0]:.1f}, {ci[1]:.1f})".rjust(24))
+                else:
+                    cells.append(f"{m:>24.1f}")
+            lines.append(a["arm"].ljust(width) + "".join(cells))
+        lines.append("")
+        lines.append(
+            "arm".ljust(width)
+            + f"{'P1NP peak %':>14}{'vert. fx %':>12}{'RR vert (95% CI)':>24}{'hip fx %':>12}{'RR hip (95% CI)':>24}"
+        )
+        for a in s["arms"]:
+            def pct(x):
+                return f"{100 * x:.2f}" if x is not None else "-"
+
+            def rr(key):
+                v, ci = a[f"relative_risk_{key}"], a[f"relative_risk_{key}_ci95"]
+                if v is None:
+                    return "-"
+                return f"{v:.2f}" + (f" ({ci[0]:.2f}, {ci[1]:.2f})" if ci else "")
+
+            peak = a["p1np_pct_peak_mean"]
+            lines.append(
+                a["arm"].ljust(width)
+                + f"{(f'{peak:.0f}' if peak is not None else '-'):>14}"
+                + f"{pct(a['vertebral_fracture_incidence']):>12}{rr('vertebral'):>24}"
+                + f"{pct(a['hip_fracture_incidence']):>12}{rr('hip'):>24}"
+            )
+        r = s["risk"]
+        if r["vertebral_h0_per_year"] is not None:
+            lines.append(
+                f"vertebral baseline hazard h0 = {r['vertebral_h0_per_year']:.4g}/year ({r['vertebral_h0_provenance']})"
+            )
+        lines.append(r["bct_note"])
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------------- files
+    def write(self, out, plots: bool = True) -> dict:
+        """Write results.csv (+ .parquet if pyarrow), summary.json, summary.txt and the
+        plots to ``out``; return {kind: path}."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        from femur.study.runner import atomic_write_text
+
+        paths = {"table": out / "results.csv", "summary": out / "summary.json", "text": out / "summary.txt"}
+        atomic_write_text(paths["table"], self.table_csv())
+        atomic_write_text(paths["summary"], self.summary_json() + "\n")
+        atomic_write_text(paths["text"], self.format_table() + "\n")
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            pass
+        else:
+            cols = {c: [r[c] for r in self.rows] for c in TABLE_COLUMNS}
+            pq.write_table(pa.table(cols), out / "results.parquet")
+            paths["parquet"] = out / "results.parquet"
+        if plots:
+            paths.update(self.plot(out / "plots"))
+        return paths
+
+    def plot(self, folder) -> dict:
+        """BMD and marker trajectories per arm with 95 % CI bands; strength-change
+        distributions at the last visit (PNG)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        months = list(self.spec.visit_months)
+        panels = [
+            ("ls_bmd_pct", "Lumbar spine BMD"),
+            ("th_bmd_pct", "Total hip BMD"),
+            ("fn_bmd_pct", "Femoral neck BMD"),
+            ("p1np_pct", "P1NP"),
+            ("ctx_pct", "CTX"),
+        ]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
+        for ax, (key, title) in zip(axes, panels):
+            for arm in self.spec.arms:
+                stats = [
+                    _mean_ci([r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == m]) for m in months
+                ]
+                if any(s[0] is None for s in stats):
+                    continue
+                mean = np.array([s[0] for s in stats])
+                lo = np.array([s[1] if s[1] is not None else s[0] for s in stats])
+                hi = np.array([s[2] if s[2] is not None else s[0] for s in stats])
+                ax.plot(months, mean, marker="o", label=arm.name)
+                ax.fill_between(months, lo, hi, alpha=0.25)
+            ax.axhline(0.0, color="0.6", lw=0.8)
+            ax.set_title(title)
+            ax.set_xlabel("month")
+            ax.set_ylabel("% change from baseline")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        traj = folder / "trajectories.png"
+        fig.savefig(traj, dpi=110)
+        plt.close(fig)
+
+        last = months[-1]
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        for ax, (key, title) in zip(
+            axes, [("vertebral_strength_pct", "Vertebral strength"), ("femoral_fall_strength_pct", "Femoral fall strength")]
+        ):
+            for arm in self.spec.arms:
+                vals = [r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == last and r[key] is not None]
+                if vals:
+                    ax.hist(vals, bins=min(20, max(5, len(vals))), alpha=0.5, label=arm.name)
+            ax.set_title(f"{title}, month {last:g}")
+            ax.set_xlabel("% change from baseline")
+            ax.set_ylabel("patients")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        dist = folder / "strength_change.png"
+        fig.savefig(dist, dpi=110)
+        plt.close(fig)
+        return {"plot_trajectories": traj, "plot_strength": dist}
+
+
+def _mean_ci(values):
+    """(mean, low, high, sd) with a t-based 95 % CI; Nones ignored (all None -> Nones)."""
+    x = np.array([v for v in values if v is not None], dtype=float)
+    if x.size == 0:
+        return None, None, None, None
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, None, None, None
+    from scipy.stats import t as student_t
+
+    sd = float(x.std(ddof=1))
+    half = float(student_t.ppf(0.975, x.size - 1)) * sd / math.sqrt(x.size)
+    return mean, mean - half, mean + half, sd
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    return obj
+
+
+__all__ = ["StudyResults", "TABLE_COLUMNS"]

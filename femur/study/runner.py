@@ -1,0 +1,227 @@
+"""MPI batch runner: rank groups, atomic case files, resume, progress.
+
+* ``COMM_WORLD`` is split into groups of ``group_size`` consecutive ranks
+  (``comm.Split(color=rank // group_size)``); the evaluator of a case gets its group's
+  communicator, so a case can itself run in parallel.
+* The pending cases are dealt round-robin over the groups in case order.  Each case is
+  self-contained and seeded, so the results do not depend on the number of ranks or
+  groups.
+* Group rank 0 writes each finished case to ``out/cases/<case_id>.json`` atomically
+  (temporary file in the same folder, fsync, ``os.replace``): a killed run loses at most
+  the cases in flight, never leaves a half-written case file.
+* ``resume=True`` skips the cases whose file exists and whose stored record equals the
+  current one.  The final table is always built from the case files, so a resumed run is
+  bit-identical to an uninterrupted one.
+* World rank 0 prints a progress line after each case it finishes (counting the case
+  files of all groups).
+
+The same code runs under any MPI launcher (``mpiexec``, ``srun``, ``aprun``), as long as
+``out`` is on a file system that all ranks see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from femur._mpi import MPI
+from femur.errors import FemurError, InputError, SolverError
+from femur.study.cases import call_evaluator, canonical_json, normalise_result
+
+CASES_DIR = "cases"
+MANIFEST = "study.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (tmp file + fsync + os.replace)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _collective(comm, fn, share=True):
+    """Run ``fn`` on rank 0 and broadcast its value (if ``share``), or its error, to
+    every rank."""
+    value, error = None, None
+    if comm.rank == 0:
+        try:
+            value = fn()
+        except FemurError as exc:
+            error = (type(exc).__name__, str(exc))
+        except OSError as exc:
+            error = ("InputError", f"{exc.filename or ''}: {exc.strerror or exc}")
+    sent = comm.bcast((value if share else None, error), root=0)
+    if comm.rank != 0:
+        value, error = sent
+    else:
+        error = sent[1]
+    if error is not None:
+        import femur.errors as errors
+
+        raise getattr(errors, error[0], FemurError)(error[1])
+    return value
+
+
+def _read_case_file(path: Path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool) -> list[int]:
+    """Rank 0: check/create the output folder; return the indices of pending cases."""
+    cases_dir = out / CASES_DIR
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cases_dir.glob(".*.tmp-*"):  # leftovers of a killed run
+        stale.unlink(missing_ok=True)
+    man_path = out / MANIFEST
+    text = canonical_json(manifest)
+    if man_path.exists():
+        old = _read_case_file(man_path)
+        if old is not None and canonical_json(old) != text:
+            if resume:
+                raise InputError(
+                    f"{man_path}: this output folder holds a different study (or other "
+                    "--patients/--months/--seed, or another femur version); resume needs "
+                    "the same study, or choose another --out"
+                )
+    existing = {p.stem for p in cases_dir.glob("*.json")}
+    if existing and not resume:
+        raise InputError(
+            f"{cases_dir}: holds {len(existing)} finished case(s) from an earlier run; "
+            "use --resume to continue it, or choose another --out"
+        )
+    atomic_write_text(man_path, text)
+    pending = []
+    for r in records:
+        cid = r["case_id"]
+        if cid not in existing:
+            pending.append(r["case_index"])
+            continue
+        data = _read_case_file(cases_dir / f"{cid}.json")
+        if data is None or "record" not in data or "result" not in data:
+            pending.append(r["case_index"])  # unreadable: recompute
+            continue
+        if canonical_json(data["record"]) != canonical_json(r):
+            raise InputError(
+                f"{cases_dir / (cid + '.json')}: was computed for a different case record "
+                "(study file or femur version changed?); use another --out"
+            )
+    return pending
+
+
+class _Progress:
+    def __init__(self, comm, total: int, done0: int, cases_dir: Path, label: str, enabled: bool):
+        self.enabled = enabled and comm.rank == 0
+        self.total, self.done0, self.dir, self.label = total, done0, cases_dir, label
+        self.t0 = time.perf_counter()
+        if self.enabled:
+            self._line(done0)
+
+    def _line(self, done: int) -> None:
+        elapsed = time.perf_counter() - self.t0
+        new = done - self.done0
+        eta = ""
+        if 0 < new and done < self.total:
+            eta = f", ETA {elapsed / new * (self.total - done):.0f} s"
+        print(
+            f"[femur] {self.label}: {done}/{self.total} cases done, {elapsed:.0f} s elapsed{eta}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def update(self) -> None:
+        if self.enabled:
+            try:
+                done = sum(1 for p in self.dir.glob("*.json"))
+            except OSError:
+                return
+            self._line(min(done, self.total))
+
+
+def run_cases(
+    records: list[dict],
+    evaluator,
+    out,
+    *,
+    manifest: dict | None = None,
+    comm=None,
+    group_size: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+    label: str = "study",
+) -> list[dict] | None:
+    """Run every record not yet finished; return the case data (record + result) of all
+    cases in case order on world rank 0 (``None`` on the other ranks).
+
+    Collective over ``comm`` (default ``COMM_WORLD``).  Raises :class:`SolverError` on
+    every rank if any case failed; the finished cases are kept for ``resume``.
+    """
+    comm = comm or MPI.COMM_WORLD
+    gs = int(group_size)
+    if gs < 1 or comm.size % gs != 0:
+        raise InputError(
+            f"--group-size {group_size}: must be >= 1 and divide the number of MPI ranks ({comm.size})"
+        )
+    out = Path(comm.bcast(str(Path(out).resolve()) if comm.rank == 0 else None, root=0))
+    manifest = manifest or {}
+    pending = _collective(comm, lambda: _prepare(out, manifest, records, resume))
+    cases_dir = out / CASES_DIR
+
+    n_groups = comm.size // gs
+    color = comm.rank // gs
+    group = comm.Split(color, comm.rank)
+    failures: list[str] = []
+    bar = _Progress(comm, len(records), len(records) - len(pending), cases_dir, label, progress)
+    try:
+        for idx in pending[color::n_groups]:
+            record = records[idx]
+            cid = record["case_id"]
+            err = None
+            try:
+                result = normalise_result(record, call_evaluator(evaluator, record, group))
+            except Exception as exc:  # one bad case must not stop the batch
+                err = f"{cid}: {type(exc).__name__}: {exc}"
+            errs = [e for e in group.allgather(err) if e]
+            if errs:
+                failures.append(errs[0])
+            elif group.rank == 0:
+                atomic_write_text(
+                    cases_dir / f"{cid}.json",
+                    json.dumps({"record": record, "result": result}, sort_keys=True, indent=1),
+                )
+            bar.update()
+    finally:
+        group.Free()
+    all_failures = [f for fl in comm.allgather(failures) for f in fl]
+    if all_failures:
+        shown = "; ".join(all_failures[:5])
+        more = f" (and {len(all_failures) - 5} more)" if len(all_failures) > 5 else ""
+        raise SolverError(
+            f"{len(all_failures)} case(s) failed: {shown}{more}. Finished cases are kept in "
+            f"{cases_dir}; fix the cause and rerun with --resume"
+        )
+
+    def _load():
+        data = []
+        for r in records:
+            d = _read_case_file(cases_dir / f"{r['case_id']}.json")
+            if d is None:
+                raise SolverError(f"{cases_dir / (r['case_id'] + '.json')}: missing or unreadable after the run")
+            data.append(d)
+        return data
+
+    data = _collective(comm, _load, share=False)
+    return data if comm.rank == 0 else None
+
+
+__all__ = ["atomic_write_text", "run_cases"]
