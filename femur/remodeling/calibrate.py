@@ -1,0 +1,276 @@
+"""Calibration of the remodeling engine to clinical-targets.md rows 1-7 ONLY.
+
+    python -m femur.remodeling.calibrate            # fit, print target vs model
+    python -m femur.remodeling.calibrate --write    # ... and store in parameters.py
+    python -m femur.remodeling.calibrate --check    # only print target vs model
+
+Two independent fits:
+1. romosozumab PK (row 5): Michaelis-Menten Vmax of the Eudy 2015 model so that a
+   single 210 mg dose gives Cmax 22.2 ug/mL and monthly troughs sit mid 8-13 ug/mL;
+2. the 12 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
+   least squares (scipy) over the BMD, marker and natural-loss targets (rows 1-4, 6, 7).
+
+Marker targets (row 4) are placebo-relative, so the model is compared as
+romosozumab relative to its own placebo run. Trial populations (row 9) set the
+patients' ages. Runtime ~1-3 minutes on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from femur.remodeling.parameters import (
+    DAYS_PER_MONTH,
+    FITTED_TARGETS,
+    CellParameters,
+    ModelParameters,
+    RomosozumabPK,
+    default_cell_parameters,
+)
+from femur.remodeling.patient import Patient
+from femur.remodeling.simulate import simulate_sites
+from femur.treatments.pk import compute_exposure, romosozumab_concentration_ug_ml
+from femur.treatments.regimen import Regimen, as_sequence
+
+# ----------------------------------------------------------------------------------------
+# Targets: (key, value, sigma, source). Sigma = weight of the residual (not a tolerance).
+# ----------------------------------------------------------------------------------------
+TARGETS = [
+    ("frame_romo_ls_m12", 13.1, 0.6, "row 1 FRAME romosozumab LS M12"),
+    ("frame_romo_th_m12", 6.0, 0.5, "row 1 FRAME romosozumab TH M12"),
+    ("arch_romo_th_m12", 6.2, 0.5, "row 2 ARCH romosozumab TH M12"),
+    ("arch_aln_th_m12", 2.8, 0.5, "row 2 ARCH alendronate TH M12"),
+    ("ph2_romo_ls_m12", 11.3, 0.6, "row 3 phase 2 romosozumab LS M12"),
+    ("ph2_tptd_ls_m12", 7.1, 0.6, "row 3 phase 2 teriparatide LS M12"),
+    ("ph2_aln_ls_m12", 4.1, 0.6, "row 3 phase 2 alendronate LS M12"),
+    ("ph2_pbo_ls_m12", -0.1, 0.5, "row 3 phase 2 placebo LS M12"),
+    ("romo_p1np_peak", 145.0, 25.0, "row 4 P1NP peak vs placebo (wk 2-M1)"),
+    ("romo_p1np_peak_day", 21.0, 10.0, "row 4 P1NP peak timing (day)"),
+    ("romo_p1np_m9", 0.0, 10.0, "row 4 P1NP back to placebo by M9"),
+    ("romo_p1np_m12", -15.0, 10.0, "row 4 P1NP ~15 % below placebo at M12"),
+    ("romo_ctx_nadir", -55.0, 10.0, "row 4 CTX nadir vs placebo"),
+    ("romo_ctx_m12", -25.0, 10.0, "row 4 CTX at M12 vs placebo"),
+    ("romo_ctx_m15_above0", 0.0, 10.0, "row 4 CTX above baseline within 3 mo of stopping (hinge)"),
+    ("freedom_dmab_th_m12", 3.2, 0.4, "row 6 FREEDOM denosumab TH M12"),
+    ("freedom_dmab_th_m24", 4.4, 0.4, "row 6 FREEDOM denosumab TH M24"),
+    ("freedom_dmab_th_m36", 5.0, 0.4, "row 6 FREEDOM denosumab TH M36"),
+    ("freedom_pbo_th_m12", 0.0, 0.4, "row 6 FREEDOM placebo TH M12"),
+    ("freedom_pbo_th_m24", -0.7, 0.4, "row 6 FREEDOM placebo TH M24"),
+    ("freedom_pbo_th_m36", -1.4, 0.4, "row 6 FREEDOM placebo TH M36"),
+    ("natural_fn_per_yr", -1.0, 0.6, "row 7 Melton 2000 FN -1.0 %/yr (71 y)"),
+    ("early_pmo_th_per_yr", -1.38, 0.4, "row 7 early postmenopause proximal femur"),
+    ("early_pmo_ls_per_yr", -1.4, 0.4, "row 7 early postmenopause spine"),
+]
+
+#: Trial populations (row 9 and the phase 2 row); ages are the trials' means.
+FRAME_PATIENT = Patient(age=70.9)
+ARCH_PATIENT = Patient(age=74.3)
+PHASE2_PATIENT = Patient(age=67.0)  # 55-85 y; mean ~67 (ASSUMPTION: mean not in the notes)
+FREEDOM_PATIENT = Patient(age=72.3)  # FREEDOM mean age (~72, ASSUMPTION: not in the notes)
+EARLY_PMO_PATIENT = Patient(age=53.0, years_since_menopause=2.0)
+
+# (name, treatment spec, months, patient, sites)
+SCENARIOS = [
+    ("frame_romo", "romosozumab:12", 15, FRAME_PATIENT, ("lumbar_spine", "total_hip")),
+    ("frame_pbo", "placebo", 15, FRAME_PATIENT, ("femoral_neck",)),
+    ("arch_romo", "romosozumab", 12, ARCH_PATIENT, ("total_hip",)),
+    ("arch_aln", "alendronate", 12, ARCH_PATIENT, ("total_hip",)),
+    ("ph2_romo", "romosozumab", 12, PHASE2_PATIENT, ("lumbar_spine",)),
+    ("ph2_tptd", "teriparatide", 12, PHASE2_PATIENT, ("lumbar_spine",)),
+    ("ph2_aln", "alendronate", 12, PHASE2_PATIENT, ("lumbar_spine",)),
+    ("ph2_pbo", "placebo", 12, PHASE2_PATIENT, ("lumbar_spine",)),
+    ("freedom_dmab", "denosumab", 36, FREEDOM_PATIENT, ("total_hip",)),
+    ("freedom_pbo", "placebo", 36, FREEDOM_PATIENT, ("total_hip",)),
+    ("early_pmo", "placebo", 12, EARLY_PMO_PATIENT, ("lumbar_spine", "total_hip")),
+]
+
+FIT_NAMES = tuple(FITTED_TARGETS)
+BOUNDS = {
+    "tau_p_days": (5.0, 400.0),
+    "tau_b_days": (2.0, 120.0),
+    "wnt_diff_gain": (0.2, 50.0),
+    "sost_rankl_exponent": (0.02, 3.0),
+    "coupling_exponent": (0.05, 3.0),
+    "k_mineral_per_day": (1e-5, 2e-2),
+    "romo_k_ug_ml": (1e-3, 50.0),
+    "dmab_k_ng_ml": (0.1, 1e4),
+    "bp_potency": (1e-4, 1e3),
+    "pth_ob_survival": (0.01, 20.0),
+    "deficit_basal": (1e-4, 0.5),
+    "pmo_amplitude": (1e-3, 20.0),
+}
+
+_EXPOSURE_CACHE: dict = {}
+
+
+def _exposure(spec, months, patient, params):
+    key = (spec, months, patient.body_mass_kg)
+    if key not in _EXPOSURE_CACHE:
+        seq = as_sequence(Regimen.default(spec, months)) if ":" not in spec else as_sequence(spec)
+        _EXPOSURE_CACHE[key] = compute_exposure(seq, months * DAYS_PER_MONTH + 1.0, patient.body_mass_kg, params)
+    return _EXPOSURE_CACHE[key]
+
+
+def run_scenarios(params: ModelParameters, step_days: float = 1.0) -> dict:
+    out = {}
+    for name, spec, months, patient, sites in SCENARIOS:
+        out[name] = simulate_sites(
+            spec, months, patient=patient, sites=sites, params=params, step_days=step_days,
+            exposure=_exposure(spec, months, patient, params),
+        )
+    return out
+
+
+def _rel(a, b):
+    """Placebo-relative % change: 100 ((1 + a/100) / (1 + b/100) - 1)."""
+    return 100.0 * ((1.0 + np.asarray(a) / 100.0) / (1.0 + np.asarray(b) / 100.0) - 1.0)
+
+
+def model_values(res: dict) -> dict:
+    v = {}
+    fr, fp = res["frame_romo"], res["frame_pbo"]
+    v["frame_romo_ls_m12"] = fr.at_month("ls_bmd_pct", 12)
+    v["frame_romo_th_m12"] = fr.at_month("th_bmd_pct", 12)
+    v["arch_romo_th_m12"] = res["arch_romo"].at_month("th_bmd_pct", 12)
+    v["arch_aln_th_m12"] = res["arch_aln"].at_month("th_bmd_pct", 12)
+    for k in ("romo", "tptd", "aln", "pbo"):
+        v[f"ph2_{k}_ls_m12"] = res[f"ph2_{k}"].at_month("ls_bmd_pct", 12)
+    t = fr.daily["t_days"]
+    p1 = _rel(fr.daily["p1np_pct"], fp.daily["p1np_pct"])
+    ctx = _rel(fr.daily["ctx_pct"], fp.daily["ctx_pct"])
+    early = t <= 1.5 * DAYS_PER_MONTH
+    i = int(np.argmax(np.where(early, p1, -np.inf)))
+    v["romo_p1np_peak"] = float(p1[i])
+    v["romo_p1np_peak_day"] = float(t[i])
+
+    def at(y, m):
+        return float(np.interp(m * DAYS_PER_MONTH, t, y))
+
+    v["romo_p1np_m9"] = at(p1, 9)
+    v["romo_p1np_m12"] = at(p1, 12)
+    v["romo_ctx_nadir"] = float(np.min(ctx[t <= 12 * DAYS_PER_MONTH]))
+    v["romo_ctx_m12"] = at(ctx, 12)
+    v["romo_ctx_m15_above0"] = min(at(ctx, 15), 0.0)  # hinge: 0 once above baseline
+    for m in (12, 24, 36):
+        v[f"freedom_dmab_th_m{m}"] = res["freedom_dmab"].at_month("th_bmd_pct", m)
+        v[f"freedom_pbo_th_m{m}"] = res["freedom_pbo"].at_month("th_bmd_pct", m)
+    v["natural_fn_per_yr"] = fp.at_month("fn_bmd_pct", 12)
+    v["early_pmo_th_per_yr"] = res["early_pmo"].at_month("th_bmd_pct", 12)
+    v["early_pmo_ls_per_yr"] = res["early_pmo"].at_month("ls_bmd_pct", 12)
+    return v
+
+
+def _params_from_x(x, base: ModelParameters) -> ModelParameters:
+    kw = {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, x)}
+    return replace(base, cells=replace(base.cells, **kw))
+
+
+def residuals(x, base: ModelParameters, step_days=1.0):
+    v = model_values(run_scenarios(_params_from_x(x, base), step_days))
+    return np.array([(v[k] - val) / sd for k, val, sd, _ in TARGETS])
+
+
+def fit_cells(base: ModelParameters | None = None, start: CellParameters | None = None,
+              max_nfev: int = 200, step_days: float = 2.0, verbose: int = 0) -> dict:
+    """Weighted least squares of the shared parameters (log space, bounded)."""
+    base = base or ModelParameters()
+    start = start or base.cells
+    x0 = np.log([getattr(start, n) for n in FIT_NAMES])
+    lo = np.log([BOUNDS[n][0] for n in FIT_NAMES])
+    hi = np.log([BOUNDS[n][1] for n in FIT_NAMES])
+    x0 = np.clip(x0, lo + 1e-6, hi - 1e-6)
+    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(base, step_days), x_scale=1.0,
+                        diff_step=1e-3, max_nfev=max_nfev, verbose=verbose)
+    return {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, sol.x)}
+
+
+# ----------------------------------------------------------------------------------------
+def romosozumab_pk_metrics(pk: RomosozumabPK = RomosozumabPK()) -> dict:
+    t = np.arange(0, 121, 0.25)
+    c = romosozumab_concentration_ug_ml([0.0], [210.0], t, pk)
+    i = int(np.argmax(c))
+    j, k = np.searchsorted(t, 14.0), np.searchsorted(t, 28.0)
+    seq = as_sequence(Regimen.default("romosozumab", 12))
+    tr, dr = seq.doses("romosozumab")
+    t2 = np.arange(0, 12 * DAYS_PER_MONTH + 0.01, 0.25)
+    c2 = romosozumab_concentration_ug_ml(tr, dr, t2, pk)
+    troughs = [float(np.interp(m * DAYS_PER_MONTH - 1e-6, t2, c2)) for m in (3, 6, 9, 11)]
+    return {
+        "cmax_ug_ml": float(c[i]), "tmax_day": float(t[i]),
+        "half_life_day": float(14.0 * np.log(2) / np.log(c[j] / c[k])),
+        "auc_ug_day_ml": float(np.trapezoid(c, t)), "troughs_ug_ml": troughs,
+    }
+
+
+def fit_romosozumab_pk(pk: RomosozumabPK = RomosozumabPK()) -> float:
+    """Refit the MM Vmax to label Cmax 22.2 ug/mL and troughs ~10.5 ug/mL (row 5)."""
+
+    def res(x):
+        m = romosozumab_pk_metrics(replace(pk, vmax_nm_per_day=float(np.exp(x[0]))))
+        return [(m["cmax_ug_ml"] - 22.2) / 2.0, (np.mean(m["troughs_ug_ml"]) - 10.5) / 1.0]
+
+    sol = least_squares(res, [np.log(5.87)], diff_step=1e-3)
+    return float(np.exp(sol.x[0]))
+
+
+def report(params: ModelParameters, step_days: float = 1.0, file=sys.stdout):
+    v = model_values(run_scenarios(params, step_days))
+    print(f"{'target':<24s} {'value':>8s} {'model':>8s}  source", file=file)
+    for k, val, _, src in TARGETS:
+        print(f"{k:<24s} {val:8.2f} {v[k]:8.2f}  {src}", file=file)
+    m = romosozumab_pk_metrics(params.romosozumab)
+    print(
+        f"romosozumab PK: Cmax {m['cmax_ug_ml']:.1f} ug/mL (22.2) at day {m['tmax_day']:.1f} (~5); "
+        f"t1/2 {m['half_life_day']:.1f} d (12.8); troughs M3-M11 "
+        + ", ".join(f"{x:.1f}" for x in m["troughs_ug_ml"]) + " (8-13); "
+        f"AUC {m['auc_ug_day_ml']:.0f} (label 389, context only)", file=file,
+    )
+    return v
+
+
+def write_fitted(values: dict, path: Path | None = None):
+    path = path or Path(__file__).with_name("parameters.py")
+    src = path.read_text()
+    body = "FITTED = {\n" + "".join(
+        f"    {k!r}: {v:.6g},  # {FITTED_TARGETS[k]}\n" for k, v in values.items()
+    ) + "}\n"
+    new = re.sub(r"# BEGIN FITTED\n.*?# END FITTED", "# BEGIN FITTED\n" + body + "# END FITTED",
+                 src, flags=re.S)
+    path.write_text(new)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--write", action="store_true", help="store the fit in parameters.py")
+    ap.add_argument("--check", action="store_true", help="only print target vs model")
+    ap.add_argument("--max-nfev", type=int, default=150)
+    args = ap.parse_args(argv)
+    base = ModelParameters()
+    if args.check:
+        report(base)
+        return 0
+    t0 = time.perf_counter()
+    vmax = fit_romosozumab_pk(base.romosozumab)
+    print(f"romosozumab PK: fitted Vmax = {vmax:.4g} nM/day (Eudy 2015: 5.87)")
+    fitted = fit_cells(base, start=default_cell_parameters(), max_nfev=args.max_nfev, verbose=1)
+    params = replace(base, cells=replace(base.cells, **fitted))
+    print(f"fit done in {time.perf_counter() - t0:.0f} s")
+    for k, v in fitted.items():
+        print(f"  {k:<22s} = {v:.5g}   ({FITTED_TARGETS[k]})")
+    report(params)
+    if args.write:
+        write_fitted(fitted)
+        print("written to parameters.py (update RomosozumabPK.vmax_nm_per_day by hand if it moved)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

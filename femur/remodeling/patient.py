@@ -1,0 +1,114 @@
+"""Virtual patient: sex, age, menopause, body size, and the sex-hormone/age driver.
+
+Driver of untreated loss (remodeling.md 1.5 and 7, "placebo = estrogen decline + PMO RANKL"):
+
+* women: turnover driver D(t) = 1 + A_pmo * L(ysm(t)), with the Martínez-Reina 2019
+  post-menopausal shape L(y) = xi^2 / (xi^2 + (y*365.25/tau)^2) (xi = 65, tau = 30 d:
+  half-way after ~5.3 years); focal-balance deficit delta(t) = delta_0 * D(t)
+  (each BMU refills a little less than it resorbed, more so early after menopause);
+* men: no menopause step, D = 1; delta = male_deficit_ratio * delta_0 (ASSUMPTION).
+
+A_pmo and delta_0 are fitted to calibration target #7 (natural loss rates).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from femur.errors import InputError
+from femur.remodeling.parameters import DAYS_PER_YEAR, CellParameters
+
+#: mean age at natural menopause used when years_since_menopause is not given (ASSUMPTION, ~51 y)
+MENOPAUSE_AGE = 51.0
+
+
+@dataclass(frozen=True)
+class Patient:
+    """A virtual patient. Defaults: a 71-year-old postmenopausal woman with femoral-neck
+    T-score -2.5 (issue 3; FRAME mean age 70.9, clinical-targets row 9)."""
+
+    sex: str = "female"
+    age: float = 71.0
+    years_since_menopause: float | None = None
+    body_mass_kg: float | None = None
+    height_m: float | None = None
+    fn_t_score: float | None = None
+
+    def __post_init__(self):
+        sex = str(self.sex).strip().lower()
+        if sex in ("f", "woman", "w"):
+            sex = "female"
+        if sex in ("m", "man"):
+            sex = "male"
+        if sex not in ("female", "male"):
+            raise InputError(f"patient: sex must be 'female' or 'male', got {self.sex!r}")
+        object.__setattr__(self, "sex", sex)
+        age = _num("age", self.age)
+        if not 18 <= age <= 110:
+            raise InputError(f"patient: age must be between 18 and 110 years, got {age}")
+        object.__setattr__(self, "age", age)
+        ysm = self.years_since_menopause
+        if sex == "male":
+            if ysm not in (None, 0, 0.0):
+                raise InputError("patient: years_since_menopause is only for women (sex='female')")
+            ysm = None
+        else:
+            ysm = max(age - MENOPAUSE_AGE, 0.0) if ysm is None else _num("years_since_menopause", ysm)
+            if ysm < 0 or ysm > age:
+                raise InputError(f"patient: years_since_menopause must be in [0, age], got {ysm}")
+        object.__setattr__(self, "years_since_menopause", ysm)
+        # defaults: ASSUMPTION, typical elderly Western adults
+        bm = (65.0 if sex == "female" else 80.0) if self.body_mass_kg is None else self.body_mass_kg
+        bm = _num("body_mass_kg", bm)
+        if not 25 <= bm <= 250:
+            raise InputError(f"patient: body_mass_kg must be in [25, 250], got {bm}")
+        object.__setattr__(self, "body_mass_kg", bm)
+        h = (1.60 if sex == "female" else 1.75) if self.height_m is None else self.height_m
+        h = _num("height_m", h)
+        if not 1.0 <= h <= 2.3:
+            raise InputError(f"patient: height_m must be in [1.0, 2.3] (metres), got {h}")
+        object.__setattr__(self, "height_m", h)
+        # default T-scores: -2.5 women (issue 3); -1.5 men (ASSUMPTION)
+        t = (-2.5 if sex == "female" else -1.5) if self.fn_t_score is None else self.fn_t_score
+        t = _num("fn_t_score", t)
+        if not -6 <= t <= 4:
+            raise InputError(f"patient: fn_t_score must be in [-6, 4], got {t}")
+        object.__setattr__(self, "fn_t_score", t)
+
+    @property
+    def is_female(self) -> bool:
+        return self.sex == "female"
+
+    # ---- driver of untreated loss ------------------------------------------------------
+    def turnover_driver(self, t_days, cells: CellParameters) -> np.ndarray:
+        """Absolute turnover driver D(t) (1 for men; 1 + A*L(ysm) for women)."""
+        t_days = np.asarray(t_days, dtype=float)
+        if not self.is_female:
+            return np.ones_like(t_days)
+        ysm_days = (self.years_since_menopause * DAYS_PER_YEAR) + t_days
+        x = ysm_days / cells.pmo_tau_days
+        lor = cells.pmo_xi**2 / (cells.pmo_xi**2 + x**2)
+        return 1.0 + cells.pmo_amplitude * lor
+
+    def drivers(self, t_days, cells: CellParameters, aging: bool = True):
+        """(D_rel(t), delta(t)): turnover relative to day 0 and focal-balance deficit."""
+        t_days = np.asarray(t_days, dtype=float)
+        if not aging:
+            return np.ones_like(t_days), np.zeros_like(t_days)
+        d = self.turnover_driver(t_days, cells)
+        d0 = self.turnover_driver(0.0, cells)
+        ratio = 1.0 if self.is_female else cells.male_deficit_ratio
+        return d / d0, cells.deficit_basal * ratio * d
+
+
+def _num(name, v):
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"patient: {name} must be a number, got {v!r}") from None
+    if not math.isfinite(x):
+        raise InputError(f"patient: {name} must be finite, got {v!r}")
+    return x
