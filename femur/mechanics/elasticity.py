@@ -383,6 +383,12 @@ class ElasticitySolver:
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         dolfinx.fem.petsc.set_bc(self.b, self.bcs)
 
+    def setup(self):
+        """Compile the forms, build the BCs, matrix and KSP (done by the first solve)."""
+        if not self._built:
+            self._build()
+        return self
+
     # ------------------------------------------------------------------ updates
     def update_modulus(self, modulus):
         """New modulus values (MPa; float, local-cell array or DG0 Function), same mesh.
