@@ -222,21 +222,25 @@ class ProximalFemur:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ build
+    def _mesh_options(self) -> dict[str, float]:
+        h = float(self.mesh_size_mm)
+        return {
+            "Mesh.MeshSizeMax": h,
+            "Mesh.MeshSizeMin": 0.2 * h,
+            "Mesh.MeshSizeFromCurvature": 0,
+            "Mesh.MeshSizeExtendFromBoundary": 1,
+            "Mesh.Algorithm": 6,  # Frontal-Delaunay surfaces
+            "Mesh.Algorithm3D": 1,  # Delaunay volumes
+            "Mesh.Optimize": 1,
+            "Mesh.OptimizeNetgen": 0,
+        }
+
     def build(self, comm=MPI.COMM_WORLD) -> Bone:
         """Mesh the femur on rank 0 of ``comm`` and distribute it; returns a `Bone`."""
         self.validate()
         g = self._geometry()
         t0 = time.perf_counter()
-        options = {
-            "Mesh.MeshSizeMax": float(self.mesh_size_mm),
-            "Mesh.MeshSizeMin": 0.2 * float(self.mesh_size_mm),
-            "Mesh.MeshSizeFromCurvature": 0,
-            "Mesh.MeshSizeExtendFromBoundary": 1,
-            "Mesh.Algorithm": 6,
-            "Mesh.Algorithm3D": 1,
-            "Mesh.Optimize": 1,
-            "Mesh.OptimizeNetgen": 0,
-        }
+        options = self._mesh_options()
         data, info = mesh_on_rank0(
             comm, functools.partial(_build_gmsh, params=self, g=g), "proximal-femur", options
         )
@@ -256,24 +260,27 @@ class ProximalFemur:
         bone.parameters["build_seconds"] = time.perf_counter() - t0
         return bone
 
+    def cad_volumes(self) -> dict[str, float]:
+        """Exact volumes (mm3) of the CAD solids (OCC), before meshing: total, cortical,
+        trabecular.  The mesh volumes converge to these as ``mesh_size_mm`` shrinks."""
+        from femur.geometry._gmsh_util import gmsh_model
+
+        self.validate()
+        g = self._geometry()
+        with gmsh_model("proximal-femur-cad") as model:
+            cort, trab = _build_geometry(model, self, g)
+            vc = sum(model.occ.getMass(3, t) for t in cort)
+            vt = sum(model.occ.getMass(3, t) for t in trab)
+        return {"total": vc + vt, "cortical": vc, "trabecular": vt}
+
     def write_msh(self, path) -> None:
         """Write the tagged mesh to a gmsh .msh file (serial, no MPI needed)."""
         from femur.geometry._gmsh_util import gmsh_model
 
         self.validate()
         g = self._geometry()
-        options = {
-            "Mesh.MeshSizeMax": float(self.mesh_size_mm),
-            "Mesh.MeshSizeMin": 0.2 * float(self.mesh_size_mm),
-            "Mesh.MeshSizeFromCurvature": 0,
-            "Mesh.MeshSizeExtendFromBoundary": 1,
-            "Mesh.Algorithm": 6,
-            "Mesh.Algorithm3D": 1,
-            "Mesh.Optimize": 1,
-            "Mesh.OptimizeNetgen": 0,
-            "Mesh.MshFileVersion": 4.1,
-            "Mesh.Binary": 0,
-        }
+        options = self._mesh_options()
+        options.update({"Mesh.MshFileVersion": 4.1, "Mesh.Binary": 0})
         import gmsh
 
         with gmsh_model("proximal-femur", options) as model:
@@ -313,7 +320,7 @@ def _fuse(occ, tags):
     return [t for d, t in out if d == 3]
 
 
-def _build_gmsh(model, params: ProximalFemur, g: dict) -> dict:
+def _build_geometry(model, params: ProximalFemur, g: dict):
     occ = model.occ
     outer = _fuse(occ, _primitives(occ, g, 0.0, 0.0, 0.0, 0.0))
     inner = _fuse(
@@ -338,6 +345,11 @@ def _build_gmsh(model, params: ProximalFemur, g: dict) -> dict:
     cort = sorted({t for d, t in out_map[0] if d == 3} - set(trab))
     if not trab or not cort:
         raise InputError("ProximalFemur: could not separate the cortical shell from the core")
+    return cort, trab
+
+
+def _build_gmsh(model, params: ProximalFemur, g: dict) -> dict:
+    cort, trab = _build_geometry(model, params, g)
     model.addPhysicalGroup(3, cort, CELL_IDS["cortical"], name="cortical")
     model.addPhysicalGroup(3, trab, CELL_IDS["trabecular"], name="trabecular")
     model.mesh.generate(3)
