@@ -639,6 +639,7 @@ def _check_required(path, mesh, tags, ids, required, what, dim):
         raise MeshError(
             f"{path}: required {what} region(s) {missing} not found; the file has {sorted(ids)}"
         )
+    mesh.topology.create_entities(dim)
     n_owned = mesh.topology.index_map(dim).size_local
     for r in required:
         local = 0
@@ -658,13 +659,13 @@ def _gather(bone: Bone, comm):
     mesh = bone.mesh
     tdim = mesh.topology.dim
     ctype = "tetra" if mesh.topology.cell_type == dolfinx.mesh.CellType.tetrahedron else "hexahedron"
-    if mesh.geometry.cmap.degree != 1:
+    if mesh.geometry.cmaps[0].degree != 1:
         raise MeshError("save_mesh: only linear (degree 1) mesh geometry can be written")
     gmap = mesh.geometry.index_map()
     n_own_nodes = gmap.size_local
     glob = gmap.local_to_global(np.arange(gmap.size_local + gmap.num_ghosts, dtype=np.int32))
     n_cells = mesh.topology.index_map(tdim).size_local
-    dofmap = mesh.geometry.dofmap[:n_cells]
+    dofmap = mesh.geometry.dofmaps[0][:n_cells]
     cells = glob[dofmap]
     cvals = np.zeros(n_cells, dtype=np.int32)
     if bone.cell_tags is not None:
