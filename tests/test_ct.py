@@ -188,15 +188,16 @@ def test_tet_sampling_exact_for_linear_fields():
     i, j, k = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
     img = 3 + 2.0 * i + 0.5 * k
     tet = np.array([[[2.0, 2.0, 2.0], [7.5, 3.0, 2.5], [3.0, 8.0, 4.0], [4.0, 4.0, 9.0]]])
-    pts, w = mapping.element_sample_points(tet, "tetrahedron")
-    avg = mapping.element_average(img, np.ones_like(img, bool), np.eye(4), pts, w)
+    avg = mapping.element_average(img, np.ones_like(img, bool), np.eye(4), tet, "tetrahedron")
     c = tet[0].mean(axis=0)
     assert avg[0] == pytest.approx(3 + 2 * c[0] + 0.5 * c[2], rel=1e-12)
+    avg8 = mapping.element_average(img, np.ones_like(img, bool), np.eye(4), tet, "tetrahedron", 2)
+    assert avg8[0] == pytest.approx(3 + 2 * c[0] + 0.5 * c[2], rel=1e-12)
+    assert mapping.tet_sample_barycentric(1).shape == (8, 4)
     # hex sampling of a voxel-aligned 2x2x2 block = the mean of its 8 voxels ... of a
     # linear field: the value at the block centre
     hexc = np.array([[[x, y, z] for z in (1.5, 3.5) for y in (1.5, 3.5) for x in (1.5, 3.5)]])
-    pts, w = mapping.element_sample_points(hexc, "hexahedron", 4)
-    avg = mapping.element_average(img, np.ones_like(img, bool), np.eye(4), pts, w)
+    avg = mapping.element_average(img, np.ones_like(img, bool), np.eye(4), hexc, "hexahedron")
     assert avg[0] == pytest.approx(3 + 2 * 2.5 + 0.5 * 2.5, rel=1e-12)
 
 
@@ -207,8 +208,7 @@ def test_mask_weighted_average_ignores_background():
     img[:5] = 200.0
     img[5:] = -900.0  # soft tissue/air outside the bone label
     tet = np.array([[[3.0, 3.0, 3.0], [7.0, 3.0, 3.0], [3.0, 7.0, 3.0], [3.0, 3.0, 7.0]]])
-    pts, w = mapping.element_sample_points(tet, "tetrahedron")
-    avg = mapping.element_average(img, mask, np.eye(4), pts, w)
+    avg = mapping.element_average(img, mask, np.eye(4), tet, "tetrahedron")
     assert avg[0] == pytest.approx(200.0, rel=1e-12)
 
 

@@ -279,11 +279,11 @@ def _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3, mesh
         inv = np.linalg.inv(image.affine)
         centroids = nodes[cells].mean(axis=1)
         clab = mapping.nearest_label(lab, inv, centroids)
-        pts, w = mapping.element_sample_points(nodes[cells], "tetrahedron")
-        crho = mapping.element_average(rho, bone_mask, inv, pts, w)
+        crho = mapping.element_average(rho, bone_mask, inv, nodes[cells], "tetrahedron", None)
         crho[np.isin(clab, list(layers))] = 0.0
         cell_type = "tetrahedron"
-        note = ("density: mask-weighted trilinear average over 64 sub-tetrahedra per element "
+        note = ("density: mask-weighted trilinear average over 8 (elements <= 1.5 voxels) or "
+                "64 equal-volume sub-tetrahedra per element "
                 "(only bone-labelled voxels contribute); labels by the voxel at the centroid")
     meta = {
         "cell_type": cell_type, "axis": axis.tolist(), "superior_label": int(sup),

@@ -63,17 +63,18 @@ def _hex_shape(ref: np.ndarray) -> np.ndarray:
 def element_sample_points(cell_coords: np.ndarray, cell_type: str, n: int = 4):
     """World sample points (ncell, s, 3) and weights (ncell, s) per element.
 
-    Tetrahedra: 64 sub-tet centroids (equal weights).  Hexahedra: n^3 sub-cube centres
-    weighted by |det J| (exact weights for parallelepipeds, as voxel hexes are).
+    Tetrahedra: centroids of 8^L equal-volume sub-tets (equal weights), L = 2 (64 points)
+    for n >= 3, L = 1 (8 points) for n <= 2.  Hexahedra: n^3 sub-cube centres weighted by
+    |det J| (exact weights for parallelepipeds, as voxel hexes are).
     """
     if cell_type == "tetrahedron":
-        bary = tet_sample_barycentric(2)
-        pts = np.einsum("sv,cvd->csd", bary, cell_coords)
+        bary = tet_sample_barycentric(2 if n >= 3 else 1)
+        pts = np.matmul(bary[None], cell_coords)
         w = np.ones(pts.shape[:2])
         return pts, w
     ref = hex_sample_reference(n)
     shp = _hex_shape(ref)
-    pts = np.einsum("sv,cvd->csd", shp, cell_coords)
+    pts = np.matmul(shp[None], cell_coords)
     x, y, z = ref[:, 0], ref[:, 1], ref[:, 2]
     verts = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
 
@@ -94,28 +95,41 @@ def element_sample_points(cell_coords: np.ndarray, cell_type: str, n: int = 4):
 
 
 def element_average(image_values: np.ndarray, mask: np.ndarray, inv_affine: np.ndarray,
-                    points: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mask-weighted average of a voxel image over each element's sample points.
+                    cell_coords: np.ndarray, cell_type: str, n: int | None = 4) -> np.ndarray:
+    """Mask-weighted average of a voxel image over each element.
 
     image_values, mask: arrays on the voxel grid; inv_affine: world -> voxel index 4x4;
-    points (ncell, s, 3) world mm; weights (ncell, s).  Returns (ncell,) averages; elements
-    whose samples see no masked voxel get the value of the nearest masked voxel.
+    cell_coords (ncell, nv, 3) world mm vertex coordinates; sample points from
+    :func:`element_sample_points` (processed in chunks to bound memory).  Returns (ncell,)
+    averages; elements whose samples see no masked voxel get the value of the nearest
+    masked voxel.
     """
-    nc, ns, _ = points.shape
-    flat = points.reshape(-1, 3)
-    idx = flat @ inv_affine[:3, :3].T + inv_affine[:3, 3]
+    nc = cell_coords.shape[0]
+    if n is None:  # enough sub-samples per voxel: 8 per tet up to ~1.5 voxels, else 64
+        voxel = float(np.mean(1.0 / np.linalg.norm(inv_affine[:3, :3], axis=1)))
+        edge = float(np.mean(np.linalg.norm(cell_coords[:, 1] - cell_coords[:, 0], axis=1)))
+        n = 4 if edge > 1.5 * voxel else 2
     m = mask.astype(float)
-    num = ndimage.map_coordinates(image_values * m, idx.T, order=1, mode="constant", cval=0.0)
-    den = ndimage.map_coordinates(m, idx.T, order=1, mode="constant", cval=0.0)
-    num = (num.reshape(nc, ns) * weights).sum(axis=1)
-    den = (den.reshape(nc, ns) * weights).sum(axis=1)
+    rm = image_values * m
+    num = np.zeros(nc)
+    den = np.zeros(nc)
+    chunk = 20000
+    for a in range(0, nc, chunk):
+        b = min(nc, a + chunk)
+        pts, w = element_sample_points(cell_coords[a:b], cell_type, n)
+        ns = pts.shape[1]
+        idx = pts.reshape(-1, 3) @ inv_affine[:3, :3].T + inv_affine[:3, 3]
+        nu = ndimage.map_coordinates(rm, idx.T, order=1, mode="constant", cval=0.0)
+        de = ndimage.map_coordinates(m, idx.T, order=1, mode="constant", cval=0.0)
+        num[a:b] = (nu.reshape(b - a, ns) * w).sum(axis=1)
+        den[a:b] = (de.reshape(b - a, ns) * w).sum(axis=1)
     out = np.zeros(nc)
     ok = den > 1e-12
     out[ok] = num[ok] / den[ok]
     if np.any(~ok) and mask.any():
         # nearest masked voxel to the element's mean sample point
         _, (ii, jj, kk) = ndimage.distance_transform_edt(~mask.astype(bool), return_indices=True)
-        centre = idx.reshape(nc, ns, 3)[~ok].mean(axis=1)
+        centre = cell_coords[~ok].mean(axis=1) @ inv_affine[:3, :3].T + inv_affine[:3, 3]
         c = np.clip(np.rint(centre).astype(int), 0, np.array(mask.shape) - 1)
         near = (ii[c[:, 0], c[:, 1], c[:, 2]], jj[c[:, 0], c[:, 1], c[:, 2]],
                 kk[c[:, 0], c[:, 1], c[:, 2]])

@@ -71,7 +71,7 @@ def tet_mesh_arrays(mask: np.ndarray, affine: np.ndarray, size_mm: float,
         gmsh.model.geo.synchronize()
         gmsh.option.setNumber("Mesh.MeshSizeMax", float(size_mm))
         gmsh.option.setNumber("Mesh.MeshSizeMin", 0.2 * float(size_mm))
-        gmsh.option.setNumber("Mesh.Algorithm3D", 1)  # Delaunay
+        gmsh.option.setNumber("Mesh.Algorithm3D", 10)  # HXT (parallel Delaunay)
         gmsh.option.setNumber("Mesh.Optimize", 1)
         gmsh.model.mesh.generate(3)
         tags, coords, _ = gmsh.model.mesh.getNodes()
