@@ -17,7 +17,8 @@ SingleLegStance (Cristofolini, J Biomech 2007; biomechanics.md section 3): unifo
 SidewaysFall (Courtney-type set-up: shaft 10 deg adduction, 15 deg internal rotation;
     several directions: Keyak, Bone 2013; biomechanics.md section 3): fall direction d
     (unit, from the bone toward the ground) built from the angles; uniform traction
-    ``load_n * d`` on the head-surface facets facing -d (within ``head_cap_deg`` of -d);
+    ``load_n * d`` on the head facets ("head_surface" + "head_load") whose outward normal
+    lies within ``head_cap_deg`` of -d (the acetabular contact);
     the support ("ground") is the plane normal to d touching the bone: boundary facets
     facing d within ``support_depth_mm`` of it get u.d = 0 (frictionless support); the
     "distal" facets get zero displacement perpendicular to d (free to slide along d).
@@ -244,7 +245,7 @@ class SidewaysFall:
     load_n: float = 1000.0
     support_depth_mm: float = 3.0
     head_cap_deg: float = 45.0
-    head_facet: str = "head_surface"
+    head_facets: tuple = ("head_surface", "head_load")
     distal_facet: str = "distal"
 
     @property
@@ -277,8 +278,11 @@ class SidewaysFall:
         d = self.fall_direction(bone)
         s, _, _ = _femur_axes(bone)
         distal = tagged_facets(bone, self.distal_facet)
-        head_name = self.head_facet if self.head_facet in bone.facet_ids else "head_load"
-        head_all = tagged_facets(bone, head_name)
+        names = [n for n in self.head_facets if n in bone.facet_ids]
+        if not names:
+            tagged_facets(bone, self.head_facets[0])  # raises a clear InputError
+        head_all = np.unique(np.concatenate([tagged_facets(bone, n) for n in names]))
+        head_name = "+".join(names)
         _, nh = facet_geometry(mesh, head_all)
         head = head_all[nh @ (-d) >= np.cos(np.deg2rad(self.head_cap_deg))]
         if _global_count(comm, len(head)) == 0:
