@@ -163,3 +163,24 @@ def test_bone_with_t_score_respects_bounds(check):
         bone_with_t_score(bone, 3.0)
     with pytest.raises(InputError, match="t_score"):
         bone_with_t_score(bone, float("nan"))
+
+
+def test_femur_with_t_score_minus_2_5():
+    from femur.geometry.femur_model import ProximalFemur
+
+    bone = ProximalFemur().build()
+    new = bone_with_t_score(bone, -2.5)
+    assert bone.density is None  # input untouched
+    rec = new.parameters["t_score"]
+    assert rec["site"] == "femoral_neck"
+    # independent re-measurement of the returned bone
+    t = dxa.t_score(dxa.areal_bmd(new, "femoral_neck"), "femoral_neck")
+    assert abs(t - (-2.5)) < 0.05 and abs(rec["achieved"] - t) < 1e-9
+    assert dxa.areal_bmd(new, "femoral_neck") == pytest.approx(0.858 - 2.5 * 0.120, abs=0.006)
+    rho = new.density.x.array
+    c = rho[new.compartment_mask("cortical")]
+    tr = rho[new.compartment_mask("trabecular")]
+    ratio = density.density_for_age(70).cortical_g_cm3 / density.density_for_age(70).trabecular_g_cm3
+    assert np.unique(c).size == 1 and np.unique(tr).size == 1  # uniform per compartment
+    assert c[0] / tr[0] == pytest.approx(ratio, rel=1e-12)  # ratio kept
+    assert rec["density_scale"] * density.density_for_age(70).cortical_g_cm3 == pytest.approx(c[0])

@@ -136,3 +136,34 @@ def test_parallel_consistency(comm):
     mean_rho = 0.2 + 0.01 * 10 + 0.02 * 15
     assert r["bmc_g"] == pytest.approx(0.6 * mean_rho * vol / 1000, rel=2e-2)
     assert x0.shape[1] == 3
+
+
+# ------------------------------------------------------------------ parametric femur
+@pytest.fixture(scope="module")
+def femur_bones():
+    from femur.geometry.femur_model import ProximalFemur
+
+    p = ProximalFemur(mesh_size_mm=5.0)
+    return p, p.build(MPI.COMM_WORLD), p.build(MPI.COMM_SELF)
+
+
+def test_femur_dxa_rank_invariant_and_plausible(femur_bones):
+    p, bone, serial = femur_bones
+    out = {}
+    for b, key in ((bone, "world"), (serial, "self")):
+        assign_density(b, cortical_g_cm3=1.5, trabecular_g_cm3=0.3)
+        out[key] = {s: dxa.measure(b, s) for s in ("femoral_neck", "total_hip")}
+    for s in ("femoral_neck", "total_hip"):
+        w, o = out["world"][s], out["self"][s]
+        assert w["areal_bmd_g_cm2"] == pytest.approx(o["areal_bmd_g_cm2"], rel=1e-8)
+        assert w["area_cm2"] == pytest.approx(o["area_cm2"], rel=1e-12)
+    fn = out["world"]["femoral_neck"]
+    # the box is 15 mm along the neck; the narrowest projected neck is the 30 mm neck
+    # diameter at the head (the neck flares 10 % toward its base)
+    assert fn["neck_box_s_mm"][1] - fn["neck_box_s_mm"][0] == pytest.approx(15.0)
+    assert fn["neck_box_s_mm"][0] >= p.head_radius_mm - 1e-9  # no head inside the box
+    assert 29.0 <= fn["neck_width_mm"] <= 32.0
+    # the neck box covers ~15 mm x the neck width
+    assert fn["area_cm2"] == pytest.approx(1.5 * fn["neck_width_mm"] / 10, rel=0.15)
+    th = out["world"]["total_hip"]
+    assert th["area_cm2"] > 3 * fn["area_cm2"]
