@@ -233,6 +233,8 @@ class ElasticitySolver:
         self._ns_vecs = []
         self.bcs = []
         self.last: SolveInfo | None = None
+        self._pc_reused = False
+        self.rebuilds = 0  # preconditioner rebuilds forced after a failed reuse
 
     # ------------------------------------------------------------------ problem set-up
     @property
@@ -371,7 +373,8 @@ class ElasticitySolver:
             dolfinx.fem.petsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
             self.A.assemble()
         self.ksp.setOperators(self.A)
-        self.ksp.getPC().setReusePreconditioner(self.reuse_preconditioner and self._solved_once)
+        self._pc_reused = bool(self.reuse_preconditioner and self._solved_once)
+        self.ksp.getPC().setReusePreconditioner(self._pc_reused)
         self._matrix_dirty = False
 
     def _assemble_rhs(self):
@@ -411,27 +414,20 @@ class ElasticitySolver:
         t_asm = time.perf_counter() - t0
         x = self._u.x.petsc_vec
         self.ksp.setInitialGuessNonzero(self._solved_once)
-        self._opts = PrefixedOptions(self.prefix, self.config.options)
-        try:
-            t1 = time.perf_counter()
-            try:
-                self.ksp.setUp()
-            except PETSc.Error as exc:
-                raise SolverError(
-                    f"solver '{self.config.name}' (prefix {self.prefix}): preconditioner set-up "
-                    f"failed (PETSc error {exc.ierr}); the matrix may be singular (check the "
-                    "boundary conditions remove all rigid-body modes)"
-                ) from None
-            t2 = time.perf_counter()
-            try:
-                self.ksp.solve(self.b, x)
-            except PETSc.Error as exc:
-                raise SolverError(
-                    f"solver '{self.config.name}': PETSc error {exc.ierr} during the solve"
-                ) from None
-            t3 = time.perf_counter()
-        finally:
-            self._opts.clear()
+        t_setup, t_solve = self._run_ksp(x)
+        pc = self.ksp.getPC()
+        if self.ksp.getConvergedReason() < 0 and self._pc_reused:
+            # a fully reused AMG hierarchy can be unusable for the new matrix (e.g. the
+            # Chebyshev eigenvalue bounds after the modulus grew): rebuild once and retry
+            pc.setReusePreconditioner(False)
+            self._pc_reused = False
+            with x.localForm() as xl:
+                xl.set(0.0)
+            self.ksp.setInitialGuessNonzero(False)
+            self.ksp.setOperators(self.A)
+            t_setup2, t_solve2 = self._run_ksp(x)
+            t_setup, t_solve = t_setup + t_setup2, t_solve + t_solve2
+            self.rebuilds += 1
         reason = self.ksp.getConvergedReason()
         its = self.ksp.getIterationNumber()
         # true residual, also as a guard for direct solvers (preonly reports CONVERGED_ITS)
@@ -460,10 +456,34 @@ class ElasticitySolver:
             ub = self._u.x.array.reshape(-1, 3) @ self.frame
             self.u.x.array[:] = ub.ravel()
         self._solved_once = True
-        setup = t2 - t1
-        self.last = SolveInfo(its, reason_name(reason), float(rel), t_asm, setup, t3 - t2,
+        self.last = SolveInfo(its, reason_name(reason), float(rel), t_asm, t_setup, t_solve,
                               self.dofs, self.config.name)
         return self.last
+
+    def _run_ksp(self, x):
+        """KSP set-up and solve with the prefixed options present; returns (setup_s, solve_s)."""
+        self._opts = PrefixedOptions(self.prefix, self.config.options)
+        try:
+            t1 = time.perf_counter()
+            try:
+                self.ksp.setUp()
+            except PETSc.Error as exc:
+                raise SolverError(
+                    f"solver '{self.config.name}' (prefix {self.prefix}): preconditioner set-up "
+                    f"failed (PETSc error {exc.ierr}); the matrix may be singular (check the "
+                    "boundary conditions remove all rigid-body modes)"
+                ) from None
+            t2 = time.perf_counter()
+            try:
+                self.ksp.solve(self.b, x)
+            except PETSc.Error as exc:
+                raise SolverError(
+                    f"solver '{self.config.name}': PETSc error {exc.ierr} during the solve"
+                ) from None
+            t3 = time.perf_counter()
+        finally:
+            self._opts.clear()
+        return t2 - t1, t3 - t2
 
     # ------------------------------------------------------------------ post-processing
     def residual_array(self) -> np.ndarray:

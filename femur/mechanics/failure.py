@@ -192,7 +192,8 @@ def fracture_load(bone, load_case, material=None, criterion: str = "principal_st
                   region: str | None = None, critical_volume_mm3: float = DEFAULT_CRITICAL_VOLUME_MM3,
                   order: int = 1, solver="gamg", options: dict | None = None,
                   eps_tension: float = EPS_TENSION, eps_compression: float = EPS_COMPRESSION,
-                  bc_margin_mm: float = 0.0, result=None) -> FractureResult:
+                  bc_margin_mm: float = 0.0, nu: float | None = None,
+                  result=None) -> FractureResult:
     """Linear fracture load (N) of ``bone`` under ``load_case``.
 
     region: ROI or compartment name restricting the evaluation (e.g. "neck" for the
@@ -203,7 +204,7 @@ def fracture_load(bone, load_case, material=None, criterion: str = "principal_st
 
     if result is None:
         result = solve(bone, load_case, material=material, order=order, solver=solver,
-                       options=options)
+                       options=options, nu=nu)
     load, site, rf_max, rf_fail = evaluate_criterion(
         result, criterion, region, critical_volume_mm3, eps_tension, eps_compression, material,
         bc_margin_mm=bc_margin_mm)

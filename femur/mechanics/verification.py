@@ -160,8 +160,8 @@ def _box_tags(mesh, h, name, kind="vertebra"):
 def rod_femur_bone(comm=MPI.COMM_WORLD, n=(3, 3, 12), cell="tetrahedron", length=60.0,
                    width=12.0) -> Bone:
     """A square rod standing on z=0 with femur-style tags, for load-case tests:
-    "distal" (z=0), "head_load" (top face), "head_surface" (the upper 10 mm of the +x
-    side), two compartments split at mid-height (cortical below, trabecular
+    "distal" (z=0), "head_load" (top face), "head_surface" (the upper 10 mm of the four
+    sides), two compartments split at mid-height (cortical below, trabecular
     above) and a "neck" ROI (upper third)."""
     w = width
     mesh = dolfinx.mesh.create_box(comm, [[-w / 2, -w / 2, 0], [w / 2, w / 2, length]], list(n),
@@ -170,7 +170,8 @@ def rod_femur_bone(comm=MPI.COMM_WORLD, n=(3, 3, 12), cell="tetrahedron", length
     loc = dolfinx.mesh.locate_entities_boundary
     distal = loc(mesh, 2, lambda x: np.isclose(x[2], 0.0))
     top = loc(mesh, 2, lambda x: np.isclose(x[2], length))
-    side = loc(mesh, 2, lambda x: np.isclose(x[0], w / 2) & (x[2] >= length - 10 - 1e-9))
+    side = loc(mesh, 2, lambda x: (np.isclose(np.abs(x[0]), w / 2) | np.isclose(np.abs(x[1]), w / 2))
+               & (x[2] >= length - 10 - 1e-9))
     ft = _tags(mesh, 2, {12: distal, 11: top, 14: np.setdiff1d(side, top)})
     im = mesh.topology.index_map(3)
     ncell = im.size_local + im.num_ghosts
