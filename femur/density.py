@@ -282,6 +282,9 @@ def assign_density(
                 v = float(trabecular_g_cm3)
             else:
                 v = _nominal_for(cname)
+                layers_kind = str((bone.parameters or {}).get("layers", "")).lower()
+                if cname.lower().startswith("layer") and layers_kind in ("pmma", "cement"):
+                    v = NOMINAL_NONBONE_G_CM3["pmma"]
                 if v is None:
                     raise InputError(
                         f"bone '{bone.name}' compartment '{cname}' is neither cortical, "

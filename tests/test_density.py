@@ -184,3 +184,18 @@ def test_femur_with_t_score_minus_2_5():
     assert np.unique(c).size == 1 and np.unique(tr).size == 1  # uniform per compartment
     assert c[0] / tr[0] == pytest.approx(ratio, rel=1e-12)  # ratio kept
     assert rec["density_scale"] * density.density_for_age(70).cortical_g_cm3 == pytest.approx(c[0])
+
+
+def test_vertebra_with_spine_t_score_and_pmma_layers(check):
+    from femur.geometry.vertebra import Vertebra
+    from femur.materials import default_material
+
+    bone = Vertebra(layers="pmma", mesh_size_mm=3.0).build()
+    new = bone_with_t_score(bone, -2.5)
+    rec = new.parameters["t_score"]
+    assert rec["site"] == "spine" and "1.047" in rec["reference"]
+    assert dxa.t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
+    layer = new.compartment_mask("layer_superior")
+    check(np.all(new.density.x.array[layer] == 1.18), "PMMA nominal density, not scaled")
+    E = default_material(new).modulus_array(new)
+    check(np.all(E[layer] == 2500.0), "PMMA modulus")
