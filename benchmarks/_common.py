@@ -1,0 +1,47 @@
+"""Shared helpers for benchmark scripts: peak memory, MPI launching, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def mpiexec() -> str:
+    cand = Path(sys.executable).with_name("mpiexec")
+    return str(cand) if cand.exists() else "mpiexec"
+
+
+def run_worker(script: Path, ranks: int, args: list[str], timeout: float = 1800) -> dict:
+    """Run `script --worker args` on `ranks` MPI ranks; return the JSON its rank 0 prints last."""
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(script), "--worker", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYVISTA_OFF_SCREEN="true", MPLBACKEND="Agg")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1])
+
+
+def write_results(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
