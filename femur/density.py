@@ -318,10 +318,9 @@ def assign_density(
 
 
 # ------------------------------------------------------------------------------ T-score
-#: Bounds kept while rescaling densities (g/cm3): cortical apparent density is capped at
-#: 2.0 (about fully mineralised wet cortical bone; ASSUMPTION) and no bone value falls
-#: below 0.01 (a near-void trabecular element; ASSUMPTION).
-T_SCORE_BOUNDS_G_CM3 = (0.01, 2.0)
+#: Ceiling kept while rescaling densities (g/cm3): no apparent density above 2.0 (about fully
+#: mineralised wet cortical bone; ASSUMPTION). Scaling by s > 0 keeps values >= 0.
+T_SCORE_MAX_G_CM3 = 2.0
 
 
 def bone_with_t_score(
@@ -337,7 +336,7 @@ def bone_with_t_score(
 
     The bone densities (all bone compartments; loading layers are untouched) are multiplied
     by one factor ``s`` -- keeping their cortical/trabecular ratio and heterogeneity -- then
-    clipped to :data:`T_SCORE_BOUNDS_G_CM3`. ``s`` is found by secant steps safeguarded by
+    capped at :data:`T_SCORE_MAX_G_CM3`. ``s`` is found by secant steps safeguarded by
     bisection on T(s) - target (aBMD is linear in s until the clip is active, so this
     usually converges in one or two steps). Without a density field the bone first gets
     :func:`assign_density` defaults.
@@ -367,7 +366,7 @@ def bone_with_t_score(
                 bone_mask |= new.compartment_mask(cname)
     else:
         bone_mask[:] = True
-    lo, hi = T_SCORE_BOUNDS_G_CM3
+    hi = T_SCORE_MAX_G_CM3
 
     V = new.density.function_space
     work = dolfinx.fem.Function(V, name="density_g_cm3")
@@ -376,7 +375,7 @@ def bone_with_t_score(
 
     def bmd_at(s: float) -> float:
         arr = base.copy()
-        arr[bone_mask] = np.clip(s * base[bone_mask], lo, hi)
+        arr[bone_mask] = np.minimum(s * base[bone_mask], hi)
         work.x.array[:] = arr
         work.x.scatter_forward()
         return dxa.areal_bmd(new, site, prepared=prep)

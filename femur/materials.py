@@ -292,6 +292,9 @@ class MaterialModel:
                 f"bone '{bone.name}' density has {rho.shape[0]} values but the mesh has {n} local "
                 "cells; the density must be a DG0 function on bone.mesh"
             )
+        from femur.density import validate_density
+
+        validate_density(rho, f"density of bone '{bone.name}'", comm=bone.comm)
         E = self.default_law.modulus_mpa(rho)
         for roi, law in self.roi_laws.items():
             if roi not in bone.rois:
