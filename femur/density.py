@@ -37,10 +37,14 @@ MAX_APPARENT_G_CM3 = 2.3
 NOMINAL_NONBONE_G_CM3 = {"pmma": 1.18, "compliant": 1.0}
 
 
+#: Words that mark a compartment as non-bone (same list as femur.mechanics.problem).
+NON_BONE_WORDS = ("layer", "pmma", "cement", "filler", "platen", "pad")
+
+
 def is_bone_compartment(name: str) -> bool:
-    """True for bone tissue compartments; False for loading layers, cement and other fillers."""
+    """True for bone tissue compartments; False for loading layers, cement, platens, fillers."""
     n = name.lower()
-    return not (n.startswith("layer") or "pmma" in n or "cement" in n or "filler" in n)
+    return not any(w in n for w in NON_BONE_WORDS)
 
 
 # ------------------------------------------------------------------------------ validation

@@ -269,6 +269,11 @@ class MaterialModel:
             )
 
     # ------------------------------------------------------------------
+    @property
+    def non_bone_compartments(self) -> tuple[str, ...]:
+        """Compartments given a constant (non-bone) modulus, e.g. loading layers."""
+        return tuple(k for k, v in self.compartment_laws.items() if isinstance(v, ConstantLaw))
+
     def law_names(self) -> dict:
         return {
             "default": self.default_law.name,

@@ -164,3 +164,8 @@ def test_hex_mesh_modulus_field(check):
     E = default_material(bone).modulus_array(bone)
     cort = bone.compartment_mask("cortical")
     check(np.allclose(E[cort], 6850 * 1.8**1.49), "hex cortical modulus")
+
+
+def test_non_bone_compartments():
+    m = MaterialModel(compartment_laws={"layer_superior": "pmma", "cortical": "morgan2003_vertebra"})
+    assert m.non_bone_compartments == ("layer_superior",)
