@@ -230,6 +230,7 @@ def test_hexahedral_bone_fall_and_stance(check):
         check(np.isfinite(f.fracture_load_n) and f.fracture_load_n > 0, lc.name)
 
 
+@pytest.mark.slow  # ~12 s serial, ~30 s on 2 busy ranks
 def test_parametric_femur_and_vertebra_cases(check):
     """Built-in bones (coarse): equilibrium of stance and fall, positive loads and sites."""
     gm = pytest.importorskip("femur.geometry.femur_model")

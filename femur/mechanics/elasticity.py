@@ -451,6 +451,8 @@ class ElasticitySolver:
                 f"ksp_max_it {self.config.options.get('ksp_max_it', 'default')}, "
                 f"{self.dofs} DOFs)"
             )
+        # Dirichlet values exactly (the Krylov iterate meets them only to the tolerance)
+        dolfinx.fem.petsc.set_bc(x, self.bcs)
         self._u.x.scatter_forward()
         if self.frame is not None:
             ub = self._u.x.array.reshape(-1, 3) @ self.frame
