@@ -23,7 +23,8 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
                 calibrated_mg_cm3: bool = False, layer_material="pmma",
                 poisson_ratio: float = 0.3, strain: float = 0.01, ends: str = "frictionless",
                 criterion: str = "principal_strain", order: int = 1, solver: str = "gamg",
-                tet_size_mm: float | None = None, kind: str = "vertebra", comm=None) -> list[dict]:
+                tet_size_mm: float | None = None, kind: str = "vertebra",
+                options: dict | None = None, comm=None) -> list[dict]:
     """CT -> bone -> axial compression -> stiffness, linear fracture load, 0.2 % surrogate.
 
     The backend of ``femur strength --ct IMAGE --labels LABELS``.  Returns one record per
@@ -64,7 +65,7 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
     material = MaterialModel(get_law(law), compartment_laws=comp, poisson_ratio=poisson_ratio)
     t0 = time.perf_counter()
     fr = fracture_load(bone, AxialCompression(strain=strain, ends=ends), material=material,
-                       criterion=criterion, order=order, solver=solver)
+                       criterion=criterion, order=order, solver=solver, options=options)
     t_solve = time.perf_counter() - t0
     res = fr.mechanics
     rec = {
@@ -86,6 +87,7 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
         "element_size_mm": bone.parameters["element_size_mm"],
         "cells": int(comm.allreduce(bone.num_owned_cells)),
         "height_mm": float(bone.landmarks["height"][0]),
+        "loaded_height_mm": float(bone.landmarks["loaded_height"][0]),
         "ends": ends,
         "applied_strain": strain,
         "build_s": t_build,

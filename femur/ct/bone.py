@@ -12,6 +12,7 @@ import dolfinx  # noqa: E402
 from femur.errors import InputError  # noqa: E402
 from femur.geometry.bone import Bone  # noqa: E402
 from femur import units  # noqa: E402
+from femur.density import MAX_APPARENT_G_CM3  # noqa: E402
 
 from femur.ct.image import CTImage, read_ct, read_labels, check_labels_match  # noqa: E402
 from femur.ct.calibration import (  # noqa: E402
@@ -24,7 +25,8 @@ VERSE_LABEL_NAMES = {
     1: "trabecular", 2: "cortical", 3: "posterior_trabecular", 4: "posterior_cortical",
 }
 
-FACET_IDS = {"superior": 21, "inferior": 22}  # same ids as the parametric vertebra
+#: same ids as the parametric vertebra (agreed conventions)
+FACET_IDS = {"superior": 21, "inferior": 22, "endplate_superior": 23, "endplate_inferior": 24}
 
 #: outer faces of a loading layer: outward normal within ~25 deg of the axis ...
 _NORMAL_COS = 0.9
@@ -96,10 +98,52 @@ def _facet_geometry(mesh):
     return facets, cells, n, mid, area
 
 
-def _tag_layers(mesh, cell_labels, sup_label, inf_label, axis, tol_mm):
-    """Facet tags of the outer faces of the two loading layers + area-weighted centres."""
+def _owned_facets(mesh, facets):
+    fmap = mesh.topology.index_map(mesh.topology.dim - 1)
+    return np.asarray(facets) < fmap.size_local
+
+
+def _weighted_centre(comm, mid, area):
+    tot = comm.allreduce(float(area.sum()), op=MPI.SUM)
+    c = np.array([comm.allreduce(float((area * mid[:, d]).sum()), op=MPI.SUM) for d in range(3)])
+    return (c / tot if tot > 0 else c), tot
+
+
+def _interface_facets(mesh, cell_labels, layer_label, layers):
+    """Local facets between a cell of ``layer_label`` and a bone cell (label > 0, not a
+    layer): the endplate under a loading layer.  Needs shared-facet ghosting."""
+    tdim = mesh.topology.dim
+    fdim = tdim - 1
+    mesh.topology.create_connectivity(tdim, fdim)
+    mesh.topology.create_connectivity(fdim, tdim)
+    c2f = mesh.topology.connectivity(tdim, fdim)
+    f2c = mesh.topology.connectivity(fdim, tdim)
+    lay_cells = np.flatnonzero(cell_labels == layer_label)
+    if lay_cells.size == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    cand = np.unique(np.concatenate([c2f.links(c) for c in lay_cells]))
+    out, bone_cells = [], []
+    for f in cand:
+        cs = f2c.links(f)
+        if len(cs) != 2:
+            continue
+        la, lb = cell_labels[cs[0]], cell_labels[cs[1]]
+        if la == layer_label and lb > 0 and lb not in layers:
+            out.append(f)
+            bone_cells.append(cs[1])
+        elif lb == layer_label and la > 0 and la not in layers:
+            out.append(f)
+            bone_cells.append(cs[0])
+    return np.asarray(out, np.int32), np.asarray(bone_cells, np.int32)
+
+
+def _tag_layers(mesh, cell_labels, sup_label, inf_label, axis, tol_mm, layers=()):
+    """Facet tags: outer faces of the two loading layers ("superior"/"inferior") and,
+    with layers, the layer/bone interfaces ("endplate_superior"/"endplate_inferior");
+    area-weighted centres (owned facets only, so no facet counts twice)."""
     comm = mesh.comm
     facets, cells, n, mid, area = _facet_geometry(mesh)
+    owned = _owned_facets(mesh, facets)
     lab = cell_labels[cells] if len(cells) else np.zeros(0, int)
     h = mid @ axis
     tags_idx, tags_val, centres = [], [], {}
@@ -107,21 +151,35 @@ def _tag_layers(mesh, cell_labels, sup_label, inf_label, axis, tol_mm):
         cand = (lab == label) & (sgn * (n @ axis) > _NORMAL_COS)
         ext = comm.allreduce(float(np.max(sgn * h[cand])) if cand.any() else -np.inf, op=MPI.MAX)
         sel = cand & (sgn * h >= ext - tol_mm)
-        a = area[sel]
-        tot = comm.allreduce(float(a.sum()), op=MPI.SUM)
+        centres[name], tot = _weighted_centre(comm, mid[sel & owned], area[sel & owned])
         if tot <= 0:
             raise InputError(f"no outer face found on the {name} loading layer (label {label})")
-        # owned facets only contribute to the centre (no double counting across ranks)
-        centres[name] = np.array(
-            [comm.allreduce(float((a * mid[sel, d]).sum()), op=MPI.SUM) for d in range(3)]
-        ) / tot
         centres[name + "_area"] = tot
         tags_idx.append(facets[sel])
         tags_val.append(np.full(int(sel.sum()), FACET_IDS[name], dtype=np.int32))
+        if layers:
+            ifc, _ = _interface_facets(mesh, cell_labels, label, layers)
+            fx = mesh.geometry.x[dolfinx.mesh.entities_to_geometry(mesh, 2, ifc)] if len(ifc) \
+                else np.zeros((0, 4, 3))
+            if fx.shape[1] == 4:
+                a = 0.5 * np.linalg.norm(np.cross(fx[:, 3] - fx[:, 0], fx[:, 2] - fx[:, 1]), axis=1)
+            else:
+                a = 0.5 * np.linalg.norm(np.cross(fx[:, 1] - fx[:, 0], fx[:, 2] - fx[:, 0]), axis=1)
+            own = _owned_facets(mesh, ifc)
+            key = "endplate_" + name
+            centres[key], tot = _weighted_centre(comm, fx.mean(axis=1)[own], a[own])
+            if tot <= 0:
+                raise InputError(f"loading layer {label} does not touch the bone: no {key} interface")
+            centres[key + "_area"] = tot
+            tags_idx.append(ifc)
+            tags_val.append(np.full(len(ifc), FACET_IDS[key], dtype=np.int32))
     idx = np.concatenate(tags_idx).astype(np.int32)
     val = np.concatenate(tags_val)
-    order = np.argsort(idx)
-    ft = dolfinx.mesh.meshtags(mesh, mesh.topology.dim - 1, idx[order], val[order])
+    order = np.argsort(idx, kind="stable")
+    idx, val = idx[order], val[order]
+    if len(idx) and np.any(np.diff(idx) == 0):
+        raise InputError("a facet belongs to two loading faces; the layers are too thin")
+    ft = dolfinx.mesh.meshtags(mesh, mesh.topology.dim - 1, idx, val)
     return ft, centres
 
 
@@ -181,8 +239,13 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
     ct = dolfinx.mesh.meshtags(msh, tdim, np.arange(nloc, dtype=np.int32), cell_labels)
 
     # apparent density (g/cm3): QCT mg/cm3 -> g/cm3 -> ash (identity, units.py) -> /0.6
+    # Negative calibrated values (noise/fat at the boundary) are floored at 0
+    # (biomechanics.md section 6, rec. 1); apparent density is capped at femur.density's
+    # physical maximum (2.3 g/cm3 = 1380 mg/cm3 QCT with ash = QCT and ash/apparent 0.6):
+    # dense posterior-cortex voxels of clinical CT exceed it (verse004: up to 1893 mg/cm3).
     rho_qct_g = units.mg_cm3_to_g_cm3(local["rho_mg_cm3"])
     rho_app = units.qct_to_apparent_g_cm3(np.maximum(rho_qct_g, 0.0))
+    rho_app = np.minimum(rho_app, MAX_APPARENT_G_CM3)
     V = dolfinx.fem.functionspace(msh, ("DG", 0))
     density = dolfinx.fem.Function(V, name="density_g_cm3")
     dofs = V.dofmap.list[:nloc, 0]
@@ -205,19 +268,34 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
     tol = meta["element_size_mm"] * (0.5 if cell_type == "hexahedron" else 1.0)
     if layers:
         ft, centres = _tag_layers(msh, cell_labels, meta["superior_label"],
-                                  meta["inferior_label"], axis, tol)
+                                  meta["inferior_label"], axis, tol, layers)
     else:
         all_lab = np.full_like(cell_labels, -1)
         ft, centres = _tag_layers(msh, np.where(cell_labels > 0, -1, all_lab), -1, -1, axis, tol)
-    height = float((centres["superior"] - centres["inferior"]) @ axis)
+    loaded_height = float((centres["superior"] - centres["inferior"]) @ axis)
     landmarks = {
         "axis": axis,
         "superior_center": centres["superior"],
         "inferior_center": centres["inferior"],
-        "height": np.array([height]),
         "superior_area_mm2": np.array([centres["superior_area"]]),
         "inferior_area_mm2": np.array([centres["inferior_area"]]),
+        "loaded_height": np.array([loaded_height]),
     }
+    if layers:
+        # bone height: axial distance between the area-weighted centres of the two
+        # layer/bone interfaces (endplates); the apparent-strain gauge length
+        height = float((centres["endplate_superior"] - centres["endplate_inferior"]) @ axis)
+        landmarks.update({
+            "endplate_superior_center": centres["endplate_superior"],
+            "endplate_inferior_center": centres["endplate_inferior"],
+            "endplate_superior_area_mm2": np.array([centres["endplate_superior_area"]]),
+            "endplate_inferior_area_mm2": np.array([centres["endplate_inferior_area"]]),
+        })
+        facet_ids = dict(FACET_IDS)
+    else:
+        height = loaded_height
+        facet_ids = {k: FACET_IDS[k] for k in ("superior", "inferior")}
+    landmarks["height"] = np.array([height])
     params = dict(meta)
     params.pop("labels_present", None)
     if layers:
@@ -225,11 +303,13 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
     bone = Bone(
         name=name or Path(str(image_path)).name.split(".")[0],
         kind=kind, mesh=msh, cell_tags=ct, facet_tags=ft, cell_ids=cell_ids,
-        facet_ids=dict(FACET_IDS), rois={}, landmarks=landmarks, parameters=params,
+        facet_ids=facet_ids, rois={}, landmarks=landmarks, parameters=params,
         source=f"ct:{image_path}", density=density,
     )
     _log(comm, f"{bone.name}: {meta['n_cells']} {cell_type} cells, "
-               f"{meta['n_nodes']} nodes, height {height:.2f} mm, {meta['density_note']}")
+               f"{meta['n_nodes']} nodes, height {height:.2f} mm, {meta['density_note']}; "
+               f"{meta['negative_density_cells']} cells floored at 0, "
+               f"{meta['capped_density_cells']} capped at {MAX_APPARENT_G_CM3} g/cm3 apparent")
     return bone
 
 
@@ -292,6 +372,8 @@ def _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3, mesh
         "voxel_coarsen": int(k), "mesh": mesh, "image": str(image_path),
         "labels": str(labels_path), "image_units": image.units, "density_note": note,
         "negative_density_cells": int(np.sum(crho < 0)),
+        "capped_density_cells": int(np.sum(units.qct_to_apparent_g_cm3(
+            units.mg_cm3_to_g_cm3(crho)) > MAX_APPARENT_G_CM3)),
         "calibration": getattr(calibration, "describe", lambda: str(calibration))()
         if calibration is not None else "image already in mg/cm3",
     }

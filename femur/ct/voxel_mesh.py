@@ -15,6 +15,7 @@ import numpy as np
 
 from femur._mpi import MPI  # noqa: F401  (MPI before dolfinx)
 import dolfinx  # noqa: E402
+import dolfinx.graph  # noqa: E402
 
 from femur.errors import InputError, MeshError  # noqa: E402
 
@@ -124,8 +125,12 @@ def distribute_mesh(comm, cell_type: str, nodes, cells, cell_data: dict):
     else:
         x = np.zeros((0, 3), dtype=np.float64)
         c = np.zeros((0, nv), dtype=np.int64)
+    # shared_facet ghosting: both cells of every facet are local, so layer/bone interface
+    # facets (endplates) are found, and dS integrals over them are right, on any partition
+    partitioner = dolfinx.mesh.create_cell_partitioner(
+        dolfinx.graph.partitioner(), dolfinx.mesh.GhostMode.shared_facet, 2)
     try:
-        mesh = dolfinx.mesh.create_mesh(comm, c, element, x)
+        mesh = dolfinx.mesh.create_mesh(comm, c, element, x, partitioner=partitioner)
     except RuntimeError as exc:
         raise MeshError(f"could not build the {cell_type} mesh from the image ({exc})") from None
     tdim = mesh.topology.dim
