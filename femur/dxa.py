@@ -49,6 +49,7 @@ References (T-score = (aBMD - young mean) / young SD), :data:`REFERENCES`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -482,6 +483,34 @@ def measure(bone, site: str, prepared: Projection | None = None, **kwargs) -> di
     return out
 
 
+def prepare_all(bone, pixel_mm: float | None = None, neck_box_mm: float = NECK_BOX_MM,
+                below_lesser_trochanter_mm: float = TOTAL_HIP_BELOW_LESSER_TROCHANTER_MM
+                ) -> dict[str, Projection]:
+    """Prepared projections of every DXA site of the bone (femur: "femoral_neck" and
+    "total_hip" from one projection; vertebra: "spine"). Reuse them while density changes."""
+    if bone.kind == "femur":
+        h = DEFAULT_PIXEL_MM if pixel_mm is None else float(pixel_mm)
+        proj, neck_roi, th_roi, info = _prepare_hip(bone, h, neck_box_mm, below_lesser_trochanter_mm)
+        fn = dataclasses.replace(proj, roi=neck_roi, info=dict(info, site="femoral_neck"))
+        th = dataclasses.replace(proj, roi=th_roi, info=dict(info, site="total_hip"))
+        return {"femoral_neck": fn, "total_hip": th}
+    if bone.kind == "vertebra":
+        return {"spine": prepare(bone, "spine", pixel_mm=pixel_mm)}
+    return {"whole": prepare(bone, "whole", pixel_mm=pixel_mm)}
+
+
+def report(bone, sex: str = "female", prepared: dict | None = None, **kwargs) -> dict:
+    """DXA-equivalent aBMD (g/cm2), BMC, area and T-score at every site of the bone."""
+    preps = prepared if prepared is not None else prepare_all(bone, **kwargs)
+    out = {}
+    for site, proj in preps.items():
+        m = measure(bone, site, prepared=proj)
+        if site != "whole":
+            m["t_score"] = t_score(m["areal_bmd_g_cm2"], site, sex)
+        out[site] = m
+    return out
+
+
 def areal_bmd(bone, region: str = "femoral_neck", prepared: Projection | None = None, **kwargs) -> float:
     """DXA-equivalent areal BMD (g/cm2) of ``region`` ("femoral_neck", "total_hip", "spine",
     "whole"); see the module docstring for the projection and the ROI definitions."""
@@ -532,5 +561,5 @@ def volumetric_bmd(bone, region: str | None = None, compartment: str | None = No
     return 1000.0 * num / den
 
 
-__all__ = ["areal_bmd", "t_score", "bmd_from_t_score", "measure", "prepare", "project", "Frame",
+__all__ = ["areal_bmd", "t_score", "report", "prepare_all", "bmd_from_t_score", "measure", "prepare", "project", "Frame",
            "dxa_image", "volumetric_bmd", "reference", "REFERENCES", "SITES"]

@@ -179,3 +179,14 @@ def test_femur_projection_conserves_mineral(femur_bones):
     r = dxa.measure(bone, "whole")
     # pixel-centre quadrature of the line integrals: error O(pixel) only at the outline
     assert r["bmc_g"] == pytest.approx(mass, rel=1e-3)  # measured 6e-5 at 0.5 mm
+
+
+def test_report_matches_single_sites(femur_bones):
+    _, bone, _ = femur_bones
+    assign_density(bone, cortical_g_cm3=1.2, trabecular_g_cm3=0.2)
+    rep = dxa.report(bone)
+    assert set(rep) == {"femoral_neck", "total_hip"}
+    for site in rep:
+        assert rep[site]["areal_bmd_g_cm2"] == pytest.approx(dxa.areal_bmd(bone, site), rel=1e-14)
+        assert rep[site]["t_score"] == pytest.approx(
+            dxa.t_score(rep[site]["areal_bmd_g_cm2"], site), rel=1e-14)
