@@ -33,8 +33,8 @@ ROIs
 * ``"femoral_neck"`` -- DXA-style neck box: in the projected frame with the neck axis
   (``landmarks["neck_axis"]``) as abscissa, the width of the neck (the run of covered
   pixels across the axis) is measured for every row between the head (one head radius from
-  ``head_center``) and the projected shaft axis; the box of ``neck_box_mm`` (15 mm along the
-  neck axis; ASSUMPTION, Hologic-style) is centred on the narrowest rows (moved laterally if
+  ``head_center``) and the projected shaft axis; the box of ``neck_box_mm`` (10 mm along the
+  neck axis; ASSUMPTION, DXA boxes are ~10-15 mm) is centred on the narrowest rows (moved laterally if
   it would reach the head) and holds, row by row, the covered run crossing the neck axis (so
   no trochanter or shaft bone inside the box is counted).
 * ``"total_hip"`` -- all covered pixels lateral to the head-side edge of the neck box (head
@@ -63,8 +63,10 @@ from femur.errors import DensityError, InputError  # noqa: E402
 
 #: Default DXA pixel size (mm).
 DEFAULT_PIXEL_MM = 0.5
-#: Width of the femoral-neck box along the neck axis (mm). ASSUMPTION (Hologic-style 1.5 cm box).
-NECK_BOX_MM = 15.0
+#: Width of the femoral-neck box along the neck axis (mm). ASSUMPTION: DXA neck boxes are
+#: ~10-15 mm wide; 10 mm keeps the box inside the short neck of the parametric femur (between
+#: the head and the trochanteric flare) and matches its FE "neck" ROI width.
+NECK_BOX_MM = 10.0
 #: Distance of the total-hip distal boundary below the lesser trochanter (mm). ASSUMPTION.
 TOTAL_HIP_BELOW_LESSER_TROCHANTER_MM = 10.0
 # generic sub-pixel offset of the lattice centres (fraction of a pixel) so that pixel centres

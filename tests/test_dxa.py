@@ -158,13 +158,14 @@ def test_femur_dxa_rank_invariant_and_plausible(femur_bones):
         assert w["areal_bmd_g_cm2"] == pytest.approx(o["areal_bmd_g_cm2"], rel=1e-8)
         assert w["area_cm2"] == pytest.approx(o["area_cm2"], rel=1e-12)
     fn = out["world"]["femoral_neck"]
-    # the box is 15 mm along the neck; the narrowest projected neck is the 30 mm neck
+    # the box is 10 mm along the neck; the narrowest projected neck is the 30 mm neck
     # diameter at the head (the neck flares 10 % toward its base)
-    assert fn["neck_box_s_mm"][1] - fn["neck_box_s_mm"][0] == pytest.approx(15.0)
+    assert fn["neck_box_s_mm"][1] - fn["neck_box_s_mm"][0] == pytest.approx(dxa.NECK_BOX_MM)
     assert fn["neck_box_s_mm"][0] >= p.head_radius_mm - 1e-9  # no head inside the box
     assert 29.0 <= fn["neck_width_mm"] <= 32.0
-    # the neck box covers ~15 mm x the neck width
-    assert fn["area_cm2"] == pytest.approx(1.5 * fn["neck_width_mm"] / 10, rel=0.15)
+    # the neck box covers ~box width x the neck width
+    assert fn["area_cm2"] == pytest.approx(
+        dxa.NECK_BOX_MM * fn["neck_width_mm"] / 100, rel=0.1)
     th = out["world"]["total_hip"]
     assert th["area_cm2"] > 3 * fn["area_cm2"]
 
