@@ -201,6 +201,26 @@ def test_femur_roi_volumes(femur_bone, check):
         check(both == 0, f"neck ROI overlaps {other}")
 
 
+def test_femur_parts_are_all_fused():
+    """Regression: for this parameter set OCC's one-shot fuse silently dropped the neck and
+    head; the checked, part-by-part fuse keeps every part (volume >= disjoint parts)."""
+    p = ProximalFemur(
+        head_radius_mm=23.489297183975623,
+        neck_length_mm=53.64212541569051,
+        neck_diameter_mm=30.336469162938556,
+        neck_shaft_angle_deg=119.8029234321167,
+        anteversion_deg=27.794668446413397,
+        shaft_diameter_mm=29.094958815215094,
+        length_mm=185.7622219126573,
+    )
+    g = p._geometry()
+    head = 4 / 3 * np.pi * p.head_radius_mm**3
+    shaft = np.pi * g["R_s"] ** 2 * g["z_a"]
+    cad = p.cad_volumes()
+    assert cad["total"] > head + shaft
+    assert cad["cortical"] + cad["trabecular"] == pytest.approx(cad["total"], rel=1e-12)
+
+
 def test_femur_validation():
     cases = [
         (dict(head_radius_mm=-1.0), "head_radius_mm"),

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from femur._mpi import MPI
-from femur.errors import InputError
+from femur.errors import InputError, MeshError
 from femur.geometry._gmsh_util import mesh_on_rank0
 from femur.geometry.bone import Bone
 
@@ -289,9 +289,32 @@ class ProximalFemur:
 
 
 # ---------------------------------------------------------------------------- gmsh
-def _add_ellipsoid(occ, centre, semi):
+# Orientations of the unit sphere an ellipsoid is made from (pole axis z, y or x).  The
+# ellipsoid is the same; only its parametrisation (seam, poles) moves.  gmsh sometimes
+# fails on a seam cut by an intersection curve, so the build retries the next one.
+# Each entry: (axis permutation applied to the semi-axes before dilation, rotation axis).
+_SPHERE_TURNS = (((0, 1, 2), None), ((0, 2, 1), (1, 0, 0)), ((2, 1, 0), (0, 1, 0)))
+
+
+def _add_ellipsoid(occ, centre, semi, orient: int = 0):
+    perm, axis = _SPHERE_TURNS[orient]
+    s = [float(semi[i]) for i in perm]
     tag = occ.addSphere(0.0, 0.0, 0.0, 1.0)
-    occ.dilate([(3, tag)], 0.0, 0.0, 0.0, float(semi[0]), float(semi[1]), float(semi[2]))
+    occ.dilate([(3, tag)], 0.0, 0.0, 0.0, s[0], s[1], s[2])
+    if axis is not None:  # +90 deg about x maps (y, z) -> (-z, y); about y maps (x, z) -> (z, -x)
+        occ.rotate([(3, tag)], 0.0, 0.0, 0.0, *map(float, axis), np.pi / 2)
+    occ.translate([(3, tag)], *map(float, centre))
+    return tag
+
+
+def _add_head(occ, centre, axis, radius):
+    """Sphere whose pole axis is the neck axis: the neck cone meets it on a parallel
+    (a coaxial intersection, which OCC's booleans handle reliably)."""
+    tag = occ.addSphere(0.0, 0.0, 0.0, float(radius))
+    rot = np.cross([0.0, 0.0, 1.0], axis)
+    angle = float(np.arccos(np.clip(axis[2], -1.0, 1.0)))
+    if np.linalg.norm(rot) > 1e-12:
+        occ.rotate([(3, tag)], 0.0, 0.0, 0.0, *map(float, rot / np.linalg.norm(rot)), angle)
     occ.translate([(3, tag)], *map(float, centre))
     return tag
 
@@ -300,7 +323,7 @@ def _add_frustum(occ, base, axis_vec, r0, r1):
     return occ.addCone(*map(float, base), *map(float, axis_vec), float(r0), float(r1))
 
 
-def _primitives(occ, g, t_shaft, t_neck, t_head, t_troch):
+def _primitives(occ, g, t_shaft, t_neck, t_head, t_troch, orient=0):
     """Add the femur primitives shrunk by the given thicknesses; returns volume tags."""
     R_s, z_a, z_t = g["R_s"], g["z_a"], g["z_t"]
     tags = []
@@ -309,52 +332,125 @@ def _primitives(occ, g, t_shaft, t_neck, t_head, t_troch):
     r_top = R_s + (g["R_m"] - R_s) * (top - z_a) / (z_t - z_a) - t_troch
     tags.append(_add_frustum(occ, (0, 0, z_a), (0, 0, top - z_a), R_s - t_shaft, r_top))
     tags.append(_add_frustum(occ, g["P0"], g["d"] * g["n"], g["r_b"] - t_neck, g["r_n"] - t_neck))
-    tags.append(occ.addSphere(*map(float, g["C"]), g["R_h"] - t_head))
-    tags.append(_add_ellipsoid(occ, g["G"], g["gt_semi"] - t_troch))
-    tags.append(_add_ellipsoid(occ, g["L"], g["lt_semi"] - t_troch))
+    tags.append(_add_head(occ, g["C"], g["n"], g["R_h"] - t_head))
+    tags.append(_add_ellipsoid(occ, g["G"], g["gt_semi"] - t_troch, orient))
+    tags.append(_add_ellipsoid(occ, g["L"], g["lt_semi"] - t_troch, orient))
     return tags
 
 
-def _fuse(occ, tags):
-    out, _ = occ.fuse([(3, tags[0])], [(3, t) for t in tags[1:]])
-    return [t for d, t in out if d == 3]
+# Orders in which the parts (shaft, metaphysis, neck, head, GT, LT) are fused one by one.
+# OCC's booleans occasionally drop a part for some parameter sets; each step is checked
+# (one solid, no volume lost) and another order is tried when a step fails.
+_FUSE_ORDERS = (
+    (0, 1, 2, 3, 4, 5),
+    (3, 2, 1, 0, 4, 5),
+    (1, 2, 3, 0, 4, 5),
+    (2, 3, 1, 0, 4, 5),
+    (1, 0, 4, 5, 2, 3),
+)
 
 
-def _build_geometry(model, params: ProximalFemur, g: dict):
+def _probe_points(g) -> list[list[float]]:
+    """Points that must lie inside the fused solid (outer and core alike)."""
+    pts = [
+        g["C"],
+        g["P0"] + 0.6 * g["d"] * g["n"],
+        g["G"],
+        g["L"],
+        np.array([0.0, 0.0, 0.5 * g["z_a"]]),
+        np.array([0.0, 0.0, 0.5 * (g["z_a"] + g["z_t"])]),
+    ]
+    return [list(map(float, p)) for p in pts]
+
+
+def _fused_solid(model, g, thicknesses, orient) -> int:
+    """Fuse the primitives into one checked solid; returns its volume tag."""
     occ = model.occ
-    outer = _fuse(occ, _primitives(occ, g, 0.0, 0.0, 0.0, 0.0))
-    inner = _fuse(
-        occ,
-        _primitives(
-            occ,
-            g,
+    for order in _FUSE_ORDERS:
+        before = set(occ.getEntities(3))
+        tags = _primitives(occ, g, *thicknesses, orient)
+        masses = [occ.getMass(3, t) for t in tags]
+        cur, ok = tags[order[0]], True
+        for k in order[1:]:
+            prev = occ.getMass(3, cur)
+            out, _ = occ.fuse([(3, cur)], [(3, tags[k])])
+            vols = [t for d, t in out if d == 3]
+            if len(vols) != 1 or occ.getMass(3, vols[0]) < max(prev, masses[k]) * (1 - 1e-6):
+                ok = False
+                break
+            cur = vols[0]
+        if ok:
+            occ.synchronize()
+            ok = all(model.isInside(3, cur, pt) for pt in _probe_points(g))
+        if ok:
+            return cur
+        left = [dt for dt in occ.getEntities(3) if dt not in before]
+        if left:
+            occ.remove(left, recursive=True)
+        occ.synchronize()
+    raise MeshError(
+        "ProximalFemur: OCC could not fuse the parts into one solid for these parameters; "
+        "try slightly different dimensions"
+    )
+
+
+def _build_geometry(model, params: ProximalFemur, g: dict, orient: int = 0):
+    occ = model.occ
+    outer = _fused_solid(model, g, (0.0, 0.0, 0.0, 0.0), orient)
+    inner = _fused_solid(
+        model,
+        g,
+        (
             params.cortical_thickness_shaft_mm,
             params.cortical_thickness_neck_mm,
             params.cortical_thickness_head_mm,
             params.cortical_thickness_trochanter_mm,
         ),
+        orient,
     )
-    if len(outer) != 1 or len(inner) != 1:
-        raise InputError(
-            "ProximalFemur: the parts do not fuse into one solid "
-            f"({len(outer)} outer, {len(inner)} inner pieces); check the parameters"
-        )
-    _, out_map = occ.fragment([(3, outer[0])], [(3, inner[0])])
+    v_outer, v_inner = occ.getMass(3, outer), occ.getMass(3, inner)
+    _, out_map = occ.fragment([(3, outer)], [(3, inner)])
     occ.synchronize()
     trab = sorted({t for d, t in out_map[1] if d == 3})
     cort = sorted({t for d, t in out_map[0] if d == 3} - set(trab))
     if not trab or not cort:
-        raise InputError("ProximalFemur: could not separate the cortical shell from the core")
+        raise MeshError("ProximalFemur: could not separate the cortical shell from the core")
+    vt = sum(occ.getMass(3, t) for t in trab)
+    vc = sum(occ.getMass(3, t) for t in cort)
+    if abs(vt - v_inner) > 1e-4 * v_inner or abs(vc + vt - v_outer) > 1e-4 * v_outer:
+        raise MeshError(
+            "ProximalFemur: the core is not inside the outer solid (cortical thicknesses too "
+            "large for these dimensions?)"
+        )
     return cort, trab
 
 
+def _clear(model) -> None:
+    model.mesh.clear()
+    model.removePhysicalGroups()
+    model.occ.remove(model.occ.getEntities(), recursive=True)
+    model.occ.synchronize()
+
+
 def _build_gmsh(model, params: ProximalFemur, g: dict) -> dict:
-    cort, trab = _build_geometry(model, params, g)
-    model.addPhysicalGroup(3, cort, CELL_IDS["cortical"], name="cortical")
-    model.addPhysicalGroup(3, trab, CELL_IDS["trabecular"], name="trabecular")
-    model.mesh.generate(3)
-    _tag_femur_surface(model, g, params)
-    return {}
+    errors = []
+    for orient in range(len(_SPHERE_TURNS)):
+        if orient:
+            _clear(model)
+        try:
+            cort, trab = _build_geometry(model, params, g, orient)
+            model.addPhysicalGroup(3, cort, CELL_IDS["cortical"], name="cortical")
+            model.addPhysicalGroup(3, trab, CELL_IDS["trabecular"], name="trabecular")
+            model.mesh.generate(3)
+        except Exception as exc:  # gmsh meshing failure: retry with another parametrisation
+            errors.append(str(exc))
+            continue
+        _tag_femur_surface(model, g, params)
+        return {"attempt": orient}
+    raise MeshError(
+        f"ProximalFemur: gmsh could not mesh this geometry ({'; '.join(errors)}); "
+        f"try another mesh_size_mm (now {params.mesh_size_mm} mm)"
+    )
 
 
 def _boundary_triangles(model):
