@@ -160,9 +160,11 @@ def bone_fraction_of_peak(age_y: float, sex: str = "female",
         return 1.0
     if sex == "male":
         return (1.0 - MALE_LOSS_PER_YR) ** (age - 30.0)
+    if not (35.0 <= float(menopause_age_y) <= 65.0):
+        raise InputError(f"menopause_age_y must lie between 35 and 65 years, got {menopause_age_y}")
     t0 = menopause_age_y - 5.0
     t1 = menopause_age_y + 5.0
-    f = (1.0 - PREMENOPAUSE_LOSS_PER_YR) ** (min(age, t0) - 30.0) if age > 30 else 1.0
+    f = (1.0 - PREMENOPAUSE_LOSS_PER_YR) ** (min(age, t0) - 30.0)
     if age > t0:
         # spread the transition loss evenly (geometric) over its 10 years
         rate = 1.0 - (1.0 - MENOPAUSE_TRANSITION_LOSS) ** (1.0 / (t1 - t0))
