@@ -462,3 +462,39 @@ def test_verse_tet_2mm_stiffness_pinned(check):
     # the gmsh tet mesh depends on the gmsh version: looser pin
     check(np.isclose(K, 11663.6, rtol=2e-3), f"tet stiffness {K}")
     check(abs(K / 11407.10 - 1) < 0.05, "tet and voxel 2 mm within 5 %")
+
+
+@needs_verse
+def test_verse_double_calibration_refused():
+    """The VerSe image is already in mg/cm3: applying its internal calibration again is
+    refused (no air, fractional values), naming the file."""
+    with pytest.raises(InputError, match=r"vertebra_21_im\.nii\.gz.*already calibrated"):
+        bone_from_ct(VERSE_IM, VERSE_SEG, calibration=VERSE_CAL, voxel_coarsen=4)
+
+
+def test_nrrd_and_metaimage_geometry(tmp_path):
+    """NRRD (pynrrd) and MetaImage (VTK) files in LPS read into the RAS frame."""
+    arr = np.arange(120.0).reshape(4, 5, 6)
+    raw = arr.ravel(order="F").astype("<f8").tobytes()
+    mha = tmp_path / "t.mha"
+    mha.write_bytes(b"ObjectType = Image\nNDims = 3\nDimSize = 4 5 6\nElementSpacing = 0.5 1 2\n"
+                    b"Offset = 1 2 3\nTransformMatrix = 1 0 0 0 1 0 0 0 1\n"
+                    b"ElementType = MET_DOUBLE\nElementByteOrderMSB = False\n"
+                    b"ElementDataFile = LOCAL\n" + raw)
+    expected = np.diag([-0.5, -1.0, 2.0, 1.0])
+    expected[:3, 3] = [-1.0, -2.0, 3.0]
+    im = read_ct(mha, units="mg/cm3")
+    assert np.allclose(im.affine, expected) and np.array_equal(im.array, arr)
+    pytest.importorskip("nrrd")
+    f = tmp_path / "t.nrrd"
+    f.write_bytes(b"NRRD0004\ntype: double\ndimension: 3\nspace: left-posterior-superior\n"
+                  b"sizes: 4 5 6\nspace directions: (0.5,0,0) (0,1,0) (0,0,2)\n"
+                  b"kinds: domain domain domain\nendian: little\nencoding: raw\n"
+                  b"space origin: (1,2,3)\n\n" + raw)
+    im = read_ct(f, units="mg/cm3")
+    assert np.allclose(im.affine, expected) and np.array_equal(im.array, arr)
+    g = tmp_path / "bad.nrrd"
+    g.write_bytes(b"NRRD0004\ntype: double\ndimension: 3\nsizes: 4 5 6\nendian: little\n"
+                  b"encoding: raw\n\n" + raw)
+    with pytest.raises(InputError, match=r"bad\.nrrd.*spacing"):
+        read_ct(g)

@@ -274,9 +274,13 @@ def load_calibration(path) -> PhantomCalibration | InternalCalibration:
 
 
 # ------------------------------------------------------------------ unit checks
-#: HU of air is -1000 by definition; no mineral-equivalent density is below about -300
-#: mg/cm3 (fat is near -100 mg/cm3 K2HPO4-equivalent), so many voxels below -500 mean HU.
-HU_AIR_THRESHOLD = -500.0
+#: HU of air is -1000 by definition (and -1024/-3024 pad values lie below it).  A calibrated
+#: density image maps air to about -50 mg/cm3 (internal calibration, verse004 record) or
+#: to a + b*(-1000) ~ -600..-850 mg/cm3 (phantom fits with b ~ 0.6-0.85): so >= 0.1 % of
+#: voxels at or below -900 mean HU.
+HU_AIR_THRESHOLD = -900.0
+#: a cropped/masked calibrated image has nothing below about -300 mg/cm3 (fat ~ -100)
+MIN_DENSITY_IMAGE_VALUE = -300.0
 #: K2HPO4/HA-equivalent density of cortical bone is about 1000-1300 mg/cm3 (the cortical
 #: reference of verse004 maps to ~1230 mg/cm3); bone-label values above 2500 are not densities.
 MAX_PLAUSIBLE_DENSITY_MG_CM3 = 2500.0
@@ -286,21 +290,23 @@ def check_image_units(values: np.ndarray, expected: str, path: str,
                       bone_values: np.ndarray | None = None) -> None:
     """Refuse an image whose value range contradicts ``expected`` ("HU" or "mg/cm3").
 
-    Density expected: >= 0.1 % of voxels (or any bone voxel) below -500 (air in HU), or a
-    bone-label median above 2500, means HU.  HU expected: an image with no voxel below -200
-    (no air, no fat) whose values are mostly fractional looks like an already calibrated
-    density image (clinical HU are integers).  Pass ``check_units=False`` to skip.
+    Density expected: >= 0.1 % of the voxels (or any bone voxel) at or below -900 (air is
+    -1000 HU), or a bone-label median above 2500, means HU.  HU expected: an image with
+    nothing below -300 (no air, as a cropped or masked density image) whose values are
+    mostly fractional (clinical HU are integers; bone voxels, zero fill ignored) looks like
+    an already calibrated density image.  These are heuristics: pass ``check_units=False``
+    to skip them.
     """
     v = np.asarray(values, dtype=float).ravel()
     b = v if bone_values is None else np.asarray(bone_values, dtype=float).ravel()
     if expected == "mg/cm3":
-        frac_air = float(np.mean(v < HU_AIR_THRESHOLD)) if v.size else 0.0
-        if frac_air >= 1e-3 or (b.size and b.min() < HU_AIR_THRESHOLD):
+        frac_air = float(np.mean(v <= HU_AIR_THRESHOLD)) if v.size else 0.0
+        if frac_air >= 1e-3 or (b.size and b.min() <= HU_AIR_THRESHOLD):
             raise InputError(
                 f"{path}: expected a density image in mg/cm3 but {100 * frac_air:.2f}% of the "
-                f"voxels are below {HU_AIR_THRESHOLD:g} (min {v.min():.0f}): this looks like HU "
-                "(air = -1000 HU). Give a calibration (phantom or internal) instead of "
-                "calibrated_mg_cm3=True"
+                f"voxels are at or below {HU_AIR_THRESHOLD:g} (min {v.min():.0f}): this looks like "
+                "HU (air = -1000 HU). Give a calibration (phantom or internal) instead of "
+                "calibrated_mg_cm3=True (or check_units=False)"
             )
         if b.size and np.median(b) > MAX_PLAUSIBLE_DENSITY_MG_CM3:
             raise InputError(
@@ -308,14 +314,15 @@ def check_image_units(values: np.ndarray, expected: str, path: str,
                 f"{MAX_PLAUSIBLE_DENSITY_MG_CM3:g}: not a plausible mineral density"
             )
     elif expected == "HU":
-        if v.size and v.min() > -200.0:
-            frac_nonint = float(np.mean(np.abs(v - np.round(v)) > 1e-6))
+        if v.size and v.min() > MIN_DENSITY_IMAGE_VALUE:
+            w = b[b != 0] if np.any(b != 0) else v  # ignore the zero fill of masked images
+            frac_nonint = float(np.mean(np.abs(w - np.round(w)) > 1e-6))
             if frac_nonint > 0.5:
                 raise InputError(
-                    f"{path}: expected HU but the image has no air or fat (min {v.min():.1f}) "
-                    f"and {100 * frac_nonint:.0f}% fractional values: this looks like an "
-                    "already calibrated density image; pass calibrated_mg_cm3=True "
-                    "(or check_units=False if it really is HU)"
+                    f"{path}: expected HU but the image has no air (min {v.min():.1f}) and "
+                    f"{100 * frac_nonint:.0f}% fractional values: this looks like an already "
+                    "calibrated density image (mg/cm3); pass calibrated_mg_cm3=True instead of "
+                    "a calibration (or check_units=False if it really is HU)"
                 )
     else:
         raise InputError(f"{path}: expected units must be 'HU' or 'mg/cm3', got {expected!r}")

@@ -13,9 +13,9 @@ patient's Right, +y Anterior, +z Superior (cranial).
   Pass ``frame="RAS"`` when a VTK/NRRD file is known to hold RAS coordinates.
 
 Supported formats: NIfTI (.nii, .nii.gz; nibabel), VTK image data (.vti, legacy .vtk
-structured points), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) through pyvista/VTK, and a
-DICOM series (a directory or one file of the series; pydicom when installed, else VTK's
-DICOM reader).
+structured points) and MetaImage (.mha, .mhd) through pyvista/VTK, NRRD (.nrrd, .nhdr;
+pynrrd, optional; the header's 'space' sets LPS/RAS), and a DICOM series (a directory or
+one file of the series; pydicom when installed, else VTK's DICOM reader -- untested here).
 """
 
 from __future__ import annotations
@@ -222,6 +222,47 @@ def _from_pyvista(data, path, frame, meta):
     return arr, affine, meta
 
 
+def _read_nrrd(path: Path, frame: str):
+    """NRRD through pynrrd (VTK's vtkNrrdReader reads the first axis of a 3D scalar volume
+    as vector components, so it is not used).  The NRRD 'space' field sets the frame."""
+    try:
+        import nrrd
+    except ImportError:
+        raise InputError(
+            f"{path}: reading NRRD needs the 'pynrrd' package (pip install pynrrd); or convert "
+            "the image to NIfTI / .vti"
+        ) from None
+    try:
+        arr, hdr = nrrd.read(str(path), index_order="F")
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read NRRD image ({exc})") from None
+    arr = _squeeze3d(np.asarray(arr), path)
+    if "space directions" in hdr and hdr["space directions"] is not None:
+        d = np.asarray(hdr["space directions"], dtype=float)
+        d = d[np.all(np.isfinite(d), axis=1)] if d.ndim == 2 else d
+        if d.shape != (3, 3):
+            raise InputError(f"{path}: expected 3 space directions, got {d.tolist()}")
+        lin = d.T  # rows of 'space directions' are the world vectors of the i, j, k axes
+        origin = np.asarray(hdr.get("space origin", np.zeros(3)), dtype=float)
+    elif "spacings" in hdr:
+        lin = np.diag(np.asarray(hdr["spacings"], dtype=float)[:3])
+        origin = np.asarray(hdr.get("axis mins", np.zeros(3)), dtype=float)[:3]
+    else:
+        raise InputError(
+            f"{path}: NRRD header has neither 'space directions' nor 'spacings'; expected the "
+            "voxel spacing and orientation"
+        )
+    affine = np.eye(4)
+    affine[:3, :3] = lin
+    affine[:3, 3] = origin
+    space = str(hdr.get("space", "")).lower()
+    file_frame = {"left-posterior-superior": "LPS", "lps": "LPS",
+                  "right-anterior-superior": "RAS", "ras": "RAS"}.get(space, frame.upper())
+    if file_frame == "LPS":
+        affine = _LPS_TO_RAS @ affine
+    return arr, affine, {"format": "nrrd", "file_frame": file_frame}
+
+
 def _read_dicom(path: Path):
     folder = path if path.is_dir() else path.parent
     try:
@@ -313,7 +354,9 @@ def _format_of(path: Path) -> str:
         return "dicom"
     if name.endswith(".nii") or name.endswith(".nii.gz"):
         return "nifti"
-    if name.endswith((".vti", ".vtk", ".nrrd", ".nhdr", ".mha", ".mhd")):
+    if name.endswith((".nrrd", ".nhdr")):
+        return "nrrd"
+    if name.endswith((".vti", ".vtk", ".mha", ".mhd")):
         return "vtk"
     raise InputError(
         f"{path}: unknown image format; expected .nii/.nii.gz, .vti/.vtk, .nrrd/.nhdr, "
@@ -331,6 +374,8 @@ def read_image(path, units: str = "unknown", frame: str = "LPS") -> CTImage:
         arr, affine, meta = _read_nifti(path)
     elif fmt == "dicom":
         arr, affine, meta = _read_dicom(path)
+    elif fmt == "nrrd":
+        arr, affine, meta = _read_nrrd(path, frame)
     else:
         arr, affine, meta = _read_pyvista_image(path, frame)
     return CTImage(array=np.asarray(arr), affine=affine, units=units, path=str(path), meta=meta)
