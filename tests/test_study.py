@@ -1,0 +1,439 @@
+"""Virtual trials: study files, cohorts, case records, batch runs, resume, results.
+
+The evaluator used here, ``synthetic_evaluator``, is a TEST DOUBLE: closed-form BMD,
+strength and marker trajectories computed from the record's parameters so that the
+study machinery can be tested in milliseconds.  It is not the model (the real evaluator
+runs the FE + remodeling simulation) and none of its numbers is a prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from femur.errors import InputError, SolverError
+from femur.study import Study, load_study, run_study_cli
+from femur.study.cases import dose_times_days, normalise_result
+from femur.study.cohort import generate_cohort, sample_patient
+from femur.study.spec import parse_study
+
+from mpi4py import MPI
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+# --- test double ----------------------------------------------------------------------
+# %/month BMD change (LS, TH, FN) while on a drug, times the patient's drug response
+_GAIN = {
+    "romosozumab": (1.1, 0.5, 0.45),
+    "denosumab": (0.6, 0.3, 0.25),
+    "alendronate": (0.4, 0.22, 0.2),
+    "teriparatide": (0.7, 0.2, 0.15),
+}
+_LOSS = (-0.05, -0.04, -0.08)  # %/month off drug, times the turnover multiplier
+
+
+def synthetic_evaluator(record, comm=None):
+    """Closed-form stand-in for the FE + remodeling case evaluator (test double)."""
+    p = record["patient"]
+    resp, turn = p["drug_response_multiplier"], p["turnover_multiplier"]
+    vert0 = 4500.0 * (1 + 0.3 * (p["t_score_ls"] + 2.5))
+    fall0 = 3000.0 * (1 + 0.25 * (p["t_score_th"] + 2.5))
+    visits = []
+    for m in record["visit_months"]:
+        pct = [0.0, 0.0, 0.0]
+        p1np = ctx = 0.0
+        for ph in record["regimen"]:
+            dt = max(0.0, min(m, ph["end_month"]) - ph["start_month"])
+            for s in range(3):
+                rate = _GAIN[ph["drug"]][s] * resp if ph["drug"] != "placebo" else _LOSS[s] * turn
+                pct[s] += rate * dt
+            if ph["drug"] == "romosozumab" and dt > 0:
+                p1np += 100 * resp * math.exp(-dt / 4.0) - 15 * (1 - math.exp(-dt / 4.0))
+                ctx += -40 * resp * math.exp(-dt / 8.0) - 25 * (1 - math.exp(-dt / 8.0))
+        visits.append(
+            {
+                "month": m,
+                "ls_bmd_pct": pct[0],
+                "th_bmd_pct": pct[1],
+                "fn_bmd_pct": pct[2],
+                "vertebral_strength_pct": 1.8 * pct[0],
+                "femoral_fall_strength_pct": 1.8 * pct[1],
+                "femoral_stance_strength_pct": 1.5 * pct[1],
+                "p1np_pct": p1np,
+                "ctx_pct": ctx,
+                "vertebral_strength_n": vert0 * (1 + 1.8 * pct[0] / 100),
+                "femoral_fall_strength_n": fall0 * (1 + 1.8 * pct[1] / 100),
+                "femoral_stance_strength_n": 3 * fall0 * (1 + 1.5 * pct[1] / 100),
+                "group_size": 1 if comm is None else comm.size,
+            }
+        )
+    return {"visits": visits}
+
+
+_CALLS = {"n": 0}
+
+
+def killing_evaluator(record, comm=None):
+    """Test double that kills its own process (SIGKILL) at call FEMUR_TEST_KILL_AT."""
+    _CALLS["n"] += 1
+    if _CALLS["n"] == int(os.environ["FEMUR_TEST_KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return synthetic_evaluator(record, comm)
+
+
+def failing_evaluator(record, comm=None):
+    """Test double that fails for one patient."""
+    if record["patient"]["index"] == 1 and record["arm"] == "romosozumab":
+        raise RuntimeError("synthetic failure")
+    return synthetic_evaluator(record, comm)
+
+
+# --- study files -----------------------------------------------------------------------
+GOOD = """
+[study]
+name = "mini"
+duration_months = 12
+visit_months = [0, 6, 12]
+seed = 7
+
+[cohort]
+size = 3
+sex = "F"
+[cohort.inclusion]
+age = [55, 90]
+t_score_th = [-3.5, -2.5]
+t_score_fn = [-3.5, -2.5]
+
+[[arms]]
+name = "placebo"
+regimen = "placebo"
+
+[[arms]]
+name = "romosozumab"
+regimen = "romosozumab"
+
+[model]
+mesh_size_mm = 4.0
+order = 1
+solver = "gamg"
+fe_interval_days = 30
+"""
+
+
+def _write(tmp_path, text, name="study.toml"):
+    path = Path(tmp_path) / name
+    if MPI.COMM_WORLD.rank == 0:
+        path.write_text(text)
+    MPI.COMM_WORLD.barrier()
+    return path
+
+
+def test_builtin_frame():
+    spec = load_study("frame")
+    assert spec.name == "frame"
+    assert spec.duration_months == 12
+    assert spec.visit_months == (0, 6, 12)
+    assert [a.name for a in spec.arms] == ["placebo", "romosozumab"]
+    romo = spec.arm("romosozumab").regimen
+    assert len(romo) == 1 and romo[0].drug == "romosozumab"
+    assert romo[0].dose_mg == 210.0 and romo[0].interval_days == pytest.approx(365.25 / 12)
+    assert spec.arm("placebo").is_placebo
+    assert spec.cohort.sex == "F" and spec.cohort.inclusion.age == (55, 90)
+    assert spec.cohort.inclusion.t_score == {"th": (-3.5, -2.5), "fn": (-3.5, -2.5)}
+    assert spec.cohort.inclusion.t_score_rule == "any"
+    assert spec.risk.vertebral_h0_per_year is None  # calibrated on the placebo arm
+    with pytest.raises(InputError, match="built-in studies: .*frame"):
+        load_study("no_such_study")
+
+
+def test_regimen_forms(mpi_tmp_path):
+    tmp_path = mpi_tmp_path
+    text = GOOD.replace("duration_months = 12", "duration_months = 24").replace(
+        'regimen = "romosozumab"', 'regimen = "romosozumab:12,denosumab:12"'
+    )
+    spec = load_study(_write(tmp_path, text))
+    ph = spec.arm("romosozumab").regimen
+    assert [(p.drug, p.start_month, p.end_month) for p in ph] == [("romosozumab", 0, 12), ("denosumab", 12, 24)]
+    assert ph[1].dose_mg == 60.0 and ph[1].interval_days == pytest.approx(365.25 / 2)
+    # 12 monthly romosozumab doses, then denosumab at month 12 and month 18
+    study = Study(spec)
+    rec = [r for r in study.cases() if r["arm"] == "romosozumab"][0]
+    doses = dose_times_days(rec)
+    assert [d[1] for d in doses].count("romosozumab") == 12
+    assert [d[0] for d in doses if d[1] == "denosumab"] == pytest.approx([365.25, 365.25 * 1.5])
+    # explicit table with a short treatment: the untreated tail becomes placebo
+    text2 = GOOD.replace(
+        'regimen = "romosozumab"',
+        'regimen = [{drug = "alendronate", dose_mg = 35, interval_days = 3.5, months = 6}]',
+    )
+    ph2 = load_study(_write(tmp_path, text2, "b.toml")).arm("romosozumab").regimen
+    assert [(p.drug, p.dose_mg, p.interval_days, p.end_month) for p in ph2] == [
+        ("alendronate", 35.0, 3.5, 6.0),
+        ("placebo", 0.0, 0.0, 12.0),
+    ]
+
+
+def test_overrides():
+    spec = load_study("frame").with_overrides(patients=3, months=9, seed=5)
+    assert spec.cohort.size == 3 and spec.seed == 5
+    assert spec.visit_months == (0, 6, 9) and spec.duration_months == 9
+    assert spec.arm("romosozumab").regimen[-1].end_month == 9
+    with pytest.raises(InputError, match="--patients"):
+        load_study("frame").with_overrides(patients=0)
+
+
+BAD = [
+    ('regimen = "romosozumab"', 'regimen = "romosozmab"', r"arms\[1\]\.regimen.*unknown drug 'romosozmab'.*known drugs"),
+    (
+        'regimen = "romosozumab"',
+        'regimen = {drug = "romosozumab", dose_mg = -210}',
+        r"arms\[1\]\.regimen\.dose_mg.*negative dose",
+    ),
+    ("visit_months = [0, 6, 12]", "visit_months = [0, 6, 12, 18]", r"study\.visit_months.*\[18\.0\] after the end"),
+    ("size = 3", "size = 0", r"cohort\.size.*must be >= 1"),
+    ("seed = 7", "seed = 7\nsedd = 8", r"\[study\].*unknown key\(s\) \['sedd'\].*allowed keys"),
+    ('name = "placebo"', 'name = "placebo"\ndose = 3', r"arms\[0\].*unknown key\(s\) \['dose'\]"),
+    ("order = 1", "order = 1\nmesh = 2", r"\[model\].*unknown key\(s\) \['mesh'\]"),
+    ("duration_months = 12", 'duration_months = "12"', r"study\.duration_months.*expected a number, got str"),
+    ("size = 3", "size = 2.5", r"cohort\.size.*expected an integer"),
+    ("order = 1", "order = 3", r"model\.order.*1 or 2"),
+    ("visit_months = [0, 6, 12]", "visit_months = [6, 12]", r"first visit must be month 0"),
+    ("visit_months = [0, 6, 12]", "visit_months = [0, 12, 6]", r"increase strictly"),
+    (
+        'regimen = "romosozumab"',
+        'regimen = "romosozumab:12,denosumab:12"',
+        r"regimen runs to month 24, after the study end",
+    ),
+    ('regimen = "romosozumab"', 'regimen = "romosozumab,denosumab"', r"every phase but the last"),
+    ('name = "romosozumab"', 'name = "placebo"', r"duplicate arm name"),
+    ('regimen = "romosozumab"', 'regimen = {drug = "romosozumab", interval_days = 0}', r"interval_days.*> 0"),
+    ('[[arms]]\nname = "placebo"\nregimen = "placebo"', "", None),  # handled below
+]
+
+
+@pytest.mark.parametrize("old,new,pattern", [b for b in BAD if b[2]])
+def test_bad_study_files(mpi_tmp_path, old, new, pattern):
+    tmp_path = mpi_tmp_path
+    assert old in GOOD
+    path = _write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(InputError) as info:
+        load_study(path)
+    msg = str(info.value)
+    assert str(path) in msg, msg
+    import re
+
+    assert re.search(pattern, msg), msg
+
+
+def test_missing_arms_and_other_file_errors(mpi_tmp_path):
+    tmp_path = mpi_tmp_path
+    head = GOOD[: GOOD.index("[[arms]]")]
+    tail = GOOD[GOOD.index("[model]") :]
+    path = _write(tmp_path, head + tail, "noarms.toml")
+    with pytest.raises(InputError, match=r"noarms\.toml: \[\[arms\]\]: missing"):
+        load_study(path)
+    path = _write(tmp_path, "arms = []\n" + head + tail, "emptyarms.toml")
+    with pytest.raises(InputError, match=r"emptyarms\.toml: \[\[arms\]\]: no arm"):
+        load_study(path)
+    path = _write(tmp_path, GOOD.replace("[study]", "[studdy]"), "top.toml")
+    with pytest.raises(InputError, match=r"top level: unknown key\(s\) \['studdy'\]"):
+        load_study(path)
+    path = _write(tmp_path, "[study\nname=1", "broken.toml")
+    with pytest.raises(InputError, match=r"broken\.toml: not valid TOML"):
+        load_study(path)
+    # only a romosozumab arm and no given h0: cannot calibrate the vertebral risk
+    no_placebo = GOOD.replace('name = "placebo"\nregimen = "placebo"', 'name = "deno"\nregimen = "denosumab"')
+    path = _write(tmp_path, no_placebo, "noplacebo.toml")
+    with pytest.raises(InputError, match="vertebral_h0_per_year.*no placebo arm"):
+        load_study(path)
+    ok = load_study(_write(tmp_path, no_placebo + "\n[risk]\nvertebral_h0_per_year = 0.3\n", "h0.toml"))
+    assert ok.risk.vertebral_h0_per_year == 0.3
+
+
+def test_cohort_reproducible_and_independent_of_size():
+    spec = load_study("frame")
+    small = generate_cohort(spec.cohort, spec.seed, 3)
+    large = generate_cohort(spec.cohort, spec.seed, 12)
+    assert small == large[:3]
+    assert sample_patient(7, spec.seed, spec.cohort) == large[7]
+    other = generate_cohort(spec.cohort, spec.seed + 1, 3)
+    assert other[0]["age_years"] != small[0]["age_years"]
+    for p in large:
+        assert 55 <= p["age_years"] <= 90
+        assert -3.5 <= p["t_score_th"] <= -2.5 or -3.5 <= p["t_score_fn"] <= -2.5
+        assert p["sex"] == "F"
+        assert set(p["femur_params"]) == {
+            "head_radius_mm",
+            "neck_length_mm",
+            "neck_diameter_mm",
+            "neck_shaft_angle_deg",
+            "anteversion_deg",
+            "shaft_diameter_mm",
+        }
+        assert 110 <= p["femur_params"]["neck_shaft_angle_deg"] <= 145
+        assert p["turnover_multiplier"] > 0 and p["drug_response_multiplier"] > 0
+    json.dumps(large)  # plain, serialisable
+
+
+def test_case_records():
+    study = Study.load("frame", patients=3)
+    recs = study.cases()
+    assert len(recs) == 6
+    assert len({r["case_id"] for r in recs}) == 6
+    assert recs[1]["case_id"] == "p00000-romosozumab"
+    import femur
+
+    for r in recs:
+        assert r["femur_version"] == femur.__version__
+        assert r["study_seed"] == study.spec.seed
+        assert r["visit_months"] == [0, 6, 12]
+        assert r["model"]["solver"] == "gamg"
+        json.loads(json.dumps(r))
+    # the same patient in both arms
+    assert recs[0]["patient"] == recs[1]["patient"]
+    # ids do not depend on the cohort size
+    assert [r["case_id"] for r in Study.load("frame", patients=5).cases()[:6]] == [r["case_id"] for r in recs]
+
+
+def test_result_validation():
+    rec = Study.load("frame", patients=1).cases()[0]
+    good = synthetic_evaluator(rec)
+    out = normalise_result(rec, good)
+    assert [v["month"] for v in out["visits"]] == [0.0, 6.0, 12.0]
+    assert out["visits"][0]["extra"] == {"group_size": 1}
+    with pytest.raises(SolverError, match="visit months"):
+        normalise_result(rec, {"visits": good["visits"][:2]})
+    bad = json.loads(json.dumps(good))
+    bad["visits"][1]["vertebral_strength_n"] = -5.0
+    with pytest.raises(SolverError, match="vertebral_strength_n must be > 0"):
+        normalise_result(rec, bad)
+    bad = json.loads(json.dumps(good))
+    del bad["visits"][2]["th_bmd_pct"]
+    with pytest.raises(SolverError, match=r"month 12: .*th_bmd_pct"):
+        normalise_result(rec, bad)
+
+
+def _read(path):
+    return Path(path).read_bytes()
+
+
+def _rank0_check(fn):
+    """Run assertions on rank 0 only and share the verdict, so no rank hangs."""
+    msg = None
+    if MPI.COMM_WORLD.rank == 0:
+        try:
+            fn()
+        except AssertionError as exc:
+            msg = f"rank 0: {exc!r}"
+    msg = MPI.COMM_WORLD.bcast(msg, root=0)
+    assert msg is None, msg
+
+
+def test_small_study_invariants(mpi_tmp_path, check):
+    out = mpi_tmp_path / "run"
+    summary = run_study_cli(
+        "frame", patients=4, out=out, evaluator=synthetic_evaluator, json_output=True
+    )
+    rank0 = MPI.COMM_WORLD.rank == 0
+
+    def checks():
+        arms = {a["arm"]: a for a in summary["arms"]}
+        plc, romo = arms["placebo"], arms["romosozumab"]
+        assert plc["n"] == romo["n"] == 4
+        # placebo near natural loss (test double: about -0.5 to -1 %/yr), romosozumab gains
+        for key in ("ls_bmd_pct_mean", "th_bmd_pct_mean", "fn_bmd_pct_mean"):
+            assert -2.0 < plc[key] < 0.0
+            assert romo[key] > 2.0
+        # calibration: placebo vertebral incidence over 12 months is the FRAME target
+        assert plc["vertebral_fracture_incidence"] == pytest.approx(0.018, rel=1e-9)
+        assert plc["relative_risk_vertebral"] is None and plc["relative_risk_hip"] is None
+        assert 0 < romo["relative_risk_vertebral"] < 1
+        assert 0 < romo["relative_risk_hip"] <= 1
+        lo, hi = romo["relative_risk_vertebral_ci95"]
+        assert lo <= romo["relative_risk_vertebral"] <= hi
+        assert summary["risk"]["vertebral_h0_per_year"] > 0
+        rows = (out / "results.csv").read_text().splitlines()
+        assert len(rows) == 1 + 2 * 4 * 3
+        assert (out / "plots" / "trajectories.png").stat().st_size > 1000
+        assert (out / "plots" / "strength_change.png").stat().st_size > 1000
+        assert len(list((out / "cases").glob("*.json"))) == 8
+        assert json.loads((out / "summary.json").read_text())["arms"][1]["arm"] == "romosozumab"
+
+    _rank0_check(checks)
+    check(rank0 or summary is None, "summary only on rank 0")
+    before = _read(out / "results.csv") if rank0 else None
+    # a resumed run of a finished study recomputes nothing and writes the same bytes
+    again = run_study_cli("frame", patients=4, out=out, evaluator=failing_evaluator, resume=True, json_output=True)
+
+    def same():
+        assert _read(out / "results.csv") == before
+        assert again == summary
+
+    _rank0_check(same)
+    # without --resume, an existing run is not overwritten
+    with pytest.raises(InputError, match="--resume"):
+        run_study_cli("frame", patients=4, out=out, evaluator=synthetic_evaluator, json_output=True)
+    # resuming into a folder of another study is refused
+    with pytest.raises(InputError, match="different study"):
+        run_study_cli("frame", patients=4, seed=99, out=out, evaluator=synthetic_evaluator, resume=True, json_output=True)
+
+
+def test_failed_case_then_resume(mpi_tmp_path):
+    clean, broken = mpi_tmp_path / "clean", mpi_tmp_path / "broken"
+    run_study_cli("frame", patients=3, out=clean, evaluator=synthetic_evaluator, json_output=True)
+    with pytest.raises(SolverError, match=r"1 case\(s\) failed: p00001-romosozumab: RuntimeError"):
+        run_study_cli("frame", patients=3, out=broken, evaluator=failing_evaluator, json_output=True)
+    _rank0_check(lambda: _expect(len(list((broken / "cases").glob("*.json"))) == 5))
+    run_study_cli("frame", patients=3, out=broken, evaluator=synthetic_evaluator, resume=True, json_output=True)
+
+    def same():
+        for name in ("results.csv", "summary.json", "summary.txt"):
+            assert _read(broken / name) == _read(clean / name), name
+
+    _rank0_check(same)
+
+
+def _expect(cond):
+    assert cond
+
+
+@pytest.mark.serial
+def test_killed_run_then_resume(tmp_path):
+    """SIGKILL in the middle of a run: finished cases survive, resume is bit-identical."""
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    run_study_cli("frame", patients=3, out=clean, evaluator=synthetic_evaluator, json_output=True)
+    script = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from femur.study import run_study_cli\n"
+        "run_study_cli('frame', patients=3, out=%r, evaluator='test_study:killing_evaluator', json_output=True)\n"
+    ) % (str(TESTS_DIR), str(killed))
+    env = dict(os.environ, FEMUR_TEST_KILL_AT="4", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    finished = sorted(p.name for p in (killed / "cases").glob("*.json"))
+    assert finished == ["p00000-placebo.json", "p00000-romosozumab.json", "p00001-placebo.json"]
+    for p in (killed / "cases").glob("*.json"):
+        json.loads(p.read_text())  # complete files only
+    assert not (killed / "results.csv").exists()
+    run_study_cli("frame", patients=3, out=killed, evaluator=synthetic_evaluator, resume=True, json_output=True)
+    for name in ("results.csv", "summary.json", "summary.txt"):
+        assert _read(killed / name) == _read(clean / name)
+    for p in (clean / "cases").glob("*.json"):
+        assert _read(killed / "cases" / p.name) == _read(p)
+
+
+def test_group_size_must_divide(mpi_tmp_path):
+    with pytest.raises(InputError, match="--group-size 3"):
+        run_study_cli("frame", patients=2, out=mpi_tmp_path / "g", evaluator=synthetic_evaluator, group_size=3)
+
+
+def test_missing_default_evaluator(mpi_tmp_path):
+    with pytest.raises(InputError, match="evaluator 'nonexistent_module_x:run'"):
+        run_study_cli("frame", patients=2, out=mpi_tmp_path / "e", evaluator="nonexistent_module_x:run")
