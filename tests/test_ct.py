@@ -498,3 +498,47 @@ def test_nrrd_and_metaimage_geometry(tmp_path):
                   b"encoding: raw\n\n" + raw)
     with pytest.raises(InputError, match=r"bad\.nrrd.*spacing"):
         read_ct(g)
+
+
+def _write_dicom_series(folder, vol_hu, spacing_rc=(0.7, 0.8), dz=1.5, origin=(10.0, 20.0, 30.0)):
+    """Axial synthetic CT series; vol_hu indexed [column i, row j, slice k]; LPS."""
+    import pydicom  # noqa: F401
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = generate_uid()
+    for k in range(vol_hu.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID = ds.StudyInstanceUID = uid
+        ds.Modality, ds.PatientName, ds.PatientID = "CT", "synthetic", "0"
+        ds.Rows, ds.Columns = vol_hu.shape[1], vol_hu.shape[0]
+        ds.PixelSpacing = list(spacing_rc)  # (row spacing = along j, column spacing = along i)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * dz]
+        ds.InstanceNumber = vol_hu.shape[2] - k  # reversed on purpose: sort by position
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = (vol_hu[:, :, k] + 1024).astype(np.uint16).T.tobytes()
+        ds.save_as(folder / f"im{k:03d}.dcm", enforce_file_format=True)
+
+
+def test_dicom_series(tmp_path):
+    pytest.importorskip("pydicom")
+    vol = np.full((6, 5, 4), -1000.0)
+    vol[2, 3, 1] = 500.0
+    vol[1, 1, 3] = 200.0
+    _write_dicom_series(tmp_path / "series", vol)
+    im = read_ct(tmp_path / "series")
+    assert np.array_equal(im.array, vol)  # rescale applied, rows/slices in order
+    # LPS (10, 20, 30) + i*0.8 x + j*0.7 y + k*1.5 z  ->  RAS: negate x and y
+    expected = np.diag([-0.8, -0.7, 1.5, 1.0])
+    expected[:3, 3] = [-10.0, -20.0, 30.0]
+    assert np.allclose(im.affine, expected)

@@ -15,7 +15,8 @@ patient's Right, +y Anterior, +z Superior (cranial).
 Supported formats: NIfTI (.nii, .nii.gz; nibabel), VTK image data (.vti, legacy .vtk
 structured points) and MetaImage (.mha, .mhd) through pyvista/VTK, NRRD (.nrrd, .nhdr;
 pynrrd, optional; the header's 'space' sets LPS/RAS), and a DICOM series (a directory or
-one file of the series; pydicom when installed, else VTK's DICOM reader -- untested here).
+one file of the series; pydicom, optional: slices sorted by position along the slice
+normal, rescale slope/intercept applied, evenly spaced slices required).
 """
 
 from __future__ import annotations
@@ -264,14 +265,20 @@ def _read_nrrd(path: Path, frame: str):
 
 
 def _read_dicom(path: Path):
+    """DICOM series through pydicom (optional dependency).
+
+    VTK's vtkDICOMImageReader is not used: on a test series it returned the rows
+    bottom-up and the slices ordered by instance number instead of position.
+    """
     folder = path if path.is_dir() else path.parent
     try:
         import pydicom  # noqa: F401
     except ImportError:
-        pydicom = None
-    if pydicom is not None:
-        return _read_dicom_pydicom(folder)
-    return _read_dicom_vtk(folder)
+        raise InputError(
+            f"{folder}: reading a DICOM series needs the 'pydicom' package (pip install "
+            "pydicom); or convert the series to NIfTI (e.g. dcm2niix)"
+        ) from None
+    return _read_dicom_pydicom(folder)
 
 
 def _read_dicom_pydicom(folder: Path):
@@ -302,7 +309,10 @@ def _read_dicom_pydicom(folder: Path):
     ps = np.asarray(slices[0].PixelSpacing, dtype=float)  # (row spacing, column spacing)
     vols = []
     for s in slices:
-        a = s.pixel_array.astype(float)
+        try:
+            a = s.pixel_array.astype(float)
+        except Exception as exc:  # compressed transfer syntax without a decoder, ...
+            raise InputError(f"{folder}: cannot decode DICOM pixel data ({exc})") from None
         a = a * float(getattr(s, "RescaleSlope", 1.0)) + float(getattr(s, "RescaleIntercept", 0.0))
         vols.append(a.T)  # pixel_array is [row, column]; make index i run along a row
     arr = np.stack(vols, axis=-1)
@@ -312,40 +322,6 @@ def _read_dicom_pydicom(folder: Path):
     affine[:3, 2] = normal * dz.mean()
     affine[:3, 3] = pos[0]
     return arr, _LPS_TO_RAS @ affine, {"format": "dicom", "reader": "pydicom"}
-
-
-def _read_dicom_vtk(folder: Path):
-    """Fallback without pydicom: VTK's vtkDICOMImageReader (axial series only).
-
-    VTK's reader does not apply the rescale slope/intercept nor the slice orientation, so
-    both are applied here from the values it parses.
-    """
-    try:
-        import pyvista as pv
-
-        reader = pv.DICOMReader(str(folder))
-        data = reader.read()
-        vreader = reader.reader
-    except SystemExit:
-        raise InputError(f"{folder}: cannot read DICOM series") from None
-    except Exception as exc:
-        raise InputError(
-            f"{folder}: cannot read DICOM series with VTK ({exc}); install pydicom for a "
-            "more complete DICOM reader"
-        ) from None
-    arr, affine_lps_as_ras, meta = _from_pyvista(data, folder, "RAS", {"format": "dicom"})
-    slope = float(vreader.GetRescaleSlope() or 1.0)
-    offset = float(vreader.GetRescaleOffset())
-    arr = arr.astype(float) * slope + offset
-    iop = np.asarray(vreader.GetImageOrientationPatient(), dtype=float)
-    affine = affine_lps_as_ras.copy()
-    if np.linalg.norm(iop[:3]) > 0.5 and np.linalg.norm(iop[3:]) > 0.5:
-        d = np.column_stack([iop[:3], iop[3:], np.cross(iop[:3], iop[3:])])
-        affine[:3, :3] = d * np.linalg.norm(affine[:3, :3], axis=0)
-    ipp = np.asarray(vreader.GetImagePositionPatient(), dtype=float)
-    if np.all(np.isfinite(ipp)):
-        affine[:3, 3] = ipp
-    return arr, _LPS_TO_RAS @ affine, dict(meta, reader="vtk")
 
 
 def _format_of(path: Path) -> str:
