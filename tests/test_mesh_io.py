@@ -112,6 +112,20 @@ def test_reference_meshes_load(name, kind, facets, check):
     check(b.cell_ids == {"cortical": 1, "trabecular": 2}, f"{b.cell_ids}")
 
 
+def test_reference_femur_matches_the_model(check):
+    """The stored femur is the default ProximalFemur: same CAD volume, ROIs attach."""
+    from femur.geometry.femur_model import ProximalFemur
+
+    p = ProximalFemur()
+    b = load_mesh(ROOT / "meshes" / "femur_default.msh", kind="femur", rois=p.rois(), landmarks=p.landmarks())
+    vol = summary(b)["volume"]
+    cad = p.cad_volumes()["total"]
+    check(abs(vol / cad - 1) < 0.02, f"reference femur volume {vol} vs CAD {cad}")
+    n_neck = COMM.allreduce(int(b.roi_mask("neck")[: b.num_owned_cells].sum()))
+    check(n_neck > 100, f"neck ROI has {n_neck} cells")
+    check(np.allclose(b.landmarks["neck_axis"], p.landmarks()["neck_axis"]), "landmarks")
+
+
 def test_meshio_gmsh_physical_and_quadratic(mpi_tmp_path, check):
     """A tetra10 .vtu with gmsh:physical data loads as its 4-node corner mesh."""
     import meshio

@@ -119,3 +119,15 @@ def mesh_on_rank0(comm, builder, name: str, options: dict[str, float] | None = N
             raise MeshError(str(error))
         data = model_to_mesh(None, comm, 0, gdim=3)
     return data, info
+
+
+def log_build(comm, what: str, mesh, seconds: float) -> None:
+    """Log the size of a freshly built mesh (rank 0 only)."""
+    import logging
+
+    if comm.rank == 0:
+        n = mesh.topology.index_map(0).size_global
+        logging.getLogger("femur.geometry").info(
+            "%s: %d nodes (%d P1 DOFs), %d cells, built in %.2f s",
+            what, n, 3 * n, mesh.topology.index_map(mesh.topology.dim).size_global, seconds,
+        )

@@ -34,7 +34,7 @@ import numpy as np
 
 from femur._mpi import MPI
 from femur.errors import InputError, MeshError
-from femur.geometry._gmsh_util import mesh_on_rank0
+from femur.geometry._gmsh_util import log_build, mesh_on_rank0
 from femur.geometry.bone import Bone
 
 CELL_IDS = {"cortical": 1, "trabecular": 2}
@@ -254,11 +254,19 @@ class ProximalFemur:
             facet_ids=dict(FACET_IDS),
             rois=femur_rois(g, self),
             landmarks=femur_landmarks(g),
-            parameters=asdict(self),
+            parameters={"model": "ProximalFemur", **asdict(self)},
             source="parametric:ProximalFemur",
         )
-        bone.parameters["build_seconds"] = time.perf_counter() - t0
+        log_build(comm, "ProximalFemur", data.mesh, time.perf_counter() - t0)
         return bone
+
+    def rois(self) -> dict:
+        """The ROI predicates of this femur (e.g. to attach to a mesh read from a file)."""
+        return femur_rois(self._geometry(), self)
+
+    def landmarks(self) -> dict:
+        """The landmarks of this femur (mm, unit vectors)."""
+        return femur_landmarks(self._geometry())
 
     def cad_volumes(self) -> dict[str, float]:
         """Exact volumes (mm3) of the CAD solids (OCC), before meshing: total, cortical,

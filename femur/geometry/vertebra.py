@@ -32,7 +32,7 @@ import numpy as np
 
 from femur._mpi import MPI
 from femur.errors import InputError
-from femur.geometry._gmsh_util import mesh_on_rank0
+from femur.geometry._gmsh_util import log_build, mesh_on_rank0
 from femur.geometry.bone import Bone
 
 CELL_IDS = {"cortical": 1, "trabecular": 2}
@@ -153,11 +153,27 @@ class Vertebra:
         if self.layers != "none":
             cell_ids.update(LAYER_CELL_IDS)
             facet_ids.update(LAYER_FACET_IDS)
+        bone = Bone(
+            name=self.name,
+            kind="vertebra",
+            mesh=data.mesh,
+            cell_tags=data.cell_tags,
+            facet_tags=data.facet_tags,
+            cell_ids=cell_ids,
+            facet_ids=facet_ids,
+            rois=self.rois(),
+            landmarks=self.landmarks(),
+            parameters={"model": "Vertebra", **asdict(self)},
+            source="parametric:Vertebra",
+        )
+        log_build(comm, "Vertebra", data.mesh, time.perf_counter() - t0)
+        return bone
+
+    def landmarks(self) -> dict:
+        """Landmarks (mm): axis, centres of the loaded faces and endplates, heights."""
         H = float(self.height_mm)
         T = float(self.layer_thickness_mm) if self.layers != "none" else 0.0
-        a_i, b_i, _, _ = self._inner()
-        zc_half = 0.5 * self.centrum_height_fraction * H
-        landmarks = {
+        return {
             "axis": np.array([0.0, 0.0, 1.0]),
             "superior_center": np.array([0.0, 0.0, H + T]),
             "inferior_center": np.array([0.0, 0.0, -T]),
@@ -169,7 +185,13 @@ class Vertebra:
             "lateral": np.array([1.0, 0.0, 0.0]),
             "anterior": np.array([0.0, 1.0, 0.0]),
         }
-        rois = {
+
+    def rois(self) -> dict:
+        """ROI predicates: "centrum" (central elliptic cylinder of the core), "body"."""
+        H = float(self.height_mm)
+        a_i, b_i, _, _ = self._inner()
+        zc_half = 0.5 * self.centrum_height_fraction * H
+        return {
             "centrum": functools.partial(
                 _roi_centrum,
                 a=self.centrum_fraction * a_i,
@@ -179,21 +201,6 @@ class Vertebra:
             ),
             "body": functools.partial(_roi_slab, z0=0.0, z1=H),
         }
-        bone = Bone(
-            name=self.name,
-            kind="vertebra",
-            mesh=data.mesh,
-            cell_tags=data.cell_tags,
-            facet_tags=data.facet_tags,
-            cell_ids=cell_ids,
-            facet_ids=facet_ids,
-            rois=rois,
-            landmarks=landmarks,
-            parameters=asdict(self),
-            source="parametric:Vertebra",
-        )
-        bone.parameters["build_seconds"] = time.perf_counter() - t0
-        return bone
 
     def write_msh(self, path) -> None:
         """Write the tagged mesh to a gmsh .msh file (serial, no MPI needed)."""
