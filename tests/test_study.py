@@ -187,6 +187,27 @@ def test_overrides():
     assert spec.arm("romosozumab").regimen[-1].end_month == 9
     with pytest.raises(InputError, match="--patients"):
         load_study("frame").with_overrides(patients=0)
+    # longer: an open-ended regimen runs on, a fixed-length one is followed by placebo
+    longer = load_study("frame").with_overrides(months=24)
+    assert longer.visit_months == (0, 6, 12, 24)
+    ph = longer.arm("romosozumab").regimen
+    assert [(p.drug, p.start_month, p.end_month) for p in ph] == [("romosozumab", 0, 24)]
+    fixed = parse_study(
+        {**_frame_dict(), "arms": [{"name": "placebo", "regimen": "placebo"}, {"name": "r", "regimen": "romosozumab:12"}]}
+    ).with_overrides(months=18)
+    assert [(p.drug, p.start_month, p.end_month) for p in fixed.arm("r").regimen] == [
+        ("romosozumab", 0, 12),
+        ("placebo", 12, 18),
+    ]
+
+
+def _frame_dict():
+    import tomllib
+
+    from femur.study.spec import builtin_studies
+
+    with open(builtin_studies()["frame"], "rb") as fh:
+        return tomllib.load(fh)
 
 
 BAD = [

@@ -8,9 +8,11 @@ package version.
 The evaluator
 -------------
 An evaluator is ``evaluator(record, comm) -> result`` (or ``evaluator(record)``), where
-``comm`` is the MPI communicator of the rank group that runs this case.  It must be
-deterministic given the record (use ``record["patient"]["case_seed"]`` for any random
-numbers).  ``result`` is ``{"visits": [visit, ...]}`` (or just the list) with one dict
+``comm`` is the MPI communicator of the rank group that runs this case (all ranks of
+the group call it together).  It must be deterministic given the record (use
+``record["patient"]["case_seed"]`` for any random numbers) and must not depend on the
+group size beyond round-off.  The result returned on group rank 0 is kept; other ranks
+may return None.  ``result`` is ``{"visits": [visit, ...]}`` (or just the list) with one dict
 per visit month of the record, each holding (NaN/None allowed for endpoints the study
 does not ask for)::
 

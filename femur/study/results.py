@@ -458,10 +458,17 @@ class StudyResults:
         for ax, (key, title) in zip(
             axes, [("vertebral_strength_pct", "Vertebral strength"), ("femoral_fall_strength_pct", "Femoral fall strength")]
         ):
-            for arm in self.spec.arms:
-                vals = [r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == last and r[key] is not None]
+            per_arm = {
+                arm.name: [r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == last and r[key] is not None]
+                for arm in self.spec.arms
+            }
+            everything = [x for v in per_arm.values() for x in v]
+            if not everything:
+                continue
+            edges = np.histogram_bin_edges(everything, bins=min(30, max(8, len(everything) // 2)))
+            for name, vals in per_arm.items():
                 if vals:
-                    ax.hist(vals, bins=min(20, max(5, len(vals))), alpha=0.5, label=arm.name)
+                    ax.hist(vals, bins=edges, alpha=0.55, label=name)
             ax.set_title(f"{title}, month {last:g}")
             ax.set_xlabel("% change from baseline")
             ax.set_ylabel("patients")

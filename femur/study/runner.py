@@ -120,15 +120,34 @@ def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool) -> li
 
 
 class _Progress:
-    def __init__(self, comm, total: int, done0: int, cases_dir: Path, label: str, enabled: bool):
+    """Progress from world rank 0: a tqdm bar on a terminal, else a line at most every
+    ``interval_s`` seconds (and at the start and the end).  It counts the case files of
+    all groups, so it shows the whole run."""
+
+    def __init__(self, comm, total: int, done0: int, cases_dir: Path, label: str, enabled: bool,
+                 interval_s: float = 10.0):
         self.enabled = enabled and comm.rank == 0
         self.total, self.done0, self.dir, self.label = total, done0, cases_dir, label
-        self.t0 = time.perf_counter()
-        if self.enabled:
-            self._line(done0)
+        self.t0 = self.last = time.perf_counter()
+        self.interval_s = interval_s
+        self.bar = None
+        self.printed = -1
+        if not self.enabled:
+            return
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=done0, desc=f"[femur] {label}", unit="case")
+                return
+            except ImportError:
+                pass
+        self._line(done0)
 
     def _line(self, done: int) -> None:
-        elapsed = time.perf_counter() - self.t0
+        now = time.perf_counter()
+        self.last, self.printed = now, done
+        elapsed = now - self.t0
         new = done - self.done0
         eta = ""
         if 0 < new and done < self.total:
@@ -139,13 +158,21 @@ class _Progress:
             flush=True,
         )
 
-    def update(self) -> None:
-        if self.enabled:
-            try:
-                done = sum(1 for p in self.dir.glob("*.json"))
-            except OSError:
-                return
-            self._line(min(done, self.total))
+    def update(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        try:
+            done = min(sum(1 for _ in self.dir.glob("*.json")), self.total)
+        except OSError:
+            return
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if final:
+                self.bar.close()
+        elif done != self.printed and (
+            final or done == self.total or time.perf_counter() - self.last >= self.interval_s
+        ):
+            self._line(done)
 
 
 def run_cases(
@@ -188,7 +215,9 @@ def run_cases(
             cid = record["case_id"]
             err = None
             try:
-                result = normalise_result(record, call_evaluator(evaluator, record, group))
+                raw = call_evaluator(evaluator, record, group)
+                # the result of group rank 0 is the one kept (others may return None)
+                result = normalise_result(record, raw) if group.rank == 0 else None
             except Exception as exc:  # one bad case must not stop the batch
                 err = f"{cid}: {type(exc).__name__}: {exc}"
             errs = [e for e in group.allgather(err) if e]
@@ -202,6 +231,8 @@ def run_cases(
             bar.update()
     finally:
         group.Free()
+    comm.barrier()
+    bar.update(final=True)
     all_failures = [f for fl in comm.allgather(failures) for f in fl]
     if all_failures:
         shown = "; ".join(all_failures[:5])

@@ -122,6 +122,7 @@ class Phase:
     interval_days: float
     start_month: float
     end_month: float
+    open_ended: bool = False  # no duration given: runs to the study end (also after --months)
 
 
 @dataclass(frozen=True)
@@ -224,11 +225,19 @@ class StudySpec:
 
 
 def _cut_regimen(phases, end_month):
+    """Cut a regimen at ``end_month``, or extend it: an open-ended last phase runs on, a
+    fixed-length one is followed by placebo."""
     out = []
     for p in phases:
         if p.start_month >= end_month:
             break
         out.append(replace(p, end_month=min(p.end_month, end_month)))
+    last = out[-1]
+    if last.end_month < end_month:
+        if last.open_ended:
+            out[-1] = replace(last, end_month=end_month)
+        else:
+            out.append(Phase("placebo", 0.0, 0.0, last.end_month, end_month, True))
     return tuple(out)
 
 
@@ -350,6 +359,7 @@ def _parse_regimen(value, key, src, duration) -> tuple[tuple[Phase, ...], str]:
             )
             if interval <= 0:
                 raise _err(src, f"{pkey}.interval_days", f"must be > 0 days, got {interval}")
+        open_ended = False
         if "months" in item:
             months = _number(item["months"], f"{pkey}.months", src)
             if months <= 0:
@@ -357,6 +367,7 @@ def _parse_regimen(value, key, src, duration) -> tuple[tuple[Phase, ...], str]:
             end = start + months
         elif i == len(items) - 1:
             end = float(duration)
+            open_ended = True
         else:
             raise _err(src, f"{pkey}.months", "every phase but the last needs a duration in months")
         if end > duration + 1e-9:
@@ -365,10 +376,10 @@ def _parse_regimen(value, key, src, duration) -> tuple[tuple[Phase, ...], str]:
                 key,
                 f"regimen runs to month {end:g}, after the study end ({duration:g} months)",
             )
-        phases.append(Phase(drug, dose, interval, start, end))
+        phases.append(Phase(drug, dose, interval, start, end, open_ended))
         start = end
     if start < duration - 1e-9:  # untreated tail
-        phases.append(Phase("placebo", 0.0, 0.0, start, float(duration)))
+        phases.append(Phase("placebo", 0.0, 0.0, start, float(duration), True))
     text = ",".join(
         f"{p.drug}:{p.end_month - p.start_month:g}" + (f"@{p.dose_mg:g}mg/{p.interval_days:g}d" if p.dose_mg else "")
         for p in phases
