@@ -258,6 +258,8 @@ class StudyResults:
             hip10 = [self._row(k, last)["p_hip_fx_10y"] for k in idx]
             entry["hip_fracture_1y_mean"] = _mean_ci(hip1)[0]
             entry["hip_fracture_10y_mean"] = _mean_ci(hip10)[0]
+            entry["vertebral_fracture_1y_mean"] = _mean_ci([self._row(k, last)["p_vertebral_fx_1y"] for k in idx])[0]
+            entry["vertebral_fracture_10y_mean"] = _mean_ci([self._row(k, last)["p_vertebral_fx_10y"] for k in idx])[0]
             for site in ("hip", "spine"):
                 classes = [self._row(k, last)[f"{site}_bct_class"] for k in idx]
                 entry[f"{site}_bct_classes"] = {c: classes.count(c) for c in ("fragile", "low", "normal")}
