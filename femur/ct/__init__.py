@@ -33,6 +33,9 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
     bone, load_case, dofs, stiffness_n_per_mm, fracture_load_n, failure_site,
     max_displacement_mm, applied_load_n, surrogate_0p2pct_load_n (+ provenance fields).
 
+    Meshes: ``mesh="voxel"`` (one hexahedron per voxel_coarsen^3 voxel block) or ``"tet"``
+    (gmsh tetrahedra of size ``tet_size_mm``, default voxel_coarsen x voxel size).
+
     Materials: ``law`` (a femur.materials registry name, default Kopperdahl 2002,
     E = 2980 rho_QCT^1.05) on every bone label; layers a constant modulus
     (``layer_material``: "pmma" = 2500 MPa, "compliant" = 8 MPa, or MPa); nu 0.3.
