@@ -452,7 +452,6 @@ def test_verse_voxel_2mm_strength_pinned(check):
 
 
 @needs_verse
-@pytest.mark.slow
 def test_verse_tet_2mm_stiffness_pinned(check):
     from femur.ct import ct_strength
 
