@@ -123,6 +123,15 @@ def load_mesh(
         "gmsh:physical", "medit:ref", "cell_tags", ... found in the file).
     """
     path = pathlib.Path(path)
+    grids = None
+    if path.suffix.lower() == ".xdmf":
+        grids = comm.bcast(_xdmf_grids(path) if comm.rank == 0 else None, root=0)
+    if grids and len(grids) > 1:  # written by dolfinx.io.XDMFFile: mesh + meshtags grids
+        return _load_dolfinx_xdmf(
+            path, comm, grids, cell_regions=cell_regions, facet_regions=facet_regions,
+            kind=kind, name=name, required_cells=required_cells,
+            required_facets=required_facets, allow_hex=allow_hex, rois=rois, landmarks=landmarks,
+        )  # fmt: skip
     payload, error = None, None
     if comm.rank == 0:
         try:
@@ -253,6 +262,75 @@ def save_mesh(bone: Bone, path, *, comm=None) -> None:
 
 
 # ----------------------------------------------------------------------------- reading
+def _xdmf_grids(path) -> list[str] | None:
+    """Names of the top-level grids of an XDMF file (None if it cannot be parsed)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except Exception:  # noqa: BLE001  -- missing/empty/broken: the normal path reports it
+        return None
+    domain = root.find("Domain")
+    if domain is None:
+        return None
+    return [g.get("Name", "") for g in domain.findall("Grid")]
+
+
+def _load_dolfinx_xdmf(path, comm, grids, *, cell_regions, facet_regions, kind, name,
+                       required_cells, required_facets, allow_hex, rois, landmarks) -> Bone:
+    """Read a mesh and its meshtags written by ``dolfinx.io.XDMFFile`` (collective)."""
+    mesh_name = "mesh" if "mesh" in grids else grids[0]
+    try:
+        with dolfinx.io.XDMFFile(comm, str(path), "r") as f:
+            mesh = f.read_mesh(name=mesh_name)
+            tdim = mesh.topology.dim
+            mesh.topology.create_connectivity(tdim - 1, tdim)
+            tags = {}
+            for g in grids:
+                if g != mesh_name:
+                    tags[g] = f.read_meshtags(mesh, name=g)
+    except Exception as exc:  # noqa: BLE001
+        raise MeshError(f"{path}: could not read the DOLFINx XDMF file ({exc})") from None
+    ct = mesh.topology.cell_type
+    if ct == dolfinx.mesh.CellType.hexahedron and not allow_hex:
+        raise MeshError(
+            f"{path}: the mesh has hexahedral cells where tetrahedra are needed "
+            "(pass allow_hex=True to accept a voxel/hexahedral mesh)"
+        )
+    if ct not in (dolfinx.mesh.CellType.tetrahedron, dolfinx.mesh.CellType.hexahedron):
+        raise MeshError(f"{path}: {ct.name} cells are not supported; tetrahedra are needed")
+    from femur.geometry._cellgeom import cell_volumes
+
+    vol = cell_volumes(mesh)[: mesh.topology.index_map(tdim).size_local]
+    scale = comm.allreduce(float(np.abs(vol).max()) if len(vol) else 0.0, op=MPI.MAX)
+    n_zero = comm.allreduce(int(np.sum(np.abs(vol) <= 1e-10 * scale)), op=MPI.SUM)
+    if n_zero:
+        raise MeshError(f"{path}: {n_zero} zero-volume (degenerate) cells")
+    cell_tags = next((t for t in tags.values() if t.dim == tdim), None)
+    facet_tags = next((t for t in tags.values() if t.dim == tdim - 1), None)
+
+    def names(t, given, prefix):
+        present = set()
+        if t is not None:
+            present = set(np.unique(t.values).tolist())
+        present = {int(v) for v in comm.allreduce(present, op=MPI.BOR)} if comm.size > 1 else present
+        if given:
+            return {k: int(v) for k, v in given.items()}
+        return {f"{prefix}{v}": int(v) for v in sorted(present)}
+
+    cell_ids = names(cell_tags, cell_regions, "tag_")
+    facet_ids = names(facet_tags, facet_regions, "facet_tag_")
+    _check_required(path, mesh, cell_tags, cell_ids, required_cells, "cell", tdim)
+    _check_required(path, mesh, facet_tags, facet_ids, required_facets, "facet", tdim - 1)
+    return Bone(
+        name=name or path.stem, kind=kind, mesh=mesh, cell_tags=cell_tags, facet_tags=facet_tags,
+        cell_ids=cell_ids, facet_ids=facet_ids, rois=dict(rois or {}),
+        landmarks=dict(landmarks or {}),
+        parameters={"path": str(path), "allow_hex": allow_hex, "format": "dolfinx-xdmf"},
+        source=f"file:{path}",
+    )  # fmt: skip
+
+
 def _read_rank0(path, *, cell_regions, facet_regions, allow_hex, fix_orientation, tag_key):
     ext = path.suffix.lower()
     if ext not in SUPPORTED:
@@ -327,10 +405,16 @@ def _read_meshio(path, tag_key):
     import meshio
 
     fmt = {".inp": "abaqus", ".xdmf": "xdmf", ".vtu": "vtu", ".vtk": "vtk"}[path.suffix.lower()]
+    import contextlib
+    import io
+
+    chatter = io.StringIO()  # meshio prints its errors before exiting; keep them for the message
     try:
-        mesh = meshio.read(path, file_format=fmt)
-    except SystemExit as exc:
-        raise MeshError(f"{path}: meshio could not read the file (it exited: {exc})") from None
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            mesh = meshio.read(path, file_format=fmt)
+    except SystemExit:
+        said = " ".join(chatter.getvalue().split())
+        raise MeshError(f"{path}: meshio could not read the file ({said or 'it gave up'})") from None
     except Exception as exc:  # noqa: BLE001
         raise MeshError(f"{path}: meshio could not read the file ({type(exc).__name__}: {exc})") from None
     points = np.asarray(mesh.points, dtype=np.float64)
