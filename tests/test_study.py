@@ -168,6 +168,15 @@ def test_regimen_forms(mpi_tmp_path):
     doses = dose_times_days(rec)
     assert [d[1] for d in doses].count("romosozumab") == 12
     assert [d[0] for d in doses if d[1] == "denosumab"] == pytest.approx([365.25, 365.25 * 1.5])
+    # the same regimen as a treatments.TreatmentSequence (for the evaluator)
+    from femur.study.cases import record_treatment
+
+    seq = record_treatment(rec)
+    assert [c.drug for c in seq] == ["romosozumab", "denosumab"]
+    t, d = seq.doses("romosozumab")
+    assert len(t) == 12 and d == pytest.approx([210.0] * 12)
+    t, d = seq.doses("denosumab")
+    assert t == pytest.approx([365.25, 365.25 * 1.5]) and d == pytest.approx([60.0, 60.0])
     # explicit table with a short treatment: the untreated tail becomes placebo
     text2 = GOOD.replace(
         'regimen = "romosozumab"',
@@ -178,6 +187,20 @@ def test_regimen_forms(mpi_tmp_path):
         ("alendronate", 35.0, 3.5, 6.0),
         ("placebo", 0.0, 0.0, 12.0),
     ]
+
+
+def test_label_regimens_agree_with_treatments_module():
+    import femur.remodeling  # noqa: F401  (import order, see femur.study.cases.record_treatment)
+    from femur.study.spec import KNOWN_DRUGS
+    from femur.treatments.regimen import DRUGS, Regimen
+
+    assert set(KNOWN_DRUGS) == set(DRUGS)
+    for drug, reg in KNOWN_DRUGS.items():
+        if reg is None:
+            continue
+        r = Regimen(drug)
+        assert r.dose_mg == pytest.approx(reg["dose_mg"], rel=1e-12), drug
+        assert r.interval_days == pytest.approx(reg["interval_days"], rel=1e-12), drug
 
 
 def test_overrides():
@@ -298,6 +321,7 @@ def test_cohort_reproducible_and_independent_of_size():
             "anteversion_deg",
             "shaft_diameter_mm",
         }
+        assert set(p["vertebra_params"]) == {"semi_axis_lateral_mm", "semi_axis_ap_mm", "height_mm"}
         assert 110 <= p["femur_params"]["neck_shaft_angle_deg"] <= 145
         assert p["turnover_multiplier"] > 0 and p["drug_response_multiplier"] > 0
     json.dumps(large)  # plain, serialisable

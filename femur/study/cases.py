@@ -158,6 +158,29 @@ def dose_times_days(record: dict) -> list[tuple[float, str, float]]:
     return out
 
 
+def record_treatment(record: dict):
+    """The record's regimen as a :class:`femur.treatments.regimen.TreatmentSequence`
+    (placebo phases included as placebo courses), for evaluators."""
+    import femur.remodeling  # noqa: F401  (first: importing treatments alone hits a cycle)
+    from femur.study.spec import DAYS_PER_MONTH
+    from femur.treatments.regimen import Regimen, TreatmentSequence
+
+    courses = []
+    for ph in record["regimen"]:
+        kw = {}
+        if ph["drug"] != "placebo":
+            kw = {"dose": ph["dose_mg"], "dose_unit": "mg", "interval_days": ph["interval_days"]}
+        courses.append(
+            Regimen(
+                ph["drug"],
+                start_day=ph["start_month"] * DAYS_PER_MONTH,
+                duration_days=(ph["end_month"] - ph["start_month"]) * DAYS_PER_MONTH,
+                **kw,
+            )
+        )
+    return TreatmentSequence(tuple(courses))
+
+
 # ---------------------------------------------------------------------------------------
 # evaluators
 # ---------------------------------------------------------------------------------------
@@ -279,5 +302,6 @@ __all__ = [
     "make_records",
     "normalise_result",
     "record_hash",
+    "record_treatment",
     "resolve_evaluator",
 ]

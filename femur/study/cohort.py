@@ -22,15 +22,16 @@ older postmenopausal women unless a source is named; none is tuned to trial outc
   length (head centre to shaft axis, along the neck axis) 48 +- 4 mm, neck diameter
   29 +- 2.2 mm, neck-shaft angle 128 +- 5 deg, anteversion 12 +- 7 deg, shaft diameter
   27 +- 2 mm; lengths also scale with body height (0.5 x relative height deviation).
-* vertebra (lumbar, women; men x 1.10): body height 26.5 +- 1.8 mm, endplate width
-  44 +- 3 mm, endplate depth 32 +- 2.5 mm, cortical shell 0.5 +- 0.08 mm.
+* vertebra (L1-like body, women; men x 1.10): endplate semi-axes 20 +- 1.4 mm (lateral)
+  and 15 +- 1.1 mm (antero-posterior), body height 25 +- 1.7 mm (centred on the
+  defaults of ``femur.geometry.vertebra.Vertebra``).  Cortical thicknesses are not
+  sampled: the builders use effective, mesh-resolvable values.
 * turnover multiplier and drug-response multiplier: log-normal, median 1, sigma 0.25
   and 0.20.
 
-The femur and vertebra parameter dicts are meant for
-``femur.geometry.femur_model.ProximalFemur(**params)`` and
-``femur.geometry.vertebra.Vertebra(**params)``; their key names may need mapping by the
-evaluator (this module does not import the geometry builders).
+The femur and vertebra parameter dicts use the field names of
+``femur.geometry.femur_model.ProximalFemur`` and ``femur.geometry.vertebra.Vertebra``
+(``ProximalFemur(**femur_params)``); this module does not import the builders.
 """
 
 from __future__ import annotations
@@ -70,10 +71,9 @@ FEMUR_GEOMETRY_F = {
     "shaft_diameter_mm": (27.0, 2.0, True),
 }
 VERTEBRA_GEOMETRY_F = {
-    "height_mm": (26.5, 1.8, True),
-    "width_mm": (44.0, 3.0, True),
-    "depth_mm": (32.0, 2.5, True),
-    "cortical_thickness_mm": (0.5, 0.08, False),
+    "semi_axis_lateral_mm": (20.0, 1.4, True),
+    "semi_axis_ap_mm": (15.0, 1.1, True),
+    "height_mm": (25.0, 1.7, True),
 }
 MALE_SIZE_FACTOR = 1.10
 REFERENCE_HEIGHT_M = {"F": 1.58, "M": 1.74}
