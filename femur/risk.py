@@ -200,6 +200,13 @@ def factor_of_risk(load_n, strength_n):
     return float(phi) if np.ndim(phi) == 0 else phi
 
 
+def factor_of_risk_by_direction(load_n: float, strength_by_direction_n: Mapping) -> dict:
+    """``{angle_deg: load / strength(angle)}`` for each fall direction given."""
+    if not isinstance(strength_by_direction_n, Mapping) or not strength_by_direction_n:
+        raise InputError("strength_by_direction_n must be a non-empty {angle_deg: strength_n} mapping")
+    return {float(a): factor_of_risk(load_n, s) for a, s in strength_by_direction_n.items()}
+
+
 def _strength_by_direction(strength_n, directions_deg: np.ndarray) -> np.ndarray:
     """Strength for each sampled direction.
 
@@ -453,6 +460,7 @@ __all__ = [
     "cumulative_probability",
     "effective_mass_kg",
     "factor_of_risk",
+    "factor_of_risk_by_direction",
     "fall_forces_n",
     "hazard_integral",
     "hip_fracture_probability",

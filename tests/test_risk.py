@@ -45,6 +45,7 @@ def test_factor_of_risk():
     np.testing.assert_allclose(risk.factor_of_risk(np.array([1000.0, 3000.0]), 2000.0), [0.5, 1.5])
     with pytest.raises(InputError, match="strength_n"):
         risk.factor_of_risk(1000.0, 0.0)
+    assert risk.factor_of_risk_by_direction(3000.0, {0: 2500.0, 30: 2000.0}) == {0.0: 1.2, 30.0: 1.5}
     with pytest.raises(InputError, match="body_mass_kg"):
         risk.hip_impact_force_n(-1.0, 1.6)
 
