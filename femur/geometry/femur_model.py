@@ -22,6 +22,18 @@ the medullary canal (tagged trabecular; the density model decides its value).
 
 The trochanter sizes and the metaphysis are scaled with the shaft radius (ratios chosen
 to look like a typical proximal femur, not fitted to data).
+
+Robustness: OCC's one-shot multi-solid fuse silently dropped the neck and head for some
+parameter sets, so the parts are fused one at a time and every step is checked (one
+solid, no volume lost, probe points inside); another order is tried when a step fails.
+The head sphere's pole axis is the neck axis.  If gmsh fails to mesh, the ellipsoids are
+rebuilt with another parametrisation (same shape) and meshing is retried.
+
+Facet regions are classified on the gmsh surface mesh (all three vertices on the head
+sphere / distal plane / trochanter ellipsoid, then the patch criteria) and stored as
+discrete gmsh surfaces with physical groups, so ``.msh`` exports carry them too.
+"head_surface" (14) is the head *outside* the load patch (a facet carries one tag); the
+whole head is ``ds((11, 14))``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Read user meshes (.msh, .vtu, .vtk, .inp, .xdmf) into a `Bone`, and write a `Bone`'s mesh.
 
-* ``.msh`` files are read with the gmsh API (physical groups and their names are kept);
-  the other formats with meshio.  Reading and checking happen on rank 0 of ``comm``; the
+* ``.msh`` files are read with the gmsh API (physical groups and their names are kept;
+  a gmsh session the caller already opened is left alone, unlike
+  ``dolfinx.io.gmsh.read_from_msh``, which finalises gmsh); XDMF files written by
+  ``dolfinx.io.XDMFFile`` (mesh + meshtags grids) with dolfinx; the other formats
+  (.vtu, .vtk, .inp, single-grid .xdmf) with meshio.  Reading and checking happen on rank 0 of ``comm``; the
   mesh is then distributed with ``dolfinx.mesh.create_mesh`` and the tags with
   ``distribute_entity_data``, so any error is raised on every rank with the same message.
 * Cell tags come from gmsh physical groups, from integer cell data ("gmsh:physical",
