@@ -86,7 +86,7 @@ def _cmd_strength(args) -> int:
             image=args.ct, labels=args.labels, layers=layers, calibration=args.calibration,
             calibrated_mg_cm3=args.calibrated_mg_cm3, law=args.law or "kopperdahl2002",
             mesh=args.mesh, voxel_coarsen=args.voxel_coarsen, order=args.order,
-            solver=args.solver,
+            solver=args.solver, criterion=args.criterion, out=args.out, export_inp=args.export_inp,
         )
     else:
         from femur.pipeline import builtin_strength

@@ -24,7 +24,8 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
                 poisson_ratio: float = 0.3, strain: float = 0.01, ends: str = "frictionless",
                 criterion: str = "principal_strain", order: int = 1, solver: str = "gamg",
                 tet_size_mm: float | None = None, kind: str = "vertebra",
-                options: dict | None = None, comm=None) -> list[dict]:
+                options: dict | None = None, comm=None, out=None,
+                export_inp=None) -> list[dict]:
     """CT -> bone -> axial compression -> stiffness, linear fracture load, 0.2 % surrogate.
 
     The backend of ``femur strength --ct IMAGE --labels LABELS``.  Returns one record per
@@ -71,18 +72,10 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
                        criterion=criterion, order=order, solver=solver, options=options)
     t_solve = time.perf_counter() - t0
     res = fr.mechanics
-    rec = {
-        "bone": bone.name,
-        "load_case": res.load_case,
-        "dofs": int(res.dofs),
-        "stiffness_n_per_mm": float(res.stiffness_n_per_mm),
-        "fracture_load_n": float(fr.fracture_load_n),
-        "failure_site": fr.failure_site,
-        "max_displacement_mm": float(res.max_displacement_mm),
-        "applied_load_n": float(res.applied_load_n),
-        "surrogate_0p2pct_load_n": float(fr.strain_surrogate_load_n),
-        "criterion": criterion,
-        "law": material.default_law.name,
+    from femur.pipeline import record_from, write_outputs
+
+    rec = record_from(fr, bone, material)
+    rec.update({
         "layer_modulus_mpa": float(layer_law.modulus_mpa(0.0)) if comp else None,
         "poisson_ratio": poisson_ratio,
         "mesh": mesh,
@@ -95,6 +88,16 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
         "applied_strain": strain,
         "build_s": t_build,
         "solve_s": t_solve,
-        "iterations": int(res.iterations),
-    }
+    })
+    if out:
+        from pathlib import Path
+
+        write_outputs(bone, fr, material, Path(out))
+    if export_inp:
+        from pathlib import Path
+
+        from femur.mechanics import export_inp as _export
+
+        _export(bone, AxialCompression(strain=strain, ends=ends),
+                Path(export_inp) / f"{bone.name}_{res.load_case}.inp", material=material, order=order)
     return [rec]
