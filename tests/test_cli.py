@@ -54,7 +54,8 @@ def test_strength_bad_input_is_one_clear_line(capsys):
         assert "/nonexistent/scan.nii.gz" in err and "Traceback" not in err
 
 
-def test_strength_records_rank_invariant():
+@pytest.mark.parametrize("layers", ["none", "pmma"])
+def test_strength_records_rank_invariant(layers):
     """Stiffness and fracture load of the built-in vertebra: the same on any rank count.
 
     Each rank also solves the same model alone on COMM_SELF; the distributed solve
@@ -68,9 +69,10 @@ def test_strength_records_rank_invariant():
     opts = {"ksp_rtol": 1e-12}
     vals = []
     for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):
-        bone = build_bone("vertebra", mesh_size_mm=4.0, t_score=-2.5, comm=comm)
+        bone = build_bone("vertebra", mesh_size_mm=4.0, t_score=-2.5, layers=layers, comm=comm)
         fr = fracture_load(bone, AxialCompression(), material=material_for(bone), options=opts)
-        vals.append((fr.stiffness_n_per_mm, fr.fracture_load_n))
-    (k_w, f_w), (k_s, f_s) = vals
+        vals.append((fr.stiffness_n_per_mm, fr.fracture_load_n, fr.strain_surrogate_load_n))
+    (k_w, f_w, s_w), (k_s, f_s, s_s) = vals
+    assert np.isclose(s_w, s_s, rtol=1e-8, atol=0)
     assert np.isclose(k_w, k_s, rtol=1e-8, atol=0)
     assert np.isclose(f_w, f_s, rtol=1e-8, atol=0)
