@@ -7,7 +7,7 @@
 Two independent fits:
 1. romosozumab PK (row 5): Michaelis-Menten Vmax of the Eudy 2015 model so that a
    single 210 mg dose gives Cmax 22.2 ug/mL and monthly troughs sit mid 8-13 ug/mL;
-2. the 12 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
+2. the 13 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
    least squares (scipy) over the BMD, marker and natural-loss targets (rows 1-4, 6, 7).
 
 Marker targets (row 4) are placebo-relative, so the model is compared as
@@ -52,8 +52,8 @@ TARGETS = [
     ("ph2_tptd_ls_m12", 7.1, 0.6, "row 3 phase 2 teriparatide LS M12"),
     ("ph2_aln_ls_m12", 4.1, 0.6, "row 3 phase 2 alendronate LS M12"),
     ("ph2_pbo_ls_m12", -0.1, 0.5, "row 3 phase 2 placebo LS M12"),
-    ("romo_p1np_peak", 145.0, 25.0, "row 4 P1NP peak vs placebo (wk 2-M1)"),
-    ("romo_p1np_peak_day", 21.0, 10.0, "row 4 P1NP peak timing (day)"),
+    ("romo_p1np_d21", 145.0, 25.0, "row 4 P1NP ~+145 % vs placebo near week 2-M1 (day 21)"),
+    ("romo_p1np_falls_d21_d60", 0.0, 10.0, "row 4 peak by ~M1: hinge on P1NP(d60) - P1NP(d21) + 10"),
     ("romo_p1np_m9", 0.0, 10.0, "row 4 P1NP back to placebo by M9"),
     ("romo_p1np_m12", -15.0, 10.0, "row 4 P1NP ~15 % below placebo at M12"),
     ("romo_ctx_nadir", -55.0, 10.0, "row 4 CTX nadir vs placebo"),
@@ -95,15 +95,17 @@ SCENARIOS = [
 FIT_NAMES = tuple(FITTED_TARGETS)
 BOUNDS = {
     "tau_p_days": (5.0, 400.0),
-    "tau_b_days": (2.0, 120.0),
+    "tau_b_days": (2.0, 60.0),  # prior: active OB life weeks to ~2 months
     "wnt_diff_gain": (0.2, 50.0),
+    "tau_q_days": (5.0, 400.0),
+    "modelling_gain": (1e-3, 20.0),
     "sost_rankl_exponent": (0.02, 3.0),
     "coupling_exponent": (0.05, 3.0),
-    "k_mineral_per_day": (1e-5, 2e-2),
+    # secondary mineralisation: no faster than Martinez-Reina's per-packet 0.007/d
+    "k_mineral_per_day": (1e-5, 7e-3),
     "romo_k_ug_ml": (1e-3, 50.0),
-    "dmab_k_ng_ml": (0.1, 1e4),
     "bp_potency": (1e-4, 1e3),
-    "pth_ob_survival": (0.01, 20.0),
+    "pth_ob_potency": (0.01, 20.0),
     "deficit_basal": (1e-4, 0.5),
     "pmo_amplitude": (1e-3, 20.0),
 }
@@ -126,6 +128,7 @@ def run_scenarios(params: ModelParameters, step_days: float = 1.0) -> dict:
             spec, months, patient=patient, sites=sites, params=params, step_days=step_days,
             exposure=_exposure(spec, months, patient, params),
         )
+    run_scenarios.last = out
     return out
 
 
@@ -146,13 +149,13 @@ def model_values(res: dict) -> dict:
     t = fr.daily["t_days"]
     p1 = _rel(fr.daily["p1np_pct"], fp.daily["p1np_pct"])
     ctx = _rel(fr.daily["ctx_pct"], fp.daily["ctx_pct"])
-    early = t <= 1.5 * DAYS_PER_MONTH
-    i = int(np.argmax(np.where(early, p1, -np.inf)))
-    v["romo_p1np_peak"] = float(p1[i])
-    v["romo_p1np_peak_day"] = float(t[i])
-
     def at(y, m):
         return float(np.interp(m * DAYS_PER_MONTH, t, y))
+
+    # smooth surrogates of "peak ~+145 % near week 2-M1" (argmax is not differentiable)
+    p21, p60 = float(np.interp(21.0, t, p1)), float(np.interp(60.0, t, p1))
+    v["romo_p1np_d21"] = p21
+    v["romo_p1np_falls_d21_d60"] = max(p60 - p21 + 10.0, 0.0)
 
     v["romo_p1np_m9"] = at(p1, 9)
     v["romo_p1np_m12"] = at(p1, 12)
@@ -226,6 +229,11 @@ def report(params: ModelParameters, step_days: float = 1.0, file=sys.stdout):
     print(f"{'target':<24s} {'value':>8s} {'model':>8s}  source", file=file)
     for k, val, _, src in TARGETS:
         print(f"{k:<24s} {val:8.2f} {v[k]:8.2f}  {src}", file=file)
+    fr, fp = run_scenarios.last["frame_romo"], run_scenarios.last["frame_pbo"]
+    t = fr.daily["t_days"]
+    p1 = _rel(fr.daily["p1np_pct"], fp.daily["p1np_pct"])
+    i = int(np.argmax(p1))
+    print(f"(P1NP peak {p1[i]:.0f} % vs placebo at day {t[i]:.0f}: label +145 % near week 2-M1)", file=file)
     m = romosozumab_pk_metrics(params.romosozumab)
     print(
         f"romosozumab PK: Cmax {m['cmax_ug_ml']:.1f} ug/mL (22.2) at day {m['tmax_day']:.1f} (~5); "
@@ -234,6 +242,45 @@ def report(params: ModelParameters, step_days: float = 1.0, file=sys.stdout):
         f"AUC {m['auc_ug_day_ml']:.0f} (label 389, context only)", file=file,
     )
     return v
+
+
+def predictions(params: ModelParameters | None = None, file=sys.stdout) -> dict:
+    """Uncalibrated outputs (predictions), printed for the record; NOT fitted to."""
+    p = params or ModelParameters()
+    out = {}
+    r = simulate_sites("romosozumab:12", 24, patient=FRAME_PATIENT, params=p)
+    out["FRAME romo FN M12"] = r.fn_bmd_pct[12]
+    out["FRAME romo LS/TH/FN M6"] = (r.ls_bmd_pct[6], r.th_bmd_pct[6], r.fn_bmd_pct[6])
+    out["romo stop -> M24 LS/TH"] = (r.ls_bmd_pct[24], r.th_bmd_pct[24])
+    a = simulate_sites("romosozumab:12,alendronate:12", 24, patient=ARCH_PATIENT, params=p)
+    b = simulate_sites("alendronate", 24, patient=ARCH_PATIENT, params=p)
+    out["ARCH romo->ALN M24 LS/TH/FN"] = (a.ls_bmd_pct[24], a.th_bmd_pct[24], a.fn_bmd_pct[24])
+    out["ARCH ALN->ALN M24 LS/TH/FN"] = (b.ls_bmd_pct[24], b.th_bmd_pct[24], b.fn_bmd_pct[24])
+    out["ARCH ALN M12 LS/FN"] = (b.ls_bmd_pct[12], b.fn_bmd_pct[12])
+    d = simulate_sites("denosumab", 36, patient=FREEDOM_PATIENT, params=p)
+    out["FREEDOM dmab LS M12/24/36"] = tuple(d.ls_bmd_pct[[12, 24, 36]])
+    out["FREEDOM dmab FN M12/24/36"] = tuple(d.fn_bmd_pct[[12, 24, 36]])
+    out["dmab CTX M1/M6, P1NP M6/M12"] = (d.ctx_pct[1], d.ctx_pct[6], d.p1np_pct[6], d.p1np_pct[12])
+    s = simulate_sites("romosozumab:12,denosumab:12", 24, patient=FRAME_PATIENT, params=p)
+    out["romo->dmab M24 LS/TH/FN"] = (s.ls_bmd_pct[24], s.th_bmd_pct[24], s.fn_bmd_pct[24])
+    s2 = simulate_sites("denosumab:12,romosozumab:12", 24, patient=FRAME_PATIENT, params=p)
+    out["dmab->romo M24 LS/TH"] = (s2.ls_bmd_pct[24], s2.th_bmd_pct[24])
+    dc = simulate_sites("denosumab:24,placebo:12", 36, patient=FREEDOM_PATIENT, params=p)
+    out["dmab 24 mo then stop: TH M24/M30/M36"] = tuple(dc.th_bmd_pct[[24, 30, 36]])
+    out["dmab 24 mo then stop: LS M24/M36"] = tuple(dc.ls_bmd_pct[[24, 36]])
+    out["dmab stop: CTX peak after stop"] = float(np.max(dc.ctx_pct[24:]))
+    t = simulate_sites("teriparatide", 24, patient=PHASE2_PATIENT, params=p)
+    out["TPTD LS/TH M12, M24"] = (t.ls_bmd_pct[12], t.th_bmd_pct[12], t.ls_bmd_pct[24], t.th_bmd_pct[24])
+    out["TPTD P1NP M1/M6/M12, CTX M6/M12"] = (t.p1np_pct[1], t.p1np_pct[6], t.p1np_pct[12], t.ctx_pct[6], t.ctx_pct[12])
+    man = Patient(sex="male", age=71)
+    mp = simulate_sites("placebo", 12, patient=man, params=p)
+    mr = simulate_sites("romosozumab", 12, patient=man, params=p)
+    out["men 71y placebo LS/TH M12"] = (mp.ls_bmd_pct[12], mp.th_bmd_pct[12])
+    out["men 71y romo LS/TH/FN M12"] = (mr.ls_bmd_pct[12], mr.th_bmd_pct[12], mr.fn_bmd_pct[12])
+    for k, v in out.items():
+        vs = ", ".join(f"{x:+.2f}" for x in (v if isinstance(v, tuple) else (v,)))
+        print(f"  {k:<38s} {vs}", file=file)
+    return out
 
 
 def write_fitted(values: dict, path: Path | None = None):
@@ -251,11 +298,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--write", action="store_true", help="store the fit in parameters.py")
     ap.add_argument("--check", action="store_true", help="only print target vs model")
+    ap.add_argument("--predict", action="store_true", help="also print uncalibrated predictions")
     ap.add_argument("--max-nfev", type=int, default=150)
     args = ap.parse_args(argv)
     base = ModelParameters()
     if args.check:
         report(base)
+        if args.predict:
+            print("PREDICTIONS (not calibrated):")
+            predictions(base)
         return 0
     t0 = time.perf_counter()
     vmax = fit_romosozumab_pk(base.romosozumab)

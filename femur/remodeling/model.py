@@ -1,25 +1,34 @@
 """Normalised bone-cell + per-element density model (Jörg 2022 spirit, remodeling.md 1.8, 7).
 
 Per element e (all arrays of length n_elements, no Python loop over elements),
-cell densities are per unit bone surface and normalised to 1 at baseline:
+cell densities are per unit bone surface and normalised to 1 at baseline. Two
+formation channels (Chavassieux 2019 FRAME biopsies, clinical-targets R2: romosozumab's
+early formation is largely modelling-based, on quiescent surfaces, while
+remodelling-based formation is not raised):
 
-    P   osteoblast precursors        dP/dt  = [src - d(s) P] / tau_P
-    B   active osteoblasts           dB/dt  = [d(s) P - eta_B B] / tau_B
-    Y   osteocytes                   dY/dt  = [B - Y] / tau_Y
+  remodelling (BMU) formation, coupled to resorption:
+    P   osteoblast precursors        dP/dt  = [src - d_pth P] / tau_P
+    B   active osteoblasts           dB/dt  = [d_pth P - eta_B B] / tau_B
+  modelling formation on quiescent surfaces, switched on by Wnt:
+    Q   quiescent lining-cell pool   dQ/dt  = [(1 - Q) - w Q] / tau_Q   (depletable -> waning)
+    M   modelling osteoblasts        dM/dt  = [g_mod w Q - M] / tau_B   (0 at baseline)
+  osteoclasts:
     Cp  osteoclast precursor pool    dCp/dt = [1 - Cp((1-phi) + phi r)] / tau_Cp  (variable pool)
     C   active osteoclasts           dC/dt  = [r Cp - (1 + beta_bp A) C] / tau_C
     A   bisphosphonate surface reservoir  dA/dt = u_aln(t) C - A C / tau_bp
 
 Signals:
-    s   = Y / (1 + C_romo / K_romo)                 free sclerostin (quasi-steady binding)
-    d(s)= (1 + a_W) / (1 + a_W s)                   Wnt-driven pre-OB differentiation
-    r   = D_rel(t) s^g (1 + beta_pth^C E_pth)(1 + kappa M-) / (1 + C_dmab / K_dmab)
+    s   = 1 / (1 + C_romo / K_romo)                 free sclerostin, normalised (osteocyte
+                                                    production constant; quasi-steady binding)
+    w   = (1 + a_W) / (1 + a_W s) - 1               Wnt activation above baseline (0 at s = 1)
+    r   = D_rel(t) s^g (1 + rho_pth E_pth)(1 + kappa M-) / (1 + C_dmab / K_dmab)
           (RANKL/OPG signalling: Wnt raises OPG and lowers RANKL; denosumab sequesters RANKL)
     src = C^c (1 + lambda M+)                       pre-OB recruitment coupled to resorption
                                                     (TGF-beta release), mechanostat M+
-    eta_B = 1 / (1 + beta_pth E_pth)                intermittent PTH prolongs OB life
+    d_pth = 1 + beta_pth E_pth, eta_B = 1 / d_pth   intermittent PTH: more differentiation,
+                                                    longer OB life (Jörg 2022; daily-averaged)
 
-Fluxes per unit surface: formation F = B (1 - delta(t)), resorption R = C; per tissue
+Fluxes per unit surface: formation F = B (1 - delta(t)) + M, resorption R = C; per tissue
 volume they are scaled by the specific surface (Martin): k_e = BFR/BS * S_v(f_e):
 
     df_e/dt = k_e (F - R)                                         bone volume fraction
@@ -62,10 +71,11 @@ class RemodelingState:
     alpha: np.ndarray  # mineral content relative to full mineralisation [-]
     P: np.ndarray
     B: np.ndarray
-    Y: np.ndarray
     Cp: np.ndarray
     C: np.ndarray
     A: np.ndarray
+    Q: np.ndarray
+    M: np.ndarray
     volume: np.ndarray  # element volume (any consistent unit, mm3 from the FE mesh)
     f0: np.ndarray
     alpha0: np.ndarray
@@ -219,8 +229,8 @@ class RemodelingModel:
         one = np.ones(n)
         return RemodelingState(
             t_day=float(t_day), f=f.copy(), alpha=alpha0.copy(),
-            P=one.copy(), B=one.copy(), Y=one.copy(), Cp=one.copy(), C=one.copy(),
-            A=np.zeros(n), volume=vol, f0=f.copy(), alpha0=alpha0.copy(),
+            P=one.copy(), B=one.copy(), Cp=one.copy(), C=one.copy(),
+            A=np.zeros(n), Q=one.copy(), M=np.zeros(n), volume=vol, f0=f.copy(), alpha0=alpha0.copy(),
             formation0=float(1.0 - delta), compartment=comp,
             formation=one * float(1.0 - delta), resorption=one.copy(),
         )
@@ -248,23 +258,25 @@ class RemodelingModel:
         mp, mm = mech
         e_pth = ex["pth"]
         # signals
-        sost = s.Y / (1.0 + ex["romo_ug_ml"] / c.romo_k_ug_ml)
-        diff = (1.0 + c.wnt_diff_gain) / (1.0 + c.wnt_diff_gain * sost)
+        sost = 1.0 / (1.0 + ex["romo_ug_ml"] / c.romo_k_ug_ml)
+        wnt = np.maximum((1.0 + c.wnt_diff_gain) / (1.0 + c.wnt_diff_gain * sost) - 1.0, 0.0)
         r = (
             d_rel * sost**c.sost_rankl_exponent
-            * (1.0 + c.pth_oc_to_ob_ratio * c.pth_ob_survival * e_pth)
+            * (1.0 + c.pth_rankl_gain * e_pth)
             * (1.0 + mm)
             / (1.0 + ex["dmab_ng_ml"] / c.dmab_k_ng_ml)
         )
         src = s.C**c.coupling_exponent * (1.0 + mp)
-        eta_b = 1.0 / (1.0 + c.pth_ob_survival * e_pth)
-        # osteoblast lineage
+        d_pth = 1.0 + c.pth_ob_potency * e_pth
+        # remodelling osteoblast lineage
         hp = dt / c.tau_p_days
-        s.P = (s.P + hp * src) / (1.0 + hp * diff)
+        s.P = (s.P + hp * src) / (1.0 + hp * d_pth)
         hb = dt / c.tau_b_days
-        s.B = (s.B + hb * diff * s.P) / (1.0 + hb * eta_b)
-        hy = dt / c.tau_y_days
-        s.Y = (s.Y + hy * s.B) / (1.0 + hy)
+        s.B = (s.B + hb * d_pth * s.P) / (1.0 + hb / d_pth)
+        # modelling-based formation on quiescent surfaces
+        hq = dt / c.tau_q_days
+        s.Q = (s.Q + hq) / (1.0 + hq * (1.0 + wnt))
+        s.M = (s.M + hb * c.modelling_gain * wnt * s.Q) / (1.0 + hb)
         # osteoclast lineage
         hcp = dt / c.tau_cp_days
         phi = c.cp_diff_fraction
@@ -273,7 +285,7 @@ class RemodelingModel:
         s.C = (s.C + hc * r * s.Cp) / (1.0 + hc * (1.0 + c.bp_potency * s.A))
         s.A = (s.A + dt * ex["aln_bone_mg_per_day"] * s.C) / (1.0 + dt * s.C / c.bp_release_days)
         # fluxes and density
-        F = s.B * (1.0 - delta)
+        F = s.B * (1.0 - delta) + s.M
         R = s.C
         k = tis.bfr_bs_mm_per_day * specific_surface_per_mm(s.f)
         m = s.f * s.alpha

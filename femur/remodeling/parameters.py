@@ -140,8 +140,6 @@ class TissueParameters:
 @dataclass(frozen=True)
 class CellParameters:
     # --- fixed ---
-    # Osteocyte turnover time, days: ASSUMPTION (slow compared with the trial, 1 y).
-    tau_y_days: float = 365.0
     # OC precursor pool residence time, days, and fraction leaving by differentiation
     # at baseline (rest: apoptosis/other fates): ASSUMPTION (variable pool, needed
     # for the denosumab-stop rebound, Martínez-Reina 2022, remodeling.md 1.5).
@@ -169,21 +167,28 @@ class CellParameters:
     # Men: no menopause step; their focal-balance deficit is this fraction of the
     # women's basal one (ASSUMPTION, not calibrated: male hip loss ~half the female).
     male_deficit_ratio: float = 0.6
-    # Teriparatide effect on OC differentiation relative to its effect on OB
-    # survival (ASSUMPTION, "anabolic window": decreased OB apoptosis > increased RANKL).
-    pth_oc_to_ob_ratio: float = 0.3
+    # Teriparatide (daily-averaged exposure E_pth = 1 at 20 ug/d) raises RANKL
+    # signalling by this fraction (ASSUMPTION, "anabolic window": the OB-lineage effect,
+    # fitted below, dominates the resorptive one).
+    pth_rankl_gain: float = 0.3
+    # Denosumab-RANKL sequestration: r / (1 + C_dmab / K). Martínez-Reina & Pivonka 2019
+    # (remodeling.md 2.2) add chi*K_A,den*C to the RANKL binding denominator with
+    # K_A,den = 0.333 /pM, chi = 0.012 -> 0.004 /pM; 1 ng/mL of a 149 kDa IgG = 6.71 pM,
+    # so K = 1 / (0.004 * 6.71) = 37.3 ng/mL.
+    dmab_k_ng_ml: float = 37.3
 
     # --- fitted (see FITTED below) ---
     tau_p_days: float = 60.0
     tau_b_days: float = 15.0
     wnt_diff_gain: float = 3.0
+    tau_q_days: float = 90.0
+    modelling_gain: float = 0.5
     sost_rankl_exponent: float = 0.3
     coupling_exponent: float = 0.5
     k_mineral_per_day: float = 1.0 / 1000.0
     romo_k_ug_ml: float = 1.0
-    dmab_k_ng_ml: float = 100.0
     bp_potency: float = 1.0
-    pth_ob_survival: float = 1.0
+    pth_ob_potency: float = 1.0
     deficit_basal: float = 0.05
     pmo_amplitude: float = 1.0
 
@@ -196,22 +201,37 @@ class CellParameters:
 
 #: Names of the fitted cell-model parameters, and the calibration targets that fix them.
 FITTED_TARGETS = {
-    "tau_p_days": "row 4 romosozumab P1NP shape (peak week 2-M1, back to baseline by M9)",
-    "tau_b_days": "row 4 P1NP peak timing",
-    "wnt_diff_gain": "row 4 P1NP peak +145 %; rows 1-3 romosozumab BMD",
+    "tau_p_days": "row 6 denosumab TH (formation lag behind resorption: refill)",
+    "tau_b_days": "row 4 P1NP peak timing; row 6 refill",
+    "wnt_diff_gain": "row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD",
+    "tau_q_days": "row 4 waning of P1NP under continued romosozumab (back to placebo by M9)",
+    "modelling_gain": "row 4 P1NP peak; rows 1-3 romosozumab BMD",
     "sost_rankl_exponent": "row 4 CTX nadir -55 % and M12 -25 %",
     "coupling_exponent": "row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36",
     "k_mineral_per_day": "row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate",
     "romo_k_ug_ml": "rows 1-3 romosozumab BMD (potency)",
-    "dmab_k_ng_ml": "row 6 denosumab TH (potency)",
     "bp_potency": "rows 2-3 alendronate TH/LS (potency)",
-    "pth_ob_survival": "row 3 teriparatide LS +7.1 % (potency)",
+    "pth_ob_potency": "row 3 teriparatide LS +7.1 % (potency)",
     "deficit_basal": "row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)",
     "pmo_amplitude": "row 7 early postmenopause proximal femur -1.35..-1.41 %/yr",
 }
 
 # BEGIN FITTED
-FITTED = {}
+FITTED = {
+    'tau_p_days': 96.5704,  # row 6 denosumab TH (formation lag behind resorption: refill)
+    'tau_b_days': 22.6386,  # row 4 P1NP peak timing; row 6 refill
+    'wnt_diff_gain': 5.53019,  # row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD
+    'tau_q_days': 383.945,  # row 4 waning of P1NP under continued romosozumab (back to placebo by M9)
+    'modelling_gain': 0.555659,  # row 4 P1NP peak; rows 1-3 romosozumab BMD
+    'sost_rankl_exponent': 0.315136,  # row 4 CTX nadir -55 % and M12 -25 %
+    'coupling_exponent': 1.11582,  # row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36
+    'k_mineral_per_day': 0.00143375,  # row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate
+    'romo_k_ug_ml': 0.360458,  # rows 1-3 romosozumab BMD (potency)
+    'bp_potency': 1.85609,  # rows 2-3 alendronate TH/LS (potency)
+    'pth_ob_potency': 0.743539,  # row 3 teriparatide LS +7.1 % (potency)
+    'deficit_basal': 0.0474769,  # row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)
+    'pmo_amplitude': 3.91118,  # row 7 early postmenopause proximal femur -1.35..-1.41 %/yr
+}
 # END FITTED
 
 
