@@ -33,6 +33,11 @@ def _add_strength(sub):
     p.add_argument("--t-score", type=float, default=-2.5,
                    help="DXA-equivalent T-score the built-in bones are given (femoral neck for the femur)")
     p.add_argument("--age", type=float, default=None, help="age in years (sets densities; overrides --t-score)")
+    p.add_argument("--fall-directions", default="lateral,posterolateral",
+                   help="comma-separated sideways-fall directions (lateral, posterolateral, "
+                   "anterolateral, or degrees about the shaft axis)")
+    p.add_argument("--layers", dest="vertebra_layers", choices=["none", "compliant", "pmma"], default="none",
+                   help="loading layers of the built-in vertebra: none, compliant (8 MPa) or pmma (2500 MPa)")
     p.add_argument("--criterion", choices=["principal_strain", "critical_volume"], default="principal_strain")
     p.add_argument("--json", action="store_true", help="print machine-readable records")
     p.add_argument("--out", default=None, metavar="DIR", help="write fields (VTX/XDMF) and PNG pictures here")
@@ -72,6 +77,18 @@ def _format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _fall_directions(text: str) -> list:
+    out = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        try:
+            out.append(float(item))
+        except ValueError:
+            out.append(item)
+    if not out:
+        raise FemurError("--fall-directions: give at least one direction, e.g. lateral,posterolateral")
+    return out
+
+
 def _cmd_strength(args) -> int:
     if args.ct:
         from femur.ct import ct_strength
@@ -95,6 +112,7 @@ def _cmd_strength(args) -> int:
             bone=args.bone, mesh_size_mm=args.mesh_size, order=args.order, solver=args.solver,
             law=args.law, t_score=args.t_score, age=args.age, criterion=args.criterion,
             out=args.out, export_inp=args.export_inp, progress=not args.json,
+            layers=args.vertebra_layers, fall_directions=_fall_directions(args.fall_directions),
         )
     if MPI.COMM_WORLD.rank == 0:
         if args.json:

@@ -67,11 +67,15 @@ def material_for(bone, law: str | None = None):
     return mat
 
 
-def load_cases_for(bone):
+#: sideways-fall directions run by default (several directions: Keyak, Bone 2013)
+DEFAULT_FALL_DIRECTIONS = ("lateral", "posterolateral")
+
+
+def load_cases_for(bone, fall_directions=DEFAULT_FALL_DIRECTIONS):
     from femur.mechanics import AxialCompression, SidewaysFall, SingleLegStance
 
     if bone.kind == "femur":
-        return [SingleLegStance(), SidewaysFall(direction="lateral")]
+        return [SingleLegStance()] + [SidewaysFall(direction=d) for d in fall_directions]
     return [AxialCompression()]
 
 
@@ -109,7 +113,8 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
                      solver: str = "gamg", law: str | None = None, t_score: float = -2.5,
                      age: float | None = None, criterion: str = "principal_strain",
                      layers: str = "none", out: str | None = None, export_inp: str | None = None,
-                     progress: bool = True, comm=MPI.COMM_WORLD) -> list[dict]:
+                     fall_directions=DEFAULT_FALL_DIRECTIONS, progress: bool = True,
+                     comm=MPI.COMM_WORLD) -> list[dict]:
     """Stiffness and fracture load of the built-in femur and/or vertebra (list of records)."""
     from femur.mechanics import fracture_load
 
@@ -123,7 +128,7 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
                        layers=layers, comm=comm)
         mat = material_for(b, law)
         region = FEMUR_REGION if kind == "femur" else None
-        for case in load_cases_for(b):
+        for case in load_cases_for(b, fall_directions):
             if progress:
                 rank0_print(f"[femur]   {kind}: solving {getattr(case, 'name', case)} "
                             f"(P{order}, {solver}) ...", comm=comm)
