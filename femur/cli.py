@@ -36,8 +36,9 @@ def _add_strength(sub):
     p.add_argument("--fall-directions", default="lateral,posterolateral",
                    help="comma-separated sideways-fall directions (lateral, posterolateral, "
                    "anterolateral, or degrees about the shaft axis)")
-    p.add_argument("--layers", dest="vertebra_layers", choices=["none", "compliant", "pmma"], default="none",
-                   help="loading layers of the built-in vertebra: none, compliant (8 MPa) or pmma (2500 MPa)")
+    p.add_argument("--layers", default=None, metavar="KIND|L1,L2",
+                   help="built-in vertebra: loading layers none, compliant (8 MPa) or pmma (2500 MPa); "
+                   "with --ct: the label values of the two loading layers, e.g. 5,6")
     p.add_argument("--criterion", choices=["principal_strain", "critical_volume"], default="principal_strain")
     p.add_argument("--json", action="store_true", help="print machine-readable records")
     p.add_argument("--out", default=None, metavar="DIR", help="write fields (VTX/XDMF) and PNG pictures here")
@@ -45,7 +46,6 @@ def _add_strength(sub):
     ct = p.add_argument_group("CT scan input")
     ct.add_argument("--ct", default=None, metavar="IMAGE", help="CT image (NIfTI, NRRD, VTK image, DICOM folder)")
     ct.add_argument("--labels", default=None, metavar="LABELS", help="label image on the same grid")
-    ct.add_argument("--layers", default=None, metavar="L1,L2", help="label values of the two loading layers")
     ct.add_argument("--calibration", default=None, metavar="FILE", help="phantom/phantomless calibration record")
     ct.add_argument("--calibrated-mg-cm3", action="store_true", help="the image is already in mg/cm3")
     ct.add_argument("--mesh", choices=["voxel", "tet"], default="voxel")
@@ -75,6 +75,15 @@ def _format_table(records: list[dict]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
+
+
+def _builtin_layers(text):
+    if text is None:
+        return "none"
+    if text not in ("none", "compliant", "pmma"):
+        raise FemurError(f"--layers: for the built-in vertebra give none, compliant or pmma, got '{text}' "
+                         "(label values like 5,6 are for --ct models)")
+    return text
 
 
 def _fall_directions(text: str) -> list:
@@ -112,7 +121,7 @@ def _cmd_strength(args) -> int:
             bone=args.bone, mesh_size_mm=args.mesh_size, order=args.order, solver=args.solver,
             law=args.law, t_score=args.t_score, age=args.age, criterion=args.criterion,
             out=args.out, export_inp=args.export_inp, progress=not args.json,
-            layers=args.vertebra_layers, fall_directions=_fall_directions(args.fall_directions),
+            layers=_builtin_layers(args.layers), fall_directions=_fall_directions(args.fall_directions),
         )
     if MPI.COMM_WORLD.rank == 0:
         if args.json:
