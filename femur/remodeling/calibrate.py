@@ -52,6 +52,7 @@ TARGETS = [
     ("ph2_tptd_ls_m12", 7.1, 0.6, "row 3 phase 2 teriparatide LS M12"),
     ("ph2_aln_ls_m12", 4.1, 0.6, "row 3 phase 2 alendronate LS M12"),
     ("ph2_pbo_ls_m12", -0.1, 0.5, "row 3 phase 2 placebo LS M12"),
+    ("romo_p1np_peak", 145.0, 25.0, "row 4 P1NP peak vs placebo (max before M1.5)"),
     ("romo_p1np_d21", 145.0, 25.0, "row 4 P1NP ~+145 % vs placebo near week 2-M1 (day 21)"),
     ("romo_p1np_falls_d21_d60", 0.0, 10.0, "row 4 peak by ~M1: hinge on P1NP(d60) - P1NP(d21) + 10"),
     ("romo_p1np_m9", 0.0, 10.0, "row 4 P1NP back to placebo by M9"),
@@ -95,14 +96,15 @@ SCENARIOS = [
 FIT_NAMES = tuple(FITTED_TARGETS)
 BOUNDS = {
     "tau_p_days": (5.0, 400.0),
-    "tau_b_days": (2.0, 60.0),  # prior: active OB life weeks to ~2 months
+    "tau_b_days": (10.0, 60.0),  # prior: active OB life weeks to ~2 months
     "wnt_diff_gain": (0.2, 50.0),
     "tau_q_days": (5.0, 400.0),
     "modelling_gain": (1e-3, 20.0),
     "sost_rankl_exponent": (0.02, 3.0),
-    "coupling_exponent": (0.05, 3.0),
+    "coupling_exponent": (0.5, 1.5),  # prior: recruitment ~ proportional to resorption
     # secondary mineralisation: no faster than Martinez-Reina's per-packet 0.007/d
-    "k_mineral_per_day": (1e-5, 7e-3),
+    # and no slower than ~5 years (secondary mineralisation lasts years, remodeling.md 1.5)
+    "k_mineral_per_day": (5e-4, 7e-3),
     "romo_k_ug_ml": (1e-3, 50.0),
     "bp_potency": (1e-4, 1e3),
     "pth_ob_potency": (0.01, 20.0),
@@ -155,6 +157,7 @@ def model_values(res: dict) -> dict:
     # smooth surrogates of "peak ~+145 % near week 2-M1" (argmax is not differentiable)
     p21, p60 = float(np.interp(21.0, t, p1)), float(np.interp(60.0, t, p1))
     v["romo_p1np_d21"] = p21
+    v["romo_p1np_peak"] = float(np.max(p1[t <= 1.5 * DAYS_PER_MONTH]))
     v["romo_p1np_falls_d21_d60"] = max(p60 - p21 + 10.0, 0.0)
 
     v["romo_p1np_m9"] = at(p1, 9)
