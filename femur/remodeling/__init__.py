@@ -8,8 +8,10 @@ driver) and :class:`SiteResults`, :func:`stimulus_from_sed`, :func:`specific_sur
 from femur.remodeling.model import (
     RemodelingModel,
     RemodelingState,
+    modulus_ratio,
     stimulus_from_sed,
     tissue_density_g_cm3,
+    uniform_stress_stimulus,
 )
 from femur.remodeling.parameters import ModelParameters
 from femur.remodeling.patient import Patient
@@ -27,4 +29,6 @@ __all__ = [
     "specific_surface_per_mm",
     "stimulus_from_sed",
     "tissue_density_g_cm3",
+    "uniform_stress_stimulus",
+    "modulus_ratio",
 ]

@@ -122,6 +122,19 @@ def stimulus_from_sed(psi, psi_ref, floor=1e-30) -> np.ndarray:
     return (psi - psi_ref) / np.maximum(psi_ref, floor)
 
 
+def modulus_ratio(state: RemodelingState, f_exponent: float = 2.58, alpha_exponent: float = 2.74):
+    """E / E_baseline per element with the Hernandez 2001 form E ~ f^2.58 alpha^2.74
+    (Martínez-Reina 2019, remodeling.md 1.5 and 7)."""
+    return (state.f / state.f0) ** f_exponent * (state.alpha / state.alpha0) ** alpha_exponent
+
+
+def uniform_stress_stimulus(state: RemodelingState) -> np.ndarray:
+    """Mechanostat stimulus without FE: each element keeps its baseline stress, so its
+    strain energy density scales as 1/E and M = E0/E - 1. A cheap stand-in for the FE
+    stimulus (stress redistribution between elements is ignored)."""
+    return 1.0 / modulus_ratio(state) - 1.0
+
+
 class RemodelingModel:
     """Drug + bone-cell + density engine for one patient and one treatment.
 
