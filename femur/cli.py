@@ -133,6 +133,85 @@ def _cmd_strength(args) -> int:
     return 0
 
 
+def _add_simulate(sub):
+    p = sub.add_parser(
+        "simulate",
+        help="one patient under a treatment: FE-coupled remodeling of the femur and vertebra",
+        description="Treatment-driven remodeling of one virtual patient's femur and vertebra, "
+        "with BMD, markers and FE strength over time.",
+    )
+    p.add_argument("--treatment", default="romosozumab", metavar="SPEC",
+                   help="a drug (romosozumab, placebo, denosumab, alendronate, teriparatide) or a "
+                   "sequence drug:months,drug:months, e.g. romosozumab:12,denosumab:12")
+    p.add_argument("--months", type=float, default=12.0)
+    p.add_argument("--sex", choices=["female", "male"], default="female")
+    p.add_argument("--age", type=float, default=71.0, help="age in years")
+    p.add_argument("--t-score", type=float, default=None,
+                   help="femoral-neck T-score (default -2.5 women, -1.5 men)")
+    p.add_argument("--fe-interval-days", type=float, default=14.0,
+                   help="simulated days between FE re-solves (mechanostat stimulus)")
+    p.add_argument("--strength-months", default="0,6,12,24",
+                   help="comma-separated months at which FE strength is computed")
+    p.add_argument("--mesh-size", type=float, default=None, metavar="MM")
+    p.add_argument("--bone", choices=["femur", "vertebra", "all"], default="all")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write simulation.json, timecourse.png, density XDMF time series and change maps")
+    p.set_defaults(func=_cmd_simulate)
+
+
+def _cmd_simulate(args) -> int:
+    import femur.remodeling as rm
+    from femur.simulate import Simulation
+
+    try:
+        strength_months = [float(x) for x in args.strength_months.split(",") if x.strip()]
+    except ValueError:
+        raise FemurError(f"--strength-months: expected numbers like 0,6,12, got '{args.strength_months}'")
+    patient = rm.Patient(sex=args.sex, age=args.age, fn_t_score=args.t_score)
+    bones = ("femur", "vertebra") if args.bone == "all" else (args.bone,)
+    sim = Simulation(args.treatment, args.months, patient, fe_interval_days=args.fe_interval_days,
+                     strength_months=strength_months, mesh_size_mm=args.mesh_size, bones=bones,
+                     progress=not args.json)
+    res = sim.run(out=args.out)
+    if MPI.COMM_WORLD.rank == 0:
+        if args.json:
+            print(json.dumps(res.to_dict()))
+        else:
+            print(res.table())
+            if args.out:
+                print(f"results written to {args.out} (simulation.json, timecourse.png, *_density.xdmf)")
+    return 0
+
+
+def _add_run(sub):
+    p = sub.add_parser(
+        "run",
+        help="a virtual trial from a TOML study file or a built-in study (frame)",
+        description="Run a virtual trial: a cohort, several arms, FE-coupled remodeling per "
+        "patient and arm, fracture risk, and a summary like a trial paper. Under "
+        "`mpiexec -n N` the cases are spread over rank groups.",
+    )
+    p.add_argument("study", help="a TOML study file or a built-in study name (frame)")
+    p.add_argument("--patients", type=int, default=None)
+    p.add_argument("--months", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
+    p.add_argument("--resume", action="store_true", help="skip cases already finished in --out")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", default=None, metavar="DIR")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from femur.study import run_study_cli
+
+    run_study_cli(args.study, patients=args.patients, months=args.months, seed=args.seed,
+                  group_size=args.group_size, resume=args.resume, out=args.out,
+                  json_output=args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="femur", description=__doc__.split("\n")[0])
     from femur import __version__
@@ -140,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"femur {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_strength(sub)
+    _add_simulate(sub)
+    _add_run(sub)
     return parser
 
 
