@@ -1,0 +1,24 @@
+"""The built-in FRAME-like study with the real FE + remodeling evaluator (small)."""
+
+import json
+
+from mpi4py import MPI
+
+from femur.study import Study
+
+
+def test_frame_study_invariants(mpi_tmp_path, check):
+    s = Study.load("frame", patients=2, months=3)
+    res = s.run(out=mpi_tmp_path / "frame", progress=False)
+    summary = json.loads(res.summary_json()) if MPI.COMM_WORLD.rank == 0 else None
+    summary = MPI.COMM_WORLD.bcast(summary, root=0)
+    arms = {a["arm"]: a for a in summary["arms"]}
+    plac, romo = arms["placebo"], arms["romosozumab"]
+    # placebo: near natural loss over 3 months (target #7: about -0.1 to -0.4 % per quarter)
+    for key in ("ls_bmd_pct_mean", "th_bmd_pct_mean", "fn_bmd_pct_mean"):
+        check(-1.0 < plac[key] < 0.0, f"placebo {key} = {plac[key]}")
+        check(romo[key] > plac[key] + 1.0, f"romosozumab {key} = {romo[key]}")
+    check(romo["vertebral_strength_pct_mean"] > plac["vertebral_strength_pct_mean"], "vertebral strength")
+    check(romo["femoral_fall_strength_pct_mean"] > plac["femoral_fall_strength_pct_mean"], "fall strength")
+    check(plac["relative_risk_vertebral"] is None and romo["relative_risk_vertebral"] < 1.0, "RR vertebral")
+    check(romo["relative_risk_hip"] < 1.0, "RR hip")
