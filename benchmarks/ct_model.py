@@ -118,6 +118,14 @@ def main(argv=None):
                       f"peak {r['peak_rss_mb']:6.0f} MB", flush=True)
     if args.json:
         print(json.dumps(records, indent=1))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import write_results
+
+    name = f"ct_model{'_quick' if args.quick else ''}_np{args.np}"
+    path = write_results(name, {"benchmark": "ct_model", "quick": args.quick, "ranks": args.np,
+                                "cases": records})
+    if not args.json:
+        print(f"written {path}")
     return 0
 
 
