@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Print the README's benchmark tables (Markdown) from benchmarks/results/*.json.
+
+    python benchmarks/tables.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(name):
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def fe_table(d) -> str:
+    rows = ["| ranks | mesh (mm) | DOFs | assembly (s) | AMG setup (s) | solve (s) | CG its | DOF/s/core | peak MB/rank | solve KB/DOF |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(d["runs"], key=lambda x: (x["ranks"], x["dofs"])):
+        rows.append(f"| {r['ranks']} | {r['mesh_size_mm']} | {r['dofs']:,} | {r['assembly_s']:.2f} | {r['setup_s']:.2f} | "
+                    f"{r['solve_s']:.2f} | {r['iterations']} | {r['dofs'] / (r['total_s'] * r['ranks']):,.0f} | "
+                    f"{r['peak_rss_mb_per_rank']:.0f} | {r['solve_added_mb_total'] * 1024 / r['dofs']:.2f} |")
+    return "\n".join(rows) + "\n\n" + checks(d)
+
+
+def checks(d) -> str:
+    out = []
+    for k, v in d.get("checks", {}).items():
+        out.append(f"- {k}: {v['value']:.3g} (target {v['target']}): {'met' if v['ok'] else 'MISSED'}")
+    return "\n".join(out)
+
+
+def ct_table(docs) -> str:
+    rows = ["| model | ranks | DOFs | stiffness (N/mm) | linear fracture load (N) | 0.2 % surrogate (N) | build (s) | solve (s) | peak MB |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for d in docs:
+        for r in d["cases"]:
+            if "error" in r:
+                continue
+            rows.append(f"| {r['case']} | {r['ranks']} | {r['dofs']:,} | {r['stiffness_n_per_mm']:,.0f} | "
+                        f"{r['fracture_load_n']:,.0f} | {r['surrogate_0p2pct_load_n']:,.0f} | {r['build_s']:.1f} | "
+                        f"{r['solve_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(rows)
+
+
+def remodeling_table(d) -> str:
+    rows = ["| ranks | DOFs (femur, vertebra) | wall (s) | cells (s) | assembly (s) | AMG setup (s) | solve (s) | FE solves | re-solve / fresh |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in d["runs"]:
+        ratio = ", ".join(f"{k} {v:.2f}" for k, v in r["resolve_over_fresh"].items())
+        rows.append(f"| {r['ranks']} | {r['dofs']['femur']:,}, {r['dofs']['vertebra']:,} | {r['wall_s']:.1f} | "
+                    f"{r['cells_s']:.2f} | {r['assembly_s']:.1f} | {r['amg_setup_s']:.1f} | {r['solve_s']:.1f} | "
+                    f"{r['fe_solves']} | {ratio} |")
+    return "\n".join(rows) + "\n\n" + checks(d)
+
+
+def trial_table(d) -> str:
+    rows = ["| ranks | patients x arms x months | wall (s) | s per case per core | peak MB/rank |", "|---|---|---|---|---|"]
+    for r in d["runs"]:
+        rows.append(f"| {r['ranks']} | {r['patients']} x 2 x {r['months']:g} | {r['wall_s']:.1f} | "
+                    f"{r['s_per_case']:.1f} | {r['peak_rss_mb_per_rank']:.0f} |")
+    return "\n".join(rows) + "\n\n" + checks(d)
+
+
+def main():
+    for title, name, fn in (("FE solve (benchmarks/fe_solve.py)", "fe_solve", fe_table),
+                            ("Remodeling (benchmarks/remodeling.py)", "remodeling", remodeling_table),
+                            ("Remodeling, quick (benchmarks/remodeling.py --quick)", "remodeling_quick", remodeling_table),
+                            ("Virtual trial (benchmarks/trial.py)", "trial", trial_table),
+                            ("Virtual trial, quick (benchmarks/trial.py --quick)", "trial_quick", trial_table)):
+        d = _load(name)
+        if d:
+            print(f"### {title}\n\n{fn(d)}\n")
+    docs = [d for d in (_load("ct_model_np1"), _load("ct_model_np2")) if d]
+    if docs:
+        print(f"### VerSe L2 CT model (benchmarks/ct_model.py)\n\n{ct_table(docs)}\n")
+
+
+if __name__ == "__main__":
+    main()
