@@ -45,3 +45,15 @@ def write_results(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def finish(name: str, out: dict, as_json: bool) -> int:
+    """Write the results JSON and print it (``--json``) or the target checks."""
+    path = write_results(name, out)
+    if as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.get("checks", {}).items():
+            print(f"{k}: {v['value']:.3g} (target {v['target']}) {'OK' if v['ok'] else 'MISSED'}")
+        print(f"written {path}")
+    return 0

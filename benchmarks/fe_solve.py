@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import current_rss_mb, peak_rss_mb, run_worker, write_results  # noqa: E402
+from _common import current_rss_mb, peak_rss_mb, run_worker, finish  # noqa: E402
 
 FULL_SIZES_MM = [3.0, 2.0, 1.4]  # ~24k, ~75k, ~215k DOF (P1): > 8x apart
 QUICK_SIZES_MM = [4.0, 3.0]
@@ -132,14 +132,7 @@ def main(argv=None) -> int:
             checks["speedup_2_ranks"] = {"value": sp, "target": ">= 1.6", "ok": sp >= 1.6, "dofs": s["dofs"]}
     out = {"benchmark": "fe_solve", "quick": args.quick, "order": args.order, "solver": args.solver,
            "runs": runs, "checks": checks}
-    path = write_results("fe_solve_quick" if args.quick else "fe_solve", out)
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for k, v in checks.items():
-            print(f"{k}: {v['value']:.3g} (target {v['target']}) {'OK' if v['ok'] else 'MISSED'}")
-        print(f"written {path}")
-    return 0
+    return finish("fe_solve_quick" if args.quick else "fe_solve", out, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, run_worker, write_results  # noqa: E402
+from _common import peak_rss_mb, run_worker, finish  # noqa: E402
 
 #: mesh sizes giving about 50k P1 DOF per bone (femur, vertebra); quick: the defaults
 FULL = {"femur_mesh_mm": 2.3, "vertebra_mesh_mm": 1.3, "months": 12}
@@ -99,14 +99,7 @@ def main(argv=None) -> int:
         checks["wall_12_months_2_ranks_s"] = {"value": two[0]["wall_s"], "target": "< 60 s at ~50k DOF/bone",
                                               "ok": two[0]["wall_s"] < 60, "dofs": two[0]["dofs"]}
     out = {"benchmark": "remodeling", "quick": args.quick, "config": cfg, "runs": runs, "checks": checks}
-    path = write_results("remodeling_quick" if args.quick else "remodeling", out)
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for k, v in checks.items():
-            print(f"{k}: {v['value']:.3g} (target {v['target']}) {'OK' if v['ok'] else 'MISSED'}")
-        print(f"written {path}")
-    return 0
+    return finish("remodeling_quick" if args.quick else "remodeling", out, args.json)
 
 
 if __name__ == "__main__":

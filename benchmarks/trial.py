@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, run_worker, write_results  # noqa: E402
+from _common import peak_rss_mb, run_worker, finish  # noqa: E402
 
 
 def worker(patients: int, months: float, out: str) -> dict:
@@ -81,14 +81,7 @@ def main(argv=None) -> int:
     checks["identical_summary_any_rank_count"] = {"value": float(same), "target": "1", "ok": same}
     out = {"benchmark": "trial", "quick": args.quick, "patients": patients, "months": months,
            "runs": runs, "checks": checks}
-    path = write_results("trial_quick" if args.quick else "trial", out)
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for k, v in checks.items():
-            print(f"{k}: {v['value']:.3g} (target {v['target']}) {'OK' if v['ok'] else 'MISSED'}")
-        print(f"written {path}")
-    return 0
+    return finish("trial_quick" if args.quick else "trial", out, args.json)
 
 
 if __name__ == "__main__":

@@ -49,16 +49,7 @@ TABLE_COLUMNS = (
     "spine_bct_class",
 )
 
-SUMMARY_PCT = (
-    "ls_bmd_pct",
-    "th_bmd_pct",
-    "fn_bmd_pct",
-    "vertebral_strength_pct",
-    "femoral_fall_strength_pct",
-    "femoral_stance_strength_pct",
-    "p1np_pct",
-    "ctx_pct",
-)
+SUMMARY_PCT = PCT_KEYS  # the evaluator result keys (femur.study.cases)
 N_BOOTSTRAP = 2000
 
 
