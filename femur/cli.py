@@ -200,6 +200,8 @@ def _add_run(sub):
     p.add_argument("--resume", action="store_true", help="skip cases already finished in --out")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR")
+    p.add_argument("--figures", action="store_true",
+                   help="also draw the density change of a representative patient, each arm side by side")
     p.set_defaults(func=_cmd_run)
 
 
@@ -209,6 +211,17 @@ def _cmd_run(args) -> int:
     run_study_cli(args.study, patients=args.patients, months=args.months, seed=args.seed,
                   group_size=args.group_size, resume=args.resume, out=args.out,
                   json_output=args.json)
+    if args.figures:
+        from pathlib import Path
+
+        from femur.study import Study
+        from femur.study.figures import density_change_figures
+
+        study = Study.load(args.study, patients=args.patients, months=args.months, seed=args.seed)
+        out = Path(args.out) if args.out else Path("results") / study.spec.name
+        paths = density_change_figures(study, out / "plots")
+        if MPI.COMM_WORLD.rank == 0 and not args.json:
+            print("figures: " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -599,8 +599,8 @@ def simulate(bone=None, regimen="romosozumab", months: float = 12, patient=None,
     return Simulation(regimen, months, patient, **kwargs).run(out)
 
 
-def run_case(record: dict, comm=MPI.COMM_WORLD) -> dict:
-    """Study evaluator (femur.study): one patient x arm case record -> visit results."""
+def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = False) -> Simulation:
+    """The Simulation of one study case record (patient x arm, femur.study.cases)."""
     rm = _remodeling()
     from femur.study.cases import record_treatment
 
@@ -609,15 +609,21 @@ def run_case(record: dict, comm=MPI.COMM_WORLD) -> dict:
     patient = rm.Patient(sex=p["sex"], age=p["age_years"], body_mass_kg=p["body_mass_kg"],
                          height_m=p["height_m"], fn_t_score=p["t_score_fn"])
     visits = [float(v) for v in record["visit_months"]]
-    sim = Simulation(
+    return Simulation(
         record_treatment(record), max(float(record["duration_months"]), max(visits)), patient,
         ls_t_score=p.get("t_score_ls"), femur_params=p.get("femur_params"),
         vertebra_params=p.get("vertebra_params"), mesh_size_mm=model.get("mesh_size_mm"),
         order=int(model.get("order", 1)), solver=model.get("solver", "gamg"),
         fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
         strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
-        drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm, progress=False,
+        drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm, progress=progress,
     )
+
+
+def run_case(record: dict, comm=MPI.COMM_WORLD) -> dict:
+    """Study evaluator (femur.study): one patient x arm case record -> visit results."""
+    visits = [float(v) for v in record["visit_months"]]
+    sim = simulation_for_record(record, comm)
     res = sim.run()
     out = []
     for m in visits:
