@@ -156,7 +156,7 @@ def _add_simulate(sub):
     p.add_argument("--bone", choices=["femur", "vertebra", "all"], default="all")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="write simulation.json, timecourse.png, density XDMF time series and change maps")
+                   help="write simulation.json, timecourse.png, density VTX time series (ParaView) and change maps")
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -180,7 +180,7 @@ def _cmd_simulate(args) -> int:
         else:
             print(res.table())
             if args.out:
-                print(f"results written to {args.out} (simulation.json, timecourse.png, *_density.xdmf)")
+                print(f"results written to {args.out} (simulation.json, timecourse.png, <bone>_density.bp VTX for ParaView, change maps)")
     return 0
 
 

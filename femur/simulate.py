@@ -389,7 +389,8 @@ def _progress(total, enabled, desc):
 
 
 class _FieldWriter:
-    """Density and density change (%) per bone over time: XDMF time series for ParaView."""
+    """Density (g/cm3) and density change (%) per bone over time, one VTX (ADIOS2 BP4)
+    folder per bone for ParaView (`<bone>_density.bp`, time = month)."""
 
     def __init__(self, out, tracks, comm):
         import dolfinx
@@ -400,25 +401,23 @@ class _FieldWriter:
             self.out.mkdir(parents=True, exist_ok=True)
         comm.barrier()
         self.tracks = tracks
-        self.files, self.change = {}, {}
+        self.writers, self.change = {}, {}
         for k, tr in tracks.items():
-            f = dolfinx.io.XDMFFile(comm, str(self.out / f"{k}_density.xdmf"), "w")
-            f.write_mesh(tr.bone.mesh)
-            self.files[k] = f
-            ch = dolfinx.fem.Function(tr.bone.density.function_space, name="density_change_pct")
+            rho = tr.bone.density
+            rho.name = "density_g_cm3"
+            ch = dolfinx.fem.Function(rho.function_space, name="density_change_pct")
             self.change[k] = ch
+            self.writers[k] = dolfinx.io.VTXWriter(comm, str(self.out / f"{k}_density.bp"), [rho, ch],
+                                                   engine="BP4")
 
     def write(self, month):
         for k, tr in self.tracks.items():
-            rho = tr.bone.density
-            rho.name = "density_g_cm3"
-            self.change[k].x.array[:] = 100.0 * (rho.x.array / tr.rho0 - 1.0)
-            self.files[k].write_function(rho, month)
-            self.files[k].write_function(self.change[k], month)
+            self.change[k].x.array[:] = 100.0 * (tr.bone.density.x.array / tr.rho0 - 1.0)
+            self.writers[k].write(float(month))
 
     def close(self):
-        for f in self.files.values():
-            f.close()
+        for w in self.writers.values():
+            w.close()
 
     def pictures(self, out: Path):
         from femur.viz import render_cell_fields

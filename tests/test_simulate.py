@@ -105,4 +105,4 @@ def test_cli_simulate_json_contract(capsys, tmp_path):
     for key in ("vertebral_strength_pct", "femoral_fall_strength_pct", "femoral_stance_strength_pct"):
         assert len(d[key]) == 2 and d[key][0] == 0.0
     assert (tmp_path / "simulation.json").exists() and (tmp_path / "timecourse.png").exists()
-    assert (tmp_path / "femur_density.xdmf").exists() and (tmp_path / "vertebra_density_change.png").exists()
+    assert (tmp_path / "femur_density.bp").is_dir() and (tmp_path / "vertebra_density_change.png").exists()
