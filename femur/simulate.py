@@ -142,6 +142,8 @@ class Simulation:
     def _build(self, kind, mesh_size_mm, geometry, t_score):
         from femur.pipeline import build_bone
 
+        if geometry is None and self.patient.sex == "male":
+            geometry = male_geometry(kind)
         return build_bone(kind, mesh_size_mm=mesh_size_mm, t_score=t_score,
                           sex=self.patient.sex, comm=self.comm, **(geometry or {}))
 
@@ -344,6 +346,24 @@ class Simulation:
 
         M = stimulus_from_sed(sed, track.sed_ref)
         return np.where(track.bone_mask & (track.sed_ref > 0), M, 0.0)
+
+
+def male_geometry(kind: str) -> dict:
+    """The built-in bone scaled to a man's size: the builder's default lengths that the
+    cohort model scales with body size, times its male size factor (femur.study.cohort)."""
+    from femur.study.cohort import FEMUR_GEOMETRY_F, MALE_SIZE_FACTOR, VERTEBRA_GEOMETRY_F
+
+    if kind == "femur":
+        from femur.geometry.femur_model import ProximalFemur as Builder
+
+        table = FEMUR_GEOMETRY_F
+    else:
+        from femur.geometry.vertebra import Vertebra as Builder
+
+        table = VERTEBRA_GEOMETRY_F
+    defaults = {f.name: f.default for f in dataclasses.fields(Builder)}
+    return {name: float(defaults[name]) * MALE_SIZE_FACTOR
+            for name, (_, _, scales) in table.items() if scales and name in defaults}
 
 
 def _bone_mask(bone) -> np.ndarray:

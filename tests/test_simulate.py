@@ -106,3 +106,18 @@ def test_cli_simulate_json_contract(capsys, tmp_path):
         assert len(d[key]) == 2 and d[key][0] == 0.0
     assert (tmp_path / "simulation.json").exists() and (tmp_path / "timecourse.png").exists()
     assert (tmp_path / "femur_density.bp").is_dir() and (tmp_path / "vertebra_density_change.png").exists()
+
+
+def test_men_have_bigger_bones_and_no_menopause_step(check):
+    import femur.remodeling as rm
+
+    out = {}
+    for sex in ("female", "male"):
+        sim = Simulation("placebo", 1, patient=rm.Patient(sex=sex, age=71), bones=("vertebra",),
+                         fe_interval_days=30, strength_months=(0,), **COARSE)
+        vol = sim.comm.allreduce(float(sim.tracks["vertebra"].bone.cell_volumes()[
+            : sim.tracks["vertebra"].bone.num_owned_cells].sum()), op=MPI.SUM)
+        out[sex] = (vol, sim.run().series["ls_bmd_pct"][-1])
+    check(out["male"][0] > 1.2 * out["female"][0], f"male vertebra volume {out}")
+    # men: no menopause term, smaller untreated loss
+    check(out["male"][1] > out["female"][1], f"male vs female placebo loss {out}")
