@@ -186,13 +186,13 @@ def test_femur_roi_volumes(femur_bone, check):
     head = 4 / 3 * np.pi * R**3 - np.pi * h**2 * (3 * R - h) / 3
     v = owned_volume(b, b.roi_mask("head"))
     check(abs(v / head - 1) < 0.04, f"head ROI {v} vs {head}")
-    # neck ROI: a slab of the neck cone
+    # neck ROI: a slab of the elliptic neck frustum (semi-axes r(s) and asp * r(s))
     s0, s1 = g["s0"], g["s1"]
 
     def r(s):
         return g["r_b"] + (g["r_n"] - g["r_b"]) * s / g["d"]
 
-    slab = np.pi * (s1 - s0) * (r(s0) ** 2 + r(s0) * r(s1) + r(s1) ** 2) / 3
+    slab = g["asp"] * np.pi * (s1 - s0) * (r(s0) ** 2 + r(s0) * r(s1) + r(s1) ** 2) / 3
     v = owned_volume(b, b.roi_mask("neck"))
     check(abs(v / slab - 1) < 0.06, f"neck ROI {v} vs {slab}")
     # the neck ROI is away from head and trochanters

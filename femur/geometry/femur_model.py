@@ -8,8 +8,11 @@ Construction (all primitives are simple OCC solids, fused):
 
 * shaft       cylinder of radius R_s from the distal cut (z = 0) to z_a;
 * metaphysis  cone frustum from z_a (radius R_s) to its flat top z_t (radius 1.3 R_s);
-* neck        cone frustum along the neck axis from its intersection with the shaft axis
-              (P0, radius up to 1.1 r_n) to the head centre (radius r_n);
+* neck        elliptic frustum (ruled loft of two ellipses) along the neck axis from its
+              intersection with the shaft axis (P0, semi-axes up to 1.1 x those at the head)
+              to the head centre; the major axis (superior-inferior width, ``neck_diameter_mm``)
+              lies in the plane of the neck and shaft axes, the minor (antero-posterior
+              depth) is ``neck_aspect_ratio`` x the width;
 * head        sphere of radius R_h centred on the neck axis, ``neck_length_mm`` from P0;
 * greater trochanter  ellipsoid, lateral and slightly posterior;
 * lesser trochanter   ellipsoid, posteromedial, below the neck.
@@ -22,6 +25,11 @@ the medullary canal (tagged trabecular; the density model decides its value).
 
 The trochanter sizes and the metaphysis are scaled with the shaft radius (ratios chosen
 to look like a typical proximal femur, not fitted to data).
+
+Mesh size: the thin proximal cortex (neck, head, trochanters, 1-1.5 mm) is resolved by a
+gmsh size field: elements of ``cortex_mesh_size_mm`` within one cortical thickness of the
+proximal core surface, growing linearly to ``mesh_size_mm`` over
+``_CORTEX_SIZE_RAMP_MM``; the thick shaft cortex (4 mm) keeps ``mesh_size_mm``.
 
 Robustness: OCC's one-shot multi-solid fuse silently dropped the neck and head for some
 parameter sets, so the parts are fused one at a time and every step is checked (one
@@ -63,6 +71,7 @@ _LT_RADIAL = 0.85  # lesser trochanter centre distance from the shaft axis / R_s
 _LT_AZIMUTH_DEG = -30.0  # posteromedial: 30 deg from medial toward posterior
 _LT_BELOW_P0 = 1.6  # lesser trochanter centre 1.6 R_s below P0
 _LT_SEMI = (0.55, 0.55, 0.85)  # lesser trochanter semi-axes / R_s
+_CORTEX_SIZE_RAMP_MM = 3.0  # distance over which the cortex mesh size grows to mesh_size_mm
 
 
 @dataclass
@@ -71,13 +80,19 @@ class ProximalFemur:
 
     Defaults describe a typical elderly woman's femur (typical anthropometric values:
     femoral head diameter ~44 mm, neck-shaft angle ~127 deg, anteversion ~12 deg,
-    mid-shaft diameter ~28 mm, femoral offset ~38 mm).  Cortical thicknesses are
-    *effective* values for a coarse mesh (real neck and head cortices are thinner,
-    ~0.5-2 mm, and the diaphysis thicker).
+    mid-shaft diameter ~28 mm, femoral offset ~38 mm; femoral neck elliptic, typical
+    women's superior-inferior width ~30-33 mm and antero-posterior depth ~24-27 mm, i.e.
+    an AP/SI ratio ~0.8).  Cortical thicknesses are *effective* (mean) values: the real
+    neck cortex is thin superiorly (~0.5 mm) and thicker inferiorly (~2-3 mm), mean
+    ~1-1.5 mm in elderly women (typical values); the head, trochanteric and
+    intertrochanteric shells are ~1 mm; the proximal diaphysis ~4 mm.  With these and
+    realistic compartment densities (cortex BV/TV ~0.9, cancellous ~0.12) the
+    DXA-equivalent femoral-neck T-score is about -2.5 (``femur.density.bone_with_t_score``).
 
     ``neck_length_mm`` is measured along the neck axis from its intersection with the
-    shaft axis to the head centre.  ``neck_diameter_mm`` is the neck diameter at the head
-    (the neck flares toward its base).  ``length_mm`` runs along the shaft axis from the
+    shaft axis to the head centre.  ``neck_diameter_mm`` is the neck's superior-inferior
+    width at the head (the neck flares toward its base); its antero-posterior depth is
+    ``neck_aspect_ratio`` x that width.  ``length_mm`` runs along the shaft axis from the
     distal cut to the top of the head.  ``neck_shaft_angle_deg`` is the true 3-D angle
     between the neck axis (toward the head) and the shaft axis (distally); anteversion is
     the angle of the neck axis in the transverse plane, from medial toward anterior.
@@ -86,15 +101,19 @@ class ProximalFemur:
     head_radius_mm: float = 22.0
     neck_length_mm: float = 48.0
     neck_diameter_mm: float = 30.0
+    neck_aspect_ratio: float = 0.82  # AP depth / SI width of the neck cross-section
     neck_shaft_angle_deg: float = 127.0
     anteversion_deg: float = 12.0
     shaft_diameter_mm: float = 28.0
     length_mm: float = 170.0
     cortical_thickness_shaft_mm: float = 4.0
-    cortical_thickness_neck_mm: float = 2.0
-    cortical_thickness_head_mm: float = 1.5
-    cortical_thickness_trochanter_mm: float = 1.5
+    cortical_thickness_neck_mm: float = 1.2
+    cortical_thickness_head_mm: float = 1.0
+    cortical_thickness_trochanter_mm: float = 1.25
     mesh_size_mm: float = 3.0
+    # element size in the thin proximal cortex (None: 0.8 x mesh_size_mm, at most
+    # mesh_size_mm); see the module docstring
+    cortex_mesh_size_mm: float | None = None
     # Stance load direction for the head load patch: the joint force acts at 8 deg to the
     # shaft axis in the frontal plane (Cristofolini, J Biomech 2007; biomechanics.md
     # "Load cases"), so the patch is centred on the superomedial head.
@@ -138,6 +157,16 @@ class ProximalFemur:
         in_range("anteversion_deg", -30.0, 45.0)
         in_range("stance_angle_deg", -45.0, 45.0)
         in_range("head_patch_half_angle_deg", 5.0, 90.0)
+        v = self.neck_aspect_ratio
+        if not np.isfinite(v) or not 0.5 <= v <= 1.0:
+            raise InputError(f"ProximalFemur.neck_aspect_ratio must lie in [0.5, 1], got {v!r}")
+        if self.cortex_mesh_size_mm is not None:
+            v = self.cortex_mesh_size_mm
+            if not np.isfinite(v) or not 0.3 <= v <= self.mesh_size_mm:
+                raise InputError(
+                    f"ProximalFemur.cortex_mesh_size_mm must lie in [0.3, mesh_size_mm = "
+                    f"{self.mesh_size_mm}] mm, got {v!r}"
+                )
 
         R_h, r_n, R_s = self.head_radius_mm, self.neck_diameter_mm / 2, self.shaft_diameter_mm / 2
         if r_n >= 0.9 * R_h:
@@ -162,7 +191,7 @@ class ProximalFemur:
             )
         for name, radius in (
             ("cortical_thickness_shaft_mm", R_s),
-            ("cortical_thickness_neck_mm", r_n),
+            ("cortical_thickness_neck_mm", self.neck_aspect_ratio * r_n),
             ("cortical_thickness_head_mm", R_h),
             ("cortical_thickness_trochanter_mm", 0.55 * R_s),
         ):
@@ -212,6 +241,13 @@ class ProximalFemur:
             return R_s + (R_m - R_s) * (z - z_a) / (z_t - z_a)
 
         r_b = min(_NECK_FLARE * r_n, 0.95 * meta_radius(z_p))
+        asp = float(self.neck_aspect_ratio)
+        # neck cross-section axes: e_si (major, superior-inferior: the shaft axis made
+        # perpendicular to n), e_ap = n x e_si (minor, antero-posterior)
+        zax = np.array([0.0, 0.0, 1.0])
+        e_si = zax - (zax @ n) * n
+        e_si /= np.linalg.norm(e_si)
+        e_ap = np.cross(n, e_si)
         G = np.array([_GT_CENTRE[0] * R_s, _GT_CENTRE[1] * R_s, z_p + _GT_CENTRE[2] * R_s])
         gt_semi = np.array(_GT_SEMI) * R_s
         phi = np.radians(_LT_AZIMUTH_DEG)
@@ -227,7 +263,7 @@ class ProximalFemur:
         s1 = s_junction - 2.0
         s0 = s1 - float(self.neck_roi_width_mm)
         return dict(
-            R_h=R_h, r_n=r_n, r_b=r_b, R_s=R_s, R_m=R_m, d=d, n=n, C=C, P0=P0, z_p=z_p,
+            R_h=R_h, r_n=r_n, r_b=r_b, asp=asp, e_si=e_si, e_ap=e_ap, R_s=R_s, R_m=R_m, d=d, n=n, C=C, P0=P0, z_p=z_p,
             z_a=z_a, z_t=z_t, G=G, gt_semi=gt_semi, L=L, lt_semi=lt_semi,
             stance_dir=stance_dir, troch_point=troch_point, s0=s0, s1=s1,
             meta_radius_top=R_m,
@@ -343,6 +379,26 @@ def _add_frustum(occ, base, axis_vec, r0, r1):
     return occ.addCone(*map(float, base), *map(float, axis_vec), float(r0), float(r1))
 
 
+def _add_elliptic_frustum(occ, base, axis_vec, e_major, semi0, semi1):
+    """Ruled loft between two ellipses (semi-axes ``semi0`` at ``base``, ``semi1`` at
+    ``base + axis_vec``; major axis along ``e_major``, perpendicular to the axis)."""
+    length = float(np.linalg.norm(axis_vec))
+    z = np.asarray(axis_vec, float) / length
+    wires = []
+    for centre, (a, b) in ((np.asarray(base, float), semi0),
+                           (np.asarray(base, float) + axis_vec, semi1)):
+        if b > a:  # gmsh wants the major radius first
+            raise MeshError("ProximalFemur: neck ellipse minor axis exceeds its major axis")
+        ell = occ.addEllipse(*map(float, centre), float(a), float(b),
+                             zAxis=list(map(float, z)), xAxis=list(map(float, e_major)))
+        wires.append(occ.addWire([ell], checkClosed=True))
+    out = occ.addThruSections(wires, makeSolid=True, makeRuled=True)
+    vols = [t for d, t in out if d == 3]
+    if len(vols) != 1:
+        raise MeshError("ProximalFemur: the elliptic neck loft did not give one solid")
+    return vols[0]
+
+
 def _primitives(occ, g, t_shaft, t_neck, t_head, t_troch, orient=0):
     """Add the femur primitives shrunk by the given thicknesses; returns volume tags."""
     R_s, z_a, z_t = g["R_s"], g["z_a"], g["z_t"]
@@ -351,7 +407,11 @@ def _primitives(occ, g, t_shaft, t_neck, t_head, t_troch, orient=0):
     top = z_t - t_troch
     r_top = R_s + (g["R_m"] - R_s) * (top - z_a) / (z_t - z_a) - t_troch
     tags.append(_add_frustum(occ, (0, 0, z_a), (0, 0, top - z_a), R_s - t_shaft, r_top))
-    tags.append(_add_frustum(occ, g["P0"], g["d"] * g["n"], g["r_b"] - t_neck, g["r_n"] - t_neck))
+    asp = g["asp"]
+    tags.append(_add_elliptic_frustum(
+        occ, g["P0"], g["d"] * g["n"], g["e_si"],
+        (g["r_b"] - t_neck, asp * g["r_b"] - t_neck), (g["r_n"] - t_neck, asp * g["r_n"] - t_neck),
+    ))
     tags.append(_add_head(occ, g["C"], g["n"], g["R_h"] - t_head))
     tags.append(_add_ellipsoid(occ, g["G"], g["gt_semi"] - t_troch, orient))
     tags.append(_add_ellipsoid(occ, g["L"], g["lt_semi"] - t_troch, orient))
@@ -461,6 +521,7 @@ def _build_gmsh(model, params: ProximalFemur, g: dict) -> dict:
             cort, trab = _build_geometry(model, params, g, orient)
             model.addPhysicalGroup(3, cort, CELL_IDS["cortical"], name="cortical")
             model.addPhysicalGroup(3, trab, CELL_IDS["trabecular"], name="trabecular")
+            _cortex_size_field(model, params, g, trab)
             model.mesh.generate(3)
         except Exception as exc:  # gmsh meshing failure: retry with another parametrisation
             errors.append(str(exc))
@@ -471,6 +532,38 @@ def _build_gmsh(model, params: ProximalFemur, g: dict) -> dict:
         f"ProximalFemur: gmsh could not mesh this geometry ({'; '.join(errors)}); "
         f"try another mesh_size_mm (now {params.mesh_size_mm} mm)"
     )
+
+
+def _cortex_size_field(model, params: ProximalFemur, g: dict, trab) -> None:
+    """Background size field: ``cortex_mesh_size_mm`` within one thin-cortex thickness of
+    the proximal core surface (above the diaphysis), ramping to ``mesh_size_mm``."""
+    h = float(params.mesh_size_mm)
+    hc = params.cortex_mesh_size_mm
+    hc = 0.8 * h if hc is None else float(hc)
+    if hc >= h:
+        return
+    surfs = model.getBoundary([(3, t) for t in trab], combined=True, oriented=False)
+    tol = 1e-6 * params.length_mm
+    proximal = []
+    for _, sf in surfs:
+        zmax = model.getBoundingBox(2, abs(sf))[5]
+        if zmax > g["z_a"] + tol:  # not the medullary canal of the shaft or the distal cut
+            proximal.append(abs(sf))
+    if not proximal:
+        return
+    t_thin = max(params.cortical_thickness_neck_mm, params.cortical_thickness_head_mm,
+                 params.cortical_thickness_trochanter_mm)
+    f = model.mesh.field
+    dist = f.add("Distance")
+    f.setNumbers(dist, "SurfacesList", sorted(set(proximal)))
+    f.setNumber(dist, "Sampling", 100)
+    thr = f.add("Threshold")
+    f.setNumber(thr, "InField", dist)
+    f.setNumber(thr, "SizeMin", hc)
+    f.setNumber(thr, "SizeMax", h)
+    f.setNumber(thr, "DistMin", t_thin)
+    f.setNumber(thr, "DistMax", t_thin + _CORTEX_SIZE_RAMP_MM)
+    f.setAsBackgroundMesh(thr)
 
 
 def _boundary_triangles(model):
@@ -530,12 +623,19 @@ def _roi_head(x, C, n, R, s_junction):
     return (np.linalg.norm(rel, axis=1) <= R + 1e-9) & (rel @ n >= -s_junction)
 
 
-def _roi_neck(x, P0, n, s0, s1, r_b, r_n, d):
+def _neck_coords(x, P0, n, e_si, e_ap, asp, r_b, r_n, d):
+    """Distance along the neck axis from P0 and the normalised elliptic radius (1 on the
+    neck surface) of points x (3, m)."""
     rel = x.T - P0
     s = rel @ n
-    radial = np.linalg.norm(rel - np.outer(s, n), axis=1)
-    r_s = r_b + (r_n - r_b) * s / d
-    return (s >= s0) & (s <= s1) & (radial <= r_s + 1e-9)
+    A = r_b + (r_n - r_b) * np.clip(s, 0.0, d) / d
+    rho = np.hypot((rel @ e_si) / A, (rel @ e_ap) / (asp * A))
+    return s, rho
+
+
+def _roi_neck(x, P0, n, e_si, e_ap, asp, s0, s1, r_b, r_n, d):
+    s, rho = _neck_coords(x, P0, n, e_si, e_ap, asp, r_b, r_n, d)
+    return (s >= s0) & (s <= s1) & (rho <= 1.0 + 1e-9)
 
 
 def _roi_shaft(x, z_a):
@@ -546,12 +646,10 @@ def _roi_ellipsoid(x, centre, semi):
     return np.sum(((x.T - centre) / semi) ** 2, axis=1) <= 1.0
 
 
-def _roi_gt(x, G, semi, P0, n, r_b, r_n, d):
+def _roi_gt(x, G, semi, P0, n, e_si, e_ap, asp, r_b, r_n, d):
     inside = _roi_ellipsoid(x, G, semi)
-    rel = x.T - P0
-    s = rel @ n
-    radial = np.linalg.norm(rel - np.outer(s, n), axis=1)
-    in_neck = (s >= 0) & (radial <= r_b + (r_n - r_b) * np.clip(s, 0, d) / d)
+    s, rho = _neck_coords(x, P0, n, e_si, e_ap, asp, r_b, r_n, d)
+    in_neck = (s >= 0) & (rho <= 1.0)
     return inside & ~in_neck & (x[0] < 0.0)
 
 
@@ -563,7 +661,8 @@ def _roi_intertroch(x, z_lo, z_hi, z_a, R_s, R_m, z_t, G, gt_semi):
 
 def femur_rois(g: dict, p: ProximalFemur) -> dict:
     s_junction = np.sqrt(g["R_h"] ** 2 - g["r_n"] ** 2)
-    neck_args = dict(P0=g["P0"], n=g["n"], r_b=g["r_b"], r_n=g["r_n"], d=g["d"])
+    neck_args = dict(P0=g["P0"], n=g["n"], e_si=g["e_si"], e_ap=g["e_ap"], asp=g["asp"],
+                     r_b=g["r_b"], r_n=g["r_n"], d=g["d"])
     return {
         "head": functools.partial(_roi_head, C=g["C"], n=g["n"], R=g["R_h"], s_junction=s_junction),
         "neck": functools.partial(_roi_neck, s0=g["s0"], s1=g["s1"], **neck_args),
