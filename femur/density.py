@@ -9,7 +9,8 @@ cell). Ash density = 0.6 * apparent (Schileo 2008, biomechanics.md 1.1; ``femur.
   explicit per-cell array or a function of position.
 * :func:`density_for_age` -- typical cortical and trabecular apparent densities for a woman or
   a man of a given age (a documented, partly assumed model, see its docstring).
-* :func:`bone_with_t_score` -- rescales a bone's density so that its DXA-equivalent T-score
+* :func:`bone_with_t_score` -- changes a bone's density with one latent bone-mass variable
+  (cancellous BV/TV x s, cortical porosity x (2 - s)) so that its DXA-equivalent T-score
   (``femur.dxa``) hits a target, e.g. -2.5 at the femoral neck.
 """
 
@@ -324,9 +325,42 @@ def assign_density(
 
 
 # ------------------------------------------------------------------------------ T-score
-#: Ceiling kept while rescaling densities (g/cm3): no apparent density above 2.0 (about fully
-#: mineralised wet cortical bone; ASSUMPTION). Scaling by s > 0 keeps values >= 0.
+#: Ceiling kept while changing densities (g/cm3): no apparent density above 2.0 (about fully
+#: mineralised wet cortical bone; ASSUMPTION). It is also the pore-free density R of the
+#: cortical porosity rule below (porosity = 1 - rho / R).
 T_SCORE_MAX_G_CM3 = 2.0
+
+#: Cells whose starting apparent density is at least this (g/cm3; BV/TV ~0.5 at a tissue
+#: density ~1.95) follow the cortical (porosity) rule of :func:`bone_with_t_score`, the
+#: others the cancellous (BV/TV) rule -- the same split as the calibrated site model
+#: (``femur.remodeling.simulate.site_elements``: compartments with BV/TV >= 0.5 are cortex).
+CORTICAL_RULE_MIN_G_CM3 = 1.0
+
+#: Young-adult compartment densities (g/cm3) that :func:`bone_with_t_score` starts from when
+#: the bone has no density yet (a T-score is a loss relative to young adults).
+#: * femur: :data:`PEAK_APPARENT_G_CM3` (cortex 1.85 ~ BV/TV 0.95, porosity ~5 %;
+#:   femoral-neck cancellous 0.35 ~ BV/TV 0.18; ASSUMPTIONS, see above);
+#: * vertebra: cancellous 0.30 (PEAK_APPARENT_G_CM3); the parametric vertebra's 1 mm
+#:   "cortical" shell and endplates are a *partial-volume* layer (the real shell is ~0.3-0.5
+#:   mm thick), so its young effective density is 1.2 g/cm3 (BV/TV ~0.6: a ~0.5 mm shell of
+#:   BV/TV ~0.95 plus cancellous bone in the 1 mm layer; ASSUMPTION, the site model's
+#:   lumbar "cortical shell" BV/TV 0.40-0.80 at T = -2.5 uses the same argument).
+T_SCORE_BASE_G_CM3 = {
+    "femur": dict(PEAK_APPARENT_G_CM3["femur"]),
+    "vertebra": {"cortical": 1.4, "trabecular": PEAK_APPARENT_G_CM3["vertebra"]["trabecular"]},
+}
+
+
+def _latent_density(base: np.ndarray, cortical: np.ndarray, s: float, hi: float) -> np.ndarray:
+    """Densities at the latent bone-mass variable ``s`` (1 = the starting densities).
+
+    cancellous cells: rho = s * rho0 (BV/TV x s);
+    cortical cells:   porosity phi = phi0 * (2 - s), phi0 = 1 - rho0 / R, i.e.
+                      rho = R - (R - rho0) (2 - s);
+    both clipped to [0, hi]. For s < 0 cancellous bone is gone and the cortex keeps losing.
+    """
+    out = np.where(cortical, hi - (hi - base) * (2.0 - s), s * base)
+    return np.clip(out, 0.0, hi)
 
 
 def bone_with_t_score(
@@ -340,17 +374,28 @@ def bone_with_t_score(
 ):
     """A copy of ``bone`` whose DXA-equivalent T-score at ``site`` equals ``t_score``.
 
-    The bone densities (all bone compartments; loading layers are untouched) are multiplied
-    by one factor ``s`` -- keeping their cortical/trabecular ratio and heterogeneity -- then
-    capped at :data:`T_SCORE_MAX_G_CM3`. ``s`` is found by secant steps safeguarded by
-    bisection on T(s) - target (aBMD is linear in s until the clip is active, so this
-    usually converges in one or two steps). Without a density field the bone first gets
-    :func:`assign_density` defaults.
+    Bone loss/gain is one latent variable ``s`` applied to every bone cell (loading layers
+    are untouched), with compartment-appropriate rules -- the T-score scaling of the
+    calibrated site model (``femur.remodeling.simulate``) made continuous:
+
+    * cancellous cells (starting density < :data:`CORTICAL_RULE_MIN_G_CM3`): BV/TV x s;
+    * cortical cells (>= that): porosity x (2 - s), the pore-free density being
+      :data:`T_SCORE_MAX_G_CM3` (so dense cortex stays dense: at s = 0.7 a BV/TV-0.95
+      cortex keeps ~0.93 while cancellous bone loses 30 %);
+
+    all densities capped at :data:`T_SCORE_MAX_G_CM3`. aBMD is non-decreasing and piecewise
+    linear in ``s``; ``s`` is found by secant steps safeguarded by bisection. Heterogeneity
+    within a compartment is kept. Without a density field the bone starts from the
+    young-adult densities :data:`T_SCORE_BASE_G_CM3` (femur: cortex 1.85, cancellous 0.35
+    g/cm3), so ``s`` is the fraction of young cancellous bone left.
 
     ``site`` defaults to "femoral_neck" for a femur and "spine" for a vertebra (spine
-    reference: see ``femur.dxa.REFERENCES``). The achieved aBMD, T-score, scale factor and
-    reference are recorded in ``bone.parameters["t_score"]``. The input bone is not changed
-    (the returned bone shares its mesh and tags).
+    reference: see ``femur.dxa.REFERENCES``; the parametric vertebral body gets the
+    posterior-element allowance of ``femur.dxa``). The achieved aBMD, T-score, ``s``
+    ("density_scale"), the rule and the resulting BV/TV ranges per compartment (BV/TV =
+    rho / 1.95 g/cm3, an approximate tissue density) are recorded in
+    ``bone.parameters["t_score"]``. The input bone is not changed (the returned bone shares
+    its mesh and tags).
     """
     from femur import dxa
 
@@ -362,8 +407,12 @@ def bone_with_t_score(
     target_bmd = ref.mean_g_cm2 + t_score * ref.sd_g_cm2
 
     new = dataclasses.replace(bone, parameters=dict(bone.parameters or {}))
+    start = "given density field"
     if new.density is None:
-        assign_density(new)
+        base_tab = T_SCORE_BASE_G_CM3["vertebra" if new.kind == "vertebra" else "femur"]
+        assign_density(new, cortical_g_cm3=base_tab["cortical"],
+                       trabecular_g_cm3=base_tab["trabecular"])
+        start = f"young-adult densities {base_tab} g/cm3"
     base = np.array(new.density.x.array, dtype=float)
     bone_mask = np.zeros(base.shape[0], dtype=bool)
     if new.cell_ids and new.cell_tags is not None:
@@ -373,6 +422,8 @@ def bone_with_t_score(
     else:
         bone_mask[:] = True
     hi = T_SCORE_MAX_G_CM3
+    cortical = base >= CORTICAL_RULE_MIN_G_CM3
+    base_b, cort_b = base[bone_mask], cortical[bone_mask]
 
     V = new.density.function_space
     work = dolfinx.fem.Function(V, name="density_g_cm3")
@@ -381,19 +432,26 @@ def bone_with_t_score(
 
     def bmd_at(s: float) -> float:
         arr = base.copy()
-        arr[bone_mask] = np.minimum(s * base[bone_mask], hi)
+        arr[bone_mask] = _latent_density(base_b, cort_b, s, hi)
         work.x.array[:] = arr
         work.x.scatter_forward()
         return dxa.areal_bmd(new, site, prepared=prep)
 
-    b1 = bmd_at(1.0)
+    # lowest s: everything gone (cancellous at s = 0, cortex at s = 2 - R / (R - rho0))
+    porous = base_b[cort_b & (base_b < hi - 1e-9)]
+    s_zero = 2.0 - hi / (hi - porous)
+    s_lo = min(0.0, float(np.min(s_zero)) if s_zero.size else 0.0)
+    s_lo = bone.comm.allreduce(s_lo, op=MPI.MIN)
+    g_lo = bmd_at(s_lo) - target_bmd
+    b0, b1 = bmd_at(0.0), bmd_at(1.0)
     if b1 <= 0:
         raise DensityError(f"bone '{bone.name}' has zero areal BMD at {site}; cannot scale it")
     # bracket: g(s) = bmd(s) - target is nondecreasing in s
-    s_lo, s_hi = 0.0, max(2.0 * target_bmd / b1, 1e-6)
+    s_hi = 2.0
     g_hi = bmd_at(s_hi) - target_bmd
     while g_hi < 0 and s_hi < 1e4:
-        s_lo, s_hi = s_hi, 2.0 * s_hi
+        s_lo, g_lo = s_hi, g_hi
+        s_hi = 2.0 * s_hi
         g_hi = bmd_at(s_hi) - target_bmd
     if g_hi < 0:
         raise DensityError(
@@ -401,8 +459,10 @@ def bone_with_t_score(
             f"density ceiling {hi} g/cm3 the aBMD is {g_hi + target_bmd:.3f} g/cm2 < "
             f"{target_bmd:.3f}; the bone is too thin for this T-score"
         )
-    g_lo = bmd_at(s_lo) - target_bmd
-    s = target_bmd / b1  # exact when no clip is active
+    # affine guess from s = 0 and s = 1 (exact while no clip becomes active)
+    s = (target_bmd - b0) / (b1 - b0) if b1 > b0 else 0.5 * (s_lo + s_hi)
+    if not (s_lo < s < s_hi):
+        s = 0.5 * (s_lo + s_hi)
     tol_bmd = tol * ref.sd_g_cm2
     g = bmd_at(s) - target_bmd
     it = 0
@@ -424,6 +484,7 @@ def bone_with_t_score(
             f"bone_with_t_score did not converge for bone '{bone.name}': T = {achieved_t:.4f} "
             f"vs target {t_score} after {it} iterations"
         )
+    bvtv = _compartment_bv_tv(new)
     new.parameters["t_score"] = {
         "site": site,
         "sex": sex,
@@ -431,11 +492,43 @@ def bone_with_t_score(
         "achieved": float(achieved_t),
         "areal_bmd_g_cm2": float(achieved_bmd),
         "density_scale": float(s),
+        "rule": ("latent bone-mass variable s: cancellous BV/TV x s, cortical porosity x (2 - s) "
+                 f"(cells >= {CORTICAL_RULE_MIN_G_CM3} g/cm3; pore-free {hi} g/cm3)"),
+        "start": start,
+        "bv_tv": bvtv,
         "reference": ref.source,
         "note": "DXA-equivalent T-score of the FE model's projection (femur.dxa), not a scan",
     }
-    new.parameters["density"] = dict(new.parameters.get("density", {}), scaled_by=float(s))
+    new.parameters["density"] = dict(new.parameters.get("density", {}), scaled_by=float(s),
+                                     t_score_rule="latent s (cancellous x s, porosity x (2 - s))")
     return new
+
+
+#: Approximate wet tissue density (g/cm3) used only to *report* BV/TV = rho_app / 1.95
+#: (Martínez-Reina 2019 composition gives ~1.9-2.0; femur.remodeling computes its own).
+REPORT_TISSUE_G_CM3 = 1.95
+
+
+def _compartment_bv_tv(bone) -> dict:
+    """{compartment: [min, volume-weighted mean, max] BV/TV} over owned bone cells."""
+    out = {}
+    if not bone.cell_ids or bone.cell_tags is None:
+        return out
+    rho = bone.density.x.array
+    n = bone.num_owned_cells
+    vol = bone.cell_volumes()[:n]
+    comm = bone.comm
+    for cname in bone.cell_ids:
+        if not is_bone_compartment(cname):
+            continue
+        m = bone.compartment_mask(cname)[:n]
+        r = rho[:n][m] / REPORT_TISSUE_G_CM3
+        lo = comm.allreduce(float(r.min()) if r.size else np.inf, op=MPI.MIN)
+        hi = comm.allreduce(float(r.max()) if r.size else -np.inf, op=MPI.MAX)
+        sw = comm.allreduce(np.array([float(np.sum(r * vol[m])), float(np.sum(vol[m]))]), op=MPI.SUM)
+        if sw[1] > 0:
+            out[cname] = [lo, float(sw[0] / sw[1]), hi]
+    return out
 
 
 __all__ = [

@@ -136,17 +136,36 @@ def test_bone_with_t_score_on_slab(check):
     new = bone_with_t_score(bone, -2.5)  # vertebra -> spine reference
     rec = new.parameters["t_score"]
     assert rec["site"] == "spine" and abs(rec["achieved"] + 2.5) < 1e-3
-    # analytic: aBMD = 0.6 * mean(rho) * 2 cm over the bone part (layers are not bone)
+    # analytic: aBMD = 0.6 * mean(rho) * 2 cm over the bone part (layers are not bone), with
+    # the latent rule: cortex (1.5 >= 1.0 g/cm3) rho = 2 - 0.5 (2 - s), cancellous 0.3 s
+    # -> aBMD = 0.6 (1 + 0.8 s)
     target = 1.047 - 2.5 * 0.110
-    s = target / (0.6 * 0.5 * (1.5 + 0.3) * 2.0)
+    s = (target / 0.6 - 1.0) / 0.8
     assert rec["density_scale"] == pytest.approx(s, rel=1e-6)
     rho = new.density.x.array
-    check(np.allclose(rho[new.compartment_mask("cortical")], 1.5 * s, rtol=1e-6), "cortical")
-    check(np.allclose(rho[new.compartment_mask("trabecular")], 0.3 * s, rtol=1e-6), "ratio kept")
+    check(np.allclose(rho[new.compartment_mask("cortical")], 2.0 - 0.5 * (2.0 - s), rtol=1e-6),
+          "cortical porosity x (2 - s)")
+    check(np.allclose(rho[new.compartment_mask("trabecular")], 0.3 * s, rtol=1e-6), "cancellous x s")
     check(np.all(rho[new.compartment_mask("layer_superior")] == 1.0), "layers untouched")
     # the input bone is unchanged
     check(np.all(bone.density.x.array[bone.compartment_mask("cortical")] == 1.5), "input kept")
     assert dxa.t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
+    bv = rec["bv_tv"]
+    assert bv["trabecular"][1] == pytest.approx(0.3 * s / 1.95, rel=1e-6)
+    assert "layer_superior" not in bv
+
+
+def test_latent_rule_reaches_low_t_scores(check):
+    """Below s = 0 cancellous bone is gone and the cortex keeps losing: T = -6 is reachable."""
+    bone = slab_bone(thickness_mm=10.0)
+    assign_density(bone, cortical_g_cm3=1.8, trabecular_g_cm3=0.3)
+    new = bone_with_t_score(bone, -6.0)
+    rec = new.parameters["t_score"]
+    # aBMD = 0.3 (c + t); target 1.047 - 0.66 = 0.387 -> c + t = 1.29 < c(s=0) = 1.6: s < 0
+    assert rec["density_scale"] < 0
+    rho = new.density.x.array
+    check(np.all(rho[new.compartment_mask("trabecular")] == 0.0), "no cancellous bone left")
+    check(np.allclose(rho[new.compartment_mask("cortical")], 0.387 / 0.3, rtol=1e-3), "cortex")
 
 
 def test_bone_with_t_score_respects_bounds(check):
@@ -180,10 +199,17 @@ def test_femur_with_t_score_minus_2_5():
     rho = new.density.x.array
     c = rho[new.compartment_mask("cortical")]
     tr = rho[new.compartment_mask("trabecular")]
-    ratio = density.density_for_age(70).cortical_g_cm3 / density.density_for_age(70).trabecular_g_cm3
     assert np.unique(c).size == 1 and np.unique(tr).size == 1  # uniform per compartment
-    assert c[0] / tr[0] == pytest.approx(ratio, rel=1e-12)  # ratio kept
-    assert rec["density_scale"] * density.density_for_age(70).cortical_g_cm3 == pytest.approx(c[0])
+    # latent rule from the young-adult densities (cortex 1.85, cancellous 0.35 g/cm3)
+    s = rec["density_scale"]
+    assert tr[0] == pytest.approx(0.35 * s, rel=1e-12)
+    assert c[0] == pytest.approx(2.0 - 0.15 * (2.0 - s), rel=1e-12)
+    # realistic compositions at T = -2.5 (BV/TV = rho / 1.95): dense cortex, sparse cancellous
+    # (measured: s = 0.68, cortex 0.92, cancellous 0.12)
+    assert 0.5 < s < 0.9
+    assert 0.85 <= c[0] / 1.95 <= 0.95
+    assert 0.08 <= tr[0] / 1.95 <= 0.16
+    assert rec["bv_tv"]["cortical"][1] == pytest.approx(c[0] / 1.95)
 
 
 def test_vertebra_with_spine_t_score_and_pmma_layers(check):
@@ -197,5 +223,13 @@ def test_vertebra_with_spine_t_score_and_pmma_layers(check):
     assert dxa.t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
     layer = new.compartment_mask("layer_superior")
     check(np.all(new.density.x.array[layer] == 1.18), "PMMA nominal density, not scaled")
+    # the body-only projection gets the posterior-element allowance (Lee 2009: 52.8 % of BMC)
+    m = dxa.measure(new, "spine")
+    assert m["posterior_bmc_fraction"] == pytest.approx(0.528)
+    # compositions: partial-volume shell and sparse vertebral cancellous bone at T = -2.5
+    # (measured: shell 0.41, cancellous 0.078)
+    bv = rec["bv_tv"]
+    check(0.35 <= bv["cortical"][1] <= 0.8, f"shell BV/TV {bv['cortical']}")
+    check(0.05 <= bv["trabecular"][1] <= 0.14, f"cancellous BV/TV {bv['trabecular']}")
     E = default_material(new).modulus_array(new)
     check(np.all(E[layer] == 2500.0), "PMMA modulus")

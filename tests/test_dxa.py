@@ -95,6 +95,24 @@ def test_spine_roi_and_tscore():
     assert r["t_score"] == pytest.approx((bmd - 1.047) / 0.110, rel=1e-12)
 
 
+def test_spine_posterior_element_allowance():
+    """The parametric vertebral body (no posterior elements) gets the posterior elements'
+    share of the PA spine BMC (Lee et al., JBMR 2009: 52.8 % in women); other bones do not."""
+    bone = block_bone(extent=(30.0, 25.0, 20.0), n=(2, 3, 2))
+    bone.kind = "vertebra"
+    assign_density(bone, cortical_g_cm3=1.0, trabecular_g_cm3=0.5)
+    body = 0.6 * 0.75 * 2.5
+    assert dxa.measure(bone, "spine")["posterior_bmc_fraction"] == 0.0
+    bone.parameters = {"model": "Vertebra"}
+    r = dxa.measure(bone, "spine")
+    assert r["areal_bmd_g_cm2"] == pytest.approx(body / (1 - 0.528), rel=1e-12)
+    assert r["area_cm2"] == pytest.approx(3.0 * 2.0, rel=1e-12)
+    # a bone with posterior compartments is measured as projected (ROI = the body's extent,
+    # here the x < 15 mm half of density 1.0)
+    bone.cell_ids = {"cortical": 1, "posterior_trabecular": 2}
+    assert dxa.areal_bmd(bone, "spine") == pytest.approx(0.6 * 1.0 * 2.5, rel=1e-9)
+
+
 def test_t_score_arithmetic():
     assert dxa.t_score(0.858 - 2.5 * 0.120, "femoral_neck") == pytest.approx(-2.5, abs=1e-12)
     assert dxa.t_score(0.942, "total_hip") == pytest.approx(0.0, abs=1e-12)
@@ -159,7 +177,8 @@ def test_femur_dxa_rank_invariant_and_plausible(femur_bones):
         assert w["area_cm2"] == pytest.approx(o["area_cm2"], rel=1e-12)
     fn = out["world"]["femoral_neck"]
     # the box is 10 mm along the neck; the narrowest projected neck is the 30 mm neck
-    # diameter at the head (the neck flares 10 % toward its base)
+    # (superior-inferior) width near the head (the neck flares 10 % toward its base, and the
+    # box starts one head radius from the head centre: ~31.4 mm)
     assert fn["neck_box_s_mm"][1] - fn["neck_box_s_mm"][0] == pytest.approx(dxa.NECK_BOX_MM)
     assert fn["neck_box_s_mm"][0] >= p.head_radius_mm - 1e-9  # no head inside the box
     assert 29.0 <= fn["neck_width_mm"] <= 32.0
