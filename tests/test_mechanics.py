@@ -63,6 +63,25 @@ def test_options_do_not_leak_and_prefixes_unique():
     assert after == before, f"leaked PETSc options: {sorted(after - before)}"
 
 
+def test_serial_setup_options_restore_a_global_value():
+    """gamg's unprefixed set-up option (-matptap_via, one rank only) is removed again after
+    the set-up, and a value the user had set globally is restored, on any rank count."""
+    from femur.mechanics.solvers import load_solver_config
+
+    assert load_solver_config("gamg").serial_setup_options == {"matptap_via": "rap"}
+    db = PETSc.Options()
+    db.setValue("matptap_via", "scalable")
+    try:
+        bone = prism_bone(COMM, n=(2, 2, 3))
+        with ElasticitySolver(bone, 1000.0, 0.3, solver="gamg") as s:
+            s.add_dirichlet(facets=bone.facet_tags.find(22), value=0.0)
+            s.add_traction(bone.facet_tags.find(21), [0, 0, -1.0])
+            assert s.solve().reason.startswith("CONVERGED")
+        assert db.getString("matptap_via") == "scalable"
+    finally:
+        db.delValue("matptap_via")
+
+
 def test_non_convergence_raises_with_reason(check):
     bone = prism_bone(COMM, n=(3, 3, 6))
     with pytest.raises(SolverError, match=r"DIVERGED_MAX_IT after 2 iterations"):

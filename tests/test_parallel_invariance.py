@@ -59,3 +59,27 @@ def test_T8_rank_invariance_p2(check):
     serial = _run(MPI.COMM_SELF, "rod", lc, "principal_strain", 2)
     check(abs(world[0] / serial[0] - 1) < 1e-8, f"P2 stiffness {world[0]} vs {serial[0]}")
     check(abs(world[1] / serial[1] - 1) < 1e-8, f"P2 fracture load {world[1]} vs {serial[1]}")
+
+
+def test_default_options_rank_invariance(check):
+    """The *default* solver options (solvers/gamg.toml, no tightening) already give fracture
+    loads and stiffnesses of the built-in femur (stance, fall) and vertebra that agree to
+    1e-8 between the distributed and the one-rank solve (measured with 2 ranks: femur
+    ~1e-11, vertebra ~1e-9)."""
+    from femur.pipeline import build_bone, material_for
+
+    out = []
+    for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):
+        vals = []
+        bone = build_bone("femur", mesh_size_mm=4.0, t_score=-2.5, comm=comm)
+        mat = material_for(bone)
+        for lc in (SingleLegStance(), SidewaysFall()):
+            fr = fracture_load(bone, lc, material=mat)
+            vals.append((f"femur {lc.name}", fr.stiffness_n_per_mm, fr.fracture_load_n))
+        bone = build_bone("vertebra", mesh_size_mm=4.0, t_score=-2.5, comm=comm)
+        fr = fracture_load(bone, AxialCompression(), material=material_for(bone))
+        vals.append(("vertebra compression", fr.stiffness_n_per_mm, fr.fracture_load_n))
+        out.append(vals)
+    for (name, kw, fw), (_, ks, fs) in zip(*out):
+        check(abs(kw / ks - 1) < 1e-8, f"{name} stiffness: {kw} ({MPI.COMM_WORLD.size} ranks) vs {ks}")
+        check(abs(fw / fs - 1) < 1e-8, f"{name} fracture load: {fw} ({MPI.COMM_WORLD.size} ranks) vs {fs}")

@@ -33,6 +33,7 @@ from petsc4py import PETSc  # noqa: E402
 
 from femur.errors import InputError, SolverError  # noqa: E402
 from femur.mechanics.solvers import (  # noqa: E402
+    GlobalOptions,
     PrefixedOptions,
     load_solver_config,
     unique_prefix,
@@ -465,8 +466,10 @@ class ElasticitySolver:
     def _run_ksp(self, x):
         """KSP set-up and solve with the prefixed options present; returns (setup_s, solve_s)."""
         self._opts = PrefixedOptions(self.prefix, self.config.options)
+        serial = self.config.serial_setup_options if self.comm.size == 1 else {}
         try:
             t1 = time.perf_counter()
+            gopts = GlobalOptions(serial)
             try:
                 self.ksp.setUp()
             except PETSc.Error as exc:
@@ -475,6 +478,8 @@ class ElasticitySolver:
                     f"failed (PETSc error {exc.ierr}); the matrix may be singular (check the "
                     "boundary conditions remove all rigid-body modes)"
                 ) from None
+            finally:
+                gopts.clear()
             t2 = time.perf_counter()
             try:
                 self.ksp.solve(self.b, x)

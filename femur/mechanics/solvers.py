@@ -9,10 +9,18 @@ A configuration file holds::
     [options]                    # PETSc options, *without* prefix
     ksp_type = "cg"
     ...
+    [serial_setup_options]       # optional: global (unprefixed) options, present only
+    matptap_via = "rap"          # while a one-rank KSP is set up (see below)
 
 Every solver instance gets a unique options prefix; the options are written under that
 prefix, read once by ``KSP.setFromOptions`` and then deleted again, so a batch of 1000
 solves leaves the global PETSc options database as it found it.
+
+``serial_setup_options`` exist because some objects that the preconditioner creates read
+their options without any prefix: GAMG's Galerkin products ``P^T A P`` (``MatPtAP``) take
+their algorithm from the global ``-matptap_via``.  These options are written unprefixed
+only around ``KSP.setUp`` of a one-rank solver (the values can be specific to sequential
+matrices, e.g. ``rap`` exists for SeqAIJ only) and any previous global value is restored.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ class SolverConfig:
     requires: tuple[str, ...] = ()
     description: str = ""
     path: str | None = None
+    serial_setup_options: dict = field(default_factory=dict)
 
     def with_options(self, extra: dict | None) -> "SolverConfig":
         """A copy with ``extra`` PETSc options (unprefixed) merged over ``options``."""
@@ -49,7 +58,7 @@ class SolverConfig:
         opts = dict(self.options)
         opts.update(extra)
         return SolverConfig(self.name, opts, self.near_nullspace, self.requires,
-                            self.description, self.path)
+                            self.description, self.path, dict(self.serial_setup_options))
 
     @property
     def is_direct(self) -> bool:
@@ -116,6 +125,9 @@ def load_solver_config(name_or_path: "str | Path | SolverConfig" = DEFAULT_SOLVE
         opts = data.get("options", {})
         if not isinstance(opts, dict):
             raise InputError(f"solver configuration '{path}': [options] must be a table")
+        sopts = data.get("serial_setup_options", {})
+        if not isinstance(sopts, dict):
+            raise InputError(f"solver configuration '{path}': [serial_setup_options] must be a table")
         cfg = SolverConfig(
             name=str(data.get("name", path.stem)),
             options=dict(opts),
@@ -123,6 +135,7 @@ def load_solver_config(name_or_path: "str | Path | SolverConfig" = DEFAULT_SOLVE
             requires=tuple(data.get("requires", ())),
             description=str(data.get("description", "")),
             path=str(path),
+            serial_setup_options=dict(sopts),
         )
     if check_available:
         for pkg in cfg.requires:
@@ -166,3 +179,26 @@ class PrefixedOptions:
             if self._db.hasName(key):
                 self._db.delValue(key)
         self._keys = []
+
+
+class GlobalOptions:
+    """Write unprefixed ``options`` into the PETSc database for a short while; ``clear()``
+    deletes them again and restores any value that was there before."""
+
+    def __init__(self, options: dict):
+        from petsc4py import PETSc
+
+        self._db = PETSc.Options()
+        self._saved = {}
+        for k, v in options.items():
+            self._saved[k] = self._db.getString(k) if self._db.hasName(k) else None
+            self._db.setValue(k, _petsc_value(v))
+
+    def clear(self) -> None:
+        for k, old in self._saved.items():
+            if old is None:
+                if self._db.hasName(k):
+                    self._db.delValue(k)
+            else:
+                self._db.setValue(k, old)
+        self._saved = {}
