@@ -84,10 +84,11 @@ class ProximalFemur:
     women's superior-inferior width ~30-33 mm and antero-posterior depth ~24-27 mm, i.e.
     an AP/SI ratio ~0.8).  Cortical thicknesses are *effective* (mean) values: the real
     neck cortex is thin superiorly (~0.5 mm) and thicker inferiorly (~2-3 mm), mean
-    ~1-1.5 mm in elderly women (typical values); the head, trochanteric and
-    intertrochanteric shells are ~1 mm; the proximal diaphysis ~4 mm.  With these and
-    realistic compartment densities (cortex BV/TV ~0.9, cancellous ~0.12) the
-    DXA-equivalent femoral-neck T-score is about -2.5 (``femur.density.bone_with_t_score``).
+    ~1-1.5 mm in elderly women (typical values); the head shell ~1 mm, the trochanteric
+    and intertrochanteric shells ~1-1.5 mm; the proximal diaphysis ~4 mm.  With these and
+    realistic compartment densities (cortex BV/TV ~0.89, cancellous ~0.10) the
+    DXA-equivalent femoral-neck T-score is -2.5 (``femur.density.bone_with_t_score``
+    from young-adult densities; total hip T ~-0.7).
 
     ``neck_length_mm`` is measured along the neck axis from its intersection with the
     shaft axis to the head centre.  ``neck_diameter_mm`` is the neck's superior-inferior
@@ -109,7 +110,7 @@ class ProximalFemur:
     cortical_thickness_shaft_mm: float = 4.0
     cortical_thickness_neck_mm: float = 1.2
     cortical_thickness_head_mm: float = 1.0
-    cortical_thickness_trochanter_mm: float = 1.25
+    cortical_thickness_trochanter_mm: float = 1.5
     mesh_size_mm: float = 3.0
     # element size in the thin proximal cortex (None: 0.8 x mesh_size_mm, at most
     # mesh_size_mm); see the module docstring

@@ -56,6 +56,12 @@ class Vertebra:
     (in vivo ~0.4 mm) and the endplates are given *effective* thicknesses of 1 mm so that
     a 2 mm mesh (adequate for vertebral CT-FE, Imai 2015; biomechanics.md T7) resolves
     them with at least one element.
+
+    Composition: the 1 mm "cortical" layer is a partial-volume shell (its young-adult
+    effective density is ``femur.density.T_SCORE_BASE_G_CM3["vertebra"]``).  The body has
+    no posterior elements; its PA spine aBMD (``femur.dxa``, site "spine") adds their share
+    of the BMC (Lee 2009, 52.8 %), so ``bone_with_t_score(Vertebra().build(), -2.5)`` gives
+    shell BV/TV ~0.45 and body cancellous ~0.07.
     """
 
     semi_axis_lateral_mm: float = 20.0
