@@ -148,6 +148,9 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
     femur["anteversion_deg"] = float(np.clip(femur["anteversion_deg"], -10.0, 35.0))
     for name in ("head_radius_mm", "neck_length_mm", "neck_diameter_mm", "shaft_diameter_mm"):
         femur[name] = float(max(femur[name], 0.5 * FEMUR_GEOMETRY_F[name][0]))
+    # the builder needs the neck narrower than 1.25 x the shaft (ProximalFemur.validate):
+    # keep sampled necks inside that anatomical bound (1.2 x, a 4 % margin)
+    femur["neck_diameter_mm"] = float(min(femur["neck_diameter_mm"], 1.2 * femur["shaft_diameter_mm"]))
     vert = {}
     for name, (mean, sd, scales) in VERTEBRA_GEOMETRY_F.items():
         f = size if scales else 1.0
