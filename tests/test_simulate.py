@@ -121,3 +121,12 @@ def test_men_have_bigger_bones_and_no_menopause_step(check):
     check(out["male"][0] > 1.2 * out["female"][0], f"male vertebra volume {out}")
     # men: no menopause term, smaller untreated loss
     check(out["male"][1] > out["female"][1], f"male vs female placebo loss {out}")
+
+
+@pytest.mark.slow
+def test_fe_path_romosozumab_month_12_within_frame_bands():
+    """The FE-coupled built-in bones (not the calibration's site compositions) also land in
+    the FRAME calibration bands: LS 13.1 +- 2.5 %, TH 6.0 +- 1.5 %, spine above hip."""
+    r = Simulation("romosozumab", 12, fe_interval_days=30, strength_months=(0,), progress=False).run()
+    ls, th = r.series["ls_bmd_pct"][-1], r.series["th_bmd_pct"][-1]
+    assert 10.6 <= ls <= 15.6 and 4.5 <= th <= 7.5 and ls > th, (ls, th)
