@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import current_rss_mb, peak_rss_mb, run_worker, finish  # noqa: E402
 
-FULL_SIZES_MM = [3.0, 2.0, 1.4]  # ~24k, ~75k, ~215k DOF (P1): > 8x apart
+FULL_SIZES_MM = [4.0, 2.5, 1.45]  # P1 DOFs ~18k, ~65k, ~220k: > 8x apart, finest > 200k
 QUICK_SIZES_MM = [4.0, 3.0]
 
 

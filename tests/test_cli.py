@@ -59,8 +59,8 @@ def test_strength_records_rank_invariant(layers):
     """Stiffness and fracture load of the built-in vertebra: the same on any rank count.
 
     Each rank also solves the same model alone on COMM_SELF; the distributed solve
-    (1 or 2 ranks) must agree to 1e-8 relative (CG tolerance is 1e-8 relative residual,
-    tightened here so the comparison tests partitioning, not solver tolerance)."""
+    (1 or 2 ranks) must agree to 1e-8 relative (the CG tolerance is tightened to 1e-12
+    here so the comparison tests partitioning, not the solver tolerance)."""
     from mpi4py import MPI
 
     from femur.mechanics import AxialCompression, fracture_load
