@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, run_worker, finish  # noqa: E402
 
 #: mesh sizes giving about 50k P1 DOF per bone (femur, vertebra); quick: the defaults
-FULL = {"femur_mesh_mm": 2.3, "vertebra_mesh_mm": 1.3, "months": 12}
+FULL = {"femur_mesh_mm": 2.6, "vertebra_mesh_mm": 1.1, "months": 12}
 QUICK = {"femur_mesh_mm": 4.0, "vertebra_mesh_mm": 3.0, "months": 3}
 
 
