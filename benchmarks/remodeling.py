@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Remodeling benchmark: a 12-month FE-coupled romosozumab simulation of the default
-femur and vertebra (femur.simulate), serially and on 2 MPI ranks.
+femur and vertebra (femur.simulation), serially and on 2 MPI ranks.
 
 Records the wall time, the split between the cell model, FE assembly, AMG set-up and
 solve, and the per-step FE cost of a re-solve inside the run against the fresh set-up +
@@ -33,7 +33,7 @@ QUICK = {"femur_mesh_mm": 4.0, "vertebra_mesh_mm": 3.0, "months": 3}
 def worker(femur_mm, vertebra_mm, months, fe_interval_days) -> dict:
     from femur._mpi import MPI
     from femur.pipeline import build_bone
-    from femur.simulate import Simulation
+    from femur.simulation import Simulation
 
     comm = MPI.COMM_WORLD
     t0 = time.perf_counter()

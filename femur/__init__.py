@@ -32,7 +32,10 @@ from femur.mechanics import (  # noqa: E402
     solve,
 )
 
+from femur.simulation import Simulation, SimulationResult, simulate  # noqa: E402
+
 __all__ = [
+    "simulate", "Simulation", "SimulationResult",
     "MPI", "Bone", "FemurError", "InputError", "MeshError", "DensityError", "SolverError",
     "ProximalFemur", "Vertebra", "load_mesh",
     "LAWS", "MaterialModel", "default_material", "get_law",

@@ -162,7 +162,7 @@ def _add_simulate(sub):
 
 def _cmd_simulate(args) -> int:
     import femur.remodeling as rm
-    from femur.simulate import Simulation
+    from femur.simulation import Simulation
 
     try:
         strength_months = [float(x) for x in args.strength_months.split(",") if x.strip()]

@@ -1,4 +1,4 @@
-"""FE-coupled remodeling of one patient (femur.simulate): invariants and contracts.
+"""FE-coupled remodeling of one patient (femur.simulation): invariants and contracts.
 
 Calibration targets are asserted on the systemic model in test_calibration_targets.py;
 here: steady state, bounds, rank invariance, FE-interval independence, bad input, and
@@ -12,7 +12,7 @@ import pytest
 from mpi4py import MPI
 
 from femur.errors import InputError
-from femur.simulate import Simulation
+from femur.simulation import Simulation
 
 COARSE = dict(mesh_size_mm=5.0, progress=False)
 

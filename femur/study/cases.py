@@ -73,7 +73,7 @@ ENDPOINT_KEYS = {
 }
 
 # The real (FE + remodeling) evaluator, written by the lead.  Change here if it moves.
-DEFAULT_EVALUATOR = "femur.simulate:run_case"
+DEFAULT_EVALUATOR = "femur.simulation:run_case"
 
 
 def canonical_json(obj) -> str:

@@ -17,7 +17,7 @@ from femur._mpi import MPI
 
 def density_change_figures(study, out, patient_index: int = 0, comm=MPI.COMM_WORLD) -> list[Path]:
     """Write ``out/density_change_<bone>.png`` (all ranks call; rank 0 writes)."""
-    from femur.simulate import simulation_for_record
+    from femur.simulation import simulation_for_record
     from femur.viz import render_cell_fields
 
     records = [r for r in study.cases() if r["patient"]["index"] == patient_index]

@@ -256,6 +256,7 @@ class Simulation:
             load, site, _, _ = evaluate_criterion(res, "principal_strain", region, 0.0,
                                                   material=track.material)
             out[key] = float(load)
+            out[f"{key}_stiffness"] = float(res.stiffness_n_per_mm)
             if res.apparent_strain:
                 from femur.mechanics.failure import SURROGATE_STRAIN
 
@@ -488,15 +489,19 @@ class SimulationResult:
         for k in ("p1np_pct", "ctx_pct", "drug_serum_ug_per_ml"):
             series[k] = [v[k] for v in visits]
         sm = sorted(strengths)
-        names = {("vertebra", "compression"): "vertebral_strength",
-                 ("vertebra", "compression_surrogate"): "vertebral_surrogate_0p2pct",
-                 ("femur", "fall"): "femoral_fall_strength", ("femur", "stance"): "femoral_stance_strength"}
+        names = {("vertebra", "compression"): "vertebral_strength_n",
+                 ("vertebra", "compression_surrogate"): "vertebral_surrogate_0p2pct_load_n",
+                 ("femur", "fall"): "femoral_fall_strength_n", ("femur", "stance"): "femoral_stance_strength_n",
+                 ("vertebra", "compression_stiffness"): "vertebral_stiffness_n_per_mm",
+                 ("femur", "fall_stiffness"): "femoral_fall_stiffness_n_per_mm",
+                 ("femur", "stance_stiffness"): "femoral_stance_stiffness_n_per_mm"}
         strength, strength_pct = {}, {}
         for (bone, key), name in names.items():
             if sm and bone in strengths[sm[0]] and key in strengths[sm[0]][bone]:
                 vals = [strengths[m][bone][key] for m in sm]
-                strength[f"{name}_n"] = vals
-                strength_pct[f"{name}_pct"] = [100.0 * (x / vals[0] - 1.0) for x in vals]
+                strength[name] = vals
+                stem = name.rsplit("_n", 1)[0] if name.endswith("_n") else name.rsplit("_n_per_mm", 1)[0]
+                strength_pct[f"{stem}_pct"] = [100.0 * (x / vals[0] - 1.0) for x in vals]
         dofs = {k: int(next(iter(t.solvers.values()))[0].dofs) for k, t in sim.tracks.items()}
         p = sim.patient
         return cls(
