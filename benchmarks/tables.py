@@ -35,7 +35,7 @@ def checks(d) -> str:
 
 
 def ct_table(docs) -> str:
-    rows = ["| model | ranks | DOFs | stiffness (N/mm) | linear fracture load (N) | 0.2 % surrogate (N) | build (s) | solve (s) | peak MB |",
+    rows = ["| model | ranks | DOFs | stiffness (N/mm) | linear fracture load (N) | 0.2 % surrogate (N) | build (s) | solve (s) | peak MB (all ranks) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for d in docs:
         for r in d["cases"]:
