@@ -302,8 +302,8 @@ class Simulation:
         visits, strengths = [], {}
         stimulus = {k: np.zeros(t.bone.num_local_cells) for k, t in self.tracks.items()}
         writer = _FieldWriter(out, self.tracks, self.comm) if out else None
-        bar = _progress(len(events), self.progress and self.comm.rank == 0,
-                        f"simulate {self.treatment} {self.months:g} mo")
+        bar = _Bar(len(events), self.progress and self.comm.rank == 0,
+                   f"simulate {self.treatment} {self.months:g} mo")
         t_prev = 0.0
         for t in events:
             if t > t_prev:
@@ -403,10 +403,6 @@ class _Bar:
     def close(self):
         if self._bar:
             self._bar.close()
-
-
-def _progress(total, enabled, desc):
-    return _Bar(total, enabled, desc)
 
 
 class _FieldWriter:
