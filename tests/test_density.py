@@ -12,23 +12,13 @@ from femur.density import assign_density, bone_with_t_score, density_for_age, va
 from femur.errors import DensityError, InputError
 from femur.geometry.bone import Bone
 
+from _bones import tagged_box
+
 
 def slab_bone(kind="vertebra", thickness_mm=10.0, layers=False):
-    """Box 20 (x) x thickness (y, the AP direction) x 30 (z) mm; x < 10 cortical, else
-    trabecular; optional non-bone layers at z < 5 and z > 25."""
-    mesh = dolfinx.mesh.create_box(MPI.COMM_WORLD, [[0, 0, 0], [20, thickness_mm, 30]], [4, 2, 6])
-    n = mesh.topology.index_map(3).size_local + mesh.topology.index_map(3).num_ghosts
-    cells = np.arange(n, dtype=np.int32)
-    mid = dolfinx.mesh.compute_midpoints(mesh, 3, cells)
-    vals = np.where(mid[:, 0] < 10, 1, 2).astype(np.int32)
-    ids = {"cortical": 1, "trabecular": 2}
-    if layers:
-        vals[mid[:, 2] < 5] = 3
-        vals[mid[:, 2] > 25] = 4
-        ids.update(layer_inferior=3, layer_superior=4)
-    tags = dolfinx.mesh.meshtags(mesh, 3, cells, vals)
-    return Bone("slab", kind, mesh, cell_tags=tags, cell_ids=ids,
-                landmarks={"axis": np.array([0.0, 0.0, 1.0])})
+    """Tagged box (tests/_bones.py), AP thickness ``thickness_mm``, axis z."""
+    return tagged_box("slab", kind, thickness_mm=thickness_mm, layers=layers,
+                      landmarks={"axis": np.array([0.0, 0.0, 1.0])})
 
 
 # ------------------------------------------------------------------ validation

@@ -13,24 +13,13 @@ from femur.errors import DensityError, InputError
 from femur.geometry.bone import Bone
 from femur.materials import LAWS, MaterialModel, default_material, get_law
 
+from _bones import tagged_box
+
 
 def box_bone(kind="generic", layers=False, hexes=False, parameters=None):
-    """20 x 10 x 30 mm box: x < 10 cortical (1), x >= 10 trabecular (2); optional layers
-    z < 5 (3, "layer_inferior") and z > 25 (4, "layer_superior")."""
-    ct = dolfinx.mesh.CellType.hexahedron if hexes else dolfinx.mesh.CellType.tetrahedron
-    mesh = dolfinx.mesh.create_box(MPI.COMM_WORLD, [[0, 0, 0], [20, 10, 30]], [4, 2, 6], ct)
-    n = mesh.topology.index_map(3).size_local + mesh.topology.index_map(3).num_ghosts
-    cells = np.arange(n, dtype=np.int32)
-    mid = dolfinx.mesh.compute_midpoints(mesh, 3, cells)
-    vals = np.where(mid[:, 0] < 10, 1, 2).astype(np.int32)
-    ids = {"cortical": 1, "trabecular": 2}
-    if layers:
-        vals[mid[:, 2] < 5] = 3
-        vals[mid[:, 2] > 25] = 4
-        ids.update(layer_inferior=3, layer_superior=4)
-    tags = dolfinx.mesh.meshtags(mesh, 3, cells, vals)
-    return Bone("box", kind, mesh, cell_tags=tags, cell_ids=ids,
-                rois={"upper": lambda x: x[2] > 15.0}, parameters=dict(parameters or {}))
+    """20 x 10 x 30 mm tagged box (tests/_bones.py) with an "upper" ROI z > 15."""
+    return tagged_box("box", kind, layers=layers, hexes=hexes,
+                      rois={"upper": lambda x: x[2] > 15.0}, parameters=dict(parameters or {}))
 
 
 # ------------------------------------------------------------------ published unit values
