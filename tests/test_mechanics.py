@@ -272,3 +272,24 @@ def test_parametric_femur_and_vertebra_cases(check):
     f = fracture_load(v, AxialCompression())
     check(f.failure_site["compartment"] in ("cortical", "trabecular"), str(f.failure_site))
     check(f.strain_surrogate_load_n > 0 and f.fracture_load_n > 0, "vertebra loads")
+
+
+def test_fallback_options_rescue_a_failed_solve(check):
+    """A configuration's [fallback] options are applied once when the fast options fail."""
+    from femur.mechanics.solvers import SolverConfig
+
+    base = load_solver_config("gamg")
+    cfg = SolverConfig("gamg-test", dict(base.options, ksp_max_it=2), base.near_nullspace,
+                       fallback={"ksp_max_it": 1000})
+    bone = prism_bone(COMM, n=(3, 3, 6))
+    ref = solve(bone, AxialCompression(), material=1000.0, solver="gamg")
+    from femur.mechanics.problem import make_solver
+
+    es, load, E, nu = make_solver(bone, AxialCompression(), 1000.0, solver=cfg)
+    try:
+        info = es.solve()
+        check(es.fallback_used and info.reason.startswith("CONVERGED"), f"{info}")
+        R = es.reaction_force(load.load_facets) @ load.direction
+        check(abs(R / ref.applied_load_n - 1) < 1e-8, f"{R} vs {ref.applied_load_n}")
+    finally:
+        es.close()

@@ -236,6 +236,7 @@ class ElasticitySolver:
         self.last: SolveInfo | None = None
         self._pc_reused = False
         self.rebuilds = 0  # preconditioner rebuilds forced after a failed reuse
+        self.fallback_used = False  # the config's [fallback] options replaced the fast ones
 
     # ------------------------------------------------------------------ problem set-up
     @property
@@ -429,6 +430,23 @@ class ElasticitySolver:
             t_setup2, t_solve2 = self._run_ksp(x)
             t_setup, t_solve = t_setup + t_setup2, t_solve + t_solve2
             self.rebuilds += 1
+        if self.ksp.getConvergedReason() < 0 and self.config.fallback and not self.fallback_used:
+            # the configuration's robust variant (solvers/<name>.toml [fallback]), once, from
+            # scratch; it then stays in use for this solver's later solves
+            self.fallback_used = True
+            self.config = self.config.with_options(self.config.fallback)
+            pc.reset()
+            self._opts = PrefixedOptions(self.prefix, self.config.options)
+            try:
+                self.ksp.setFromOptions()
+            finally:
+                self._opts.clear()
+            with x.localForm() as xl:
+                xl.set(0.0)
+            self.ksp.setInitialGuessNonzero(False)
+            self.ksp.setOperators(self.A)
+            t_setup2, t_solve2 = self._run_ksp(x)
+            t_setup, t_solve = t_setup + t_setup2, t_solve + t_solve2
         reason = self.ksp.getConvergedReason()
         its = self.ksp.getIterationNumber()
         # true residual, also as a guard for direct solvers (preonly reports CONVERGED_ITS)

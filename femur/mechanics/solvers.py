@@ -50,6 +50,9 @@ class SolverConfig:
     description: str = ""
     path: str | None = None
     serial_setup_options: dict = field(default_factory=dict)
+    #: options merged over ``options`` for one retry when a solve fails (e.g. a Chebyshev
+    #: smoother whose eigenvalue estimate makes the preconditioner indefinite)
+    fallback: dict = field(default_factory=dict)
 
     def with_options(self, extra: dict | None) -> "SolverConfig":
         """A copy with ``extra`` PETSc options (unprefixed) merged over ``options``."""
@@ -58,7 +61,8 @@ class SolverConfig:
         opts = dict(self.options)
         opts.update(extra)
         return SolverConfig(self.name, opts, self.near_nullspace, self.requires,
-                            self.description, self.path, dict(self.serial_setup_options))
+                            self.description, self.path, dict(self.serial_setup_options),
+                            dict(self.fallback))
 
     @property
     def is_direct(self) -> bool:
@@ -128,7 +132,11 @@ def load_solver_config(name_or_path: "str | Path | SolverConfig" = DEFAULT_SOLVE
         sopts = data.get("serial_setup_options", {})
         if not isinstance(sopts, dict):
             raise InputError(f"solver configuration '{path}': [serial_setup_options] must be a table")
+        fb = data.get("fallback", {})
+        if not isinstance(fb, dict):
+            raise InputError(f"solver configuration '{path}': [fallback] must be a table")
         cfg = SolverConfig(
+            fallback=dict(fb),
             name=str(data.get("name", path.stem)),
             options=dict(opts),
             near_nullspace=bool(data.get("near_nullspace", True)),
