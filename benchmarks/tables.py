@@ -63,7 +63,19 @@ def trial_table(d) -> str:
     for r in d["runs"]:
         rows.append(f"| {r['ranks']} | {r['patients']} x 2 x {r['months']:g} | {r['wall_s']:.1f} | "
                     f"{r['s_per_case']:.1f} | {r['peak_rss_mb_per_rank']:.0f} |")
-    return "\n".join(rows) + "\n\n" + checks(d)
+    out = "\n".join(rows) + "\n\n" + checks(d)
+    arms = d["runs"][0]["summary"]["arms"]
+    last = d["runs"][0]["summary"].get("last_visit_month")
+    rows = [f"Summary at month {last:g} (mean % change from baseline; incidences over the study):", "",
+            "| arm | n | LS BMD | TH BMD | FN BMD | vertebral strength | femoral fall strength | vertebral fx | hip fx | RR vertebral | RR hip |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for a in arms:
+        rr = [("-" if a.get(k) is None else f"{a[k]:.2f}") for k in ("relative_risk_vertebral", "relative_risk_hip")]
+        rows.append(f"| {a['arm']} | {a['n']} | {a['ls_bmd_pct_mean']:+.1f} | {a['th_bmd_pct_mean']:+.1f} | "
+                    f"{a['fn_bmd_pct_mean']:+.1f} | {a['vertebral_strength_pct_mean']:+.1f} | "
+                    f"{a['femoral_fall_strength_pct_mean']:+.1f} | {100 * a['vertebral_fracture_incidence']:.1f} % | "
+                    f"{100 * a['hip_fracture_incidence']:.1f} % | {rr[0]} | {rr[1]} |")
+    return out + "\n\n" + "\n".join(rows)
 
 
 def main():
