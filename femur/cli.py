@@ -40,6 +40,9 @@ def _add_strength(sub):
                    help="built-in vertebra: loading layers none, compliant (8 MPa) or pmma (2500 MPa); "
                    "with --ct: the label values of the two loading layers, e.g. 5,6")
     p.add_argument("--criterion", choices=["principal_strain", "critical_volume"], default="principal_strain")
+    p.add_argument("--critical-volume", type=float, default=None, metavar="MM3",
+                   help="tissue volume (mm3) that must reach the strain limit with --criterion "
+                   "critical_volume (default 1 mm3)")
     p.add_argument("--json", action="store_true", help="print machine-readable records")
     p.add_argument("--out", default=None, metavar="DIR", help="write fields (VTX/XDMF) and PNG pictures here")
     p.add_argument("--export-inp", default=None, metavar="DIR", help="write <bone>_<load_case>.inp for CalculiX/Abaqus")
@@ -121,7 +124,7 @@ def _cmd_strength(args) -> int:
             bone=args.bone, mesh_size_mm=args.mesh_size, order=args.order, solver=args.solver,
             law=args.law, t_score=args.t_score, age=args.age, criterion=args.criterion,
             out=args.out, export_inp=args.export_inp, progress=not args.json,
-            layers=_builtin_layers(args.layers), fall_directions=_fall_directions(args.fall_directions),
+            layers=_builtin_layers(args.layers), critical_volume_mm3=args.critical_volume, fall_directions=_fall_directions(args.fall_directions),
         )
     if MPI.COMM_WORLD.rank == 0:
         if args.json:

@@ -113,7 +113,8 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
                      solver: str = "gamg", law: str | None = None, t_score: float = -2.5,
                      age: float | None = None, criterion: str = "principal_strain",
                      layers: str = "none", out: str | None = None, export_inp: str | None = None,
-                     fall_directions=DEFAULT_FALL_DIRECTIONS, progress: bool = True,
+                     fall_directions=DEFAULT_FALL_DIRECTIONS, critical_volume_mm3: float | None = None,
+                     progress: bool = True,
                      comm=MPI.COMM_WORLD) -> list[dict]:
     """Stiffness and fracture load of the built-in femur and/or vertebra (list of records)."""
     from femur.mechanics import fracture_load
@@ -132,8 +133,9 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
             if progress:
                 rank0_print(f"[femur]   {kind}: solving {getattr(case, 'name', case)} "
                             f"(P{order}, {solver}) ...", comm=comm)
+            extra = {} if critical_volume_mm3 is None else {"critical_volume_mm3": critical_volume_mm3}
             fr = fracture_load(b, case, material=mat, criterion=criterion, region=region,
-                               order=order, solver=solver)
+                               order=order, solver=solver, **extra)
             rec = record_from(fr, b, mat)
             records.append(rec)
             if out:

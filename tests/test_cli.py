@@ -76,3 +76,17 @@ def test_strength_records_rank_invariant(layers):
     assert np.isclose(s_w, s_s, rtol=1e-8, atol=0)
     assert np.isclose(k_w, k_s, rtol=1e-8, atol=0)
     assert np.isclose(f_w, f_s, rtol=1e-8, atol=0)
+
+
+def test_critical_volume_load_is_not_below_first_failure(capsys):
+    """Requiring 50 mm3 of tissue at the strain limit can only raise the linear fracture load."""
+    from mpi4py import MPI
+
+    loads = []
+    for extra in ([], ["--criterion", "critical_volume", "--critical-volume", "50"]):
+        assert main(["strength", "--bone", "vertebra", "--mesh-size", "3", "--json", *extra]) == 0
+        out = capsys.readouterr().out
+        if MPI.COMM_WORLD.rank == 0:
+            loads.append(json.loads(out)[0]["fracture_load_n"])
+    if MPI.COMM_WORLD.rank == 0:
+        assert loads[1] > loads[0] * 1.001
