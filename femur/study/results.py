@@ -170,20 +170,11 @@ class StudyResults:
                 row["vertebral_phi"] = float(info["vertebral_phi"][i]) if "vertebral_phi" in info else None
                 row["hip_phi"] = float(info["hip_phi"][i]) if "hip_phi" in info else None
                 row["hip_p_fx_per_fall"] = float(info["hip_p_fx"][i]) if "hip_p_fx" in info else None
-                if "vertebral_hazard" in info:
-                    h = info["vertebral_hazard"]
-                    row["p_vertebral_fx_cum"] = risk.cumulative_probability(t, h, t[i])
-                    row["p_vertebral_fx_1y"] = risk.probability_over(h[i], 1.0)
-                    row["p_vertebral_fx_10y"] = risk.probability_over(h[i], 10.0)
-                else:
-                    row["p_vertebral_fx_cum"] = row["p_vertebral_fx_1y"] = row["p_vertebral_fx_10y"] = None
-                if "hip_hazard" in info:
-                    h = info["hip_hazard"]
-                    row["p_hip_fx_cum"] = risk.cumulative_probability(t, h, t[i])
-                    row["p_hip_fx_1y"] = risk.probability_over(h[i], 1.0)
-                    row["p_hip_fx_10y"] = risk.probability_over(h[i], 10.0)
-                else:
-                    row["p_hip_fx_cum"] = row["p_hip_fx_1y"] = row["p_hip_fx_10y"] = None
+                for site in ("vertebral", "hip"):
+                    h = info.get(f"{site}_hazard")
+                    row[f"p_{site}_fx_cum"] = None if h is None else risk.cumulative_probability(t, h, t[i])
+                    row[f"p_{site}_fx_1y"] = None if h is None else risk.probability_over(h[i], 1.0)
+                    row[f"p_{site}_fx_10y"] = None if h is None else risk.probability_over(h[i], 10.0)
                 sex = p.get("sex", "F")
                 fs, vs = v.get("femoral_fall_strength_n"), v.get("vertebral_strength_n")
                 row["hip_bct_class"] = risk.bct_class(fs, "hip", sex) if fs else None
