@@ -80,10 +80,11 @@ class _BoneTrack:
     loads: dict
     habitual: str
     sed_ref: np.ndarray
-    force_ref: float
+    force_ref: float | None
     dxa_bone: object
     dxa_sites: dict
-    rois: dict = field(default_factory=dict)
+    bone_mask: np.ndarray = None  # bone (not loading-layer) cells
+    rho_model0: np.ndarray = None  # the cell model's baseline apparent density
 
 
 class Simulation:
@@ -171,12 +172,10 @@ class Simulation:
             loads = {"stance": SingleLegStance(), "fall": SidewaysFall(direction="lateral")}
             habitual = "stance"
             sites = {"fn": "femoral_neck", "th": "total_hip"}
-            rois = {"neck": bone.roi_mask("neck")}
         else:
             loads = {"compression": AxialCompression()}
             habitual = "compression"
             sites = {"ls": "spine"}
-            rois = {}
         solvers = {}
         for key, case in loads.items():
             es, info, _, nu = make_solver(bone, case, material, order=self.order, solver=self.solver)
@@ -187,9 +186,9 @@ class Simulation:
             solvers[key] = (es, info, nu)
         track = _BoneTrack(name=name, bone=bone, material=material, state=state, rho0=rho0, m0=m0,
                            owned=owned, solvers=solvers, loads=loads, habitual=habitual,
-                           sed_ref=np.zeros(n), force_ref=1.0, dxa_bone=None, dxa_sites={}, rois=rois)
-        track.bone_mask = bone_mask
-        sed, force = self._habitual_sed(track, ref_force=None)
+                           sed_ref=np.zeros(n), force_ref=None, dxa_bone=None, dxa_sites={},
+                           bone_mask=bone_mask, rho_model0=self.model.density_g_cm3(state))
+        sed, force = self._habitual_sed(track)
         track.sed_ref, track.force_ref = sed, force
         # DXA on a mineral-proportional copy of the density (same mesh and tags)
         V = bone.density.function_space
@@ -201,9 +200,10 @@ class Simulation:
         track.dxa_sites = {k: (site, dxa.prepare(track.dxa_bone, site)) for k, site in sites.items()}
         return track
 
-    def _habitual_sed(self, track, ref_force=-1.0):
-        """SED per cell under the habitual force (the baseline force of the bone, or
-        ``ref_force`` N; None: this solve's own force), and this solve's force (N)."""
+    def _habitual_sed(self, track):
+        """SED per cell under the habitual force, and this solve's force (N). A
+        displacement-controlled solve is rescaled to the bone's baseline force
+        (``track.force_ref``; unscaled while that is not yet known)."""
         es, info, nu = track.solvers[track.habitual]
         t0 = time.perf_counter()
         es.solve()
@@ -212,15 +212,14 @@ class Simulation:
             self.fe_fresh_s[track.name] = es.last.total_s
         else:
             self.fe_resolve_s.setdefault(track.name, []).append(es.last.total_s)
-        from femur.mechanics.problem import postprocess
-
-        res = postprocess(track.bone, es, info, es.last, es.E.x.array, nu)
-        self.timings["fe_s"] += time.perf_counter() - t0
-        force = abs(res.applied_load_n)
+        if info.control == "force":
+            force = float(info.load_n)
+        else:
+            force = abs(float(es.reaction_force(info.load_facets) @ info.direction))
         sed = cell_sed(es.u, es.E.x.array, nu, es.order)
-        if info.control != "force":  # displacement control: rescale to the habitual force
-            ref = force if ref_force is None else (track.force_ref if ref_force < 0 else ref_force)
-            sed = sed * (ref / force) ** 2
+        self.timings["fe_s"] += time.perf_counter() - t0
+        if info.control != "force" and track.force_ref is not None:
+            sed = sed * (track.force_ref / force) ** 2
         return sed, force
 
     # --------------------------------------------------------------------------- time loop
@@ -232,8 +231,7 @@ class Simulation:
 
     def _update_density(self, track):
         rm_rho = self.model.density_g_cm3(track.state)
-        rm_rho0 = self.model.density_g_cm3(track._state0)
-        ratio = np.where(track.bone_mask, rm_rho / rm_rho0, 1.0)
+        ratio = np.where(track.bone_mask, rm_rho / track.rho_model0, 1.0)
         rho = track.rho0 * ratio
         track.bone.density.x.array[:] = rho
         E = track.material.modulus_array(track.bone)
@@ -290,8 +288,6 @@ class Simulation:
         return rec
 
     def run(self, out: str | Path | None = None) -> "SimulationResult":
-        for track in self.tracks.values():
-            track._state0 = track.state.copy()
         end_day = self.months * DAYS_PER_MONTH
         month_days = [m * DAYS_PER_MONTH for m in range(int(np.floor(self.months + 1e-9)) + 1)]
         if month_days[-1] < end_day - 1e-6:
