@@ -125,6 +125,18 @@ SPINE_HAZARD_BETA = math.log(SPINE_OR_PER_SD) / SPINE_STRENGTH_CV
 # incidence about 1.8 % over 12 months.
 FRAME_PLACEBO_VERTEBRAL_INCIDENCE_12M = 0.018
 
+# The vertebral baseline hazard h0 (1/year) used by every study that does not give its own:
+# calibrated ONCE to target #8 on the placebo arm of the built-in FRAME-like cohort (FRAME
+# inclusion, 50 women, seed 2016, default mesh and model) by
+#     mpiexec -n 2 python -m femur.study.calibrate_risk --patients 50 --write
+# and then frozen, so that other cohorts' placebo incidences (older, weaker, men) come out
+# of their simulated strengths instead of being forced to 1.8 %.  Rerun the command after
+# changing the bones, the material law, the remodeling parameters or the load model.
+# BEGIN VERTEBRAL H0
+DEFAULT_VERTEBRAL_H0_PER_YEAR = 0.274293
+DEFAULT_VERTEBRAL_H0_PROVENANCE = 'calibrated to FRAME placebo new vertebral fractures 1.8 % in 12 months (clinical-targets.md #8) on the placebo arm of the built-in frame cohort (50 women, seed 2016, mesh 4.0 mm)'
+# END VERTEBRAL H0
+
 # --- BCT classes ------------------------------------------------------------------------
 # Keaveny et al., Osteoporos Int 2020, Table 1 (VirtuOst; note section 2, confirmed):
 # (fragile upper bound, normal lower bound) in N.

@@ -19,8 +19,6 @@ from __future__ import annotations
 import itertools
 from contextlib import contextmanager
 
-import gmsh
-
 _counter = itertools.count()
 
 # Options that make meshes reproducible and quiet.  Set inside every session.
@@ -44,6 +42,8 @@ def gmsh_model(name: str = "femur", options: dict[str, float] | None = None):
 
     ``options`` are extra numeric gmsh options for this session (restored on exit).
     """
+    import gmsh  # lazy: reading meshes and solving need no gmsh
+
     was_initialised = bool(gmsh.isInitialized())
     if not was_initialised:
         gmsh.initialize(readConfigFiles=False, interruptible=False)

@@ -15,11 +15,11 @@ from femur.remodeling.model import (
 )
 from femur.remodeling.parameters import ModelParameters
 from femur.remodeling.patient import Patient
-from femur.remodeling.simulate import SITE_COMPOSITIONS, SiteResults, simulate_sites
+from femur.remodeling.simulate import SITE_KEYS, SiteResults, simulate_sites
 from femur.remodeling.surface import specific_surface_per_mm
 
 __all__ = [
-    "SITE_COMPOSITIONS",
+    "SITE_KEYS",
     "ModelParameters",
     "Patient",
     "RemodelingModel",

@@ -74,7 +74,7 @@ TARGETS = [
 
 #: Trial populations (row 9 and the phase 2 row); ages are the trials' means.
 FRAME_PATIENT = Patient(age=70.9)
-ARCH_PATIENT = Patient(age=74.3)
+ARCH_PATIENT = Patient(age=74.3, fn_t_score=-2.90)  # row 9: ARCH baseline FN T-score -2.90
 PHASE2_PATIENT = Patient(age=67.0)  # 55-85 y; mean ~67 (ASSUMPTION: mean not in the notes)
 FREEDOM_PATIENT = Patient(age=72.3)  # FREEDOM mean age (~72, ASSUMPTION: not in the notes)
 EARLY_PMO_PATIENT = Patient(age=53.0, years_since_menopause=2.0)

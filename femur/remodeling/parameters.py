@@ -219,19 +219,19 @@ FITTED_TARGETS = {
 
 # BEGIN FITTED
 FITTED = {
-    'tau_p_days': 132.866,  # row 6 denosumab TH (formation lag behind resorption: refill)
+    'tau_p_days': 131.399,  # row 6 denosumab TH (formation lag behind resorption: refill)
     'tau_b_days': 10,  # row 4 P1NP peak timing; row 6 refill
-    'wnt_diff_gain': 50,  # row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD
+    'wnt_diff_gain': 13.6844,  # row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD
     'tau_q_days': 400,  # row 4 waning of P1NP under continued romosozumab (back to placebo by M9)
-    'modelling_gain': 0.708007,  # row 4 P1NP peak; rows 1-3 romosozumab BMD
-    'sost_rankl_exponent': 0.856878,  # row 4 CTX nadir -55 % and M12 -25 %
+    'modelling_gain': 0.513039,  # row 4 P1NP peak; rows 1-3 romosozumab BMD
+    'sost_rankl_exponent': 0.511338,  # row 4 CTX nadir -55 % and M12 -25 %
     'coupling_exponent': 1.5,  # row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36
-    'k_mineral_per_day': 0.0005,  # row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate
-    'romo_k_ug_ml': 6.08289,  # rows 1-3 romosozumab BMD (potency)
-    'bp_potency': 3.43218,  # rows 2-3 alendronate TH/LS (potency)
-    'pth_ob_potency': 0.608771,  # row 3 teriparatide LS +7.1 % (potency)
-    'deficit_basal': 0.0498334,  # row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)
-    'pmo_amplitude': 3.57674,  # row 7 early postmenopause proximal femur -1.35..-1.41 %/yr
+    'k_mineral_per_day': 0.00109412,  # row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate
+    'romo_k_ug_ml': 3.099,  # rows 1-3 romosozumab BMD (potency)
+    'bp_potency': 1.20928,  # rows 2-3 alendronate TH/LS (potency)
+    'pth_ob_potency': 0.473296,  # row 3 teriparatide LS +7.1 % (potency)
+    'deficit_basal': 0.0512307,  # row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)
+    'pmo_amplitude': 2.52887,  # row 7 early postmenopause proximal femur -1.35..-1.41 %/yr
 }
 # END FITTED
 

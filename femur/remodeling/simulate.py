@@ -1,27 +1,13 @@
 """Systemic (no FE) driver: DXA-site BMD, markers and drug level over time.
 
-Each DXA site is represented by a fixed set of elements whose bone volume
-fractions follow the site's composition (below). The compositions are stated
-ASSUMPTIONS from typical elderly-female anatomy; they were written down before
-calibration and are the same for every drug and scenario (no per-site or
-per-drug factor). Areal BMD % change = mineral-mass % change of the site's
-elements (fixed projected area).
-
-Compartment entries: (name, relative tissue volume, BV/TV low, BV/TV high). BV/TV
-is spread uniformly between low and high (16 elements per compartment).
-
-* lumbar spine (L1-L4, PA DXA): vertebral-body cancellous bone BV/TV 0.06-0.14
-  (elderly osteoporotic vertebral BV/TV ~0.08-0.12, UNCONFIRMED), posterior-element
-  cancellous bone 0.20-0.35, cortical shells/endplates/posterior cortex 0.40-0.80
-  (0.3-0.5 mm shells seen by ~1 mm elements: partial volume); volumes 0.55 / 0.25 / 0.20.
-  NOTE: first written with vertebral cancellous 0.07-0.15 and shell 0.60-0.85; revised
-  once after the first uncalibrated run (emergent LS/TH ratio 1.35 -> 1.5) on the
-  partial-volume argument; not changed during or after the fit.
-* total hip: cancellous 0.10-0.22, cortex 0.78-0.94 (porosity 6-22 %); volumes 0.62 / 0.23.
-* femoral neck: cancellous 0.10-0.20, cortex 0.80-0.95; volumes 0.55 / 0.30.
-
-T-score scaling (ASSUMPTION): cancellous BV/TV x (1 + 0.1 (T + 2.5)), cortical
-porosity x (1 - 0.1 (T + 2.5)), T = the patient's femoral-neck T-score.
+Each DXA site is represented by the elements of the built-in bones that its DXA
+projection sees (`femur.remodeling.sites`: the default femur and vertebra at the
+patient's DXA-equivalent T-scores, binned by starting density and weighted by their
+share of the site's BMC), so this driver and the FE-coupled path
+(`femur.simulation.Simulation`) describe the same bones; without the mechanostat they
+agree to the binning error (tested). The markers come from every bone element of both
+bones, weighted by volume, as in the FE path. Areal BMD % change = mineral-mass % change
+of the site's elements (fixed projected area).
 """
 
 from __future__ import annotations
@@ -35,46 +21,19 @@ from femur.errors import InputError
 from femur.remodeling.model import RemodelingModel
 from femur.remodeling.parameters import DAYS_PER_MONTH, ModelParameters
 from femur.remodeling.patient import Patient
+from femur.remodeling.sites import MARKER_GROUPS, SITE_BONES, site_set
 from femur.treatments.regimen import Regimen, TreatmentSequence, as_sequence
 
-SITE_COMPOSITIONS = {
-    "lumbar_spine": [
-        ("vertebral_body_cancellous", 0.55, 0.06, 0.14),
-        ("posterior_cancellous", 0.25, 0.20, 0.35),
-        ("cortical_shell", 0.20, 0.40, 0.80),
-    ],
-    "total_hip": [
-        ("cancellous", 0.62, 0.10, 0.22),
-        ("cortex", 0.23, 0.78, 0.94),
-    ],
-    "femoral_neck": [
-        ("cancellous", 0.55, 0.10, 0.20),
-        ("cortex", 0.30, 0.80, 0.95),
-    ],
-}
 SITE_KEYS = {"lumbar_spine": "ls", "total_hip": "th", "femoral_neck": "fn"}
-ELEMENTS_PER_COMPARTMENT = 16
 
 
-def site_elements(site: str, patient: Patient):
-    """(f, volume, is_cortical) arrays of the representative elements of a DXA site."""
-    if site not in SITE_COMPOSITIONS:
-        raise InputError(f"simulate: unknown site {site!r}; known: {', '.join(SITE_COMPOSITIONS)}")
-    scale = 1.0 + 0.1 * (patient.fn_t_score + 2.5)
-    fs, vs, cort = [], [], []
-    n = ELEMENTS_PER_COMPARTMENT
-    for name, vol, lo, hi in SITE_COMPOSITIONS[site]:
-        q = (np.arange(n) + 0.5) / n
-        f = lo + (hi - lo) * q
-        is_cort = lo >= 0.5
-        if is_cort:
-            f = 1.0 - (1.0 - f) * max(1.0 - 0.1 * (patient.fn_t_score + 2.5), 0.2)
-        else:
-            f = f * scale
-        fs.append(np.clip(f, 0.02, 0.98))
-        vs.append(np.full(n, vol / n))
-        cort.append(np.full(n, is_cort))
-    return np.concatenate(fs), np.concatenate(vs), np.concatenate(cort)
+def site_elements(site: str, patient: Patient, ls_t_score: float | None = None, template=None):
+    """(apparent density g/cm3, weight, is_cortical) of the binned elements of a DXA site
+    (weight: share of the site's BMC) or of a marker group ("femur", "vertebra": volume)."""
+    bone = SITE_BONES.get(site, site)
+    t = patient.fn_t_score if (bone == "femur" or ls_t_score is None) else float(ls_t_score)
+    s = site_set(site, patient.sex, t, table=template)
+    return s.rho, s.weight, s.cortical
 
 
 @dataclass
@@ -163,12 +122,17 @@ def simulate_sites(
     aging: bool = True,
     step_days: float = 1.0,
     exposure=None,
+    ls_t_score: float | None = None,
+    template: dict | None = None,
 ) -> SiteResults:
     """Systemic-only simulation of DXA-site BMD, markers and serum drug level.
 
     ``treatment``: a drug name, a spec "drug:months,drug:months", a Regimen or a
     TreatmentSequence. A bare drug name runs for ``months``. After the last course
-    the patient continues untreated (placebo) until ``months``.
+    the patient continues untreated (placebo) until ``months``. ``ls_t_score``: the
+    vertebra's DXA-equivalent spine T-score (default: the patient's femoral-neck one, as in
+    `femur.simulation.Simulation`). ``template``: a site table other than the stored one
+    (`femur.remodeling.sites.table_from_bones`).
     """
     try:
         months = float(months)
@@ -184,18 +148,24 @@ def simulate_sites(
     sites = tuple(sites)
     if not sites:
         raise InputError("simulate: give at least one site")
-    fs, vs, cs, tags = [], [], [], []
-    for i, site in enumerate(sites):
-        f, v, c = site_elements(site, patient)
-        fs.append(f)
-        vs.append(v)
+    unknown = [x for x in sites if x not in SITE_KEYS]
+    if unknown:
+        raise InputError(f"simulate: unknown site {unknown[0]!r}; known: {', '.join(SITE_KEYS)}")
+    rhos, ws, vs, cs, tags = [], [], [], [], []
+    for i, group in enumerate(sites + MARKER_GROUPS):
+        rho, w, c = site_elements(group, patient, ls_t_score, template)
+        is_site = i < len(sites)
+        rhos.append(rho)
+        ws.append(w if is_site else np.zeros_like(w))   # DXA (BMC-share) weight
+        vs.append(np.zeros_like(w) if is_site else w)   # volume: marker aggregates only
         cs.append(c)
-        tags.append(np.full(f.size, i))
-    f0, vol, cort, tag = map(np.concatenate, (fs, vs, cs, tags))
+        tags.append(np.full(rho.size, i if is_site else -1))
+    rho0, dxa_w, vol, cort, tag = map(np.concatenate, (rhos, ws, vs, cs, tags))
     t_end = months * DAYS_PER_MONTH
     model = RemodelingModel(seq, patient, params, aging=aging, max_step_days=step_days,
                             horizon_days=t_end + 1.0, exposure=exposure)
-    state = model.initial_state(f0=f0, volume=vol, compartment=cort.astype(int))
+    state = model.initial_state(density_g_cm3=rho0, volume=vol, compartment=cort.astype(int))
+    m0 = state.f0 * state.alpha0
     n_steps = int(np.ceil(t_end / step_days - 1e-9))
     dt = t_end / n_steps
     masks = [tag == i for i in range(len(sites))]
@@ -203,8 +173,8 @@ def simulate_sites(
     cmasks = [(tag == i) & cort for i in range(len(sites))]
 
     def mineral_rel(mask, s):
-        return 100.0 * (np.sum(vol[mask] * s.f[mask] * s.alpha[mask]) /
-                        np.sum(vol[mask] * s.f0[mask] * s.alpha0[mask]) - 1.0)
+        w = dxa_w[mask]
+        return 100.0 * (np.sum(w * s.f[mask] * s.alpha[mask] / m0[mask]) / np.sum(w) - 1.0)
 
     rec = {k: [] for k in ("t_days", "p1np_pct", "ctx_pct")}
     site_rec = {s: [] for s in sites}

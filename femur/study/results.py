@@ -115,7 +115,7 @@ class StudyResults:
         self.vertebral_model = None
         if spec.risk.vertebral_h0_per_year is not None:
             self.vertebral_model = risk.VertebralRiskModel(
-                spec.risk.vertebral_h0_per_year, provenance="given in the study file [risk]"
+                spec.risk.vertebral_h0_per_year, provenance=spec.risk.vertebral_h0_provenance
             )
         elif self.placebo_arm is not None:
             traj = [

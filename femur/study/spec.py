@@ -35,7 +35,9 @@ A study file is a recipe.  Layout (every key is checked; unknown keys are errors
     fe_interval_days = 30
 
     [risk]                                      # optional
-    vertebral_h0_per_year = "calibrate"         # or a number (1/year)
+    vertebral_h0_per_year = "default"           # the frozen FRAME calibration (femur.risk),
+                                                # "calibrate" (on the placebo arm, target #8)
+                                                # or a number (1/year)
     falls_per_year = 0.65
     p_hip_impact = 0.25
     mc_samples = 4000
@@ -163,6 +165,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class RiskSpec:
     vertebral_h0_per_year: float | None = None  # None: calibrate on the placebo arm
+    vertebral_h0_provenance: str = "calibrated on the study's placebo arm"
     falls_per_year: float = 0.65
     p_hip_impact: float = 0.25
     mc_samples: int = 4000
@@ -530,13 +533,23 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
         raise _err(src, "[risk]", f"expected a table, got {risk!r}")
     _check_keys(risk, "risk", src, "[risk]")
     rdef = RiskSpec()
-    h0 = risk.get("vertebral_h0_per_year", "calibrate")
+    h0 = risk.get("vertebral_h0_per_year", "default")
     if h0 == "calibrate":
-        h0 = None
+        h0, h0_src = None, RiskSpec.vertebral_h0_provenance
+    elif h0 == "default":
+        from femur import risk as _risk
+
+        h0, h0_src = _risk.DEFAULT_VERTEBRAL_H0_PER_YEAR, _risk.DEFAULT_VERTEBRAL_H0_PROVENANCE
+        if h0 is None:
+            raise _err(src, "risk.vertebral_h0_per_year",
+                       "the default vertebral hazard is not calibrated in this version: give "
+                       "'calibrate' or a number")
     else:
         h0 = _number(h0, "risk.vertebral_h0_per_year", src)
+        h0_src = "given in the study file [risk]"
         if h0 <= 0:
-            raise _err(src, "risk.vertebral_h0_per_year", f"must be > 0 or 'calibrate', got {h0:g}")
+            raise _err(src, "risk.vertebral_h0_per_year",
+                       f"must be > 0, 'default' or 'calibrate', got {h0:g}")
     falls = _number(risk.get("falls_per_year", rdef.falls_per_year), "risk.falls_per_year", src)
     if falls < 0:
         raise _err(src, "risk.falls_per_year", f"must be >= 0, got {falls:g}")
@@ -553,7 +566,7 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
             "no placebo arm to calibrate the vertebral baseline hazard on: add a placebo arm "
             "or give vertebral_h0_per_year as a number",
         )
-    risk_spec = RiskSpec(h0, falls, p_hip, mc)
+    risk_spec = RiskSpec(h0, h0_src, falls, p_hip, mc)
 
     return StudySpec(
         name=name,
