@@ -25,6 +25,9 @@ def current_rss_mb() -> float:
 
 
 def mpiexec() -> str:
+    """$FEMUR_MPIEXEC, else the mpiexec beside this Python (the venv's mpich), else PATH's."""
+    if os.environ.get("FEMUR_MPIEXEC"):
+        return os.environ["FEMUR_MPIEXEC"]
     cand = Path(sys.executable).with_name("mpiexec")
     return str(cand) if cand.exists() else "mpiexec"
 
