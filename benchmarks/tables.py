@@ -78,12 +78,25 @@ def trial_table(d) -> str:
     return out + "\n\n" + "\n".join(rows)
 
 
+def scaling_table(d) -> str:
+    rows = ["| scaling | ranks | DOFs | assembly (s) | AMG setup (s) | solve (s) | CG its | DOF/s/core | speedup | efficiency | peak MB/rank |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for kind in ("strong", "weak"):
+        for r in d[kind]:
+            sp = f"{r['speedup']:.2f}" if "speedup" in r else "-"
+            rows.append(f"| {kind} | {r['ranks']} | {r['dofs']:,} | {r['assembly_s']:.2f} | {r['setup_s']:.2f} | "
+                        f"{r['solve_s']:.2f} | {r['iterations']} | {r['dofs_per_s_per_core']:,.0f} | {sp} | "
+                        f"{r['efficiency']:.2f} | {r['peak_rss_mb_per_rank']:.0f} |")
+    return "\n".join(rows) + "\n\n" + checks(d)
+
+
 def main():
     for title, name, fn in (("FE solve (benchmarks/fe_solve.py)", "fe_solve", fe_table),
                             ("Remodeling (benchmarks/remodeling.py)", "remodeling", remodeling_table),
                             ("Remodeling, quick (benchmarks/remodeling.py --quick)", "remodeling_quick", remodeling_table),
                             ("Virtual trial (benchmarks/trial.py)", "trial", trial_table),
-                            ("Virtual trial, quick (benchmarks/trial.py --quick)", "trial_quick", trial_table)):
+                            ("Virtual trial, quick (benchmarks/trial.py --quick)", "trial_quick", trial_table),
+                            ("MPI scaling, 1-16 ranks (benchmarks/scaling.py)", "scaling", scaling_table)):
         d = _load(name)
         if d:
             print(f"### {title}\n\n{fn(d)}\n")
