@@ -427,6 +427,7 @@ def test_small_study_invariants(mpi_tmp_path, check):
         assert plc["relative_risk_vertebral"] is None and plc["relative_risk_hip"] is None
         assert 0 < romo["relative_risk_vertebral"] < 1
         assert 0 < romo["relative_risk_hip"] <= 1
+        assert 0 <= plc["hip_fractures_per_fall_baseline"] <= summary["risk"]["fall_model"]["p_hip_impact"]
         lo, hi = romo["relative_risk_vertebral_ci95"]
         assert lo <= romo["relative_risk_vertebral"] <= hi
         from femur import risk

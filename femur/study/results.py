@@ -236,6 +236,13 @@ class StudyResults:
                 else:
                     entry[f"{kind}_fracture_incidence"] = None
                     entry[f"{kind}_fractures_expected"] = None
+            # share of ALL falls that break the hip at the first visit (hip impact x fracture
+            # given impact): a check on the fall model against the ~1 % of falls in older
+            # white women (science note, section 1), not a calibration target
+            pf = [self._row(k, spec.visit_months[0]).get("hip_p_fx_per_fall") for k in idx]
+            pf_mean = _mean_ci(pf)[0]
+            entry["hip_fractures_per_fall_baseline"] = (
+                None if pf_mean is None else pf_mean * self.fall_model.p_hip_impact)
             hip1 = [self._row(k, last)["p_hip_fx_1y"] for k in idx]
             hip10 = [self._row(k, last)["p_hip_fx_10y"] for k in idx]
             entry["hip_fracture_1y_mean"] = _mean_ci(hip1)[0]
@@ -367,6 +374,13 @@ class StudyResults:
         if r["vertebral_h0_per_year"] is not None:
             lines.append(
                 f"vertebral baseline hazard h0 = {r['vertebral_h0_per_year']:.4g}/year ({r['vertebral_h0_provenance']})"
+            )
+        per_fall = [a.get("hip_fractures_per_fall_baseline") for a in s["arms"]]
+        if per_fall and per_fall[0] is not None:
+            lines.append(
+                f"hip fractures per fall at baseline (arm {s['arms'][0]['arm']!r}): {100 * per_fall[0]:.1f} % "
+                "(about 1 % of falls break a hip in older white women; the fall model's inputs "
+                "are partly assumptions, see femur/risk.py)"
             )
         lines.append(r["bct_note"])
         return "\n".join(lines)
