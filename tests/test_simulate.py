@@ -130,3 +130,24 @@ def test_fe_path_romosozumab_month_12_within_frame_bands():
     r = Simulation("romosozumab", 12, fe_interval_days=30, strength_months=(0,), progress=False).run()
     ls, th = r.series["ls_bmd_pct"][-1], r.series["th_bmd_pct"][-1]
     assert 10.6 <= ls <= 15.6 and 4.5 <= th <= 7.5 and ls > th, (ls, th)
+
+
+@pytest.mark.parametrize("drug", ["romosozumab", "denosumab", "alendronate", "teriparatide"])
+def test_patient_multipliers_move_the_response_the_right_way(drug, check):
+    """The cohort's per-patient turnover and drug-response multipliers (femur.simulation):
+    a stronger responder gains more on every drug; a high-turnover patient loses more on
+    placebo; 1.0/1.0 is the calibrated model itself."""
+    from femur.remodeling import ModelParameters, simulate_sites
+    from femur.simulation import _scaled_parameters
+
+    base = ModelParameters()
+    assert _scaled_parameters(base, 1.0, 1.0) is base
+
+    def ls(treatment, turnover=1.0, response=1.0):
+        p = _scaled_parameters(base, turnover, response)
+        return simulate_sites(treatment, 6, params=p, sites=("lumbar_spine",)).ls_bmd_pct[-1]
+
+    weak, mid, strong = (ls(drug, response=r) for r in (0.5, 1.0, 2.0))
+    check(weak < mid < strong, f"{drug}: response 0.5/1/2 -> LS {weak:.2f} / {mid:.2f} / {strong:.2f}")
+    lo, hi = ls("placebo", turnover=0.7), ls("placebo", turnover=1.5)
+    check(hi < lo < 0, f"placebo: turnover 0.7 -> {lo:.2f}, 1.5 -> {hi:.2f}")
