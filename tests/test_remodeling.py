@@ -246,3 +246,23 @@ def test_markers_and_bmd_identical_across_ranks():
     ok = all(abs(a[k] - b[k]) <= 1e-8 * max(1.0, abs(a[k])) for k in a)
     ok &= abs(m.bmd_change_pct(full) - m.bmd_change_pct(part, comm=comm)) < 1e-8
     assert comm.allreduce(ok, op=MPI.LAND)
+
+
+def test_osteocytes_follow_the_bone_and_feed_sclerostin_back():
+    """Osteocytes (the sclerostin source) are buried with new bone and removed with resorbed
+    bone, so their number tracks f/f0; more bone -> more sclerostin -> a smaller anabolic
+    response than with osteocyte-independent sclerostin (sigma = 0)."""
+    from dataclasses import replace
+
+    from femur.remodeling import ModelParameters
+
+    f0 = np.array([0.08, 0.15, 0.3, 0.85])
+    model = RemodelingModel("romosozumab", Patient(), max_step_days=1.0)
+    s = model.advance(model.initial_state(f0=f0), 0.0, 365.0)
+    assert np.all(s.f > f0)
+    assert np.allclose(s.Y, s.f / s.f0, rtol=2e-3)
+    base = ModelParameters()
+    flat = replace(base, cells=replace(base.cells, osteocyte_sost_exponent=0.0))
+    s_flat = RemodelingModel("romosozumab", Patient(), params=flat).advance(
+        RemodelingModel("romosozumab", Patient(), params=flat).initial_state(f0=f0), 0.0, 365.0)
+    assert np.all(s_flat.f - f0 > s.f - f0)

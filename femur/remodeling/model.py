@@ -12,14 +12,20 @@ remodelling-based formation is not raised):
   modelling formation on quiescent surfaces, switched on by Wnt:
     Q   quiescent lining-cell pool   dQ/dt  = [(1 - Q) - w Q] / tau_Q   (depletable -> waning)
     M   modelling osteoblasts        dM/dt  = [g_mod w Q - M] / tau_B   (0 at baseline)
+  osteocytes (the sclerostin source), buried in the matrix that OBs lay down:
+    Y   osteocyte number per element volume, 1 at baseline
+        dY/dt = k_e (F / f0 - R Y / f)   formation buries osteocytes at the baseline density
+                                          per bone volume; resorption removes them with the bone
   osteoclasts:
     Cp  osteoclast precursor pool    dCp/dt = [1 - Cp((1-phi) + phi r)] / tau_Cp  (variable pool)
     C   active osteoclasts           dC/dt  = [r Cp - (1 + beta_bp A) C] / tau_C
     A   bisphosphonate surface reservoir  dA/dt = u_aln(t) C - A C / tau_bp
 
 Signals:
-    s   = 1 / (1 + C_romo / K_romo)                 free sclerostin, normalised (osteocyte
-                                                    production constant; quasi-steady binding)
+    s   = Y^sigma_Y / (1 + C_romo / K_romo)         free sclerostin, normalised: produced by
+                                                    the element's osteocytes, bound by the
+                                                    antibody (quasi-steady binding; 1 - s of the
+                                                    baseline pool is antibody-bound)
     w   = (1 + a_W) / (1 + a_W s) - 1               Wnt activation above baseline (0 at s = 1)
     r   = D_rel(t) s^g (1 + rho_pth E_pth)(1 + kappa M-) / (1 + C_dmab / K_dmab)
           (RANKL/OPG signalling: Wnt raises OPG and lowers RANKL; denosumab sequesters RANKL)
@@ -76,6 +82,7 @@ class RemodelingState:
     A: np.ndarray
     Q: np.ndarray
     M: np.ndarray
+    Y: np.ndarray  # osteocytes per element volume, normalised to 1 at baseline
     volume: np.ndarray  # element volume (any consistent unit, mm3 from the FE mesh)
     f0: np.ndarray
     alpha0: np.ndarray
@@ -243,7 +250,7 @@ class RemodelingModel:
         return RemodelingState(
             t_day=float(t_day), f=f.copy(), alpha=alpha0.copy(),
             P=one.copy(), B=one.copy(), Cp=one.copy(), C=one.copy(),
-            A=np.zeros(n), Q=one.copy(), M=np.zeros(n), volume=vol, f0=f.copy(), alpha0=alpha0.copy(),
+            A=np.zeros(n), Q=one.copy(), M=np.zeros(n), Y=one.copy(), volume=vol, f0=f.copy(), alpha0=alpha0.copy(),
             formation0=float(1.0 - delta), compartment=comp,
             formation=one * float(1.0 - delta), resorption=one.copy(),
         )
@@ -271,7 +278,7 @@ class RemodelingModel:
         mp, mm = mech
         e_pth = ex["pth"]
         # signals
-        sost = 1.0 / (1.0 + ex["romo_ug_ml"] / c.romo_k_ug_ml)
+        sost = s.Y**c.osteocyte_sost_exponent / (1.0 + ex["romo_ug_ml"] / c.romo_k_ug_ml)
         wnt = np.maximum((1.0 + c.wnt_diff_gain) / (1.0 + c.wnt_diff_gain * sost) - 1.0, 0.0)
         r = (
             d_rel * sost**c.sost_rankl_exponent
@@ -303,6 +310,7 @@ class RemodelingModel:
         k = tis.bfr_bs_mm_per_day * specific_surface_per_mm(s.f)
         m = s.f * s.alpha
         f_new = np.clip(s.f + dt * k * (F - R), tis.f_min, tis.f_max)
+        s.Y = (s.Y + dt * k * F / s.f0) / (1.0 + dt * k * R / s.f)
         m_new = m + dt * (k * (tis.alpha_primary * F - s.alpha * R) + c.k_mineral_per_day * s.f * (1.0 - s.alpha))
         s.alpha = np.clip(m_new / f_new, 0.0, 1.0)
         s.f = f_new

@@ -176,6 +176,12 @@ class CellParameters:
     # K_A,den = 0.333 /pM, chi = 0.012 -> 0.004 /pM; 1 ng/mL of a 149 kDa IgG = 6.71 pM,
     # so K = 1 / (0.004 * 6.71) = 37.3 ng/mL.
     dmab_k_ng_ml: float = 37.3
+    # Sclerostin production per osteocyte: free sclerostin ~ Y^sigma (Y = osteocytes per
+    # element volume, which follows the bone laid down and resorbed). sigma = 1: production
+    # proportional to osteocyte number (ASSUMPTION; Jörg 2022 and remodeling.md section 7
+    # make osteocytes the sclerostin source, so new bone raises sclerostin, a negative
+    # feedback on romosozumab's anabolic window).
+    osteocyte_sost_exponent: float = 1.0
 
     # --- fitted: these class defaults are only start values; the calibrated values are
     # in FITTED below and are what default_cell_parameters() / ModelParameters() use ---
@@ -219,19 +225,19 @@ FITTED_TARGETS = {
 
 # BEGIN FITTED
 FITTED = {
-    'tau_p_days': 131.399,  # row 6 denosumab TH (formation lag behind resorption: refill)
+    'tau_p_days': 135,  # row 6 denosumab TH (formation lag behind resorption: refill)
     'tau_b_days': 10,  # row 4 P1NP peak timing; row 6 refill
-    'wnt_diff_gain': 13.6844,  # row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD
+    'wnt_diff_gain': 12.0841,  # row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD
     'tau_q_days': 400,  # row 4 waning of P1NP under continued romosozumab (back to placebo by M9)
-    'modelling_gain': 0.513039,  # row 4 P1NP peak; rows 1-3 romosozumab BMD
-    'sost_rankl_exponent': 0.511338,  # row 4 CTX nadir -55 % and M12 -25 %
+    'modelling_gain': 0.530995,  # row 4 P1NP peak; rows 1-3 romosozumab BMD
+    'sost_rankl_exponent': 0.54385,  # row 4 CTX nadir -55 % and M12 -25 %
     'coupling_exponent': 1.5,  # row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36
-    'k_mineral_per_day': 0.00109412,  # row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate
-    'romo_k_ug_ml': 3.099,  # rows 1-3 romosozumab BMD (potency)
-    'bp_potency': 1.20928,  # rows 2-3 alendronate TH/LS (potency)
-    'pth_ob_potency': 0.473296,  # row 3 teriparatide LS +7.1 % (potency)
-    'deficit_basal': 0.0512307,  # row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)
-    'pmo_amplitude': 2.52887,  # row 7 early postmenopause proximal femur -1.35..-1.41 %/yr
+    'k_mineral_per_day': 0.00111312,  # row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate
+    'romo_k_ug_ml': 3.04011,  # rows 1-3 romosozumab BMD (potency)
+    'bp_potency': 1.19852,  # rows 2-3 alendronate TH/LS (potency)
+    'pth_ob_potency': 0.480061,  # row 3 teriparatide LS +7.1 % (potency)
+    'deficit_basal': 0.0568838,  # row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)
+    'pmo_amplitude': 2.37608,  # row 7 early postmenopause proximal femur -1.35..-1.41 %/yr
 }
 # END FITTED
 
