@@ -138,6 +138,26 @@ def test_update_modulus_reuses_and_scales(check):
         s.close()
 
 
+def test_per_solve_rtol_is_used_once_and_restored(check):
+    """solve(rtol=...) (the remodeling's habitual stimulus solves) loosens one solve only."""
+    from femur.mechanics.problem import make_solver
+
+    bone = rod_femur_bone(COMM)
+    lc = SingleLegStance(load_n=1000.0)
+    tight, _, _, _ = make_solver(bone, lc, material=2000.0)
+    n_tight = tight.solve().iterations
+    loose, _, _, _ = make_solver(bone, lc, material=2000.0)
+    info = loose.solve(rtol=1e-4)
+    check(info.iterations < n_tight, f"rtol 1e-4: {info.iterations} vs {n_tight} iterations")
+    check(loose.ksp.getTolerances()[0] == tight.ksp.getTolerances()[0], "rtol not restored")
+    err = np.abs(loose.u.x.array - tight.u.x.array).max() / np.abs(tight.u.x.array).max()
+    check(err < 1e-2, f"loose solution off by {err:.2e}")
+    with pytest.raises(InputError, match="rtol"):
+        loose.solve(rtol=0.0)
+    tight.close()
+    loose.close()
+
+
 # --------------------------------------------------------------------------- load cases
 def test_stance_equilibrium_and_direction(check):
     bone = rod_femur_bone(COMM)

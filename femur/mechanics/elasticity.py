@@ -404,9 +404,26 @@ class ElasticitySolver:
         self._matrix_dirty = True
 
     # ------------------------------------------------------------------ solve
-    def solve(self) -> SolveInfo:
+    def solve(self, rtol: float | None = None) -> SolveInfo:
         """Assemble (if needed) and solve; returns SolveInfo, raises SolverError if the
-        Krylov solve does not converge (PETSc's reason and iteration count)."""
+        Krylov solve does not converge (PETSc's reason and iteration count).
+
+        ``rtol``: relative tolerance for this solve only (default: the configuration's),
+        e.g. a looser one where only a stimulus, not a fracture load, is needed."""
+        if rtol is None:
+            return self._solve()
+        if not (np.isfinite(rtol) and 0 < rtol < 1):
+            raise InputError(f"rtol must lie in (0, 1), got {rtol}")
+        if not self._built:
+            self._build()
+        saved = self.ksp.getTolerances()
+        self.ksp.setTolerances(rtol=float(rtol))
+        try:
+            return self._solve()
+        finally:
+            self.ksp.setTolerances(rtol=saved[0])
+
+    def _solve(self) -> SolveInfo:
         t0 = time.perf_counter()
         if not self._built:
             self._build()
