@@ -655,4 +655,8 @@ def run_case(record: dict, comm=MPI.COMM_WORLD) -> dict:
             v[f"{key}_pct"] = res.at_month(f"{key}_pct", m)
             v[f"{key}_n"] = res.at_month(f"{key}_n", m)
         out.append(v)
-    return {"visits": out, "fe_solves": res.fe_solves, "dofs": res.dofs}
+    # monthly time courses (the markers peak within the first months, between visits)
+    monthly = {"month": [float(m) for m in res.months]}
+    for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct"):
+        monthly[key] = [float(x) for x in res.series[key]]
+    return {"visits": out, "monthly": monthly, "fe_solves": res.fe_solves, "dofs": res.dofs}

@@ -22,3 +22,9 @@ def test_frame_study_invariants(mpi_tmp_path, check):
     check(romo["femoral_fall_strength_pct_mean"] > plac["femoral_fall_strength_pct_mean"], "fall strength")
     check(plac["relative_risk_vertebral"] is None and romo["relative_risk_vertebral"] < 1.0, "RR vertebral")
     check(romo["relative_risk_hip"] < 1.0, "RR hip")
+    # markers summarised from the monthly course: with visits 0 and 3 only, the romosozumab
+    # P1NP peak (month 1) would be missed; the label's peak is about +145 % (target #4)
+    check(romo["marker_resolution"] == "monthly" and romo["monthly"]["month"] == [0.0, 1.0, 2.0, 3.0],
+          f"monthly markers: {romo.get('monthly')}")
+    check(romo["p1np_pct_peak_mean"] > 80.0 and romo["ctx_pct_nadir_mean"] < -30.0,
+          f"P1NP peak {romo['p1np_pct_peak_mean']}, CTX nadir {romo['ctx_pct_nadir_mean']}")

@@ -217,12 +217,19 @@ class StudyResults:
                 entry[f"{key}_mean"] = mean
                 entry[f"{key}_ci95"] = [lo, hi] if lo is not None else None
                 entry[f"{key}_sd"] = sd
-            traj = {}
-            for key in ("p1np_pct", "ctx_pct"):
-                means = [_mean_ci([self._visit(k, m).get(key) for k in idx])[0] for m in spec.visit_months]
-                traj[key] = means
-            p1 = [x for x in traj["p1np_pct"] if x is not None]
-            ct = [x for x in traj["ctx_pct"] if x is not None]
+            # marker peak / nadir of the arm-mean time course: monthly where the evaluator
+            # gives monthly values (the P1NP peak falls between visits), else at the visits
+            monthly = self._monthly_means(idx, ("p1np_pct", "ctx_pct"))
+            if monthly is not None:
+                entry["monthly"] = monthly
+                p1, ct = monthly["p1np_pct_mean"], monthly["ctx_pct_mean"]
+                entry["marker_resolution"] = "monthly"
+            else:
+                p1 = [_mean_ci([self._visit(k, m).get("p1np_pct") for k in idx])[0] for m in spec.visit_months]
+                ct = [_mean_ci([self._visit(k, m).get("ctx_pct") for k in idx])[0] for m in spec.visit_months]
+                entry["marker_resolution"] = "visits"
+            p1 = [x for x in p1 if x is not None]
+            ct = [x for x in ct if x is not None]
             entry["p1np_pct_peak_mean"] = max(p1) if p1 else None
             entry["ctx_pct_nadir_mean"] = min(ct) if ct else None
             inc[arm.name] = {}
@@ -305,6 +312,26 @@ class StudyResults:
                 "every other number is a model prediction.",
             ],
         }
+
+    def _monthly_means(self, idx, keys, with_ci: bool = False):
+        """Arm-mean monthly time courses up to the last visit, or None where any case of
+        the arm has none (evaluators other than femur.simulation.run_case)."""
+        series = [(self.cases[k]["result"].get("extra") or {}).get("monthly") for k in idx]
+        if not series or any(not isinstance(m, dict) or "month" not in m for m in series):
+            return None
+        months = series[0]["month"]
+        if any(m["month"] != months for m in series):
+            return None
+        keep = [i for i, m in enumerate(months) if m <= self.spec.visit_months[-1] + 1e-9]
+        out = {"month": [months[i] for i in keep]}
+        for key in keys:
+            if any(key not in m for m in series):
+                return None
+            stats = [_mean_ci([m[key][i] for m in series]) for i in keep]
+            out[f"{key}_mean"] = [st[0] for st in stats]
+            if with_ci:
+                out[f"{key}_ci95"] = [[st[1], st[2]] if st[1] is not None else None for st in stats]
+        return out
 
     def _visit(self, k: int, month: float) -> dict:
         for v in self.cases[k]["result"]["visits"]:
@@ -431,6 +458,19 @@ class StudyResults:
         fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
         for ax, (key, title) in zip(axes, panels):
             for arm in self.spec.arms:
+                idx = [k for k, c in enumerate(self.cases) if c["record"]["arm"] == arm.name]
+                monthly = self._monthly_means(idx, (key,), with_ci=True)
+                if monthly is not None:  # monthly course; the visits are the markers
+                    x = monthly["month"]
+                    mean = np.array(monthly[f"{key}_mean"])
+                    ci = monthly[f"{key}_ci95"]
+                    lo = np.array([c[0] if c else m for c, m in zip(ci, mean)])
+                    hi = np.array([c[1] if c else m for c, m in zip(ci, mean)])
+                    line, = ax.plot(x, mean, label=arm.name)
+                    at = [x.index(m) for m in months if m in x]
+                    ax.plot([x[i] for i in at], mean[at], "o", color=line.get_color())
+                    ax.fill_between(x, lo, hi, alpha=0.25, color=line.get_color())
+                    continue
                 stats = [
                     _mean_ci([r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == m]) for m in months
                 ]

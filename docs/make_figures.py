@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Regenerate the README figures (docs/figures/*.png).
+
+    ./dev run python docs/make_figures.py [--np 2]
+
+1. `femur simulate --treatment romosozumab --months 12`: the default patient's BMD, markers
+   and FE strength over time (timecourse.png).
+2. `femur run frame`: the built-in 8-patient FRAME-like study, placebo vs romosozumab
+   (trajectories.png, strength_change.png).
+
+Each command runs under `mpiexec -n NP`; its full output goes to results/figures/ (replaced
+at every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "figures"
+
+
+def _femur(np_: int, *args: str) -> None:
+    exe = Path(sys.executable)
+    mpiexec = exe.with_name("mpiexec")
+    cmd = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(np_), str(exe), "-m", "femur.cli", *args]
+    env = dict(os.environ, PYVISTA_OFF_SCREEN="true", MPLBACKEND="Agg")
+    print("+", " ".join(cmd[3:]), flush=True)
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--np", type=int, default=2, help="MPI ranks (default 2)")
+    args = ap.parse_args(argv)
+    out = ROOT / "results" / "figures"
+    shutil.rmtree(out, ignore_errors=True)  # scratch outputs of the previous run
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    _femur(args.np, "simulate", "--treatment", "romosozumab", "--months", "12", "--out", str(out / "simulate"))
+    shutil.copy(out / "simulate" / "timecourse.png", FIGURES / "romosozumab_timecourse.png")
+    _femur(args.np, "run", "frame", "--out", str(out / "frame"))
+    for name in ("trajectories.png", "strength_change.png"):
+        shutil.copy(out / "frame" / "plots" / name, FIGURES / f"frame_{name}")
+    print(f"figures written to {FIGURES}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
