@@ -423,6 +423,14 @@ class ElasticitySolver:
         finally:
             self.ksp.setTolerances(rtol=saved[0])
 
+    def _rerun_from_zero(self, x):
+        """Retry the Krylov solve from a zero guess with a fresh set-up; (setup_s, solve_s)."""
+        with x.localForm() as xl:
+            xl.set(0.0)
+        self.ksp.setInitialGuessNonzero(False)
+        self.ksp.setOperators(self.A)
+        return self._run_ksp(x)
+
     def _solve(self) -> SolveInfo:
         t0 = time.perf_counter()
         if not self._built:
@@ -440,11 +448,7 @@ class ElasticitySolver:
             # Chebyshev eigenvalue bounds after the modulus grew): rebuild once and retry
             pc.setReusePreconditioner(False)
             self._pc_reused = False
-            with x.localForm() as xl:
-                xl.set(0.0)
-            self.ksp.setInitialGuessNonzero(False)
-            self.ksp.setOperators(self.A)
-            t_setup2, t_solve2 = self._run_ksp(x)
+            t_setup2, t_solve2 = self._rerun_from_zero(x)
             t_setup, t_solve = t_setup + t_setup2, t_solve + t_solve2
             self.rebuilds += 1
         if self.ksp.getConvergedReason() < 0 and self.config.fallback and not self.fallback_used:
@@ -458,11 +462,7 @@ class ElasticitySolver:
                 self.ksp.setFromOptions()
             finally:
                 self._opts.clear()
-            with x.localForm() as xl:
-                xl.set(0.0)
-            self.ksp.setInitialGuessNonzero(False)
-            self.ksp.setOperators(self.A)
-            t_setup2, t_solve2 = self._run_ksp(x)
+            t_setup2, t_solve2 = self._rerun_from_zero(x)
             t_setup, t_solve = t_setup + t_setup2, t_solve + t_solve2
         reason = self.ksp.getConvergedReason()
         its = self.ksp.getIterationNumber()

@@ -485,11 +485,7 @@ class StudyResults:
             ax.set_title(title)
             ax.set_xlabel("month")
             ax.set_ylabel("% change from baseline")
-        axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        traj = folder / "trajectories.png"
-        fig.savefig(traj, dpi=110)
-        plt.close(fig)
+        traj = _finish_figure(fig, axes, folder / "trajectories.png")
 
         last = months[-1]
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -510,12 +506,19 @@ class StudyResults:
             ax.set_title(f"{title}, month {last:g}")
             ax.set_xlabel("% change from baseline")
             ax.set_ylabel("patients")
-        axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        dist = folder / "strength_change.png"
-        fig.savefig(dist, dpi=110)
-        plt.close(fig)
+        dist = _finish_figure(fig, axes, folder / "strength_change.png")
         return {"plot_trajectories": traj, "plot_strength": dist}
+
+
+def _finish_figure(fig, axes, path: Path) -> Path:
+    """Legend on the first panel, tight layout, save as PNG and close."""
+    import matplotlib.pyplot as plt
+
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _mean_ci(values):
