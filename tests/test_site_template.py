@@ -82,13 +82,15 @@ def test_stored_table_matches_the_default_bones():
     table (python -m femur.remodeling.sites --write)."""
     from femur.pipeline import build_bone
 
-    bone = build_bone("vertebra", t_score=-2.5)
-    fresh = bone_groups(bone)
-    for g in ("lumbar_spine", "vertebra"):
-        ref = site_set(g, "female", -2.5)
-        assert fresh[g].rho.shape == ref.rho.shape, g
-        assert np.allclose(fresh[g].rho, ref.rho, rtol=1e-4), g  # T-score solve tolerance
-        assert np.allclose(fresh[g].weight / fresh[g].weight.sum(), ref.weight / ref.weight.sum(), rtol=1e-4), g
+    for kind, groups in (("vertebra", ("lumbar_spine", "vertebra")),
+                         ("femur", ("total_hip", "femoral_neck", "femur"))):
+        fresh = bone_groups(build_bone(kind, t_score=-2.5))
+        for g in groups:
+            ref = site_set(g, "female", -2.5)
+            assert fresh[g].rho.shape == ref.rho.shape, g
+            assert np.allclose(fresh[g].rho, ref.rho, rtol=1e-4), g  # T-score solve tolerance
+            assert np.allclose(fresh[g].weight / fresh[g].weight.sum(), ref.weight / ref.weight.sum(),
+                               rtol=1e-4), g
 
 
 def test_systemic_driver_equals_fe_path_without_mechanostat(check):
