@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
     }
     out = {"benchmark": "scaling", "solver": args.solver, "box_mm": BOX_MM,
            "strong": strong, "weak": weak, "checks": checks,
-           "machine": {"cpu_count": __import__("os").cpu_count()}}
+           "machine": {"cpu_count": os.cpu_count()}}
     return finish("scaling", out, args.json)
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import mpiexec  # noqa: E402  (the venv's mpiexec, or $FEMUR_MPIEXEC)
 
 
 def _femur(np_: int, *args: str) -> None:
-    exe = Path(sys.executable)
-    mpiexec = exe.with_name("mpiexec")
-    cmd = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(np_), str(exe), "-m", "femur.cli", *args]
+    cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "femur.cli", *args]
     env = dict(os.environ, PYVISTA_OFF_SCREEN="true", MPLBACKEND="Agg")
     print("+", " ".join(cmd[3:]), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)

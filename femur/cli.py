@@ -126,14 +126,21 @@ def _cmd_strength(args) -> int:
             out=args.out, export_inp=args.export_inp, progress=not args.json,
             layers=_builtin_layers(args.layers), critical_volume_mm3=args.critical_volume, fall_directions=_fall_directions(args.fall_directions),
         )
-    if MPI.COMM_WORLD.rank == 0:
-        if args.json:
-            print(json.dumps(records, indent=2))
-        else:
-            print(_format_table(records))
-            if args.out:
-                print(f"fields and pictures written to {args.out}")
+    _report(args, lambda: json.dumps(records, indent=2), lambda: _format_table(records),
+            "fields and pictures")
     return 0
+
+
+def _report(args, as_json, as_table, written: str) -> None:
+    """Rank 0 prints the JSON (``--json``) or the table, and where ``--out`` files went."""
+    if MPI.COMM_WORLD.rank != 0:
+        return
+    if args.json:
+        print(as_json())
+        return
+    print(as_table())
+    if args.out:
+        print(f"{written} written to {args.out}")
 
 
 def _add_simulate(sub):
@@ -177,13 +184,8 @@ def _cmd_simulate(args) -> int:
                      strength_months=strength_months, mesh_size_mm=args.mesh_size, bones=bones,
                      progress=not args.json)
     res = sim.run(out=args.out)
-    if MPI.COMM_WORLD.rank == 0:
-        if args.json:
-            print(json.dumps(res.to_dict()))
-        else:
-            print(res.table())
-            if args.out:
-                print(f"results written to {args.out} (simulation.json, timecourse.png, <bone>_density.bp VTX for ParaView, change maps)")
+    _report(args, lambda: json.dumps(res.to_dict()), res.table,
+            "results (simulation.json, timecourse.png, <bone>_density.bp VTX for ParaView, change maps)")
     return 0
 
 

@@ -130,6 +130,23 @@ def bone_groups(bone, prepared: dict | None = None, n_bins: int = N_BINS) -> dic
     return out
 
 
+def _key(sex: str, t_score: float, group: str, field: str) -> str:
+    """Array name in the template table."""
+    return f"{sex}/{float(t_score):+.2f}/{group}/{field}"
+
+
+def _store(arrays: dict, sex: str, t_score: float, groups: dict[str, SiteSet]) -> None:
+    for group, s in groups.items():
+        arrays[_key(sex, t_score, group, "rho")] = s.rho
+        arrays[_key(sex, t_score, group, "weight")] = s.weight
+        arrays[_key(sex, t_score, group, "cortical")] = s.cortical
+
+
+def _stored(tab: dict, sex: str, t_score: float, group: str) -> SiteSet:
+    return SiteSet(tab[_key(sex, t_score, group, "rho")], tab[_key(sex, t_score, group, "weight")],
+                   tab[_key(sex, t_score, group, "cortical")].astype(bool))
+
+
 def _default_bone(kind: str, sex: str, comm):
     from femur.pipeline import build_bone
     from femur.simulation import male_geometry
@@ -153,11 +170,7 @@ def build_table(t_grid=T_GRID, sexes=SEXES, progress: bool = True, comm=None) ->
             preps = dxa.prepare_all(base)
             for t in t_grid:
                 b = bone_with_t_score(base, t_score=float(t), sex=sex)
-                for group, s in bone_groups(b, preps).items():
-                    key = f"{sex}/{float(t):+.2f}/{group}"
-                    arrays[f"{key}/rho"] = s.rho
-                    arrays[f"{key}/weight"] = s.weight
-                    arrays[f"{key}/cortical"] = s.cortical
+                _store(arrays, sex, t, bone_groups(b, preps))
             if progress and comm.rank == 0:
                 print(f"[femur] site template: {sex} {kind} done in {time.perf_counter() - t0:.1f} s",
                       file=sys.stderr)
@@ -169,11 +182,7 @@ def table_from_bones(bones, sex: str = "female", t_score: float = -2.5) -> dict[
     e.g. a coarse femur and vertebra in a test (collective)."""
     arrays: dict[str, np.ndarray] = {"t_grid": np.array([float(t_score)])}
     for bone in bones:
-        for group, s in bone_groups(bone).items():
-            key = f"{sex}/{float(t_score):+.2f}/{group}"
-            arrays[f"{key}/rho"] = s.rho
-            arrays[f"{key}/weight"] = s.weight
-            arrays[f"{key}/cortical"] = s.cortical
+        _store(arrays, sex, t_score, bone_groups(bone))
     return arrays
 
 
@@ -195,20 +204,15 @@ def site_set(group: str, sex: str = "female", t_score: float = -2.5, table: dict
         raise InputError(f"simulate: sex must be one of {SEXES}, got {sex!r}")
     tab = table if table is not None else _load()
     grid = np.asarray(tab["t_grid"], dtype=float)
-    if f"{sex}/{grid[0]:+.2f}/{group}/rho" not in tab:
+    if _key(sex, grid[0], group, "rho") not in tab:
         raise InputError(f"site template has no {sex!r} {group!r} group")
     if grid.size == 1:
-        return SiteSet(tab[f"{sex}/{grid[0]:+.2f}/{group}/rho"], tab[f"{sex}/{grid[0]:+.2f}/{group}/weight"],
-                       tab[f"{sex}/{grid[0]:+.2f}/{group}/cortical"].astype(bool))
+        return _stored(tab, sex, grid[0], group)
     t = float(np.clip(t_score, grid[0], grid[-1]))
     i = int(np.clip(np.searchsorted(grid, t) - 1, 0, grid.size - 2))
     a = (t - grid[i]) / (grid[i + 1] - grid[i])
 
-    def get(j, field):
-        return tab[f"{sex}/{grid[j]:+.2f}/{group}/{field}"]
-
-    lo = SiteSet(get(i, "rho"), get(i, "weight"), get(i, "cortical").astype(bool))
-    hi = SiteSet(get(i + 1, "rho"), get(i + 1, "weight"), get(i + 1, "cortical").astype(bool))
+    lo, hi = _stored(tab, sex, grid[i], group), _stored(tab, sex, grid[i + 1], group)
     if lo.rho.shape != hi.rho.shape or np.any(lo.cortical != hi.cortical):
         return lo if a < 0.5 else hi  # bins not aligned (tiny groups): nearest grid point
     return SiteSet((1 - a) * lo.rho + a * hi.rho, (1 - a) * lo.weight + a * hi.weight, lo.cortical)

@@ -37,9 +37,7 @@ def calibrate(patients: int = 50, out=None, progress: bool = True, comm=MPI.COMM
     placebo = [a for a in spec.arms if a.is_placebo]
     if not placebo:
         raise InputError("the built-in frame study has no placebo arm")
-    spec = replace(spec, name=f"{spec.name}_h0", arms=tuple(placebo),
-                   risk=replace(spec.risk, vertebral_h0_per_year=None,
-                                vertebral_h0_provenance="calibrated on the study's placebo arm"))
+    spec = replace(spec, name=f"{spec.name}_h0", arms=tuple(placebo))
     out = Path(out) if out is not None else Path("results") / "calibrate_risk"
     res = Study(spec).run(out=out, comm=comm, progress=progress, plots=False)
     h0 = None
