@@ -43,9 +43,9 @@ def _maxrss_mb() -> float:
 def run_case(name: str) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import femur  # noqa: F401
-    from femur._mpi import MPI
+    from femur.core.mpi import MPI
     from femur.ct import bone_from_ct
-    from femur.materials import MaterialModel
+    from femur.mechanics.materials import MaterialModel
     from femur.mechanics import AxialCompression, fracture_load
 
     comm = MPI.COMM_WORLD
@@ -87,7 +87,7 @@ def main(argv=None):
         return 2
     if args.case:
         rec = run_case(args.case)
-        from femur._mpi import MPI
+        from femur.core.mpi import MPI
 
         if MPI.COMM_WORLD.rank == 0:
             print("RESULT " + json.dumps(rec))

@@ -31,10 +31,11 @@ QUICK_SIZES_MM = [4.0, 3.0]
 
 
 def worker(size_mm: float, order: int, solver: str) -> dict:
-    from femur._mpi import MPI
+    from femur.core.mpi import MPI
     from femur.mechanics import SingleLegStance
     from femur.mechanics.problem import make_solver
-    from femur.pipeline import build_bone, material_for
+    from femur.mechanics.strength import material_for
+    from femur.workflows.bones import build_bone
 
     comm = MPI.COMM_WORLD
     t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
 
     if args.worker:
         res = worker(args.size, args.order, args.solver)
-        from femur._mpi import MPI
+        from femur.core.mpi import MPI
 
         if MPI.COMM_WORLD.rank == 0:
             print(json.dumps(res), flush=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Remodeling benchmark: a 12-month FE-coupled romosozumab simulation of the default
-femur and vertebra (femur.simulation), serially and on 2 MPI ranks.
+femur and vertebra (femur.workflows.simulation), serially and on 2 MPI ranks.
 
 Records the wall time, the split between the cell model, FE assembly, AMG set-up and
 solve, and the per-step FE cost of a re-solve inside the run against the fresh set-up +
@@ -31,9 +31,9 @@ QUICK = {"femur_mesh_mm": 4.0, "vertebra_mesh_mm": 3.0, "months": 3}
 
 
 def worker(femur_mm, vertebra_mm, months, fe_interval_days) -> dict:
-    from femur._mpi import MPI
-    from femur.pipeline import build_bone
-    from femur.simulation import Simulation
+    from femur.core.mpi import MPI
+    from femur.workflows.bones import build_bone
+    from femur.workflows.simulation import Simulation
 
     comm = MPI.COMM_WORLD
     t0 = time.perf_counter()
@@ -46,18 +46,18 @@ def worker(femur_mm, vertebra_mm, months, fe_interval_days) -> dict:
                      progress=False)
     res = sim.run()
     wall = time.perf_counter() - t1
-    tim = res.timings
+    tim = res.run["timings_s"]
     peaks = comm.gather(peak_rss_mb(), root=0)
     ratio = {k: tim["fe_resolve_mean_s"][k] / tim["fe_fresh_s"][k] for k in tim["fe_resolve_mean_s"]}
     return {
         "ranks": comm.size, "months": months, "fe_interval_days": fe_interval_days,
-        "dofs": res.dofs, "mesh_s": t_mesh, "wall_s": wall, "fe_solves": res.fe_solves,
+        "dofs": res.run["dofs"], "mesh_s": t_mesh, "wall_s": wall, "fe_solves": res.run["fe_solves"],
         "cells_s": tim["cells_s"], "assembly_s": tim["fe_breakdown"]["assembly_s"],
         "amg_setup_s": tim["fe_breakdown"]["setup_s"], "solve_s": tim["fe_breakdown"]["solve_s"],
         "iterations_total": tim["fe_breakdown"]["iterations"], "dxa_s": tim["dxa_s"],
         "fresh_setup_solve_s": tim["fe_fresh_s"], "resolve_mean_s": tim["fe_resolve_mean_s"],
         "resolve_over_fresh": ratio, "peak_rss_mb_per_rank": max(peaks) if peaks else None,
-        "ls_bmd_pct_m12": res.series["ls_bmd_pct"][-1], "th_bmd_pct_m12": res.series["th_bmd_pct"][-1],
+        "ls_bmd_pct_m12": float(res.ls_bmd_pct[-1]), "th_bmd_pct_m12": float(res.th_bmd_pct[-1]),
     }
 
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         res = worker(args.femur_mm, args.vertebra_mm, args.months, args.fe_interval_days)
-        from femur._mpi import MPI
+        from femur.core.mpi import MPI  # noqa: PLC0415  (the worker runs under mpiexec)
 
         if MPI.COMM_WORLD.rank == 0:
             print(json.dumps(res), flush=True)

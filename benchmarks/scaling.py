@@ -55,7 +55,7 @@ def _modulus(mid):
 def worker(dofs: float, solver: str) -> dict:
     import numpy as np
 
-    from femur._mpi import MPI  # before dolfinx (loads the MPI library)
+    from femur.core.mpi import MPI  # before dolfinx (loads the MPI library)
     import dolfinx
     from femur.mechanics import AxialCompression
     from femur.mechanics.problem import make_solver

@@ -24,7 +24,7 @@ from _common import peak_rss_mb, run_worker, finish  # noqa: E402
 
 
 def worker(patients: int, months: float, out: str) -> dict:
-    from femur._mpi import MPI
+    from femur.core.mpi import MPI
     from femur.study import run_study_cli
 
     comm = MPI.COMM_WORLD

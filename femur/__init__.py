@@ -1,7 +1,14 @@
 """femur: finite-element engine for osteoporosis treatment, bone strength and fracture risk.
 
-Importing femur initialises MPI (mpi4py) before dolfinx and petsc4py, as the
-dolfinx-solver-real wheel requires.  Units: mm, N, MPa, g/cm3 (apparent density).
+The package is a pipeline of stages, each a subpackage that imports only the stages
+before it (ARCHITECTURE.md): ``core`` -> ``geometry`` -> ``treatments`` -> ``remodeling``
+-> ``mechanics`` -> ``outcomes`` -> ``exports`` -> ``workflows`` -> ``study`` ->
+``calibration`` / ``cli``.
+
+The public names below are resolved on first use (PEP 562), so that ``import
+femur.treatments`` loads only what that stage needs (no DOLFINx); ``import femur`` itself
+initialises MPI (mpi4py) first, as the dolfinx-solver-real wheel requires. Units: mm, N,
+MPa, g/cm3 (apparent density).
 
     import femur
     bone = femur.bone_with_t_score(femur.ProximalFemur().build(), -2.5)
@@ -9,38 +16,46 @@ dolfinx-solver-real wheel requires.  Units: mm, N, MPa, g/cm3 (apparent density)
     print(result.stiffness_n_per_mm, result.fracture_load_n, result.failure_site)
 """
 
-from femur._mpi import MPI  # noqa: F401  (must stay first)
+from importlib import import_module
 
-__version__ = "0.1.0"
+from femur.core.mpi import MPI  # noqa: F401  (must stay first)
+from femur.core.version import __version__  # noqa: E402
 
-from femur.errors import DensityError, FemurError, InputError, MeshError, SolverError  # noqa: E402
-from femur.geometry.bone import Bone  # noqa: E402
-from femur.geometry.femur_model import ProximalFemur  # noqa: E402
-from femur.geometry.vertebra import Vertebra  # noqa: E402
-from femur.geometry.mesh_io import load_mesh  # noqa: E402
-from femur.materials import LAWS, MaterialModel, default_material, get_law  # noqa: E402
-from femur.density import assign_density, bone_with_t_score, validate_density  # noqa: E402
-from femur.dxa import areal_bmd, t_score  # noqa: E402
-from femur.mechanics import (  # noqa: E402
-    AxialCompression,
-    ElasticitySolver,
-    SidewaysFall,
-    SingleLegStance,
-    export_inp,
-    fracture_load,
-    load_solver_config,
-    solve,
-)
+#: public name -> module that defines it
+_PUBLIC = {
+    "FemurError": "femur.core.errors", "InputError": "femur.core.errors",
+    "MeshError": "femur.core.errors", "DensityError": "femur.core.errors",
+    "SolverError": "femur.core.errors",
+    "Bone": "femur.geometry.bone", "ProximalFemur": "femur.geometry.femur_model",
+    "Vertebra": "femur.geometry.vertebra", "load_mesh": "femur.geometry.mesh_io",
+    "assign_density": "femur.geometry.density", "validate_density": "femur.geometry.density",
+    "Regimen": "femur.treatments.regimen", "TreatmentSequence": "femur.treatments.regimen",
+    "Patient": "femur.remodeling.patient",
+    "LAWS": "femur.mechanics.materials", "MaterialModel": "femur.mechanics.materials",
+    "default_material": "femur.mechanics.materials", "get_law": "femur.mechanics.materials",
+    "AxialCompression": "femur.mechanics.loadcases", "SidewaysFall": "femur.mechanics.loadcases",
+    "SingleLegStance": "femur.mechanics.loadcases",
+    "ElasticitySolver": "femur.mechanics.elasticity", "export_inp": "femur.mechanics.abaqus",
+    "fracture_load": "femur.mechanics.failure", "solve": "femur.mechanics.problem",
+    "load_solver_config": "femur.mechanics.solvers",
+    "areal_bmd": "femur.outcomes.dxa", "t_score": "femur.outcomes.references",
+    "bone_with_t_score": "femur.workflows.t_score",
+    "simulate": "femur.workflows.simulation", "Simulation": "femur.workflows.simulation",
+    "TimeCourse": "femur.workflows.timecourse",
+    "simulate_sites": "femur.workflows.systemic",
+    "Study": "femur.study",
+}
 
-from femur.simulation import Simulation, SimulationResult, simulate  # noqa: E402
+__all__ = ["MPI", "__version__", *sorted(_PUBLIC)]
 
-__all__ = [
-    "simulate", "Simulation", "SimulationResult",
-    "MPI", "Bone", "FemurError", "InputError", "MeshError", "DensityError", "SolverError",
-    "ProximalFemur", "Vertebra", "load_mesh",
-    "LAWS", "MaterialModel", "default_material", "get_law",
-    "assign_density", "bone_with_t_score", "validate_density", "areal_bmd", "t_score",
-    "AxialCompression", "ElasticitySolver", "SidewaysFall", "SingleLegStance",
-    "export_inp", "fracture_load", "load_solver_config", "solve",
-    "__version__",
-]
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'femur' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

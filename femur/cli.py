@@ -3,8 +3,13 @@
     femur strength [--bone femur|vertebra|all] [--mesh-size MM] [--order 1|2] [--solver NAME]
                    [--law NAME] [--t-score T] [--json] [--out DIR] [--export-inp DIR]
     femur strength --ct IMAGE [--labels LABELS] [--layers L1,L2] ...
+    femur simulate [--treatment SPEC] [--months M] [--json] [--out DIR] ...
+    femur run STUDY [--patients N] [--months M] [--figures] [--out DIR] ...
 
-Errors from bad input are printed as one clear line (no traceback) and exit with status 2.
+Every command takes ``--quiet`` (warnings only) and ``--verbose`` (debug detail); progress
+goes to stderr through logging (rank 0 only under MPI), the tables and ``--json`` records
+asked for go to stdout (rank 0). Errors from bad input are printed as one clear line (no
+traceback) and exit with status 2.
 """
 
 from __future__ import annotations
@@ -13,13 +18,28 @@ import argparse
 import json
 import sys
 
-from femur._mpi import MPI
-from femur.errors import FemurError
+from femur.core.errors import FemurError
+from femur.core.log import configure, verbosity
+from femur.core.mpi import MPI
+from femur.core.version import __version__
+from femur.study import run_study_cli
+from femur.remodeling.patient import Patient
+from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, DEFAULT_STRENGTH_MONTHS, Simulation
+from femur.workflows.strength import builtin_strength, ct_strength
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every command takes."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", "-q", action="store_true", help="print warnings and errors only")
+    g.add_argument("--verbose", "-v", action="store_true", help="print debug detail too")
+    return p
 
 
 def _add_strength(sub):
     p = sub.add_parser(
-        "strength",
+        "strength", parents=[_common()],
         help="stiffness and fracture load of the built-in femur/vertebra, or of a CT scan",
         description="Stiffness and fracture load of the built-in osteoporotic femur (stance, "
         "sideways fall) and vertebra (axial compression), or of a calibrated CT scan.",
@@ -103,8 +123,6 @@ def _fall_directions(text: str) -> list:
 
 def _cmd_strength(args) -> int:
     if args.ct:
-        from femur.ct import ct_strength
-
         layers = None
         if args.layers:
             try:
@@ -118,13 +136,11 @@ def _cmd_strength(args) -> int:
             solver=args.solver, criterion=args.criterion, out=args.out, export_inp=args.export_inp,
         )
     else:
-        from femur.pipeline import builtin_strength
-
         records = builtin_strength(
             bone=args.bone, mesh_size_mm=args.mesh_size, order=args.order, solver=args.solver,
             law=args.law, t_score=args.t_score, age=args.age, criterion=args.criterion,
-            out=args.out, export_inp=args.export_inp, progress=not args.json,
-            layers=_builtin_layers(args.layers), critical_volume_mm3=args.critical_volume, fall_directions=_fall_directions(args.fall_directions),
+            out=args.out, export_inp=args.export_inp, layers=_builtin_layers(args.layers),
+            critical_volume_mm3=args.critical_volume, fall_directions=_fall_directions(args.fall_directions),
         )
     _report(args, lambda: json.dumps(records, indent=2), lambda: _format_table(records),
             "fields and pictures")
@@ -145,23 +161,28 @@ def _report(args, as_json, as_table, written: str) -> None:
 
 def _add_simulate(sub):
     p = sub.add_parser(
-        "simulate",
+        "simulate", parents=[_common()],
         help="one patient under a treatment: FE-coupled remodeling of the femur and vertebra",
         description="Treatment-driven remodeling of one virtual patient's femur and vertebra, "
         "with BMD, markers and FE strength over time.",
     )
     p.add_argument("--treatment", default="romosozumab", metavar="SPEC",
                    help="a drug (romosozumab, placebo, denosumab, alendronate, teriparatide) or a "
-                   "sequence drug:months,drug:months, e.g. romosozumab:12,denosumab:12")
+                   "sequence drug:months,drug:months, e.g. romosozumab:12,denosumab:12. A drug "
+                   "without :months runs for the whole simulation, unless its label fixes the "
+                   "course: romosozumab is 12 monthly doses, then no drug. The table and the "
+                   "JSON echo the regimen simulated")
     p.add_argument("--months", type=float, default=12.0)
     p.add_argument("--sex", choices=["female", "male"], default="female")
     p.add_argument("--age", type=float, default=71.0, help="age in years")
     p.add_argument("--t-score", type=float, default=None,
                    help="femoral-neck T-score (default -2.5 women, -1.5 men)")
-    p.add_argument("--fe-interval-days", type=float, default=14.0,
+    p.add_argument("--fe-interval-days", type=float, default=DEFAULT_FE_INTERVAL_DAYS,
                    help="simulated days between FE re-solves (mechanostat stimulus)")
-    p.add_argument("--strength-months", default="0,6,12,24",
-                   help="comma-separated months at which FE strength is computed")
+    p.add_argument("--strength-months", default=None,
+                   help="comma-separated months at which FE strength is computed (default: "
+                   f"{', '.join(f'{m:g}' for m in DEFAULT_STRENGTH_MONTHS)} within the run, and "
+                   "always the last month)")
     p.add_argument("--mesh-size", type=float, default=None, metavar="MM")
     p.add_argument("--bone", choices=["femur", "vertebra", "all"], default="all")
     p.add_argument("--json", action="store_true")
@@ -171,14 +192,13 @@ def _add_simulate(sub):
 
 
 def _cmd_simulate(args) -> int:
-    import femur.remodeling as rm
-    from femur.simulation import Simulation
-
-    try:
-        strength_months = [float(x) for x in args.strength_months.split(",") if x.strip()]
-    except ValueError:
-        raise FemurError(f"--strength-months: expected numbers like 0,6,12, got '{args.strength_months}'")
-    patient = rm.Patient(sex=args.sex, age=args.age, fn_t_score=args.t_score)
+    strength_months = None
+    if args.strength_months is not None:
+        try:
+            strength_months = [float(x) for x in args.strength_months.split(",") if x.strip()]
+        except ValueError:
+            raise FemurError(f"--strength-months: expected numbers like 0,6,12, got '{args.strength_months}'")
+    patient = Patient(sex=args.sex, age_years=args.age, fn_t_score=args.t_score)
     bones = ("femur", "vertebra") if args.bone == "all" else (args.bone,)
     sim = Simulation(args.treatment, args.months, patient, fe_interval_days=args.fe_interval_days,
                      strength_months=strength_months, mesh_size_mm=args.mesh_size, bones=bones,
@@ -191,7 +211,7 @@ def _cmd_simulate(args) -> int:
 
 def _add_run(sub):
     p = sub.add_parser(
-        "run",
+        "run", parents=[_common()],
         help="a virtual trial from a TOML study file or a built-in study (frame)",
         description="Run a virtual trial: a cohort, several arms, FE-coupled remodeling per "
         "patient and arm, fracture risk, and a summary like a trial paper. Under "
@@ -206,34 +226,20 @@ def _add_run(sub):
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR")
     p.add_argument("--figures", action="store_true",
-                   help="also draw the density change of a representative patient, each arm side by side")
+                   help="also write every case's density fields (OUT/fields/) and draw the density "
+                   "change of a representative patient, each arm side by side")
     p.set_defaults(func=_cmd_run)
 
 
 def _cmd_run(args) -> int:
-    from femur.study import run_study_cli
-
     run_study_cli(args.study, patients=args.patients, months=args.months, seed=args.seed,
                   group_size=args.group_size, resume=args.resume, out=args.out,
-                  json_output=args.json)
-    if args.figures:
-        from pathlib import Path
-
-        from femur.study import Study
-        from femur.study.figures import density_change_figures
-
-        study = Study.load(args.study, patients=args.patients, months=args.months, seed=args.seed)
-        out = Path(args.out) if args.out else Path("results") / study.spec.name
-        paths = density_change_figures(study, out / "plots")
-        if MPI.COMM_WORLD.rank == 0 and not args.json:
-            print("figures: " + ", ".join(str(p) for p in paths))
+                  json_output=args.json, figures=args.figures)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="femur", description=__doc__.split("\n")[0])
-    from femur import __version__
-
     parser.add_argument("--version", action="version", version=f"femur {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_strength(sub)
@@ -245,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure(verbosity(args.quiet, args.verbose))
     try:
         return int(args.func(args) or 0)
     except FemurError as exc:

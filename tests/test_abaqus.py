@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import femur  # noqa: F401
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 
 from femur.mechanics import AxialCompression, SidewaysFall, SingleLegStance, export_inp, solve
 from femur.mechanics.verification import prism_bone, rod_femur_bone

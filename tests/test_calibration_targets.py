@@ -1,6 +1,6 @@
 """The calibration targets (clinical-targets.md rows 1-7) within the issue's tolerances.
 
-These are the numbers the parameters were fitted to (femur.remodeling.calibrate);
+These are the numbers the parameters were fitted to (femur.calibration.remodeling);
 everything else the engine outputs is a prediction and is not asserted here.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from femur.remodeling import simulate_sites
-from femur.remodeling.calibrate import (
+from femur.workflows.systemic import simulate_sites
+from femur.calibration.remodeling import (
     ARCH_PATIENT,
     EARLY_PMO_PATIENT,
     FRAME_PATIENT,
@@ -18,7 +18,7 @@ from femur.remodeling.calibrate import (
     PHASE2_PATIENT,
     _rel,
 )
-from femur.remodeling.parameters import DAYS_PER_MONTH
+from femur.core.units import DAYS_PER_MONTH
 
 pytestmark = pytest.mark.serial
 

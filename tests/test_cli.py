@@ -64,7 +64,8 @@ def test_strength_records_rank_invariant(layers):
     from mpi4py import MPI
 
     from femur.mechanics import AxialCompression, fracture_load
-    from femur.pipeline import build_bone, material_for
+    from femur.mechanics.strength import material_for
+    from femur.workflows.bones import build_bone
 
     opts = {"ksp_rtol": 1e-12}
     vals = []

@@ -14,14 +14,14 @@ import pytest
 import femur  # noqa: F401  (MPI before dolfinx)
 from mpi4py import MPI
 
-from femur.errors import InputError
-from femur.ct import (
+from femur.core.errors import InputError
+from femur.geometry.ct import (
     InternalCalibration, PhantomCalibration, bone_from_ct, load_calibration, read_ct,
     read_labels,
 )
-from femur.ct.image import write_nifti, write_vti, check_labels_match
-from femur.ct.calibration import check_image_units
-from femur.ct import mapping, voxel_mesh
+from femur.geometry.ct.image import write_nifti, write_vti, check_labels_match
+from femur.geometry.ct.calibration import check_image_units
+from femur.geometry.ct import mapping, voxel_mesh
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "verse004-L2"
 VERSE_IM = DATA / "sub-verse004_0000_vertebra_21_im.nii.gz"
@@ -316,11 +316,11 @@ def test_bad_geometry_errors(mpi_tmp_path):
     A = np.eye(4)
     A[:, 1] = A[:, 0]  # two identical axes: singular orientation
     with pytest.raises(InputError, match=r"<array>.*orientation"):
-        from femur.ct.image import CTImage
+        from femur.geometry.ct.image import CTImage
 
         CTImage(arr, A)
     with pytest.raises(InputError, match=r"img\.nii.*spacing"):
-        from femur.ct.image import check_geometry
+        from femur.geometry.ct.image import check_geometry
 
         check_geometry((3, 3, 3), np.diag([1.0, 0.0, 1.0, 1.0]), "img.nii")
     with pytest.raises(InputError, match=r"nan\.nii.*orientation"):

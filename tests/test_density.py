@@ -1,4 +1,5 @@
-"""Density validation, per-compartment assignment, age model, T-score targeting."""
+"""Density validation, per-compartment assignment, age model (femur.geometry.density);
+T-score targeting (femur.workflows.t_score)."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,12 @@ import femur  # noqa: F401  (MPI before dolfinx)
 import dolfinx
 from mpi4py import MPI
 
-from femur import density, dxa
-from femur.density import assign_density, bone_with_t_score, density_for_age, validate_density
-from femur.errors import DensityError, InputError
+from femur.geometry import density
+from femur.geometry.density import assign_density, density_for_age, validate_density
+from femur.outcomes import dxa
+from femur.outcomes.references import t_score
+from femur.workflows.t_score import bone_with_t_score
+from femur.core.errors import DensityError, InputError
 from femur.geometry.bone import Bone
 
 from _bones import tagged_box
@@ -143,7 +147,7 @@ def test_bone_with_t_score_on_slab(check):
     check(np.all(rho[new.compartment_mask("layer_superior")] == 1.0), "layers untouched")
     # the input bone is unchanged
     check(np.all(bone.density.x.array[bone.compartment_mask("cortical")] == 1.5), "input kept")
-    assert dxa.t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
+    assert t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
     bv = rec["bv_tv"]
     assert bv["trabecular"][1] == pytest.approx(0.3 * s / 1.95, rel=1e-6)
     assert "layer_superior" not in bv
@@ -192,7 +196,7 @@ def test_femur_with_t_score_minus_2_5():
     rec = new.parameters["t_score"]
     assert rec["site"] == "femoral_neck"
     # independent re-measurement of the returned bone
-    t = dxa.t_score(dxa.areal_bmd(new, "femoral_neck"), "femoral_neck")
+    t = t_score(dxa.areal_bmd(new, "femoral_neck"), "femoral_neck")
     assert abs(t - (-2.5)) < 0.05 and abs(rec["achieved"] - t) < 1e-9
     assert dxa.areal_bmd(new, "femoral_neck") == pytest.approx(0.858 - 2.5 * 0.120, abs=0.006)
     rho = new.density.x.array
@@ -213,13 +217,13 @@ def test_femur_with_t_score_minus_2_5():
 
 def test_vertebra_with_spine_t_score_and_pmma_layers(check):
     from femur.geometry.vertebra import Vertebra
-    from femur.materials import default_material
+    from femur.mechanics.materials import default_material
 
     bone = Vertebra(layers="pmma", mesh_size_mm=3.0).build()
     new = bone_with_t_score(bone, -2.5)
     rec = new.parameters["t_score"]
     assert rec["site"] == "spine" and "1.047" in rec["reference"]
-    assert dxa.t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
+    assert t_score(dxa.areal_bmd(new, "spine"), "spine") == pytest.approx(-2.5, abs=1e-3)
     layer = new.compartment_mask("layer_superior")
     check(np.all(new.density.x.array[layer] == 1.18), "PMMA nominal density, not scaled")
     # the body-only projection gets the posterior-element allowance (Lee 2009: 52.8 % of BMC)

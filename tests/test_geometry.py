@@ -14,7 +14,7 @@ from mpi4py import MPI
 import dolfinx  # noqa: E402
 import ufl  # noqa: E402
 
-from femur.errors import InputError
+from femur.core.errors import InputError
 from femur.geometry.femur_model import CELL_IDS, FACET_IDS, ProximalFemur
 from femur.geometry.vertebra import Vertebra, waisted_ellipse_volume
 

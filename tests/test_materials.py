@@ -7,11 +7,12 @@ import femur  # noqa: F401  (MPI before dolfinx)
 import dolfinx
 from mpi4py import MPI
 
-from femur import materials, units
-from femur.density import assign_density
-from femur.errors import DensityError, InputError
+from femur.core import units
+from femur.mechanics import materials
+from femur.geometry.density import assign_density
+from femur.core.errors import DensityError, InputError
 from femur.geometry.bone import Bone
-from femur.materials import LAWS, MaterialModel, default_material, get_law
+from femur.mechanics.materials import LAWS, MaterialModel, default_material, get_law
 
 from _bones import tagged_box
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import femur  # noqa: F401
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 from petsc4py import PETSc  # noqa: E402
 
-from femur.errors import InputError, SolverError  # noqa: E402
+from femur.core.errors import InputError, SolverError  # noqa: E402
 from femur.mechanics import (  # noqa: E402
     AxialCompression,
     ElasticitySolver,
@@ -274,7 +274,7 @@ def test_parametric_femur_and_vertebra_cases(check):
     """Built-in bones (coarse): equilibrium of stance and fall, positive loads and sites."""
     gm = pytest.importorskip("femur.geometry.femur_model")
     vt = pytest.importorskip("femur.geometry.vertebra")
-    from femur.density import assign_density
+    from femur.geometry.density import assign_density
 
     bone = gm.ProximalFemur(mesh_size_mm=5.0).build(COMM)
     assign_density(bone)

@@ -10,7 +10,7 @@ import pytest
 import femur  # noqa: F401
 from mpi4py import MPI
 
-from femur.errors import MeshError
+from femur.core.errors import MeshError
 from femur.geometry.mesh_io import load_mesh, save_mesh
 from femur.geometry.vertebra import Vertebra
 

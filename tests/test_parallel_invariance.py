@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import femur  # noqa: F401
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 
 from femur.mechanics import AxialCompression, SidewaysFall, SingleLegStance, fracture_load
 from femur.mechanics.verification import prism_bone, rod_femur_bone
@@ -67,7 +67,8 @@ def test_default_options_rank_invariance(check):
     loads and stiffnesses of the built-in femur (stance, fall) and vertebra that agree to
     1e-8 between the distributed and the one-rank solve (measured with 2 ranks: femur
     ~1e-11, vertebra ~1e-9)."""
-    from femur.pipeline import build_bone, material_for
+    from femur.mechanics.strength import material_for
+    from femur.workflows.bones import build_bone
 
     out = []
     for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):

@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from femur.errors import InputError
+from femur.core.errors import InputError
 from femur.remodeling import (
     Patient,
     RemodelingModel,
-    simulate_sites,
     specific_surface_per_mm,
     stimulus_from_sed,
     tissue_density_g_cm3,
     uniform_stress_stimulus,
 )
-from femur.remodeling.parameters import DAYS_PER_MONTH, TissueParameters
+from femur.core.units import DAYS_PER_MONTH
+from femur.remodeling.parameters import TissueParameters
+from femur.workflows.systemic import simulate_sites
 
 
 F_MIX = np.array([0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 0.8, 0.9, 0.95])
@@ -69,7 +70,7 @@ def test_initial_state_from_density_roundtrip():
      "romosozumab:12,denosumab:12", "denosumab:12,placebo:12", "teriparatide:6,alendronate:6"],
 )
 def test_densities_bounded(spec):
-    m = RemodelingModel(spec, Patient(age=85))
+    m = RemodelingModel(spec, Patient(age_years=85))
     f = np.array([0.011, 0.02, 0.1, 0.5, 0.98, 0.989])
     s = m.initial_state(f0=f)
     stim = np.array([5.0, -5.0, 5.0, -5.0, 5.0, -5.0])  # far outside the lazy zone
@@ -185,10 +186,10 @@ def test_men_have_no_menopause_step():
     from femur.remodeling.parameters import default_cell_parameters
 
     c = default_cell_parameters()
-    d, delta = Patient(sex="male", age=60).drivers(np.array([0.0, 3650.0]), c)
+    d, delta = Patient(sex="male", age_years=60).drivers(np.array([0.0, 3650.0]), c)
     np.testing.assert_allclose(d, 1.0)
     assert delta[0] == delta[1] > 0
-    d, _ = Patient(age=53, years_since_menopause=1).drivers(np.array([0.0, 3650.0]), c)
+    d, _ = Patient(age_years=53, years_since_menopause=1).drivers(np.array([0.0, 3650.0]), c)
     assert d[1] < d[0]
 
 
@@ -227,7 +228,7 @@ def test_site_results_outputs():
     for k in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", "drug_serum_ug_per_ml"):
         assert len(d[k]) == n
         assert d[k][0] == pytest.approx(0.0, abs=1e-9) or k == "drug_serum_ug_per_ml"
-    assert "LS %" in r.table()
+    assert "LS BMD%" in r.table() and "romosozumab 210 mg" in r.table()
 
 
 def test_markers_and_bmd_identical_across_ranks():

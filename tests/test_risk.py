@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from femur import risk
-from femur.errors import InputError
+from femur.outcomes import risk
+from femur.core.errors import InputError
 
 G = 9.81
 

@@ -1,4 +1,4 @@
-"""FE-coupled remodeling of one patient (femur.simulation): invariants and contracts.
+"""FE-coupled remodeling of one patient (femur.workflows.simulation): invariants and contracts.
 
 Calibration targets are asserted on the systemic model in test_calibration_targets.py;
 here: steady state, bounds, rank invariance, FE-interval independence, bad input, and
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from femur.errors import InputError
-from femur.simulation import Simulation
+from femur.core.errors import InputError
+from femur.workflows.simulation import Simulation
 
 COARSE = dict(mesh_size_mm=5.0, progress=False)
 
@@ -113,7 +113,7 @@ def test_men_have_bigger_bones_and_no_menopause_step(check):
 
     out = {}
     for sex in ("female", "male"):
-        sim = Simulation("placebo", 1, patient=rm.Patient(sex=sex, age=71), bones=("vertebra",),
+        sim = Simulation("placebo", 1, patient=rm.Patient(sex=sex, age_years=71), bones=("vertebra",),
                          fe_interval_days=30, strength_months=(0,), **COARSE)
         vol = sim.comm.allreduce(float(sim.tracks["vertebra"].bone.cell_volumes()[
             : sim.tracks["vertebra"].bone.num_owned_cells].sum()), op=MPI.SUM)
@@ -135,17 +135,17 @@ def test_fe_path_romosozumab_month_12_within_frame_bands():
 
 @pytest.mark.parametrize("drug", ["romosozumab", "denosumab", "alendronate", "teriparatide"])
 def test_patient_multipliers_move_the_response_the_right_way(drug, check):
-    """The cohort's per-patient turnover and drug-response multipliers (femur.simulation):
+    """The cohort's per-patient turnover and drug-response multipliers (femur.workflows.simulation):
     a stronger responder gains more on every drug; a high-turnover patient loses more on
     placebo; 1.0/1.0 is the calibrated model itself."""
-    from femur.remodeling import ModelParameters, simulate_sites
-    from femur.simulation import _scaled_parameters
+    from femur.remodeling import ModelParameters, scale_for_patient
+    from femur.workflows.systemic import simulate_sites
 
     base = ModelParameters()
-    assert _scaled_parameters(base, 1.0, 1.0) is base
+    assert scale_for_patient(base, 1.0, 1.0) is base
 
     def ls(treatment, turnover=1.0, response=1.0):
-        p = _scaled_parameters(base, turnover, response)
+        p = scale_for_patient(base, turnover, response)
         return simulate_sites(treatment, 6, params=p, sites=("lumbar_spine",)).ls_bmd_pct[-1]
 
     weak, mid, strong = (ls(drug, response=r) for r in (0.5, 1.0, 2.0))

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from femur.errors import InputError, SolverError
+from femur.core.errors import InputError, SolverError
 from femur.study import Study, load_study, run_study_cli
 from femur.study.cases import dose_times_days, normalise_result
 from femur.study.cohort import generate_cohort, sample_patient
-from femur.study.spec import parse_study
+from femur.study.parse import parse_study
 
 from mpi4py import MPI
 
@@ -43,8 +43,8 @@ def synthetic_evaluator(record, comm=None):
     """Closed-form stand-in for the FE + remodeling case evaluator (test double)."""
     p = record["patient"]
     resp, turn = p["drug_response_multiplier"], p["turnover_multiplier"]
-    vert0 = 4500.0 * (1 + 0.3 * (p["t_score_ls"] + 2.5))
-    fall0 = 3000.0 * (1 + 0.25 * (p["t_score_th"] + 2.5))
+    vert0 = 4500.0 * (1 + 0.3 * (p["ls_t_score"] + 2.5))
+    fall0 = 3000.0 * (1 + 0.25 * (p["th_t_score"] + 2.5))
     visits = []
     for m in record["visit_months"]:
         pct = [0.0, 0.0, 0.0]
@@ -145,13 +145,13 @@ def test_builtin_frame():
     assert len(romo) == 1 and romo[0].drug == "romosozumab"
     assert romo[0].dose_mg == 210.0 and romo[0].interval_days == pytest.approx(365.25 / 12)
     assert spec.arm("placebo").is_placebo
-    assert spec.cohort.sex == "F" and spec.cohort.inclusion.age == (55, 90)
+    assert spec.cohort.sex == "female" and spec.cohort.inclusion.age == (55, 90)
     assert spec.cohort.inclusion.t_score == {"th": (-3.5, -2.5), "fn": (-3.5, -2.5)}
     assert spec.cohort.inclusion.t_score_rule == "any"
-    from femur import risk
+    from femur.outcomes import risk
 
-    # the frozen calibration to target #8 (python -m femur.study.calibrate_risk)
-    assert spec.risk.vertebral_h0_per_year == risk.DEFAULT_VERTEBRAL_H0_PER_YEAR > 0
+    # the frozen calibration to target #8 (python -m femur.calibration.risk)
+    assert spec.risk.vertebral_h0_per_year == risk.default_vertebral_h0()[0] > 0
     assert "1.8 %" in spec.risk.vertebral_h0_provenance
     with pytest.raises(InputError, match="built-in studies: .*frame"):
         load_study("no_such_study")
@@ -193,18 +193,24 @@ def test_regimen_forms(mpi_tmp_path):
     ]
 
 
-def test_label_regimens_agree_with_treatments_module():
-    import femur.remodeling  # noqa: F401  (import order, see femur.study.cases.record_treatment)
-    from femur.study.spec import KNOWN_DRUGS
-    from femur.treatments.regimen import DRUGS, Regimen
+def test_study_regimens_are_the_drug_tables_label_regimens(mpi_tmp_path):
+    """A bare drug in a study is its label regimen from the one drug table; a drug whose
+    label fixes the course (romosozumab: 12 doses) stops there, others run to the end."""
+    from femur.treatments.drugs import DRUGS
 
-    assert set(KNOWN_DRUGS) == set(DRUGS)
-    for drug, reg in KNOWN_DRUGS.items():
-        if reg is None:
+    text = GOOD.replace("duration_months = 12", "duration_months = 24").replace(
+        "visit_months = [0, 6, 12]", "visit_months = [0, 12, 24]")
+    for drug, d in DRUGS.items():
+        if drug == "placebo":
             continue
-        r = Regimen(drug)
-        assert r.dose_mg == pytest.approx(reg["dose_mg"], rel=1e-12), drug
-        assert r.interval_days == pytest.approx(reg["interval_days"], rel=1e-12), drug
+        spec = load_study(_write(mpi_tmp_path, text.replace('regimen = "romosozumab"', f'regimen = "{drug}"'),
+                                 f"{drug}.toml"))
+        ph = spec.arm("romosozumab").regimen
+        assert ph[0].drug == drug and ph[0].dose_mg == d.dose_mg and ph[0].interval_days == d.interval_days
+        end = 24.0 if d.label_course_months is None else d.label_course_months
+        assert ph[0].end_month == end, drug
+        if end < 24:
+            assert ph[1].drug == "placebo" and ph[1].end_month == 24.0
 
 
 def test_overrides():
@@ -214,11 +220,15 @@ def test_overrides():
     assert spec.arm("romosozumab").regimen[-1].end_month == 9
     with pytest.raises(InputError, match="--patients"):
         load_study("frame").with_overrides(patients=0)
-    # longer: an open-ended regimen runs on, a fixed-length one is followed by placebo
+    # longer: an open-ended regimen runs on, up to its label course (romosozumab: 12 doses)
     longer = load_study("frame").with_overrides(months=24)
     assert longer.visit_months == (0, 6, 12, 24)
     ph = longer.arm("romosozumab").regimen
-    assert [(p.drug, p.start_month, p.end_month) for p in ph] == [("romosozumab", 0, 24)]
+    assert [(p.drug, p.start_month, p.end_month) for p in ph] == [("romosozumab", 0, 12), ("placebo", 12, 24)]
+    deno = parse_study(
+        {**_frame_dict(), "arms": [{"name": "placebo", "regimen": "placebo"}, {"name": "d", "regimen": "denosumab"}]}
+    ).with_overrides(months=24)
+    assert [(p.drug, p.start_month, p.end_month) for p in deno.arm("d").regimen] == [("denosumab", 0, 24)]
     fixed = parse_study(
         {**_frame_dict(), "arms": [{"name": "placebo", "regimen": "placebo"}, {"name": "r", "regimen": "romosozumab:12"}]}
     ).with_overrides(months=18)
@@ -316,8 +326,8 @@ def test_cohort_reproducible_and_independent_of_size():
     assert other[0]["age_years"] != small[0]["age_years"]
     for p in large:
         assert 55 <= p["age_years"] <= 90
-        assert -3.5 <= p["t_score_th"] <= -2.5 or -3.5 <= p["t_score_fn"] <= -2.5
-        assert p["sex"] == "F"
+        assert -3.5 <= p["th_t_score"] <= -2.5 or -3.5 <= p["fn_t_score"] <= -2.5
+        assert p["sex"] == "female"
         assert set(p["femur_params"]) == {
             "head_radius_mm",
             "neck_length_mm",
@@ -430,9 +440,9 @@ def test_small_study_invariants(mpi_tmp_path, check):
         assert 0 <= plc["hip_fractures_per_fall_baseline"] <= summary["risk"]["fall_model"]["p_hip_impact"]
         lo, hi = romo["relative_risk_vertebral_ci95"]
         assert lo <= romo["relative_risk_vertebral"] <= hi
-        from femur import risk
+        from femur.outcomes import risk
 
-        assert summary["risk"]["vertebral_h0_per_year"] == risk.DEFAULT_VERTEBRAL_H0_PER_YEAR
+        assert summary["risk"]["vertebral_h0_per_year"] == risk.default_vertebral_h0()[0]
         rows = (out / "results.csv").read_text().splitlines()
         assert len(rows) == 1 + 2 * 4 * 3
         assert (out / "plots" / "trajectories.png").stat().st_size > 1000

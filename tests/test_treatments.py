@@ -7,9 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from femur.errors import InputError
-from femur.remodeling.calibrate import romosozumab_pk_metrics
-from femur.remodeling.parameters import DAYS_PER_MONTH, DenosumabPK, ModelParameters, RomosozumabPK
+from femur.core.errors import InputError
+from femur.calibration.remodeling import romosozumab_pk_metrics
+from femur.core.units import DAYS_PER_MONTH
+from femur.remodeling.parameters import ModelParameters
+from femur.treatments.pk_parameters import DenosumabPK, RomosozumabPK
 from femur.treatments import Regimen, TreatmentSequence, compute_exposure, parse_treatment
 from femur.treatments.pk import denosumab_concentration_ng_ml, romosozumab_concentration_ug_ml
 
@@ -98,7 +100,7 @@ def test_regimen_errors():
 # ---------------------------------------------------------------- PK -------------------
 def test_romosozumab_label_pk():
     """Calibration target #5 (US Evenity label 12.3)."""
-    m = romosozumab_pk_metrics(ModelParameters().romosozumab)
+    m = romosozumab_pk_metrics(ModelParameters().pk.romosozumab)
     assert 22.2 - 5.8 <= m["cmax_ug_ml"] <= 22.2 + 5.8
     assert 3.0 <= m["tmax_day"] <= 8.0
     assert all(8.0 <= tr <= 13.0 for tr in m["troughs_ug_ml"])

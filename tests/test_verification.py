@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import femur  # noqa: F401  (MPI before dolfinx)
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 import ufl  # noqa: E402
 

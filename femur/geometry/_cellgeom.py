@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from femur._mpi import MPI  # noqa: F401
+from femur.core.mpi import MPI  # noqa: F401
 import dolfinx  # noqa: E402
 import ufl  # noqa: E402
 

@@ -17,7 +17,11 @@ mesh is the same on every run.
 from __future__ import annotations
 
 import itertools
+import logging
 from contextlib import contextmanager
+
+from femur.core.mpi import MPI  # noqa: F401  (MPI before dolfinx)
+from femur.core.errors import MeshError
 
 _counter = itertools.count()
 
@@ -95,10 +99,7 @@ def mesh_on_rank0(comm, builder, name: str, options: dict[str, float] | None = N
     returns (picklable) is broadcast to all ranks.  Returns ``(MeshData, info)``.
     An exception on rank 0 is re-raised on every rank (no rank is left waiting).
     """
-    from femur._mpi import MPI  # noqa: F401
-    from dolfinx.io.gmsh import model_to_mesh
-
-    from femur.errors import MeshError
+    from dolfinx.io.gmsh import model_to_mesh  # DOLFINx only when a mesh is built (gmsh_model: lazy gmsh)
 
     if comm.rank == 0:
         with gmsh_model(name, options) as model:
@@ -123,8 +124,6 @@ def mesh_on_rank0(comm, builder, name: str, options: dict[str, float] | None = N
 
 def log_build(comm, what: str, mesh, seconds: float) -> None:
     """Log the size of a freshly built mesh (rank 0 only)."""
-    import logging
-
     if comm.rank == 0:
         n = mesh.topology.index_map(0).size_global
         logging.getLogger("femur.geometry").info(

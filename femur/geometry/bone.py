@@ -25,13 +25,17 @@ Contract (shared by geometry, materials, mechanics, remodeling, CT and study cod
 
 from __future__ import annotations
 
+import copy as _copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from femur._mpi import MPI  # noqa: F401  (import order: MPI before dolfinx)
+from femur.core.mpi import MPI  # noqa: F401  (import order: MPI before dolfinx)
 import dolfinx  # noqa: E402
+
+from femur.geometry._cellgeom import cell_volumes  # noqa: E402
 
 ROI = Callable[[np.ndarray], np.ndarray]
 
@@ -52,6 +56,16 @@ class Bone:
     density: "dolfinx.fem.Function | None" = None
 
     # ------------------------------------------------------------------ helpers
+    def copy(self) -> "Bone":
+        """A copy that shares the (immutable) mesh, tags, ROIs and landmarks but owns its
+        density Function and parameters: changing the copy's density leaves this bone as
+        it is (a simulation works on a copy of the bones it is given)."""
+        density = None
+        if self.density is not None:
+            density = dolfinx.fem.Function(self.density.function_space, name=self.density.name)
+            density.x.array[:] = self.density.x.array
+        return dataclasses.replace(self, density=density, parameters=_copy.deepcopy(self.parameters))
+
     @property
     def comm(self):
         return self.mesh.comm
@@ -74,8 +88,6 @@ class Bone:
 
     def cell_volumes(self) -> np.ndarray:
         """Volumes (mm3) of all local cells (owned + ghost)."""
-        from femur.geometry._cellgeom import cell_volumes
-
         return cell_volumes(self.mesh)
 
     def compartment_mask(self, name: str) -> np.ndarray:

@@ -52,9 +52,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from femur._mpi import MPI
-from femur.errors import InputError, MeshError
-from femur.geometry._gmsh_util import log_build, mesh_on_rank0
+from femur.core.mpi import MPI
+from femur.core.errors import InputError, MeshError
+from femur.geometry._gmsh_util import gmsh_model, log_build, mesh_on_rank0
 from femur.geometry.bone import Bone
 
 CELL_IDS = {"cortical": 1, "trabecular": 2}
@@ -87,7 +87,7 @@ class ProximalFemur:
     ~1-1.5 mm in elderly women (typical values); the head shell ~1 mm, the trochanteric
     and intertrochanteric shells ~1-1.5 mm; the proximal diaphysis ~4 mm.  With these and
     realistic compartment densities (cortex BV/TV ~0.89, cancellous ~0.10) the
-    DXA-equivalent femoral-neck T-score is -2.5 (``femur.density.bone_with_t_score``
+    DXA-equivalent femoral-neck T-score is -2.5 (``femur.workflows.t_score.bone_with_t_score``
     from young-adult densities; total hip T ~-0.7).
 
     ``neck_length_mm`` is measured along the neck axis from its intersection with the
@@ -320,8 +320,6 @@ class ProximalFemur:
     def cad_volumes(self) -> dict[str, float]:
         """Exact volumes (mm3) of the CAD solids (OCC), before meshing: total, cortical,
         trabecular.  The mesh volumes converge to these as ``mesh_size_mm`` shrinks."""
-        from femur.geometry._gmsh_util import gmsh_model
-
         self.validate()
         g = self._geometry()
         with gmsh_model("proximal-femur-cad") as model:
@@ -332,13 +330,11 @@ class ProximalFemur:
 
     def write_msh(self, path) -> None:
         """Write the tagged mesh to a gmsh .msh file (serial, no MPI needed)."""
-        from femur.geometry._gmsh_util import gmsh_model
-
         self.validate()
         g = self._geometry()
         options = self._mesh_options()
         options.update({"Mesh.MshFileVersion": 4.1, "Mesh.Binary": 0})
-        import gmsh
+        import gmsh  # heavy optional import: only when writing a .msh
 
         with gmsh_model("proximal-femur", options) as model:
             _build_gmsh(model, params=self, g=g)

@@ -27,12 +27,14 @@ import pathlib
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 from dolfinx.io.gmsh import cell_perm_array, ufl_mesh  # noqa: E402
 from dolfinx.io.utils import distribute_entity_data  # noqa: E402
 
-from femur.errors import MeshError  # noqa: E402
+from femur.core.errors import MeshError  # noqa: E402
+from femur.geometry._cellgeom import cell_volumes  # noqa: E402
+from femur.geometry._gmsh_util import gmsh_model  # noqa: E402
 from femur.geometry.bone import Bone  # noqa: E402
 
 SUPPORTED = (".msh", ".vtu", ".vtk", ".inp", ".xdmf")
@@ -302,8 +304,6 @@ def _load_dolfinx_xdmf(path, comm, grids, *, cell_regions, facet_regions, kind, 
         )
     if ct not in (dolfinx.mesh.CellType.tetrahedron, dolfinx.mesh.CellType.hexahedron):
         raise MeshError(f"{path}: {ct.name} cells are not supported; tetrahedra are needed")
-    from femur.geometry._cellgeom import cell_volumes
-
     vol = cell_volumes(mesh)[: mesh.topology.index_map(tdim).size_local]
     scale = comm.allreduce(float(np.abs(vol).max()) if len(vol) else 0.0, op=MPI.MAX)
     n_zero = comm.allreduce(int(np.sum(np.abs(vol) <= 1e-10 * scale)), op=MPI.SUM)
@@ -355,9 +355,7 @@ def _read_rank0(path, *, cell_regions, facet_regions, allow_hex, fix_orientation
 
 def _read_gmsh(path):
     """Nodes, element blocks and physical groups from a .msh file via the gmsh API."""
-    import gmsh
-
-    from femur.geometry._gmsh_util import gmsh_model
+    import gmsh  # heavy optional import: only for .msh files
 
     with gmsh_model("load-mesh") as model:
         try:

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from femur._mpi import MPI
-from femur.errors import InputError
-from femur.geometry._gmsh_util import log_build, mesh_on_rank0
+from femur.core.mpi import MPI
+from femur.core.errors import InputError
+from femur.geometry._gmsh_util import gmsh_model, log_build, mesh_on_rank0
 from femur.geometry.bone import Bone
 
 CELL_IDS = {"cortical": 1, "trabecular": 2}
@@ -58,8 +58,8 @@ class Vertebra:
     them with at least one element.
 
     Composition: the 1 mm "cortical" layer is a partial-volume shell (its young-adult
-    effective density is ``femur.density.T_SCORE_BASE_G_CM3["vertebra"]``).  The body has
-    no posterior elements; its PA spine aBMD (``femur.dxa``, site "spine") adds their share
+    effective density is ``femur.workflows.t_score.T_SCORE_BASE_G_CM3["vertebra"]``).  The body has
+    no posterior elements; its PA spine aBMD (``femur.outcomes.dxa``, site "spine") adds their share
     of the BMC (Lee 2009, 52.8 %), so ``bone_with_t_score(Vertebra().build(), -2.5)`` gives
     shell BV/TV ~0.45 and body cancellous ~0.07.
     """
@@ -210,9 +210,7 @@ class Vertebra:
 
     def write_msh(self, path) -> None:
         """Write the tagged mesh to a gmsh .msh file (serial, no MPI needed)."""
-        import gmsh
-
-        from femur.geometry._gmsh_util import gmsh_model
+        import gmsh  # heavy optional import: only when writing a .msh
 
         self.validate()
         opts = _options(self)

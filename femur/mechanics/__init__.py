@@ -1,4 +1,6 @@
-"""Mechanics: linear elasticity (DOLFINx + PETSc), load cases, fracture load, Abaqus export.
+"""Mechanics: density-modulus laws (``materials``), linear elasticity (DOLFINx + PETSc),
+load cases, failure criteria and fracture load, strength of a bone (``strength``: load
+cases, regions and the names of the strength quantities), Abaqus export.
 
 Units: mm, N, MPa.  Public API::
 

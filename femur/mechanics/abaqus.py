@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 
-from femur.errors import InputError  # noqa: E402
+from femur.core.errors import InputError  # noqa: E402
+from femur.mechanics.problem import make_solver  # noqa: E402
 
 
 @dataclass
@@ -120,8 +121,6 @@ def export_inp(bone, load_case, path, material=None, order: int = 1, bins: int |
                nu: float | None = None) -> InpExport:
     """Write ``bone`` under ``load_case`` to the Abaqus/CalculiX input file ``path``.
     Collective; rank 0 writes.  Returns an InpExport summary (on every rank)."""
-    from femur.mechanics.problem import make_solver
-
     es, load, E, nu = make_solver(bone, load_case, material, order, "gamg", None, nu)
     try:
         es.setup()

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 import dolfinx.fem.petsc  # noqa: E402
 import dolfinx.la.petsc  # noqa: E402
 import ufl  # noqa: E402
 from petsc4py import PETSc  # noqa: E402
 
-from femur.errors import InputError, SolverError  # noqa: E402
+from femur.core.errors import InputError, SolverError  # noqa: E402
 from femur.mechanics.solvers import (  # noqa: E402
     GlobalOptions,
     PrefixedOptions,

@@ -28,8 +28,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from femur._mpi import MPI
-from femur.errors import InputError
+from scipy.spatial import cKDTree
+
+from femur.core.mpi import MPI
+from femur.core.errors import InputError
+from femur.geometry.compartments import non_bone_mask
+from femur.mechanics.loadcases import facet_geometry
+from femur.mechanics.problem import solve
 
 #: Schileo 2014 (biomechanics.md 2.1): femur linear-FE limits
 EPS_TENSION = 0.0073
@@ -94,8 +99,6 @@ def _compartment_names(bone) -> np.ndarray:
 
 def _bc_points(bone, load) -> np.ndarray:
     """Midpoints (mm) of all loaded/constrained facets, gathered on every rank."""
-    from femur.mechanics.loadcases import facet_geometry
-
     facets = [load.load_facets, *load.support_facets.values()]
     f = np.unique(np.concatenate([np.asarray(x, np.int32) for x in facets]))
     mid, _ = facet_geometry(bone.mesh, f)
@@ -113,8 +116,6 @@ def evaluate_criterion(result, criterion="principal_strain", region=None,
     bc_margin_mm: ignore cells whose midpoint lies within this distance of a loaded or
     constrained facet (load/support artefacts); the site reports its distance to them.
     """
-    from femur.mechanics.problem import non_bone_mask
-
     if criterion not in ("principal_strain", "critical_volume"):
         raise InputError(
             f"criterion must be 'principal_strain' or 'critical_volume', got {criterion!r}"
@@ -128,14 +129,12 @@ def evaluate_criterion(result, criterion="principal_strain", region=None,
     tension = tens_pts[idx, k]
     mask = np.zeros(bone.num_local_cells, dtype=bool)
     mask[: bone.num_owned_cells] = True
-    mask &= ~non_bone_mask(bone, material)
+    mask &= ~non_bone_mask(bone, getattr(material, "non_bone_compartments", ()))
     for name in exclude:
         mask &= ~bone.compartment_mask(name)
     if region is not None:
         mask &= bone.roi_mask(region)
     bc_pts = _bc_points(bone, result.load)
-    from scipy.spatial import cKDTree
-
     tree = cKDTree(bc_pts) if len(bc_pts) else None
 
     def bc_distance(x):
@@ -200,8 +199,6 @@ def fracture_load(bone, load_case, material=None, criterion: str = "principal_st
     femoral neck fracture load).  bc_margin_mm: ignore cells this close to loaded or
     constrained facets.  ``result``: reuse an existing MechanicsResult.
     """
-    from femur.mechanics.problem import solve
-
     if result is None:
         result = solve(bone, load_case, material=material, order=order, solver=solver,
                        options=options, nu=nu)

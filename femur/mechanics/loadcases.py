@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 import ufl  # noqa: E402
 
-from femur.errors import InputError  # noqa: E402
+from femur.core.errors import InputError  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -7,33 +7,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 import ufl  # noqa: E402
 
-from femur.errors import InputError  # noqa: E402
-from femur.mechanics.elasticity import ElasticitySolver, SolveInfo, strain, stress  # noqa: E402
+from femur.core.errors import InputError  # noqa: E402
+from femur.mechanics.elasticity import (  # noqa: E402
+    ElasticitySolver,
+    SolveInfo,
+    lame_parameters,
+    strain,
+    stress,
+)
 from femur.mechanics.loadcases import LoadInfo, facet_mean  # noqa: E402
+from femur.mechanics.materials import default_material  # noqa: E402
 
 DEFAULT_POISSON_RATIO = 0.3  # isotropic bone (biomechanics.md section 1.6 / 6.2)
-
-#: compartment names that are not bone (loading layers, cement, platens): excluded from
-#: failure criteria.  A material model may add names via ``non_bone_compartments``.
-NON_BONE_WORDS = ("layer", "pmma", "cement", "filler", "platen", "pad")
 
 
 def resolve_material(bone, material=None, nu: float | None = None):
     """(modulus, poisson_ratio) from a MaterialModel (``.modulus_field(bone)``,
     ``.poisson_ratio``), a float (MPa), a per-cell array, or a DG0 Function (MPa).
-    ``material=None`` uses ``femur.materials.default_material(bone)``."""
+    ``material=None`` uses ``femur.mechanics.materials.default_material(bone)``."""
     if material is None:
-        try:
-            from femur.materials import default_material
-        except ImportError:
-            raise InputError(
-                "no material given and femur.materials is not available: pass material= a "
-                "MaterialModel, a modulus in MPa, or a DG0 modulus Function"
-            ) from None
         material = default_material(bone)
     if hasattr(material, "modulus_field"):
         E = material.modulus_field(bone)
@@ -45,17 +41,6 @@ def resolve_material(bone, material=None, nu: float | None = None):
             f"material must be a MaterialModel, a modulus (MPa) or a DG0 Function, got {type(material)}"
         )
     return E, (DEFAULT_POISSON_RATIO if nu is None else float(nu))
-
-
-def non_bone_mask(bone, material=None) -> np.ndarray:
-    """Local cells (owned + ghost) that belong to non-bone compartments."""
-    names = set(getattr(material, "non_bone_compartments", ()) or ())
-    names |= {n for n in bone.cell_ids if any(w in n.lower() for w in NON_BONE_WORDS)}
-    mask = np.zeros(bone.num_local_cells, dtype=bool)
-    for n in names:
-        if n in bone.cell_ids:
-            mask |= bone.compartment_mask(n)
-    return mask
 
 
 @dataclass
@@ -119,6 +104,18 @@ def cell_strains(eps) -> np.ndarray:
     """(n_local_cells, n_pts, 3, 3) strain values per cell from a DG tensor Function."""
     dm = eps.function_space.dofmap.list
     return eps.x.array.reshape(-1, 3, 3)[dm]
+
+
+def cell_strain_energy_density(u, modulus, nu: float, order: int) -> np.ndarray:
+    """Strain energy density psi = lambda/2 tr(eps)^2 + mu eps:eps (MPa = mJ/mm3) per local
+    cell, averaged over the cell's evaluation points (:func:`cell_strains`); ``modulus`` is
+    the per-cell Young's modulus (MPa), the Lame parameters come from
+    :func:`femur.mechanics.elasticity.lame_parameters`."""
+    eps = cell_strains(strain_field(u, order))  # (cells, pts, 3, 3)
+    tr = np.trace(eps, axis1=-2, axis2=-1)
+    ee = np.einsum("...ij,...ij->...", eps, eps)
+    lam, mu = lame_parameters(np.asarray(modulus, float)[:, None], nu)
+    return (0.5 * lam * tr**2 + mu * ee).mean(axis=1)
 
 
 def principal_strains(eps_points: np.ndarray) -> np.ndarray:
@@ -187,7 +184,7 @@ def solve(bone, load_case, material=None, order: int = 1, solver="gamg",
           options: dict | None = None, nu: float | None = None) -> MechanicsResult:
     """Solve ``load_case`` on ``bone``: stiffness (N/mm), displacement, strains.
 
-    material: MaterialModel (default ``femur.materials.default_material(bone)``), a modulus
+    material: MaterialModel (default ``femur.mechanics.materials.default_material(bone)``), a modulus
     in MPa, a per-cell array or a DG0 Function.  solver: a name in ``solvers/``.
     options: extra PETSc options (unprefixed), e.g. {"ksp_rtol": 1e-10}.
     """

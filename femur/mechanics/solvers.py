@@ -31,8 +31,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from femur._mpi import MPI  # noqa: F401  (MPI before petsc4py)
-from femur.errors import InputError
+from femur.core.mpi import MPI  # noqa: F401  (MPI before petsc4py)
+from femur.core.errors import InputError
 
 DEFAULT_SOLVER = "gamg"
 

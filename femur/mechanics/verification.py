@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 
 from femur.geometry.bone import Bone  # noqa: E402

@@ -1,34 +1,35 @@
-"""Treatment-driven bone remodeling: normalised bone-cell model + per-element density.
+"""Treatment-driven bone remodeling: the normalised bone-cell model and its parameters.
 
-Public API: :class:`RemodelingModel` (FE-coupled use: initial_state / advance /
-density_g_cm3 / markers), :class:`Patient`, :func:`simulate_sites` (systemic DXA-site
-driver) and :class:`SiteResults`, :func:`stimulus_from_sed`, :func:`specific_surface_per_mm`.
+Public API: :class:`RemodelingModel` (initial_state / advance / density_g_cm3 / markers),
+:class:`Patient`, :class:`ModelParameters`, :func:`stimulus_from_sed`,
+:func:`specific_surface_per_mm`. The drivers that run the model over time live one stage
+up: ``femur.workflows.systemic.simulate_sites`` (DXA sites, no FE) and
+``femur.workflows.simulation.Simulation`` (FE-coupled).
 """
 
 from femur.remodeling.model import (
     RemodelingModel,
     RemodelingState,
+    markers_from_sums,
     modulus_ratio,
     stimulus_from_sed,
     tissue_density_g_cm3,
     uniform_stress_stimulus,
 )
-from femur.remodeling.parameters import ModelParameters
+from femur.remodeling.parameters import ModelParameters, scale_for_patient
 from femur.remodeling.patient import Patient
-from femur.remodeling.simulate import SITE_KEYS, SiteResults, simulate_sites
 from femur.remodeling.surface import specific_surface_per_mm
 
 __all__ = [
-    "SITE_KEYS",
     "ModelParameters",
     "Patient",
     "RemodelingModel",
     "RemodelingState",
-    "SiteResults",
-    "simulate_sites",
+    "markers_from_sums",
+    "modulus_ratio",
+    "scale_for_patient",
     "specific_surface_per_mm",
     "stimulus_from_sed",
     "tissue_density_g_cm3",
     "uniform_stress_stimulus",
-    "modulus_ratio",
 ]

@@ -61,12 +61,14 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from femur.errors import InputError
-from femur.remodeling.parameters import DAYS_PER_MONTH, ModelParameters
+from femur.core.errors import InputError
+from femur.core.mpi import MPI
+from femur.remodeling.parameters import ModelParameters
 from femur.remodeling.patient import Patient
 from femur.remodeling.surface import specific_surface_per_mm
 from femur.treatments.pk import Exposure, compute_exposure
 from femur.treatments.regimen import as_sequence
+
 
 @dataclass
 class RemodelingState:
@@ -178,7 +180,7 @@ class RemodelingModel:
             self._exposure = exposure
         else:
             self._exposure = compute_exposure(
-                self.sequence, h, self.patient.body_mass_kg, self.params
+                self.sequence, h, self.patient.body_mass_kg, self.params.pk
             )
 
     # ---------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ class RemodelingModel:
         if t1 > self._exposure.t_end:
             self._exposure = compute_exposure(
                 self.sequence, max(t1, 2 * self._exposure.t_end), self.patient.body_mass_kg,
-                self.params,
+                self.params.pk,
             )
 
     def serum_ug_ml(self, t_days):
@@ -367,13 +369,8 @@ class RemodelingModel:
         """
         sums = self.marker_sums(state)
         if comm is not None and comm.size > 1:
-            from mpi4py import MPI  # noqa: PLC0415
-
             sums = comm.allreduce(sums, op=MPI.SUM)
-        return {
-            "p1np_pct": 100.0 * (sums[0] / sums[2] - 1.0),
-            "ctx_pct": 100.0 * (sums[1] / sums[3] - 1.0),
-        }
+        return markers_from_sums(sums)
 
     def bmd_change_pct(self, state: RemodelingState, mask=None, comm=None) -> float:
         """Mineral-mass % change of (masked) elements: DXA areal BMD ~ mineral mass in the
@@ -381,11 +378,15 @@ class RemodelingModel:
         w = state.volume if mask is None else state.volume * np.asarray(mask, bool)
         sums = np.array([np.sum(w * state.f * state.alpha), np.sum(w * state.f0 * state.alpha0)])
         if comm is not None and comm.size > 1:
-            from mpi4py import MPI  # noqa: PLC0415
-
             sums = comm.allreduce(sums, op=MPI.SUM)
         return float(100.0 * (sums[0] / sums[1] - 1.0))
 
 
-def months_to_days(months) -> np.ndarray:
-    return np.asarray(months, float) * DAYS_PER_MONTH
+def markers_from_sums(sums) -> dict:
+    """P1NP and CTX (% change from baseline) from summed marker fluxes
+    ``[formation, resorption, baseline formation, baseline resorption]``
+    (:meth:`RemodelingModel.marker_sums`, summed over elements, bones and ranks)."""
+    return {
+        "p1np_pct": 100.0 * (sums[0] / sums[2] - 1.0),
+        "ctx_pct": 100.0 * (sums[1] / sums[3] - 1.0),
+    }

@@ -1,11 +1,11 @@
-"""Every parameter of the drug + bone-cell + density engine, in one place.
+"""Every parameter of the bone-cell + density engine (the drugs' PK parameters are in
+``femur.treatments.pk_parameters``; :class:`ModelParameters` bundles both).
 
 Each constant carries its source (paper, and the section of
 ``shared/science/remodeling.md`` that quotes it), or says that it is an
 ASSUMPTION, or names the calibration target (``clinical-targets.md`` table,
-rows 1-7) that fixed it. Fitted values live between the ``BEGIN FITTED`` and
-``END FITTED`` markers; ``python -m femur.remodeling.calibrate --write``
-rewrites that block.
+rows 1-7) that fixed it. Fitted values are read from ``femur/data/cell_model.json``
+(values + provenance), which ``python -m femur.calibration.remodeling --write`` writes.
 
 Units: days, mm, ug/mL (romosozumab), ng/mL (denosumab), g/cm3 (density).
 Cell populations are normalised to 1 at each element's baseline (Jörg 2022 style).
@@ -15,90 +15,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-DAYS_PER_YEAR = 365.25
-DAYS_PER_MONTH = DAYS_PER_YEAR / 12.0
+from femur.core.datafiles import read_fitted
+from femur.core.errors import InputError
+from femur.core.units import DAYS_PER_YEAR
+from femur.treatments.pk_parameters import PKParameters
 
-# --------------------------------------------------------------------------------------
-# Pharmacokinetics
-# --------------------------------------------------------------------------------------
-
-#: romosozumab molecular mass, kDa (IgG2 ~149 kDa, US Evenity label section 11).
-#: 1 nmol = 0.149 mg, so mg -> nmol is x / 0.149 (the Eudy code's /0.145 corresponds to 145 kDa).
-ROMOSOZUMAB_MW_KDA = 149.0
-
-
-@dataclass(frozen=True)
-class RomosozumabPK:
-    """Two-compartment SC PK with parallel Michaelis-Menten elimination.
-
-    Eudy et al. 2015, CPT PSP 4:527 (OpenBoneMin cabone2.cpp), remodeling.md 2.1.
-    Amounts in nmol, volumes in L, time in days, C = A_central / Vc in nM,
-    C[ug/mL] = C[nM] * MW[kDa] * 1e-3.
-    """
-
-    ka_per_day: float = 0.187  # Eudy 2015 (remodeling.md 2.1)
-    bioavailability: float = 0.904  # Eudy 2015
-    vc_l: float = 2.9  # Eudy 2015
-    vp_l: float = 3.29  # Eudy 2015
-    cl_l_per_day: float = 0.254  # Eudy 2015
-    q_l_per_day: float = 0.467  # Eudy 2015
-    # MM elimination rate = vmax * A_c / (km + C) [nmol/d], i.e. vmax in nM/d.
-    # Eudy 2015 code value is 5.87; with it a single 210 mg dose gives Cmax 20.2 ug/mL
-    # and monthly troughs 4.6 ug/mL, below the label's 8-13. Refitted (together with
-    # cl) to calibration target #5 (US Evenity label 12.3: Cmax 22.2 ug/mL near day 5,
-    # troughs 8-13 ug/mL from M3): see calibrate.fit_romosozumab_pk().
-    vmax_nm_per_day: float = 2.471  # FITTED to target #5 (Eudy value 5.87)
-    km_nm: float = 0.453  # Eudy 2015
-    mw_kda: float = ROMOSOZUMAB_MW_KDA
-
-
-@dataclass(frozen=True)
-class DenosumabPK:
-    """One-compartment SC PK with Michaelis-Menten (target-mediated) + linear clearance.
-
-    Martínez-Reina & Pivonka 2019 code (remodeling.md 2.2): per kg body mass.
-    Concentration in ng/mL.
-    """
-
-    ka_per_day: float = 0.17  # Martínez-Reina 2019
-    bioavailability: float = 1.0  # Martínez-Reina 2019 (F = 1)
-    vc_ml_per_kg: float = 77.9  # Martínez-Reina 2019
-    vmax_ng_per_kg_day: float = 2672.0  # Martínez-Reina 2019
-    km_ng_ml: float = 411.0  # Martínez-Reina 2019
-    kel_per_day: float = 0.0115  # Martínez-Reina 2019
-
-
-@dataclass(frozen=True)
-class AlendronatePK:
-    """Oral bisphosphonate: the absorbed dose goes to bone within hours.
-
-    Oral bioavailability ~0.6 % and ~50 % of the absorbed dose retained in bone
-    (Fosamax label, clinical pharmacology; UNCONFIRMED here, not in the science notes).
-    Plasma is treated as instantaneous (t1/2 hours vs daily steps); the bone
-    reservoir is per element in the cell model (uptake ~ local resorption,
-    release ~ local resorption), Calvo-Gallego 2022 idea (remodeling.md 2.3).
-    Exposure is expressed in "mg absorbed into bone"; 70 mg/wk ~ 0.21 mg/wk.
-    """
-
-    oral_bioavailability: float = 0.006  # Fosamax label (UNCONFIRMED)
-    fraction_to_bone: float = 0.5  # Fosamax label (UNCONFIRMED)
-    plasma_half_life_h: float = 2.0  # ASSUMPTION, only for the reported serum level
-    volume_l: float = 28.0  # ASSUMPTION (~0.4 L/kg), only for the reported serum level
-
-
-@dataclass(frozen=True)
-class TeriparatidePK:
-    """SC teriparatide, Martonova 2023 (remodeling.md 2.4): ka 4.38/h, ke 0.693/h,
-    V 110 L, F 0.95. The pulse lasts hours; the cell model uses the
-    DAILY-AVERAGED exposure (intermittent PTH = anabolic), normalised to the
-    20 ug/day dose: E_pth = daily AUC / AUC(20 ug)."""
-
-    ka_per_h: float = 4.38  # Martonova 2023
-    ke_per_h: float = 0.693  # Martonova 2023
-    volume_l: float = 110.0  # Martonova 2023
-    bioavailability: float = 0.95  # Martonova 2023
-    reference_dose_ug: float = 20.0  # label dose, normalisation of E_pth
-
+#: data file of the fitted cell-model values
+CELL_FIT_FILE = "cell_model.json"
 
 # --------------------------------------------------------------------------------------
 # Tissue, surface, mineralisation
@@ -184,7 +107,7 @@ class CellParameters:
     osteocyte_sost_exponent: float = 1.0
 
     # --- fitted: these class defaults are only start values; the calibrated values are
-    # in FITTED below and are what default_cell_parameters() / ModelParameters() use ---
+    # read from femur/data/cell_model.json by default_cell_parameters() (ModelParameters()) ---
     tau_p_days: float = 60.0
     tau_b_days: float = 15.0
     wnt_diff_gain: float = 3.0
@@ -223,34 +146,40 @@ FITTED_TARGETS = {
     "pmo_amplitude": "row 7 early postmenopause proximal femur -1.35..-1.41 %/yr",
 }
 
-# BEGIN FITTED
-FITTED = {
-    'tau_p_days': 135,  # row 6 denosumab TH (formation lag behind resorption: refill)
-    'tau_b_days': 10,  # row 4 P1NP peak timing; row 6 refill
-    'wnt_diff_gain': 12.0841,  # row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD
-    'tau_q_days': 400,  # row 4 waning of P1NP under continued romosozumab (back to placebo by M9)
-    'modelling_gain': 0.530995,  # row 4 P1NP peak; rows 1-3 romosozumab BMD
-    'sost_rankl_exponent': 0.54385,  # row 4 CTX nadir -55 % and M12 -25 %
-    'coupling_exponent': 1.5,  # row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36
-    'k_mineral_per_day': 0.00111312,  # row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate
-    'romo_k_ug_ml': 3.04011,  # rows 1-3 romosozumab BMD (potency)
-    'bp_potency': 1.19852,  # rows 2-3 alendronate TH/LS (potency)
-    'pth_ob_potency': 0.480061,  # row 3 teriparatide LS +7.1 % (potency)
-    'deficit_basal': 0.0568838,  # row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)
-    'pmo_amplitude': 2.37608,  # row 7 early postmenopause proximal femur -1.35..-1.41 %/yr
-}
-# END FITTED
+
+def fitted_cell_values() -> dict:
+    """The calibrated cell-model values (femur/data/cell_model.json)."""
+    values = read_fitted(CELL_FIT_FILE).values
+    unknown = set(values) - set(FITTED_TARGETS)
+    if unknown:
+        raise InputError(f"{CELL_FIT_FILE}: unknown cell parameters {sorted(unknown)}")
+    return dict(values)
 
 
 def default_cell_parameters() -> CellParameters:
-    return CellParameters(**FITTED)
+    """Cell parameters with the calibrated values (femur/data/cell_model.json)."""
+    return CellParameters(**fitted_cell_values())
 
 
 @dataclass(frozen=True)
 class ModelParameters:
     cells: CellParameters = field(default_factory=default_cell_parameters)
     tissue: TissueParameters = field(default_factory=TissueParameters)
-    romosozumab: RomosozumabPK = field(default_factory=RomosozumabPK)
-    denosumab: DenosumabPK = field(default_factory=DenosumabPK)
-    alendronate: AlendronatePK = field(default_factory=AlendronatePK)
-    teriparatide: TeriparatidePK = field(default_factory=TeriparatidePK)
+    pk: PKParameters = field(default_factory=PKParameters)
+
+
+def scale_for_patient(params: ModelParameters, turnover: float = 1.0,
+                      response: float = 1.0) -> ModelParameters:
+    """Per-patient variability: ``turnover`` scales the bone formation rate per surface
+    (BFR/BS); ``response`` scales every drug's potency (romosozumab and denosumab
+    half-effect concentrations / response; bisphosphonate and PTH potencies x response).
+    1.0 / 1.0 returns ``params`` itself."""
+    if turnover == 1.0 and response == 1.0:
+        return params
+    tis = replace(params.tissue, bfr_bs_mm_per_day=params.tissue.bfr_bs_mm_per_day * turnover)
+    c = params.cells
+    cells = replace(
+        c, romo_k_ug_ml=c.romo_k_ug_ml / response, dmab_k_ng_ml=c.dmab_k_ng_ml / response,
+        bp_potency=c.bp_potency * response, pth_ob_potency=c.pth_ob_potency * response,
+    )
+    return replace(params, tissue=tis, cells=cells)

@@ -18,45 +18,49 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from femur.errors import InputError
-from femur.remodeling.parameters import DAYS_PER_YEAR, CellParameters
+from femur.core.errors import InputError
+from femur.core.sex import MENOPAUSE_AGE_Y, normalise_sex
+from femur.core.units import DAYS_PER_YEAR
+from femur.remodeling.parameters import CellParameters
 
-#: mean age at natural menopause used when years_since_menopause is not given (ASSUMPTION, ~51 y)
-MENOPAUSE_AGE = 51.0
+
+
+#: The patient fields, named the same in every stage: this dataclass, the cohort's patient
+#: dicts (``femur.study.cohort``), case records and results tables.
+PATIENT_FIELDS = ("sex", "age_years", "years_since_menopause", "body_mass_kg", "height_m",
+                  "fn_t_score", "ls_t_score")
 
 
 @dataclass(frozen=True)
 class Patient:
     """A virtual patient. Defaults: a 71-year-old postmenopausal woman with femoral-neck
-    T-score -2.5 (issue 3; FRAME mean age 70.9, clinical-targets row 9)."""
+    T-score -2.5 (issue 3; FRAME mean age 70.9, clinical-targets row 9).
+
+    ``sex`` is "female" or "male" (short forms like "F" are accepted and normalised);
+    ``ls_t_score`` is the spine's DXA-equivalent T-score (default: ``fn_t_score``)."""
 
     sex: str = "female"
-    age: float = 71.0
+    age_years: float = 71.0
     years_since_menopause: float | None = None
     body_mass_kg: float | None = None
     height_m: float | None = None
     fn_t_score: float | None = None
+    ls_t_score: float | None = None
 
     def __post_init__(self):
-        sex = str(self.sex).strip().lower()
-        if sex in ("f", "woman", "w"):
-            sex = "female"
-        if sex in ("m", "man"):
-            sex = "male"
-        if sex not in ("female", "male"):
-            raise InputError(f"patient: sex must be 'female' or 'male', got {self.sex!r}")
+        sex = normalise_sex(self.sex, "patient: sex")
         object.__setattr__(self, "sex", sex)
-        age = _num("age", self.age)
+        age = _num("age_years", self.age_years)
         if not 18 <= age <= 110:
-            raise InputError(f"patient: age must be between 18 and 110 years, got {age}")
-        object.__setattr__(self, "age", age)
+            raise InputError(f"patient: age_years must be between 18 and 110 years, got {age}")
+        object.__setattr__(self, "age_years", age)
         ysm = self.years_since_menopause
         if sex == "male":
             if ysm not in (None, 0, 0.0):
                 raise InputError("patient: years_since_menopause is only for women (sex='female')")
             ysm = None
         else:
-            ysm = max(age - MENOPAUSE_AGE, 0.0) if ysm is None else _num("years_since_menopause", ysm)
+            ysm = max(age - MENOPAUSE_AGE_Y, 0.0) if ysm is None else _num("years_since_menopause", ysm)
             if ysm < 0 or ysm > age:
                 raise InputError(f"patient: years_since_menopause must be in [0, age], got {ysm}")
         object.__setattr__(self, "years_since_menopause", ysm)
@@ -77,6 +81,18 @@ class Patient:
         if not -6 <= t <= 4:
             raise InputError(f"patient: fn_t_score must be in [-6, 4], got {t}")
         object.__setattr__(self, "fn_t_score", t)
+        ls = t if self.ls_t_score is None else _num("ls_t_score", self.ls_t_score)
+        if not -6 <= ls <= 4:
+            raise InputError(f"patient: ls_t_score must be in [-6, 4], got {ls}")
+        object.__setattr__(self, "ls_t_score", ls)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Patient":
+        """The Patient of a cohort patient dict / case record (extra keys are ignored)."""
+        return cls(**{k: record[k] for k in PATIENT_FIELDS if k in record})
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in PATIENT_FIELDS}
 
     @property
     def is_female(self) -> bool:

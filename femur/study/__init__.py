@@ -23,13 +23,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from femur._mpi import MPI
-from femur.errors import InputError
+from femur.core.errors import InputError
+from femur.core.log import get_logger
+from femur.core.mpi import MPI
+from femur.core.version import __version__
 from femur.study.cases import DEFAULT_EVALUATOR, make_records, resolve_evaluator
 from femur.study.cohort import generate_cohort, sample_patient
+from femur.study.figures import density_change_figures
+from femur.study.parse import load_study, parse_study
 from femur.study.results import TABLE_COLUMNS, StudyResults
 from femur.study.runner import run_cases
-from femur.study.spec import KNOWN_DRUGS, StudySpec, builtin_studies, load_study, parse_study
+from femur.study.spec import StudySpec, builtin_studies
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -57,9 +63,7 @@ class Study:
         return make_records(self.spec, self.cohort())
 
     def manifest(self) -> dict:
-        import femur
-
-        return {"femur_version": femur.__version__, "study": self.spec.to_dict()}
+        return {"femur_version": __version__, "study": self.spec.to_dict()}
 
     def run(
         self,
@@ -71,11 +75,13 @@ class Study:
         resume: bool = False,
         progress: bool = True,
         plots: bool = True,
+        fields: bool = False,
     ) -> StudyResults | None:
         """Run every case (collective over ``comm``), write the results to ``out`` and
         return :class:`StudyResults` on rank 0 (``None`` on other ranks).
 
-        ``out`` defaults to ``results/<study name>``.
+        ``out`` defaults to ``results/<study name>``. ``fields``: the evaluator also writes
+        each case's fields (``out/fields/<case_id>/``), which :meth:`figures` reads.
         """
         comm = comm or MPI.COMM_WORLD
         fn = resolve_evaluator(evaluator, self.spec)
@@ -91,6 +97,7 @@ class Study:
             resume=resume,
             progress=progress,
             label=self.spec.name,
+            fields=fields,
         )
         error = None
         results = None
@@ -107,6 +114,23 @@ class Study:
             raise InputError(f"study {self.spec.name}: writing the results failed on rank 0: {failed}")
         return results
 
+    def figures(self, out=None, patient_index: int = 0, comm=None) -> list[Path] | None:
+        """Density-change pictures of one patient, arms side by side, drawn from the case
+        fields in ``out`` (a study run with ``fields=True``); rank 0 draws and returns the
+        paths, the error (if any) is raised on every rank."""
+        comm = comm or MPI.COMM_WORLD
+        out = Path(out) if out is not None else Path("results") / self.spec.name
+        paths, error = None, None
+        if comm.rank == 0:
+            try:
+                paths = density_change_figures(self, out, patient_index)
+            except InputError as exc:
+                error = str(exc)
+        error = comm.bcast(error, root=0)
+        if error is not None:
+            raise InputError(error)
+        return paths
+
 
 def run_study_cli(
     study,
@@ -118,29 +142,34 @@ def run_study_cli(
     out=None,
     evaluator=None,
     json_output=False,
+    figures=False,
 ) -> dict | None:
     """``femur run STUDY [--patients N] [--months M] [--seed S] [--group-size G]
-    [--resume] [--json] [--out DIR]``.
+    [--resume] [--json] [--figures] [--out DIR]``.
 
     Returns the summary dict on rank 0 (``None`` elsewhere); prints the trial-paper table
-    (or, with ``json_output``, one JSON object) from rank 0.
+    (or, with ``json_output``, one JSON object) from rank 0. ``figures``: also write the
+    case fields and draw patient 0's density change, arms side by side.
     """
     s = Study.load(study, patients=patients, months=months, seed=seed)
-    results = s.run(evaluator=evaluator, out=out, group_size=group_size, resume=resume, progress=not json_output)
+    target = Path(out) if out is not None else Path("results") / s.spec.name
+    results = s.run(evaluator=evaluator, out=target, group_size=group_size, resume=resume,
+                    progress=not json_output, fields=figures)
+    paths = s.figures(target) if figures else None
     if MPI.COMM_WORLD.rank != 0:
         return None
     if json_output:
         print(results.summary_json(), flush=True)
     else:
         print(results.format_table(), flush=True)
-        target = Path(out) if out is not None else Path("results") / s.spec.name
         print(f"results: {target}/ (results.csv, summary.json, plots/)", flush=True)
+        if paths:
+            print("figures: " + ", ".join(str(p) for p in paths), flush=True)
     return json.loads(results.summary_json())
 
 
 __all__ = [
     "DEFAULT_EVALUATOR",
-    "KNOWN_DRUGS",
     "Study",
     "StudyResults",
     "StudySpec",

@@ -27,6 +27,11 @@ does not ask for)::
     femoral_fall_strength_by_direction_n           optional {angle_deg: N}; angle 0 =
                                                    pure lateral, + = posterolateral
 
+The strength names are the quantity names of ``femur.mechanics.strength``. An evaluator
+that accepts ``fields_dir=`` is given a folder for the case's fields when the study is run
+with ``fields=True`` (``femur run --figures``); it writes them there (the default
+evaluator: ``<bone>_fields.vtu``).
+
 Any other keys are kept in the case file but not put in the table.
 """
 
@@ -38,23 +43,26 @@ import json
 import math
 from importlib import import_module
 
-import femur
-from femur.errors import InputError, SolverError
+from femur.core.errors import InputError, SolverError
+from femur.core.units import DAYS_PER_MONTH
+from femur.core.version import __version__
+from femur.mechanics.strength import pct_name, quantity_name
 from femur.study.spec import StudySpec
+from femur.treatments.regimen import Regimen, TreatmentSequence
 
 RESULT_FORMAT_VERSION = 1
 
+#: the strengths a case reports: the quantity names of femur.mechanics.strength
+STRENGTH_PREFIXES = ("vertebral", "femoral_fall", "femoral_stance")
+ABS_KEYS = tuple(quantity_name(p) for p in STRENGTH_PREFIXES)
 PCT_KEYS = (
     "ls_bmd_pct",
     "th_bmd_pct",
     "fn_bmd_pct",
-    "vertebral_strength_pct",
-    "femoral_fall_strength_pct",
-    "femoral_stance_strength_pct",
+    *(pct_name(k) for k in ABS_KEYS),
     "p1np_pct",
     "ctx_pct",
 )
-ABS_KEYS = ("vertebral_strength_n", "femoral_fall_strength_n", "femoral_stance_strength_n")
 RESULT_KEYS = PCT_KEYS + ABS_KEYS
 DIRECTION_KEY = "femoral_fall_strength_by_direction_n"
 
@@ -72,8 +80,8 @@ ENDPOINT_KEYS = {
     "hip_fracture": ("femoral_fall_strength_n",),
 }
 
-# The real (FE + remodeling) evaluator, written by the lead.  Change here if it moves.
-DEFAULT_EVALUATOR = "femur.simulation:run_case"
+# The real (FE + remodeling) evaluator.
+DEFAULT_EVALUATOR = "femur.study.evaluator:run_case"
 
 
 def canonical_json(obj) -> str:
@@ -112,7 +120,7 @@ def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
                     "case_index": len(records),
                     "study": spec.name,
                     "study_seed": spec.seed,
-                    "femur_version": femur.__version__,
+                    "femur_version": __version__,
                     "result_format": RESULT_FORMAT_VERSION,
                     "arm": arm.name,
                     "arm_index": j,
@@ -144,8 +152,6 @@ def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
 def dose_times_days(record: dict) -> list[tuple[float, str, float]]:
     """(time in days, drug, dose in mg) of every dose of the record's regimen; a helper
     for evaluators.  Month m starts at day m * 365.25 / 12."""
-    from femur.study.spec import DAYS_PER_MONTH
-
     out = []
     for ph in record["regimen"]:
         if ph["drug"] == "placebo" or ph["dose_mg"] <= 0:
@@ -161,10 +167,6 @@ def dose_times_days(record: dict) -> list[tuple[float, str, float]]:
 def record_treatment(record: dict):
     """The record's regimen as a :class:`femur.treatments.regimen.TreatmentSequence`
     (placebo phases included as placebo courses), for evaluators."""
-    import femur.remodeling  # noqa: F401  (first: importing treatments alone hits a cycle)
-    from femur.study.spec import DAYS_PER_MONTH
-    from femur.treatments.regimen import Regimen, TreatmentSequence
-
     courses = []
     for ph in record["regimen"]:
         kw = {}
@@ -209,7 +211,17 @@ def resolve_evaluator(evaluator=None, spec: StudySpec | None = None):
     raise InputError(f"evaluator must be a callable or 'module:function', got {evaluator!r}")
 
 
-def call_evaluator(evaluator, record: dict, comm):
+def takes_fields_dir(evaluator) -> bool:
+    """True when the evaluator accepts ``fields_dir=`` (it can write per-case fields)."""
+    try:
+        return "fields_dir" in inspect.signature(evaluator).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def call_evaluator(evaluator, record: dict, comm, fields_dir=None):
+    """Call an evaluator as it accepts: ``(record)``, ``(record, comm)``; with
+    ``fields_dir`` when given (only to evaluators that take it)."""
     try:
         params = inspect.signature(evaluator).parameters
         takes_comm = "comm" in params or len(
@@ -217,7 +229,8 @@ def call_evaluator(evaluator, record: dict, comm):
         ) >= 2
     except (TypeError, ValueError):
         takes_comm = True
-    return evaluator(record, comm) if takes_comm else evaluator(record)
+    kw = {"fields_dir": fields_dir} if fields_dir is not None else {}
+    return evaluator(record, comm, **kw) if takes_comm else evaluator(record, **kw)
 
 
 def _float_or_none(value, where):
@@ -304,4 +317,5 @@ __all__ = [
     "record_hash",
     "record_treatment",
     "resolve_evaluator",
+    "takes_fields_dir",
 ]

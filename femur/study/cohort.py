@@ -31,14 +31,20 @@ older postmenopausal women unless a source is named; none is tuned to trial outc
 
 The femur and vertebra parameter dicts use the field names of
 ``femur.geometry.femur_model.ProximalFemur`` and ``femur.geometry.vertebra.Vertebra``
-(``ProximalFemur(**femur_params)``); this module does not import the builders.
+(``ProximalFemur(**femur_params)``); their distributions live in
+``femur.geometry.population``.
+
+A patient dict uses the field names of ``femur.remodeling.patient.Patient`` (``sex`` is
+"female" or "male", ``age_years``, ``fn_t_score``, ``th_t_score``, ``ls_t_score``,
+``body_mass_kg``, ``height_m``) plus the cohort's own (ids, seeds, geometry, multipliers).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from femur.errors import InputError
+from femur.core.errors import InputError
+from femur.geometry.population import FEMUR_GEOMETRY_F, VERTEBRA_GEOMETRY_F, body_size_factor
 from femur.study.spec import CohortSpec
 
 MAX_REJECTION_TRIES = 200_000
@@ -61,22 +67,6 @@ T_SCORE_CORR = np.array(
     ]
 )
 
-FEMUR_GEOMETRY_F = {
-    # name: (mean, sd, scales_with_body_size)
-    "head_radius_mm": (22.0, 1.3, True),
-    "neck_length_mm": (48.0, 4.0, True),
-    "neck_diameter_mm": (29.0, 2.2, True),
-    "neck_shaft_angle_deg": (128.0, 5.0, False),
-    "anteversion_deg": (12.0, 7.0, False),
-    "shaft_diameter_mm": (27.0, 2.0, True),
-}
-VERTEBRA_GEOMETRY_F = {
-    "semi_axis_lateral_mm": (20.0, 1.4, True),
-    "semi_axis_ap_mm": (15.0, 1.1, True),
-    "height_mm": (25.0, 1.7, True),
-}
-MALE_SIZE_FACTOR = 1.10
-REFERENCE_HEIGHT_M = {"F": 1.58, "M": 1.74}
 
 
 def _stream(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -114,7 +104,7 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
 
     rng = _stream(seed, index, _STREAM_DEMOGRAPHICS)
     age = _truncnorm(rng, 70.9, 7.0, inc.age[0], inc.age[1], "age")
-    if sex == "F":
+    if sex == "female":
         mass = _truncnorm(rng, 65.0, 11.0, 40.0, 120.0, "body mass")
         height = _truncnorm(rng, 1.58, 0.065, 1.40, 1.85, "height")
     else:
@@ -139,7 +129,7 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
         )
 
     rng = _stream(seed, index, _STREAM_GEOMETRY)
-    size = (MALE_SIZE_FACTOR if sex == "M" else 1.0) * (1.0 + 0.5 * (height / REFERENCE_HEIGHT_M[sex] - 1.0))
+    size = body_size_factor(sex, height)
     femur = {}
     for name, (mean, sd, scales) in FEMUR_GEOMETRY_F.items():
         f = size if scales else 1.0
@@ -170,9 +160,9 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
         "height_m": height,
         "bmi_kg_m2": float(bmi),
         "trochanteric_soft_tissue_mm": stt,
-        "t_score_th": t["th"],
-        "t_score_fn": t["fn"],
-        "t_score_ls": t["ls"],
+        "th_t_score": t["th"],
+        "fn_t_score": t["fn"],
+        "ls_t_score": t["ls"],
         "turnover_multiplier": turnover,
         "drug_response_multiplier": response,
         "femur_params": femur,

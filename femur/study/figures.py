@@ -1,9 +1,10 @@
 """pyvista figures of a representative patient: density change, treatment beside placebo.
 
-The representative patient is the cohort's first patient (index 0, or a chosen one);
-its femur and vertebra are simulated once per arm with the study's model settings
-(the same case records the study ran), and the element density change (%) at the last
-visit is drawn side by side, one panel per arm, on a common colour scale.
+The representative patient is the cohort's first patient (index 0, or a chosen one). The
+figures READ the per-case fields that the study wrote when it was run with fields
+(``Study.run(fields=True)``, ``femur run --figures``: ``OUT/fields/<case_id>/<bone>_fields.vtu``);
+they never re-run a patient. The element density change (%) at the end of the study is
+drawn side by side, one panel per arm, on a common colour scale.
 """
 
 from __future__ import annotations
@@ -12,40 +13,42 @@ from pathlib import Path
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.errors import InputError
+from femur.exports.pictures import read_grid, render_grids
+from femur.study.runner import case_fields_dir
+
+BONES = ("femur", "vertebra")
 
 
-def density_change_figures(study, out, patient_index: int = 0, comm=MPI.COMM_WORLD) -> list[Path]:
-    """Write ``out/density_change_<bone>.png`` (all ranks call; rank 0 writes)."""
-    from femur.simulation import simulation_for_record
-    from femur.viz import render_cell_fields
-
+def density_change_figures(study, out, patient_index: int = 0, figures_dir=None) -> list[Path]:
+    """Write ``<figures_dir>/density_change_<bone>.png`` from the fields stored in the
+    study folder ``out`` (default figures folder: ``out/plots``). Serial (call on rank 0)."""
+    out = Path(out)
+    figures_dir = Path(figures_dir) if figures_dir is not None else out / "plots"
     records = [r for r in study.cases() if r["patient"]["index"] == patient_index]
     if not records:
-        from femur.errors import InputError
-
         raise InputError(f"study has no patient with index {patient_index}")
-    sims = {}
-    for rec in records:
-        sim = simulation_for_record(rec, comm)
-        sim.run()
-        sims[rec["arm"]] = sim
     paths = []
-    out = Path(out)
-    first = next(iter(sims.values()))
-    for bone in first.tracks:
-        fields = {}
-        for arm, sim in sims.items():
-            tr = sim.tracks[bone]
-            fields[arm] = 100.0 * (tr.bone.density.x.array / tr.rho0 - 1.0)
-        lim = max(float(comm.allreduce(np.abs(v).max(), op=MPI.MAX)) for v in fields.values()) or 1.0
-        # every arm's bone is the same deterministic mesh with the same partition: the
-        # fields share the first arm's mesh and cell order
-        path = render_cell_fields(
-            first.tracks[bone].bone.mesh, fields, out / f"density_change_{bone}.png",
-            titles={arm: f"{arm}: density change (%)" for arm in fields},
-            cmaps={arm: "RdBu" for arm in fields}, clims={arm: (-lim, lim) for arm in fields},
-            clip_normal="-y",
-        )
-        paths.append(out / f"density_change_{bone}.png")
+    for bone in BONES:
+        files = {rec["arm"]: case_fields_dir(out, rec["case_id"]) / f"{bone}_fields.vtu" for rec in records}
+        if not any(f.exists() for f in files.values()):
+            continue
+        missing = [str(f) for f in files.values() if not f.exists()]
+        if missing:
+            raise InputError(f"no fields in {missing}: run the study with fields "
+                             "(femur run --figures, Study.run(fields=True))")
+        grids = {arm: read_grid(f) for arm, f in files.items()}
+        lim = max(float(np.abs(g.cell_data["density_change_pct"]).max()) for g in grids.values()) or 1.0
+        target = figures_dir / f"density_change_{bone}.png"
+        render_grids({arm: (g, "density_change_pct") for arm, g in grids.items()}, target,
+                     titles={arm: f"{arm}: density change (%)" for arm in grids},
+                     cmaps={arm: "RdBu" for arm in grids}, clims={arm: (-lim, lim) for arm in grids},
+                     clip_normal="-y")
+        paths.append(target)
+    if not paths:
+        raise InputError(f"{out / 'fields'}: no case fields of patient {patient_index}; run the "
+                         "study with fields (femur run --figures, Study.run(fields=True))")
     return paths
+
+
+__all__ = ["density_change_figures"]

@@ -6,17 +6,18 @@ bytes as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-import femur
-from femur import risk
-from femur.study.cases import DIRECTION_KEY, PCT_KEYS
+from femur.core.datafiles import atomic_write_text
+from femur.core.version import __version__
+from femur.exports.plots import plot_arm_histograms, plot_arm_trajectories
+from femur.exports.tables import TableFiles, csv_text
+from femur.outcomes import risk
+from femur.study.cases import ABS_KEYS, DIRECTION_KEY, PCT_KEYS
 from femur.study.spec import StudySpec
 
 TABLE_COLUMNS = (
@@ -29,13 +30,11 @@ TABLE_COLUMNS = (
     "age_years",
     "body_mass_kg",
     "height_m",
-    "t_score_th",
-    "t_score_fn",
-    "t_score_ls",
+    "th_t_score",
+    "fn_t_score",
+    "ls_t_score",
     *PCT_KEYS,
-    "vertebral_strength_n",
-    "femoral_fall_strength_n",
-    "femoral_stance_strength_n",
+    *ABS_KEYS,
     "vertebral_phi",
     "hip_phi",
     "hip_p_fx_per_fall",
@@ -161,11 +160,11 @@ class StudyResults:
                     "age_years": p["age_years"],
                     "body_mass_kg": p["body_mass_kg"],
                     "height_m": p["height_m"],
-                    "t_score_th": p["t_score_th"],
-                    "t_score_fn": p["t_score_fn"],
-                    "t_score_ls": p["t_score_ls"],
+                    "th_t_score": p["th_t_score"],
+                    "fn_t_score": p["fn_t_score"],
+                    "ls_t_score": p["ls_t_score"],
                 }
-                for key in PCT_KEYS + ("vertebral_strength_n", "femoral_fall_strength_n", "femoral_stance_strength_n"):
+                for key in PCT_KEYS + ABS_KEYS:
                     row[key] = v.get(key)
                 row["vertebral_phi"] = float(info["vertebral_phi"][i]) if "vertebral_phi" in info else None
                 row["hip_phi"] = float(info["hip_phi"][i]) if "hip_phi" in info else None
@@ -175,7 +174,7 @@ class StudyResults:
                     row[f"p_{site}_fx_cum"] = None if h is None else risk.cumulative_probability(t, h, t[i])
                     row[f"p_{site}_fx_1y"] = None if h is None else risk.probability_over(h[i], 1.0)
                     row[f"p_{site}_fx_10y"] = None if h is None else risk.probability_over(h[i], 10.0)
-                sex = p.get("sex", "F")
+                sex = p.get("sex", "female")
                 fs, vs = v.get("femoral_fall_strength_n"), v.get("vertebral_strength_n")
                 row["hip_bct_class"] = risk.bct_class(fs, "hip", sex) if fs else None
                 row["spine_bct_class"] = risk.bct_class(vs, "spine", sex) if vs else None
@@ -183,12 +182,7 @@ class StudyResults:
         return rows
 
     def table_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(TABLE_COLUMNS)
-        for r in self.rows:
-            w.writerow(["" if r[c] is None else (repr(r[c]) if isinstance(r[c], float) else r[c]) for c in TABLE_COLUMNS])
-        return buf.getvalue()
+        return csv_text(self.rows, TABLE_COLUMNS)
 
     def table(self) -> list[dict]:
         """The tidy table as a list of row dicts (one per patient, arm and visit)."""
@@ -288,7 +282,7 @@ class StudyResults:
         vm = self.vertebral_model
         return {
             "study": spec.name,
-            "femur_version": femur.__version__,
+            "femur_version": __version__,
             "n_patients": spec.cohort.size,
             "duration_months": spec.duration_months,
             "visit_months": list(spec.visit_months),
@@ -315,7 +309,7 @@ class StudyResults:
 
     def _monthly_means(self, idx, keys, with_ci: bool = False):
         """Arm-mean monthly time courses up to the last visit, or None where any case of
-        the arm has none (evaluators other than femur.simulation.run_case)."""
+        the arm has none (evaluators other than femur.study.evaluator.run_case)."""
         series = [(self.cases[k]["result"].get("extra") or {}).get("monthly") for k in idx]
         if not series or any(not isinstance(m, dict) or "month" not in m for m in series):
             return None
@@ -407,7 +401,7 @@ class StudyResults:
             lines.append(
                 f"hip fractures per fall at baseline (arm {s['arms'][0]['arm']!r}): {100 * per_fall[0]:.1f} % "
                 "(about 1 % of falls break a hip in older white women; the fall model's inputs "
-                "are partly assumptions, see femur/risk.py)"
+                "are partly assumptions, see femur/outcomes/risk.py)"
             )
         lines.append(r["bct_note"])
         return "\n".join(lines)
@@ -418,107 +412,59 @@ class StudyResults:
         plots to ``out``; return {kind: path}."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        from femur.study.runner import atomic_write_text
-
-        paths = {"table": out / "results.csv", "summary": out / "summary.json", "text": out / "summary.txt"}
-        atomic_write_text(paths["table"], self.table_csv())
+        paths = TableFiles(out, "results").write(self.rows, TABLE_COLUMNS)
+        paths.update(summary=out / "summary.json", text=out / "summary.txt")
         atomic_write_text(paths["summary"], self.summary_json() + "\n")
         atomic_write_text(paths["text"], self.format_table() + "\n")
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            pass
-        else:
-            cols = {c: [r[c] for r in self.rows] for c in TABLE_COLUMNS}
-            pq.write_table(pa.table(cols), out / "results.parquet")
-            paths["parquet"] = out / "results.parquet"
         if plots:
             paths.update(self.plot(out / "plots"))
         return paths
 
-    def plot(self, folder) -> dict:
-        """BMD and marker trajectories per arm with 95 % CI bands; strength-change
-        distributions at the last visit (PNG)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    def arm_courses(self, keys) -> dict:
+        """{arm: {key: (months, mean, low, high)}}: each arm's mean course with its 95 % CI,
+        monthly where the evaluator gave monthly values, else at the visits."""
         months = list(self.spec.visit_months)
-        panels = [
-            ("ls_bmd_pct", "Lumbar spine BMD"),
-            ("th_bmd_pct", "Total hip BMD"),
-            ("fn_bmd_pct", "Femoral neck BMD"),
-            ("p1np_pct", "P1NP"),
-            ("ctx_pct", "CTX"),
-        ]
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
-        for ax, (key, title) in zip(axes, panels):
-            for arm in self.spec.arms:
-                idx = [k for k, c in enumerate(self.cases) if c["record"]["arm"] == arm.name]
+        arms = {}
+        for arm in self.spec.arms:
+            idx = [k for k, c in enumerate(self.cases) if c["record"]["arm"] == arm.name]
+            courses = {}
+            for key in keys:
                 monthly = self._monthly_means(idx, (key,), with_ci=True)
-                if monthly is not None:  # monthly course; the visits are the markers
-                    x = monthly["month"]
+                if monthly is not None:
                     mean = np.array(monthly[f"{key}_mean"])
                     ci = monthly[f"{key}_ci95"]
                     lo = np.array([c[0] if c else m for c, m in zip(ci, mean)])
                     hi = np.array([c[1] if c else m for c, m in zip(ci, mean)])
-                    line, = ax.plot(x, mean, label=arm.name)
-                    at = [x.index(m) for m in months if m in x]
-                    ax.plot([x[i] for i in at], mean[at], "o", color=line.get_color())
-                    ax.fill_between(x, lo, hi, alpha=0.25, color=line.get_color())
+                    courses[key] = (monthly["month"], mean, lo, hi)
                     continue
-                stats = [
-                    _mean_ci([r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == m]) for m in months
-                ]
-                if any(s[0] is None for s in stats):
+                stats = [_mean_ci([r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == m])
+                         for m in months]
+                if any(st[0] is None for st in stats):
                     continue
-                mean = np.array([s[0] for s in stats])
-                lo = np.array([s[1] if s[1] is not None else s[0] for s in stats])
-                hi = np.array([s[2] if s[2] is not None else s[0] for s in stats])
-                ax.plot(months, mean, marker="o", label=arm.name)
-                ax.fill_between(months, lo, hi, alpha=0.25)
-            ax.axhline(0.0, color="0.6", lw=0.8)
-            ax.set_title(title)
-            ax.set_xlabel("month")
-            ax.set_ylabel("% change from baseline")
-        traj = _finish_figure(fig, axes, folder / "trajectories.png")
+                mean = np.array([st[0] for st in stats])
+                lo = np.array([st[1] if st[1] is not None else st[0] for st in stats])
+                hi = np.array([st[2] if st[2] is not None else st[0] for st in stats])
+                courses[key] = (months, mean, lo, hi)
+            arms[arm.name] = courses
+        return arms
 
+    def plot(self, folder) -> dict:
+        """BMD and marker trajectories per arm with 95 % CI bands; strength-change
+        distributions at the last visit (PNG)."""
+        folder = Path(folder)
+        panels = [("ls_bmd_pct", "Lumbar spine BMD"), ("th_bmd_pct", "Total hip BMD"),
+                  ("fn_bmd_pct", "Femoral neck BMD"), ("p1np_pct", "P1NP"), ("ctx_pct", "CTX")]
+        months = list(self.spec.visit_months)
+        traj = plot_arm_trajectories(panels, self.arm_courses([k for k, _ in panels]), months,
+                                     folder / "trajectories.png")
         last = months[-1]
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-        for ax, (key, title) in zip(
-            axes, [("vertebral_strength_pct", "Vertebral strength"), ("femoral_fall_strength_pct", "Femoral fall strength")]
-        ):
-            per_arm = {
-                arm.name: [r[key] for r in self.rows if r["arm"] == arm.name and r["month"] == last and r[key] is not None]
-                for arm in self.spec.arms
-            }
-            everything = [x for v in per_arm.values() for x in v]
-            if not everything:
-                continue
-            edges = np.histogram_bin_edges(everything, bins=min(30, max(8, len(everything) // 2)))
-            for name, vals in per_arm.items():
-                if vals:
-                    ax.hist(vals, bins=edges, alpha=0.55, label=name)
-            ax.set_title(f"{title}, month {last:g}")
-            ax.set_xlabel("% change from baseline")
-            ax.set_ylabel("patients")
-        dist = _finish_figure(fig, axes, folder / "strength_change.png")
+        hist_panels = [("vertebral_strength_pct", f"Vertebral strength, month {last:g}"),
+                       ("femoral_fall_strength_pct", f"Femoral fall strength, month {last:g}")]
+        values = {arm.name: {key: [r[key] for r in self.rows if r["arm"] == arm.name
+                                   and r["month"] == last and r[key] is not None]
+                             for key, _ in hist_panels} for arm in self.spec.arms}
+        dist = plot_arm_histograms(hist_panels, values, folder / "strength_change.png")
         return {"plot_trajectories": traj, "plot_strength": dist}
-
-
-def _finish_figure(fig, axes, path: Path) -> Path:
-    """Legend on the first panel, tight layout, save as PNG and close."""
-    import matplotlib.pyplot as plt
-
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _mean_ci(values):

@@ -22,28 +22,23 @@ The same code runs under any MPI launcher (``mpiexec``, ``srun``, ``aprun``), as
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-from femur._mpi import MPI
-from femur.errors import FemurError, InputError, SolverError
-from femur.study.cases import call_evaluator, canonical_json, normalise_result
+import femur.core.errors as errors
+from femur.core.datafiles import atomic_write_text
+from femur.core.errors import FemurError, InputError, SolverError
+from femur.core.log import get_logger, progress_enabled
+from femur.core.mpi import MPI
+from femur.core.progress import ProgressBar
+from femur.study.cases import call_evaluator, canonical_json, normalise_result, takes_fields_dir
 
 CASES_DIR = "cases"
+FIELDS_DIR = "fields"
 MANIFEST = "study.json"
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (tmp file + fsync + os.replace)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+log = get_logger(__name__)
 
 
 def _collective(comm, fn, share=True):
@@ -63,8 +58,6 @@ def _collective(comm, fn, share=True):
     else:
         error = sent[1]
     if error is not None:
-        import femur.errors as errors
-
         raise getattr(errors, error[0], FemurError)(error[1])
     return value
 
@@ -77,8 +70,15 @@ def _read_case_file(path: Path):
         return None
 
 
-def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool) -> list[int]:
-    """Rank 0: check/create the output folder; return the indices of pending cases."""
+def case_fields_dir(out: Path, case_id: str) -> Path:
+    """Where a case's fields are written when the study is run with fields."""
+    return Path(out) / FIELDS_DIR / case_id
+
+
+def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool,
+             fields: bool = False) -> list[int]:
+    """Rank 0: check/create the output folder; return the indices of pending cases (with
+    ``fields``, also the finished cases whose fields were not written)."""
     cases_dir = out / CASES_DIR
     cases_dir.mkdir(parents=True, exist_ok=True)
     for stale in cases_dir.glob(".*.tmp-*"):  # leftovers of a killed run
@@ -109,24 +109,30 @@ def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool) -> li
             continue
         data = _read_case_file(cases_dir / f"{cid}.json")
         if data is None or "record" not in data or "result" not in data:
-            pending.append(r["case_index"])  # unreadable: recompute
+            log.warning("%s: unreadable (truncated or not a case file); computing case %s again",
+                        cases_dir / f"{cid}.json", cid)
+            pending.append(r["case_index"])
             continue
         if canonical_json(data["record"]) != canonical_json(r):
             raise InputError(
                 f"{cases_dir / (cid + '.json')}: was computed for a different case record "
                 "(study file or femur version changed?); use another --out"
             )
+        if fields and not any(case_fields_dir(out, cid).glob("*")):
+            log.info("case %s has no fields in %s; computing it again to write them", cid,
+                     case_fields_dir(out, cid))
+            pending.append(r["case_index"])
     return pending
 
 
 class _Progress:
-    """Progress from world rank 0: a tqdm bar on a terminal, else a line at most every
+    """Progress from world rank 0: a tqdm bar on a terminal, else a log line at most every
     ``interval_s`` seconds (and at the start and the end).  It counts the case files of
     all groups, so it shows the whole run."""
 
     def __init__(self, comm, total: int, done0: int, cases_dir: Path, label: str, enabled: bool,
                  interval_s: float = 10.0):
-        self.enabled = enabled and comm.rank == 0
+        self.enabled = enabled and comm.rank == 0 and progress_enabled()
         self.total, self.done0, self.dir, self.label = total, done0, cases_dir, label
         self.t0 = self.last = time.perf_counter()
         self.interval_s = interval_s
@@ -135,13 +141,8 @@ class _Progress:
         if not self.enabled:
             return
         if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, initial=done0, desc=f"[femur] {label}", unit="case")
-                return
-            except ImportError:
-                pass
+            self.bar = ProgressBar(total, True, f"[femur] {label}", unit="case", initial=done0)
+            return
         self._line(done0)
 
     def _line(self, done: int) -> None:
@@ -152,11 +153,7 @@ class _Progress:
         eta = ""
         if 0 < new and done < self.total:
             eta = f", ETA {elapsed / new * (self.total - done):.0f} s"
-        print(
-            f"[femur] {self.label}: {done}/{self.total} cases done, {elapsed:.0f} s elapsed{eta}",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info("%s: %d/%d cases done, %.0f s elapsed%s", self.label, done, self.total, elapsed, eta)
 
     def update(self, final: bool = False) -> None:
         if not self.enabled:
@@ -186,12 +183,15 @@ def run_cases(
     resume: bool = False,
     progress: bool = True,
     label: str = "study",
+    fields: bool = False,
 ) -> list[dict] | None:
     """Run every record not yet finished; return the case data (record + result) of all
     cases in case order on world rank 0 (``None`` on the other ranks).
 
     Collective over ``comm`` (default ``COMM_WORLD``).  Raises :class:`SolverError` on
-    every rank if any case failed; the finished cases are kept for ``resume``.
+    every rank if any case failed; the finished cases are kept for ``resume``. With
+    ``fields`` an evaluator that accepts ``fields_dir=`` writes each case's fields to
+    ``out/fields/<case_id>/``.
     """
     comm = comm or MPI.COMM_WORLD
     gs = int(group_size)
@@ -201,7 +201,8 @@ def run_cases(
         )
     out = Path(comm.bcast(str(Path(out).resolve()) if comm.rank == 0 else None, root=0))
     manifest = manifest or {}
-    pending = _collective(comm, lambda: _prepare(out, manifest, records, resume))
+    fields = bool(fields) and takes_fields_dir(evaluator)
+    pending = _collective(comm, lambda: _prepare(out, manifest, records, resume, fields))
     cases_dir = out / CASES_DIR
 
     n_groups = comm.size // gs
@@ -215,7 +216,8 @@ def run_cases(
             cid = record["case_id"]
             err = None
             try:
-                raw = call_evaluator(evaluator, record, group)
+                fdir = case_fields_dir(out, cid) if fields else None
+                raw = call_evaluator(evaluator, record, group, fdir)
                 # the result of group rank 0 is the one kept (others may return None)
                 result = normalise_result(record, raw) if group.rank == 0 else None
             except Exception as exc:  # one bad case must not stop the batch
@@ -255,4 +257,4 @@ def run_cases(
     return data if comm.rank == 0 else None
 
 
-__all__ = ["atomic_write_text", "run_cases"]
+__all__ = ["CASES_DIR", "FIELDS_DIR", "MANIFEST", "case_fields_dir", "run_cases"]

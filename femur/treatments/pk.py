@@ -4,7 +4,7 @@ Each drug's model and source:
 
 * romosozumab: two-compartment SC, first-order absorption, linear + parallel
   Michaelis-Menten elimination (Eudy 2015, remodeling.md 2.1), MM Vmax refitted
-  to the US label (calibration target #5), see parameters.RomosozumabPK.
+  to the US label (calibration target #5), see pk_parameters.RomosozumabPK.
 * denosumab: one-compartment SC, first-order absorption, linear + MM clearance
   (Martínez-Reina & Pivonka 2019 code, remodeling.md 2.2), per kg body mass.
 * alendronate: oral; absorbed fraction to bone given as an uptake *input*; the
@@ -26,10 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from femur.remodeling.parameters import (
+from femur.core.errors import InputError, SolverError
+
+from femur.treatments.pk_parameters import (
     AlendronatePK,
     DenosumabPK,
-    ModelParameters,
+    PKParameters,
     RomosozumabPK,
     TeriparatidePK,
 )
@@ -57,7 +59,7 @@ def _piecewise_ode(rhs, n, dose_times, dose_vectors, t_grid, rtol=1e-7, atol=1e-
             te = np.unique(np.concatenate([t_grid[mask], [b]]))
             sol = solve_ivp(rhs, (a, b), y, method="LSODA", t_eval=te, rtol=rtol, atol=atol)
             if not sol.success:  # pragma: no cover - LSODA is robust here
-                raise RuntimeError(f"PK integration failed: {sol.message}")
+                raise SolverError(f"PK integration failed: {sol.message}")
             out[:, mask] = sol.y[:, : mask.sum()]
             y = sol.y[:, -1].copy()
         if not last:
@@ -67,8 +69,9 @@ def _piecewise_ode(rhs, n, dose_times, dose_vectors, t_grid, rtol=1e-7, atol=1e-
     return out
 
 
-def romosozumab_concentration_ug_ml(dose_times, dose_mg, t_grid, pk: RomosozumabPK = RomosozumabPK()):
+def romosozumab_concentration_ug_ml(dose_times, dose_mg, t_grid, pk: RomosozumabPK | None = None):
     """Serum romosozumab (ug/mL) on t_grid (days) for SC doses (mg) at dose_times."""
+    pk = pk or RomosozumabPK()
     if len(dose_times) == 0:
         return np.zeros_like(t_grid, dtype=float)
     nmol_per_mg = 1.0 / (pk.mw_kda * 1e-3)  # 1 mg / (149 kg/mol ... ) = 6.711 nmol
@@ -88,9 +91,10 @@ def romosozumab_concentration_ug_ml(dose_times, dose_mg, t_grid, pk: Romosozumab
 
 
 def denosumab_concentration_ng_ml(
-    dose_times, dose_mg, t_grid, body_mass_kg: float, pk: DenosumabPK = DenosumabPK()
+    dose_times, dose_mg, t_grid, body_mass_kg: float, pk: DenosumabPK | None = None
 ):
     """Serum denosumab (ng/mL) on t_grid (days) for SC doses (mg) at dose_times."""
+    pk = pk or DenosumabPK()
     if len(dose_times) == 0:
         return np.zeros_like(t_grid, dtype=float)
     vc_ml = pk.vc_ml_per_kg * body_mass_kg
@@ -154,7 +158,7 @@ class Exposure:
         """Mean exposures over [t0, t1] (days)."""
         dt = t1 - t0
         if dt <= 0:
-            raise ValueError("mean exposure needs t1 > t0")
+            raise InputError(f"mean exposure needs t1 > t0, got [{t0}, {t1}]")
         i = self._interp
         return {
             "romo_ug_ml": (i(self._romo_cum, t1) - i(self._romo_cum, t0)) / dt,
@@ -168,12 +172,12 @@ class Exposure:
 
 
 def compute_exposure(
-    treatment, t_end_days: float, body_mass_kg: float = 65.0, params: ModelParameters | None = None,
+    treatment, t_end_days: float, body_mass_kg: float = 65.0, pk: PKParameters | None = None,
     grid_days: float = GRID_DAYS,
 ) -> Exposure:
     """Exposure of a treatment (sequence, regimen or spec) on [0, t_end_days]."""
     seq: TreatmentSequence = as_sequence(treatment)
-    p = params or ModelParameters()
+    p = pk or PKParameters()
     n = int(np.ceil(t_end_days / grid_days)) + 1
     t = np.arange(n) * grid_days
     tr, dr = seq.doses("romosozumab", t[-1])

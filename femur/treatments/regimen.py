@@ -16,32 +16,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from femur.errors import InputError
-from femur.remodeling.parameters import DAYS_PER_MONTH
-
-#: Label regimens. dose in the drug's unit ("mg" or "ug").
-DRUGS = {
-    # US Evenity label: 210 mg SC once monthly for 12 doses.
-    "romosozumab": dict(dose=210.0, unit="mg", interval_days=DAYS_PER_MONTH, route="sc"),
-    # Prolia label: 60 mg SC every 6 months.
-    "denosumab": dict(dose=60.0, unit="mg", interval_days=6 * DAYS_PER_MONTH, route="sc"),
-    # Fosamax label: 70 mg orally once weekly.
-    "alendronate": dict(dose=70.0, unit="mg", interval_days=7.0, route="oral"),
-    # Forteo label: 20 ug SC once daily.
-    "teriparatide": dict(dose=20.0, unit="ug", interval_days=1.0, route="sc"),
-    # No drug; age/menopause-driven loss continues.
-    "placebo": dict(dose=0.0, unit="mg", interval_days=DAYS_PER_MONTH, route="none"),
-}
-KNOWN_DRUGS = tuple(DRUGS)
-ROUTES = ("sc", "oral", "iv", "none")
-
+from femur.core.errors import InputError
+from femur.core.units import DAYS_PER_MONTH
+from femur.treatments.drugs import KNOWN_DRUGS, ROUTES, get_drug
 
 def _check_drug(drug) -> str:
-    if not isinstance(drug, str) or drug.strip().lower() not in DRUGS:
-        raise InputError(
-            f"treatment: unknown drug {drug!r}; known drugs are {', '.join(KNOWN_DRUGS)}"
-        )
-    return drug.strip().lower()
+    return get_drug(drug).name
 
 
 def _finite(name, value, *, positive=False, nonneg=False):
@@ -76,24 +56,24 @@ class Regimen:
     dose_unit: str | None = None
 
     def __post_init__(self):
-        drug = _check_drug(self.drug)
-        d = DRUGS[drug]
+        d = get_drug(self.drug)
+        drug = d.name
         object.__setattr__(self, "drug", drug)
-        dose = d["dose"] if self.dose is None else _finite("dose", self.dose)
+        dose = d.dose if self.dose is None else _finite("dose", self.dose)
         if dose < 0:
             raise InputError(f"treatment: {drug} dose must be >= 0, got {dose}")
         object.__setattr__(self, "dose", dose)
-        unit = d["unit"] if self.dose_unit is None else str(self.dose_unit).lower()
+        unit = d.unit if self.dose_unit is None else str(self.dose_unit).lower()
         if unit not in ("mg", "ug"):
             raise InputError(f"treatment: dose_unit must be 'mg' or 'ug', got {unit!r}")
         object.__setattr__(self, "dose_unit", unit)
-        iv = d["interval_days"] if self.interval_days is None else self.interval_days
+        iv = d.interval_days if self.interval_days is None else self.interval_days
         object.__setattr__(self, "interval_days", _finite("interval_days", iv, positive=True))
         object.__setattr__(self, "start_day", _finite("start_day", self.start_day, nonneg=True))
         object.__setattr__(
             self, "duration_days", _finite("duration_days", self.duration_days, positive=True)
         )
-        route = d["route"] if self.route is None else str(self.route).lower()
+        route = d.route if self.route is None else str(self.route).lower()
         if route not in ROUTES:
             raise InputError(f"treatment: route must be one of {ROUTES}, got {route!r}")
         object.__setattr__(self, "route", route)
@@ -101,6 +81,7 @@ class Regimen:
     # -- convenience constructors -------------------------------------------------------
     @classmethod
     def default(cls, drug: str, months: float = 12.0, start_month: float = 0.0) -> Regimen:
+        """The label regimen of ``drug`` for ``months`` months from ``start_month``."""
         months = _finite("months", months)
         if months <= 0:
             raise InputError(f"treatment: months must be > 0, got {months}")
@@ -150,6 +131,16 @@ class Regimen:
             f"{self.drug} {self.dose:g} {self.dose_unit} {self.route} every {self.interval_days:g} d, "
             f"days {self.start_day:g}-{self.end_day:g}"
         )
+
+    def describe(self, until_day: float = np.inf) -> dict:
+        """Plain record of the course (months from the start; ``doses``: the doses given
+        before ``until_day``, e.g. within a simulation that ends there)."""
+        return {
+            "drug": self.drug, "dose": self.dose, "dose_unit": self.dose_unit, "route": self.route,
+            "interval_days": self.interval_days,
+            "start_month": self.start_day / DAYS_PER_MONTH, "end_month": self.end_day / DAYS_PER_MONTH,
+            "doses": int(self.dose_times(until_day).size),
+        }
 
 
 @dataclass(frozen=True)
@@ -211,6 +202,22 @@ class TreatmentSequence:
     def label(self) -> str:
         return ",".join(f"{c.drug}:{c.duration_days / DAYS_PER_MONTH:g}" for c in self.courses)
 
+    def describe(self, until_day: float = np.inf) -> list[dict]:
+        """The courses as plain records (for tables and JSON: the regimen actually simulated)."""
+        return [c.describe(until_day) for c in self.courses]
+
+    def summary(self, until_day: float = np.inf) -> str:
+        """One line per course: drug, dose, interval, months and the doses given."""
+        out = []
+        for d in self.describe(until_day):
+            if d["drug"] == "placebo" or d["doses"] == 0 and d["dose"] == 0:
+                out.append(f"{d['drug']} months {d['start_month']:g}-{d['end_month']:g}")
+                continue
+            out.append(f"{d['drug']} {d['dose']:g} {d['dose_unit']} {d['route']} every "
+                       f"{d['interval_days']:.4g} d, months {d['start_month']:g}-{d['end_month']:g} "
+                       f"({d['doses']} doses)")
+        return "; ".join(out)
+
     def __iter__(self):
         return iter(self.courses)
 
@@ -228,13 +235,26 @@ def as_sequence(treatment) -> TreatmentSequence:
     raise InputError(f"treatment: cannot interpret {treatment!r} as a regimen")
 
 
+def course_months(drug: str, months_left: float | None) -> float | None:
+    """Length (months) of a course given without a duration (a bare drug name, or the last
+    item of a sequence): the label's fixed course where the label fixes one (romosozumab:
+    12 monthly doses), otherwise all ``months_left`` of the simulation. ``None`` when
+    neither is known."""
+    label = get_drug(drug).label_course_months
+    if label is not None:
+        return float(label)
+    return months_left
+
+
 def parse_treatment(spec: str, months: float | None = None) -> TreatmentSequence:
     """Parse ``"drug"`` or ``"drug:months,drug:months,..."`` into a sequence.
 
-    A bare drug name runs for ``months`` (default 12). In a sequence, a final item
-    without ``:months`` runs for the rest of ``months`` (if given). Courses follow
-    each other back to back with label doses. Off-treatment follow-up after a
-    sequence is simulated as no drug (placebo) by the simulators.
+    A course given without ``:months`` (a bare drug name, or the last item of a sequence)
+    runs for the rest of the simulation (``months``), unless the drug's label fixes the
+    course (romosozumab: 12 monthly doses; :func:`course_months`); without ``months`` a
+    bare drug with no label course runs 12 months. Courses follow each other back to back
+    with label doses. Off-treatment follow-up after a sequence is simulated as no drug
+    (placebo) by the simulators.
     """
     if months is not None:
         months = _finite("months", months)
@@ -268,10 +288,9 @@ def parse_treatment(spec: str, months: float | None = None) -> TreatmentSequence
                 raise InputError(
                     f"treatment: item {item!r} in sequence {spec!r} needs a duration (drug:months)"
                 )
-            if months is None:
-                m = 12.0 if len(items) == 1 else None
-            else:
-                m = months - used
+            m = course_months(drug, None if months is None else months - used)
+            if m is None and len(items) == 1:
+                m = 12.0
             if m is None or m <= 0:
                 raise InputError(f"treatment: no months left for {item!r} in {spec!r}")
         courses.append(Regimen(drug, duration_days=m * DAYS_PER_MONTH))

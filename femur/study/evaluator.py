@@ -1,0 +1,63 @@
+"""The study's case evaluator: one patient x arm case record -> FE-coupled simulation ->
+visit results (the format of ``femur.study.cases``).
+
+``run_case(record, comm, fields_dir=None)`` is the default evaluator of every study
+(``femur.study.cases.DEFAULT_EVALUATOR``). With ``fields_dir`` it also writes the case's
+final density fields there (``femur.exports.fields.CaseFields``), which the study figures
+read instead of re-running patients.
+"""
+
+from __future__ import annotations
+
+from femur.core.mpi import MPI
+from femur.exports.fields import CaseFields
+from femur.remodeling.patient import Patient
+from femur.study.cases import ABS_KEYS, record_treatment
+from femur.mechanics.strength import pct_name
+from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
+
+#: the monthly courses a case keeps (the markers peak within the first months, between visits)
+MONTHLY_KEYS = ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct")
+
+
+def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = False,
+                          exports=()) -> Simulation:
+    """The Simulation of one study case record (patient x arm, femur.study.cases)."""
+    p = record["patient"]
+    model = record.get("model", {})
+    visits = [float(v) for v in record["visit_months"]]
+    return Simulation(
+        record_treatment(record), max(float(record["duration_months"]), max(visits)),
+        Patient.from_record(p), femur_params=p.get("femur_params"),
+        vertebra_params=p.get("vertebra_params"), mesh_size_mm=model.get("mesh_size_mm"),
+        order=int(model.get("order", 1)), solver=model.get("solver", "gamg"),
+        fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
+        strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
+        drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
+        progress=progress, exports=exports,
+    )
+
+
+def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
+    """Study evaluator: one patient x arm case record -> visit results (+ monthly courses);
+    with ``fields_dir``, the case's final density fields are written there too."""
+    visits = [float(v) for v in record["visit_months"]]
+    exports = [CaseFields(fields_dir)] if fields_dir is not None else []
+    res = simulation_for_record(record, comm, exports=exports).run()
+    out = []
+    for m in visits:
+        v = {"month": m}
+        for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct"):
+            v[key] = res.at_month(key, m)
+        for name in ABS_KEYS:
+            v[pct_name(name)] = res.at_month(pct_name(name), m)
+            v[name] = res.at_month(name, m)
+        out.append(v)
+    monthly = {"month": [float(m) for m in res.months]}
+    series = res.series
+    for key in MONTHLY_KEYS:
+        monthly[key] = [float(x) for x in series[key]]
+    return {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"]}
+
+
+__all__ = ["MONTHLY_KEYS", "run_case", "simulation_for_record"]

@@ -1,0 +1,248 @@
+"""One virtual patient under a treatment: FE-coupled remodeling of a femur and a vertebra.
+
+The path of the data (DESIGN.md): bone models (femur + vertebra at the patient's
+DXA-equivalent T-scores) -> treatment (PK) -> remodeling (per-element bone-cell model,
+`femur.remodeling.RemodelingModel`) -> mechanics (linear elasticity, re-solved every
+``fe_interval_days``) -> outcomes (DXA-equivalent BMD, vBMD, markers, strength).
+
+This module is the time loop only; each bone's solvers, state and measurements are a
+:class:`femur.workflows.tracks.BoneTrack`, the result a
+:class:`femur.workflows.timecourse.TimeCourse`, and the files are written by the export
+objects the run is given (``femur.exports.fields``). Coupling (operator splitting):
+
+* every ``fe_interval_days`` the habitual load case of each bone is re-solved with the
+  current densities (stance for the femur, axial compression for the vertebra) and gives
+  the mechanostat stimulus (``BoneTrack.stimulus``);
+* between FE solves the cell/density model advances with the stimulus held fixed (daily
+  implicit steps); the element moduli follow the density through the bone's material
+  law, and the FE operators are reassembled in place (same sparsity, GAMG interpolation
+  reused, warm start);
+* DXA-equivalent areal BMD follows the mineral mass (``BoneTrack.dxa_density``);
+* markers (P1NP, CTX) are the turnover-weighted aggregate fluxes of all owned elements of
+  both bones;
+* strength (fracture load, Schileo strain criterion; femur in the neck ROI, stance and
+  sideways fall; vertebra compression) at ``strength_months``.
+
+A Simulation works on copies of the bones it is given: the caller's Bone objects are
+never changed. Units: days, months (365.25/12 days), mm, N, MPa, g/cm3, mg/cm3.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from femur.core.errors import InputError
+from femur.core.log import get_logger, progress_enabled
+from femur.core.mpi import MPI
+from femur.core.progress import ProgressBar
+from femur.core.units import DAYS_PER_MONTH
+from femur.exports.fields import simulation_exports
+from femur.mechanics.strength import QUANTITY_ORDER, pct_name, quantity_name
+from femur.remodeling.model import RemodelingModel, markers_from_sums
+from femur.remodeling.parameters import ModelParameters, scale_for_patient
+from femur.remodeling.patient import Patient
+from femur.treatments.regimen import as_sequence, parse_treatment
+from femur.workflows.bones import patient_bone
+from femur.workflows.timecourse import SITE_KEYS, TimeCourse
+from femur.workflows.tracks import BoneTrack, RunStats
+
+log = get_logger(__name__)
+
+DEFAULT_FE_INTERVAL_DAYS = 14.0
+#: strength months by default: these within the run, and always the last month
+DEFAULT_STRENGTH_MONTHS = (0, 6, 12, 24)
+BONES = ("femur", "vertebra")
+
+
+def default_strength_months(months: float) -> list[float]:
+    """0, 6, 12, 24 within the run, plus its final month."""
+    return sorted({float(m) for m in DEFAULT_STRENGTH_MONTHS if m <= months} | {float(months)})
+
+
+class Simulation:
+    """FE-coupled remodeling of one patient's femur and vertebra under a treatment.
+
+    ``treatment``: a drug, a spec "drug:months,...", a Regimen or a TreatmentSequence; a
+    bare drug runs for the whole simulation unless its label fixes the course
+    (``femur.treatments.parse_treatment``). ``femur_bone`` / ``vertebra_bone``: bones to
+    use instead of the built-in ones (copied; the caller's objects are not changed).
+    ``exports``: export objects (``femur.exports.fields``) the run writes to.
+    """
+
+    def __init__(self, treatment="romosozumab", months: float = 12, patient: Patient | None = None,
+                 femur_bone=None, vertebra_bone=None,
+                 fe_interval_days: float = DEFAULT_FE_INTERVAL_DAYS,
+                 strength_months=None, mesh_size_mm: float | None = None,
+                 femur_params: dict | None = None, vertebra_params: dict | None = None,
+                 order: int = 1, solver: str = "gamg", params: ModelParameters | None = None,
+                 aging: bool = True, turnover_multiplier: float = 1.0,
+                 drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
+                 progress: bool = True, exports=()):
+        if not (np.isfinite(months) and months > 0):
+            raise InputError(f"simulate: months must be > 0, got {months}")
+        if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
+            raise InputError(f"simulate: fe_interval_days must be in (0, 366] days, got {fe_interval_days}")
+        for name, v in (("turnover_multiplier", turnover_multiplier),
+                        ("drug_response_multiplier", drug_response_multiplier)):
+            if not (np.isfinite(v) and v > 0):
+                raise InputError(f"simulate: {name} must be > 0, got {v}")
+        unknown = set(bones) - set(BONES)
+        if unknown or not bones:
+            raise InputError(f"simulate: bones must be a subset of {BONES}, got {bones}")
+        self.comm = comm
+        self.months = float(months)
+        self.patient = patient or Patient()
+        self.fe_interval_days = float(fe_interval_days)
+        if strength_months is None:
+            strength_months = default_strength_months(self.months)
+        self.strength_months = sorted({float(m) for m in strength_months if 0 <= m <= months} | {0.0})
+        self.order, self.solver = int(order), solver
+        self.progress = progress
+        self.exports = list(exports)
+        self.params = scale_for_patient(params or ModelParameters(), turnover_multiplier,
+                                        drug_response_multiplier)
+        self.sequence = (parse_treatment(treatment, self.months) if isinstance(treatment, str)
+                         else as_sequence(treatment))
+        self.model = RemodelingModel(self.sequence, self.patient, params=self.params, aging=aging)
+        self.treatment = self.sequence.label()
+        self.stats = RunStats()
+        t0 = time.perf_counter()
+        given = {"femur": femur_bone, "vertebra": vertebra_bone}
+        geometry = {"femur": femur_params, "vertebra": vertebra_params}
+        self.tracks: dict[str, BoneTrack] = {}
+        for kind in BONES:
+            if kind not in bones:
+                continue
+            bone = given[kind]
+            if bone is None:
+                log.info("building the %s of the patient ...", kind)
+                bone = patient_bone(kind, self.patient, mesh_size_mm, geometry[kind], comm)
+            elif bone.density is None:
+                raise InputError(f"simulate: bone '{bone.name}' has no density field")
+            else:
+                bone = bone.copy()
+            self.tracks[kind] = BoneTrack(kind, bone, self.model, self.stats, self.order, self.solver)
+        self.stats.timings["build_s"] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ time loop
+    def _markers_and_drug(self, t_day) -> dict:
+        sums = sum(self.model.marker_sums(t.state) for t in self.tracks.values())
+        rec = markers_from_sums(self.comm.allreduce(sums, op=MPI.SUM))
+        rec["drug_serum_ug_per_ml"] = float(self.model.serum_ug_ml(np.array([t_day]))[0])
+        return rec
+
+    def _measure(self, t_day) -> dict:
+        t0 = time.perf_counter()
+        rec = {}
+        for track in self.tracks.values():
+            rec.update(track.measure(self.comm))
+        rec.update(self._markers_and_drug(t_day))
+        self.stats.timings["dxa_s"] += time.perf_counter() - t0
+        return rec
+
+    def run(self, out: str | Path | None = None) -> TimeCourse:
+        """Run the simulation; ``out``: also write the default exports there
+        (``femur.exports.fields.simulation_exports``)."""
+        exports = self.exports + (simulation_exports(out) if out else [])
+        end_day = self.months * DAYS_PER_MONTH
+        month_days = [m * DAYS_PER_MONTH for m in range(int(np.floor(self.months + 1e-9)) + 1)]
+        if month_days[-1] < end_day - 1e-6:
+            month_days.append(end_day)
+        fe_days = list(np.arange(self.fe_interval_days, end_day, self.fe_interval_days))
+        strength_days = {round(m * DAYS_PER_MONTH, 6) for m in self.strength_months}
+        events = sorted(set(round(d, 6) for d in month_days + fe_days + list(strength_days)))
+        visits, strengths = [], {}
+        stimulus = {k: np.zeros(t.bone.num_local_cells) for k, t in self.tracks.items()}
+        for e in exports:
+            e.start(self)
+        bar = ProgressBar(len(events), self.progress and progress_enabled(), f"simulate {self.treatment} "
+                          f"{self.months:g} mo", comm=self.comm)
+        t_prev = 0.0
+        for t in events:
+            if t > t_prev:
+                t0 = time.perf_counter()
+                for k, track in self.tracks.items():
+                    track.state = self.model.advance(track.state, t_prev, t, stimulus=stimulus[k])
+                self.stats.timings["cells_s"] += time.perf_counter() - t0
+                for track in self.tracks.values():
+                    track.update_density()
+            if any(abs(t - d) < 1e-6 for d in fe_days):
+                for k, track in self.tracks.items():
+                    stimulus[k] = track.stimulus()
+            if round(t, 6) in strength_days:
+                m = round(t / DAYS_PER_MONTH, 6)
+                strengths[m] = {}
+                for track in self.tracks.values():
+                    strengths[m].update(track.strength())
+            if any(abs(t - d) < 1e-6 for d in month_days):
+                rec = {"month": round(t / DAYS_PER_MONTH, 6)}
+                rec.update(self._measure(t))
+                visits.append(rec)
+                for e in exports:
+                    e.write(self, rec["month"])
+            t_prev = t
+            bar.update(1)
+        bar.close()
+        result = self._result(visits, strengths)
+        for e in exports:
+            e.finish(self, result)
+        for track in self.tracks.values():
+            track.close()
+        return result
+
+    def _result(self, visits: list, strengths: dict) -> TimeCourse:
+        months = np.array([v["month"] for v in visits])
+        base = visits[0]
+
+        def course(key):
+            return np.array([v[key] for v in visits])
+
+        bmd_pct, abmd = {}, {}
+        for key in SITE_KEYS:
+            k = f"{key}_abmd_g_cm2"
+            if k in base:
+                abmd[key] = course(k)
+                bmd_pct[key] = np.array([100.0 * (v[k] / base[k] - 1.0) for v in visits])
+        vbmd = {}
+        for k in base:
+            if "_vbmd_" in k:
+                vbmd[k] = course(k)
+                vbmd[k.replace("_mg_cm3", "_pct")] = np.array([100.0 * (v[k] / base[k] - 1.0) for v in visits])
+        sm = sorted(strengths)
+        strength, strength_pct = {}, {}
+        for prefix, kind in QUANTITY_ORDER:
+            name = quantity_name(prefix, kind)
+            if sm and name in strengths[sm[0]]:
+                vals = [strengths[m][name] for m in sm]
+                strength[name] = np.array(vals)
+                strength_pct[pct_name(name)] = np.array([100.0 * (x / vals[0] - 1.0) for x in vals])
+        return TimeCourse(
+            driver="fe", treatment=self.treatment, regimen=self.sequence.describe(self.months * DAYS_PER_MONTH),
+            patient=self.patient.to_dict(), months=months, bmd_pct=bmd_pct,
+            p1np_pct=course("p1np_pct"), ctx_pct=course("ctx_pct"),
+            drug_serum_ug_per_ml=course("drug_serum_ug_per_ml"), abmd_g_cm2=abmd, vbmd=vbmd,
+            strength_months=np.array(sm, dtype=float), strength=strength, strength_pct=strength_pct,
+            run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
+                 "dofs": {k: t.dofs for k, t in self.tracks.items()}, "timings_s": self.stats.summary()},
+            comm=self.comm,
+        )
+
+
+def simulate(bone=None, regimen="romosozumab", months: float = 12, patient=None, out=None,
+             **kwargs) -> TimeCourse:
+    """FE-coupled simulation of one patient; ``bone`` may be a femur or vertebra Bone (only
+    that bone is simulated, on a copy) or None (the built-in femur and vertebra)."""
+    if bone is not None:
+        kind = bone.kind
+        if kind not in BONES:
+            raise InputError(f"simulate: bone kind must be 'femur' or 'vertebra', got '{kind}'")
+        kwargs.setdefault("bones", (kind,))
+        kwargs[f"{kind}_bone"] = bone
+    return Simulation(regimen, months, patient, **kwargs).run(out)
+
+
+__all__ = ["DEFAULT_FE_INTERVAL_DAYS", "DEFAULT_STRENGTH_MONTHS", "Simulation", "default_strength_months",
+           "simulate"]

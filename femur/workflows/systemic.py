@@ -1,0 +1,156 @@
+"""Systemic (no FE) driver: DXA-site BMD, markers and drug level over time.
+
+Each DXA site is represented by the elements of the built-in bones that its DXA
+projection sees (`femur.workflows.site_template`: the default femur and vertebra at the
+patient's DXA-equivalent T-scores, binned by starting density and weighted by their
+share of the site's BMC), so this driver and the FE-coupled path
+(`femur.workflows.simulation.Simulation`) describe the same bones; without the mechanostat they
+agree to the binning error (tested). The markers come from every bone element of both
+bones, weighted by volume, as in the FE path. Areal BMD % change = mineral-mass % change
+of the site's elements (fixed projected area). The result is a
+:class:`femur.workflows.timecourse.TimeCourse` (driver "systemic").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from femur.core.errors import InputError
+from femur.core.units import DAYS_PER_MONTH
+from femur.remodeling.model import RemodelingModel
+from femur.remodeling.parameters import ModelParameters
+from femur.remodeling.patient import Patient
+from femur.treatments.regimen import as_sequence, parse_treatment
+from femur.workflows.site_template import MARKER_GROUPS, SITE_BONES, site_set
+from femur.workflows.timecourse import SITE_KEY_OF, TimeCourse
+
+#: the systemic driver's DXA sites, in order, with their result keys
+SITES = tuple(SITE_KEY_OF)
+
+
+def site_elements(site: str, patient: Patient, template=None):
+    """(apparent density g/cm3, weight, is_cortical) of the binned elements of a DXA site
+    (weight: share of the site's BMC) or of a marker group ("femur", "vertebra": volume),
+    at the patient's femoral-neck (femur) or spine (vertebra) T-score."""
+    bone = SITE_BONES.get(site, site)
+    t = patient.fn_t_score if bone == "femur" else patient.ls_t_score
+    s = site_set(site, patient.sex, t, table=template)
+    return s.rho, s.weight, s.cortical
+
+
+def simulate_sites(
+    treatment="romosozumab",
+    months: float = 12,
+    patient: Patient | None = None,
+    sites=SITES,
+    params: ModelParameters | None = None,
+    aging: bool = True,
+    step_days: float = 1.0,
+    exposure=None,
+    template: dict | None = None,
+) -> TimeCourse:
+    """Systemic-only simulation of DXA-site BMD, markers and serum drug level.
+
+    ``treatment``: a drug name, a spec "drug:months,drug:months", a Regimen or a
+    TreatmentSequence (a bare drug name: ``femur.treatments.parse_treatment``, i.e. the
+    whole simulation unless the label fixes the course). After the last course the patient
+    continues untreated (placebo) until ``months``. The vertebra is at the patient's
+    ``ls_t_score`` (default: the femoral-neck one, as in the FE-coupled simulation).
+    ``template``: a site table other than the stored one
+    (`femur.calibration.site_template.table_from_bones`).
+    """
+    try:
+        months = float(months)
+    except (TypeError, ValueError):
+        raise InputError(f"simulate: months must be a number, got {months!r}") from None
+    if not np.isfinite(months) or months <= 0:
+        raise InputError(f"simulate: months must be > 0, got {months}")
+    seq = parse_treatment(treatment, months) if isinstance(treatment, str) else as_sequence(treatment)
+    patient = patient or Patient()
+    sites = tuple(sites)
+    if not sites:
+        raise InputError("simulate: give at least one site")
+    unknown = [x for x in sites if x not in SITE_KEY_OF]
+    if unknown:
+        raise InputError(f"simulate: unknown site {unknown[0]!r}; known: {', '.join(SITE_KEY_OF)}")
+    rhos, ws, vs, cs, tags = [], [], [], [], []
+    for i, group in enumerate(sites + MARKER_GROUPS):
+        rho, w, c = site_elements(group, patient, template)
+        is_site = i < len(sites)
+        rhos.append(rho)
+        ws.append(w if is_site else np.zeros_like(w))   # DXA (BMC-share) weight
+        vs.append(np.zeros_like(w) if is_site else w)   # volume: marker aggregates only
+        cs.append(c)
+        tags.append(np.full(rho.size, i if is_site else -1))
+    rho0, dxa_w, vol, cort, tag = map(np.concatenate, (rhos, ws, vs, cs, tags))
+    t_end = months * DAYS_PER_MONTH
+    model = RemodelingModel(seq, patient, params, aging=aging, max_step_days=step_days,
+                            horizon_days=t_end + 1.0, exposure=exposure)
+    state = model.initial_state(density_g_cm3=rho0, volume=vol, compartment=cort.astype(int))
+    m0 = state.f0 * state.alpha0
+    n_steps = int(np.ceil(t_end / step_days - 1e-9))
+    dt = t_end / n_steps
+    masks = [tag == i for i in range(len(sites))]
+    tmasks = [(tag == i) & ~cort for i in range(len(sites))]
+    cmasks = [(tag == i) & cort for i in range(len(sites))]
+
+    def mineral_rel(mask, s):
+        w = dxa_w[mask]
+        return 100.0 * (np.sum(w * s.f[mask] * s.alpha[mask] / m0[mask]) / np.sum(w) - 1.0)
+
+    rec = {k: [] for k in ("t_days", "p1np_pct", "ctx_pct")}
+    site_rec = {s: [] for s in sites}
+    tr_rec = {s: [] for s in sites}
+    co_rec = {s: [] for s in sites}
+
+    def record(s):
+        rec["t_days"].append(s.t_day)
+        mk = model.markers(s)
+        rec["p1np_pct"].append(mk["p1np_pct"])
+        rec["ctx_pct"].append(mk["ctx_pct"])
+        for i, site in enumerate(sites):
+            site_rec[site].append(mineral_rel(masks[i], s))
+            tr_rec[site].append(mineral_rel(tmasks[i], s) if tmasks[i].any() else 0.0)
+            co_rec[site].append(mineral_rel(cmasks[i], s) if cmasks[i].any() else 0.0)
+
+    record(state)
+    s = state.copy()
+    for i in range(n_steps):
+        s.t_day = i * dt
+        model.step(s, dt)
+        s.t_day = (i + 1) * dt
+        record(s)
+    daily = {k: np.asarray(v) for k, v in rec.items()}
+    for site in sites:
+        daily[f"{SITE_KEY_OF[site]}_bmd_pct"] = np.asarray(site_rec[site])
+    daily["serum_ug_per_ml"] = model.serum_ug_ml(daily["t_days"])
+    month_grid = np.arange(0, int(np.floor(months + 1e-9)) + 1, dtype=float)
+    if month_grid[-1] < months - 1e-9:
+        month_grid = np.append(month_grid, months)
+    tm = month_grid * DAYS_PER_MONTH
+
+    def sample(y):
+        return np.interp(tm, daily["t_days"], np.asarray(y))
+
+    vbmd = {}
+    for site in sites:
+        key = SITE_KEY_OF[site]
+        vbmd[f"{key}_vbmd_trabecular_pct"] = sample(tr_rec[site])
+        vbmd[f"{key}_vbmd_cortical_pct"] = sample(co_rec[site])
+    return TimeCourse(
+        driver="systemic",
+        treatment=seq.label(),
+        regimen=seq.describe(t_end),
+        patient=patient.to_dict(),
+        months=month_grid,
+        bmd_pct={SITE_KEY_OF[site]: sample(site_rec[site]) for site in sites},
+        vbmd=vbmd,
+        p1np_pct=sample(daily["p1np_pct"]),
+        ctx_pct=sample(daily["ctx_pct"]),
+        drug_serum_ug_per_ml=sample(daily["serum_ug_per_ml"]),
+        daily=daily,
+        run={"step_days": float(step_days)},
+    )
+
+
+__all__ = ["SITES", "simulate_sites", "site_elements"]
