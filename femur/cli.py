@@ -28,9 +28,9 @@ from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, DEFAULT_STRENGT
 from femur.workflows.strength import builtin_strength, ct_strength
 
 
-def _common() -> argparse.ArgumentParser:
-    """Options every command takes."""
-    p = argparse.ArgumentParser(add_help=False)
+def _command(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with the options every command takes (``--quiet``, ``--verbose``)."""
+    p = sub.add_parser(name, help=help, description=description)
     g = p.add_argument_group("output")
     g.add_argument("--quiet", "-q", action="store_true", help="print warnings and errors only")
     g.add_argument("--verbose", "-v", action="store_true", help="print debug detail too")
@@ -38,12 +38,9 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _add_strength(sub):
-    p = sub.add_parser(
-        "strength", parents=[_common()],
-        help="stiffness and fracture load of the built-in femur/vertebra, or of a CT scan",
-        description="Stiffness and fracture load of the built-in osteoporotic femur (stance, "
-        "sideways fall) and vertebra (axial compression), or of a calibrated CT scan.",
-    )
+    p = _command(sub, "strength", "stiffness and fracture load of the built-in femur/vertebra, or of a CT scan",
+                 "Stiffness and fracture load of the built-in osteoporotic femur (stance, sideways "
+                 "fall) and vertebra (axial compression), or of a calibrated CT scan.")
     p.add_argument("--bone", choices=["femur", "vertebra", "all"], default="all")
     p.add_argument("--mesh-size", type=float, default=None, metavar="MM",
                    help="characteristic element size in mm (default: each bone's default)")
@@ -160,12 +157,9 @@ def _report(args, as_json, as_table, written: str) -> None:
 
 
 def _add_simulate(sub):
-    p = sub.add_parser(
-        "simulate", parents=[_common()],
-        help="one patient under a treatment: FE-coupled remodeling of the femur and vertebra",
-        description="Treatment-driven remodeling of one virtual patient's femur and vertebra, "
-        "with BMD, markers and FE strength over time.",
-    )
+    p = _command(sub, "simulate", "one patient under a treatment: FE-coupled remodeling of the femur and vertebra",
+                 "Treatment-driven remodeling of one virtual patient's femur and vertebra, with BMD, "
+                 "markers and FE strength over time.")
     p.add_argument("--treatment", default="romosozumab", metavar="SPEC",
                    help="a drug (romosozumab, placebo, denosumab, alendronate, teriparatide) or a "
                    "sequence drug:months,drug:months, e.g. romosozumab:12,denosumab:12. A drug "
@@ -210,13 +204,10 @@ def _cmd_simulate(args) -> int:
 
 
 def _add_run(sub):
-    p = sub.add_parser(
-        "run", parents=[_common()],
-        help="a virtual trial from a TOML study file or a built-in study (frame)",
-        description="Run a virtual trial: a cohort, several arms, FE-coupled remodeling per "
-        "patient and arm, fracture risk, and a summary like a trial paper. Under "
-        "`mpiexec -n N` the cases are spread over rank groups.",
-    )
+    p = _command(sub, "run", "a virtual trial from a TOML study file or a built-in study (frame)",
+                 "Run a virtual trial: a cohort, several arms, FE-coupled remodeling per patient and "
+                 "arm, fracture risk, and a summary like a trial paper. Under `mpiexec -n N` the "
+                 "cases are spread over rank groups.")
     p.add_argument("study", help="a TOML study file or a built-in study name (frame)")
     p.add_argument("--patients", type=int, default=None)
     p.add_argument("--months", type=float, default=None)

@@ -91,3 +91,33 @@ def test_critical_volume_load_is_not_below_first_failure(capsys):
             loads.append(json.loads(out)[0]["fracture_load_n"])
     if MPI.COMM_WORLD.rank == 0:
         assert loads[1] > loads[0] * 1.001
+
+
+@pytest.mark.serial
+def test_quiet_and_verbose(capsys):
+    """Progress goes to stderr through logging; --quiet silences it; stdout keeps the table."""
+    assert main(["strength", "--bone", "vertebra", "--mesh-size", "5"]) == 0
+    cap = capsys.readouterr()
+    assert "[femur] building the vertebra model" in cap.err and "fracture load N" in cap.out
+    assert main(["strength", "--bone", "vertebra", "--mesh-size", "5", "--quiet", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert cap.err == "" and json.loads(cap.out)[0]["bone"] == "vertebra"
+
+
+@pytest.mark.serial
+def test_pictures_on_a_headless_machine_print_no_x_warning(tmp_path, capfd):
+    import os
+
+    import dolfinx
+    from mpi4py import MPI
+
+    from femur.exports.pictures import offscreen_window, render_cell_fields
+
+    if os.environ.get("DISPLAY") or offscreen_window() is None:
+        pytest.skip("not a headless machine with EGL or OSMesa")
+    mesh = dolfinx.mesh.create_box(MPI.COMM_SELF, [[0, 0, 0], [10, 10, 20]], [2, 2, 4])
+    n = mesh.topology.index_map(3).size_local
+    path = render_cell_fields(mesh, {"a": np.arange(n, dtype=float)}, tmp_path / "p.png",
+                              titles={"a": "density (g/cm3)"})
+    assert path.stat().st_size > 1000
+    assert "bad X server" not in capfd.readouterr().err

@@ -267,3 +267,9 @@ def test_osteocytes_follow_the_bone_and_feed_sclerostin_back():
     s_flat = RemodelingModel("romosozumab", Patient(), params=flat).advance(
         RemodelingModel("romosozumab", Patient(), params=flat).initial_state(f0=f0), 0.0, 365.0)
     assert np.all(s_flat.f - f0 > s.f - f0)
+
+
+def test_systemic_driver_echoes_the_regimen_it_simulated():
+    r = simulate_sites("denosumab", 36, sites=("total_hip",))
+    assert r.treatment == "denosumab:36" and r.regimen[0]["doses"] == 6
+    assert r.regimen[0]["end_month"] == pytest.approx(36.0)

@@ -152,3 +152,51 @@ def test_patient_multipliers_move_the_response_the_right_way(drug, check):
     check(weak < mid < strong, f"{drug}: response 0.5/1/2 -> LS {weak:.2f} / {mid:.2f} / {strong:.2f}")
     lo, hi = ls("placebo", turnover=0.7), ls("placebo", turnover=1.5)
     check(hi < lo < 0, f"placebo: turnover 0.7 -> {lo:.2f}, 1.5 -> {hi:.2f}")
+
+
+def test_simulation_copies_the_bones_it_is_given(check):
+    """A Simulation works on copies: the caller's Bone (density, parameters) is unchanged."""
+    from femur.remodeling import Patient
+    from femur.workflows.bones import patient_bone
+
+    bone = patient_bone("vertebra", Patient(), mesh_size_mm=5.0)
+    before = bone.density.x.array.copy()
+    params = dict(bone.parameters)
+    r = Simulation("romosozumab", 1, vertebra_bone=bone, bones=("vertebra",), fe_interval_days=30,
+                   strength_months=(0,), progress=False).run()
+    check(r.ls_bmd_pct[-1] > 0.5, "the copy remodeled")
+    check(np.array_equal(bone.density.x.array, before), "caller's density changed")
+    check(bone.parameters == params and bone.density.name == "density_g_cm3", "caller's bone changed")
+
+
+def test_default_strength_months_include_the_last_month():
+    from femur.workflows.simulation import default_strength_months
+
+    assert default_strength_months(36) == [0.0, 6.0, 12.0, 24.0, 36.0]
+    assert default_strength_months(3) == [0.0, 3.0]
+    assert default_strength_months(12) == [0.0, 6.0, 12.0]
+
+
+def test_timecourse_save_uses_the_runs_communicator(mpi_tmp_path):
+    """Each rank's own COMM_SELF run writes its files (not only world rank 0's)."""
+    from femur.workflows.timecourse import TimeCourse
+
+    z = np.zeros(2)
+    tc = TimeCourse(driver="fe", treatment="placebo:1", regimen=[], months=np.array([0.0, 1.0]),
+                    patient={"sex": "female", "age_years": 71.0, "fn_t_score": -2.5},
+                    bmd_pct={"ls": z}, p1np_pct=z, ctx_pct=z, drug_serum_ug_per_ml=z, comm=MPI.COMM_SELF)
+    out = mpi_tmp_path / f"rank{MPI.COMM_WORLD.rank}"
+    tc.save(out)
+    assert (out / "simulation.json").exists() and (out / "timecourse.png").exists()
+    assert json.loads((out / "simulation.json").read_text())["ls_bmd_pct"] == [0.0, 0.0]
+
+
+@pytest.mark.serial
+def test_cli_help_says_what_a_bare_drug_means(capsys):
+    from femur.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "runs for the whole simulation" in text and "romosozumab is 12 monthly doses" in text
+    assert "always the last month" in text

@@ -521,3 +521,51 @@ def test_group_size_must_divide(mpi_tmp_path):
 def test_missing_default_evaluator(mpi_tmp_path):
     with pytest.raises(InputError, match="evaluator 'nonexistent_module_x:run'"):
         run_study_cli("frame", patients=2, out=mpi_tmp_path / "e", evaluator="nonexistent_module_x:run")
+
+
+@pytest.mark.serial
+def test_truncated_case_file_is_logged_and_recomputed_on_resume(tmp_path, caplog):
+    out = tmp_path / "run"
+    run_study_cli("frame", patients=2, out=out, evaluator=synthetic_evaluator, json_output=True)
+    case = out / "cases" / "p00001-placebo.json"
+    good = case.read_text()
+    case.write_text(good[: len(good) // 2])  # a truncated file, as a full disk would leave it
+    with caplog.at_level("WARNING", logger="femur"):
+        run_study_cli("frame", patients=2, out=out, evaluator=synthetic_evaluator, resume=True,
+                      json_output=True)
+    assert any("p00001-placebo.json: unreadable" in r.getMessage() and "computing case p00001-placebo again"
+               in r.getMessage() for r in caplog.records), caplog.text
+    assert json.loads(case.read_text()) == json.loads(good)
+
+
+@pytest.mark.serial
+def test_figures_read_the_case_fields_the_evaluator_wrote(tmp_path):
+    """`femur run --figures`: an evaluator that takes fields_dir writes per-case fields, and
+    the figures are drawn from them (no patient is run again)."""
+    from femur.study.runner import case_fields_dir
+
+    calls = []
+
+    def fields_evaluator(record, comm=None, fields_dir=None):
+        import numpy as np
+
+        from femur.exports.pictures import save_cell_fields
+        from femur.mechanics.verification import prism_bone
+
+        calls.append(record["case_id"])
+        bone = prism_bone(MPI.COMM_SELF)
+        n = bone.num_local_cells
+        for kind in ("femur", "vertebra"):
+            save_cell_fields(bone.mesh, {"density_g_cm3": np.ones(n), "density_change_pct": np.full(n, 2.0)},
+                             Path(fields_dir) / f"{kind}_fields.vtu")
+        return synthetic_evaluator(record, comm)
+
+    out = tmp_path / "fig"
+    s = Study.load("frame", patients=1)
+    s.run(evaluator=fields_evaluator, out=out, progress=False, plots=False, fields=True)
+    assert len(calls) == 2 and (case_fields_dir(out, "p00000-placebo") / "femur_fields.vtu").exists()
+    paths = s.figures(out)
+    assert [p.name for p in paths] == ["density_change_femur.png", "density_change_vertebra.png"]
+    assert all(p.stat().st_size > 5000 for p in paths) and len(calls) == 2
+    with pytest.raises(InputError, match="run the study with fields"):
+        s.figures(tmp_path / "elsewhere")

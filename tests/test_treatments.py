@@ -149,3 +149,18 @@ def test_exposure_means_and_inputs():
     assert 3 < ex2.t_days[i] - DAYS_PER_MONTH < 30
     assert 1e3 < ex2.dmab_ng_ml[i] < 2e4
     assert np.all(ex2.dmab_ng_ml >= 0)
+
+
+def test_a_bare_drug_runs_for_the_whole_simulation_unless_the_label_fixes_the_course():
+    """`femur simulate --treatment denosumab --months 36` treats for 36 months (issue 9);
+    romosozumab's label fixes 12 monthly doses."""
+    d = parse_treatment("denosumab", months=36)
+    assert d.end_day == pytest.approx(36 * DAYS_PER_MONTH) and d.doses("denosumab")[0].size == 6
+    r = parse_treatment("romosozumab", months=36)
+    assert r.end_day == pytest.approx(12 * DAYS_PER_MONTH) and r.doses("romosozumab")[0].size == 12
+    # the rest of a sequence follows the same rule
+    s = parse_treatment("romosozumab:12,alendronate", months=36)
+    assert s.courses[1].duration_days == pytest.approx(24 * DAYS_PER_MONTH)
+    # the echo of what is simulated
+    assert "denosumab 60 mg sc every 182.6 d, months 0-36 (6 doses)" in d.summary()
+    assert parse_treatment("romosozumab", months=3).describe(3 * DAYS_PER_MONTH)[0]["doses"] == 3

@@ -51,33 +51,36 @@ log = get_logger(__name__)
 # ----------------------------------------------------------------------------------------
 # Targets: (key, value, sigma, source). Sigma = weight of the residual (not a tolerance).
 # ----------------------------------------------------------------------------------------
-TARGETS = [
-    ("frame_romo_ls_m12", 13.1, 0.6, "row 1 FRAME romosozumab LS M12"),
-    ("frame_romo_th_m12", 6.0, 0.5, "row 1 FRAME romosozumab TH M12"),
-    ("arch_romo_th_m12", 6.2, 0.5, "row 2 ARCH romosozumab TH M12"),
-    ("arch_aln_th_m12", 2.8, 0.5, "row 2 ARCH alendronate TH M12"),
-    ("ph2_romo_ls_m12", 11.3, 0.6, "row 3 phase 2 romosozumab LS M12"),
-    ("ph2_tptd_ls_m12", 7.1, 0.6, "row 3 phase 2 teriparatide LS M12"),
-    ("ph2_aln_ls_m12", 4.1, 0.6, "row 3 phase 2 alendronate LS M12"),
-    ("ph2_pbo_ls_m12", -0.1, 0.5, "row 3 phase 2 placebo LS M12"),
-    ("romo_p1np_peak", 145.0, 25.0, "row 4 P1NP peak vs placebo (max before M1.5)"),
-    ("romo_p1np_d21", 145.0, 25.0, "row 4 P1NP ~+145 % vs placebo near week 2-M1 (day 21)"),
-    ("romo_p1np_falls_d21_d60", 0.0, 10.0, "row 4 peak by ~M1: hinge on P1NP(d60) - P1NP(d21) + 10"),
-    ("romo_p1np_m9", 0.0, 10.0, "row 4 P1NP back to placebo by M9"),
-    ("romo_p1np_m12", -15.0, 10.0, "row 4 P1NP ~15 % below placebo at M12"),
-    ("romo_ctx_nadir", -55.0, 10.0, "row 4 CTX nadir vs placebo"),
-    ("romo_ctx_m12", -25.0, 10.0, "row 4 CTX at M12 vs placebo"),
-    ("romo_ctx_m15_above0", 0.0, 10.0, "row 4 CTX above baseline within 3 mo of stopping (hinge)"),
-    ("freedom_dmab_th_m12", 3.2, 0.4, "row 6 FREEDOM denosumab TH M12"),
-    ("freedom_dmab_th_m24", 4.4, 0.4, "row 6 FREEDOM denosumab TH M24"),
-    ("freedom_dmab_th_m36", 5.0, 0.4, "row 6 FREEDOM denosumab TH M36"),
-    ("freedom_pbo_th_m12", 0.0, 0.4, "row 6 FREEDOM placebo TH M12"),
-    ("freedom_pbo_th_m24", -0.7, 0.4, "row 6 FREEDOM placebo TH M24"),
-    ("freedom_pbo_th_m36", -1.4, 0.4, "row 6 FREEDOM placebo TH M36"),
-    ("natural_fn_per_yr", -1.0, 0.6, "row 7 Melton 2000 FN -1.0 %/yr (71 y)"),
-    ("early_pmo_th_per_yr", -1.38, 0.4, "row 7 early postmenopause proximal femur"),
-    ("early_pmo_ls_per_yr", -1.4, 0.4, "row 7 early postmenopause spine"),
-]
+_TARGET_TABLE = """
+frame_romo_ls_m12             13.1    0.6   row 1 FRAME romosozumab LS M12
+frame_romo_th_m12                6    0.5   row 1 FRAME romosozumab TH M12
+arch_romo_th_m12               6.2    0.5   row 2 ARCH romosozumab TH M12
+arch_aln_th_m12                2.8    0.5   row 2 ARCH alendronate TH M12
+ph2_romo_ls_m12               11.3    0.6   row 3 phase 2 romosozumab LS M12
+ph2_tptd_ls_m12                7.1    0.6   row 3 phase 2 teriparatide LS M12
+ph2_aln_ls_m12                 4.1    0.6   row 3 phase 2 alendronate LS M12
+ph2_pbo_ls_m12                -0.1    0.5   row 3 phase 2 placebo LS M12
+romo_p1np_peak                 145     25   row 4 P1NP peak vs placebo (max before M1.5)
+romo_p1np_d21                  145     25   row 4 P1NP ~+145 % vs placebo near week 2-M1 (day 21)
+romo_p1np_falls_d21_d60          0     10   row 4 peak by ~M1: hinge on P1NP(d60) - P1NP(d21) + 10
+romo_p1np_m9                     0     10   row 4 P1NP back to placebo by M9
+romo_p1np_m12                  -15     10   row 4 P1NP ~15 % below placebo at M12
+romo_ctx_nadir                 -55     10   row 4 CTX nadir vs placebo
+romo_ctx_m12                   -25     10   row 4 CTX at M12 vs placebo
+romo_ctx_m15_above0              0     10   row 4 CTX above baseline within 3 mo of stopping (hinge)
+freedom_dmab_th_m12            3.2    0.4   row 6 FREEDOM denosumab TH M12
+freedom_dmab_th_m24            4.4    0.4   row 6 FREEDOM denosumab TH M24
+freedom_dmab_th_m36              5    0.4   row 6 FREEDOM denosumab TH M36
+freedom_pbo_th_m12               0    0.4   row 6 FREEDOM placebo TH M12
+freedom_pbo_th_m24            -0.7    0.4   row 6 FREEDOM placebo TH M24
+freedom_pbo_th_m36            -1.4    0.4   row 6 FREEDOM placebo TH M36
+natural_fn_per_yr               -1    0.6   row 7 Melton 2000 FN -1.0 %/yr (71 y)
+early_pmo_th_per_yr          -1.38    0.4   row 7 early postmenopause proximal femur
+early_pmo_ls_per_yr           -1.4    0.4   row 7 early postmenopause spine
+"""
+#: (key, value, sigma, source) of every calibration target
+TARGETS = [(k, float(v), float(sd), src) for k, v, sd, src in
+           (line.split(None, 3) for line in _TARGET_TABLE.strip().splitlines())]
 
 #: Trial populations (row 9 and the phase 2 row); ages are the trials' means.
 FRAME_PATIENT = Patient(age_years=70.9)

@@ -47,6 +47,22 @@ class RankFilter(logging.Filter):
 _handler: logging.Handler | None = None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at the time of each record
+    (so a replaced stderr -- a test's capture, a notebook -- is honoured)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure(level: int = NORMAL, stream=None, all_ranks: bool | None = None) -> logging.Logger:
     """Send femur's log records to ``stream`` (default stderr) at ``level``, rank 0 only.
 
@@ -58,7 +74,7 @@ def configure(level: int = NORMAL, stream=None, all_ranks: bool | None = None) -
         logger.removeHandler(_handler)
     if all_ranks is None:
         all_ranks = os.environ.get("FEMUR_LOG_ALL_RANKS", "") not in ("", "0")
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     fmt = "[femur r%(rank)d] %(message)s" if all_ranks else "[femur] %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
     handler.addFilter(RankFilter(all_ranks))

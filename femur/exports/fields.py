@@ -44,6 +44,22 @@ def _folder(path, comm) -> Path:
     return path
 
 
+class FinalExport:
+    """An export that writes once, when the run has finished (no-op ``start`` and ``write``)."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def start(self, run) -> None:
+        pass
+
+    def write(self, run, month: float) -> None:
+        pass
+
+    def finish(self, run, result) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
 def density_change_pct(track) -> np.ndarray:
     """Per-cell % change of a track's density from its baseline."""
     return 100.0 * (track.bone.density.x.array / track.rho0 - 1.0)
@@ -78,17 +94,8 @@ class DensitySeries:
         self.writers = {}
 
 
-class DensityChangeMaps:
+class DensityChangeMaps(FinalExport):
     """PNG per bone of the final density and its % change (``<bone>_density_change.png``)."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-
-    def start(self, run) -> None:
-        pass
-
-    def write(self, run, month: float) -> None:
-        pass
 
     def finish(self, run, result) -> None:
         for name, track in run.tracks.items():
@@ -103,19 +110,10 @@ class DensityChangeMaps:
             )
 
 
-class CaseFields:
+class CaseFields(FinalExport):
     """The final density (g/cm3) and density change (%) per bone, owned cells gathered to
     rank 0 and written as a VTK unstructured grid (``<bone>_fields.vtu``, ParaView and
     pyvista read it). The study writes these per case when asked, and its figures read them."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-
-    def start(self, run) -> None:
-        pass
-
-    def write(self, run, month: float) -> None:
-        pass
 
     def finish(self, run, result) -> None:
         for name, track in run.tracks.items():
@@ -124,18 +122,9 @@ class CaseFields:
                              self.folder / f"{name}_fields.vtu")
 
 
-class TimeCourseFiles:
+class TimeCourseFiles(FinalExport):
     """``simulation.json`` and ``timecourse.png`` of the run's TimeCourse (rank 0 of the
     run's communicator writes)."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-
-    def start(self, run) -> None:
-        pass
-
-    def write(self, run, month: float) -> None:
-        pass
 
     def finish(self, run, result) -> None:
         result.save(self.folder)
@@ -199,5 +188,5 @@ class StrengthFields:
         return out / f"{stem}.xdmf"
 
 
-__all__ = ["CaseFields", "DensityChangeMaps", "DensitySeries", "StrengthFields", "TimeCourseFiles",
+__all__ = ["CaseFields", "FinalExport", "DensityChangeMaps", "DensitySeries", "StrengthFields", "TimeCourseFiles",
            "density_change_pct", "simulation_exports"]

@@ -55,6 +55,11 @@ class Bone:
     source: str = "parametric"
     density: "dolfinx.fem.Function | None" = None
 
+    @classmethod
+    def from_mesh_data(cls, data, **kw) -> "Bone":
+        """A Bone on a DOLFINx ``MeshData`` (mesh, cell and facet tags); ``kw``: the rest."""
+        return cls(mesh=data.mesh, cell_tags=data.cell_tags, facet_tags=data.facet_tags, **kw)
+
     # ------------------------------------------------------------------ helpers
     def copy(self) -> "Bone":
         """A copy that shares the (immutable) mesh, tags, ROIs and landmarks but owns its

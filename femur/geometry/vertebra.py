@@ -159,19 +159,10 @@ class Vertebra:
         if self.layers != "none":
             cell_ids.update(LAYER_CELL_IDS)
             facet_ids.update(LAYER_FACET_IDS)
-        bone = Bone(
-            name=self.name,
-            kind="vertebra",
-            mesh=data.mesh,
-            cell_tags=data.cell_tags,
-            facet_tags=data.facet_tags,
-            cell_ids=cell_ids,
-            facet_ids=facet_ids,
-            rois=self.rois(),
-            landmarks=self.landmarks(),
-            parameters={"model": "Vertebra", **asdict(self)},
-            source="parametric:Vertebra",
-        )
+        bone = Bone.from_mesh_data(data, name=self.name, kind="vertebra", cell_ids=cell_ids,
+                                   facet_ids=facet_ids, rois=self.rois(), landmarks=self.landmarks(),
+                                   parameters={"model": "Vertebra", **asdict(self)},
+                                   source="parametric:Vertebra")
         log_build(comm, "Vertebra", data.mesh, time.perf_counter() - t0)
         return bone
 

@@ -181,25 +181,21 @@ def _write(bone, es, load, path, bins):
     return comm.bcast(result, root=0)
 
 
+def _merged(parts, key, extra=None):
+    """The gathered arrays ``parts[r][key]`` (a tuple) concatenated over ranks and sorted by
+    their first array (then by the second one for the boundary conditions)."""
+    cols = [np.concatenate([p[key][i] for p in parts]) for i in range(len(parts[0][key]))]
+    if extra is not None:
+        cols.append(np.concatenate([p[extra] for p in parts]))
+    o = np.lexsort((cols[1], cols[0])) if key == "bc" else np.argsort(cols[0])
+    return [c[o] for c in cols]
+
+
 def _write_rank0(parts, etype, bone, load, path, bins, nu, Q):
-    nid = np.concatenate([p["nodes"][0] for p in parts])
-    nx = np.concatenate([p["nodes"][1] for p in parts])
-    o = np.argsort(nid)
-    nid, nx = nid[o], nx[o]
-    eid = np.concatenate([p["elems"][0] for p in parts])
-    econ = np.concatenate([p["elems"][1] for p in parts])
-    E = np.concatenate([p["E"] for p in parts])
-    o = np.argsort(eid)
-    eid, econ, E = eid[o], econ[o], E[o]
-    lid = np.concatenate([p["loads"][0] for p in parts])
-    lf = np.concatenate([p["loads"][1] for p in parts])
-    o = np.argsort(lid)
-    lid, lf = lid[o], lf[o]
-    bn = np.concatenate([p["bc"][0] for p in parts])
-    bcomp = np.concatenate([p["bc"][1] for p in parts])
-    bv = np.concatenate([p["bc"][2] for p in parts])
-    o = np.lexsort((bcomp, bn))
-    bn, bcomp, bv = bn[o], bcomp[o], bv[o]
+    nid, nx = _merged(parts, "nodes")
+    eid, econ, E = _merged(parts, "elems", extra="E")
+    lid, lf = _merged(parts, "loads")
+    bn, bcomp, bv = _merged(parts, "bc")
 
     mat, vals, err = bin_moduli(E, bins)
     path = Path(path)

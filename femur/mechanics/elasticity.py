@@ -1,5 +1,8 @@
 """Linear isotropic elasticity on DOLFINx with a heterogeneous modulus.
 
+One cohesive thing (hence about 580 lines): the ElasticitySolver owns its forms, operators,
+preconditioner reuse, warm starts and the retry-from-zero fallbacks of one PETSc solve.
+
 Units: mm, N, MPa (N/mm2); displacements in mm, strain dimensionless.
 
 ``ElasticitySolver`` is the reusable FE core: it compiles the forms and assembles the

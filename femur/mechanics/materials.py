@@ -71,6 +71,11 @@ class DensityModulusLaw:
     def describe(self) -> str:
         return f"{self.name}: {self.formula} [{self.density_kind} density, g/cm3] -- {self.source}"
 
+    @property
+    def symbol(self) -> str:
+        """The density symbol of the law's formula."""
+        return {"apparent": "rho_app", "ash": "rho_ash", "qct": "rho_qct", "none": "rho"}[self.density_kind]
+
 
 @dataclass(frozen=True)
 class PowerLaw(DensityModulusLaw):
@@ -85,8 +90,7 @@ class PowerLaw(DensityModulusLaw):
 
     @property
     def formula(self) -> str:
-        sym = {"apparent": "rho_app", "ash": "rho_ash", "qct": "rho_qct"}[self.density_kind]
-        return f"E = {self.a_mpa:g} * {sym}^{self.b:g}"
+        return f"E = {self.a_mpa:g} * {self.symbol}^{self.b:g}"
 
     def modulus_native_mpa(self, rho_native_g_cm3) -> np.ndarray:
         rho = np.maximum(np.asarray(rho_native_g_cm3, dtype=float), 0.0)
@@ -104,13 +108,12 @@ class LinearLaw(DensityModulusLaw):
     source: str
     validity: str = ""
 
-    @property
-    def formula(self) -> str:
-        sym = {"apparent": "rho_app", "ash": "rho_ash", "qct": "rho_qct"}[self.density_kind]
-        return f"E = {self.intercept_mpa:g} + {self.slope_mpa:g} * {sym}"
-
     def modulus_native_mpa(self, rho_native_g_cm3) -> np.ndarray:
         return self.intercept_mpa + self.slope_mpa * np.asarray(rho_native_g_cm3, dtype=float)
+
+    @property
+    def formula(self) -> str:
+        return f"E = {self.intercept_mpa:g} + {self.slope_mpa:g} * {self.symbol}"
 
 
 @dataclass(frozen=True)
@@ -133,71 +136,48 @@ class ConstantLaw(DensityModulusLaw):
 
 _BM = "shared/science/biomechanics.md"
 
-# --- Morgan, Bayraktar & Keaveny, J Biomech 2003;36:897 (coefficients from the Keaveny/Morgan/Yeh
-#     handbook chapter, Table 9.4), biomechanics.md section 1.2, status confirmed (site laws) ----------
-MORGAN2003_FEMORAL_NECK = PowerLaw(
-    "morgan2003_femoral_neck", 6850.0, 1.49, "apparent",
-    f"Morgan 2003 J Biomech 36:897, femoral neck (n=27, r2=0.85); {_BM} 1.2; confirmed",
-    "on-axis trabecular cores, elderly donors (67+-15 y); default for the whole femur (1.6 rec. 2)",
-)
-MORGAN2003_VERTEBRA = PowerLaw(
-    "morgan2003_vertebra", 4730.0, 1.56, "apparent",
-    f"Morgan 2003 J Biomech 36:897, vertebra T10-L5 (n=61, r2=0.73); {_BM} 1.2; confirmed",
-    "on-axis trabecular cores; default for vertebrae (section 6 rec. 2)",
-)
-MORGAN2003_TROCHANTER = PowerLaw(
-    "morgan2003_trochanter", 15010.0, 2.18, "apparent",
-    f"Morgan 2003 J Biomech 36:897, greater trochanter (n=23, r2=0.82); {_BM} 1.2; confirmed",
-    "on-axis trabecular cores from the greater trochanter",
-)
-MORGAN2003_TIBIA = PowerLaw(
-    "morgan2003_tibia", 15490.0, 1.93, "apparent",
-    f"Morgan 2003 J Biomech 36:897, proximal tibia (n=31, r2=0.84); {_BM} 1.2; confirmed",
-    "on-axis trabecular cores from the proximal tibia",
-)
-MORGAN2003_POOLED = PowerLaw(
-    "morgan2003_pooled", 8920.0, 1.83, "apparent",
-    f"Morgan 2003 J Biomech 36:897, pooled sites (n=142); {_BM} 1.2; UNCONFIRMED",
-    "pooled fit across sites; coefficients not verified against the paper",
-)
+
+def _morgan(site: str, label: str, a_mpa: float, b: float, fit: str, status: str, validity: str):
+    """Morgan, Bayraktar & Keaveny, J Biomech 2003;36:897 site law (coefficients from the
+    Keaveny/Morgan/Yeh handbook chapter, Table 9.4), biomechanics.md section 1.2."""
+    return PowerLaw(f"morgan2003_{site}", a_mpa, b, "apparent",
+                    f"Morgan 2003 J Biomech 36:897, {label} ({fit}); {_BM} 1.2; {status}", validity)
+
+
+# --- Morgan 2003 site laws (status confirmed, pooled UNCONFIRMED) ------------------------------------
+MORGAN2003_FEMORAL_NECK = _morgan("femoral_neck", "femoral neck", 6850.0, 1.49, "n=27, r2=0.85", "confirmed",
+                                  "on-axis trabecular cores, elderly donors (67+-15 y); default for the "
+                                  "whole femur (1.6 rec. 2)")
+MORGAN2003_VERTEBRA = _morgan("vertebra", "vertebra T10-L5", 4730.0, 1.56, "n=61, r2=0.73", "confirmed",
+                              "on-axis trabecular cores; default for vertebrae (section 6 rec. 2)")
+MORGAN2003_TROCHANTER = _morgan("trochanter", "greater trochanter", 15010.0, 2.18, "n=23, r2=0.82",
+                                "confirmed", "on-axis trabecular cores from the greater trochanter")
+MORGAN2003_TIBIA = _morgan("tibia", "proximal tibia", 15490.0, 1.93, "n=31, r2=0.84", "confirmed",
+                           "on-axis trabecular cores from the proximal tibia")
+MORGAN2003_POOLED = _morgan("pooled", "pooled sites", 8920.0, 1.83, "n=142", "UNCONFIRMED",
+                            "pooled fit across sites; coefficients not verified against the paper")
 # --- Vertebral QCT-FE laws, biomechanics.md section 1.3 (density = calibrated K2HPO4 QCT, g/cm3) ---
-KOPPERDAHL2002 = PowerLaw(
-    "kopperdahl2002", 2980.0, 1.05, "qct",
-    f"Kopperdahl, J Orthop Res 2002 (vertebral trabecular), pipeline form; {_BM} 1.3; UNCONFIRMED",
-    "QCT density K2HPO4-equivalent (mg/cm3 / 1000); vertebral trabecular bone",
-)
-CRAWFORD2003 = LinearLaw(
-    "crawford2003", -34.7, 3230.0, "qct",
-    f"Crawford, Bone 2003 (voxel FE of vertebral bodies), pipeline form; {_BM} 1.3; "
-    "origin UNCONFIRMED",
-    "QCT density K2HPO4-equivalent; E <= 0 for rho_qct <= 0.0107 g/cm3 -> floored by MaterialModel",
-)
+KOPPERDAHL2002 = PowerLaw("kopperdahl2002", 2980.0, 1.05, "qct", (
+    f"Kopperdahl, J Orthop Res 2002 (vertebral trabecular), pipeline form; {_BM} 1.3; UNCONFIRMED"),
+    "QCT density K2HPO4-equivalent (mg/cm3 / 1000); vertebral trabecular bone")
+CRAWFORD2003 = LinearLaw("crawford2003", -34.7, 3230.0, "qct", (
+    f"Crawford, Bone 2003 (voxel FE of vertebral bodies), pipeline form; {_BM} 1.3; origin UNCONFIRMED"),
+    "QCT density K2HPO4-equivalent; E <= 0 for rho_qct <= 0.0107 g/cm3 -> floored by MaterialModel")
 # --- Other laws (sensitivity cases), biomechanics.md section 1.4 -----------------------------------
-KOPPERDAHL_KEAVENY1998 = LinearLaw(
-    "kopperdahl_keaveny1998", -80.0, 2100.0, "apparent",
-    f"Kopperdahl & Keaveny, J Biomech 1998; {_BM} 1.4; UNCONFIRMED",
-    "vertebral trabecular bone; E <= 0 below rho_app 0.038 g/cm3 -> floored",
-)
-KEYAK1994 = PowerLaw(
-    "keyak1994", 33900.0, 2.20, "ash",
-    f"Keyak, J Biomed Mater Res 1994; {_BM} 1.4; UNCONFIRMED",
-    "proximal femur, ash density",
-)
-KEYAK_FALKINSTEIN = PowerLaw(
-    "keyak_falkinstein", 14900.0, 1.86, "ash",
-    f"Keyak (Falkinstein 2003 / 2005 nonlinear FE); {_BM} 1.4; UNCONFIRMED",
-    "proximal femur, ash density",
-)
+KOPPERDAHL_KEAVENY1998 = LinearLaw("kopperdahl_keaveny1998", -80.0, 2100.0, "apparent",
+                                   f"Kopperdahl & Keaveny, J Biomech 1998; {_BM} 1.4; UNCONFIRMED",
+                                   "vertebral trabecular bone; E <= 0 below rho_app 0.038 g/cm3 -> floored")
+KEYAK1994 = PowerLaw("keyak1994", 33900.0, 2.20, "ash", f"Keyak, J Biomed Mater Res 1994; {_BM} 1.4; UNCONFIRMED",
+                     "proximal femur, ash density")
+KEYAK_FALKINSTEIN = PowerLaw("keyak_falkinstein", 14900.0, 1.86, "ash",
+                             f"Keyak (Falkinstein 2003 / 2005 nonlinear FE); {_BM} 1.4; UNCONFIRMED",
+                             "proximal femur, ash density")
 # --- Constant-modulus materials: vertebral loading layers, Yang, J Biomech 2012, section 3 ---------
-PMMA = ConstantLaw(
-    "pmma", 2500.0, f"Yang, J Biomech 2012 (PMMA endplate layer, 2500 MPa); {_BM} 3; confirmed",
-    "non-bone endplate potting layer",
-)
-COMPLIANT_LAYER = ConstantLaw(
-    "compliant_layer", 8.0,
-    f"Yang, J Biomech 2012 (disc-like compliant layer, 8 MPa); {_BM} 3; confirmed",
-    "non-bone disc-like loading layer",
-)
+PMMA = ConstantLaw("pmma", 2500.0, f"Yang, J Biomech 2012 (PMMA endplate layer, 2500 MPa); {_BM} 3; confirmed",
+                   "non-bone endplate potting layer")
+COMPLIANT_LAYER = ConstantLaw("compliant_layer", 8.0,
+                              f"Yang, J Biomech 2012 (disc-like compliant layer, 8 MPa); {_BM} 3; confirmed",
+                              "non-bone disc-like loading layer")
 
 #: All laws by name.
 LAWS: dict[str, DensityModulusLaw] = {
@@ -300,22 +280,19 @@ class MaterialModel:
             )
         validate_density(rho, f"density of bone '{bone.name}'", comm=bone.comm)
         E = self.default_law.modulus_mpa(rho)
-        for roi, law in self.roi_laws.items():
-            if roi not in bone.rois:
-                raise InputError(
-                    f"MaterialModel roi_laws names ROI '{roi}', but bone '{bone.name}' has ROIs "
-                    f"{sorted(bone.rois)}"
-                )
-            mask = bone.roi_mask(roi)
-            E[mask] = law.modulus_mpa(rho[mask])
-        for comp, law in self.compartment_laws.items():
-            if comp not in bone.cell_ids:
-                raise InputError(
-                    f"MaterialModel compartment_laws names compartment '{comp}', but bone "
-                    f"'{bone.name}' has compartments {sorted(bone.cell_ids)}"
-                )
-            mask = bone.compartment_mask(comp)
-            E[mask] = law.modulus_mpa(rho[mask])
+        # ROI laws first, compartment laws last (they win: see the class docstring)
+        for laws, table, known, mask_of, what in (
+                (self.roi_laws, "roi_laws", bone.rois, bone.roi_mask, ("ROI", "ROIs")),
+                (self.compartment_laws, "compartment_laws", bone.cell_ids, bone.compartment_mask,
+                 ("compartment", "compartments"))):
+            for region, law in laws.items():
+                if region not in known:
+                    raise InputError(
+                        f"MaterialModel {table} names {what[0]} '{region}', but bone '{bone.name}' "
+                        f"has {what[1]} {sorted(known)}"
+                    )
+                mask = mask_of(region)
+                E[mask] = law.modulus_mpa(rho[mask])
         return np.maximum(E, self.floor_mpa)
 
     def modulus_field(self, bone) -> "dolfinx.fem.Function":

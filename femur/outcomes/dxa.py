@@ -1,5 +1,8 @@
 """DXA-equivalent areal BMD and T-scores of a finite-element bone.
 
+One cohesive thing (hence over 450 lines): the exact ray projection and the ROIs defined on
+it share the pixel lattice, the frames and the MPI reductions.
+
 This is *not* a DXA scanner: it is a documented projection of the FE model's mineral, and
 its numbers are reported as "DXA-equivalent" (clinical-targets.md, T-score reference).
 

@@ -1,5 +1,8 @@
 """Fracture risk: hip (sideways fall) and spine (daily activities).
 
+One cohesive thing (hence about 490 lines, most of them sourced constants): the fall model,
+the vertebral hazard and the BCT classes share the factor-of-risk definitions.
+
 Science note: ``shared/science/fracture-risk-and-performance.md`` (sections 1 and 2).
 Units: N, kg, m (body height), mm (soft tissue), years.
 

@@ -30,6 +30,8 @@ CELL_FIT_FILE = "cell_model.json"
 
 @dataclass(frozen=True)
 class TissueParameters:
+    """Bone tissue: specific surface, turnover per surface, BV/TV bounds, composition."""
+
     # Martin 1984 specific-surface polynomial, mm^-1 (remodeling.md section 3 table).
     sv_coefficients: tuple = (0.0, 32.2, -93.9, 134.0, -101.0, 28.8)
     # Baseline bone formation rate per unit bone surface, mm/day: BFR/BS ~ 10 um/yr,
@@ -60,8 +62,45 @@ class TissueParameters:
 # --------------------------------------------------------------------------------------
 
 
+#: Names of the fitted cell-model parameters, and the calibration targets that fix them.
+FITTED_TARGETS = {
+    "tau_p_days": "row 6 denosumab TH (formation lag behind resorption: refill)",
+    "tau_b_days": "row 4 P1NP peak timing; row 6 refill",
+    "wnt_diff_gain": "row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD",
+    "tau_q_days": "row 4 waning of P1NP under continued romosozumab (back to placebo by M9)",
+    "modelling_gain": "row 4 P1NP peak; rows 1-3 romosozumab BMD",
+    "sost_rankl_exponent": "row 4 CTX nadir -55 % and M12 -25 %",
+    "coupling_exponent": "row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36",
+    "k_mineral_per_day": "row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate",
+    "romo_k_ug_ml": "rows 1-3 romosozumab BMD (potency)",
+    "bp_potency": "rows 2-3 alendronate TH/LS (potency)",
+    "pth_ob_potency": "row 3 teriparatide LS +7.1 % (potency)",
+    "deficit_basal": "row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)",
+    "pmo_amplitude": "row 7 early postmenopause proximal femur -1.35..-1.41 %/yr",
+}
+
+
 @dataclass(frozen=True)
 class CellParameters:
+    """Rates, gains and drug potencies of the normalised bone-cell model."""
+
+    # --- fitted to the calibration targets (FITTED_TARGETS): no defaults here; the calibrated
+    # values are in femur/data/cell_model.json (python -m femur.calibration.remodeling
+    # --write) and default_cell_parameters() / ModelParameters() read them ---
+    tau_p_days: float
+    tau_b_days: float
+    wnt_diff_gain: float
+    tau_q_days: float
+    modelling_gain: float
+    sost_rankl_exponent: float
+    coupling_exponent: float
+    k_mineral_per_day: float
+    romo_k_ug_ml: float
+    bp_potency: float
+    pth_ob_potency: float
+    deficit_basal: float
+    pmo_amplitude: float
+
     # --- fixed ---
     # OC precursor pool residence time, days, and fraction leaving by differentiation
     # at baseline (rest: apoptosis/other fates): ASSUMPTION (variable pool, needed
@@ -106,22 +145,6 @@ class CellParameters:
     # feedback on romosozumab's anabolic window).
     osteocyte_sost_exponent: float = 1.0
 
-    # --- fitted: these class defaults are only start values; the calibrated values are
-    # read from femur/data/cell_model.json by default_cell_parameters() (ModelParameters()) ---
-    tau_p_days: float = 60.0
-    tau_b_days: float = 15.0
-    wnt_diff_gain: float = 3.0
-    tau_q_days: float = 90.0
-    modelling_gain: float = 0.5
-    sost_rankl_exponent: float = 0.3
-    coupling_exponent: float = 0.5
-    k_mineral_per_day: float = 1.0 / 1000.0
-    romo_k_ug_ml: float = 1.0
-    bp_potency: float = 1.0
-    pth_ob_potency: float = 1.0
-    deficit_basal: float = 0.05
-    pmo_amplitude: float = 1.0
-
     def as_dict(self):
         return asdict(self)
 
@@ -129,36 +152,22 @@ class CellParameters:
         return replace(self, **kw)
 
 
-#: Names of the fitted cell-model parameters, and the calibration targets that fix them.
-FITTED_TARGETS = {
-    "tau_p_days": "row 6 denosumab TH (formation lag behind resorption: refill)",
-    "tau_b_days": "row 4 P1NP peak timing; row 6 refill",
-    "wnt_diff_gain": "row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD",
-    "tau_q_days": "row 4 waning of P1NP under continued romosozumab (back to placebo by M9)",
-    "modelling_gain": "row 4 P1NP peak; rows 1-3 romosozumab BMD",
-    "sost_rankl_exponent": "row 4 CTX nadir -55 % and M12 -25 %",
-    "coupling_exponent": "row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36",
-    "k_mineral_per_day": "row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate",
-    "romo_k_ug_ml": "rows 1-3 romosozumab BMD (potency)",
-    "bp_potency": "rows 2-3 alendronate TH/LS (potency)",
-    "pth_ob_potency": "row 3 teriparatide LS +7.1 % (potency)",
-    "deficit_basal": "row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)",
-    "pmo_amplitude": "row 7 early postmenopause proximal femur -1.35..-1.41 %/yr",
-}
 
 
 def fitted_cell_values() -> dict:
     """The calibrated cell-model values (femur/data/cell_model.json)."""
     values = read_fitted(CELL_FIT_FILE).values
     unknown = set(values) - set(FITTED_TARGETS)
-    if unknown:
-        raise InputError(f"{CELL_FIT_FILE}: unknown cell parameters {sorted(unknown)}")
+    missing = set(FITTED_TARGETS) - set(values)
+    if unknown or missing:
+        raise InputError(f"{CELL_FIT_FILE}: unknown cell parameters {sorted(unknown)}, missing "
+                         f"{sorted(missing)}; expected {sorted(FITTED_TARGETS)}")
     return dict(values)
 
 
-def default_cell_parameters() -> CellParameters:
+def default_cell_parameters(**overrides) -> CellParameters:
     """Cell parameters with the calibrated values (femur/data/cell_model.json)."""
-    return CellParameters(**fitted_cell_values())
+    return CellParameters(**{**fitted_cell_values(), **overrides})
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,11 @@ A_pmo and delta_0 are fitted to calibration target #7 (natural loss rates).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from femur.core.errors import InputError
+from femur.core.errors import InputError, check_number
 from femur.core.sex import MENOPAUSE_AGE_Y, normalise_sex
 from femur.core.units import DAYS_PER_YEAR
 from femur.remodeling.parameters import CellParameters
@@ -121,10 +120,4 @@ class Patient:
 
 
 def _num(name, v):
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise InputError(f"patient: {name} must be a number, got {v!r}") from None
-    if not math.isfinite(x):
-        raise InputError(f"patient: {name} must be finite, got {v!r}")
-    return x
+    return check_number(v, f"patient: {name}")

@@ -316,19 +316,8 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
         )
     risk_spec = RiskSpec(h0, h0_src, falls, p_hip, mc)
 
-    return StudySpec(
-        name=name,
-        duration_months=duration,
-        visit_months=visits,
-        seed=seed,
-        cohort=cohort_spec,
-        arms=tuple(arms),
-        endpoints=tuple(endpoints),
-        model=model_spec,
-        risk=risk_spec,
-        source=src,
-        description=str(study.get("description", "")),
-    )
+    return StudySpec(name, duration, visits, seed, cohort_spec, tuple(arms), tuple(endpoints), model_spec,
+                     risk_spec, source=src, description=str(study.get("description", "")))
 
 
 def load_study(study) -> StudySpec:

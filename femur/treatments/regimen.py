@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from femur.core.errors import InputError
+from femur.core.errors import InputError, check_number
 from femur.core.units import DAYS_PER_MONTH
 from femur.treatments.drugs import KNOWN_DRUGS, ROUTES, get_drug
 
@@ -25,17 +25,7 @@ def _check_drug(drug) -> str:
 
 
 def _finite(name, value, *, positive=False, nonneg=False):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"treatment: {name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise InputError(f"treatment: {name} must be finite, got {value!r}")
-    if positive and v <= 0:
-        raise InputError(f"treatment: {name} must be > 0, got {v}")
-    if nonneg and v < 0:
-        raise InputError(f"treatment: {name} must be >= 0, got {v}")
-    return v
+    return check_number(value, f"treatment: {name}", positive=positive, nonneg=nonneg)
 
 
 @dataclass(frozen=True)

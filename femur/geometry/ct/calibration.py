@@ -163,6 +163,17 @@ class InternalCalibration:
 _FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
+def _named_values(text: str, block_re: str, row_re: str) -> dict:
+    """{name: first number} of the rows matching ``row_re`` in the block ``block_re`` finds."""
+    out = {}
+    block = re.search(block_re, text, re.DOTALL)
+    for line in block.group(1).splitlines() if block else ():
+        m = re.match(row_re, line)
+        if m:
+            out[m.group(1).strip()] = float(m.group(2))
+    return out
+
+
 def _parse_internal_record(text: str, source: str) -> InternalCalibration:
     def value(label):
         m = re.search(rf"^\s*{re.escape(label)}\s*:?\s+({_FLOAT})\s*$", text, re.MULTILINE)
@@ -173,20 +184,10 @@ def _parse_internal_record(text: str, source: str) -> InternalCalibration:
             )
         return float(m.group(1))
 
-    ref_hu = {}
-    block = re.search(r"Density \[HU\]:.*?\n(.*?)\n\s*-{5,}", text, re.DOTALL)
-    if block:
-        for line in block.group(1).splitlines():
-            m = re.match(rf"^\s*([A-Za-z][A-Za-z ]*?)\s+({_FLOAT})\s+({_FLOAT})\s+(\d+)", line)
-            if m:
-                ref_hu[m.group(1).strip()] = float(m.group(2))
-    mass = {}
-    mblock = re.search(r"Mass Attenuation \[cm2/g\]:\s*\n(.*?)\n\s*\n", text, re.DOTALL)
-    if mblock:
-        for line in mblock.group(1).splitlines():
-            m = re.match(rf"^\s*([A-Za-z][A-Za-z ]*?)\s+({_FLOAT})\s*$", line)
-            if m:
-                mass[m.group(1).strip()] = float(m.group(2))
+    ref_hu = _named_values(text, r"Density \[HU\]:.*?\n(.*?)\n\s*-{5,}",
+                           rf"^\s*([A-Za-z][A-Za-z ]*?)\s+({_FLOAT})\s+({_FLOAT})\s+(\d+)")
+    mass = _named_values(text, r"Mass Attenuation \[cm2/g\]:\s*\n(.*?)\n\s*\n",
+                         rf"^\s*([A-Za-z][A-Za-z ]*?)\s+({_FLOAT})\s*$")
     # the second block lists K2HPO4, CHA, Triglyceride and Water
     k2 = value("K2HPO4")
     trig = value("Triglyceride")
