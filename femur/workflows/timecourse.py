@@ -28,10 +28,6 @@ SITE_NAMES = {"ls": "lumbar spine", "th": "total hip", "fn": "femoral neck"}
 SITE_KEY_OF = {"lumbar_spine": "ls", "total_hip": "th", "femoral_neck": "fn"}
 
 
-def _arr(values) -> np.ndarray:
-    return np.asarray(values, dtype=float)
-
-
 def _floats(values) -> list:
     return [float(x) for x in np.asarray(values, dtype=float).ravel()]
 
@@ -165,9 +161,4 @@ class TimeCourse:
         return out
 
 
-def timecourse_arrays(d: dict) -> dict:
-    """Float arrays of a dict of lists (helper for the drivers)."""
-    return {k: _arr(v) for k, v in d.items()}
-
-
-__all__ = ["SITE_KEYS", "SITE_KEY_OF", "SITE_NAMES", "TimeCourse", "timecourse_arrays"]
+__all__ = ["SITE_KEYS", "SITE_KEY_OF", "SITE_NAMES", "TimeCourse"]
