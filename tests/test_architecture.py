@@ -167,3 +167,40 @@ def test_no_module_prints():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 bad.append(f"{path}:{node.lineno}")
     assert not bad, "print() outside the command-line entry points: " + ", ".join(bad)
+
+
+def test_femur_modules_are_imported_at_the_top():
+    """No femur import inside a function or class body (a late import would hide a cycle)."""
+    bad = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if id(node) in top or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(m.split(".")[0] == "femur" for m in mods):
+                bad.append(f"{path}:{node.lineno}")
+    assert not bad, "late femur imports: " + ", ".join(bad)
+
+
+def test_mpi_bootstrap_comes_before_dolfinx():
+    """Every module that imports DOLFINx, PETSc, UFL or basix at its top imports
+    femur.core.mpi (mpi4py) first, as the dolfinx-solver-real wheel requires."""
+    heavy = {"dolfinx", "petsc4py", "ufl", "basix"}
+    bad = []
+    for name, path in _modules().items():
+        seen_mpi = name in ("femur.core.mpi",)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            if any(m == "femur.core.mpi" or m == "femur" for m in mods):
+                seen_mpi = True
+            elif any(m.split(".")[0] in heavy for m in mods) and not seen_mpi:
+                bad.append(f"{path}:{node.lineno}")
+                break
+    assert not bad, "DOLFINx/PETSc imported before femur.core.mpi: " + ", ".join(bad)
