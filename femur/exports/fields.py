@@ -61,8 +61,11 @@ class FinalExport:
 
 
 def density_change_pct(track) -> np.ndarray:
-    """Per-cell % change of a track's density from its baseline."""
-    return 100.0 * (track.bone.density.x.array / track.rho0 - 1.0)
+    """Per-cell % change of a track's density from its baseline (0 where the baseline is 0:
+    CT elements with no bone, layers without density)."""
+    rho, rho0 = track.bone.density.x.array, track.rho0
+    ratio = np.divide(rho, rho0, out=np.ones_like(rho0, dtype=float), where=rho0 > 0)
+    return 100.0 * (ratio - 1.0)
 
 
 class DensitySeries:

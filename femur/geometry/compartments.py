@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Words that mark a compartment name as non-bone.
-NON_BONE_WORDS = ("layer", "pmma", "cement", "filler", "platen", "pad")
+#: Words that mark a compartment name as non-bone ("non_bone": CT labels declared not bone,
+#: ``femur.geometry.ct.bone_from_ct(bone_labels=...)``).
+NON_BONE_WORDS = ("layer", "pmma", "cement", "filler", "platen", "pad", "non_bone")
 
 
 def is_bone_compartment(name: str) -> bool:
@@ -49,4 +50,40 @@ def owned_bone_cells(bone, exclude_prefix: str | None = None) -> np.ndarray:
     return np.flatnonzero(mask[:n_owned]).astype(np.int32)
 
 
-__all__ = ["NON_BONE_WORDS", "bone_mask", "is_bone_compartment", "non_bone_mask", "owned_bone_cells"]
+def where_cells(bone, mask, limit: int = 3) -> str:
+    """Where the local cells of ``mask`` (owned + ghost) are, in words (collective): how
+    many (owned cells counted once over all ranks), in which compartments, and the
+    midpoints (mm) of up to ``limit`` of them (the lowest x, y, z first: the same text on
+    any partition). E.g. "2 elements (posterior_cortical 2) at (1.0, 2.0, 3.0), (...) mm"."""
+    comm = bone.comm
+    n_owned = bone.num_owned_cells
+    mask = np.asarray(mask, dtype=bool)
+    owned = np.flatnonzero(mask[:n_owned])
+    counts = {}
+    inv = {v: k for k, v in bone.cell_ids.items()}
+    names = np.full(n_owned, "untagged", dtype=object)
+    if bone.cell_tags is not None:
+        ct = bone.cell_tags
+        keep = ct.indices < n_owned
+        names[ct.indices[keep]] = [inv.get(int(v), f"label {int(v)}") for v in ct.values[keep]]
+    for name in names[owned]:
+        counts[name] = counts.get(name, 0) + 1
+    mids = bone.cell_midpoints()[owned] if owned.size else np.zeros((0, 3))
+    order = np.lexsort((mids[:, 2], mids[:, 1], mids[:, 0])) if len(mids) else np.zeros(0, int)
+    pts = [tuple(float(c) for c in mids[i]) for i in order[:limit]]
+    total = {}
+    for part in comm.allgather(counts):
+        for k, v in part.items():
+            total[k] = total.get(k, 0) + v
+    pts = sorted(p for part in comm.allgather(pts) for p in part)[:limit]
+    n = sum(total.values())
+    if n == 0:
+        return "no elements"
+    by = ", ".join(f"{k} {v}" for k, v in sorted(total.items()))
+    at = ", ".join("(" + ", ".join(f"{c:.1f}" for c in p) + ")" for p in pts)
+    more = ", ..." if n > len(pts) else ""
+    return f"{n} element{'s' if n != 1 else ''} ({by}) at {at}{more} mm"
+
+
+__all__ = ["NON_BONE_WORDS", "bone_mask", "is_bone_compartment", "non_bone_mask", "owned_bone_cells",
+           "where_cells"]

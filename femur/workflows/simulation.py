@@ -47,6 +47,7 @@ from femur.remodeling.patient import Patient
 from femur.treatments.regimen import as_sequence, parse_treatment
 from femur.workflows.bones import patient_bone
 from femur.workflows.timecourse import SITE_KEYS, TimeCourse
+from femur.workflows.scans import CTScan, is_ct_bone, scan_bone, scan_patient
 from femur.workflows.tracks import BoneTrack, RunStats
 
 log = get_logger(__name__)
@@ -227,6 +228,7 @@ class Simulation:
             strength_months=np.array(sm, dtype=float), strength=strength, strength_pct=strength_pct,
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
                  "dofs": {k: t.dofs for k, t in self.tracks.items()}, "timings_s": self.stats.summary()},
+            geometry={k: g for k, t in self.tracks.items() if (g := t.geometry()) is not None},
             comm=self.comm,
         )
 
@@ -234,7 +236,15 @@ class Simulation:
 def simulate(bone=None, regimen="romosozumab", months: float = 12, patient=None, out=None,
              **kwargs) -> TimeCourse:
     """FE-coupled simulation of one patient; ``bone`` may be a femur or vertebra Bone (only
-    that bone is simulated, on a copy) or None (the built-in femur and vertebra)."""
+    that bone is simulated, on a copy), a :class:`femur.workflows.scans.CTScan` (its
+    vertebra is built first) or None (the built-in femur and vertebra).
+
+    A CT bone without a ``patient``: the default patient (a 71-year-old woman) with the
+    spine T-score measured on the scan (``femur.workflows.scans.scan_patient``)."""
+    if isinstance(bone, CTScan):
+        bone = scan_bone(bone, kwargs.get("comm", MPI.COMM_WORLD))
+    if is_ct_bone(bone) and patient is None:
+        patient = scan_patient(bone)
     if bone is not None:
         kind = bone.kind
         if kind not in BONES:

@@ -52,6 +52,7 @@ class TimeCourse:
     strength_pct: dict = field(default_factory=dict)  # quantity_pct -> % change
     daily: dict = field(default_factory=dict)  # fine traces of the systemic driver (t_days, ...)
     run: dict = field(default_factory=dict)  # fe_interval_days, fe_solves, dofs, timings
+    geometry: dict = field(default_factory=dict)  # bone -> the CT scan it came from (CT runs only)
     comm: object = field(default=None, repr=False, compare=False)  # the run's communicator
 
     # ------------------------------------------------------------------ site accessors
@@ -107,6 +108,8 @@ class TimeCourse:
             d.update({k: _floats(v) for k, v in self.strength_pct.items()})
             d.update({k: _floats(v) for k, v in self.strength.items()})
         d.update(self.run)
+        if self.geometry:
+            d["geometry"] = self.geometry
         return d
 
     def to_json(self, **kw) -> str:
@@ -133,6 +136,9 @@ class TimeCourse:
             if key in series:
                 cols.append((head, key, "{:>%d.2f}" % max(len(head), 7)))
         lines = [f"regimen: {self.regimen_text()}"]
+        for bone, g in self.geometry.items():
+            lines.append(f"{bone}: CT scan {g.get('image')} ({g.get('cells')} {g.get('cell_type')} "
+                         f"elements of {g.get('element_size_mm'):g} mm)")
         lines.append("  ".join(f"{h:>{max(len(h), 5 if k is None else 7)}}" for h, k, _ in cols))
         for i, m in enumerate(self.months):
             lines.append("  ".join(fmt.format(m if k is None else series[k][i]) for _, k, fmt in cols))

@@ -5,12 +5,25 @@ and mineral content ``alpha`` per cell) is the one owner of how the bone has cha
 everything else is derived from it and the baseline density ``rho0``:
 
 * the FE density (``bone.density``, the input of the material law) is
-  ``rho0 * rho_model / rho_model0`` on bone cells (loading layers keep theirs);
+  ``rho0 * rho_model / rho_model0`` on remodeling cells; every other cell keeps its
+  baseline density;
 * the DXA-equivalent density is ``rho0 * m / m0`` (m = f alpha, the mineral mass), computed
   when BMD is measured, so mineralisation counts as it does in DXA;
 * the mechanostat stimulus is M = (psi - psi_ref) / psi_ref, psi the strain energy
   density under the *same habitual force* (a displacement-controlled solve is rescaled to
   its baseline reaction force), psi_ref the cell's own baseline.
+
+Which cells remodel (``BoneTrack.remodels``): the cells of bone compartments whose baseline
+apparent density lies in the range the cell model can represent, BV/TV in
+[f_min, f_max] = [0.01, 0.99] at its baseline mineralisation, i.e. about 0.018 to 1.99
+g/cm3 (:func:`remodeling_density_range`). Everything else is held at its baseline density
+and gets no stimulus, no turnover and no weight in the markers: loading layers and other
+non-bone compartments (``femur.geometry.compartments``), and, on CT bones, elements with
+no bone (calibrated density floored at 0, or below the lower end of the range: the
+remodeling floor, 0.018 g/cm3) or denser
+than fully dense bone at baseline mineralisation (the capped posterior cortex of clinical
+CT). The built-in bones lie inside the range everywhere, so every bone cell of theirs
+remodels.
 """
 
 from __future__ import annotations
@@ -20,12 +33,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from femur.core import units
+from femur.core.errors import DensityError, InputError
+from femur.core.log import get_logger
 from femur.core.mpi import MPI
-from femur.geometry.compartments import non_bone_mask
+from femur.geometry.compartments import non_bone_mask, where_cells
+from femur.geometry.density import MAX_APPARENT_G_CM3
 from femur.mechanics.problem import cell_strain_energy_density, make_solver, postprocess
 from femur.mechanics.strength import material_for, region_for, strength_cases, strength_quantities
 from femur.outcomes import dxa
-from femur.remodeling.model import stimulus_from_sed
+from femur.remodeling.model import stimulus_from_sed, tissue_density_g_cm3
+from femur.workflows.scans import is_ct_bone, scan_summary
+
+log = get_logger(__name__)
 
 #: Relative tolerance of the habitual (mechanostat stimulus) solves. The stimulus is a
 #: strain-energy ratio entering through a lazy zone of +-25 %, so 1e-8 is far below what
@@ -35,6 +55,37 @@ HABITUAL_RTOL = 1.0e-8
 
 #: DXA sites measured on each bone: site key -> femur.outcomes.dxa site name
 DXA_SITES = {"femur": {"fn": "femoral_neck", "th": "total_hip"}, "vertebra": {"ls": "spine"}}
+
+
+#: a bone whose bone cells are mostly outside the cell model's range is refused: more than
+#: this fraction held means wrong units or a wrong calibration, not a few empty voxels
+MAX_HELD_FRACTION = 0.5
+
+
+def remodeling_density_range(model) -> tuple[float, float]:
+    """(lowest, highest) baseline apparent density (g/cm3) the cell model represents: BV/TV
+    f_min and f_max at their baseline mineralisation (about 0.018 and 1.99 g/cm3 with the
+    fitted parameters). The lower end is the remodeling floor: an element below it holds no
+    bone the model can turn over."""
+    t = model.params.tissue
+    f = np.array([t.f_min, t.f_max])
+    rho = f * tissue_density_g_cm3(model.baseline_alpha(f), t)
+    return float(rho[0]), float(rho[1])
+
+
+def _check_bone_density(bone, rho, is_bone) -> None:
+    """Refuse impossible densities on bone cells, saying how many and where (collective)."""
+    for bad, what in ((~np.isfinite(rho), "are NaN or infinite"),
+                      (np.isfinite(rho) & (rho < 0), "are negative"),
+                      (np.isfinite(rho) & (rho > MAX_APPARENT_G_CM3),
+                       f"exceed {MAX_APPARENT_G_CM3} g/cm3 (fully dense bone is ~2 g/cm3)")):
+        bad = bad & is_bone
+        n = bone.comm.allreduce(int(np.count_nonzero(bad[: bone.num_owned_cells])), op=MPI.SUM)
+        if n:
+            raise DensityError(
+                f"bone '{bone.name}': apparent densities of {where_cells(bone, bad)} {what}; "
+                "expected wet apparent density in [0, 2.3] g/cm3 (check the units and the "
+                "calibration of the density field)")
 
 
 @dataclass
@@ -73,13 +124,18 @@ class BoneTrack:
         n = bone.num_local_cells
         self.rho0 = np.array(bone.density.x.array, dtype=float)
         self.bone_mask = ~non_bone_mask(bone)
+        _check_bone_density(bone, self.rho0, self.bone_mask)
+        lo, hi = remodeling_density_range(model)
+        self.remodels = self.bone_mask & (self.rho0 >= lo) & (self.rho0 <= hi)
+        self.held = self._held_cells(lo, hi)
         comp = np.where(bone.compartment_mask("cortical"), 1, 2) if "cortical" in bone.cell_ids else None
         owned = np.zeros(n, dtype=bool)
         owned[: bone.num_owned_cells] = True
-        # remodeling runs on bone cells only; loading layers keep their constant moduli
+        # remodeling runs on the remodeling cells only; the others (loading layers, empty or
+        # over-dense CT elements) keep their baseline density (placeholder state 0.5 g/cm3)
         vol = bone.cell_volumes() * owned  # ghosts weigh nothing in the aggregates
-        self.state = model.initial_state(density_g_cm3=np.where(self.bone_mask, self.rho0, 0.5),
-                                         volume=vol * self.bone_mask, compartment=comp)
+        self.state = model.initial_state(density_g_cm3=np.where(self.remodels, self.rho0, 0.5),
+                                         volume=vol * self.remodels, compartment=comp)
         self.rho_model0 = model.density_g_cm3(self.state)
         self.solvers = {}
         for prefix, case in strength_cases(bone.kind).items():
@@ -93,6 +149,31 @@ class BoneTrack:
         self.sed_ref, self.force_ref = np.zeros(n), None
         self.sed_ref, self.force_ref = self.habitual_sed()
         self.dxa_sites = {k: (site, dxa.prepare(bone, site)) for k, site in DXA_SITES[bone.kind].items()}
+
+    def _held_cells(self, lo: float, hi: float) -> dict:
+        """Count (and log) the bone cells held at their baseline density; refuse a bone
+        whose bone cells are mostly outside the range (collective)."""
+        bone, comm, no = self.bone, self.bone.comm, self.bone.num_owned_cells
+        below = self.bone_mask & (self.rho0 < lo)
+        above = self.bone_mask & (self.rho0 > hi)
+        n_bone, n_below, n_above = (comm.allreduce(int(np.count_nonzero(m[:no])), op=MPI.SUM)
+                                    for m in (self.bone_mask, below, above))
+        held = {"remodeling_floor_g_cm3": lo, "remodeling_ceiling_g_cm3": hi,
+                "bone_cells": n_bone, "below_floor_cells": n_below, "above_ceiling_cells": n_above}
+        if n_below + n_above == 0:
+            return held
+        held["below_floor"] = where_cells(bone, below) if n_below else "none"
+        held["above_ceiling"] = where_cells(bone, above) if n_above else "none"
+        if n_below + n_above > MAX_HELD_FRACTION * max(n_bone, 1):
+            raise InputError(
+                f"bone '{bone.name}': {n_below + n_above} of {n_bone} bone elements have baseline "
+                f"densities outside the range the cell model represents ({lo:.4f}-{hi:.3f} g/cm3 "
+                f"apparent): below it {held['below_floor']}; above it {held['above_ceiling']}. "
+                "Check the image units (mg/cm3 expected with calibrated_mg_cm3) and the calibration")
+        log.info("%s: %d of %d bone elements do not remodel (held at their scanned density): "
+                 "below the remodeling floor %.4f g/cm3: %s; above %.3f g/cm3: %s", bone.name,
+                 n_below + n_above, n_bone, lo, held["below_floor"], hi, held["above_ceiling"])
+        return held
 
     @property
     def dofs(self) -> int:
@@ -125,7 +206,7 @@ class BoneTrack:
         """Mechanostat stimulus per cell from a fresh habitual solve (0 off bone)."""
         sed, _ = self.habitual_sed()
         M = stimulus_from_sed(sed, self.sed_ref)
-        return np.where(self.bone_mask & (self.sed_ref > 0), M, 0.0)
+        return np.where(self.remodels & (self.sed_ref > 0), M, 0.0)
 
     def strength(self) -> dict:
         """Every strength quantity of this bone (femur.mechanics.strength names)."""
@@ -143,7 +224,7 @@ class BoneTrack:
     def update_density(self) -> None:
         """FE density and moduli from the remodeling state (in place, operators reassembled)."""
         rm_rho = self.model.density_g_cm3(self.state)
-        ratio = np.where(self.bone_mask, rm_rho / self.rho_model0, 1.0)
+        ratio = np.where(self.remodels, rm_rho / self.rho_model0, 1.0)
         self.bone.density.x.array[:] = self.rho0 * ratio
         E = self.material.modulus_array(self.bone)
         for es, _, _ in self.solvers.values():
@@ -152,16 +233,34 @@ class BoneTrack:
     def dxa_density(self) -> np.ndarray:
         """DXA-equivalent density: baseline density times each cell's mineral-mass ratio."""
         s = self.state
-        return self.rho0 * np.where(self.bone_mask, (s.f * s.alpha) / (s.f0 * s.alpha0), 1.0)
+        return self.rho0 * np.where(self.remodels, (s.f * s.alpha) / (s.f0 * s.alpha0), 1.0)
+
+    @property
+    def is_ct(self) -> bool:
+        return is_ct_bone(self.bone)
+
+    def geometry(self) -> dict | None:
+        """The scan of a CT bone and which of its cells are held (None for other bones)."""
+        if not self.is_ct:
+            return None
+        return dict(scan_summary(self.bone), held_cells=dict(self.held))
 
     def measure(self, comm) -> dict:
-        """Areal BMD at this bone's DXA sites and vBMD per compartment (mg/cm3)."""
+        """Areal BMD at this bone's DXA sites and vBMD per compartment (mg/cm3).
+
+        vBMD: built-in bones, the cell model's mineral density over the remodeling cells; CT
+        bones, the QCT-equivalent (ash) density of the DXA-equivalent field over every cell
+        of the compartment, so that month 0 is the scan's own calibrated vBMD."""
         rec = {}
         rho = self.dxa_density()
         for key, (site, prep) in self.dxa_sites.items():
             rec[f"{key}_abmd_g_cm2"] = dxa.areal_bmd(self.bone, site, prepared=prep, density_g_cm3=rho)
-        mineral = self.model.mineral_density_mg_cm3(self.state)
-        w = self.state.volume
+        if self.is_ct:
+            mineral = 1000.0 * units.apparent_to_ash_g_cm3(rho)
+            w = self.bone.cell_volumes() * (np.arange(rho.size) < self.bone.num_owned_cells)
+        else:
+            mineral = self.model.mineral_density_mg_cm3(self.state)
+            w = self.state.volume
         for comp in ("cortical", "trabecular"):
             if comp not in self.bone.cell_ids:
                 continue
@@ -175,4 +274,5 @@ class BoneTrack:
             es.close()
 
 
-__all__ = ["DXA_SITES", "HABITUAL_RTOL", "BoneTrack", "RunStats"]
+__all__ = ["DXA_SITES", "HABITUAL_RTOL", "MAX_HELD_FRACTION", "BoneTrack", "RunStats",
+           "remodeling_density_range"]

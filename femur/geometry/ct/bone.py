@@ -191,7 +191,7 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
                  tet_size_mm: float | None = None, label_names: dict | None = None,
                  kind: str = "vertebra", check_units: bool = True, frame: str = "LPS",
                  layer_material="pmma", comm=MPI.COMM_WORLD, name: str | None = None,
-                 verbose: bool = False) -> Bone:
+                 verbose: bool = False, bone_labels=None) -> Bone:
     """Build a CT-based :class:`Bone` (mesh in world mm, labels as compartments, apparent
     density in g/cm3).
 
@@ -206,6 +206,10 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
     layer_material    recorded in ``bone.parameters["layers"]`` for femur.mechanics.materials'
                       default_material: "pmma" (2500 MPa, default, as in the VerSe benchmark),
                       "compliant" (8 MPa) or a modulus in MPa
+    bone_labels       the labels that are bone (default: every label > 0 that is not a loading
+                      layer). Any other label is meshed as a non-bone compartment named
+                      "non_bone_<name>" (``femur.geometry.compartments``): its voxels never
+                      count in bone densities, it does not remodel and DXA ignores it.
     """
     if labels_path is None:
         raise InputError(f"{image_path}: a label image is required to mesh a CT bone (labels_path)")
@@ -217,13 +221,24 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
     layers = tuple(int(v) for v in layers) if layers else ()
     if layers and len(layers) != 2:
         raise InputError(f"layers must name two labels (e.g. 5,6), got {layers}")
+    if bone_labels is not None:
+        try:
+            bone_labels = tuple(sorted({int(v) for v in bone_labels}))
+        except (TypeError, ValueError):
+            raise InputError(f"bone_labels must be label integers (e.g. 1,2,3,4), got {bone_labels!r}") from None
+        if not bone_labels or min(bone_labels) < 1:
+            raise InputError(f"bone_labels must be label integers >= 1 (e.g. 1,2,3,4), got {bone_labels}")
+        if set(bone_labels) & set(layers):
+            raise InputError(f"labels {sorted(set(bone_labels) & set(layers))} are given both as "
+                             "bone_labels and as loading layers")
 
     # ---- read, check and calibrate on rank 0; errors are agreed across ranks
     payload, err = None, None
     if comm.rank == 0:
         try:
             payload = _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3,
-                                     mesh, k, layers, tet_size_mm, check_units, frame, verbose)
+                                     mesh, k, layers, tet_size_mm, check_units, frame, verbose,
+                                     bone_labels)
         except InputError as exc:
             err = exc
     err = comm.bcast(err, root=0)
@@ -265,6 +280,8 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
             cell_ids["layer_superior"] = lab
         elif layers and lab == meta["inferior_label"]:
             cell_ids["layer_inferior"] = lab
+        elif lab in meta["non_bone_labels"]:
+            cell_ids["non_bone_" + names.get(lab, f"label_{lab}")] = lab
         else:
             cell_ids[names.get(lab, f"label_{lab}")] = lab
 
@@ -317,7 +334,7 @@ def bone_from_ct(image_path, labels_path=None, calibration=None, calibrated_mg_c
 
 
 def _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3, mesh, k, layers,
-                   tet_size_mm, check_units, frame, verbose):
+                   tet_size_mm, check_units, frame, verbose, bone_labels=None):
     image = read_ct(image_path, units="mg/cm3" if calibrated_mg_cm3 else "HU", frame=frame)
     labels = read_labels(labels_path, frame=frame)
     check_labels_match(labels, image)
@@ -330,9 +347,20 @@ def _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3, mesh
             raise InputError(
                 f"{labels_path}: loading-layer label {L} not found; labels present: {present}"
             )
-    bone_mask = (lab > 0) & ~np.isin(lab, list(layers))
+    if bone_labels is None:
+        non_bone = []
+    else:
+        missing = [L for L in bone_labels if L not in present]
+        if len(missing) == len(bone_labels):
+            raise InputError(
+                f"{labels_path}: no bone label: none of the bone labels {list(bone_labels)} is in "
+                f"the label image; labels present: {present}")
+        non_bone = [L for L in present if L not in bone_labels and L not in layers]
+    excluded = list(layers) + non_bone  # labels whose voxels are not bone
+    bone_mask = (lab > 0) & ~np.isin(lab, excluded)
     if not bone_mask.any():
-        raise InputError(f"{labels_path}: no bone voxels (only layer labels {layers})")
+        raise InputError(f"{labels_path}: no bone label: only loading-layer or non-bone labels "
+                         f"{sorted(excluded)} are present")
     rho = calibrate(image, calibration, calibrated_mg_cm3, bone_mask, check_units)
 
     ax, sgn = _axis_from_affine(image.affine)
@@ -346,7 +374,7 @@ def _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3, mesh
     voxel = float(np.mean(image.spacing))
 
     if mesh == "voxel":
-        grid = voxel_mesh.coarsen_grid(lab, rho, image.affine, k, layers, labels_path)
+        grid = voxel_mesh.coarsen_grid(lab, rho, image.affine, k, excluded, labels_path)
         nodes, cells, ijk = voxel_mesh.hex_mesh_arrays(grid.labels, grid.affine)
         clab = grid.labels[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
         crho = grid.density_mg_cm3[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
@@ -361,7 +389,7 @@ def _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3, mesh
         centroids = nodes[cells].mean(axis=1)
         clab = mapping.nearest_label(lab, inv, centroids)
         crho = mapping.element_average(rho, bone_mask, inv, nodes[cells], "tetrahedron", None)
-        crho[np.isin(clab, list(layers))] = 0.0
+        crho[np.isin(clab, excluded)] = 0.0
         cell_type = "tetrahedron"
         note = ("density: mask-weighted trilinear average over 8 (elements <= 1.5 voxels) or "
                 "64 equal-volume sub-tetrahedra per element "
@@ -372,6 +400,7 @@ def _prepare_rank0(image_path, labels_path, calibration, calibrated_mg_cm3, mesh
         "element_size_mm": float(size), "n_cells": int(len(cells)), "n_nodes": int(len(nodes)),
         "voxel_coarsen": int(k), "mesh": mesh, "image": str(image_path),
         "labels": str(labels_path), "image_units": image.units, "density_note": note,
+        "non_bone_labels": [int(v) for v in non_bone], "layer_labels": [int(v) for v in layers],
         "negative_density_cells": int(np.sum(crho < 0)),
         "capped_density_cells": int(np.sum(units.qct_to_apparent_g_cm3(
             units.mg_cm3_to_g_cm3(crho)) > MAX_APPARENT_G_CM3)),

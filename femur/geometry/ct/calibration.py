@@ -285,6 +285,9 @@ MIN_DENSITY_IMAGE_VALUE = -300.0
 #: K2HPO4/HA-equivalent density of cortical bone is about 1000-1300 mg/cm3 (the cortical
 #: reference of verse004 maps to ~1230 mg/cm3); bone-label values above 2500 are not densities.
 MAX_PLAUSIBLE_DENSITY_MG_CM3 = 2500.0
+#: the densest 1 % of a bone label's voxels is cortical bone, hundreds of mg/cm3; below 10
+#: the image is in g/cm3 (cortical ~1-1.3) or otherwise mis-scaled
+MIN_PLAUSIBLE_BONE_P99_MG_CM3 = 10.0
 
 
 def check_image_units(values: np.ndarray, expected: str, path: str,
@@ -292,7 +295,8 @@ def check_image_units(values: np.ndarray, expected: str, path: str,
     """Refuse an image whose value range contradicts ``expected`` ("HU" or "mg/cm3").
 
     Density expected: >= 0.1 % of the voxels (or any bone voxel) at or below -900 (air is
-    -1000 HU), or a bone-label median above 2500, means HU.  HU expected: an image with
+    -1000 HU), or a bone-label median above 2500, means HU; a bone-label 99th percentile
+    below 10 mg/cm3 means g/cm3 (or another wrong scale).  HU expected: an image with
     nothing below -300 (no air, as a cropped or masked density image) whose values are
     mostly fractional (clinical HU are integers; bone voxels, zero fill ignored) looks like
     an already calibrated density image.  These are heuristics: pass ``check_units=False``
@@ -313,6 +317,13 @@ def check_image_units(values: np.ndarray, expected: str, path: str,
             raise InputError(
                 f"{path}: expected mg/cm3 but the bone median is {np.median(b):.0f} > "
                 f"{MAX_PLAUSIBLE_DENSITY_MG_CM3:g}: not a plausible mineral density"
+            )
+        if b.size and np.percentile(b, 99) < MIN_PLAUSIBLE_BONE_P99_MG_CM3:
+            raise InputError(
+                f"{path}: expected mg/cm3 but the densest 1 % of the bone voxels is below "
+                f"{np.percentile(b, 99):.3g} (< {MIN_PLAUSIBLE_BONE_P99_MG_CM3:g} mg/cm3; cortical "
+                "bone is hundreds of mg/cm3): the image looks like g/cm3 or is mis-scaled. "
+                "Multiply g/cm3 by 1000 (or check_units=False)"
             )
     elif expected == "HU":
         if v.size and v.min() > MIN_DENSITY_IMAGE_VALUE:
