@@ -4,6 +4,8 @@
                    [--law NAME] [--t-score T] [--json] [--out DIR] [--export-inp DIR]
     femur strength --ct IMAGE [--labels LABELS] [--layers L1,L2] ...
     femur simulate [--treatment SPEC] [--months M] [--json] [--out DIR] ...
+    femur simulate --ct IMAGE --labels LABELS [--layers L1,L2] [--calibration FILE |
+                   --calibrated-mg-cm3] [--sex S] [--age Y] --treatment SPEC --months M ...
     femur run STUDY [--patients N] [--months M] [--figures] [--out DIR] ...
 
 Every command takes ``--quiet`` (warnings only) and ``--verbose`` (debug detail); progress
@@ -19,13 +21,16 @@ import json
 import sys
 
 from femur.core.errors import FemurError
-from femur.core.log import configure, verbosity
+from femur.core.log import configure, get_logger, verbosity
 from femur.core.mpi import MPI
 from femur.core.version import __version__
 from femur.study import run_study_cli
 from femur.remodeling.patient import Patient
+from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, DEFAULT_STRENGTH_MONTHS, Simulation
 from femur.workflows.strength import builtin_strength, ct_strength
+
+log = get_logger("femur.cli")
 
 
 def _command(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
@@ -118,14 +123,19 @@ def _fall_directions(text: str) -> list:
     return out
 
 
+def _label_list(text, option: str):
+    """'5,6' -> (5, 6); None -> None."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise FemurError(f"{option}: expected label integers like 5,6, got '{text}'") from None
+
+
 def _cmd_strength(args) -> int:
     if args.ct:
-        layers = None
-        if args.layers:
-            try:
-                layers = tuple(int(v) for v in args.layers.split(","))
-            except ValueError:
-                raise FemurError(f"--layers: expected two label integers like 5,6, got '{args.layers}'")
+        layers = _label_list(args.layers, "--layers")
         records = ct_strength(
             image=args.ct, labels=args.labels, layers=layers, calibration=args.calibration,
             calibrated_mg_cm3=args.calibrated_mg_cm3, law=args.law or "kopperdahl2002",
@@ -167,10 +177,16 @@ def _add_simulate(sub):
                    "course: romosozumab is 12 monthly doses, then no drug. The table and the "
                    "JSON echo the regimen simulated")
     p.add_argument("--months", type=float, default=12.0)
-    p.add_argument("--sex", choices=["female", "male"], default="female")
-    p.add_argument("--age", type=float, default=71.0, help="age in years")
+    p.add_argument("--sex", choices=["female", "male"], default=None,
+                   help="the patient's sex (default female)")
+    p.add_argument("--age", type=float, default=None, help="age in years (default 71)")
     p.add_argument("--t-score", type=float, default=None,
-                   help="femoral-neck T-score (default -2.5 women, -1.5 men)")
+                   help="femoral-neck T-score (default -2.5 women, -1.5 men; with --ct: the "
+                   "spine T-score measured on the scan)")
+    p.add_argument("--body-mass", type=float, default=None, metavar="KG",
+                   help="body mass in kg (default 65 women, 80 men)")
+    p.add_argument("--height", type=float, default=None, metavar="M",
+                   help="height in m (default 1.60 women, 1.75 men)")
     p.add_argument("--fe-interval-days", type=float, default=DEFAULT_FE_INTERVAL_DAYS,
                    help="simulated days between FE re-solves (mechanostat stimulus)")
     p.add_argument("--strength-months", default=None,
@@ -182,6 +198,23 @@ def _add_simulate(sub):
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write simulation.json, timecourse.png, density VTX time series (ParaView) and change maps")
+    ct = p.add_argument_group(
+        "CT scan of a vertebra instead of the built-in bones",
+        "The scan gives the bone (its densities are the cell model's baseline, its spine "
+        "T-score is measured on it); --sex, --age, --body-mass and --height give the patient.")
+    ct.add_argument("--ct", default=None, metavar="IMAGE", help="CT image (NIfTI, NRRD, VTK image, DICOM folder)")
+    ct.add_argument("--labels", default=None, metavar="LABELS", help="label image on the same grid")
+    ct.add_argument("--layers", default=None, metavar="L1,L2",
+                    help="label values of the two loading layers (e.g. 5,6); without, the bone's own "
+                    "end faces are loaded")
+    ct.add_argument("--bone-labels", default=None, metavar="L1,L2,...",
+                    help="label values that are bone (default: every label that is not a layer); "
+                    "other labels are non-bone and do not remodel")
+    ct.add_argument("--calibration", default=None, metavar="FILE", help="phantom/phantomless calibration record")
+    ct.add_argument("--calibrated-mg-cm3", action="store_true", help="the image is already in mg/cm3")
+    ct.add_argument("--mesh", choices=["voxel", "tet"], default="voxel")
+    ct.add_argument("--voxel-coarsen", type=int, default=1, metavar="K",
+                    help="one element per KxKxK voxels (default 1)")
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -192,15 +225,50 @@ def _cmd_simulate(args) -> int:
             strength_months = [float(x) for x in args.strength_months.split(",") if x.strip()]
         except ValueError:
             raise FemurError(f"--strength-months: expected numbers like 0,6,12, got '{args.strength_months}'")
-    patient = Patient(sex=args.sex, age_years=args.age, fn_t_score=args.t_score)
-    bones = ("femur", "vertebra") if args.bone == "all" else (args.bone,)
-    sim = Simulation(args.treatment, args.months, patient, fe_interval_days=args.fe_interval_days,
-                     strength_months=strength_months, mesh_size_mm=args.mesh_size, bones=bones,
-                     progress=not args.json)
+    sex = args.sex or "female"
+    age = 71.0 if args.age is None else args.age
+    if args.ct:
+        sim = _ct_simulation(args, sex, age, strength_months)
+    else:
+        for option in ("labels", "layers", "bone_labels", "calibration"):
+            if getattr(args, option) is not None:
+                raise FemurError(f"--{option.replace('_', '-')} is for a CT scan: give --ct IMAGE too")
+        patient = Patient(sex=sex, age_years=age, fn_t_score=args.t_score,
+                          body_mass_kg=args.body_mass, height_m=args.height)
+        bones = ("femur", "vertebra") if args.bone == "all" else (args.bone,)
+        sim = Simulation(args.treatment, args.months, patient, fe_interval_days=args.fe_interval_days,
+                         strength_months=strength_months, mesh_size_mm=args.mesh_size, bones=bones,
+                         progress=not args.json)
     res = sim.run(out=args.out)
     _report(args, lambda: json.dumps(res.to_dict()), res.table,
             "results (simulation.json, timecourse.png, <bone>_density.bp VTX for ParaView, change maps)")
     return 0
+
+
+def _ct_simulation(args, sex: str, age: float, strength_months) -> Simulation:
+    """`femur simulate --ct`: the scan's vertebra and its patient (defaults stated)."""
+    if args.bone == "femur":
+        raise FemurError("--ct: a scan is a vertebra; --bone femur does not apply")
+    if args.labels is None:
+        raise FemurError("--ct: give the label image with --labels LABELS")
+    if args.mesh_size is not None:
+        raise FemurError("--mesh-size is for the built-in bones; a scan's mesh is set by --voxel-coarsen")
+    scan = CTScan(args.ct, args.labels, calibration=args.calibration,
+                  calibrated_mg_cm3=args.calibrated_mg_cm3, layers=_label_list(args.layers, "--layers"),
+                  bone_labels=_label_list(args.bone_labels, "--bone-labels"),
+                  voxel_coarsen=args.voxel_coarsen, mesh=args.mesh, where="--ct")
+    defaults = [f"{name} {value} (default; {option})" for name, value, option, given in (
+        ("sex", sex, "--sex", args.sex), ("age", f"{age:g} years", "--age", args.age),
+        ("body mass", "65 kg" if sex == "female" else "80 kg", "--body-mass", args.body_mass),
+        ("height", "1.60 m" if sex == "female" else "1.75 m", "--height", args.height)) if given is None]
+    if defaults:
+        log.info("patient of the scan: %s", "; ".join(defaults))
+    bone = scan_bone(scan)
+    patient = scan_patient(bone, sex=sex, age_years=age, body_mass_kg=args.body_mass,
+                           height_m=args.height, fn_t_score=args.t_score)
+    return Simulation(args.treatment, args.months, patient, vertebra_bone=bone, bones=("vertebra",),
+                      fe_interval_days=args.fe_interval_days, strength_months=strength_months,
+                      progress=not args.json)
 
 
 def _add_run(sub):

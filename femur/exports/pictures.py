@@ -51,6 +51,25 @@ def _pyvista():
     return pv
 
 
+#: VTK Lagrange cell types of DOLFINx's degree-1 cells -> the linear VTK types with the same
+#: corner order. VTK's clip filter mishandles Lagrange hexahedra (the clipped cells carry
+#: garbage data), so degree-1 cells are handed over as linear cells.
+_LINEAR_VTK = {(71, 4): 10, (72, 8): 12}  # tetrahedron, hexahedron
+
+
+def _linear_cell_types(topology: np.ndarray, cell_types: np.ndarray) -> np.ndarray:
+    """``cell_types`` with degree-1 Lagrange cells as linear ones (``topology``: VTK's flat
+    [n, v0, ..., n, ...] array of one cell type)."""
+    if len(cell_types) == 0:
+        return cell_types
+    npc = int(topology[0])
+    out = np.asarray(cell_types).copy()
+    for (lagrange, nodes), linear in _LINEAR_VTK.items():
+        if npc == nodes:
+            out[out == lagrange] = linear
+    return out
+
+
 def gather_grid(mesh, cell_data: dict[str, np.ndarray] | None = None):
     """Gather the owned cells of `mesh` (and per-cell arrays over local cells) to rank 0.
 
@@ -61,6 +80,7 @@ def gather_grid(mesh, cell_data: dict[str, np.ndarray] | None = None):
     n_owned = mesh.topology.index_map(tdim).size_local
     owned = np.arange(n_owned, dtype=np.int32)
     topology, cell_types, x = dolfinx.plot.vtk_mesh(mesh, tdim, owned)
+    cell_types = _linear_cell_types(topology, cell_types)
     data = {k: np.asarray(v)[:n_owned] for k, v in (cell_data or {}).items()}
     parts = mesh.comm.gather((topology, cell_types, x, data), root=0)
     if mesh.comm.rank != 0:
