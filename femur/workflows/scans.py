@@ -133,23 +133,25 @@ def scan_patient(bone, sex: str = "female", age_years: float = 71.0,
                  body_mass_kg: float | None = None, height_m: float | None = None,
                  fn_t_score: float | None = None) -> Patient:
     """The Patient of a scanned vertebra: sex, age and body size as given, the spine T-score
-    measured on the scan (module docstring). A measured T-score outside [-6, 4] is refused
-    (the scan or its calibration is not a plausible spine)."""
+    measured on the scan (module docstring). A measured T-score outside [-6, 4] (a small or
+    unusual vertebra, or a doubtful calibration) is recorded at the nearest end of that range,
+    with a warning: it names the patient and does not enter the cell model."""
     sex = Patient(sex=sex).sex
     m = spine_dxa(bone, sex)
-    ls = float(m["t_score"])
-    if not T_SCORE_RANGE[0] <= ls <= T_SCORE_RANGE[1]:
-        raise InputError(
-            f"bone '{bone.name}': the DXA-equivalent spine T-score measured on the scan is "
-            f"{ls:.2f} (aBMD {m['areal_bmd_g_cm2']:.3f} g/cm2), outside {list(T_SCORE_RANGE)}: "
-            "check the image units and the calibration")
+    measured = float(m["t_score"])
+    ls = float(np.clip(measured, *T_SCORE_RANGE))
+    if ls != measured:
+        log.warning("bone '%s': the DXA-equivalent spine T-score measured on the scan is %.2f "
+                    "(aBMD %.3f g/cm2), outside %s; the patient is given %.1f (check the image "
+                    "units and the calibration)", bone.name, measured, m["areal_bmd_g_cm2"],
+                    list(T_SCORE_RANGE), ls)
     fn = ls if fn_t_score is None else fn_t_score
     patient = Patient(sex=sex, age_years=age_years, body_mass_kg=body_mass_kg, height_m=height_m,
                       fn_t_score=fn, ls_t_score=ls)
     log.info("patient of scan %s: %s, %.0f years, %.0f kg, %.2f m; spine aBMD %.3f g/cm2, "
              "T-score %.2f (measured on the scan); femoral-neck T-score %.2f (%s)", bone.name,
              patient.sex, patient.age_years, patient.body_mass_kg, patient.height_m,
-             m["areal_bmd_g_cm2"], ls, patient.fn_t_score,
+             m["areal_bmd_g_cm2"], measured, patient.fn_t_score,
              "given" if fn_t_score is not None else "not measured: set to the spine's")
     return patient
 
