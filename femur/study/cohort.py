@@ -34,6 +34,12 @@ The femur and vertebra parameter dicts use the field names of
 (``ProximalFemur(**femur_params)``); their distributions live in
 ``femur.geometry.population``.
 
+Patients from CT scans (``[cohort] scans``, :func:`scan_patient`) are not sampled: the
+scan gives the bone and the study file the sex, age and (optionally) body size; nothing
+else varies (turnover and drug-response multipliers 1). Their T-scores are measured on the
+scan when the case runs (``femur.workflows.scans.scan_patient``), so the patient dict
+holds None for them.
+
 A patient dict uses the field names of ``femur.remodeling.patient.Patient`` (``sex`` is
 "female" or "male", ``age_years``, ``fn_t_score``, ``th_t_score``, ``ls_t_score``,
 ``body_mass_kg``, ``height_m``) plus the cohort's own (ids, seeds, geometry, multipliers).
@@ -45,6 +51,7 @@ import numpy as np
 
 from femur.core.errors import InputError
 from femur.geometry.population import FEMUR_GEOMETRY_F, VERTEBRA_GEOMETRY_F, body_size_factor
+from femur.remodeling.patient import Patient
 from femur.study.spec import CohortSpec
 
 MAX_REJECTION_TRIES = 200_000
@@ -95,10 +102,41 @@ def _included(t: dict, inclusion) -> bool:
     return any(hits) if inclusion.t_score_rule == "any" else all(hits)
 
 
+def scan_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
+    """Patient ``index`` of a cohort of CT scans (a plain dict; ``scan`` says how to read
+    the scan, ``scan_where`` where it was listed)."""
+    if not 0 <= index < len(cohort.scans):
+        raise InputError(f"scan patient index must be in [0, {len(cohort.scans)}), got {index}")
+    e = cohort.scans[index]
+    p = Patient(sex=e.sex, age_years=e.age_years, body_mass_kg=e.body_mass_kg, height_m=e.height_m)
+    return {
+        "index": int(index),
+        "patient_id": e.id,
+        "seed": {"entropy": int(seed), "spawn_key": [int(index)]},
+        "sex": p.sex,
+        "age_years": p.age_years,
+        "body_mass_kg": p.body_mass_kg,
+        "height_m": p.height_m,
+        "bmi_kg_m2": float(p.body_mass_kg / p.height_m**2),
+        "th_t_score": None,
+        "fn_t_score": None,
+        "ls_t_score": None,
+        "turnover_multiplier": 1.0,
+        "drug_response_multiplier": 1.0,
+        "scan": dict(e.scan),
+        "scan_where": e.where,
+        "case_seed": derived_seed(seed, index, _STREAM_CASE),
+        "risk_seed": derived_seed(seed, index, _STREAM_RISK),
+    }
+
+
 def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
-    """Virtual patient ``index`` of the cohort with study seed ``seed`` (a plain dict)."""
+    """Virtual patient ``index`` of the cohort with study seed ``seed`` (a plain dict);
+    patient ``index`` of the scans for a cohort of CT scans."""
     if index < 0:
         raise InputError(f"patient index must be >= 0, got {index}")
+    if cohort.scans:
+        return scan_patient(index, seed, cohort)
     sex = cohort.sex
     inc = cohort.inclusion
 
@@ -180,4 +218,4 @@ def generate_cohort(cohort: CohortSpec, seed: int, size: int | None = None) -> l
     return [sample_patient(i, seed, cohort) for i in range(n)]
 
 
-__all__ = ["derived_seed", "generate_cohort", "sample_patient"]
+__all__ = ["derived_seed", "generate_cohort", "sample_patient", "scan_patient"]

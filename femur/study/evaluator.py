@@ -5,6 +5,11 @@ visit results (the format of ``femur.study.cases``).
 (``femur.study.cases.DEFAULT_EVALUATOR``). With ``fields_dir`` it also writes the case's
 final density fields there (``femur.exports.fields.CaseFields``), which the study figures
 read instead of re-running patients.
+
+A patient from a CT scan (``record["patient"]["scan"]``, ``femur.study.cohort.scan_patient``)
+runs its scanned vertebra alone (``femur.workflows.scans``): the visits hold None for the
+femur's quantities, and the result's extra ``t_scores`` / ``geometry`` give the spine
+T-score measured on the scan and the scan's description (held cells included).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from femur.exports.fields import CaseFields
 from femur.remodeling.patient import Patient
 from femur.study.cases import ABS_KEYS, record_treatment
 from femur.mechanics.strength import pct_name
+from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
 
 #: the monthly courses a case keeps (the markers peak within the first months, between visits)
@@ -26,6 +32,19 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
     p = record["patient"]
     model = record.get("model", {})
     visits = [float(v) for v in record["visit_months"]]
+    if p.get("scan"):
+        bone = scan_bone(CTScan.from_dict(p["scan"], where=p.get("scan_where", "")), comm)
+        patient = scan_patient(bone, sex=p["sex"], age_years=p["age_years"],
+                               body_mass_kg=p.get("body_mass_kg"), height_m=p.get("height_m"))
+        return Simulation(
+            record_treatment(record), max(float(record["duration_months"]), max(visits)), patient,
+            vertebra_bone=bone, bones=("vertebra",), order=int(model.get("order", 1)),
+            solver=model.get("solver", "gamg"),
+            fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
+            strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
+            drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
+            progress=progress, exports=exports,
+        )
     return Simulation(
         record_treatment(record), max(float(record["duration_months"]), max(visits)),
         Patient.from_record(p), femur_params=p.get("femur_params"),
@@ -43,21 +62,32 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     with ``fields_dir``, the case's final density fields are written there too."""
     visits = [float(v) for v in record["visit_months"]]
     exports = [CaseFields(fields_dir)] if fields_dir is not None else []
-    res = simulation_for_record(record, comm, exports=exports).run()
+    sim = simulation_for_record(record, comm, exports=exports)
+    res = sim.run()
+    series = res.series
+    known = set(series) | set(res.strength) | set(res.strength_pct)
+
+    def at(key, m):  # None for a quantity this run does not have (a scan has no femur)
+        return res.at_month(key, m) if key in known else None
+
     out = []
     for m in visits:
         v = {"month": m}
         for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct"):
-            v[key] = res.at_month(key, m)
+            v[key] = at(key, m)
         for name in ABS_KEYS:
-            v[pct_name(name)] = res.at_month(pct_name(name), m)
-            v[name] = res.at_month(name, m)
+            v[pct_name(name)] = at(pct_name(name), m)
+            v[name] = at(name, m)
         out.append(v)
     monthly = {"month": [float(m) for m in res.months]}
-    series = res.series
     for key in MONTHLY_KEYS:
-        monthly[key] = [float(x) for x in series[key]]
-    return {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"]}
+        if key in series:
+            monthly[key] = [float(x) for x in series[key]]
+    result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"]}
+    if res.geometry:
+        result["geometry"] = res.geometry
+        result["t_scores"] = {"ls_t_score": sim.patient.ls_t_score}
+    return result
 
 
 __all__ = ["MONTHLY_KEYS", "run_case", "simulation_for_record"]

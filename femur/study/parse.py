@@ -16,10 +16,12 @@ from pathlib import Path
 from femur.core.errors import InputError
 from femur.core.sex import normalise_sex
 from femur.outcomes.risk import default_vertebral_h0
+from femur.study.scans import parse_scans
 from femur.study.spec import (
     _ALLOWED,
     _NAME_RE,
     ENDPOINTS,
+    SCAN_ENDPOINTS,
     T_SCORE_SITES,
     Arm,
     CohortSpec,
@@ -185,7 +187,8 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
 
     if "endpoints" in study and "endpoints" in data:
         raise _err(src, "endpoints", "given both at top level and in [study]; keep one")
-    endpoints_raw = study.get("endpoints", data.get("endpoints", list(ENDPOINTS)))
+    on_scans = isinstance(data.get("cohort"), dict) and "scans" in data["cohort"]
+    endpoints_raw = study.get("endpoints", data.get("endpoints", list(SCAN_ENDPOINTS if on_scans else ENDPOINTS)))
     if not isinstance(endpoints_raw, list) or not endpoints_raw:
         raise _err(src, "study.endpoints", f"expected a non-empty list, got {endpoints_raw!r}")
     endpoints = []
@@ -193,6 +196,9 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
         e = _str(e, "study.endpoints", src)
         if e not in ENDPOINTS:
             raise _err(src, "study.endpoints", f"unknown endpoint {e!r}; known: {list(ENDPOINTS)}")
+        if on_scans and e not in SCAN_ENDPOINTS:
+            raise _err(src, "study.endpoints", f"endpoint {e!r} needs a femur; a study on CT scans "
+                       f"(vertebrae) has the endpoints {list(SCAN_ENDPOINTS)}")
         endpoints.append(e)
 
     # cohort -----------------------------------------------------------------------------
@@ -200,6 +206,19 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
     if not isinstance(cohort, dict):
         raise _err(src, "[cohort]", "missing [cohort] table (size, sex, inclusion)")
     _check_keys(cohort, "cohort", src, "[cohort]")
+    scans = ()
+    if on_scans:
+        for k in ("size", "inclusion", "sex"):
+            if k in cohort:
+                raise _err(src, f"cohort.{k}", "not with scans: a study on CT scans has one patient "
+                           "per scan, with its own sex and age (listed in cohort.scans)")
+        coarsen = _int(cohort.get("voxel_coarsen", 1), "cohort.voxel_coarsen", src)
+        if coarsen < 1:
+            raise _err(src, "cohort.voxel_coarsen", f"must be an integer >= 1, got {coarsen}")
+        scans = parse_scans(cohort["scans"], src, coarsen)
+        cohort = dict(cohort, size=len(scans))
+    elif "voxel_coarsen" in cohort:
+        raise _err(src, "cohort.voxel_coarsen", "is for a study on CT scans (cohort.scans)")
     if "size" not in cohort:
         raise _err(src, "cohort.size", "missing required key")
     size = _int(cohort["size"], "cohort.size", src)
@@ -230,7 +249,7 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
     rule = _str(inc.get("t_score_rule", "any"), "cohort.inclusion.t_score_rule", src).lower()
     if rule not in ("any", "all"):
         raise _err(src, "cohort.inclusion.t_score_rule", f"expected 'any' or 'all', got {rule!r}")
-    cohort_spec = CohortSpec(size, sex, Inclusion(age, t_scores, rule))
+    cohort_spec = CohortSpec(size, sex, Inclusion(age, t_scores, rule), scans)
 
     # arms -------------------------------------------------------------------------------
     arms_raw = data.get("arms")

@@ -5,6 +5,10 @@ are computed together from the case files; drawing and file formats are in femur
 
 Everything here runs on one rank from the case files, so a resumed run gives the same
 bytes as an uninterrupted one.
+
+Failed cases (``femur.study.runner``: a scan that could not be read or simulated) are left
+out of the table and the arm means; the summary's ``failed_cases`` and the printed table
+say which case failed and why.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ class StudyResults:
 
     def __init__(self, spec: StudySpec, cases: list[dict]):
         self.spec = spec
-        self.cases = cases
+        self.failed = [c for c in cases if "error" in c]
+        self.cases = [c for c in cases if "error" not in c]
         self.fall_model = _fall_model(spec)
         self._compute_risk()
         self.rows = self._rows()
@@ -167,6 +172,10 @@ class StudyResults:
                     "fn_t_score": p["fn_t_score"],
                     "ls_t_score": p["ls_t_score"],
                 }
+                measured = (case["result"].get("extra") or {}).get("t_scores") or {}
+                for key, value in measured.items():  # scans: measured when the case ran
+                    if row.get(key) is None:
+                        row[key] = value
                 for key in PCT_KEYS + ABS_KEYS:
                     row[key] = v.get(key)
                 row["vertebral_phi"] = float(info["vertebral_phi"][i]) if "vertebral_phi" in info else None
@@ -283,6 +292,13 @@ class StudyResults:
                         ]
 
         vm = self.vertebral_model
+        failed = {}
+        if self.failed:
+            failed["failed_cases"] = [{
+                "case_id": c["record"]["case_id"], "arm": c["record"]["arm"],
+                "patient_id": c["record"]["patient"]["patient_id"],
+                "scan": (c["record"]["patient"].get("scan") or {}).get("image"),
+                "error": c["error"]} for c in self.failed]
         return {
             "study": spec.name,
             "femur_version": __version__,
@@ -308,6 +324,7 @@ class StudyResults:
                 "Only the vertebral baseline hazard is calibrated (clinical-targets.md #8); "
                 "every other number is a model prediction.",
             ],
+            **failed,
         }
 
     def _monthly_means(self, idx, keys, with_ci: bool = False):
@@ -407,6 +424,10 @@ class StudyResults:
                 "are partly assumptions, see femur/outcomes/risk.py)"
             )
         lines.append(r["bct_note"])
+        if s.get("failed_cases"):
+            lines.append(f"failed cases, left out of the means ({len(s['failed_cases'])}):")
+            lines += [f"  {f['case_id']}" + (f" (scan {f['scan']})" if f.get("scan") else "")
+                      + f": {f['error']}" for f in s["failed_cases"]]
         return "\n".join(lines)
 
     # ----------------------------------------------------------------- files
@@ -458,14 +479,17 @@ class StudyResults:
         panels = [("ls_bmd_pct", "Lumbar spine BMD"), ("th_bmd_pct", "Total hip BMD"),
                   ("fn_bmd_pct", "Femoral neck BMD"), ("p1np_pct", "P1NP"), ("ctx_pct", "CTX")]
         months = list(self.spec.visit_months)
-        traj = plot_arm_trajectories(panels, self.arm_courses([k for k, _ in panels]), months,
-                                     folder / "trajectories.png")
+        courses = self.arm_courses([k for k, _ in panels])
+        # a study on scans has no femur: only the panels some arm has values for
+        panels = [(k, t) for k, t in panels if any(k in c for c in courses.values())] or panels
+        traj = plot_arm_trajectories(panels, courses, months, folder / "trajectories.png")
         last = months[-1]
         hist_panels = [("vertebral_strength_pct", f"Vertebral strength, month {last:g}"),
                        ("femoral_fall_strength_pct", f"Femoral fall strength, month {last:g}")]
         values = {arm.name: {key: [r[key] for r in self.rows if r["arm"] == arm.name
                                    and r["month"] == last and r[key] is not None]
                              for key, _ in hist_panels} for arm in self.spec.arms}
+        hist_panels = [(k, t) for k, t in hist_panels if any(v[k] for v in values.values())] or hist_panels
         dist = plot_arm_histograms(hist_panels, values, folder / "strength_change.png")
         return {"plot_trajectories": traj, "plot_strength": dist}
 

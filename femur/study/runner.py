@@ -12,8 +12,15 @@
 * ``resume=True`` skips the cases whose file exists and whose stored record equals the
   current one.  The final table is always built from the case files, so a resumed run is
   bit-identical to an uninterrupted one.
+* A case whose evaluator raises a femur error (:class:`femur.core.errors.FemurError`: bad
+  input such as a scan that cannot be read or simulated, or a solve that did not converge)
+  is reported and the study goes on (a result the evaluator returns in a wrong format is
+  not: that stops the study, as any other exception): group rank 0 writes ``out/failed/<case_id>.json``
+  (the record and the error), the results and the summary say which case failed and why.
+  Any other exception (a bug) still stops the study once every case has run, as before.
+  Failed cases have no case file, so a resumed run tries them again.
 * World rank 0 prints a progress line after each case it finishes (counting the case
-  files of all groups).
+  and failure files of all groups).
 
 The same code runs under any MPI launcher (``mpiexec``, ``srun``, ``aprun``), as long as
 ``out`` is on a file system that all ranks see.
@@ -35,6 +42,7 @@ from femur.core.progress import ProgressBar
 from femur.study.cases import call_evaluator, canonical_json, normalise_result, takes_fields_dir
 
 CASES_DIR = "cases"
+FAILED_DIR = "failed"
 FIELDS_DIR = "fields"
 MANIFEST = "study.json"
 
@@ -82,6 +90,9 @@ def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool,
     cases_dir = out / CASES_DIR
     cases_dir.mkdir(parents=True, exist_ok=True)
     for stale in cases_dir.glob(".*.tmp-*"):  # leftovers of a killed run
+        stale.unlink(missing_ok=True)
+    # failed cases have no case file: they run again, and fail again or not
+    for stale in (out / FAILED_DIR).glob("*.json"):
         stale.unlink(missing_ok=True)
     man_path = out / MANIFEST
     text = canonical_json(manifest)
@@ -159,7 +170,8 @@ class _Progress:
         if not self.enabled:
             return
         try:
-            done = min(sum(1 for _ in self.dir.glob("*.json")), self.total)
+            done = sum(1 for _ in self.dir.glob("*.json"))
+            done = min(done + sum(1 for _ in (self.dir.parent / FAILED_DIR).glob("*.json")), self.total)
         except OSError:
             return
         if self.bar is not None:
@@ -188,8 +200,10 @@ def run_cases(
     """Run every record not yet finished; return the case data (record + result) of all
     cases in case order on world rank 0 (``None`` on the other ranks).
 
-    Collective over ``comm`` (default ``COMM_WORLD``).  Raises :class:`SolverError` on
-    every rank if any case failed; the finished cases are kept for ``resume``. With
+    Collective over ``comm`` (default ``COMM_WORLD``). A case that failed with a femur
+    error is returned as ``{"record": ..., "error": "<type>: <message>"}`` (module
+    docstring); any other failure raises :class:`SolverError` on every rank once every case
+    has run; the finished cases are kept for ``resume``. With
     ``fields`` an evaluator that accepts ``fields_dir=`` writes each case's fields to
     ``out/fields/<case_id>/``.
     """
@@ -209,6 +223,7 @@ def run_cases(
     color = comm.rank // gs
     group = comm.Split(color, comm.rank)
     failures: list[str] = []
+    failed_dir = out / FAILED_DIR
     bar = _Progress(comm, len(records), len(records) - len(pending), cases_dir, label, progress)
     try:
         for idx in pending[color::n_groups]:
@@ -218,13 +233,24 @@ def run_cases(
             try:
                 fdir = case_fields_dir(out, cid) if fields else None
                 raw = call_evaluator(evaluator, record, group, fdir)
-                # the result of group rank 0 is the one kept (others may return None)
-                result = normalise_result(record, raw) if group.rank == 0 else None
             except Exception as exc:  # one bad case must not stop the batch
-                err = f"{cid}: {type(exc).__name__}: {exc}"
+                err = (f"{type(exc).__name__}: {exc}", isinstance(exc, FemurError))
+            if err is None:
+                try:
+                    # the result of group rank 0 is the one kept (others may return None)
+                    result = normalise_result(record, raw) if group.rank == 0 else None
+                except Exception as exc:  # a malformed result: the evaluator's fault, it stops
+                    err = (f"{type(exc).__name__}: {exc}", False)
             errs = [e for e in group.allgather(err) if e]
-            if errs:
-                failures.append(errs[0])
+            if errs and all(reported for _, reported in errs):
+                # bad input (or no convergence): reported in the results, the study goes on
+                if group.rank == 0:
+                    log.warning("case %s failed: %s", cid, errs[0][0])
+                    failed_dir.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(failed_dir / f"{cid}.json", json.dumps(
+                        {"record": record, "error": errs[0][0]}, sort_keys=True, indent=1))
+            elif errs:
+                failures.append(f"{cid}: " + next(m for m, reported in errs if not reported))
             elif group.rank == 0:
                 atomic_write_text(
                     cases_dir / f"{cid}.json",
@@ -249,6 +275,8 @@ def run_cases(
         for r in records:
             d = _read_case_file(cases_dir / f"{r['case_id']}.json")
             if d is None:
+                d = _read_case_file(failed_dir / f"{r['case_id']}.json")
+            if d is None:
                 raise SolverError(f"{cases_dir / (r['case_id'] + '.json')}: missing or unreadable after the run")
             data.append(d)
         return data
@@ -257,4 +285,4 @@ def run_cases(
     return data if comm.rank == 0 else None
 
 
-__all__ = ["CASES_DIR", "FIELDS_DIR", "MANIFEST", "case_fields_dir", "run_cases"]
+__all__ = ["CASES_DIR", "FAILED_DIR", "FIELDS_DIR", "MANIFEST", "case_fields_dir", "run_cases"]

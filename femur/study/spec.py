@@ -19,6 +19,26 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
     fn_t_score = [-3.5, -2.5]
     t_score_rule = "any"                        # "any" listed site in range, or "all"
 
+    # or, patients from CT scans of vertebrae (each scan is one patient in every arm):
+    # [cohort]
+    # scans = "scans"                           # a folder holding manifest.csv, or a CSV file
+    # voxel_coarsen = 2                         # optional: mesh of every scan (default 1)
+    # or a list of tables (paths relative to the study file):
+    # [[cohort.scans]]
+    # id = "verse004"                           # optional (default: the image file name)
+    # image = "verse004_im.nii.gz"
+    # labels = "verse004_seg.nii.gz"
+    # calibrated_mg_cm3 = true                  # or calibration = "record.txt"
+    # layers = [5, 6]                           # optional loading-layer labels
+    # bone_labels = [1, 2, 3, 4]                # optional (default: all but the layers)
+    # sex = "female"
+    # age_years = 70
+    # body_mass_kg = 60                         # optional (default 65 women, 80 men)
+    # height_m = 1.60                           # optional (default 1.60 women, 1.75 men)
+    # The manifest CSV has the same columns (header row; layers/bone_labels as "5;6"; empty
+    # cell = not given; paths relative to the manifest). A scan study's endpoints are the
+    # vertebra's: ls_bmd, vertebral_strength, p1np, ctx, vertebral_fracture.
+
     [[arms]]
     name = "placebo"
     regimen = "placebo"
@@ -73,10 +93,17 @@ ENDPOINTS = (
 
 T_SCORE_SITES = ("th", "fn", "ls")
 
+#: the endpoints of a study on CT scans (vertebrae): no femur, so no hip endpoints
+SCAN_ENDPOINTS = ("ls_bmd", "vertebral_strength", "p1np", "ctx", "vertebral_fracture")
+#: the columns of a scan table or manifest row
+SCAN_KEYS = ("id", "image", "labels", "calibration", "calibrated_mg_cm3", "layers", "bone_labels",
+             "voxel_coarsen", "sex", "age_years", "body_mass_kg", "height_m")
+
 _ALLOWED = {
     "<top>": {"study", "cohort", "arms", "model", "risk", "endpoints"},
     "study": {"name", "duration_months", "visit_months", "seed", "endpoints", "description"},
-    "cohort": {"size", "sex", "inclusion"},
+    "cohort": {"size", "sex", "inclusion", "scans", "voxel_coarsen"},
+    "cohort.scans": set(SCAN_KEYS),
     "cohort.inclusion": {"age", "th_t_score", "fn_t_score", "ls_t_score", "t_score_th", "t_score_fn",
                          "t_score_ls", "t_score_rule"},
     "arms": {"name", "regimen", "description"},
@@ -137,10 +164,26 @@ class Inclusion:
 
 
 @dataclass(frozen=True)
+class ScanEntry:
+    """A patient given by a CT scan of a vertebra: ``scan`` is the
+    ``femur.workflows.scans.CTScan`` as a dict (absolute paths); ``where`` says where it was
+    listed (file and row), for error messages."""
+
+    id: str
+    scan: dict
+    sex: str
+    age_years: float
+    body_mass_kg: float | None = None
+    height_m: float | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
 class CohortSpec:
     size: int
     sex: str = "female"
     inclusion: Inclusion = field(default_factory=Inclusion)
+    scans: tuple[ScanEntry, ...] = ()  # patients from CT scans (then size = how many are run)
 
 
 @dataclass(frozen=True)
@@ -181,6 +224,8 @@ class StudySpec:
         d["cohort"]["inclusion"]["t_score"] = {
             k: list(v) for k, v in self.cohort.inclusion.t_score.items()
         }
+        if not self.cohort.scans:  # sampled cohorts: the same description as before scans
+            d["cohort"].pop("scans")
         return _jsonable(d)
 
     def arm(self, name: str) -> Arm:
@@ -197,6 +242,8 @@ class StudySpec:
             n = _int(patients, "--patients", "command line")
             if n < 1:
                 raise InputError(f"--patients must be >= 1, got {patients!r}")
+            if spec.cohort.scans and n > len(spec.cohort.scans):
+                raise InputError(f"--patients {n}: the study lists {len(spec.cohort.scans)} scan(s)")
             spec = replace(spec, cohort=replace(spec.cohort, size=n))
         if seed is not None:
             s = _int(seed, "--seed", "command line")
@@ -287,6 +334,9 @@ __all__ = [
     "Arm",
     "CohortSpec",
     "ENDPOINTS",
+    "SCAN_ENDPOINTS",
+    "SCAN_KEYS",
+    "ScanEntry",
     "Inclusion",
     "ModelSpec",
     "Phase",
