@@ -239,3 +239,42 @@ def test_verse_l2_romosozumab_12_months(check):
         assert g["cells"] == 8870 and g["negative_density_cells"] == 1 and g["capped_density_cells"] == 9
         assert d["ls_bmd_pct"][-1] > 3 and d["vertebral_strength_pct"][-1] > 3
     check(True)
+
+
+def test_vertebral_regions_change_and_sagittal_slice(mpi_tmp_path, check):
+    from femur.exports.slices import cell_slice, vertebra_sagittal_frame
+    from femur.outcomes.regions import regional_change, vertebral_regions
+
+    bone = _scan_bone(mpi_tmp_path)
+    reg = vertebral_regions(bone, endplate_zone_mm=2.0)
+    trab, cort = bone.compartment_mask("trabecular"), bone.compartment_mask("cortical")
+    check(np.array_equal(reg["trabecular centrum"], trab) and np.array_equal(reg["cortical shell"], cort),
+          "compartments")
+    check(np.array_equal(reg["posterior elements"], bone.compartment_mask("posterior_trabecular")), "posterior")
+    zones = [reg[k] for k in ("body near superior endplate", "body mid", "body near inferior endplate")]
+    check(np.array_equal(zones[0] | zones[1] | zones[2], trab | cort), "zones cover the body")
+    check(not np.any((zones[0] & zones[1]) | (zones[1] & zones[2]) | (zones[0] & zones[2])), "disjoint")
+    # endplates (layer/bone interfaces) at z = 100 + 1.5 and 100 + 11.5 mm: 2 mm zones hold
+    # the body slices k = 2, 3 (midpoints 102, 103) and k = 10, 11 (110, 111)
+    z = bone.cell_midpoints()[:, 2]
+    zs = np.unique(np.concatenate(COMM.allgather(np.unique(z[zones[0]]))))
+    zi = np.unique(np.concatenate(COMM.allgather(np.unique(z[zones[2]]))))
+    check(np.allclose(zs, [110.0, 111.0]) and np.allclose(zi, [102.0, 103.0]), f"zones {zs} {zi}")
+    rho0 = bone.density.x.array.copy()
+    now = np.where(trab, 1.1 * rho0, rho0)
+    ch = regional_change(bone, rho0, now, reg)
+    check(abs(ch["trabecular centrum"]["change_pct"] - 10.0) < 1e-9, "10 % on the centrum")
+    check(abs(ch["cortical shell"]["change_pct"]) < 1e-12, "shell unchanged")
+    n_trab = COMM.allreduce(int(np.count_nonzero(trab[: bone.num_owned_cells])), op=MPI.SUM)
+    check(ch["trabecular centrum"]["cells"] == n_trab, "cells counted once")
+    origin, normal, u, v = vertebra_sagittal_frame(bone)
+    check(u[1] < -0.99 and abs(v[2] - 1) < 1e-12 and abs(normal[0]) > 0.99,
+          f"anterior points away from the posterior block: u {u}")
+    mids = bone.cell_midpoints()[: bone.num_owned_cells] - origin
+    near = np.abs(mids @ normal) <= 0.5 + 1e-9
+    spots = {(int(np.floor(a + 0.5)), int(np.floor(b + 0.5))) for a, b in zip(mids[near] @ u, mids[near] @ v)}
+    spots = set().union(*COMM.allgather(spots))
+    sl = cell_slice(bone, {"rho": rho0}, origin, normal, u, v, pixel_mm=1.0)
+    if COMM.rank == 0:
+        assert int(np.isfinite(sl.images["rho"]).sum()) == len(spots)  # one pixel per element column
+    check(True)

@@ -60,3 +60,21 @@ def test_ct_vertebra():
     assert rec["fracture_load_n"] == pytest.approx(1801.9, rel=1e-4)
     assert rec["surrogate_0p2pct_load_n"] == pytest.approx(664, rel=2e-3)
     assert MPI.COMM_WORLD.size == 1
+
+
+@pytest.mark.serial
+def test_ct_treatment(tmp_path, capsys):
+    mod = _load("ct_treatment")
+    if not mod.IMAGE.exists():
+        pytest.skip(f"{mod.IMAGE} not present (shared VerSe data)")
+    out = tmp_path / "ct"
+    results = mod.main(["--months", "1", "--fe-interval-days", "30", "--out", str(out)])
+    romo, dmab = results["romosozumab"], results["denosumab"]
+    # both raise the VerSe L2's BMD and strength within a month; romosozumab more
+    assert romo[0].ls_bmd_pct[-1] > dmab[0].ls_bmd_pct[-1] > 0
+    for name in ("trabecular centrum", "cortical shell", "posterior elements"):
+        assert romo[1]["density"][name]["change_pct"] > 0
+    assert romo[1]["density"]["trabecular centrum"]["cells"] == 3002
+    assert (out / "sagittal_change.png").stat().st_size > 10000
+    assert "| trabecular centrum | 3002 |" in (out / "regions.md").read_text()
+    assert "posterior elements" in capsys.readouterr().out
