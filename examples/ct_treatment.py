@@ -94,12 +94,12 @@ def figure(results: dict, months: float, path) -> Path:
     s0 = slices[0]
     rho = s0.images["rho0"][np.isfinite(s0.images["rho0"])]
     panels = [("baseline density (scan)", s0.images["rho0"], s0.extent,
-               {"cmap": "bone", "vmin": 0.0, "vmax": float(np.percentile(rho, 98)),
+               {"cmap": "viridis", "vmin": 0.0, "vmax": float(np.percentile(rho, 90)), "extend": "max",
                 "label": "apparent density (g/cm3)",
                 "background": s0.images["layers"]})]
     for t, s in zip(names, slices):
         panels.append((f"{t}, {months:g} months", s.images["change_pct"], s.extent,
-                       {"cmap": "RdBu", "vmin": -lim, "vmax": lim, "label": "density change (%)",
+                       {"cmap": "RdBu", "vmin": -lim, "vmax": lim, "label": "density change (%)", "extend": "both",
                         "background": s.images["layers"]}))
     return plot_slices(panels, path, suptitle=f"mid-sagittal slice; {ATTRIBUTION}",
                        u_label="posterior -> anterior (mm)", v_label="inferior -> superior (mm)")

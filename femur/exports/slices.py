@@ -117,11 +117,14 @@ def cell_slice(bone, fields: dict, origin, normal, u, v, pixel_mm: float | None 
 def plot_slices(panels: list, path, suptitle: str | None = None, u_label: str = "anterior (mm)",
                 v_label: str = "superior (mm)") -> Path:
     """Draw slice images side by side (serial). ``panels``: [(title, image, extent, style)]
-    with style a dict of ``cmap``, ``vmin``, ``vmax``, ``label`` (colour-bar title) and
-    optionally ``background`` (an image drawn first in light grey where finite, e.g. the
+    with style a dict of ``cmap``, ``vmin``, ``vmax``, ``label`` (colour-bar title),
+    ``extend`` (colour-bar arrows for values beyond the limits) and optionally ``background`` (an image drawn first in light grey where finite, e.g. the
     loading layers)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.9), squeeze=False)
+    e = panels[0][2]
+    aspect = (e[3] - e[2]) / max(e[1] - e[0], 1e-9)  # height / width of the first image
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 1.9 + 4.0 * aspect),
+                             squeeze=False)
     for ax, (title, img, extent, style) in zip(axes[0], panels):
         bg = style.get("background")
         if bg is not None:
@@ -133,10 +136,11 @@ def plot_slices(panels: list, path, suptitle: str | None = None, u_label: str = 
         ax.set_xlabel(u_label)
         ax.set_ylabel(v_label)
         ax.set_aspect("equal")
-        cb = fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.05, pad=0.14)
+        cb = fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.05, pad=0.22,
+                          extend=style.get("extend", "neither"))
         cb.set_label(style.get("label", ""))
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+        fig.suptitle(suptitle, fontsize=9)
     return _save(fig, path)
 
 
