@@ -230,8 +230,8 @@ def _cmd_simulate(args) -> int:
     if args.ct:
         sim = _ct_simulation(args, sex, age, strength_months)
     else:
-        for option in ("labels", "layers", "bone_labels", "calibration"):
-            if getattr(args, option) is not None:
+        for option in ("labels", "layers", "bone_labels", "calibration", "calibrated_mg_cm3"):
+            if getattr(args, option) not in (None, False):
                 raise FemurError(f"--{option.replace('_', '-')} is for a CT scan: give --ct IMAGE too")
         patient = Patient(sex=sex, age_years=age, fn_t_score=args.t_score,
                           body_mass_kg=args.body_mass, height_m=args.height)

@@ -183,6 +183,7 @@ class ElasticitySolver:
     solver : name of a configuration in ``solvers/`` or a SolverConfig
     options : extra PETSc options (unprefixed) overriding the configuration
     frame : optional 3x3 rotation (rows = solve axes in bone coordinates)
+    quadrature_degree : of the stiffness form (default: UFL's estimate; 2 for P1 on hexahedra)
     reuse_preconditioner : keep the whole preconditioner after ``update_modulus``
         (stale but cheap); default False rebuilds it (GAMG keeps its interpolation).
     """
@@ -210,6 +211,13 @@ class ElasticitySolver:
         if self.frame is not None and not np.allclose(self.frame @ self.frame.T, np.eye(3), atol=1e-12):
             raise InputError("frame must be an orthonormal 3x3 matrix")
         self.reuse_preconditioner = bool(reuse_preconditioner)
+        if quadrature_degree is None and self.order == 1 and \
+                mesh.topology.cell_type == dolfinx.mesh.CellType.hexahedron:
+            # trilinear hexahedra (CT voxel meshes): 2x2x2 Gauss, the usual full integration
+            # of Q1 stiffness, exact for parallelepipeds (every voxel element). UFL's own
+            # estimate for the Q1 x Q1 x DG0 form is higher and assembles ~2.6x slower
+            # (measured on the 8,870-element VerSe L2 mesh) for the same matrix.
+            quadrature_degree = 2
         self.quadrature_degree = quadrature_degree
 
         self.V = dolfinx.fem.functionspace(mesh, ("Lagrange", self.order, (3,)))
