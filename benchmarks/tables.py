@@ -90,6 +90,18 @@ def scaling_table(d) -> str:
     return "\n".join(rows) + "\n\n" + checks(d)
 
 
+def ct_treatment_table(d) -> str:
+    rows = ["| ranks | cells | DOFs | FE solves | wall (s) | FE assembly (s) | FE solve (s) | strength (s) | "
+            "LS BMD % | strength % |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for n, r in sorted(d["runs"].items(), key=lambda kv: int(kv[0])):
+        fe = r["timings_s"]["fe_breakdown"]
+        rows.append(f"| {n} | {r['cells']:,} | {r['dofs']:,} | {r['fe_solves']} | {r['wall_s']:.1f} | "
+                    f"{fe['assembly_s']:.1f} | {fe['solve_s']:.1f} | {r['timings_s']['strength_s']:.1f} | "
+                    f"{r['ls_bmd_pct']:+.2f} | {r['vertebral_strength_pct']:+.2f} |")
+    ratio = f"\n- serial / 2-rank wall time: {d['serial_over_2_ranks']:.2f}" if "serial_over_2_ranks" in d else ""
+    return "\n".join(rows) + "\n\n" + checks(d) + ratio
+
+
 def main():
     for title, name, fn in (("FE solve (benchmarks/fe_solve.py)", "fe_solve", fe_table),
                             ("Remodeling (benchmarks/remodeling.py)", "remodeling", remodeling_table),
@@ -103,6 +115,10 @@ def main():
     docs = [d for d in (_load("ct_model_np1"), _load("ct_model_np2")) if d]
     if docs:
         print(f"### VerSe L2 CT model (benchmarks/ct_model.py)\n\n{ct_table(docs)}\n")
+    d = _load("ct_treatment")
+    if d:
+        print(f"### VerSe L2, {d['months']:g} months of {d['treatment']} (benchmarks/ct_treatment.py)\n\n"
+              f"{ct_treatment_table(d)}\n")
 
 
 if __name__ == "__main__":
