@@ -118,8 +118,9 @@ def plot_slices(panels: list, path, suptitle: str | None = None, u_label: str = 
                 v_label: str = "superior (mm)") -> Path:
     """Draw slice images side by side (serial). ``panels``: [(title, image, extent, style)]
     with style a dict of ``cmap``, ``vmin``, ``vmax``, ``label`` (colour-bar title),
-    ``extend`` (colour-bar arrows for values beyond the limits) and optionally ``background`` (an image drawn first in light grey where finite, e.g. the
-    loading layers)."""
+    ``extend`` (colour-bar arrows for values beyond the limits) and optionally
+    ``background`` (an image drawn first in light grey where finite, e.g. the loading
+    layers)."""
     plt = _pyplot()
     e = panels[0][2]
     aspect = (e[3] - e[2]) / max(e[1] - e[0], 1e-9)  # height / width of the first image

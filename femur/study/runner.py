@@ -14,11 +14,11 @@
   bit-identical to an uninterrupted one.
 * A case whose evaluator raises a femur error (:class:`femur.core.errors.FemurError`: bad
   input such as a scan that cannot be read or simulated, or a solve that did not converge)
-  is reported and the study goes on (a result the evaluator returns in a wrong format is
-  not: that stops the study, as any other exception): group rank 0 writes ``out/failed/<case_id>.json``
+  is reported and the study goes on: group rank 0 writes ``out/failed/<case_id>.json``
   (the record and the error), the results and the summary say which case failed and why.
-  Any other exception (a bug) still stops the study once every case has run, as before.
-  Failed cases have no case file, so a resumed run tries them again.
+  Any other exception (a bug), and a result the evaluator returns in a wrong format, still
+  stop the study once every case has run, as before. Failed cases have no case file, so a
+  resumed run tries them again.
 * World rank 0 prints a progress line after each case it finishes (counting the case
   and failure files of all groups).
 

@@ -20,10 +20,9 @@ g/cm3 (:func:`remodeling_density_range`). Everything else is held at its baselin
 and gets no stimulus, no turnover and no weight in the markers: loading layers and other
 non-bone compartments (``femur.geometry.compartments``), and, on CT bones, elements with
 no bone (calibrated density floored at 0, or below the lower end of the range: the
-remodeling floor, 0.018 g/cm3) or denser
-than fully dense bone at baseline mineralisation (the capped posterior cortex of clinical
-CT). The built-in bones lie inside the range everywhere, so every bone cell of theirs
-remodels.
+remodeling floor, 0.018 g/cm3) or denser than fully dense bone at baseline mineralisation
+(the capped posterior cortex of clinical CT). The built-in bones lie inside the range
+everywhere, so every bone cell of theirs remodels.
 """
 
 from __future__ import annotations
