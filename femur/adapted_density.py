@@ -26,9 +26,11 @@ of relative density inside each compartment (:func:`patterned_density`):
 
     rho_e = base_c * a_c * rho_adapt,e / mean_c(rho_adapt),
 
-clipped to the compartment's range (cortical [1.0, 2.0], cancellous [0.01, 0.95] g/cm3, so
-that the T-score rule of ``femur.density.bone_with_t_score`` -- porosity rule for cells
->= 1.0 g/cm3, BV/TV rule below -- treats each compartment as tagged), with the factor
+clipped to the compartment's range -- cortical [1.6, 2.0] g/cm3 (young-adult cortical
+porosity 0-20 %, ASSUMPTION: the cortex stays compact bone; its thinness is the mesh's
+geometry) and cancellous [0.01, 0.95] g/cm3 (below the 1.0 g/cm3 switch of the T-score
+rule of ``femur.density.bone_with_t_score``, porosity rule above, BV/TV rule below, so
+each compartment keeps its rule) -- with the factor
 a_c found so that the compartment's volume-weighted mean stays at its base density
 (default the young-adult densities ``femur.density.T_SCORE_BASE_G_CM3``: cortex 1.85,
 cancellous 0.35).  ``bone_with_t_score`` then scales this field keeping its pattern
@@ -54,7 +56,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 #: reference fields by name (file in femur/data/)
 REFERENCE_FILES = {"parametric-femur": "adapted_density_parametric_femur.npz"}
 #: compartment density ranges (g/cm3) kept by :func:`patterned_density`
-COMPARTMENT_RANGES = {"cortical": (1.0, 2.0), "trabecular": (0.01, 0.95)}
+COMPARTMENT_RANGES = {"cortical": (1.6, 2.0), "trabecular": (0.01, 0.95)}
 #: point landmarks used to align another shape with the reference
 POINT_LANDMARKS = ("head_center", "neck_base", "neck_center", "distal_center", "trochanter_point")
 FORMAT_VERSION = 1
