@@ -82,11 +82,10 @@ def test_load_case_input_errors(coarse_femur):
 
 
 # ----------------------------------------------------------------------------- adaptation
-@pytest.mark.slow
 def test_steady_state_on_coarse_femur(coarse_femur, check):
     """The node-based law reaches the documented steady state (largest density change per
     iteration < tol) on a coarse femur; the bone mass stays at the young-adult mean."""
-    res = adapt_density(coarse_femur, settings=AdaptationSettings(max_iter=400), progress=False)
+    res = adapt_density(coarse_femur, settings=AdaptationSettings(max_iter=300), progress=False)
     check(res.converged, f"not steady after {res.iterations} iterations "
                          f"(last change {res.history['max_change_g_cm3'][-1]:.3g})")
     check(res.history["max_change_g_cm3"][-1] < 5e-3, "criterion")
