@@ -76,7 +76,7 @@ def test_load_case_input_errors(coarse_femur):
     with pytest.raises(InputError, match="joint_force_n"):
         HipMuscleLoadCase(joint_force_n=-1.0).prepare(coarse_femur)
     with pytest.raises(InputError, match="no facet tag 'greater'"):
-        HipMuscleLoadCase(muscle_facet="greater").prepare(coarse_femur)
+        HipMuscleLoadCase(muscle_facets=("greater",)).prepare(coarse_femur)
     with pytest.raises(InputError, match="unique"):
         DailyLoadSet((CARTER_DAILY_LOADS[0], CARTER_DAILY_LOADS[0]))
 

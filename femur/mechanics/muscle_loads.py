@@ -48,8 +48,10 @@ Boundary conditions (documented choices)
   contact is centred where the head faces the force and tapers to zero at c, so the
   patch follows the force direction of each case; ``W = int w ds`` makes the resultant
   exactly ``F_J d_J``.
-* Abductor force: uniform traction ``F_A d_A / A`` on the "trochanter" facets (the
-  greater-trochanter patch), resultant exactly ``F_A d_A``.
+* Abductor force: uniform traction ``F_A d_A / A`` on the abductor insertion patch:
+  the facet tag "abductor" where the bone has one (the anatomical femur: around the top
+  of the greater trochanter, where gluteus medius and minimus insert), else "trochanter"
+  (the parametric femur's lateral greater-trochanter patch); resultant exactly ``F_A d_A``.
 """
 
 from __future__ import annotations
@@ -129,7 +131,9 @@ class HipMuscleLoadCase:
     cycles_per_day: float = 6000.0
     contact_half_angle_deg: float = 45.0
     head_facets: tuple = ("head_load", "head_surface")
-    muscle_facet: str = "trochanter"
+    #: candidate facet tags for the abductor insertion, the first the bone has is used:
+    #: "abductor" (top of the greater trochanter, anatomical femur), else "trochanter"
+    muscle_facets: tuple = ("abductor", "trochanter")
     fixed_facet: str = "distal"
 
     def validate(self) -> None:
@@ -149,6 +153,14 @@ class HipMuscleLoadCase:
             raise InputError(f"HipMuscleLoadCase '{self.name}': contact_half_angle_deg must lie in "
                              f"[5, 89], got {self.contact_half_angle_deg}")
 
+    def muscle_facet(self, bone) -> str:
+        """The abductor patch's facet tag on ``bone`` (first of ``muscle_facets`` it has)."""
+        names = (self.muscle_facets,) if isinstance(self.muscle_facets, str) else tuple(self.muscle_facets)
+        for name in names:
+            if name in (bone.facet_ids or {}):
+                return name
+        return names[0]
+
     def joint_direction(self, bone) -> np.ndarray:
         return frontal_direction(bone, self.joint_angle_deg, "distal_lateral")
 
@@ -164,14 +176,15 @@ class HipMuscleLoadCase:
         return {"name": self.name, "joint_force_n": self.joint_force_n,
                 "joint_angle_deg": self.joint_angle_deg, "abductor_force_n": self.abductor_force_n,
                 "abductor_angle_deg": self.abductor_angle_deg, "cycles_per_day": self.cycles_per_day,
-                "contact_half_angle_deg": self.contact_half_angle_deg}
+                "contact_half_angle_deg": self.contact_half_angle_deg,
+                "muscle_facets": [str(m) for m in np.atleast_1d(self.muscle_facets)]}
 
     # ---------------------------------------------------------------- set-up pieces
     def _geometry(self, bone):
         """(head facets, trochanter facets, fixed facets, contact integral, trochanter area)."""
         self.validate()
         head = _head_facets(bone, self.head_facets)
-        troch = tagged_facets(bone, self.muscle_facet)
+        troch = tagged_facets(bone, self.muscle_facet(bone))
         fixed = tagged_facets(bone, self.fixed_facet)
         cos_c = float(np.cos(np.deg2rad(self.contact_half_angle_deg)))
         W = _contact_integral(bone.mesh, head, self.joint_direction(bone), cos_c)
@@ -181,7 +194,7 @@ class HipMuscleLoadCase:
                 f"joint force within contact_half_angle_deg={self.contact_half_angle_deg}")
         area = facet_area(bone.mesh, troch)
         if self.abductor_force_n > 0 and not area > 0:
-            raise InputError(f"facet tag '{self.muscle_facet}' of bone '{bone.name}' is empty")
+            raise InputError(f"facet tag '{self.muscle_facet(bone)}' of bone '{bone.name}' is empty")
         return head, troch, fixed, W, area
 
     def prepare(self, bone) -> PreparedLoad:
@@ -226,7 +239,8 @@ class DailyLoadSet:
         self.cases = tuple(self.cases)
         if not self.cases:
             raise InputError("DailyLoadSet needs at least one load case")
-        keys = {(c.head_facets, c.muscle_facet, c.fixed_facet, c.contact_half_angle_deg) for c in self.cases}
+        keys = {(tuple(c.head_facets), tuple(np.atleast_1d(c.muscle_facets)), c.fixed_facet,
+                 c.contact_half_angle_deg) for c in self.cases}
         if len(keys) != 1:
             raise InputError("DailyLoadSet: all cases must use the same facet tags and contact angle")
         names = [c.name for c in self.cases]
