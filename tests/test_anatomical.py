@@ -28,7 +28,7 @@ from femur.geometry.anatomical import (
     cortex_surface_cells,
     reference_cell_index,
 )
-from femur.geometry.anatomical_build import orient_outward, triangle_quality
+from femur.geometry.trisurf_remesh import orient_outward, triangle_quality
 from femur.geometry.landmarks import analyse_femur, measure_proximal
 from femur.geometry.morph import ShapeMorph
 from femur.geometry.trisurf import TriSurface, check_closed
