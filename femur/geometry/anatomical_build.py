@@ -129,17 +129,23 @@ def build_reference(surf_mm: TriSurface, cut_head_diameters: float = 2.5, source
     r_tip = float(np.hypot(lt_tip[0], lt_tip[1]))
     thr = r_base + 0.25 * (r_tip - r_base)
     i0 = int(np.argmin(np.abs(zc - lt_tip[2])))
+    # the bump: above the threshold and falling away from the tip (a rise means that the
+    # neck above, or the shaft flare below, has taken over)
+    def inside(k, prev):
+        return not np.isnan(prof[k]) and prof[k] > thr and prof[k] <= prof[prev] + 0.5
+
     lo = i0
-    while lo > 0 and (np.isnan(prof[lo - 1]) or prof[lo - 1] > thr):
+    while lo > 0 and inside(lo - 1, lo):
         lo -= 1
     hi = i0
-    while hi < len(prof) - 1 and (np.isnan(prof[hi + 1]) or prof[hi + 1] > thr):
+    while hi < len(prof) - 1 and inside(hi + 1, hi):
         hi += 1
     lt_bottom, lt_top = float(edges[lo]), float(edges[hi + 1])
     band = np.abs(P[:, 2] - lt_tip[2]) <= 3.0
     dphi = (az - phi_lt + 180.0) % 360.0 - 180.0
-    on = band & (rr > thr) & (np.abs(dphi) < 90.0)
-    half_arc = 0.5 * float(np.ptp(np.radians(dphi[on]))) * thr if on.any() else 10.0
+    thr_t = r_base + 0.5 * (r_tip - r_base)
+    on = band & (rr > thr_t) & (np.abs(dphi) < 90.0)
+    half_arc = 0.5 * float(np.ptp(np.radians(dphi[on]))) * thr_t if on.any() else 10.0
     e_r = np.array([np.cos(np.radians(phi_lt)), np.sin(np.radians(phi_lt)), 0.0])
     e_t = np.array([-e_r[1], e_r[0], 0.0])
     lt_axes = np.vstack([e_r, e_t, [0.0, 0.0, 1.0]])
