@@ -63,7 +63,7 @@ def comments(ref: dict, h: float) -> str:
         f"Head diameter {a['head_diameter_mm']:.1f} mm, neck-shaft angle {a['neck_shaft_angle_deg']:.1f} deg, "
         f"anteversion {a['anteversion_deg']:.1f} deg.",
         "Physical groups: cortical 1, trabecular 2, head_load 11, distal 12, trochanter 13, "
-        "head_surface 14, endocortical 15.",
+        "head_surface 14, endocortical 15, abductor 16.",
     ]
     return "$Comments\n" + "\n".join(lines) + "\n$EndComments\n"
 

@@ -27,6 +27,7 @@ from femur.geometry.anatomical import (
     _read_cached,
     cortex_surface_cells,
     reference_cell_index,
+    to_reference_order,
 )
 from femur.geometry.trisurf_remesh import orient_outward, triangle_quality
 from femur.geometry.landmarks import analyse_femur, measure_proximal
@@ -306,6 +307,7 @@ def test_morph_meets_targets_and_keeps_tags(trial, ref, check):
         assign_density(bone, values=ref_rho[reference_cell_index(bone)])
     check(abs(gsum(b, b.density.x.array) - gsum(b0, b0.density.x.array)) < 1e-8 * gsum(b0, b0.density.x.array),
           "density by reference cell")
+    check(np.array_equal(to_reference_order(b, b.density.x.array[: b.num_local_cells]), ref_rho), "round trip")
 
 
 def test_morph_inverse_and_element_check(ref):

@@ -20,7 +20,9 @@ Frame and tags are those of ``ProximalFemur`` (so every load case, DXA site, mat
 density routine works unchanged): z = shaft axis (proximal), x = medial, y = anterior,
 distal cut z = 0; cells "cortical" 1 / "trabecular" 2; facets "head_load" 11, "distal"
 12, "trochanter" 13, "head_surface" 14, plus "endocortical" 15 (interior facets between
-the cortex and the marrow/trabecular core).  ROIs and landmarks: `anatomical_regions`.
+the cortex and the marrow/trabecular core) and "abductor" 16 (around the top of the
+greater trochanter, for abductor muscle forces in habitual-load cases).  ROIs and
+landmarks: `anatomical_regions`.
 
 Shape variation: ``AnatomicalFemur(shape=FemurShape(...))`` morphs the reference nodes
 (`femur.geometry.morph`) before the mesh is distributed; topology, cell order, tags and
@@ -58,7 +60,8 @@ from femur.geometry.morph import (  # noqa: E402
 )
 
 CELL_IDS = {"cortical": 1, "trabecular": 2}
-FACET_IDS = {"head_load": 11, "distal": 12, "trochanter": 13, "head_surface": 14, "endocortical": 15}
+FACET_IDS = {"head_load": 11, "distal": 12, "trochanter": 13, "head_surface": 14, "endocortical": 15,
+             "abductor": 16}
 #: shipped meshes: mesh_size_mm -> file name (in :func:`mesh_dir`)
 SHIPPED = {3.0: "anatomical_femur_default.msh", 4.0: "anatomical_femur_trial.msh"}
 DEFAULT_MESH_SIZE_MM = 3.0
@@ -254,6 +257,27 @@ def reference_cell_index(bone: Bone) -> np.ndarray:
     return idx[:n]
 
 
+def to_reference_order(bone: Bone, values: np.ndarray) -> np.ndarray:
+    """A per-cell array of ``bone`` (local cells, owned + ghost) as one array over the cells
+    of the reference mesh, identical on every rank (collective).  Store it (e.g. an adapted
+    density) and map it back onto any partition or morph of the same reference mesh with
+    ``stored[reference_cell_index(bone)]``."""
+    n_ref = bone.mesh.topology.index_map(bone.mesh.topology.dim).size_global
+    v = np.asarray(values, dtype=float)
+    if v.shape[0] != bone.num_local_cells:
+        raise InputError(f"to_reference_order: expected {bone.num_local_cells} per-cell values, got {v.shape[0]}")
+    out = np.zeros(n_ref)
+    seen = np.zeros(n_ref)
+    idx = reference_cell_index(bone)[: bone.num_owned_cells]
+    out[idx] = v[: bone.num_owned_cells]
+    seen[idx] = 1.0
+    bone.comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+    bone.comm.Allreduce(MPI.IN_PLACE, seen, op=MPI.SUM)
+    if not np.all(seen == 1.0):
+        raise MeshError(f"bone '{bone.name}': the cells do not map one-to-one onto the reference mesh")
+    return out
+
+
 def cortex_surface_cells(bone: Bone) -> dict:
     """Masks over local cells: cortical cells touching the endocortical surface (facet tag
     "endocortical") and cortical cells touching the periosteal surface (exterior facets
@@ -278,5 +302,5 @@ def cortex_surface_cells(bone: Bone) -> dict:
     return out
 
 
-__all__ = ["AnatomicalFemur", "FemurShape", "reference_cell_index", "cortex_surface_cells",
+__all__ = ["AnatomicalFemur", "FemurShape", "reference_cell_index", "to_reference_order", "cortex_surface_cells",
            "read_reference", "mesh_dir", "SHIPPED", "CELL_IDS", "FACET_IDS"]

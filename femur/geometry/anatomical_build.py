@@ -22,7 +22,8 @@ shipped mesh instead (`femur.geometry.anatomical`).  Steps:
 7. gmsh volume mesh of the two nested closed surfaces (the periosteal and endosteal
    triangles are kept as they are, so the cortex/marrow interface is conformal), tags:
    cells cortical 1 / trabecular 2; facets head_load 11, distal 12, trochanter 13,
-   head_surface 14 (as ``ProximalFemur``) and endocortical 15 (the interior interface).
+   head_surface 14 (as ``ProximalFemur``), endocortical 15 (the interior interface) and
+   abductor 16 (around the top of the greater trochanter, for abductor muscle loads).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from femur.geometry.trisurf import TriSurface, check_closed, clip_above, read_ob
 from femur.geometry.trisurf_remesh import remesh, sample_surface
 
 CELL_IDS = {"cortical": 1, "trabecular": 2}
-FACET_IDS = {"head_load": 11, "distal": 12, "trochanter": 13, "head_surface": 14, "endocortical": 15}
+FACET_IDS = {"head_load": 11, "distal": 12, "trochanter": 13, "head_surface": 14, "endocortical": 15,
+             "abductor": 16}
 NECK_BASE_AREA_RATIO = 1.3
 
 
@@ -161,6 +163,11 @@ def build_reference(surf_mm: TriSurface, cut_head_diameters: float = 2.5, source
     gt_bottom = float(edges[up[0]])
     sel = P[:, 2] >= gt_bottom
     trochanter_point = P[sel][np.argmin(P[sel, 0])]
+    # top of the greater trochanter: the most proximal point lateral of the shaft axis and
+    # beyond the neck base (abductor insertion, approximately)
+    s_pts = (C - P) @ n
+    sel = (P[:, 0] < 0.0) & (s_pts >= s_base)
+    gt_top = P[sel][np.argmax(P[sel, 2])]
     ref = {
         "format": 1,
         "frame": "z = shaft axis (proximal), x = medial, y = anterior; mm; distal cut z = 0",
@@ -186,11 +193,13 @@ def build_reference(surf_mm: TriSurface, cut_head_diameters: float = 2.5, source
         "lt_semi_mm": lt_semi.tolist(),
         "gt_bottom_z_mm": gt_bottom,
         "trochanter_point": trochanter_point.tolist(),
+        "gt_top": gt_top.tolist(),
         "shaft_top_z_mm": lt_bottom - regions.SHAFT_BELOW_LT_MM,
         "head_tolerance_mm": max(1.0, 4.0 * an.head_fit_rms_mm),
         "stance_angle_deg": 8.0,
         "head_patch_half_angle_deg": 30.0,
         "trochanter_patch_radius_mm": 15.0,
+        "abductor_patch_radius_mm": 12.0,
         "anatomy": an.scalars(),
         "cortex": dict(regions.CORTEX_DEFAULTS),
         "source": dict(source or {}),
@@ -341,7 +350,7 @@ def mesh_volume(model, L: dict, ref: dict, mesh_size_mm: float) -> dict:
     kind = regions.classify_outer_facets(X[peri], ref)
     if np.any(kind == 12):
         raise MeshError("anatomical femur: periosteal facets lie in the cut plane")
-    names = {0: None, 11: "head_load", 13: "trochanter", 14: "head_surface"}
+    names = {0: None, 11: "head_load", 13: "trochanter", 14: "head_surface", 16: "abductor"}
     nodes_outer = np.unique(np.concatenate([peri.ravel(), L["distal_cortex"].ravel()]))
     nodes_inner = np.setdiff1d(np.arange(len(X)), nodes_outer)
     surf_of = {}
@@ -373,7 +382,7 @@ def mesh_volume(model, L: dict, ref: dict, mesh_size_mm: float) -> dict:
     model.geo.synchronize()
     model.addPhysicalGroup(3, [v_c], CELL_IDS["cortical"], name="cortical")
     model.addPhysicalGroup(3, [v_t], CELL_IDS["trabecular"], name="trabecular")
-    for name in ("head_load", "trochanter", "head_surface"):
+    for name in ("head_load", "trochanter", "head_surface", "abductor"):
         model.addPhysicalGroup(2, surf_of[name], FACET_IDS[name], name=name)
     model.addPhysicalGroup(2, [d_c, d_m], FACET_IDS["distal"], name="distal")
     model.addPhysicalGroup(2, [endo], FACET_IDS["endocortical"], name="endocortical")

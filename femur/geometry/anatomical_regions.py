@@ -169,6 +169,7 @@ def landmarks(ref: dict) -> dict:
         "neck_center": C - 0.5 * (float(s0) + float(s1)) * n,
         "distal_center": np.zeros(3),
         "trochanter_point": _arr(ref, "trochanter_point"),
+        "greater_trochanter_top": _arr(ref, "gt_top"),
         "lesser_trochanter": _arr(ref, "lt_tip"),
         "head_load_direction": -stance_dir,
         "lateral": np.array([-1.0, 0.0, 0.0]),
@@ -180,14 +181,17 @@ def landmarks(ref: dict) -> dict:
 # ----------------------------------------------------------------------------- facets
 def classify_outer_facets(tri_points: np.ndarray, ref: dict) -> np.ndarray:
     """Facet region of outer boundary triangles (k, 3 vertices, 3): 0 other, 11
-    head_load, 13 trochanter, 14 head_surface, 12 distal (all vertices on z = 0).
+    head_load, 13 trochanter, 14 head_surface, 16 abductor, 12 distal (all vertices on
+    z = 0).
 
     Head facets: all three vertices within ``head_tolerance_mm`` of the fitted sphere and
     on the head side of the head-neck junction; the load patch (stance) is the head
     facets whose centroid direction from C lies within ``head_patch_half_angle_deg`` (30)
     of the stance direction (8 deg from the shaft axis toward medial; Cristofolini 2007),
     as in ``ProximalFemur``.  Trochanter: centroid within ``trochanter_patch_radius_mm``
-    (15) of the most lateral point of the greater trochanter.
+    (15) of the most lateral point of the greater trochanter.  Abductor: centroid within
+    ``abductor_patch_radius_mm`` (12) of the most proximal point of the greater trochanter
+    (where gluteus medius and minimus insert, approximately; for habitual-load cases).
     """
     X = np.asarray(tri_points, float)
     C, n = _arr(ref, "head_center"), _arr(ref, "neck_axis")
@@ -208,6 +212,8 @@ def classify_outer_facets(tri_points: np.ndarray, ref: dict) -> np.ndarray:
         ref.get("trochanter_patch_radius_mm", 15.0)
     )
     out[near & ~head] = 13
+    abd = np.linalg.norm(cen - _arr(ref, "gt_top"), axis=1) <= float(ref.get("abductor_patch_radius_mm", 12.0))
+    out[abd & ~head & ~near] = 16
     distal = np.all(np.abs(X[..., 2]) < 1e-6, axis=1)
     out[distal] = 12
     return out

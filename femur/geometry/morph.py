@@ -231,7 +231,7 @@ def morphed_landmarks(morph: ShapeMorph, lm: dict, ref: dict) -> dict:
     """Landmarks of the morphed femur: points mapped, the neck axis through the mapped head
     centre and neck-section centroid, the neck base recomputed (closest to the shaft axis)."""
     out = {k: np.array(v, float, copy=True) for k, v in lm.items()}
-    for key in ("head_center", "neck_center", "trochanter_point", "lesser_trochanter"):
+    for key in ("head_center", "neck_center", "trochanter_point", "lesser_trochanter", "greater_trochanter_top"):
         out[key] = morph(lm[key][None, :])[0]
     nc = morph(np.asarray(ref["neck_section_center"], float)[None, :])[0]
     n = _unit(out["head_center"] - nc)
