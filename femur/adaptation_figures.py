@@ -52,7 +52,9 @@ def coronal_slice_figure(bone, fields: dict, path, titles: dict | None = None,
         plotter.subplot(0, i)
         plotter.add_mesh(sl, scalars=name, cmap=(cmaps or {}).get(name, "gray"),
                          clim=(clims or {}).get(name), show_edges=False,
-                         scalar_bar_args={"title": (units or {}).get(name, " "), "vertical": False,
+                         # pyvista shares one bar between meshes of the same bar title:
+                         # keep the titles distinct
+                         scalar_bar_args={"title": (units or {}).get(name, name) + " " * i, "vertical": False,
                                           "position_x": 0.15, "position_y": 0.03, "width": 0.7})
         plotter.add_text((titles or {}).get(name, name), font_size=10)
         plotter.camera_position = [tuple(centre - 3.0 * size * normal), tuple(centre), tuple(up)]

@@ -156,7 +156,7 @@ def checkerboard_measures(bone, rho) -> dict:
     """Mean |rho_a - rho_b| over interior facets (owned facets with both cells on this
     rank) relative to the mean density, and the roughness ||rho - S rho|| / ||rho||
     (volume weighted, S = vertex averaging and back); collective."""
-    from femur.habitual_adaptation import _NodeAverager
+    from femur.adaptation_support import NodeAverager
 
     mesh = bone.mesh
     tdim = mesh.topology.dim
@@ -170,7 +170,7 @@ def checkerboard_measures(bone, rho) -> dict:
     jump = np.abs(r[pairs[:, 0]] - r[pairs[:, 1]])
     n = bone.num_owned_cells
     vol = bone.cell_volumes()[:n]
-    avg = _NodeAverager(mesh)
+    avg = NodeAverager(mesh)
     smooth = avg.to_cells(avg.to_nodes(r))
     sums = bone.comm.allreduce(np.array([
         jump.sum(), float(len(jump)), np.sum(vol * r[:n]), np.sum(vol),

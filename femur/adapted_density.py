@@ -53,8 +53,13 @@ import dolfinx  # noqa: E402
 from femur.errors import InputError  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-#: reference fields by name (file in femur/data/)
-REFERENCE_FILES = {"parametric-femur": "adapted_density_parametric_femur.npz"}
+#: stored fields per bone family, by the mesh size (mm) of the mesh they were adapted on;
+#: the first is the one sampled onto meshes of other topologies
+REFERENCES = {
+    "parametric-femur": {2.0: "adapted_density_parametric_femur_2mm.npz"},
+    "anatomical-femur": {3.0: "adapted_density_anatomical_femur_3mm.npz",
+                         4.0: "adapted_density_anatomical_femur_4mm.npz"},
+}
 #: compartment density ranges (g/cm3) kept by :func:`patterned_density`
 COMPARTMENT_RANGES = {"cortical": (1.6, 2.0), "trabecular": (0.01, 0.95)}
 #: point landmarks used to align another shape with the reference
@@ -150,16 +155,25 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: np.asarray(o).tolist() if hasattr(o, "__len__") else str(o)))
 
 
-def reference_path(name: str = "parametric-femur") -> Path:
-    if name not in REFERENCE_FILES:
-        raise InputError(f"unknown adapted-density reference '{name}'; known: {sorted(REFERENCE_FILES)}")
-    return DATA_DIR / REFERENCE_FILES[name]
+def reference_path(family: str = "parametric-femur", mesh_size_mm: float | None = None) -> Path:
+    """File of a stored field: ``family`` in :data:`REFERENCES`, ``mesh_size_mm`` one of its
+    sizes (default: its first)."""
+    if family not in REFERENCES:
+        raise InputError(f"unknown adapted-density reference family '{family}'; known: {sorted(REFERENCES)}")
+    files = REFERENCES[family]
+    if mesh_size_mm is None:
+        return DATA_DIR / next(iter(files.values()))
+    for size, name in files.items():
+        if abs(size - float(mesh_size_mm)) < 1e-9:
+            return DATA_DIR / name
+    raise InputError(f"adapted-density family '{family}' has no stored field for a {mesh_size_mm:g} mm mesh "
+                     f"(stored: {', '.join(f'{s:g} mm' for s in files)})")
 
 
 @lru_cache(maxsize=8)
-def load_reference(path_or_name: str = "parametric-femur") -> ReferenceField:
-    """Read a stored field (by name in :data:`REFERENCE_FILES` or by path)."""
-    path = reference_path(path_or_name) if path_or_name in REFERENCE_FILES else Path(path_or_name)
+def load_reference(path_or_family: str = "parametric-femur") -> ReferenceField:
+    """Read a stored field: a file path, or a family of :data:`REFERENCES` (its first file)."""
+    path = reference_path(path_or_family) if path_or_family in REFERENCES else Path(path_or_family)
     if not path.exists():
         raise InputError(f"adapted-density reference file {path} not found; generate it with "
                          "`python -m femur.habitual_adaptation --write`")
@@ -178,12 +192,28 @@ def load_reference(path_or_name: str = "parametric-femur") -> ReferenceField:
     return ref
 
 
-def default_reference_for(bone) -> str:
+def family_of(bone) -> str:
+    """The reference family of a built-in femur (from ``bone.source``)."""
     src = str(getattr(bone, "source", ""))
     if bone.kind == "femur" and src.startswith("parametric"):
         return "parametric-femur"
+    if bone.kind == "femur" and src.startswith("anatomical"):
+        return "anatomical-femur"
     raise InputError(f"no stored adapted-density reference for bone '{bone.name}' (kind {bone.kind}, "
                      f"source {src!r}); pass reference= a file written by femur.habitual_adaptation")
+
+
+def _candidates(bone, reference) -> list[str]:
+    if reference is not None and reference not in REFERENCES:
+        return [str(reference)]
+    family = reference or family_of(bone)
+    paths = [str(DATA_DIR / name) for name in REFERENCES[family].values()]
+    present = [p for p in paths if Path(p).exists()]
+    if not present:
+        raise InputError(f"no stored adapted-density field of family '{family}' in {DATA_DIR} (expected "
+                         f"{', '.join(Path(p).name for p in paths)}); generate them with "
+                         "`python -m femur.habitual_adaptation --write`")
+    return present
 
 
 # ----------------------------------------------------------------------------- mapping
@@ -215,14 +245,20 @@ def _alignment(bone, ref: ReferenceField):
 
 def adapted_density(bone, reference: str | None = None, k_nearest: int = 4) -> tuple[np.ndarray, dict]:
     """The stored adapted density on ``bone`` (per local cell, owned + ghost, g/cm3) and a
-    record of how it was mapped (``method``: "cell index" or "sampled"); collective."""
-    ref = load_reference(reference or default_reference_for(bone))
+    record of how it was mapped (``method``: "cell index" or "sampled"); collective.
+
+    ``reference``: a file, or a family of :data:`REFERENCES` (default: the bone's); among a
+    family's files the one whose mesh topology matches is taken cell by cell, else the
+    family's first file is sampled."""
+    refs = [load_reference(p) for p in _candidates(bone, reference)]
     sig = mesh_signature(bone)
     n_loc = bone.num_local_cells
-    if sig["topology"] == ref.signature["topology"]:
-        orig = np.asarray(bone.mesh.topology.original_cell_index[:n_loc], dtype=np.int64)
-        return ref.density_g_cm3[orig].copy(), {"method": "cell index", "reference": ref.path,
-                                                 "signature": sig["topology"]}
+    for ref in refs:
+        if sig["topology"] == ref.signature["topology"]:
+            orig = np.asarray(bone.mesh.topology.original_cell_index[:n_loc], dtype=np.int64)
+            return ref.density_g_cm3[orig].copy(), {"method": "cell index", "reference": ref.path,
+                                                     "signature": sig["topology"]}
+    ref = refs[0]
     from scipy.spatial import cKDTree
 
     x = bone.cell_midpoints()
@@ -334,4 +370,5 @@ def bone_with_adapted_density(bone, reference: str | None = None, base_g_cm3: di
 
 
 __all__ = ["mesh_signature", "save_reference", "load_reference", "adapted_density", "patterned_density",
-           "bone_with_adapted_density", "ReferenceField", "similarity_transform", "REFERENCE_FILES"]
+           "bone_with_adapted_density", "ReferenceField", "similarity_transform", "REFERENCES", "reference_path",
+           "family_of"]

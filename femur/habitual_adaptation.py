@@ -74,11 +74,12 @@ is ~10 % of an iteration here, the three CG solves the rest.
 Run as a command (stores the reference field, see ``femur.adapted_density``)::
 
     python -m femur.habitual_adaptation --write --figures docs/figures
+    python -m femur.habitual_adaptation --write --bone anatomical --mesh-size 3
 
-(This module is ~500 lines: it holds one thing, the adaptation law with its iteration
-and the command that stores its result; ROIs/measures, pictures and the stored-field
-mapping live in ``femur.adaptation_metrics``, ``femur.adaptation_figures`` and
-``femur.adapted_density``.)
+(~480 lines: the law, its iteration and the command that stores its result belong
+together; the numerical helpers, ROIs/measures, pictures and the stored-field mapping
+live in ``femur.adaptation_support``, ``femur.adaptation_metrics``,
+``femur.adaptation_figures`` and ``femur.adapted_density``.)
 """
 
 from __future__ import annotations
@@ -89,10 +90,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from femur._mpi import MPI, rank0_print
-import dolfinx  # noqa: E402
-import dolfinx.fem.petsc  # noqa: E402
-import ufl  # noqa: E402
 
+from femur.adaptation_support import (  # noqa: E402
+    NodeAverager,
+    mass_reference,
+    sed_expression,
+    young_adult_mean_density,
+)
 from femur.errors import InputError  # noqa: E402
 
 BEAUPRE_SOURCE = ("Beaupre, Orr & Carter, J Orthop Res 1990;8:651/662 (daily stress stimulus, "
@@ -210,96 +214,6 @@ class AdaptationResult:
                 "seconds": self.seconds, "solver": self.solver_stats}
 
 
-def young_adult_mean_density(bone) -> float:
-    """Volume-weighted mean of the young-adult compartment densities of ``bone``
-    (``femur.density.T_SCORE_BASE_G_CM3``: femur cortex 1.85, cancellous 0.35 g/cm3) -- the
-    bone mass the compartment model starts from.  Bones without cortical/trabecular tags:
-    the mean of the two."""
-    from femur.density import T_SCORE_BASE_G_CM3
-
-    base = T_SCORE_BASE_G_CM3["vertebra" if bone.kind == "vertebra" else "femur"]
-    if not {"cortical", "trabecular"} <= set(bone.cell_ids or {}):
-        return 0.5 * (base["cortical"] + base["trabecular"])
-    n = bone.num_owned_cells
-    vol = bone.cell_volumes()[:n]
-    vc = float(np.sum(vol[bone.compartment_mask("cortical")[:n]]))
-    vt = float(np.sum(vol[bone.compartment_mask("trabecular")[:n]]))
-    vc, vt = bone.comm.allreduce(np.array([vc, vt]), op=MPI.SUM)
-    return float((vc * base["cortical"] + vt * base["trabecular"]) / (vc + vt))
-
-
-class _NodeAverager:
-    """Volume-weighted vertex average of a DG0 field (lumped P1 mass; MPI-safe assembly)
-    and the vertex -> cell mean."""
-
-    def __init__(self, mesh):
-        self.V1 = dolfinx.fem.functionspace(mesh, ("Lagrange", 1))
-        self.V0 = dolfinx.fem.functionspace(mesh, ("DG", 0))
-        v = ufl.TestFunction(self.V1)
-        self.cell_field = dolfinx.fem.Function(self.V0)
-        self.cell_nodes = self.V1.dofmap.list
-        self.n_owned_nodes = self.V1.dofmap.index_map.size_local
-        self._L = dolfinx.fem.form(self.cell_field * v * ufl.dx)
-        mass = dolfinx.fem.assemble_vector(dolfinx.fem.form(v * ufl.dx))
-        mass.scatter_reverse(dolfinx.la.InsertMode.add)
-        mass.scatter_forward()
-        self.mass = mass.array.copy()
-
-    def to_nodes(self, cell_values) -> np.ndarray:
-        self.cell_field.x.array[:] = cell_values
-        self.cell_field.x.scatter_forward()
-        b = dolfinx.fem.assemble_vector(self._L)
-        b.scatter_reverse(dolfinx.la.InsertMode.add)
-        b.scatter_forward()
-        return b.array / self.mass
-
-    def to_cells(self, nodal_values) -> np.ndarray:
-        """Mean of each local cell's vertex values (= the P1 interpolant at the centroid);
-        ``nodal_values`` must agree on ghost nodes (as :meth:`to_nodes` returns them)."""
-        return np.asarray(nodal_values)[self.cell_nodes].mean(axis=1)
-
-
-def _mass_reference(step_state, psi, weights, target_mean, comm, guess, rtol: float = 1e-8) -> float:
-    """psi* (MPa/day) at which the updated state's weighted mean density equals
-    ``target_mean`` (the mean falls monotonically as psi* rises): bracket around ``guess``,
-    then bisection in log psi*.  ``weights``: owned entries' volumes (cells) or lumped
-    masses (vertices: sum_n m_n rho_n is exactly the volume integral of the cell means)."""
-    n = len(weights)
-    wsum = comm.allreduce(float(weights.sum()), op=MPI.SUM)
-
-    def excess(log_ref):
-        return comm.allreduce(float(np.dot(weights, step_state(psi, np.exp(log_ref))[:n])),
-                              op=MPI.SUM) / wsum - target_mean
-
-    a = b = float(np.log(guess))
-    width = np.log(1.5)
-    for _ in range(200):  # expand until the root is bracketed: excess(a) >= 0 >= excess(b)
-        a, b = a - width, b + width
-        if excess(a) >= 0 >= excess(b):
-            break
-        width *= 2.0
-    else:
-        return float(guess)
-    while b - a > rtol:
-        mid = 0.5 * (a + b)
-        if excess(mid) > 0:
-            a = mid
-        else:
-            b = mid
-    return float(np.exp(0.5 * (a + b)))
-
-
-def _sed_expression(es):
-    """Expression of the strain energy density U = sigma:eps/2 (MPa) into DG0."""
-    from femur.mechanics.elasticity import strain, stress
-
-    V0 = dolfinx.fem.functionspace(es.mesh, ("DG", 0))
-    U = dolfinx.fem.Function(V0)
-    expr = dolfinx.fem.Expression(0.5 * ufl.inner(stress(es.u, es.E, es.nu), strain(es.u)),
-                                  V0.element.interpolation_points)
-    return U, expr
-
-
 def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
                   settings: AdaptationSettings | None = None, solver: str = "gamg",
                   progress: bool = True, callback=None,
@@ -326,7 +240,7 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
     comm = bone.comm
     t0 = time.perf_counter()
     n_cells, n_owned = bone.num_local_cells, bone.num_owned_cells
-    avg = _NodeAverager(bone.mesh)
+    avg = NodeAverager(bone.mesh)
     vol = bone.cell_volumes()[:n_owned]
     rho_nodes = np.full(avg.mass.size, rho_start)
     rho = np.full(n_cells, rho_start)
@@ -335,7 +249,7 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
     es = ElasticitySolver(bone, law.modulus_mpa(rho), law.poisson_ratio, order=1, solver=solver,
                           options=opts)
     loads.apply(es, bone)
-    U, sed_expr = _sed_expression(es)
+    U, sed_expr = sed_expression(es)
     saved_u = [None] * len(loads.cases)
     hist = {k: [] for k in ("max_change_g_cm3", "mean_density_g_cm3", "lazy_or_bound_fraction",
                             "ksp_iterations", "seconds", "psi_ref_mpa_day")}
@@ -392,7 +306,7 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
             else:
                 psi_u, base, w_eq, n_eq = psi_t, rho, np.pad(vol, (0, n_cells - n_owned)), n_owned
             if settings.reference == "mass":
-                psi_ref = _mass_reference(step_state, psi_u, w_eq[:n_eq], target_mean, comm, psi_ref)
+                psi_ref = mass_reference(step_state, psi_u, w_eq[:n_eq], target_mean, comm, psi_ref)
             state = step_state(psi_u, psi_ref)
             direction = np.sign(state - base)
             same = (direction == last_dir) & (direction != 0)
@@ -443,6 +357,21 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
 #: mesh of the stored parametric reference field (finer than the shipped 3 mm default so
 #: that the neck holds ~15 elements across; sampled onto other meshes, femur.adapted_density)
 REFERENCE_MESH_MM = 2.0
+BONES = ("parametric", "anatomical")
+
+
+def build_reference_bone(kind: str, mesh_size_mm: float | None, comm=MPI.COMM_WORLD):
+    """The femur a stored field belongs to: the parametric femur (default 2 mm) or a shipped
+    anatomical femur mesh (default 3 mm)."""
+    if kind == "parametric":
+        from femur.geometry.femur_model import ProximalFemur
+
+        return ProximalFemur(mesh_size_mm=mesh_size_mm or REFERENCE_MESH_MM).build(comm)
+    if kind == "anatomical":
+        from femur.geometry.anatomical import DEFAULT_MESH_SIZE_MM, AnatomicalFemur
+
+        return AnatomicalFemur(mesh_size_mm=mesh_size_mm or DEFAULT_MESH_SIZE_MM).build(comm)
+    raise InputError(f"--bone must be one of {BONES}, got {kind!r}")
 
 
 def _provenance(bone, result, report, extra) -> dict:
@@ -470,21 +399,47 @@ def _provenance(bone, result, report, extra) -> dict:
     return prov
 
 
+def _figures(bone, res, el, folder, tol, stem):
+    from pathlib import Path
+
+    from femur.adaptation_figures import convergence_figure, coronal_slice_figure
+    from femur.adaptation_metrics import roi_masks
+
+    masks = roi_masks(bone)
+    labels = np.zeros(bone.num_local_cells)
+    for i, k in enumerate(("compressive", "tensile", "wards"), start=1):
+        labels[masks[k]] = i
+    panels = {"adapted": res.density_g_cm3}
+    titles = {"adapted": "adapted apparent density (node based)"}
+    hists = {"node-based": res.history}
+    if el is not None:
+        panels["element"] = el.density_g_cm3
+        titles["element"] = "raw element update (checkerboard)"
+        hists["raw element"] = el.history
+    panels["rois"] = labels
+    titles["rois"] = "ROIs: 1 compressive, 2 tensile, 3 Ward's"
+    coronal_slice_figure(bone, panels, Path(folder) / f"{stem}_coronal.png", titles=titles,
+                         cmaps={"rois": "viridis"}, units={"adapted": "g/cm3", "element": "g/cm3 ", "rois": "ROI"},
+                         clims={"adapted": (0.0, 2.0), "element": (0.0, 2.0), "rois": (0.0, 3.0)})
+    if bone.comm.rank == 0:
+        convergence_figure(hists, Path(folder) / f"{stem}_convergence.png", tol)
+
+
 def main(argv=None) -> int:
     import argparse
     import json
     from pathlib import Path
 
-    from femur.adaptation_figures import convergence_figure, coronal_slice_figure
-    from femur.adaptation_metrics import checkerboard_measures, pattern_report, roi_masks
+    from femur.adaptation_metrics import checkerboard_measures, pattern_report
     from femur.adapted_density import reference_path, save_reference
-    from femur.geometry.femur_model import ProximalFemur
 
     ap = argparse.ArgumentParser(prog="python -m femur.habitual_adaptation",
-                                 description="Adapt the parametric femur's density to habitual loading")
+                                 description="Adapt a femur's density to habitual loading (stored as reference data)")
     ap.add_argument("--write", action="store_true", help="store the field in femur/data/ (reference data)")
     ap.add_argument("--out", default=None, help="write the .npz here instead")
-    ap.add_argument("--mesh-size", type=float, default=REFERENCE_MESH_MM, help="mesh size of the femur (mm)")
+    ap.add_argument("--bone", default="parametric", choices=BONES)
+    ap.add_argument("--mesh-size", type=float, default=None,
+                    help=f"mesh size (mm); parametric default {REFERENCE_MESH_MM}, anatomical: a shipped size (3, 4)")
     ap.add_argument("--max-iter", type=int, default=600)
     ap.add_argument("--tol", type=float, default=AdaptationSettings.tol_g_cm3, help="steady-state tolerance (g/cm3)")
     ap.add_argument("--element-iterations", type=int, default=60,
@@ -493,17 +448,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     comm = MPI.COMM_WORLD
-    bone = ProximalFemur(mesh_size_mm=args.mesh_size).build(comm)
-    settings = AdaptationSettings(max_iter=args.max_iter, tol_g_cm3=args.tol)
-    res = adapt_density(bone, settings=settings)
+    bone = build_reference_bone(args.bone, args.mesh_size, comm)
+    mesh_mm = float(args.mesh_size or bone.parameters.get("mesh_size_mm"))
+    res = adapt_density(bone, settings=AdaptationSettings(max_iter=args.max_iter, tol_g_cm3=args.tol))
     report = pattern_report(bone, res.density_g_cm3)
     report["checkerboard"] = checkerboard_measures(bone, res.density_g_cm3)
-    extra, fields, hists = {}, {"node": res.density_g_cm3}, {"node-based": res.history}
+    extra, el = {"mesh_size_mm": mesh_mm, "bone_kind": args.bone}, None
     if args.element_iterations > 0:
         el = adapt_density(bone, settings=AdaptationSettings(scheme="element", max_iter=args.element_iterations,
                                                              tol_g_cm3=args.tol))
-        fields["element"] = el.density_g_cm3
-        hists["raw element"] = el.history
         extra["element_scheme"] = {"iterations": el.iterations, "converged": el.converged,
                                    "final_max_change_g_cm3": float(el.history["max_change_g_cm3"][-1]),
                                    "checkerboard": checkerboard_measures(bone, el.density_g_cm3),
@@ -511,24 +464,10 @@ def main(argv=None) -> int:
     rank0_print(json.dumps({"iterations": res.iterations, "converged": res.converged,
                             "seconds": round(res.seconds, 1), "pattern": report, **extra}, indent=1), comm=comm)
     if args.figures:
-        masks = roi_masks(bone)
-        labels = np.zeros(bone.num_local_cells)
-        for i, k in enumerate(("compressive", "tensile", "wards"), start=1):
-            labels[masks[k]] = i
-        panels = {"adapted": res.density_g_cm3}
-        titles = {"adapted": "adapted apparent density (node based)"}
-        if "element" in fields:
-            panels["element"] = fields["element"]
-            titles["element"] = "raw element update (checkerboard)"
-        panels["rois"] = labels
-        titles["rois"] = "ROIs: 1 compressive, 2 tensile, 3 Ward's"
-        coronal_slice_figure(bone, panels, Path(args.figures) / "adapted_density_coronal.png", titles=titles,
-                             cmaps={"rois": "viridis"}, units={"adapted": "g/cm3", "element": "g/cm3"},
-                             clims={"adapted": (0.0, 2.0), "element": (0.0, 2.0), "rois": (0.0, 3.0)})
-        if comm.rank == 0:
-            convergence_figure(hists, Path(args.figures) / "adapted_density_convergence.png", args.tol)
+        _figures(bone, res, el, args.figures, args.tol, f"adapted_density_{args.bone}_{mesh_mm:g}mm")
     if args.write or args.out:
-        path = Path(args.out) if args.out else reference_path("parametric-femur")
+        family = f"{args.bone}-femur"
+        path = Path(args.out) if args.out else reference_path(family, mesh_mm)
         save_reference(bone, res.density_g_cm3, path, _provenance(bone, res, report, extra))
         rank0_print(f"wrote {path}", comm=comm)
     return 0 if res.converged else 1

@@ -197,8 +197,10 @@ def test_morph_keeps_the_field_by_cell_index(coarse_femur, mpi_tmp_path, check):
 def test_missing_reference_is_a_clear_error(coarse_femur, tmp_path):
     with pytest.raises(InputError, match="not found"):
         adapted_density(coarse_femur, reference=str(tmp_path / "nope.npz"))
-    with pytest.raises(InputError, match="unknown adapted-density reference"):
+    with pytest.raises(InputError, match="unknown adapted-density reference family"):
         reference_path("anatomical-whatever")
+    with pytest.raises(InputError, match="no stored field for a 9 mm mesh"):
+        reference_path("parametric-femur", 9.0)
 
 
 # ----------------------------------------------------------------------------- compartments
