@@ -399,6 +399,14 @@ def _provenance(bone, result, report, extra) -> dict:
     return prov
 
 
+def _share_at(bone, rho, value, tol=1e-3) -> float:
+    """Volume share of the bone within ``tol`` g/cm3 of ``value`` (collective)."""
+    n = bone.num_owned_cells
+    vol = bone.cell_volumes()[:n]
+    s = bone.comm.allreduce(np.array([np.sum(vol * (np.abs(rho[:n] - value) <= tol)), np.sum(vol)]), op=MPI.SUM)
+    return float(s[0] / s[1])
+
+
 def _figures(bone, res, el, folder, tol, stem):
     from pathlib import Path
 
@@ -445,24 +453,33 @@ def main(argv=None) -> int:
     ap.add_argument("--element-iterations", type=int, default=60,
                     help="iterations of the raw element scheme for the checkerboard comparison (0: skip)")
     ap.add_argument("--figures", default=None, help="folder for the slice and convergence pictures")
+    ap.add_argument("--law", default=AdaptationLaw.modulus_law, help="density-modulus law (femur.materials)")
+    ap.add_argument("--reference", default=AdaptationSettings.reference, choices=("mass", "fixed"),
+                    help="psi*: conserve the young-adult mass (default) or the law's 50 MPa/day")
     args = ap.parse_args(argv)
 
     comm = MPI.COMM_WORLD
     bone = build_reference_bone(args.bone, args.mesh_size, comm)
     mesh_mm = float(args.mesh_size or bone.parameters.get("mesh_size_mm"))
-    res = adapt_density(bone, settings=AdaptationSettings(max_iter=args.max_iter, tol_g_cm3=args.tol))
+    law = AdaptationLaw(modulus_law=args.law)
+    res = adapt_density(bone, law=law, settings=AdaptationSettings(max_iter=args.max_iter, tol_g_cm3=args.tol,
+                                                                   reference=args.reference))
     report = pattern_report(bone, res.density_g_cm3)
     report["checkerboard"] = checkerboard_measures(bone, res.density_g_cm3)
     extra, el = {"mesh_size_mm": mesh_mm, "bone_kind": args.bone}, None
     if args.element_iterations > 0:
-        el = adapt_density(bone, settings=AdaptationSettings(scheme="element", max_iter=args.element_iterations,
-                                                             tol_g_cm3=args.tol))
+        el = adapt_density(bone, law=law, settings=AdaptationSettings(
+            scheme="element", max_iter=args.element_iterations, tol_g_cm3=args.tol, reference=args.reference))
         extra["element_scheme"] = {"iterations": el.iterations, "converged": el.converged,
                                    "final_max_change_g_cm3": float(el.history["max_change_g_cm3"][-1]),
                                    "checkerboard": checkerboard_measures(bone, el.density_g_cm3),
                                    "pattern": pattern_report(bone, el.density_g_cm3)}
     rank0_print(json.dumps({"iterations": res.iterations, "converged": res.converged,
-                            "seconds": round(res.seconds, 1), "pattern": report, **extra}, indent=1), comm=comm)
+                            "seconds": round(res.seconds, 1), "law": str(args.law), "reference": args.reference,
+                            "psi_ref_final_mpa_day": res.history["psi_ref_mpa_day"][-1],
+                            "mean_density_g_cm3": res.history["mean_density_g_cm3"][-1],
+                            "share_at_upper_bound": _share_at(bone, res.density_g_cm3, law.rho_max_g_cm3),
+                            "pattern": report, **extra}, indent=1), comm=comm)
     if args.figures:
         _figures(bone, res, el, args.figures, args.tol, f"adapted_density_{args.bone}_{mesh_mm:g}mm")
     if args.write or args.out:

@@ -15,6 +15,7 @@ from femur.errors import InputError
 
 from femur.adaptation_metrics import checkerboard_measures, pattern_report
 from femur.adapted_density import (
+    REFERENCES,
     adapted_density,
     load_reference,
     mesh_signature,
@@ -24,7 +25,6 @@ from femur.adapted_density import (
 )
 from femur.geometry.femur_model import ProximalFemur
 from femur.habitual_adaptation import (
-    REFERENCE_MESH_MM,
     AdaptationLaw,
     AdaptationSettings,
     adapt_density,
@@ -137,16 +137,28 @@ def test_law_input_errors(coarse_femur):
 
 
 # ----------------------------------------------------------------------------- stored field
-def test_stored_field_matches_its_mesh_and_shows_the_pattern(check):
-    """The shipped field belongs to the reference mesh (topology hash), reached steady
-    state, and shows the proximal-femur pattern: compressive group / Ward's triangle
-    >= 1.5 (issue 11), cortex thickening down the shaft, no checkerboard."""
-    ref = load_reference("parametric-femur")
+def _reference_bone(family, size):
+    if family == "parametric-femur":
+        return ProximalFemur(mesh_size_mm=size).build(MPI.COMM_WORLD)
+    from femur.geometry.anatomical import AnatomicalFemur
+
+    return AnatomicalFemur(mesh_size_mm=size).build(MPI.COMM_WORLD)
+
+
+STORED = [(fam, size) for fam, files in REFERENCES.items() for size in files]
+
+
+@pytest.mark.parametrize("family,size", STORED, ids=[f"{f}-{s:g}mm" for f, s in STORED])
+def test_stored_field_matches_its_mesh_and_shows_the_pattern(family, size, check):
+    """Each shipped field belongs to its mesh (topology hash), reached steady state, and
+    shows the proximal-femur pattern: compressive group / Ward's triangle >= 1.5 (issue
+    11), cortex thickening down the shaft, no checkerboard."""
+    ref = load_reference(str(reference_path(family, size)))
     prov = ref.provenance
     check(prov["converged"] and prov["final_max_change_g_cm3"] < prov["settings"]["tol_g_cm3"], "steady state")
-    bone = ProximalFemur(mesh_size_mm=REFERENCE_MESH_MM).build(MPI.COMM_WORLD)
+    bone = _reference_bone(family, size)
     sig = mesh_signature(bone)
-    check(sig["topology"] == ref.signature["topology"], "stored field does not match the reference mesh")
+    check(sig["topology"] == ref.signature["topology"], "stored field does not match its mesh")
     rho, how = adapted_density(bone)
     check(how["method"] == "cell index", how["method"])
     rep = pattern_report(bone, rho)
@@ -158,7 +170,7 @@ def test_stored_field_matches_its_mesh_and_shows_the_pattern(check):
 
 
 def test_stored_field_sampled_onto_the_trial_mesh(check):
-    """Another mesh of the same femur (4 mm, the studies' size) gets the field by
+    """Another mesh of the parametric femur (4 mm, the studies' size) gets the field by
     compartment-wise nearest-cell sampling; the contrast survives."""
     bone = ProximalFemur(mesh_size_mm=4.0).build(MPI.COMM_WORLD)
     rho, how = adapted_density(bone)
@@ -166,6 +178,21 @@ def test_stored_field_sampled_onto_the_trial_mesh(check):
     check(np.all(np.isfinite(rho)) and rho.min() >= 0.01 - 1e-6 and rho.max() <= 2.0 + 1e-6, "range")
     rep = pattern_report(bone, rho)
     check(rep["compressive_to_wards"] >= 1.5, f"compressive/Ward's {rep['compressive_to_wards']:.3f}")
+
+
+def test_anatomical_morph_takes_the_stored_field_by_index(check):
+    """A cohort morph of the anatomical trial mesh keeps its cells: the stored field
+    follows cell by cell (same values as on the unmorphed mesh, by reference index)."""
+    from femur.geometry.anatomical import AnatomicalFemur, to_reference_order
+    from femur.geometry.morph import FemurShape
+
+    base = AnatomicalFemur(mesh_size_mm=4.0).build(MPI.COMM_WORLD)
+    shape = FemurShape(head_radius_mm=22.0, neck_length_mm=52.0, neck_shaft_angle_deg=128.0, anteversion_deg=20.0)
+    morphed = AnatomicalFemur(mesh_size_mm=4.0, shape=shape).build(MPI.COMM_WORLD)
+    r0, how0 = adapted_density(base)
+    r1, how1 = adapted_density(morphed)
+    check(how0["method"] == how1["method"] == "cell index", f"{how0['method']} / {how1['method']}")
+    check(np.array_equal(to_reference_order(base, r0), to_reference_order(morphed, r1)), "field changed")
 
 
 def test_morph_keeps_the_field_by_cell_index(coarse_femur, mpi_tmp_path, check):
