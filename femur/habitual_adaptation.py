@@ -18,15 +18,16 @@ constants UNCONFIRMED there):
   femoral neck); only the *pattern* of the adapted field is used (``femur.adapted_density``).
   With the Morgan femoral-neck law (exponent 1.49 < 2) the tissue stimulus falls with
   density even under fixed strain, so the field stays close to uniform inside the proximal
-  femur (measured: compressive-group/Ward's ratio 1.18 on the 4 mm mesh) -- Beaupré's
-  exponents (> 2) let load paths concentrate bone, as in their and Jacobs' simulations;
+  femur (anatomical 4 mm femur: compressive-group/Ward's ratio 1.38, steady after 12
+  iterations; ``--law morgan2003_femoral_neck``) -- Beaupré's exponents (> 2) let load
+  paths concentrate bone (2.27 on the same mesh), as in their and Jacobs' simulations;
 * density bounds 0.01 <= rho <= 2.0 g/cm3.
 
 Reference stimulus (a documented choice): the published psi* = 50 MPa/day belongs to
 their 2-D plate model.  On this 3-D femur, loaded only by the hip and abductor forces
 (the other muscles that reduce shaft bending are missing), it asks for far more bone than
-a femur has: the whole shaft fills up (``reference="fixed"``, see the report of
-``python -m femur.habitual_adaptation --compare``).  By default (``reference="mass"``)
+a femur has (anatomical 4 mm femur, ``--reference fixed``: mean density 1.31 g/cm3, a
+quarter of the volume at the 2.0 g/cm3 bound, a dense shaft cortex ~7 mm thick).  By default (``reference="mass"``)
 psi* is therefore set at every iteration so that the bone's volume-weighted mean density
 stays at its starting value, the young-adult mean of the compartment model (cortex 1.85,
 cancellous 0.35 g/cm3, ``young_adult_mean_density``): the law redistributes that bone
