@@ -10,7 +10,7 @@ Target (issue 11): building a cohort patient's femur -- morph plus density -- in
   the stored field of the 4 mm mesh cell by cell, incl. the topology hash -- alone
   ``map_index_s`` -- and the compartment pattern) -- their sum is the check; ``t_score_s``
   (``bone_with_t_score`` to FN T = -2.5, DXA projections) is reported on its own;
-* parametric femur at 4 mm: ``map_sampled_s`` (the 2 mm field sampled compartment-wise
+* parametric femur at 4 mm: ``map_sampled_s`` (the 3 mm field sampled compartment-wise
   onto another mesh).
 
 Writes benchmarks/results/adapted_density.json.

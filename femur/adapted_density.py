@@ -10,14 +10,16 @@ only *maps* the stored field:
   (``mesh.topology.original_cell_index``), so it follows the morph exactly and does not
   depend on the MPI partition.  The key is a SHA-256 of the cell-to-input-node table
   (:func:`mesh_signature`).
-* **another mesh** (e.g. the trial mesh size, or another parametric shape): nearest-cell
+* **another mesh** (e.g. the parametric femur at the trial mesh size, or another
+  parametric shape): nearest-cell
   sampling *within the same compartment*: each target cell takes the inverse-distance
   weighted mean of the 4 nearest reference cells of its own compartment (cell midpoints),
   after a similarity transform (scale, rotation, translation; Umeyama 1991 least squares)
   that maps the target's point landmarks onto the reference's (identity when they agree).
-  Choice: one adaptation on a fine reference mesh, sampled onto coarser ones, rather than
-  one adaptation per shipped mesh -- the coarse trial mesh resolves the trabecular groups
-  poorly in its own adaptation, and sampling costs milliseconds.
+  Choice: the anatomical femur's two shipped meshes (3 mm default, 4 mm trial) each
+  have their own adaptation, so a cohort morph of either takes its field cell by cell;
+  the parametric femur has one (its default 3 mm mesh), sampled onto other sizes and
+  shapes (milliseconds).
 
 Compartments (how the adapted field defines the density of a tagged bone, issue 11):
 the mesh's compartments stay as they are (the geometric cortex of the parametric model or
@@ -56,7 +58,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 #: stored fields per bone family, by the mesh size (mm) of the mesh they were adapted on;
 #: the first is the one sampled onto meshes of other topologies
 REFERENCES = {
-    "parametric-femur": {2.0: "adapted_density_parametric_femur_2mm.npz"},
+    "parametric-femur": {3.0: "adapted_density_parametric_femur_3mm.npz"},
     "anatomical-femur": {3.0: "adapted_density_anatomical_femur_3mm.npz",
                          4.0: "adapted_density_anatomical_femur_4mm.npz"},
 }
