@@ -14,10 +14,11 @@ Singh index groups; described here in words, positions are our reading of it):
   superomedial head (0.5 R from the centre toward the stance contact, i.e. against the
   stance joint force) to the inferomedial neck base (t = 0.3 d, 0.55 R below the axis),
   where it fans into the medial (calcar) cortex;
-* ``tensile``: principal tensile group, the superior part of the neck interior, a
-  capsule of radius 0.22 R from the inferior-lateral head (t = d - 0.3 R, 0.35 R above
-  the axis) along the superior neck to above the neck base (t = 0.15 d, 0.5 R above the
-  axis), toward the lateral cortex below the greater trochanter;
+* ``tensile``: the part of the principal tensile group that runs under the superior
+  neck cortex (the group arches from the inferior head over the superior neck into the
+  lateral cortex below the greater trochanter): a capsule of radius 0.22 R from just
+  lateral of the head centre (t = d - 0.3 R, 0.35 R above the axis) to above the neck
+  base (t = 0.15 d, 0.5 R above the axis);
 * ``wards``: Ward's triangle, a sphere of radius 0.28 R centred on the neck axis at
   t = 0.4 d, between the two groups and the secondary compressive group;
 * shaft levels: slabs along the shaft axis for the cortical thickness profile.
