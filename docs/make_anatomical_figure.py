@@ -55,7 +55,7 @@ def facet_surface(bone) -> pv.PolyData:
     tag = np.zeros(len(ext))
     ft = bone.facet_tags
     lookup = dict(zip(ft.indices.tolist(), ft.values.tolist()))
-    names = {11: 1, 14: 2, 13: 3, 12: 4}
+    names = {11: 1, 14: 2, 13: 3, 12: 4, 16: 5}
     for i, f in enumerate(ext):
         tag[i] = names.get(lookup.get(int(f), 0), 0)
     surf.cell_data["region"] = tag
@@ -88,11 +88,11 @@ def main() -> int:
     cam_sec = [tuple(centre + 420 * cam_dir), tuple(centre), (0, 0, 1)]
     p = pv.Plotter(shape=(1, 4), window_size=(2000, 760), border=False)
     p.subplot(0, 0)
-    cmap = ["#e8dcc4", "#d62728", "#9ecae1", "#ff7f0e", "#7f7f7f"]
-    p.add_mesh(facet_surface(bone), scalars="region", cmap=cmap, clim=[-0.5, 4.5], show_scalar_bar=False)
+    cmap = ["#e8dcc4", "#d62728", "#9ecae1", "#ff7f0e", "#7f7f7f", "#2ca02c"]
+    p.add_mesh(facet_surface(bone), scalars="region", cmap=cmap, clim=[-0.5, 5.5], show_scalar_bar=False)
     p.add_text("(a) facet regions (anterior view)", font_size=11)
     labels(p, [("head_load", cmap[1]), ("head_surface", cmap[2]), ("trochanter", cmap[3]),
-               ("distal", cmap[4])])
+               ("abductor", cmap[5]), ("distal", cmap[4])])
     p.camera_position = cam
     p.subplot(0, 1)
     p.add_mesh(half, scalars="cortical", cmap=["#f2e6c9", "#8c510a"], show_edges=True, edge_color="#555555",

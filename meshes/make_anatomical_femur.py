@@ -75,7 +75,7 @@ def make(obj: pathlib.Path, h: float, out: pathlib.Path, name: str, cut: float) 
     surf = B.read_surface(obj, units="m")
     src = dict(SOURCE, obj_sha256=hashlib.sha256(obj.read_bytes()).hexdigest(), obj_file=obj.name)
     whole, ref = B.build_reference(surf, cut_head_diameters=cut, source=src)
-    B.centreline_check(ref)
+    B.check_reference(ref)
     prox = B.cut_proximal(whole)
     hs = SURFACE_SIZE_RATIO * h
     outer = B.remesh(prox, hs)
@@ -84,7 +84,7 @@ def make(obj: pathlib.Path, h: float, out: pathlib.Path, name: str, cut: float) 
             "Mesh.MshFileVersion": 4.1, "Mesh.Binary": 0}
     msh = out / f"{name}.msh"
     with gmsh_model("anatomical-femur", opts) as model:
-        stats = B.mesh_volume(model, layers, ref, h)
+        stats = B.mesh_volume(model, layers, ref)
         gmsh.write(str(msh))
     text = msh.read_text()
     i = text.index("$EndMeshFormat\n") + len("$EndMeshFormat\n")

@@ -362,3 +362,26 @@ def test_surface_tools_reject_open_and_bad_obj(tmp_path):
         read_obj(bad)
     q = triangle_quality(np.array([[[0, 0, 0], [1, 0, 0], [0.5, np.sqrt(3) / 2, 0]]], float))
     assert abs(q[0] - 1.0) < 1e-12
+
+
+def test_t_score_targeting_on_the_anatomical_femur(trial, check):
+    from femur import dxa
+    from femur.density import bone_with_t_score
+
+    b = bone_with_t_score(trial, -2.5)
+    t = dxa.report(b)["femoral_neck"]["t_score"]
+    check(abs(t + 2.5) < 0.01, f"FN T-score {t}")
+
+
+@pytest.mark.slow
+def test_p2_stance_solves(trial, check):
+    """P2 on the trial mesh (about 147k DOF, ~30 s serial)."""
+    from femur.density import assign_density
+    from femur.mechanics import SingleLegStance, solve
+
+    assign_density(trial, age_y=70)
+    m1 = solve(trial, SingleLegStance(), order=1)
+    m2 = solve(trial, SingleLegStance(), order=2)
+    # P2 is less stiff than P1 (P1 tetrahedra lock in bending), by a few per cent here
+    check(0.85 * m1.stiffness_n_per_mm < m2.stiffness_n_per_mm < m1.stiffness_n_per_mm,
+          f"P1 {m1.stiffness_n_per_mm} P2 {m2.stiffness_n_per_mm}")

@@ -82,6 +82,13 @@ def _read_cached(path: str, mtime_ns: int, size: int):
                        allow_hex=False, fix_orientation=False, tag_key=None)
 
 
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
 def read_reference(msh_path) -> dict:
     """The reference dictionary stored next to a mesh (same stem, ``.json``)."""
     path = pathlib.Path(msh_path).with_suffix(".json")
@@ -211,9 +218,11 @@ class AnatomicalFemur:
             "shape": None if self.shape is None else self.shape.to_dict(),
             "anatomy": anatomy,
             "cortex": dict(ref.get("cortex", {})),
+            "mesh_sha256": _sha256(path_s) if comm.rank == 0 else None,
             "mirrored_from": ref.get("side_of_source"),
             "source": dict(ref.get("source", {})),
         }  # fmt: skip
+        params["mesh_sha256"] = comm.bcast(params["mesh_sha256"], root=0)
         if check is not None:
             params["morph_check"] = check
         bone = Bone(

@@ -49,6 +49,7 @@ def _unit(v):
 
 # ----------------------------------------------------------------------------- surface
 def read_surface(path, units: str = "m") -> TriSurface:
+    """A closed whole-femur surface from an OBJ file, in mm (``units`` of the file)."""
     scale = {"m": 1000.0, "cm": 10.0, "mm": 1.0}
     if units not in scale:
         raise InputError(f"surface units must be one of {sorted(scale)}, got {units!r}")
@@ -309,8 +310,7 @@ def layers(outer: TriSurface, ref: dict, smooth_iterations: int = 3) -> dict:
     allv = np.vstack([V, inner])
     allv[nv + interior] = cap_pts[interior]
     endo = lat + nv
-    marrow = cap.copy()
-    marrow = np.where(np.isin(marrow, ring) | np.isin(marrow, interior), marrow + nv, marrow)
+    marrow = cap + nv  # every cap vertex is a ring or an interior vertex
     nz = np.cross(allv[marrow][:, 1] - allv[marrow][:, 0], allv[marrow][:, 2] - allv[marrow][:, 0])[:, 2]
     if np.any(nz >= 0):
         raise MeshError("anatomical femur: the marrow cap folds over (endosteal ring not star-shaped)")
@@ -341,9 +341,10 @@ def _compact(L: dict) -> dict:
     return out
 
 
-def mesh_volume(model, L: dict, ref: dict, mesh_size_mm: float) -> dict:
-    """Fill the layered surfaces with tetrahedra in the gmsh ``model`` (current session),
-    add the physical groups; returns mesh statistics."""
+def mesh_volume(model, L: dict, ref: dict) -> dict:
+    """Fill the layered surfaces with tetrahedra in the gmsh ``model`` (current session;
+    the caller sets the element size, ``Mesh.MeshSizeMax``), add the physical groups;
+    returns mesh statistics."""
     L = _compact(L)
     X = L["vertices"]
     peri = L["periosteal"]
@@ -398,7 +399,7 @@ def mesh_volume(model, L: dict, ref: dict, mesh_size_mm: float) -> dict:
     return stats
 
 
-def centreline_check(ref: dict) -> None:
+def check_reference(ref: dict) -> None:
     """Sanity checks of the reference (raises MeshError with the failing quantity)."""
     if not 0 < ref["lt_bottom_z_mm"] < ref["lt_tip"][2] < ref["neck_base"][2]:
         raise MeshError("anatomical femur: lesser trochanter not between the cut and the neck base")
@@ -407,4 +408,4 @@ def centreline_check(ref: dict) -> None:
 
 
 __all__ = ["read_surface", "build_reference", "cut_proximal", "remesh", "layers", "mesh_volume",
-           "centreline_check", "CELL_IDS", "FACET_IDS"]
+           "check_reference", "CELL_IDS", "FACET_IDS"]
