@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Adapted-density benchmark: how long a bone takes to get the stored habitual-loading
-density field (femur.adapted_density) at the studies' mesh size.
+density field (femur.geometry.adapted_density) at the studies' mesh size.
 
 Target (issue 11): building a cohort patient's femur -- morph plus density -- in under
 5 s at the trial mesh size (4 mm).  Timed per path:
@@ -33,9 +33,9 @@ TRIAL_MESH_MM = 4.0
 
 
 def worker() -> dict:
-    from femur._mpi import MPI
-    from femur.adapted_density import adapted_density, bone_with_adapted_density, load_reference, reference_path
-    from femur.density import bone_with_t_score
+    from femur.core.mpi import MPI
+    from femur.geometry.adapted_density import adapted_density, bone_with_adapted_density, load_reference, reference_path
+    from femur.workflows.t_score import bone_with_t_score
     from femur.geometry.anatomical import AnatomicalFemur
     from femur.geometry.femur_model import ProximalFemur
     from femur.geometry.morph import FemurShape
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         res = worker()
-        from femur._mpi import MPI
+        from femur.core.mpi import MPI
 
         if MPI.COMM_WORLD.rank == 0:
             print(json.dumps(res), flush=True)

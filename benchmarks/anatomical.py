@@ -32,8 +32,8 @@ SHAPE = dict(scale=0.95, head_radius_mm=21.5, neck_length_mm=50.0, neck_width_mm
 def worker(model: str, size_mm: float) -> dict:
     import numpy as np
 
-    from femur._mpi import MPI
-    from femur.density import assign_density
+    from femur.core.mpi import MPI
+    from femur.geometry.density import assign_density
     from femur.geometry.anatomical import AnatomicalFemur, FemurShape, reference_cell_index
     from femur.geometry.femur_model import ProximalFemur
     from femur.mechanics import SingleLegStance, solve
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         res = worker(args.model, args.size)
-        from femur._mpi import MPI
+        from femur.core.mpi import MPI
 
         if MPI.COMM_WORLD.rank == 0:
             print(json.dumps(res), flush=True)

@@ -2,16 +2,16 @@
 
 For the parametric and the anatomical femur at the trial mesh size (4 mm), compares the
 uniform young-adult compartments with the habitual-loading pattern
-(``femur.adapted_density.bone_with_adapted_density``), both scaled by
-``femur.density.bone_with_t_score`` to FN T = -2.5: the latent scale s, the BV/TV
+(``femur.geometry.adapted_density.bone_with_adapted_density``), both scaled by
+``femur.workflows.t_score.bone_with_t_score`` to FN T = -2.5: the latent scale s, the BV/TV
 (min, mean, max) per compartment, and the resulting total-hip T-score.
 
     .venv/bin/python docs/adapted_density_t_score.py
 """
 
-from femur import dxa
-from femur.adapted_density import bone_with_adapted_density
-from femur.density import bone_with_t_score
+from femur.outcomes import dxa
+from femur.geometry.adapted_density import bone_with_adapted_density
+from femur.workflows.t_score import bone_with_t_score
 from femur.geometry.anatomical import AnatomicalFemur
 from femur.geometry.femur_model import ProximalFemur
 

@@ -19,7 +19,7 @@ os.environ.setdefault("PYVISTA_OFF_SCREEN", "true")
 import numpy as np  # noqa: E402
 
 import femur  # noqa: E402,F401
-from femur._mpi import MPI  # noqa: E402
+from femur.core.mpi import MPI  # noqa: E402
 import dolfinx  # noqa: E402
 import dolfinx.plot  # noqa: E402
 import pyvista as pv  # noqa: E402

@@ -19,7 +19,7 @@ from mpi4py import MPI
 import dolfinx  # noqa: E402
 import ufl  # noqa: E402
 
-from femur.errors import InputError, MeshError
+from femur.core.errors import InputError, MeshError
 from femur.geometry import anatomical_regions as regions
 from femur.geometry.anatomical import (
     AnatomicalFemur,
@@ -244,8 +244,8 @@ def test_unknown_size_and_missing_file():
 
 # ----------------------------------------------------------------------------- mechanics, DXA
 def test_load_cases_and_dxa_sites(trial, check):
-    from femur import dxa
-    from femur.density import assign_density
+    from femur.outcomes import dxa
+    from femur.geometry.density import assign_density
     from femur.mechanics import SidewaysFall, SingleLegStance, solve
 
     b = trial
@@ -299,7 +299,7 @@ def test_morph_meets_targets_and_keeps_tags(trial, ref, check):
         n_ref, n_m = gsum(b0, b0.roi_mask(name)), gsum(b, b.roi_mask(name))
         check(abs(n_m - n_ref) <= 0.01 * n_ref, f"ROI {name}: {n_m} vs {n_ref}")
     # per-cell reference data (e.g. an adapted density) follow the cells
-    from femur.density import assign_density
+    from femur.geometry.density import assign_density
 
     rng = np.random.default_rng(1)
     ref_rho = 0.2 + 1.5 * rng.random(ref["mesh"]["tetrahedra"])
@@ -365,8 +365,8 @@ def test_surface_tools_reject_open_and_bad_obj(tmp_path):
 
 
 def test_t_score_targeting_on_the_anatomical_femur(trial, check):
-    from femur import dxa
-    from femur.density import bone_with_t_score
+    from femur.outcomes import dxa
+    from femur.workflows.t_score import bone_with_t_score
 
     b = bone_with_t_score(trial, -2.5)
     t = dxa.report(b)["femoral_neck"]["t_score"]
@@ -376,7 +376,7 @@ def test_t_score_targeting_on_the_anatomical_femur(trial, check):
 @pytest.mark.slow
 def test_p2_stance_solves(trial, check):
     """P2 on the trial mesh (about 147k DOF, ~30 s serial)."""
-    from femur.density import assign_density
+    from femur.geometry.density import assign_density
     from femur.mechanics import SingleLegStance, solve
 
     assign_density(trial, age_y=70)

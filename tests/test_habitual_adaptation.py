@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import femur  # noqa: F401
-from femur._mpi import MPI
-from femur.errors import InputError
+from femur.core.mpi import MPI
+from femur.core.errors import InputError
 
-from femur.adaptation_metrics import checkerboard_measures, pattern_report
-from femur.adapted_density import (
+from femur.outcomes.density_pattern import checkerboard_measures, pattern_report
+from femur.geometry.adapted_density import (
     REFERENCES,
     adapted_density,
     load_reference,
@@ -24,12 +24,8 @@ from femur.adapted_density import (
     save_reference,
 )
 from femur.geometry.femur_model import ProximalFemur
-from femur.habitual_adaptation import (
-    AdaptationLaw,
-    AdaptationSettings,
-    adapt_density,
-    young_adult_mean_density,
-)
+from femur.geometry.density import young_adult_mean_density
+from femur.workflows.habitual_adaptation import AdaptationLaw, AdaptationSettings, adapt_density
 from femur.mechanics import solve
 from femur.mechanics.elasticity import ElasticitySolver
 from femur.mechanics.muscle_loads import CARTER_DAILY_LOADS, DailyLoadSet, HipMuscleLoadCase
@@ -235,7 +231,7 @@ def test_pattern_within_compartments_and_t_score_keeps_it(coarse_femur, check):
     """The adapted field becomes a pattern inside each compartment (young-adult means,
     compartment ranges), and bone_with_t_score scales it keeping the pattern: cancellous
     ratios and cortical porosity ratios exactly, rank order everywhere."""
-    from femur.density import T_SCORE_MAX_G_CM3, bone_with_t_score
+    from femur.workflows.t_score import T_SCORE_MAX_G_CM3, bone_with_t_score
 
     bone = coarse_femur
     x = bone.cell_midpoints()

@@ -43,14 +43,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 from dolfinx.io.gmsh import cell_perm_array, ufl_mesh  # noqa: E402
 
-from femur.errors import InputError, MeshError  # noqa: E402
+from femur.core.errors import InputError, MeshError  # noqa: E402
 from femur.geometry import anatomical_regions as regions  # noqa: E402
 from femur.geometry._gmsh_util import log_build  # noqa: E402
 from femur.geometry.bone import Bone  # noqa: E402
+from femur.geometry.mesh_io import distribute_tags, read_mesh_arrays  # noqa: E402
 from femur.geometry.morph import (  # noqa: E402
     FemurShape,
     MorphedROI,
@@ -76,10 +77,7 @@ def mesh_dir() -> pathlib.Path:
 
 @functools.lru_cache(maxsize=4)
 def _read_cached(path: str, mtime_ns: int, size: int):
-    from femur.geometry.mesh_io import _read_rank0
-
-    return _read_rank0(pathlib.Path(path), cell_regions=None, facet_regions=None,
-                       allow_hex=False, fix_orientation=False, tag_key=None)
+    return read_mesh_arrays(path)
 
 
 @functools.lru_cache(maxsize=8)
@@ -196,13 +194,11 @@ class AnatomicalFemur:
             cvals = np.zeros(0, dtype=np.int32)
             facets = np.zeros((0, 3), dtype=np.int64)
             fvals = np.zeros(0, dtype=np.int32)
-        from femur.geometry.mesh_io import _make_tags
-
         domain = ufl_mesh(4, 3, np.float64)
         perm = cell_perm_array(dolfinx.mesh.CellType.tetrahedron, 4)
         mesh = dolfinx.mesh.create_mesh(comm, np.ascontiguousarray(cells[:, perm]), domain, x)
-        cell_tags = _make_tags(mesh, 3, cells, cvals, "cell_tags")
-        facet_tags = _make_tags(mesh, 2, facets, fvals, "facet_tags")
+        cell_tags = distribute_tags(mesh, 3, cells, cvals, "cell_tags")
+        facet_tags = distribute_tags(mesh, 2, facets, fvals, "facet_tags")
         lm = regions.landmarks(ref)
         rois = regions.regions(ref)
         anatomy = dict(ref["anatomy"])

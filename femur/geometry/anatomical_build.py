@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from femur.errors import InputError, MeshError
+from femur.core.errors import InputError, MeshError
 from femur.geometry import anatomical_regions as regions
 from femur.geometry.landmarks import analyse_femur
 from femur.geometry.trisurf import TriSurface, check_closed, clip_above, read_obj

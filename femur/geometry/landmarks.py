@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from femur.errors import InputError
+from femur.core.errors import InputError
 from femur.geometry.trisurf import (
     TriSurface,
     caliper_widths,

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from femur.errors import InputError, MeshError
+from femur.core.errors import InputError, MeshError
 from femur.geometry.anatomical_regions import smoothstep
 
 MIN_DET = 0.2

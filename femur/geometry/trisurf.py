@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from femur.errors import InputError
+from femur.core.errors import InputError
 
 
 @dataclass

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from femur.errors import MeshError
+from femur.core.errors import MeshError
+from femur.geometry._gmsh_util import gmsh_model
 from femur.geometry.trisurf import TriSurface, check_closed
 
 
@@ -136,8 +137,6 @@ def improve_by_flips(surf: TriSurface, q_below: float = 0.3, max_dihedral_deg: f
 
 def remesh(closed: TriSurface, size_mm: float, angle_deg: float = 40.0) -> TriSurface:
     """Remesh a closed surface with gmsh at a uniform target size (mm)."""
-    from femur.geometry._gmsh_util import gmsh_model
-
     # MeshAdapt (1) gave the best triangles on the reparametrised patches (min radius
     # ratio 0.28 vs 0.11 with Frontal-Delaunay at 2.6 mm; slivers flip when offset)
     opts = {"Mesh.MeshSizeMin": size_mm, "Mesh.MeshSizeMax": size_mm, "Mesh.Algorithm": 1,

@@ -208,7 +208,7 @@ BEAUPRE1990 = PiecewisePowerLaw(
     "beaupre1990", ((1.2, 2014.0, 2.5), (np.inf, 1763.0, 3.2)), "apparent",
     "Beaupre, Orr & Carter, J Orthop Res 1990;8:651 (with their daily-stress-stimulus "
     "adaptation law); shared/science/remodeling.md 3; UNCONFIRMED",
-    "used by femur.habitual_adaptation (the modulus law the adaptation constants came with); "
+    "used by femur.workflows.habitual_adaptation (the modulus law the adaptation constants came with); "
     "3177 vs 3161 MPa at the 1.2 g/cm3 joint (0.5 % step)",
 )
 # --- Constant-modulus materials: vertebral loading layers, Yang, J Biomech 2012, section 3 ---------

@@ -2,7 +2,7 @@
 on the greater trochanter, with daily cycle counts (mm, N, MPa).
 
 These are the load cases of the density-adaptation workflow
-(``femur.habitual_adaptation``).  Each :class:`HipMuscleLoadCase` is an ordinary load case
+(``femur.workflows.habitual_adaptation``).  Each :class:`HipMuscleLoadCase` is an ordinary load case
 of the mechanics stage (``prepare(bone) -> PreparedLoad``; ``apply(solver) -> LoadInfo``),
 so ``femur.mechanics.solve(bone, case)`` runs it on its own;
 :class:`DailyLoadSet` installs several of them into *one* ElasticitySolver with the same
@@ -60,12 +60,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 import ufl  # noqa: E402
 from petsc4py import PETSc  # noqa: E402
 
-from femur.errors import InputError  # noqa: E402
+from femur.core.errors import InputError  # noqa: E402
 from femur.mechanics.loadcases import (  # noqa: E402
     LoadInfo,
     PreparedLoad,

@@ -1,4 +1,5 @@
-"""Landmark-based regions and measures for an adapted proximal-femur density field.
+"""Landmark-based regions and measures of a proximal-femur density field (the habitual-loading
+adaptation's pattern: trabecular groups, Ward's triangle, shaft cortex, checkerboards).
 
 Regions (all sizes in units of the head radius R, from the landmarks "head_center",
 "head_radius", "neck_axis" (toward the head), "shaft_axis" (proximal) and "neck_base"
@@ -36,10 +37,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 
-from femur.errors import InputError  # noqa: E402
+from femur.core.errors import InputError  # noqa: E402
+from femur.geometry.node_average import NodeAverager  # noqa: E402
+from femur.mechanics.muscle_loads import CARTER_DAILY_LOADS  # noqa: E402
 
 GROUP_ROIS = ("compressive", "tensile", "wards")
 
@@ -82,8 +85,6 @@ def roi_masks(bone, stance_direction=None) -> dict[str, np.ndarray]:
     f = neck_frame(bone)
     C, R, n, u, P0, d = f["C"], f["R"], f["n"], f["u"], f["P0"], f["d"]
     if stance_direction is None:
-        from femur.mechanics.muscle_loads import CARTER_DAILY_LOADS
-
         stance_direction = CARTER_DAILY_LOADS[0].joint_direction(bone)
     toward_contact = -np.asarray(stance_direction, float)
     x = bone.cell_midpoints()
@@ -157,8 +158,6 @@ def checkerboard_measures(bone, rho) -> dict:
     """Mean |rho_a - rho_b| over interior facets (owned facets with both cells on this
     rank) relative to the mean density, and the roughness ||rho - S rho|| / ||rho||
     (volume weighted, S = vertex averaging and back); collective."""
-    from femur.adaptation_support import NodeAverager
-
     mesh = bone.mesh
     tdim = mesh.topology.dim
     mesh.topology.create_connectivity(tdim - 1, tdim)

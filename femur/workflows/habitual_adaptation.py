@@ -12,10 +12,11 @@ constants UNCONFIRMED there):
 * tissue-level stimulus ``psi_t = (rho_t / rho)^2 psi``, rho_t = 2.0 g/cm3;
 * reference ``psi* = 50 MPa/day`` with a lazy zone ``psi* +- w``, w = 12.5 MPa/day;
   bone is added where ``psi_t > psi* + w`` and removed where ``psi_t < psi* - w``;
-* modulus from a density-modulus law of ``femur.materials``: by default the law these
+* modulus from a density-modulus law of ``femur.mechanics.materials``: by default the law these
   constants came with, ``beaupre1990`` (E = 2014 rho^2.5 MPa up to 1.2 g/cm3, 1763 rho^3.2
   above; UNCONFIRMED), Poisson 0.3.  The strength models keep their own law (Morgan 2003
-  femoral neck); only the *pattern* of the adapted field is used (``femur.adapted_density``).
+  femoral neck); only the *pattern* of the adapted field is used
+  (``femur.geometry.adapted_density``).
   With the Morgan femoral-neck law (exponent 1.49 < 2) the tissue stimulus falls with
   density even under fixed strain, so the field stays close to uniform inside the proximal
   femur (anatomical 4 mm femur: compressive-group/Ward's ratio 1.38, steady after 12
@@ -72,15 +73,15 @@ warm-started from its own previous displacement.  The stimulus solves use rtol 1
 Keeping the whole AMG hierarchy between iterations was tried and dropped: the set-up
 is ~10 % of an iteration here, the three CG solves the rest.
 
-Run as a command (stores the reference field, see ``femur.adapted_density``)::
+The command that runs it on the reference femurs and stores the result (see
+``femur.geometry.adapted_density``) is ``femur.calibration.habitual_density``::
 
-    python -m femur.habitual_adaptation --write --figures docs/figures
-    python -m femur.habitual_adaptation --write --bone anatomical --mesh-size 3
+    python -m femur.calibration.habitual_density --write --bone anatomical --mesh-size 3
 
-(~480 lines: the law, its iteration and the command that stores its result belong
-together; the numerical helpers, ROIs/measures, pictures and the stored-field mapping
-live in ``femur.adaptation_support``, ``femur.adaptation_metrics``,
-``femur.adaptation_figures`` and ``femur.adapted_density``.)
+(The numerical helpers live in ``femur.workflows.adaptation_support`` and
+``femur.geometry.node_average``, ROIs and measures in ``femur.outcomes.density_pattern``,
+pictures in ``femur.exports.adaptation_figures``, the stored-field mapping in
+``femur.geometry.adapted_density``.)
 """
 
 from __future__ import annotations
@@ -90,15 +91,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from femur._mpi import MPI, rank0_print
+from femur.core.mpi import MPI
 
-from femur.adaptation_support import (  # noqa: E402
-    NodeAverager,
-    mass_reference,
-    sed_expression,
-    young_adult_mean_density,
-)
-from femur.errors import InputError  # noqa: E402
+from femur.core.errors import InputError  # noqa: E402
+from femur.core.progress import ProgressBar  # noqa: E402
+from femur.geometry.density import young_adult_mean_density  # noqa: E402
+from femur.geometry.node_average import NodeAverager  # noqa: E402
+from femur.mechanics.elasticity import ElasticitySolver  # noqa: E402
+from femur.mechanics.materials import get_law  # noqa: E402
+from femur.mechanics.muscle_loads import DailyLoadSet  # noqa: E402
+from femur.workflows.adaptation_support import mass_reference, sed_expression  # noqa: E402
 
 BEAUPRE_SOURCE = ("Beaupre, Orr & Carter, J Orthop Res 1990;8:651/662 (daily stress stimulus, "
                   "lazy zone; constants as quoted in shared/science/remodeling.md section 3, "
@@ -122,7 +124,7 @@ class AdaptationLaw:
     rho_tissue_g_cm3: float = 2.0
     rho_min_g_cm3: float = 0.01
     rho_max_g_cm3: float = 2.0
-    modulus_law: object = "beaupre1990"  # a femur.materials law or its name
+    modulus_law: object = "beaupre1990"  # a femur.mechanics.materials law or its name
     poisson_ratio: float = 0.3
     source: str = BEAUPRE_SOURCE
 
@@ -139,8 +141,6 @@ class AdaptationLaw:
             raise InputError(f"AdaptationLaw.rho_tissue_g_cm3 must be > 0, got {self.rho_tissue_g_cm3}")
 
     def modulus_mpa(self, rho) -> np.ndarray:
-        from femur.materials import get_law
-
         return np.maximum(get_law(self.modulus_law).modulus_mpa(rho), 1e-3)
 
     def tissue_stimulus(self, sigma_eff_mpa: np.ndarray, cycles: np.ndarray, rho) -> np.ndarray:
@@ -225,9 +225,6 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
     The bone's own density is not used or changed: the adaptation starts from the uniform
     ``settings.rho_start_g_cm3``.  ``callback(k, rho_cells)`` is called after each iteration.
     """
-    from femur.mechanics.elasticity import ElasticitySolver
-    from femur.mechanics.muscle_loads import DailyLoadSet
-
     law = law or AdaptationLaw()
     settings = settings or AdaptationSettings()
     law.validate()
@@ -256,11 +253,7 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
                             "ksp_iterations", "seconds", "psi_ref_mpa_day")}
     stats = {"solves": 0, "ksp_iterations": 0, "rebuilds": 0, "fe_s": 0.0,
              "assembly_s": 0.0, "setup_s": 0.0, "solve_s": 0.0, "update_s": 0.0}
-    bar = None
-    if progress and comm.rank == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=settings.max_iter, desc=f"adapt density ({settings.scheme})", unit="it", leave=False)
+    bar = ProgressBar(settings.max_iter, progress, f"adapt density ({settings.scheme})", unit="it", comm=comm)
     converged = False
     psi_t = np.zeros(n_cells)
     psi_ref = law.psi_ref_mpa_day
@@ -337,15 +330,13 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
             hist["seconds"].append(time.perf_counter() - ti)
             if callback is not None:
                 callback(k, rho)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(change=f"{change:.2e}", mean=f"{sums[2] / sums[3]:.3f}")
+            bar.update(1)
+            bar.set_postfix(change=f"{change:.2e}", mean=f"{sums[2] / sums[3]:.3f}")
             if k >= settings.min_iter and change < settings.tol_g_cm3:
                 converged = True
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         stats["rebuilds"] = es.rebuilds
         es.close()
     return AdaptationResult(
@@ -354,144 +345,5 @@ def adapt_density(bone, loads=None, law: AdaptationLaw | None = None,
         seconds=time.perf_counter() - t0, solver_stats=stats)
 
 
-# ----------------------------------------------------------------------------- command
-#: mesh of the stored parametric reference field: the default 3 mm mesh (a 2 mm run was
-#: still at a 0.05 g/cm3 residual after 260 iterations); sampled onto other meshes
-REFERENCE_MESH_MM = 3.0
-BONES = ("parametric", "anatomical")
-
-
-def build_reference_bone(kind: str, mesh_size_mm: float | None, comm=MPI.COMM_WORLD):
-    """The femur a stored field belongs to: the parametric femur (default 3 mm) or a shipped
-    anatomical femur mesh (default 3 mm)."""
-    if kind == "parametric":
-        from femur.geometry.femur_model import ProximalFemur
-
-        return ProximalFemur(mesh_size_mm=mesh_size_mm or REFERENCE_MESH_MM).build(comm)
-    if kind == "anatomical":
-        from femur.geometry.anatomical import DEFAULT_MESH_SIZE_MM, AnatomicalFemur
-
-        return AnatomicalFemur(mesh_size_mm=mesh_size_mm or DEFAULT_MESH_SIZE_MM).build(comm)
-    raise InputError(f"--bone must be one of {BONES}, got {kind!r}")
-
-
-def _provenance(bone, result, report, extra) -> dict:
-    import datetime
-    import subprocess
-    import sys
-
-    import femur
-    from femur.mechanics.muscle_loads import CARTER_SOURCE
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=__file__.rsplit("/", 2)[0], timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    prov = result.provenance()
-    prov.update({
-        "command": "python -m femur.habitual_adaptation " + " ".join(sys.argv[1:]),
-        "femur_version": femur.__version__, "git_commit": commit, "mpi_ranks": bone.comm.size,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "loads_source": CARTER_SOURCE,
-        "history": {k: [float(v) for v in vals] for k, vals in result.history.items()},
-        "psi_ref_final_mpa_day": float(result.history["psi_ref_mpa_day"][-1]),
-        "pattern": report, **extra})
-    return prov
-
-
-def _share_at(bone, rho, value, tol=1e-3) -> float:
-    """Volume share of the bone within ``tol`` g/cm3 of ``value`` (collective)."""
-    n = bone.num_owned_cells
-    vol = bone.cell_volumes()[:n]
-    s = bone.comm.allreduce(np.array([np.sum(vol * (np.abs(rho[:n] - value) <= tol)), np.sum(vol)]), op=MPI.SUM)
-    return float(s[0] / s[1])
-
-
-def _figures(bone, res, el, folder, tol, stem):
-    from pathlib import Path
-
-    from femur.adaptation_figures import convergence_figure, coronal_slice_figure
-    from femur.adaptation_metrics import roi_masks
-
-    masks = roi_masks(bone)
-    labels = np.zeros(bone.num_local_cells)
-    for i, k in enumerate(("compressive", "tensile", "wards"), start=1):
-        labels[masks[k]] = i
-    panels = {"adapted": res.density_g_cm3}
-    titles = {"adapted": "adapted apparent density (node based)"}
-    hists = {"node-based": res.history}
-    if el is not None:
-        panels["element"] = el.density_g_cm3
-        titles["element"] = "raw element update (checkerboard)"
-        hists["raw element"] = el.history
-    panels["rois"] = labels
-    titles["rois"] = "ROIs: 1 compressive, 2 tensile, 3 Ward's"
-    coronal_slice_figure(bone, panels, Path(folder) / f"{stem}_coronal.png", titles=titles,
-                         cmaps={"rois": "viridis"}, units={"adapted": "g/cm3", "element": "g/cm3 ", "rois": "ROI"},
-                         clims={"adapted": (0.0, 2.0), "element": (0.0, 2.0), "rois": (0.0, 3.0)})
-    if bone.comm.rank == 0:
-        convergence_figure(hists, Path(folder) / f"{stem}_convergence.png", tol)
-
-
-def main(argv=None) -> int:
-    import argparse
-    import json
-    from pathlib import Path
-
-    from femur.adaptation_metrics import checkerboard_measures, pattern_report
-    from femur.adapted_density import reference_path, save_reference
-
-    ap = argparse.ArgumentParser(prog="python -m femur.habitual_adaptation",
-                                 description="Adapt a femur's density to habitual loading (stored as reference data)")
-    ap.add_argument("--write", action="store_true", help="store the field in femur/data/ (reference data)")
-    ap.add_argument("--out", default=None, help="write the .npz here instead")
-    ap.add_argument("--bone", default="parametric", choices=BONES)
-    ap.add_argument("--mesh-size", type=float, default=None,
-                    help=f"mesh size (mm); parametric default {REFERENCE_MESH_MM}, anatomical: a shipped size (3, 4)")
-    ap.add_argument("--max-iter", type=int, default=600)
-    ap.add_argument("--tol", type=float, default=AdaptationSettings.tol_g_cm3, help="steady-state tolerance (g/cm3)")
-    ap.add_argument("--element-iterations", type=int, default=60,
-                    help="iterations of the raw element scheme for the checkerboard comparison (0: skip)")
-    ap.add_argument("--figures", default=None, help="folder for the slice and convergence pictures")
-    ap.add_argument("--law", default=AdaptationLaw.modulus_law, help="density-modulus law (femur.materials)")
-    ap.add_argument("--reference", default=AdaptationSettings.reference, choices=("mass", "fixed"),
-                    help="psi*: conserve the young-adult mass (default) or the law's 50 MPa/day")
-    args = ap.parse_args(argv)
-
-    comm = MPI.COMM_WORLD
-    bone = build_reference_bone(args.bone, args.mesh_size, comm)
-    mesh_mm = float(args.mesh_size or bone.parameters.get("mesh_size_mm"))
-    law = AdaptationLaw(modulus_law=args.law)
-    res = adapt_density(bone, law=law, settings=AdaptationSettings(max_iter=args.max_iter, tol_g_cm3=args.tol,
-                                                                   reference=args.reference))
-    report = pattern_report(bone, res.density_g_cm3)
-    report["checkerboard"] = checkerboard_measures(bone, res.density_g_cm3)
-    extra, el = {"mesh_size_mm": mesh_mm, "bone_kind": args.bone}, None
-    if args.element_iterations > 0:
-        el = adapt_density(bone, law=law, settings=AdaptationSettings(
-            scheme="element", max_iter=args.element_iterations, tol_g_cm3=args.tol, reference=args.reference))
-        extra["element_scheme"] = {"iterations": el.iterations, "converged": el.converged,
-                                   "final_max_change_g_cm3": float(el.history["max_change_g_cm3"][-1]),
-                                   "checkerboard": checkerboard_measures(bone, el.density_g_cm3),
-                                   "pattern": pattern_report(bone, el.density_g_cm3)}
-    rank0_print(json.dumps({"iterations": res.iterations, "converged": res.converged,
-                            "seconds": round(res.seconds, 1), "law": str(args.law), "reference": args.reference,
-                            "psi_ref_final_mpa_day": res.history["psi_ref_mpa_day"][-1],
-                            "mean_density_g_cm3": res.history["mean_density_g_cm3"][-1],
-                            "share_at_upper_bound": _share_at(bone, res.density_g_cm3, law.rho_max_g_cm3),
-                            "pattern": report, **extra}, indent=1), comm=comm)
-    if args.figures:
-        _figures(bone, res, el, args.figures, args.tol, f"adapted_density_{args.bone}_{mesh_mm:g}mm")
-    if args.write or args.out:
-        family = f"{args.bone}-femur"
-        path = Path(args.out) if args.out else reference_path(family, mesh_mm)
-        save_reference(bone, res.density_g_cm3, path, _provenance(bone, res, report, extra))
-        rank0_print(f"wrote {path}", comm=comm)
-    return 0 if res.converged else 1
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+__all__ = ["ADAPTATION_SOLVER_OPTIONS", "AdaptationLaw", "AdaptationResult", "AdaptationSettings",
+           "adapt_density"]

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from femur._mpi import MPI  # noqa: F401
+from femur.core.mpi import MPI  # noqa: F401
+from femur.exports.pictures import gather_grid, pyvista_offscreen
+from femur.outcomes.density_pattern import neck_frame
 
 
 def slice_plane(bone):
     """(origin, normal, up) of the neck's mid-coronal plane (bone frame, mm)."""
-    from femur.adaptation_metrics import neck_frame
-
     f = neck_frame(bone)
     s, n = f["s"], f["n"]
     e = n - (n @ s) * s
@@ -34,9 +34,7 @@ def coronal_slice_figure(bone, fields: dict, path, titles: dict | None = None,
                          cmaps: dict | None = None, clims: dict | None = None, units: dict | None = None,
                          window_px: tuple = (560, 760)):
     """One panel per cell field on the mid-coronal slice; returns the path on rank 0."""
-    from femur.viz import _pyvista, gather_grid
-
-    pv = _pyvista()
+    pv = pyvista_offscreen()
     grid = gather_grid(bone.mesh, fields)
     if grid is None:
         return None

@@ -1,8 +1,8 @@
 """Stored habitual-loading density fields (reference data) and how a bone gets one.
 
-The adaptation (``femur.habitual_adaptation``) is slow (hundreds of FE solves), so its
+The adaptation (``femur.workflows.habitual_adaptation``) is slow (hundreds of FE solves), so its
 result is computed once per reference mesh and stored in ``femur/data/`` as an ``.npz``
-(regenerate with ``python -m femur.habitual_adaptation --write``).  Building a bone then
+(regenerate with ``python -m femur.calibration.habitual_density --write``).  Building a bone then
 only *maps* the stored field:
 
 * **same topology** (the reference mesh itself, or a morph of it: same cells, moved
@@ -31,10 +31,10 @@ of relative density inside each compartment (:func:`patterned_density`):
 clipped to the compartment's range -- cortical [1.6, 2.0] g/cm3 (young-adult cortical
 porosity 0-20 %, ASSUMPTION: the cortex stays compact bone; its thinness is the mesh's
 geometry) and cancellous [0.01, 0.95] g/cm3 (below the 1.0 g/cm3 switch of the T-score
-rule of ``femur.density.bone_with_t_score``, porosity rule above, BV/TV rule below, so
+rule of ``femur.workflows.t_score.bone_with_t_score``, porosity rule above, BV/TV rule below, so
 each compartment keeps its rule) -- with the factor
 a_c found so that the compartment's volume-weighted mean stays at its base density
-(default the young-adult densities ``femur.density.T_SCORE_BASE_G_CM3``: cortex 1.85,
+(default the young-adult densities ``femur.geometry.density.T_SCORE_BASE_G_CM3``: cortex 1.85,
 cancellous 0.35).  ``bone_with_t_score`` then scales this field keeping its pattern
 (cancellous ratios exactly, cortical porosity ratios exactly).
 """
@@ -49,12 +49,15 @@ from pathlib import Path
 
 import numpy as np
 
-from femur._mpi import MPI
+from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
 
-from femur.errors import InputError  # noqa: E402
+from femur.core.datafiles import DATA_DIR  # noqa: E402
+from femur.core.errors import InputError  # noqa: E402
+from femur.geometry.density import T_SCORE_BASE_G_CM3, validate_density  # noqa: E402
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+#: the command that regenerates the stored fields
+REGENERATE = "python -m femur.calibration.habitual_density --write"
 #: stored fields per bone family, by the mesh size (mm) of the mesh they were adapted on;
 #: the first is the one sampled onto meshes of other topologies
 REFERENCES = {
@@ -76,7 +79,7 @@ def _gather_cells(bone):
     mesh = bone.mesh
     n = bone.num_owned_cells
     orig = np.asarray(mesh.topology.original_cell_index[:n], dtype=np.int64)
-    nodes = np.asarray(mesh.geometry.input_global_indices, dtype=np.int64)[mesh.geometry.dofmap[:n]]
+    nodes = np.asarray(mesh.geometry.input_global_indices, dtype=np.int64)[mesh.geometry.dofmaps[0][:n]]
     nodes = np.sort(nodes, axis=1)
     mid = bone.cell_midpoints()[:n]
     comp = np.zeros(n, dtype=np.int32)
@@ -178,7 +181,7 @@ def load_reference(path_or_family: str = "parametric-femur") -> ReferenceField:
     path = reference_path(path_or_family) if path_or_family in REFERENCES else Path(path_or_family)
     if not path.exists():
         raise InputError(f"adapted-density reference file {path} not found; generate it with "
-                         "`python -m femur.habitual_adaptation --write`")
+                         f"`{REGENERATE}`")
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
@@ -202,7 +205,7 @@ def family_of(bone) -> str:
     if bone.kind == "femur" and src.startswith("anatomical"):
         return "anatomical-femur"
     raise InputError(f"no stored adapted-density reference for bone '{bone.name}' (kind {bone.kind}, "
-                     f"source {src!r}); pass reference= a file written by femur.habitual_adaptation")
+                     f"source {src!r}); pass reference= a file written by femur.calibration.habitual_density")
 
 
 def _candidates(bone, reference) -> list[str]:
@@ -214,7 +217,7 @@ def _candidates(bone, reference) -> list[str]:
     if not present:
         raise InputError(f"no stored adapted-density field of family '{family}' in {DATA_DIR} (expected "
                          f"{', '.join(Path(p).name for p in paths)}); generate them with "
-                         "`python -m femur.habitual_adaptation --write`")
+                         f"`{REGENERATE}`")
     return present
 
 
@@ -295,8 +298,6 @@ def patterned_density(bone, adapted: np.ndarray, base_g_cm3: dict | None = None,
                       ranges: dict | None = None) -> np.ndarray:
     """Compartment densities with the adapted field's pattern inside each compartment
     (see the module docstring); per local cell, g/cm3; collective."""
-    from femur.density import T_SCORE_BASE_G_CM3
-
     base = dict(T_SCORE_BASE_G_CM3["vertebra" if bone.kind == "vertebra" else "femur"])
     base.update(base_g_cm3 or {})
     ranges = {**COMPARTMENT_RANGES, **(ranges or {})}
@@ -355,8 +356,6 @@ def bone_with_adapted_density(bone, reference: str | None = None, base_g_cm3: di
     (young-adult compartment means by default); ``bone.parameters["density"]`` records the
     reference, the mapping and the ranges.  Follow with ``bone_with_t_score``."""
     import dataclasses
-
-    from femur.density import validate_density
 
     adapted, how = adapted_density(bone, reference)
     rho = patterned_density(bone, adapted, base_g_cm3)
