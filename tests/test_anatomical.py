@@ -365,12 +365,25 @@ def test_surface_tools_reject_open_and_bad_obj(tmp_path):
 
 
 def test_t_score_targeting_on_the_anatomical_femur(trial, check):
+    """FN T-score targeting on the new bone, uniform and with the habitual-loading
+    pattern. With the pattern in the cancellous compartment (the default) the total hip
+    stays above the neck, as in women (FN is the lower site); with the pattern in the
+    cortex too, pore-free cortical cells keep their bone at any T-score and the total hip
+    falls below the neck (the issue-11 T-score problem)."""
+    from femur.geometry.adapted_density import bone_with_adapted_density
     from femur.outcomes import dxa
     from femur.workflows.t_score import bone_with_t_score
 
     b = bone_with_t_score(trial, -2.5)
     t = dxa.report(b)["femoral_neck"]["t_score"]
     check(abs(t + 2.5) < 0.01, f"FN T-score {t}")
+    th = {}
+    for label, patterned in (("cancellous", ("trabecular",)), ("both", ("trabecular", "cortical"))):
+        p = bone_with_t_score(bone_with_adapted_density(trial, patterned=patterned), -2.5)
+        rep = dxa.report(p)
+        check(abs(rep["femoral_neck"]["t_score"] + 2.5) < 0.01, f"{label}: FN T {rep['femoral_neck']['t_score']}")
+        th[label] = rep["total_hip"]["t_score"]
+    check(th["cancellous"] > -2.5 > th["both"], f"total-hip T at FN -2.5: {th}")
 
 
 @pytest.mark.slow

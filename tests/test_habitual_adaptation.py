@@ -228,15 +228,16 @@ def test_missing_reference_is_a_clear_error(coarse_femur, tmp_path):
 
 # ----------------------------------------------------------------------------- compartments
 def test_pattern_within_compartments_and_t_score_keeps_it(coarse_femur, check):
-    """The adapted field becomes a pattern inside each compartment (young-adult means,
-    compartment ranges), and bone_with_t_score scales it keeping the pattern: cancellous
-    ratios and cortical porosity ratios exactly, rank order everywhere."""
+    """The adapted field becomes a pattern inside the cancellous compartment (young-adult
+    mean, compartment range; the cortex uniform by default, patterned on request), and
+    bone_with_t_score scales it keeping the pattern: cancellous ratios and cortical
+    porosity ratios exactly, rank order everywhere."""
     from femur.workflows.t_score import T_SCORE_MAX_G_CM3, bone_with_t_score
 
     bone = coarse_femur
     x = bone.cell_midpoints()
     adapted = 0.2 + 1.6 * (0.5 + 0.5 * np.sin(0.08 * x[:, 0]) * np.cos(0.05 * x[:, 2]))
-    rho = patterned_density(bone, adapted)
+    rho = patterned_density(bone, adapted, patterned=("trabecular", "cortical"))
     n = bone.num_owned_cells
     vol = bone.cell_volumes()[:n]
     for comp, base, (lo, hi) in (("cortical", 1.85, (1.6, 2.0)), ("trabecular", 0.35, (0.01, 0.95))):
@@ -244,6 +245,13 @@ def test_pattern_within_compartments_and_t_score_keeps_it(coarse_femur, check):
         s = bone.comm.allreduce(np.array([np.sum(vol * rho[:n] * m[:n]), np.sum(vol * m[:n])]), op=MPI.SUM)
         check(abs(s[0] / s[1] - base) < 1e-6, f"{comp} mean {s[0] / s[1]}")
         check(rho[m].min() >= lo - 1e-12 and rho[m].max() <= hi + 1e-12, f"{comp} range")
+        check(np.ptp(rho[m]) > 0.05, f"{comp}: no pattern")
+    default = patterned_density(bone, adapted)
+    cort_m, trab_m = bone.compartment_mask("cortical"), bone.compartment_mask("trabecular")
+    check(np.allclose(default[cort_m], 1.85), "default: the cortex must be uniform")
+    check(np.allclose(default[trab_m], rho[trab_m]), "default: the cancellous pattern differs")
+    with pytest.raises(InputError, match="patterned compartments"):
+        patterned_density(bone, adapted, patterned=("marrow",))
     V = bone.density.function_space if bone.density is not None else None
     import dolfinx
 

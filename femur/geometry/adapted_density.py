@@ -23,24 +23,35 @@ only *maps* the stored field:
 
 Compartments (how the adapted field defines the density of a tagged bone, issue 11):
 the mesh's compartments stay as they are (the geometric cortex of the parametric model or
-the distance-to-surface cortex of an anatomical mesh); the adapted field is the *pattern*
-of relative density inside each compartment (:func:`patterned_density`):
+the conformal cortical shell of the anatomical mesh). By default the adapted field gives
+the *pattern* of relative density inside the cancellous compartment only
+(:func:`patterned_density`):
 
-    rho_e = base_c * a_c * rho_adapt,e / mean_c(rho_adapt),
+    rho_e = base_trab * a * rho_adapt,e / mean_trab(rho_adapt),
 
-clipped to the compartment's range -- cortical [1.6, 2.0] g/cm3 (young-adult cortical
-porosity 0-20 %, ASSUMPTION: the cortex stays compact bone; its thinness is the mesh's
-geometry) and cancellous [0.01, 0.95] g/cm3 (below the 1.0 g/cm3 switch of the T-score
-rule of ``femur.workflows.t_score.bone_with_t_score``, porosity rule above, BV/TV rule below, so
-each compartment keeps its rule) -- with the factor
-a_c found so that the compartment's volume-weighted mean stays at its base density
-(default the young-adult densities ``femur.geometry.density.T_SCORE_BASE_G_CM3``: cortex 1.85,
-cancellous 0.35).  ``bone_with_t_score`` then scales this field keeping its pattern
-(cancellous ratios exactly, cortical porosity ratios exactly).
+clipped to [0.01, 0.95] g/cm3 (below the 1.0 g/cm3 switch of the T-score rule of
+``femur.workflows.t_score.bone_with_t_score``: BV/TV rule below, porosity rule above, so
+the compartment keeps its rule), with the factor a found so that the compartment's
+volume-weighted mean stays at its base density (default the young-adult density of
+``femur.geometry.density.T_SCORE_BASE_G_CM3``: cancellous 0.35); the cortex takes its
+base density uniformly (young adult: 1.85 g/cm3, porosity ~7.5 %), its regional
+thickness being the mesh's geometry.
+
+Why not the cortex too (the T-score problem of issue 11, ``docs/adapted_density_t_score.py``):
+patterned the same way inside the cortex (range [1.6, 2.0] g/cm3), the adapted field is
+nearly binary there -- about 59 % of the cortical volume sits at the pore-free bound 2.0 and
+33 % at 1.6 (anatomical 4 mm femur; the shell is one or two elements thick, so the law
+cannot resolve a pattern across it). ``bone_with_t_score`` lowers cortical density by
+scaling its *porosity* (x 1/s), so pore-free cells keep all their bone at any T-score:
+reaching FN T = -2.5 then needs s = 0.30 instead of 0.47 and empties the trochanteric
+region, and the total-hip T-score falls to -2.73, below the neck's (-1.55 with uniform
+compartments, -1.84 with the cancellous pattern only). ``patterned=("trabecular",
+"cortical")`` restores the cortical pattern (for that comparison).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -67,6 +78,8 @@ REFERENCES = {
 }
 #: compartment density ranges (g/cm3) kept by :func:`patterned_density`
 COMPARTMENT_RANGES = {"cortical": (1.6, 2.0), "trabecular": (0.01, 0.95)}
+#: compartments that take the adapted pattern by default (module docstring: why not the cortex)
+PATTERNED_COMPARTMENTS = ("trabecular",)
 #: point landmarks used to align another shape with the reference
 POINT_LANDMARKS = ("head_center", "neck_base", "neck_center", "distal_center", "trochanter_point")
 FORMAT_VERSION = 1
@@ -295,12 +308,16 @@ def adapted_density(bone, reference: str | None = None, k_nearest: int = 4) -> t
 
 # ----------------------------------------------------------------------------- compartments
 def patterned_density(bone, adapted: np.ndarray, base_g_cm3: dict | None = None,
-                      ranges: dict | None = None) -> np.ndarray:
-    """Compartment densities with the adapted field's pattern inside each compartment
-    (see the module docstring); per local cell, g/cm3; collective."""
+                      ranges: dict | None = None, patterned=PATTERNED_COMPARTMENTS) -> np.ndarray:
+    """Compartment densities with the adapted field's pattern inside the compartments named
+    in ``patterned`` (default the cancellous one) and the base density elsewhere (see the
+    module docstring); per local cell, g/cm3; collective."""
     base = dict(T_SCORE_BASE_G_CM3["vertebra" if bone.kind == "vertebra" else "femur"])
     base.update(base_g_cm3 or {})
     ranges = {**COMPARTMENT_RANGES, **(ranges or {})}
+    unknown = set(patterned) - set(COMPARTMENT_RANGES)
+    if unknown:
+        raise InputError(f"patterned compartments must be among {sorted(COMPARTMENT_RANGES)}, got {sorted(unknown)}")
     adapted = np.asarray(adapted, float)
     if adapted.shape != (bone.num_local_cells,) or not np.all(np.isfinite(adapted)) or np.any(adapted <= 0):
         raise InputError(f"adapted density must be {bone.num_local_cells} finite positive values "
@@ -313,8 +330,11 @@ def patterned_density(bone, adapted: np.ndarray, base_g_cm3: dict | None = None,
         if kind is None:
             continue
         m = bone.compartment_mask(cname)
-        lo, hi = ranges[kind]
         target = float(base[kind])
+        if kind not in patterned:
+            out[m] = target
+            continue
+        lo, hi = ranges[kind]
         if not lo <= target <= hi:
             raise InputError(f"base density {target} g/cm3 of '{cname}' lies outside its range [{lo}, {hi}]")
         w = vol[:n] * m[:n]
@@ -351,25 +371,27 @@ def _fit_mean(bone, mask, pattern, target, lo, hi, vol) -> np.ndarray:
     return np.clip(target * 0.5 * (a_lo + a_hi) * pattern, lo, hi)
 
 
-def bone_with_adapted_density(bone, reference: str | None = None, base_g_cm3: dict | None = None):
-    """A copy of ``bone`` whose density is the compartment-patterned adapted field
-    (young-adult compartment means by default); ``bone.parameters["density"]`` records the
-    reference, the mapping and the ranges.  Follow with ``bone_with_t_score``."""
-    import dataclasses
-
+def bone_with_adapted_density(bone, reference: str | None = None, base_g_cm3: dict | None = None,
+                              patterned=PATTERNED_COMPARTMENTS):
+    """A copy of ``bone`` whose density is the adapted field as a pattern within the
+    ``patterned`` compartments (young-adult compartment means by default);
+    ``bone.parameters["density"]`` records the reference, the mapping and the ranges.
+    Follow with ``bone_with_t_score``."""
     adapted, how = adapted_density(bone, reference)
-    rho = patterned_density(bone, adapted, base_g_cm3)
+    rho = patterned_density(bone, adapted, base_g_cm3, patterned=patterned)
     validate_density(rho, f"adapted density of bone '{bone.name}'", comm=bone.comm)
     V = dolfinx.fem.functionspace(bone.mesh, ("DG", 0))
     f = dolfinx.fem.Function(V, name="density_g_cm3")
     f.x.array[:] = rho
     f.x.scatter_forward()
     new = dataclasses.replace(bone, density=f, parameters=dict(bone.parameters or {}))
-    new.parameters["density"] = {"source": "habitual-loading adaptation (pattern within compartments)",
-                                 "mapping": how, "ranges_g_cm3": dict(COMPARTMENT_RANGES)}
+    new.parameters["density"] = {
+        "source": "habitual-loading adaptation (pattern within the " + ", ".join(patterned) + " compartment)",
+        "patterned": list(patterned), "mapping": how,
+        "ranges_g_cm3": {k: COMPARTMENT_RANGES[k] for k in patterned}}
     return new
 
 
 __all__ = ["mesh_signature", "save_reference", "load_reference", "adapted_density", "patterned_density",
            "bone_with_adapted_density", "ReferenceField", "similarity_transform", "REFERENCES", "reference_path",
-           "family_of"]
+           "family_of", "COMPARTMENT_RANGES", "PATTERNED_COMPARTMENTS"]

@@ -250,6 +250,22 @@ def _resplit_head(mesh, facet_tags, lm, ref) -> "dolfinx.mesh.MeshTags":
 
 
 # ----------------------------------------------------------------------------- helpers
+def check_shape(shape: FemurShape) -> dict:
+    """The element check of a morph to ``shape`` on every shipped mesh (this process only;
+    each mesh is read once per process): {mesh_size_mm: check}. Raises the ``MeshError``
+    (inverted or over-stretched elements) or ``InputError`` (impossible targets) that
+    :meth:`AnatomicalFemur.build` would raise -- a cohort rejects such a shape before any
+    mesh is built."""
+    out = {}
+    for size in sorted(SHIPPED):
+        path = AnatomicalFemur(mesh_size_mm=size).mesh_path()
+        st = path.stat()
+        payload = _read_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+        morph = ShapeMorph(read_reference(path), shape)
+        out[size] = morph.check_elements(payload["points"], payload["cells"])
+    return out
+
+
 def reference_cell_index(bone: Bone) -> np.ndarray:
     """For every local cell (owned + ghost) of an anatomical femur, its index in the
     reference mesh file (the order of the tetrahedra in the shipped ``.msh``): per-cell
@@ -307,5 +323,5 @@ def cortex_surface_cells(bone: Bone) -> dict:
     return out
 
 
-__all__ = ["AnatomicalFemur", "FemurShape", "reference_cell_index", "to_reference_order", "cortex_surface_cells",
+__all__ = ["AnatomicalFemur", "FemurShape", "check_shape", "reference_cell_index", "to_reference_order", "cortex_surface_cells",
            "read_reference", "mesh_dir", "SHIPPED", "CELL_IDS", "FACET_IDS"]

@@ -210,8 +210,8 @@ def plane_section(surf: TriSurface, point, normal) -> list[Loop]:
         else:
             seg_from.append((min(i1, j1), max(i1, j1)))
             seg_to.append((min(i0, j0), max(i0, j0)))
-    nxt = dict(zip(seg_to, seg_from))  # walk: edge -> the next face's other edge
-    # (the face whose segment ends on an edge is followed by the face that starts on it)
+    # walk: a face's segment starts on one crossing edge and ends on the other, where the
+    # next face's segment starts
     start_of = dict(zip(seg_from, seg_to))
     V = surf.vertices
 
@@ -222,23 +222,7 @@ def plane_section(surf: TriSurface, point, normal) -> list[Loop]:
 
     n, e1, e2 = _plane_frame(normal)
     loops = []
-    seen = set()
-    for e0 in start_of:
-        if e0 in seen:
-            continue
-        chain = [e0]
-        seen.add(e0)
-        e = start_of[e0]
-        guard = 0
-        while e != e0:
-            if e in seen or e not in start_of:
-                raise InputError(f"{surf.name}: a plane section does not close (surface not closed?)")
-            chain.append(e)
-            seen.add(e)
-            e = start_of[e]
-            guard += 1
-            if guard > len(start_of):
-                raise InputError(f"{surf.name}: a plane section does not close")
+    for chain in _closed_chains(start_of, f"{surf.name}: a plane section does not close (surface not closed?)"):
         P = np.array([point_on(c) for c in chain])
         q = np.stack([(P - point) @ e1, (P - point) @ e2], axis=1)
         qn = np.roll(q, -1, axis=0)
@@ -251,7 +235,6 @@ def plane_section(surf: TriSurface, point, normal) -> list[Loop]:
             cx, cy = q.mean(axis=0)
         c = np.asarray(point, float) + cx * e1 + cy * e2
         loops.append(Loop(P, float(area), c))
-    del nxt
     return loops
 
 
@@ -340,19 +323,26 @@ def clip_above(surf: TriSurface, point, normal):
     # chain boundary edges into loops; the kept part's boundary runs (a -> b); the cap
     # closing it must run b -> a, i.e. the reversed loop
     nxt = {remap[a]: remap[b] for a, b in bnd_edges}
-    loops = []
-    seen = set()
-    for s in list(nxt):
-        if s in seen:
-            continue
-        loop = [s]
-        seen.add(s)
-        e = nxt[s]
-        while e != s:
-            if e in seen or e not in nxt:
-                raise InputError(f"{surf.name}: the cut boundary does not close")
-            loop.append(e)
-            seen.add(e)
-            e = nxt[e]
-        loops.append(np.asarray(loop[::-1], dtype=np.int64))
+    loops = [np.asarray(loop[::-1], dtype=np.int64)
+             for loop in _closed_chains(nxt, f"{surf.name}: the cut boundary does not close")]
     return clipped, loops
+
+
+def _closed_chains(successor: dict, error: str) -> list[list]:
+    """Split a successor map (item -> next item) into closed chains, each starting at its
+    first item in the map's order; ``InputError(error)`` if a chain does not close."""
+    chains, seen = [], set()
+    for first in successor:
+        if first in seen:
+            continue
+        chain = [first]
+        seen.add(first)
+        item = successor[first]
+        while item != first:
+            if item in seen or item not in successor:
+                raise InputError(error)
+            chain.append(item)
+            seen.add(item)
+            item = successor[item]
+        chains.append(chain)
+    return chains
