@@ -53,7 +53,8 @@ def coronal_slice_figure(bone, fields: dict, path, titles: dict | None = None,
                          # pyvista shares one bar between meshes of the same bar title:
                          # keep the titles distinct
                          scalar_bar_args={"title": (units or {}).get(name, name) + " " * i, "vertical": False,
-                                          "position_x": 0.15, "position_y": 0.03, "width": 0.7})
+                                          "position_x": 0.15, "position_y": 0.03, "width": 0.7,
+                                          "n_labels": 3, "fmt": "%.3g"})
         plotter.add_text((titles or {}).get(name, name), font_size=10)
         plotter.camera_position = [tuple(centre - 3.0 * size * normal), tuple(centre), tuple(up)]
         plotter.enable_parallel_projection()
