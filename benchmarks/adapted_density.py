@@ -2,14 +2,20 @@
 """Adapted-density benchmark: how long a bone takes to get the stored habitual-loading
 density field (femur.geometry.adapted_density) at the studies' mesh size.
 
-Target (issue 11): building a cohort patient's femur -- morph plus density -- in under
-5 s at the trial mesh size (4 mm).  Timed per path:
+Target (issue 11): building a cohort patient's femur -- morph plus density plus T-score --
+in under 5 s at the trial mesh size (4 mm).  Timed per path:
 
-* anatomical cohort femur: ``morph_build_s`` (AnatomicalFemur with a FemurShape: read,
-  morph, element check, distribute) and ``density_s`` (``bone_with_adapted_density``:
-  the stored field of the 4 mm mesh cell by cell, incl. the topology hash -- alone
-  ``map_index_s`` -- and the compartment pattern) -- their sum is the check; ``t_score_s``
-  (``bone_with_t_score`` to FN T = -2.5, DXA projections) is reported on its own;
+* a cohort patient of the built-in FRAME-like study (patient 0): ``cohort_shape_s`` (the
+  shape draw with the morph's element check on both shipped meshes, in
+  ``femur.study.cohort``; the first call in a process also reads the meshes) and
+  ``patient_femur_s`` (``femur.workflows.bones.patient_bone``: morph, density pattern,
+  T-score) -- the check is ``patient_femur_s`` on a process that has read the mesh once
+  (a cohort run builds many patients);
+* its parts: ``morph_build_s`` (AnatomicalFemur with a FemurShape: read, morph, element
+  check, distribute), ``density_s`` (``bone_with_adapted_density``: the stored field of
+  the 4 mm mesh cell by cell, incl. the topology hash -- alone ``map_index_s`` -- and the
+  compartment pattern), ``t_score_s`` (``bone_with_t_score`` to FN T = -2.5, DXA
+  projections);
 * parametric femur at 4 mm: ``map_sampled_s`` (the 3 mm field sampled compartment-wise
   onto another mesh).
 
@@ -39,11 +45,26 @@ def worker() -> dict:
     from femur.geometry.anatomical import AnatomicalFemur
     from femur.geometry.femur_model import ProximalFemur
     from femur.geometry.morph import FemurShape
+    from femur.remodeling.patient import Patient
+    from femur.study.cohort import sample_patient
+    from femur.study.parse import load_study
+    from femur.workflows.bones import patient_bone
 
     comm = MPI.COMM_WORLD
     out = {"ranks": comm.size}
-    shape = FemurShape(scale=1.05, neck_shaft_angle_deg=130.0, anteversion_deg=15.0)
-    AnatomicalFemur(mesh_size_mm=TRIAL_MESH_MM).build(comm)  # warm the file cache like a cohort run
+    spec = load_study("frame")
+    t0 = time.perf_counter()
+    rec = sample_patient(0, spec.seed, spec.cohort)
+    out["cohort_patient_s"] = time.perf_counter() - t0  # first call: reads both meshes
+    t0 = time.perf_counter()
+    rec = sample_patient(1, spec.seed, spec.cohort)
+    out["cohort_shape_s"] = time.perf_counter() - t0
+    out["cohort_shape"] = rec["femur_shape"]
+    comm.barrier()
+    t0 = time.perf_counter()
+    patient_bone("femur", Patient.from_record(rec), TRIAL_MESH_MM, rec["femur_shape"], comm)
+    out["patient_femur_s"] = time.perf_counter() - t0
+    shape = FemurShape(**rec["femur_shape"])
     comm.barrier()
     t0 = time.perf_counter()
     bone = AnatomicalFemur(mesh_size_mm=TRIAL_MESH_MM, shape=shape).build(comm)
@@ -59,6 +80,7 @@ def worker() -> dict:
                 "density_s": t3 - t2,  # bone_with_adapted_density: map + compartment pattern
                 "t_score_s": t4 - t3})
     out["morph_plus_density_s"] = out["morph_build_s"] + out["density_s"]
+    out["morph_density_t_score_s"] = out["morph_plus_density_s"] + out["t_score_s"]
     par = ProximalFemur(mesh_size_mm=TRIAL_MESH_MM).build(comm)
     comm.barrier()
     t0 = time.perf_counter()
@@ -95,13 +117,14 @@ def main(argv=None) -> int:
         res = run_worker(Path(__file__), r, [])
         runs.append(res)
         if not args.json:
-            print(f"ranks={r} trial cells={res['trial_cells']} morph+build={res['morph_build_s']:.2f}s "
+            print(f"ranks={r} cohort patient femur={res['patient_femur_s']:.2f}s (shape draw "
+                  f"{res['cohort_shape_s']:.2f}s) trial cells={res['trial_cells']} morph+build={res['morph_build_s']:.2f}s "
                   f"density={res['density_s']:.2f}s (map {res['map_index_s']:.2f}s) "
                   f"t-score={res['t_score_s']:.2f}s map(sampled, parametric)={res['map_sampled_s']:.2f}s",
                   flush=True)
-    worst = max(x["morph_plus_density_s"] for x in runs)
-    checks = {"morph_plus_density_trial_s": {"value": worst, "target": "< 5 s at the trial mesh size",
-                                             "ok": worst < 5.0}}
+    worst = max(x["patient_femur_s"] for x in runs)
+    checks = {"cohort_patient_femur_trial_s": {"value": worst, "target": "< 5 s at the trial mesh size "
+                                               "(morph + density + T-score)", "ok": worst < 5.0}}
     out = {"benchmark": "adapted_density", "trial_mesh_mm": TRIAL_MESH_MM, "runs": runs, "checks": checks}
     return finish("adapted_density", out, args.json)
 
