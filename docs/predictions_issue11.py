@@ -11,7 +11,8 @@ women, -1.5 for men, age 71), femur only:
 * by compartment, per drug at the end of its first 12 months: mineral change of the
   cortical cells on the endocortical surface, on the periosteal surface, the other
   (intracortical) cortical cells and the trabecular cells, with the mean cortical
-  porosity 1 - BV/TV before and after.
+  porosity 1 - BV/TV before and after; and of the trabecular groups (principal
+  compressive, principal tensile, Ward's triangle; ``femur.outcomes.density_pattern``).
 
 The same scenarios on the systemic DXA-site driver (the calibration path,
 ``femur.workflows.systemic``) are printed next to them (no mechanostat; its sites are the
@@ -31,6 +32,7 @@ import numpy as np
 
 from femur.core.mpi import MPI
 from femur.geometry.anatomical import cortex_surface_cells
+from femur.outcomes.density_pattern import roi_masks
 from femur.remodeling.patient import Patient
 from femur.workflows.simulation import Simulation
 from femur.workflows.systemic import simulate_sites
@@ -49,17 +51,20 @@ SCENARIOS = [
     ("alendronate 12 -> romosozumab 12", "alendronate:12,romosozumab:12", 24, WOMAN),
 ]
 REGIONS = ("endocortical", "periosteal", "intracortical", "trabecular")
+#: trabecular-group ROIs of ``femur.outcomes.density_pattern`` (cancellous cells only)
+GROUPS = ("compressive", "tensile", "wards")
 
 
 def _regions(bone) -> dict:
     """Masks over local cells: cortical cells on the endocortical surface, on the periosteal
-    surface (not endocortical), the other cortical cells, and the trabecular cells."""
+    surface (not endocortical), the other cortical cells, the trabecular cells, and the
+    trabecular groups (compressive, tensile, Ward's triangle)."""
     surf = cortex_surface_cells(bone)
     cort = bone.compartment_mask("cortical")
     endo = surf["endocortical"]
     peri = surf["periosteal"] & ~endo
     return {"endocortical": endo, "periosteal": peri, "intracortical": cort & ~endo & ~peri,
-            "trabecular": bone.compartment_mask("trabecular")}
+            "trabecular": bone.compartment_mask("trabecular"), **roi_masks(bone)}
 
 
 def _by_compartment(track, comm) -> dict:
@@ -74,7 +79,7 @@ def _by_compartment(track, comm) -> dict:
                                      np.sum(w * (1 - s.f[:n])), np.sum(w)]), op=MPI.SUM)
         out[name] = {"mineral_pct": 100.0 * (v[0] / v[1] - 1.0), "porosity_before": v[2] / v[4],
                      "porosity_after": v[3] / v[4], "volume_share": None, "volume_mm3": v[4]}
-    total = sum(r["volume_mm3"] for r in out.values())
+    total = sum(out[k]["volume_mm3"] for k in REGIONS)
     for r in out.values():
         r["volume_share"] = r["volume_mm3"] / total
     return out
@@ -147,6 +152,16 @@ def report(results: dict) -> str:
             for k in REGIONS))
     shares = next(r["compartments_m12"] for r in results.values() if r["compartments_m12"])
     lines.append("volume shares: " + ", ".join(f"{k} {shares[k]['volume_share']:.2f}" for k in REGIONS))
+    lines.append("")
+    lines.append("trabecular groups at month 12 (mineral change %, BV/TV before -> after)")
+    lines.append(f"{'scenario':36s} " + " ".join(f"{k:>24s}" for k in GROUPS))
+    for label, r in results.items():
+        c = r["compartments_m12"]
+        if not c:
+            continue
+        lines.append(f"{label:36s} " + " ".join(
+            f"{c[k]['mineral_pct']:+7.2f} ({1 - c[k]['porosity_before']:.3f}->{1 - c[k]['porosity_after']:.3f})"
+            for k in GROUPS))
     return "\n".join(lines)
 
 

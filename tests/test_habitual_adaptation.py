@@ -269,3 +269,20 @@ def test_pattern_within_compartments_and_t_score_keeps_it(coarse_femur, check):
     check(np.ptp(q) < 1e-9 * q.mean(), "cortical porosity pattern not kept")
     for m in (trab, cort):
         check(np.all(np.diff(new[m][np.argsort(rho[m], kind="stable")]) >= -1e-12), "order not kept")
+
+
+def test_the_regeneration_command_writes_a_loadable_field(mpi_tmp_path, check):
+    """`python -m femur.calibration.habitual_density --out FILE` (two iterations on a coarse
+    parametric femur): the file holds a field for every cell of its mesh, with the command
+    in its provenance; not converged in two iterations, so the exit status is 1."""
+    from femur.calibration.habitual_density import main
+
+    out = mpi_tmp_path / "field.npz"
+    rc = main(["--bone", "parametric", "--mesh-size", "7", "--max-iter", "2", "--element-iterations", "0",
+               "--out", str(out)])
+    check(rc == 1, f"exit status {rc}")
+    ref = load_reference(str(out))
+    check(len(ref.density_g_cm3) == ref.signature["cells"], "one value per cell")
+    check(ref.provenance["command"].startswith("python -m femur.calibration.habitual_density"),
+          ref.provenance["command"])
+    check(ref.provenance["iterations"] == 2 and not ref.provenance["converged"], "iteration record")

@@ -54,7 +54,7 @@ def build_reference_bone(kind: str, mesh_size_mm: float | None, comm=MPI.COMM_WO
     raise InputError(f"--bone must be one of {BONES}, got {kind!r}")
 
 
-def _provenance(bone, result, report, extra) -> dict:
+def _provenance(bone, result, report, extra, argv) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=str(Path(__file__).resolve().parents[2]), timeout=10).stdout.strip() or None
@@ -62,7 +62,7 @@ def _provenance(bone, result, report, extra) -> dict:
         commit = None
     prov = result.provenance()
     prov.update({
-        "command": "python -m femur.calibration.habitual_density " + " ".join(sys.argv[1:]),
+        "command": "python -m femur.calibration.habitual_density " + " ".join(argv),
         "femur_version": __version__, "git_commit": commit, "mpi_ranks": bone.comm.size,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loads_source": CARTER_SOURCE,
@@ -149,7 +149,8 @@ def main(argv=None) -> int:
     if args.write or args.out:
         family = f"{args.bone}-femur"
         path = Path(args.out) if args.out else reference_path(family, mesh_mm)
-        save_reference(bone, res.density_g_cm3, path, _provenance(bone, res, report, extra))
+        save_reference(bone, res.density_g_cm3, path, _provenance(bone, res, report, extra,
+                                                                        sys.argv[1:] if argv is None else argv))
         log.info("wrote %s", path)
     return 0 if res.converged else 1
 
