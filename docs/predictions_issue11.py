@@ -140,29 +140,30 @@ def report(results: dict) -> str:
         r = results[seq]
         lines.append(f"  {seq}: gain during the romosozumab year TH {r['th_m24'] - r['th_m12']:.2f}, "
                      f"FN {r['fn_m24'] - r['fn_m12']:.2f} percentage points")
-    lines.append("")
-    lines.append("by compartment at month 12 (mineral change %, porosity 1 - BV/TV before -> after)")
-    lines.append(f"{'scenario':36s} " + " ".join(f"{k:>24s}" for k in REGIONS))
-    for label, r in results.items():
-        c = r["compartments_m12"]
-        if not c:
-            continue
-        lines.append(f"{label:36s} " + " ".join(
-            f"{c[k]['mineral_pct']:+7.2f} ({c[k]['porosity_before']:.3f}->{c[k]['porosity_after']:.3f})"
-            for k in REGIONS))
+    lines += _region_table(results, REGIONS, "by compartment at month 12 (mineral change %, porosity "
+                           "1 - BV/TV before -> after)", porosity=True)
     shares = next(r["compartments_m12"] for r in results.values() if r["compartments_m12"])
     lines.append("volume shares: " + ", ".join(f"{k} {shares[k]['volume_share']:.2f}" for k in REGIONS))
-    lines.append("")
-    lines.append("trabecular groups at month 12 (mineral change %, BV/TV before -> after)")
-    lines.append(f"{'scenario':36s} " + " ".join(f"{k:>24s}" for k in GROUPS))
+    lines += _region_table(results, GROUPS, "trabecular groups at month 12 (mineral change %, BV/TV "
+                           "before -> after)", porosity=False)
+    return "\n".join(lines)
+
+
+def _region_table(results: dict, keys, title: str, porosity: bool) -> list[str]:
+    """Rows of mineral change and porosity (or BV/TV) before -> after per region."""
+    lines = ["", title, f"{'scenario':36s} " + " ".join(f"{k:>24s}" for k in keys)]
     for label, r in results.items():
         c = r["compartments_m12"]
         if not c:
             continue
-        lines.append(f"{label:36s} " + " ".join(
-            f"{c[k]['mineral_pct']:+7.2f} ({1 - c[k]['porosity_before']:.3f}->{1 - c[k]['porosity_after']:.3f})"
-            for k in GROUPS))
-    return "\n".join(lines)
+        cells = []
+        for k in keys:
+            before, after = c[k]["porosity_before"], c[k]["porosity_after"]
+            if not porosity:
+                before, after = 1.0 - before, 1.0 - after
+            cells.append(f"{c[k]['mineral_pct']:+7.2f} ({before:.3f}->{after:.3f})")
+        lines.append(f"{label:36s} " + " ".join(cells))
+    return lines
 
 
 def main(argv=None) -> int:
