@@ -12,6 +12,8 @@ The built-in bones (what ``--bone`` accepts, :data:`BONE_KINDS`):
 
 * :func:`build_bone` -- a built-in bone at a DXA-equivalent T-score (femoral neck for a
   femur, spine for the vertebra) or at the density of an age (age model);
+* :func:`young_adult_bone` -- the same bone at the young-adult density it is scaled from
+  (the site-template generator scales it to every T-score of its grid);
 * :func:`patient_bone` -- a patient's built-in bone: a man's bones are scaled to his size
   (``femur.geometry.population``), a femur gets the femoral-neck T-score and the
   vertebra the spine T-score of the patient;
@@ -106,6 +108,17 @@ def build_geometry(bone: str, mesh_size_mm: float | None = None, layers: str = "
         raise InputError(f"{name}: unknown geometry parameter(s) {sorted(params)}") from None
 
 
+def young_adult_bone(kind: str, mesh_size_mm: float | None = None, layers: str = "none",
+                     comm=MPI.COMM_WORLD, **geometry):
+    """A built-in bone with the density :func:`build_bone` scales to a T-score: the
+    anatomical femur with its habitual-loading pattern at the young-adult compartment
+    means; the parametric bones without a density (``bone_with_t_score`` then starts from
+    the young-adult compartment densities)."""
+    name = bone_name(kind)
+    bone = build_geometry(name, mesh_size_mm, layers, comm, **geometry)
+    return bone_with_adapted_density(bone) if name == "femur" else bone
+
+
 def build_bone(kind: str, mesh_size_mm: float | None = None, t_score: float | None = -2.5,
                age: float | None = None, sex: str = "female", layers: str = "none",
                comm=MPI.COMM_WORLD, **geometry):
@@ -113,25 +126,23 @@ def build_bone(kind: str, mesh_size_mm: float | None = None, t_score: float | No
 
     With ``age`` the densities follow the age model
     (``femur.geometry.density.density_for_age``); otherwise the bone is scaled to the
-    DXA-equivalent ``t_score`` (femoral neck for a femur, spine for the vertebra). The
-    anatomical femur carries the habitual-loading pattern in its cancellous compartment
-    in both cases.
+    DXA-equivalent ``t_score`` (femoral neck for a femur, spine for the vertebra) from its
+    young-adult density (:func:`young_adult_bone`). The anatomical femur carries the
+    habitual-loading pattern in its cancellous compartment in both cases.
     """
     name = bone_name(kind)
+    if age is None:
+        bone = young_adult_bone(name, mesh_size_mm, layers, comm, **geometry)
+        return bone_with_t_score(bone, t_score=-2.5 if t_score is None else t_score, sex=sex)
     bone = build_geometry(name, mesh_size_mm, layers, comm, **geometry)
-    if name == "femur":
-        base = None
-        if age is not None:
-            prof = density_for_age(age, sex=sex, site="femur")
-            base = {"cortical": prof.cortical_g_cm3, "trabecular": prof.trabecular_g_cm3}
-        bone = bone_with_adapted_density(bone, base_g_cm3=base)
-        if age is not None:
-            bone.parameters["density"]["age_model"] = {"age_y": float(age), "sex": sex,
-                                                       "fraction_of_peak": prof.fraction_of_peak}
-            return bone
-    elif age is not None:
+    if name != "femur":
         return assign_density(bone, age_y=age, sex=sex)
-    return bone_with_t_score(bone, t_score=-2.5 if t_score is None else t_score, sex=sex)
+    prof = density_for_age(age, sex=sex, site="femur")
+    bone = bone_with_adapted_density(bone, base_g_cm3={"cortical": prof.cortical_g_cm3,
+                                                       "trabecular": prof.trabecular_g_cm3})
+    bone.parameters["density"]["age_model"] = {"age_y": float(age), "sex": sex,
+                                               "fraction_of_peak": prof.fraction_of_peak}
+    return bone
 
 
 def patient_bone(kind: str, patient, mesh_size_mm: float | None = None, geometry: dict | None = None,
@@ -167,4 +178,4 @@ def describe_geometry(bone) -> str:
 
 
 __all__ = ["ALIASES", "BONE_KINDS", "KIND_OF", "anatomical_mesh_size", "bone_name", "build_bone",
-           "build_geometry", "describe_geometry", "patient_bone"]
+           "build_geometry", "describe_geometry", "patient_bone", "young_adult_bone"]
