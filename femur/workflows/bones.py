@@ -28,6 +28,8 @@ than 3.0 mm is an error.
 
 from __future__ import annotations
 
+import dataclasses
+
 from femur.core.errors import InputError
 from femur.core.log import get_logger
 from femur.core.mpi import MPI
@@ -90,22 +92,23 @@ def build_geometry(bone: str, mesh_size_mm: float | None = None, layers: str = "
     if name == "femur":
         shape = params.pop("shape", None)
         if params:
-            try:
-                shape = FemurShape(**params)
-            except TypeError:
-                raise InputError(f"anatomical femur: unknown shape parameter(s) {sorted(params)}; "
-                                 f"FemurShape takes scale, head_radius_mm, neck_length_mm, neck_width_mm, "
-                                 "neck_shaft_angle_deg, anteversion_deg") from None
+            _check_fields(FemurShape, params, "anatomical femur (FemurShape)")
+            shape = FemurShape(**params)
         return AnatomicalFemur(mesh_size_mm=anatomical_mesh_size(mesh_size_mm), shape=shape).build(comm)
     if name == "vertebra":
         params["layers"] = layers
     if mesh_size_mm is not None:
         params["mesh_size_mm"] = mesh_size_mm
     builder = ProximalFemur if name == "parametric-femur" else Vertebra
-    try:
-        return builder(**params).build(comm)
-    except TypeError:
-        raise InputError(f"{name}: unknown geometry parameter(s) {sorted(params)}") from None
+    _check_fields(builder, params, name)
+    return builder(**params).build(comm)
+
+
+def _check_fields(cls, params: dict, what: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InputError(f"{what}: unknown geometry parameter(s) {unknown}; known: {sorted(known)}")
 
 
 def young_adult_bone(kind: str, mesh_size_mm: float | None = None, layers: str = "none",
