@@ -7,7 +7,10 @@ benchmarks/results/trial.json (trial_quick.json with --quick). Targets (issue: v
 trials): 2 arms x 50 patients x 12 months at the default resolution in at most 30 min on
 2 cores; 2 ranks at least 1.8x faster than 1; at most 1 GB peak memory per rank.
 
-    python benchmarks/trial.py [--json] [--quick] [--patients N] [--months M]
+    python benchmarks/trial.py [--json] [--quick] [--patients N] [--months M] [--femur NAME]
+
+``--femur``: the study's femur (``model.femur``): "femur" (the anatomical femur, default)
+or "parametric-femur" (the default before issue 11).
 """
 
 from __future__ import annotations
@@ -17,25 +20,30 @@ import json
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, run_worker, finish  # noqa: E402
 
 
-def worker(patients: int, months: float, out: str) -> dict:
+def worker(patients: int, months: float, out: str, femur: str) -> dict:
     from femur.core.mpi import MPI
     from femur.study import run_study_cli
+    from femur.study.spec import builtin_studies
 
     comm = MPI.COMM_WORLD
+    with open(builtin_studies()["frame"], "rb") as fh:
+        study = tomllib.load(fh)
+    study["model"]["femur"] = femur
     t0 = time.perf_counter()
-    summary = run_study_cli("frame", patients=patients, months=months, out=out, json_output=True)
+    summary = run_study_cli(study, patients=patients, months=months, out=out, json_output=True)
     wall = time.perf_counter() - t0
     peaks = comm.gather(peak_rss_mb(), root=0)
     if comm.rank != 0:
         return {}
     n_cases = 2 * patients
-    return {"ranks": comm.size, "patients": patients, "months": months, "cases": n_cases,
+    return {"ranks": comm.size, "femur": femur, "patients": patients, "months": months, "cases": n_cases,
             "wall_s": wall, "s_per_case": wall * comm.size / n_cases,
             "peak_rss_mb_per_rank": max(peaks), "summary": summary}
 
@@ -47,11 +55,12 @@ def main(argv=None) -> int:
     ap.add_argument("--patients", type=int, default=None)
     ap.add_argument("--months", type=float, default=None)
     ap.add_argument("--ranks", default="1,2")
+    ap.add_argument("--femur", default="femur", choices=("femur", "parametric-femur"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        res = worker(args.patients, args.months, args.out)
+        res = worker(args.patients, args.months, args.out, args.femur)
         if res:
             print(json.dumps(res), flush=True)
         return 0
@@ -61,7 +70,8 @@ def main(argv=None) -> int:
     for r in (int(x) for x in args.ranks.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             res = run_worker(Path(__file__), r, ["--patients", str(patients), "--months", str(months),
-                                                 "--out", tmp], timeout=4 * 3600)
+                                                 "--out", tmp, "--femur", args.femur],
+                             timeout=4 * 3600)
         runs.append(res)
         if not args.json:
             print(f"ranks={r} cases={res['cases']} wall={res['wall_s']:.1f}s s/case(core)={res['s_per_case']:.1f} "
@@ -80,7 +90,7 @@ def main(argv=None) -> int:
     if len(runs) > 1:
         same = len({json.dumps(x["summary"], sort_keys=True) for x in runs}) == 1
         checks["identical_summary_any_rank_count"] = {"value": float(same), "target": "1", "ok": same}
-    out = {"benchmark": "trial", "quick": args.quick, "patients": patients, "months": months,
+    out = {"benchmark": "trial", "quick": args.quick, "femur": args.femur, "patients": patients, "months": months,
            "runs": runs, "checks": checks}
     return finish("trial_quick" if args.quick else "trial", out, args.json)
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """One patient, romosozumab beside placebo: BMD, markers and FE strength over 3 months.
 
-    python examples/treatment_vs_placebo.py [--months 3] [--mesh-size 5] [--out DIR]
+    python examples/treatment_vs_placebo.py [--months 3] [--mesh-size 4] [--out DIR]
 
 A 71-year-old woman with a femoral-neck T-score of -2.5 (the default Patient) is simulated
-twice on the same coarse built-in femur and vertebra: on romosozumab 210 mg monthly and on
-placebo. Each run copies the bones, so they can be shared.
+twice on the same coarse built-in femur (the anatomical femur's 4 mm mesh) and vertebra:
+on romosozumab 210 mg monthly and on placebo. Each run copies the bones, so they can be
+shared.
 """
 
 import argparse
@@ -18,7 +19,8 @@ from femur.workflows.bones import patient_bone
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--months", type=float, default=3)
-    ap.add_argument("--mesh-size", type=float, default=5.0, help="element size (mm), coarse by default")
+    ap.add_argument("--mesh-size", type=float, default=4.0,
+                    help="element size (mm), coarse by default (the anatomical femur: its 4 mm mesh)")
     ap.add_argument("--out", default=None, help="write each arm's files to OUT/<arm>")
     args = ap.parse_args(argv)
     configure()

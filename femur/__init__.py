@@ -11,7 +11,7 @@ initialises MPI (mpi4py) first, as the dolfinx-solver-real wheel requires. Units
 MPa, g/cm3 (apparent density).
 
     import femur
-    bone = femur.bone_with_t_score(femur.ProximalFemur().build(), -2.5)
+    bone = femur.build_bone("femur", t_score=-2.5)   # the anatomical femur (default)
     result = femur.fracture_load(bone, femur.SidewaysFall(), region="neck")
     print(result.stiffness_n_per_mm, result.fracture_load_n, result.failure_site)
 """
@@ -27,6 +27,8 @@ _PUBLIC = {
     "MeshError": "femur.core.errors", "DensityError": "femur.core.errors",
     "SolverError": "femur.core.errors",
     "Bone": "femur.geometry.bone", "ProximalFemur": "femur.geometry.femur_model",
+    "AnatomicalFemur": "femur.geometry.anatomical", "FemurShape": "femur.geometry.morph",
+    "bone_with_adapted_density": "femur.geometry.adapted_density",
     "Vertebra": "femur.geometry.vertebra", "load_mesh": "femur.geometry.mesh_io",
     "assign_density": "femur.geometry.density", "validate_density": "femur.geometry.density",
     "Regimen": "femur.treatments.regimen", "TreatmentSequence": "femur.treatments.regimen",
@@ -39,7 +41,7 @@ _PUBLIC = {
     "fracture_load": "femur.mechanics.failure", "solve": "femur.mechanics.problem",
     "load_solver_config": "femur.mechanics.solvers",
     "areal_bmd": "femur.outcomes.dxa", "t_score": "femur.outcomes.references",
-    "bone_with_t_score": "femur.workflows.t_score",
+    "bone_with_t_score": "femur.workflows.t_score", "build_bone": "femur.workflows.bones",
     "simulate": "femur.workflows.simulation", "Simulation": "femur.workflows.simulation",
     "TimeCourse": "femur.workflows.timecourse",
     "simulate_sites": "femur.workflows.systemic",

@@ -1,9 +1,9 @@
 """The `femur` command line.
 
-    femur strength [--bone femur|vertebra|all] [--mesh-size MM] [--order 1|2] [--solver NAME]
+    femur strength [--bone femur|parametric-femur|vertebra|all] [--mesh-size MM] [--order 1|2] [--solver NAME]
                    [--law NAME] [--t-score T] [--json] [--out DIR] [--export-inp DIR]
     femur strength --ct IMAGE [--labels LABELS] [--layers L1,L2] ...
-    femur simulate [--treatment SPEC] [--months M] [--json] [--out DIR] ...
+    femur simulate [--treatment SPEC] [--months M] [--bone ...] [--json] [--out DIR] ...
     femur simulate --ct IMAGE --labels LABELS [--layers L1,L2] [--calibration FILE |
                    --calibrated-mg-cm3] [--sex S] [--age Y] --treatment SPEC --months M ...
     femur run STUDY [--patients N] [--months M] [--figures] [--out DIR] ...
@@ -28,7 +28,8 @@ from femur.study import run_study_cli
 from femur.remodeling.patient import Patient
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, DEFAULT_STRENGTH_MONTHS, Simulation
-from femur.workflows.strength import builtin_strength, ct_strength
+from femur.workflows.bones import KIND_OF
+from femur.workflows.strength import builtin_strength, ct_strength, strength_bones
 
 log = get_logger("femur.cli")
 
@@ -42,13 +43,21 @@ def _command(sub, name: str, help: str, description: str) -> argparse.ArgumentPa
     return p
 
 
+BONE_HELP = ("which built-in bone(s): femur (default femur: the anatomical femur, a Visible Human "
+             "female femur with its habitual-loading density pattern), parametric-femur (the "
+             "parametric sphere-and-cylinder femur, uniform compartments), vertebra, or all (default: "
+             "femur and vertebra); a comma-separated list also works, e.g. parametric-femur,vertebra")
+
+
 def _add_strength(sub):
     p = _command(sub, "strength", "stiffness and fracture load of the built-in femur/vertebra, or of a CT scan",
                  "Stiffness and fracture load of the built-in osteoporotic femur (stance, sideways "
                  "fall) and vertebra (axial compression), or of a calibrated CT scan.")
-    p.add_argument("--bone", choices=["femur", "vertebra", "all"], default="all")
+    p.add_argument("--bone", default="all", metavar="BONE", help=BONE_HELP)
     p.add_argument("--mesh-size", type=float, default=None, metavar="MM",
-                   help="characteristic element size in mm (default: each bone's default)")
+                   help="characteristic element size in mm (default: each bone's default; the anatomical "
+                   "femur ships 3 mm (default) and 4 mm meshes: a size picks the nearest, coarser than 4 "
+                   "takes 4)")
     p.add_argument("--order", type=int, choices=[1, 2], default=1, help="Lagrange element order")
     p.add_argument("--solver", default="gamg", help="named solver configuration in solvers/ (gamg, mumps, hypre)")
     p.add_argument("--law", default=None, help="density-modulus law name (default: per bone, see docs)")
@@ -99,6 +108,7 @@ def _format_table(records: list[dict]) -> str:
     lines = ["  ".join(h.ljust(w) for (h, _, _), w in zip(cols, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines += [f"geometry: {g}" for g in dict.fromkeys(r["geometry"] for r in records if r.get("geometry"))]
     return "\n".join(lines)
 
 
@@ -194,7 +204,7 @@ def _add_simulate(sub):
                    f"{', '.join(f'{m:g}' for m in DEFAULT_STRENGTH_MONTHS)} within the run, and "
                    "always the last month)")
     p.add_argument("--mesh-size", type=float, default=None, metavar="MM")
-    p.add_argument("--bone", choices=["femur", "vertebra", "all"], default="all")
+    p.add_argument("--bone", default="all", metavar="BONE", help=BONE_HELP)
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write simulation.json, timecourse.png, density VTX time series (ParaView) and change maps")
@@ -235,10 +245,14 @@ def _cmd_simulate(args) -> int:
                 raise FemurError(f"--{option.replace('_', '-')} is for a CT scan: give --ct IMAGE too")
         patient = Patient(sex=sex, age_years=age, fn_t_score=args.t_score,
                           body_mass_kg=args.body_mass, height_m=args.height)
-        bones = ("femur", "vertebra") if args.bone == "all" else (args.bone,)
+        names = strength_bones(args.bone)
+        femurs = [n for n in names if KIND_OF[n] == "femur"]
+        if len(femurs) > 1:
+            raise FemurError("--bone: simulate one femur at a time (femur or parametric-femur)")
+        bones = tuple(KIND_OF[n] for n in names)
         sim = Simulation(args.treatment, args.months, patient, fe_interval_days=args.fe_interval_days,
                          strength_months=strength_months, mesh_size_mm=args.mesh_size, bones=bones,
-                         progress=not args.json)
+                         femur_model=femurs[0] if femurs else "femur", progress=not args.json)
     res = sim.run(out=args.out)
     _report(args, lambda: json.dumps(res.to_dict()), res.table,
             "results (simulation.json, timecourse.png, <bone>_density.bp VTX for ParaView, change maps)")
@@ -247,8 +261,8 @@ def _cmd_simulate(args) -> int:
 
 def _ct_simulation(args, sex: str, age: float, strength_months) -> Simulation:
     """`femur simulate --ct`: the scan's vertebra and its patient (defaults stated)."""
-    if args.bone == "femur":
-        raise FemurError("--ct: a scan is a vertebra; --bone femur does not apply")
+    if str(args.bone).strip().lower() not in ("all", "vertebra"):
+        raise FemurError(f"--ct: a scan is a vertebra; --bone {args.bone} does not apply")
     if args.labels is None:
         raise FemurError("--ct: give the label image with --labels LABELS")
     if args.mesh_size is not None:

@@ -44,6 +44,39 @@ def test_strength_femur_table_and_outputs(capsys, tmp_path):
         assert png.exists() and png.stat().st_size > 10_000
 
 
+def test_strength_records_the_femur_geometry(capsys, check):
+    """`--bone femur` is the anatomical femur, `--bone parametric-femur` the parametric one;
+    each record names its geometry; `--help` says which femur is the default."""
+    from mpi4py import MPI
+
+    rc = main(["strength", "--bone", "femur,parametric-femur", "--mesh-size", "4", "--json",
+               "--fall-directions", "lateral"])
+    out = capsys.readouterr().out
+    if MPI.COMM_WORLD.rank == 0:
+        records = json.loads(out)
+        check(rc == 0 and len(records) == 4, f"rc {rc}, {len(records)} records")
+        geometry = [r["geometry"] for r in records]
+        check(geometry[0] == "anatomical femur (Visible Human female, altered), 4.0 mm mesh", geometry[0])
+        check(geometry[2].startswith("parametric femur"), geometry[2])
+        check(all(abs(r["t_score"] + 2.5) < 0.01 for r in records), "T-score")
+    with pytest.raises(SystemExit):
+        main(["strength", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    check("default femur: the anatomical femur" in text and "parametric-femur" in text, "help text")
+
+
+def test_strength_unknown_bone_or_mesh_size_is_one_clear_line(capsys):
+    from mpi4py import MPI
+
+    for args, words in ((["--bone", "tibia"], ("tibia", "parametric-femur")),
+                        (["--bone", "femur", "--mesh-size", "2"], ("3, 4 mm", "make_anatomical_femur"))):
+        rc = main(["strength", *args])
+        err = capsys.readouterr().err
+        assert rc == 2
+        if MPI.COMM_WORLD.rank == 0:
+            assert all(w in err for w in words) and "Traceback" not in err, err
+
+
 def test_strength_bad_input_is_one_clear_line(capsys):
     rc = main(["strength", "--ct", "/nonexistent/scan.nii.gz", "--calibrated-mg-cm3"])
     err = capsys.readouterr().err

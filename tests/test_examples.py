@@ -18,13 +18,13 @@ def _load(name):
 
 @pytest.mark.serial
 def test_treatment_vs_placebo(capsys):
-    res = _load("treatment_vs_placebo").main(["--months", "3", "--mesh-size", "5"])
+    res = _load("treatment_vs_placebo").main(["--months", "3", "--mesh-size", "4"])
     romo, plac = res["romosozumab"], res["placebo"]
-    # the default patient, 3 months on romosozumab (coarse 5 mm meshes, FE every 30 days):
-    # the same numbers as `femur simulate --treatment romosozumab --months 3 --mesh-size 5
-    # --fe-interval-days 30` (LS +4.88 %, TH +2.29 %)
-    assert romo.ls_bmd_pct[-1] == pytest.approx(4.8759, abs=1e-3)
-    assert romo.th_bmd_pct[-1] == pytest.approx(2.2918, abs=1e-3)
+    # the default patient, 3 months on romosozumab (coarse 4 mm meshes, the anatomical
+    # femur's trial mesh, FE every 30 days): the same numbers as `femur simulate --treatment
+    # romosozumab --months 3 --mesh-size 4 --fe-interval-days 30` (LS +4.78 %, TH +2.76 %)
+    assert romo.ls_bmd_pct[-1] == pytest.approx(4.7801, abs=1e-3)
+    assert romo.th_bmd_pct[-1] == pytest.approx(2.7642, abs=1e-3)
     assert -1.0 < plac.ls_bmd_pct[-1] < 0.0 and -1.0 < plac.th_bmd_pct[-1] < 0.0
     for key in ("vertebral_strength_pct", "femoral_fall_strength_pct"):
         assert romo.strength_pct[key][-1] > plac.strength_pct[key][-1] + 1.0

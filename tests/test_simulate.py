@@ -123,9 +123,9 @@ def test_men_have_bigger_bones_and_no_menopause_step(check):
     check(out["male"][1] > out["female"][1], f"male vs female placebo loss {out}")
 
 
-@pytest.mark.slow
 def test_fe_path_romosozumab_month_12_within_frame_bands():
-    """The FE-coupled built-in bones (mechanostat on) land in the FRAME calibration bands:
+    """The FE-coupled built-in bones (anatomical femur, mechanostat on) land in the FRAME
+    calibration bands (about 12 s serial):
     LS 13.1 +- 2.5 %, TH 6.0 +- 1.5 %, spine above hip (the calibration ran on the systemic
     driver with these bones' DXA-site templates, mechanostat off)."""
     r = Simulation("romosozumab", 12, fe_interval_days=30, strength_months=(0,), progress=False).run()

@@ -83,15 +83,18 @@ def test_stored_table_matches_the_default_bones():
     table (python -m femur.calibration.site_template --write)."""
     from femur.workflows.bones import build_bone
 
-    for kind, groups in (("vertebra", ("lumbar_spine", "vertebra")),
-                         ("femur", ("total_hip", "femoral_neck", "femur"))):
-        fresh = bone_groups(build_bone(kind, t_score=-2.5))
+    # -2.5 (the default patient) and -1.5 (above it the cortical rule of bone_with_t_score
+    # changes: the table must be scaled from the young-adult bone, as build_bone does)
+    for kind, groups, t in (("vertebra", ("lumbar_spine", "vertebra"), -2.5),
+                            ("femur", ("total_hip", "femoral_neck", "femur"), -2.5),
+                            ("femur", ("total_hip", "femoral_neck"), -1.5)):
+        fresh = bone_groups(build_bone(kind, t_score=t))
         for g in groups:
-            ref = site_set(g, "female", -2.5)
-            assert fresh[g].rho.shape == ref.rho.shape, g
-            assert np.allclose(fresh[g].rho, ref.rho, rtol=1e-4), g  # T-score solve tolerance
+            ref = site_set(g, "female", t)
+            assert fresh[g].rho.shape == ref.rho.shape, (g, t)
+            assert np.allclose(fresh[g].rho, ref.rho, rtol=1e-4), (g, t)  # T-score solve tolerance
             assert np.allclose(fresh[g].weight / fresh[g].weight.sum(), ref.weight / ref.weight.sum(),
-                               rtol=1e-4), g
+                               rtol=1e-4), (g, t)
 
 
 def test_systemic_driver_equals_fe_path_without_mechanostat(check):

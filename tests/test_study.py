@@ -338,8 +338,63 @@ def test_cohort_reproducible_and_independent_of_size():
         }
         assert set(p["vertebra_params"]) == {"semi_axis_lateral_mm", "semi_axis_ap_mm", "height_mm"}
         assert 110 <= p["femur_params"]["neck_shaft_angle_deg"] <= 145
+        assert set(p["femur_shape"]) == {"scale", "head_radius_mm", "neck_length_mm", "neck_width_mm",
+                                         "neck_shaft_angle_deg", "anteversion_deg"}
+        assert 110 <= p["femur_shape"]["neck_shaft_angle_deg"] <= 145
+        assert -10 <= p["femur_shape"]["anteversion_deg"] <= 35
         assert p["turnover_multiplier"] > 0 and p["drug_response_multiplier"] > 0
     json.dumps(large)  # plain, serialisable
+
+
+def test_model_femur_choice():
+    """Studies run the anatomical femur unless model.femur says "parametric-femur"."""
+    from femur.study.spec import FEMUR_MODELS
+    from femur.workflows.bones import BONE_KINDS
+
+    assert set(FEMUR_MODELS) <= set(BONE_KINDS) and FEMUR_MODELS[0] == BONE_KINDS[0] == "femur"
+    assert load_study("frame").model.femur == "femur"
+    d = _frame_dict()
+    par = parse_study({**d, "model": {**d["model"], "femur": "parametric-femur"}})
+    assert par.model.femur == "parametric-femur"
+    assert Study.load(par, patients=1).cases()[0]["model"]["femur"] == "parametric-femur"
+    with pytest.raises(InputError, match="model.femur"):
+        parse_study({**d, "model": {**d["model"], "femur": "tibia"}})
+
+
+def test_cohort_femur_shapes_are_checked_morphs(monkeypatch):
+    """Each patient's anatomical femur shape passes the morph's element check on every
+    shipped mesh; implausible draws are rejected and drawn again (counted); men's femurs
+    are scaled by the male size factor."""
+    import numpy as np
+
+    from femur.core.errors import MeshError
+    from femur.geometry import population
+    from femur.geometry.anatomical import check_shape
+    from femur.geometry.morph import FemurShape
+    from femur.study import cohort as cohort_mod
+
+    spec = load_study("frame")
+    women = generate_cohort(spec.cohort, spec.seed, 6)
+    for p in women:
+        check_shape(FemurShape(**p["femur_shape"]))  # raises if the morph is not acceptable
+        assert abs(p["femur_shape"]["scale"] - population.body_size_factor("female", p["height_m"])) < 1e-12
+    men_spec = parse_study({**_frame_dict(), "cohort": {"size": 3, "sex": "male"}})
+    men = generate_cohort(men_spec.cohort, men_spec.seed, 3)
+    for p in men:
+        assert abs(p["femur_shape"]["scale"] - population.body_size_factor("male", p["height_m"])) < 1e-12
+        assert p["femur_shape"]["scale"] > 1.0
+    # far too wide a neck-length spread: many draws fail the element check and are redrawn
+    wide = dict(population.ANATOMICAL_SHAPE_F, neck_length_mm=(48.0, 25.0, True))
+    monkeypatch.setattr(cohort_mod, "ANATOMICAL_SHAPE_F", wide)
+    rng = np.random.default_rng(1)
+    rejected = []
+    for _ in range(5):
+        shape, n = cohort_mod.sample_femur_shape(rng, 1.0)
+        check_shape(FemurShape(**shape))
+        rejected.append(n)
+    assert sum(rejected) > 0
+    with pytest.raises(MeshError):
+        check_shape(FemurShape(neck_length_mm=20.0))
 
 
 def test_case_records():

@@ -22,7 +22,7 @@ from femur.core.mpi import MPI
 from femur.geometry.compartments import non_bone_mask
 from femur.geometry.population import male_geometry
 from femur.outcomes import dxa
-from femur.workflows.bones import build_bone
+from femur.workflows.bones import young_adult_bone
 from femur.workflows.site_template import (
     DEFAULT_TEMPLATE_PATH,
     DXA_NAMES,
@@ -76,9 +76,12 @@ def bone_groups(bone, prepared: dict | None = None, n_bins: int = N_BINS) -> dic
 
 
 def _default_bone(kind: str, sex: str, comm):
-    """The default built-in bone of a sex (a man's scaled to his size), T-score -2.5."""
+    """The default built-in bone of a sex (a man's scaled to his size) at its young-adult
+    density, the state every T-score of the grid is scaled from -- as ``build_bone`` does;
+    rescaling an already scaled bone is not the same above T = -2.5 (the cortical rule
+    changes at s = 1)."""
     geometry = male_geometry(kind) if sex == "male" else {}
-    return build_bone(kind, t_score=-2.5, sex=sex, comm=comm, **geometry)
+    return young_adult_bone(kind, comm=comm, **geometry)
 
 
 def build_table(t_grid=T_GRID, sexes=SEXES, progress: bool = True, comm=None) -> dict[str, np.ndarray]:

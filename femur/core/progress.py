@@ -23,6 +23,11 @@ class ProgressBar:
         if self._bar:
             self._bar.update(n)
 
+    def set_postfix(self, **values) -> None:
+        """Show ``key=value`` pairs after the bar (e.g. a residual)."""
+        if self._bar:
+            self._bar.set_postfix(**values)
+
     def close(self) -> None:
         if self._bar:
             self._bar.close()

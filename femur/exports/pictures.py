@@ -37,7 +37,8 @@ def offscreen_window() -> str | None:
     return None
 
 
-def _pyvista():
+def pyvista_offscreen():
+    """The pyvista module set up for off-screen rendering (EGL/OSMesa without a display)."""
     os.environ.setdefault("PYVISTA_OFF_SCREEN", "true")
     window = offscreen_window() if _headless() else None
     if window:
@@ -75,7 +76,7 @@ def gather_grid(mesh, cell_data: dict[str, np.ndarray] | None = None):
 
     Returns a pyvista.UnstructuredGrid on rank 0, None elsewhere.
     """
-    pv = _pyvista()
+    pv = pyvista_offscreen()
     tdim = mesh.topology.dim
     n_owned = mesh.topology.index_map(tdim).size_local
     owned = np.arange(n_owned, dtype=np.int32)
@@ -111,7 +112,7 @@ def save_cell_fields(mesh, fields: dict[str, np.ndarray], path) -> Path | None:
 
 def read_grid(path):
     """A grid written by :func:`save_cell_fields` (pyvista.UnstructuredGrid)."""
-    return _pyvista().read(str(path))
+    return pyvista_offscreen().read(str(path))
 
 
 def render_cell_fields(
@@ -140,7 +141,7 @@ def render_grids(panels: dict, path, titles=None, cmaps=None, clims=None, view: 
     """Render ``panels`` ({panel: (grid, cell-array name)}) side by side into a PNG (serial).
 
     Each panel's title is its colour bar's title (one title per panel, under the bone)."""
-    pv = _pyvista()
+    pv = pyvista_offscreen()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(panels)
@@ -170,4 +171,5 @@ def render_grids(panels: dict, path, titles=None, cmaps=None, clims=None, view: 
     return path
 
 
-__all__ = ["gather_grid", "read_grid", "render_cell_fields", "render_grids", "save_cell_fields"]
+__all__ = ["gather_grid", "pyvista_offscreen", "read_grid", "render_cell_fields", "render_grids",
+           "save_cell_fields"]

@@ -113,6 +113,40 @@ PEAK_APPARENT_G_CM3 = {
     "vertebra": {"cortical": 1.85, "trabecular": 0.30},
 }
 
+#: Young-adult compartment densities (g/cm3) that ``femur.workflows.t_score.bone_with_t_score``
+#: starts from when the bone has no density yet (a T-score is a loss relative to young adults).
+#: * femur: :data:`PEAK_APPARENT_G_CM3` (cortex 1.85 ~ BV/TV 0.95, porosity ~5 %;
+#:   femoral-neck cancellous 0.35 ~ BV/TV 0.18; ASSUMPTIONS, see above);
+#: * vertebra: cancellous 0.30 (PEAK_APPARENT_G_CM3); the parametric vertebra's 1 mm
+#:   "cortical" shell and endplates are a *partial-volume* layer (real side shell ~0.4 mm,
+#:   endplates ~0.6-1 mm, plus the dense peripheral cancellous rim), so its young effective
+#:   density is 1.5 g/cm3 (BV/TV ~0.77; ASSUMPTION). With the posterior-element allowance of
+#:   ``femur.outcomes.dxa`` the spine T-score -2.5 then gives shell BV/TV ~0.45 and body cancellous
+#:   ~0.07, inside the calibrated site model's lumbar ranges (shell 0.40-0.80, body
+#:   cancellous 0.06-0.14). SENSITIVITY: a purely geometric partial-volume estimate (~1.2)
+#:   gives shell ~0.35 / cancellous ~0.09 and a ~2 points larger FE romosozumab LS gain.
+T_SCORE_BASE_G_CM3 = {
+    "femur": dict(PEAK_APPARENT_G_CM3["femur"]),
+    "vertebra": {"cortical": 1.5, "trabecular": PEAK_APPARENT_G_CM3["vertebra"]["trabecular"]},
+}
+
+
+def young_adult_mean_density(bone) -> float:
+    """Volume-weighted mean of the young-adult compartment densities of ``bone``
+    (:data:`T_SCORE_BASE_G_CM3`: femur cortex 1.85, cancellous 0.35 g/cm3) -- the bone mass
+    the compartment model starts from (collective). Bones without cortical/trabecular tags:
+    the mean of the two."""
+    base = T_SCORE_BASE_G_CM3["vertebra" if bone.kind == "vertebra" else "femur"]
+    if not {"cortical", "trabecular"} <= set(bone.cell_ids or {}):
+        return 0.5 * (base["cortical"] + base["trabecular"])
+    n = bone.num_owned_cells
+    vol = bone.cell_volumes()[:n]
+    vc = float(np.sum(vol[bone.compartment_mask("cortical")[:n]]))
+    vt = float(np.sum(vol[bone.compartment_mask("trabecular")[:n]]))
+    vc, vt = bone.comm.allreduce(np.array([vc, vt]), op=MPI.SUM)
+    return float((vc * base["cortical"] + vt * base["trabecular"]) / (vc + vt))
+
+
 #: Women: relative loss rates of bone mineral (per year), applied to both compartments.
 #: * pre-menopause (30 y to menopause - 5 y): 0.3 %/yr -- ASSUMPTION (slow premenopausal loss);
 #: * 10 years spanning the final menses: -10.7 % in total (SWAN hip-structure abstract;
@@ -304,5 +338,6 @@ def assign_density(
 
 __all__ = [
     "validate_density", "assign_density", "density_for_age", "bone_fraction_of_peak",
-    "DensityProfile", "MAX_APPARENT_G_CM3", "PEAK_APPARENT_G_CM3",
+    "DensityProfile", "MAX_APPARENT_G_CM3", "PEAK_APPARENT_G_CM3", "T_SCORE_BASE_G_CM3",
+    "young_adult_mean_density",
 ]

@@ -326,6 +326,24 @@ def _load_dolfinx_xdmf(path, comm, grids, *, cell_regions, facet_regions, kind, 
     )  # fmt: skip
 
 
+def read_mesh_arrays(path, *, allow_hex: bool = False, fix_orientation: bool = False) -> dict:
+    """Read and check a mesh file in this process only (no MPI distribution): a dict with
+    ``points`` (mm), ``cells``, ``cell_type``, ``cell_values``, ``facets``,
+    ``facet_values`` and the region names, as :func:`load_mesh` reads it on rank 0.  For a
+    builder that changes the nodes (e.g. a morph) before it distributes the mesh itself
+    (with ``dolfinx.mesh.create_mesh`` and :func:`distribute_tags`)."""
+    return _read_rank0(pathlib.Path(path), cell_regions=None, facet_regions=None, allow_hex=allow_hex,
+                       fix_orientation=fix_orientation, tag_key=None)
+
+
+def distribute_tags(mesh, dim: int, entities, values, name: str):
+    """MeshTags of dimension ``dim`` on a distributed ``mesh`` from entities given by their
+    input node indices (rows of ``entities``, the ``cells``/``facets`` of
+    :func:`read_mesh_arrays`; collective, empty arrays on the other ranks); value 0 means
+    untagged."""
+    return _make_tags(mesh, dim, entities, values, name)
+
+
 def _read_rank0(path, *, cell_regions, facet_regions, allow_hex, fix_orientation, tag_key):
     ext = path.suffix.lower()
     if ext not in SUPPORTED:

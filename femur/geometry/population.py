@@ -1,12 +1,25 @@
-"""Body-size variation of the built-in bones: the population geometry of the cohorts.
+"""Body-size and shape variation of the built-in bones: the population geometry of the cohorts.
 
-The virtual cohorts (``femur.study.cohort``) sample the parametric femur and vertebra from
-these distributions (women; men are scaled by :data:`MALE_SIZE_FACTOR`), and a man's
-default bones (:func:`male_geometry`) are the builders' defaults scaled the same way. All
-values are ASSUMPTIONS of plausible population values (see ``femur.study.cohort``).
+The virtual cohorts (``femur.study.cohort``) sample the bones from these distributions
+(women; men's lengths are scaled by :data:`MALE_SIZE_FACTOR`), and a man's default bones
+(:func:`male_geometry`) are the builders' defaults scaled the same way. All values are
+ASSUMPTIONS of plausible population values, UNCONFIRMED against a primary source (no
+anthropometric source is in ``shared/science/``); the parameters are drawn independently
+(their correlations are issue 12):
 
-The parameter names are those of ``ProximalFemur`` and ``Vertebra``
-(``ProximalFemur(**params)``).
+* anatomical femur (:data:`ANATOMICAL_SHAPE_F`, ``FemurShape`` fields; the cohort morphs
+  the reference femur to them): head radius 22.0 +- 1.3 mm, neck length (head centre to
+  the point of the neck axis closest to the shaft axis) 48 +- 4 mm, neck-shaft angle
+  128 +- 5 deg, anteversion 12 +- 7 deg -- the parametric femur's values, whose
+  definitions are the same; neck width (superior-inferior, narrowest section): the
+  reference femur's own 33.7 mm with the parametric table's relative SD (2.2 / 29 = 7.6 %),
+  because the parametric value (29 mm) is the diameter of a circular section, another
+  measure; overall scale = the body-size factor (:func:`body_size_factor`), lengths
+  scale with it. The reference (a Visible Human woman) has head radius 23.8 mm, neck
+  length 56.7 mm, neck-shaft angle 120.8 deg, anteversion 12.7 deg: a cohort woman's
+  femur is on average a morph of it toward a shorter, more valgus neck and a smaller head;
+* parametric femur (:data:`FEMUR_GEOMETRY_F`, ``ProximalFemur`` fields) and vertebra
+  (:data:`VERTEBRA_GEOMETRY_F`, ``Vertebra`` fields) as before issue 11.
 """
 
 from __future__ import annotations
@@ -26,6 +39,17 @@ FEMUR_GEOMETRY_F = {
     "anteversion_deg": (12.0, 7.0, False),
     "shaft_diameter_mm": (27.0, 2.0, True),
 }
+#: anatomical femur shape (FemurShape field): (mean, sd, scales_with_body_size), women;
+#: neck width: (None = the reference femur's value, relative sd, scales)
+ANATOMICAL_SHAPE_F = {
+    "head_radius_mm": (22.0, 1.3, True),
+    "neck_length_mm": (48.0, 4.0, True),
+    "neck_width_mm": (None, 2.2 / 29.0, True),
+    "neck_shaft_angle_deg": (128.0, 5.0, False),
+    "anteversion_deg": (12.0, 7.0, False),
+}
+#: sampled angles are kept inside these ranges (deg) before the morph check
+ANGLE_RANGES_DEG = {"neck_shaft_angle_deg": (110.0, 145.0), "anteversion_deg": (-10.0, 35.0)}
 #: vertebra parameter: (mean, sd, scales_with_body_size), women
 VERTEBRA_GEOMETRY_F = {
     "semi_axis_lateral_mm": (20.0, 1.4, True),
@@ -37,7 +61,7 @@ MALE_SIZE_FACTOR = 1.10
 #: reference body height per sex (m): lengths scale with 0.5 x the relative deviation
 REFERENCE_HEIGHT_M = {"female": 1.58, "male": 1.74}
 
-_BUILDERS = {"femur": (ProximalFemur, FEMUR_GEOMETRY_F), "vertebra": (Vertebra, VERTEBRA_GEOMETRY_F)}
+_BUILDERS = {"parametric-femur": (ProximalFemur, FEMUR_GEOMETRY_F), "vertebra": (Vertebra, VERTEBRA_GEOMETRY_F)}
 
 
 def body_size_factor(sex: str, height_m: float) -> float:
@@ -48,13 +72,17 @@ def body_size_factor(sex: str, height_m: float) -> float:
 
 
 def male_geometry(kind: str) -> dict:
-    """The built-in bone scaled to a man's size: the builder's default lengths that the
+    """The built-in bone scaled to a man's size: for the anatomical femur (``"femur"``) the
+    overall scale :data:`MALE_SIZE_FACTOR` (``FemurShape(scale=...)``); for the parametric
+    bones (``"parametric-femur"``, ``"vertebra"``) the builder's default lengths that the
     cohort model scales with body size, times :data:`MALE_SIZE_FACTOR`."""
+    if kind == "femur":
+        return {"scale": MALE_SIZE_FACTOR}
     builder, table = _BUILDERS[kind]
     defaults = {f.name: f.default for f in dataclasses.fields(builder)}
     return {name: float(defaults[name]) * MALE_SIZE_FACTOR
             for name, (_, _, scales) in table.items() if scales and name in defaults}
 
 
-__all__ = ["FEMUR_GEOMETRY_F", "MALE_SIZE_FACTOR", "REFERENCE_HEIGHT_M", "VERTEBRA_GEOMETRY_F",
-           "body_size_factor", "male_geometry"]
+__all__ = ["ANATOMICAL_SHAPE_F", "ANGLE_RANGES_DEG", "FEMUR_GEOMETRY_F", "MALE_SIZE_FACTOR",
+           "REFERENCE_HEIGHT_M", "VERTEBRA_GEOMETRY_F", "body_size_factor", "male_geometry"]

@@ -58,7 +58,7 @@ class Vertebra:
     them with at least one element.
 
     Composition: the 1 mm "cortical" layer is a partial-volume shell (its young-adult
-    effective density is ``femur.workflows.t_score.T_SCORE_BASE_G_CM3["vertebra"]``).  The body has
+    effective density is ``femur.geometry.density.T_SCORE_BASE_G_CM3["vertebra"]``).  The body has
     no posterior elements; its PA spine aBMD (``femur.outcomes.dxa``, site "spine") adds their share
     of the BMC (Lee 2009, 52.8 %), so ``bone_with_t_score(Vertebra().build(), -2.5)`` gives
     shell BV/TV ~0.45 and body cancellous ~0.07.

@@ -117,6 +117,37 @@ class LinearLaw(DensityModulusLaw):
 
 
 @dataclass(frozen=True)
+class PiecewisePowerLaw(DensityModulusLaw):
+    """E = a_k * rho^b_k (MPa) on consecutive density intervals: ``pieces`` is a tuple of
+    (upper bound g/cm3 or inf, a_mpa, b); rho < 0 -> 0."""
+
+    name: str
+    pieces: tuple
+    density_kind: str
+    source: str
+    validity: str = ""
+
+    @property
+    def formula(self) -> str:
+        sym = {"apparent": "rho_app", "ash": "rho_ash", "qct": "rho_qct"}[self.density_kind]
+        parts, lo = [], 0.0
+        for hi, a, b in self.pieces:
+            parts.append(f"{a:g} * {sym}^{b:g} ({lo:g} < {sym} <= {hi:g})")
+            lo = hi
+        return "E = " + "; ".join(parts)
+
+    def modulus_native_mpa(self, rho_native_g_cm3) -> np.ndarray:
+        rho = np.maximum(np.asarray(rho_native_g_cm3, dtype=float), 0.0)
+        out = np.zeros_like(rho)
+        lo = -np.inf
+        for hi, a, b in self.pieces:
+            m = (rho > lo) & (rho <= hi)
+            out[m] = a * rho[m] ** b
+            lo = hi
+        return out
+
+
+@dataclass(frozen=True)
 class ConstantLaw(DensityModulusLaw):
     """Density-independent modulus (non-bone materials: PMMA, compliant layers)."""
 
@@ -172,6 +203,14 @@ KEYAK1994 = PowerLaw("keyak1994", 33900.0, 2.20, "ash", f"Keyak, J Biomed Mater 
 KEYAK_FALKINSTEIN = PowerLaw("keyak_falkinstein", 14900.0, 1.86, "ash",
                              f"Keyak (Falkinstein 2003 / 2005 nonlinear FE); {_BM} 1.4; UNCONFIRMED",
                              "proximal femur, ash density")
+# --- Law of the Carter/Beaupre adaptation model (remodeling.md section 3; UNCONFIRMED there) ------
+BEAUPRE1990 = PiecewisePowerLaw(
+    "beaupre1990", ((1.2, 2014.0, 2.5), (np.inf, 1763.0, 3.2)), "apparent",
+    "Beaupre, Orr & Carter, J Orthop Res 1990;8:651 (with their daily-stress-stimulus "
+    "adaptation law); shared/science/remodeling.md 3; UNCONFIRMED",
+    "used by femur.workflows.habitual_adaptation (the modulus law the adaptation constants came with); "
+    "3177 vs 3161 MPa at the 1.2 g/cm3 joint (0.5 % step)",
+)
 # --- Constant-modulus materials: vertebral loading layers, Yang, J Biomech 2012, section 3 ---------
 PMMA = ConstantLaw("pmma", 2500.0, f"Yang, J Biomech 2012 (PMMA endplate layer, 2500 MPa); {_BM} 3; confirmed",
                    "non-bone endplate potting layer")
@@ -185,7 +224,7 @@ LAWS: dict[str, DensityModulusLaw] = {
     for law in (
         MORGAN2003_FEMORAL_NECK, MORGAN2003_VERTEBRA, MORGAN2003_TROCHANTER, MORGAN2003_TIBIA,
         MORGAN2003_POOLED, KOPPERDAHL2002, CRAWFORD2003, KOPPERDAHL_KEAVENY1998, KEYAK1994,
-        KEYAK_FALKINSTEIN, PMMA, COMPLIANT_LAYER,
+        KEYAK_FALKINSTEIN, BEAUPRE1990, PMMA, COMPLIANT_LAYER,
     )
 }
 
@@ -356,8 +395,9 @@ def _layer_law(bone, name: str) -> ConstantLaw:
 
 
 __all__ = [
-    "DensityModulusLaw", "PowerLaw", "LinearLaw", "ConstantLaw", "LAWS", "get_law", "constant_law",
+    "DensityModulusLaw", "PowerLaw", "LinearLaw", "PiecewisePowerLaw", "ConstantLaw", "LAWS", "get_law", "constant_law",
     "MaterialModel", "default_material", "kopperdahl_yield_mpa",
     "MORGAN2003_FEMORAL_NECK", "MORGAN2003_VERTEBRA", "MORGAN2003_TROCHANTER", "MORGAN2003_POOLED",
-    "KOPPERDAHL2002", "CRAWFORD2003", "KEYAK1994", "KEYAK_FALKINSTEIN", "PMMA", "COMPLIANT_LAYER",
+    "KOPPERDAHL2002", "CRAWFORD2003", "KEYAK1994", "KEYAK_FALKINSTEIN", "BEAUPRE1990", "PMMA",
+    "COMPLIANT_LAYER",
 ]

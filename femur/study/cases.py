@@ -102,6 +102,7 @@ def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
     """One record per patient x arm, ordered patient-major (case_index)."""
     records = []
     model = {
+        "femur": spec.model.femur,
         "mesh_size_mm": spec.model.mesh_size_mm,
         "order": spec.model.order,
         "solver": spec.model.solver,

@@ -18,7 +18,17 @@ older postmenopausal women unless a source is named; none is tuned to trial outc
 * T-scores before inclusion (total hip, femoral neck, lumbar spine): trivariate normal,
   means (-1.5, -1.9, -1.6), SD 1.0, correlations TH-FN 0.9, TH-LS 0.6, FN-LS 0.55, as in
   a screened older population; then the study's inclusion ranges by rejection.
-* femur geometry (women; men x 1.10 for lengths): head radius 22.0 +- 1.3 mm, neck
+* anatomical femur shape (``femur_shape``, the default femur; ``FemurShape`` fields,
+  ``femur.geometry.population.ANATOMICAL_SHAPE_F``, UNCONFIRMED): overall scale = the
+  body-size factor (men x 1.10, 0.5 x the relative height deviation); head radius
+  22.0 +- 1.3 mm, neck length 48 +- 4 mm, neck width the reference's 33.7 mm +- 7.6 %
+  (lengths times the scale), neck-shaft angle 128 +- 5 deg in [110, 145], anteversion
+  12 +- 7 deg in [-10, 35], drawn independently; a draw outside the angle ranges or whose
+  morph of the reference femur inverts or over-stretches an element of a shipped mesh
+  (``femur.geometry.anatomical.check_shape``) is rejected and drawn again in the
+  patient's own stream (the count is recorded).
+* parametric femur geometry (``femur_params``, used with ``model.femur =
+  "parametric-femur"``; women; men x 1.10 for lengths): head radius 22.0 +- 1.3 mm, neck
   length (head centre to shaft axis, along the neck axis) 48 +- 4 mm, neck diameter
   29 +- 2.2 mm, neck-shaft angle 128 +- 5 deg, anteversion 12 +- 7 deg, shaft diameter
   27 +- 2 mm; lengths also scale with body height (0.5 x relative height deviation).
@@ -30,8 +40,9 @@ older postmenopausal women unless a source is named; none is tuned to trial outc
   and 0.20.
 
 The femur and vertebra parameter dicts use the field names of
-``femur.geometry.femur_model.ProximalFemur`` and ``femur.geometry.vertebra.Vertebra``
-(``ProximalFemur(**femur_params)``); their distributions live in
+``femur.geometry.morph.FemurShape`` (``femur_shape``),
+``femur.geometry.femur_model.ProximalFemur`` (``femur_params``) and
+``femur.geometry.vertebra.Vertebra`` (``vertebra_params``); their distributions live in
 ``femur.geometry.population``.
 
 Patients from CT scans (``[cohort] scans``, :func:`scan_patient`) are not sampled: the
@@ -49,12 +60,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from femur.core.errors import InputError
-from femur.geometry.population import FEMUR_GEOMETRY_F, VERTEBRA_GEOMETRY_F, body_size_factor
+from femur.core.errors import InputError, MeshError
+from femur.geometry.anatomical import AnatomicalFemur, check_shape, read_reference
+from femur.geometry.morph import FemurShape
+from femur.geometry.population import (
+    ANATOMICAL_SHAPE_F,
+    ANGLE_RANGES_DEG,
+    FEMUR_GEOMETRY_F,
+    VERTEBRA_GEOMETRY_F,
+    body_size_factor,
+)
 from femur.remodeling.patient import Patient
 from femur.study.spec import CohortSpec
 
 MAX_REJECTION_TRIES = 200_000
+#: draws of an anatomical femur shape before the cohort gives up (a clear error)
+MAX_SHAPE_TRIES = 200
 
 # Stream ids (second spawn_key entry) -- never renumber: it would change every cohort.
 _STREAM_DEMOGRAPHICS = 0
@@ -63,6 +84,7 @@ _STREAM_GEOMETRY = 2
 _STREAM_RESPONSE = 3
 _STREAM_CASE = 4
 _STREAM_RISK = 5
+_STREAM_FEMUR_SHAPE = 6
 
 T_SCORE_MEANS = {"th": -1.5, "fn": -1.9, "ls": -1.6}
 T_SCORE_SD = 1.0
@@ -93,6 +115,35 @@ def _truncnorm(rng, mean, sd, lo, hi, what):
         if lo <= x <= hi:
             return float(x)
     raise InputError(f"cohort: cannot sample {what} within [{lo}, {hi}] (inclusion too narrow?)")
+
+
+def _reference_neck_width_mm() -> float:
+    return float(read_reference(AnatomicalFemur().mesh_path())["anatomy"]["neck_width_mm"])
+
+
+def sample_femur_shape(rng: np.random.Generator, size: float) -> tuple[dict, int]:
+    """An anatomical femur shape (``FemurShape`` fields) for body-size factor ``size``, and
+    the number of rejected draws (module docstring)."""
+    ref_width = None
+    for tries in range(MAX_SHAPE_TRIES):
+        shape = {"scale": float(size)}
+        for name, (mean, sd, scales) in ANATOMICAL_SHAPE_F.items():
+            f = size if scales else 1.0
+            z = rng.standard_normal()
+            if mean is None:  # relative sd around the reference femur's value
+                ref_width = _reference_neck_width_mm() if ref_width is None else ref_width
+                shape[name] = float(ref_width * f * (1.0 + sd * z))
+            else:
+                shape[name] = float((mean + sd * z) * f)
+        if any(not lo <= shape[k] <= hi for k, (lo, hi) in ANGLE_RANGES_DEG.items()):
+            continue
+        try:
+            check_shape(FemurShape(**shape))
+        except (InputError, MeshError):
+            continue
+        return shape, tries
+    raise InputError(f"cohort: no plausible anatomical femur shape in {MAX_SHAPE_TRIES} draws "
+                     f"(body-size factor {size:.3f})")
 
 
 def _included(t: dict, inclusion) -> bool:
@@ -184,6 +235,8 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
         f = size if scales else 1.0
         vert[name] = float(max(mean * f + sd * f * rng.standard_normal(), 0.5 * mean))
 
+    shape, rejected = sample_femur_shape(_stream(seed, index, _STREAM_FEMUR_SHAPE), size)
+
     rng = _stream(seed, index, _STREAM_RESPONSE)
     turnover = float(np.exp(rng.normal(0.0, 0.25)))
     response = float(np.exp(rng.normal(0.0, 0.20)))
@@ -203,6 +256,8 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
         "ls_t_score": t["ls"],
         "turnover_multiplier": turnover,
         "drug_response_multiplier": response,
+        "femur_shape": shape,
+        "femur_shape_rejected_draws": int(rejected),
         "femur_params": femur,
         "vertebra_params": vert,
         "case_seed": derived_seed(seed, index, _STREAM_CASE),
@@ -218,4 +273,4 @@ def generate_cohort(cohort: CohortSpec, seed: int, size: int | None = None) -> l
     return [sample_patient(i, seed, cohort) for i in range(n)]
 
 
-__all__ = ["derived_seed", "generate_cohort", "sample_patient", "scan_patient"]
+__all__ = ["derived_seed", "generate_cohort", "sample_femur_shape", "sample_patient", "scan_patient"]

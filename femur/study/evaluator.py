@@ -45,9 +45,12 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
             drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
             progress=progress, exports=exports,
         )
+    # records written before issue 11 have no model.femur: they ran the parametric femur
+    femur_model = model.get("femur", "parametric-femur")
+    femur_params = p.get("femur_shape") if femur_model == "femur" else p.get("femur_params")
     return Simulation(
         record_treatment(record), max(float(record["duration_months"]), max(visits)),
-        Patient.from_record(p), femur_params=p.get("femur_params"),
+        Patient.from_record(p), femur_model=femur_model, femur_params=femur_params,
         vertebra_params=p.get("vertebra_params"), mesh_size_mm=model.get("mesh_size_mm"),
         order=int(model.get("order", 1)), solver=model.get("solver", "gamg"),
         fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),

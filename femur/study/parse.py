@@ -21,6 +21,7 @@ from femur.study.spec import (
     _ALLOWED,
     _NAME_RE,
     ENDPOINTS,
+    FEMUR_MODELS,
     SCAN_ENDPOINTS,
     T_SCORE_SITES,
     Arm,
@@ -298,7 +299,11 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
         evaluator = _str(evaluator, "model.evaluator", src)
         if ":" not in evaluator:
             raise _err(src, "model.evaluator", f"expected 'module:function', got {evaluator!r}")
-    model_spec = ModelSpec(mesh, order, solver, fe_int, evaluator)
+    femur_model = _str(model.get("femur", mdef.femur), "model.femur", src)
+    if femur_model not in FEMUR_MODELS:
+        raise _err(src, "model.femur", f"expected one of {', '.join(FEMUR_MODELS)} (default femur: the "
+                   f"anatomical femur), got {femur_model!r}")
+    model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator)
 
     # risk -------------------------------------------------------------------------------
     risk = data.get("risk", {})

@@ -52,7 +52,9 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
     #            {drug = "denosumab"}]
 
     [model]
-    mesh_size_mm = 4.0
+    femur = "femur"                             # the anatomical femur (default), or
+                                                # "parametric-femur"
+    mesh_size_mm = 4.0                          # anatomical femur: the 4 mm (trial) mesh
     order = 1
     solver = "gamg"
     fe_interval_days = 30
@@ -108,9 +110,12 @@ _ALLOWED = {
                          "t_score_ls", "t_score_rule"},
     "arms": {"name", "regimen", "description"},
     "regimen": {"drug", "dose_mg", "interval_days", "months"},
-    "model": {"mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator"},
+    "model": {"femur", "mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator"},
     "risk": {"vertebral_h0_per_year", "falls_per_year", "p_hip_impact", "mc_samples"},
 }
+
+#: the built-in femurs a study may run (``femur.workflows.bones.BONE_KINDS``), default first
+FEMUR_MODELS = ("femur", "parametric-femur")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -189,6 +194,7 @@ class CohortSpec:
 @dataclass(frozen=True)
 class ModelSpec:
     mesh_size_mm: float = 4.0
+    femur: str = "femur"
     order: int = 1
     solver: str = "gamg"
     fe_interval_days: float = 30.0
@@ -334,6 +340,7 @@ __all__ = [
     "Arm",
     "CohortSpec",
     "ENDPOINTS",
+    "FEMUR_MODELS",
     "SCAN_ENDPOINTS",
     "SCAN_KEYS",
     "ScanEntry",

@@ -45,7 +45,7 @@ from femur.remodeling.model import RemodelingModel, markers_from_sums
 from femur.remodeling.parameters import ModelParameters, scale_for_patient
 from femur.remodeling.patient import Patient
 from femur.treatments.regimen import as_sequence, parse_treatment
-from femur.workflows.bones import patient_bone
+from femur.workflows.bones import KIND_OF, bone_name, describe_geometry, patient_bone
 from femur.workflows.timecourse import SITE_KEYS, TimeCourse
 from femur.workflows.scans import CTScan, is_ct_bone, scan_bone, scan_patient
 from femur.workflows.tracks import BoneTrack, RunStats
@@ -70,6 +70,9 @@ class Simulation:
     bare drug runs for the whole simulation unless its label fixes the course
     (``femur.treatments.parse_treatment``). ``femur_bone`` / ``vertebra_bone``: bones to
     use instead of the built-in ones (copied; the caller's objects are not changed).
+    ``femur_model``: the built-in femur, ``"femur"`` (anatomical, default) or
+    ``"parametric-femur"``; ``femur_params``: its shape (``FemurShape`` fields for the
+    anatomical femur, ``ProximalFemur`` fields for the parametric one).
     ``exports``: export objects (``femur.exports.fields``) the run writes to.
     """
 
@@ -78,6 +81,7 @@ class Simulation:
                  fe_interval_days: float = DEFAULT_FE_INTERVAL_DAYS,
                  strength_months=None, mesh_size_mm: float | None = None,
                  femur_params: dict | None = None, vertebra_params: dict | None = None,
+                 femur_model: str = "femur",
                  order: int = 1, solver: str = "gamg", params: ModelParameters | None = None,
                  aging: bool = True, turnover_multiplier: float = 1.0,
                  drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
@@ -93,6 +97,10 @@ class Simulation:
         unknown = set(bones) - set(BONES)
         if unknown or not bones:
             raise InputError(f"simulate: bones must be a subset of {BONES}, got {bones}")
+        self.femur_model = bone_name(femur_model)
+        if KIND_OF[self.femur_model] != "femur":
+            raise InputError(f"simulate: femur_model must be a femur ('femur' or 'parametric-femur'), "
+                             f"got '{femur_model}'")
         self.comm = comm
         self.months = float(months)
         self.patient = patient or Patient()
@@ -120,7 +128,8 @@ class Simulation:
             bone = given[kind]
             if bone is None:
                 log.info("building the %s of the patient ...", kind)
-                bone = patient_bone(kind, self.patient, mesh_size_mm, geometry[kind], comm)
+                model = self.femur_model if kind == "femur" else kind
+                bone = patient_bone(model, self.patient, mesh_size_mm, geometry[kind], comm)
             elif bone.density is None:
                 raise InputError(f"simulate: bone '{bone.name}' has no density field")
             else:
@@ -227,7 +236,9 @@ class Simulation:
             drug_serum_ug_per_ml=course("drug_serum_ug_per_ml"), abmd_g_cm2=abmd, vbmd=vbmd,
             strength_months=np.array(sm, dtype=float), strength=strength, strength_pct=strength_pct,
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
-                 "dofs": {k: t.dofs for k, t in self.tracks.items()}, "timings_s": self.stats.summary()},
+                 "dofs": {k: t.dofs for k, t in self.tracks.items()},
+                 "geometry": {k: describe_geometry(t.bone) for k, t in self.tracks.items()},
+                 "timings_s": self.stats.summary()},
             geometry={k: g for k, t in self.tracks.items() if (g := t.geometry()) is not None},
             comm=self.comm,
         )

@@ -1,7 +1,7 @@
 """Strength of a bone: what `femur strength` runs, for the built-in bones and for CT scans.
 
-Femur: the parametric elderly-woman femur given a DXA-equivalent femoral-neck T-score
-(default -2.5), Morgan 2003 femoral-neck law, single-leg stance (8 deg) and sideways
+Femur: the anatomical femur (default; ``--bone parametric-femur``: the parametric one)
+given a DXA-equivalent femoral-neck T-score (default -2.5), Morgan 2003 femoral-neck law, single-leg stance (8 deg) and sideways
 falls (lateral, posterolateral; 10 deg adduction, 15 deg internal rotation). Fracture load
 from the asymmetric principal-strain criterion (Schileo 2014) in the femoral neck ROI.
 Vertebra: the parametric L1-like body at a spine T-score, Morgan 2003 vertebral law,
@@ -31,7 +31,7 @@ from femur.mechanics.strength import (
     region_for,
     strength_record,
 )
-from femur.workflows.bones import build_bone
+from femur.workflows.bones import KIND_OF, bone_name, build_bone, describe_geometry
 
 log = get_logger(__name__)
 
@@ -44,24 +44,30 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
                      comm=MPI.COMM_WORLD) -> list[dict]:
     """Stiffness and fracture load of the built-in femur and/or vertebra (list of records).
 
+    ``bone``: "all" (the default femur and the vertebra), one of
+    ``femur.workflows.bones.BONE_KINDS`` ("femur" is the anatomical femur), or a
+    comma-separated list of them. Each record names the geometry used (``geometry``).
     ``out``: write the fields and pictures of every load case there
     (:class:`femur.exports.fields.StrengthFields`); ``export_inp``: write
     ``<bone>_<load_case>.inp`` files for CalculiX/Abaqus there."""
-    kinds = ["femur", "vertebra"] if bone == "all" else [bone]
+    names = strength_bones(bone)
     fields = StrengthFields(out) if out else None
     records = []
-    for kind in kinds:
+    for name in names:
+        kind = KIND_OF[name]
         t0 = time.perf_counter()
-        log.info("building the %s model ...", kind)
-        b = build_bone(kind, mesh_size_mm=mesh_size_mm, t_score=t_score, age=age,
+        log.info("building the %s model ...", name)
+        b = build_bone(name, mesh_size_mm=mesh_size_mm, t_score=t_score, age=age,
                        layers=layers, comm=comm)
         mat = material_for(b, law)
+        geometry = describe_geometry(b)
         for case in load_cases_for(b, fall_directions):
-            log.info("  %s: solving %s (P%d, %s) ...", kind, getattr(case, "name", case), order, solver)
+            log.info("  %s: solving %s (P%d, %s) ...", name, getattr(case, "name", case), order, solver)
             extra = {} if critical_volume_mm3 is None else {"critical_volume_mm3": critical_volume_mm3}
             fr = fracture_load(b, case, material=mat, criterion=criterion, region=region_for(kind),
                                order=order, solver=solver, **extra)
             rec = strength_record(fr, b, mat)
+            rec["geometry"] = geometry
             records.append(rec)
             if fields:
                 fields.write(b, fr, mat)
@@ -70,6 +76,17 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
                           material=mat, order=order)
         log.info("  %s done in %.1f s", kind, time.perf_counter() - t0)
     return records
+
+
+def strength_bones(bone: str) -> list[str]:
+    """The built-in bones of a ``--bone`` value: "all" (the default femur and the vertebra),
+    a name of ``femur.workflows.bones.BONE_KINDS`` or an alias, or a comma-separated list."""
+    if str(bone).strip().lower() == "all":
+        return ["femur", "vertebra"]
+    names = [bone_name(b) for b in str(bone).split(",") if b.strip()]
+    if not names:
+        raise InputError("bone: give femur, parametric-femur, vertebra, all or a comma-separated list")
+    return list(dict.fromkeys(names))
 
 
 def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
@@ -142,4 +159,4 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
     return [rec]
 
 
-__all__ = ["builtin_strength", "ct_strength"]
+__all__ = ["builtin_strength", "ct_strength", "strength_bones"]

@@ -19,7 +19,7 @@ import dolfinx  # noqa: E402
 from femur.core.errors import DensityError, InputError  # noqa: E402
 from femur.core.sex import normalise_sex  # noqa: E402
 from femur.geometry.compartments import is_bone_compartment  # noqa: E402
-from femur.geometry.density import PEAK_APPARENT_G_CM3, assign_density  # noqa: E402
+from femur.geometry.density import T_SCORE_BASE_G_CM3, assign_density  # noqa: E402
 from femur.outcomes import dxa  # noqa: E402
 from femur.outcomes.references import reference, t_score as t_score_of  # noqa: E402
 
@@ -34,24 +34,6 @@ T_SCORE_MAX_G_CM3 = 2.0
 #: others the cancellous (BV/TV) rule -- the same split as the calibrated site model
 #: (``femur.workflows.systemic.site_elements``: compartments with BV/TV >= 0.5 are cortex).
 CORTICAL_RULE_MIN_G_CM3 = 1.0
-
-#: Young-adult compartment densities (g/cm3) that :func:`bone_with_t_score` starts from when
-#: the bone has no density yet (a T-score is a loss relative to young adults).
-#: * femur: :data:`PEAK_APPARENT_G_CM3` (cortex 1.85 ~ BV/TV 0.95, porosity ~5 %;
-#:   femoral-neck cancellous 0.35 ~ BV/TV 0.18; ASSUMPTIONS, see above);
-#: * vertebra: cancellous 0.30 (PEAK_APPARENT_G_CM3); the parametric vertebra's 1 mm
-#:   "cortical" shell and endplates are a *partial-volume* layer (real side shell ~0.4 mm,
-#:   endplates ~0.6-1 mm, plus the dense peripheral cancellous rim), so its young effective
-#:   density is 1.5 g/cm3 (BV/TV ~0.77; ASSUMPTION). With the posterior-element allowance of
-#:   ``femur.outcomes.dxa`` the spine T-score -2.5 then gives shell BV/TV ~0.45 and body cancellous
-#:   ~0.07, inside the calibrated site model's lumbar ranges (shell 0.40-0.80, body
-#:   cancellous 0.06-0.14). SENSITIVITY: a purely geometric partial-volume estimate (~1.2)
-#:   gives shell ~0.35 / cancellous ~0.09 and a ~2 points larger FE romosozumab LS gain.
-T_SCORE_BASE_G_CM3 = {
-    "femur": dict(PEAK_APPARENT_G_CM3["femur"]),
-    "vertebra": {"cortical": 1.5, "trabecular": PEAK_APPARENT_G_CM3["vertebra"]["trabecular"]},
-}
-
 
 def _latent_density(base: np.ndarray, cortical: np.ndarray, s: float, hi: float) -> np.ndarray:
     """Densities at the latent bone-mass variable ``s`` (1 = the starting densities).
