@@ -220,7 +220,18 @@ class ReturnResult:
     kappa: np.ndarray  # (n,) equivalent plastic strain
     plastic: np.ndarray  # (n,) bool: returned to the yield surface in this step
     apex: np.ndarray  # (n,) bool: returned to the cone's apex
-    tangent: np.ndarray | None  # (n, 6, 6) algorithmic tangent
+    tangent_plastic: np.ndarray | None  # (n_plastic, 6, 6) algorithmic tangent of plastic points
+    K: np.ndarray = None
+    mu: np.ndarray = None
+
+    @property
+    def tangent(self) -> np.ndarray | None:
+        """(n, 6, 6) algorithmic tangent (elastic tensor at elastic points)."""
+        if self.tangent_plastic is None:
+            return None
+        C = elastic_tangent(self.K, self.mu)
+        C[self.plastic] = self.tangent_plastic
+        return C
 
 
 # ----------------------------------------------------------------------------- criteria
@@ -373,30 +384,34 @@ def _cone_return(eps, eps_p_n, kappa_n, mat, alpha, want_tangent, clip):
     eps_p = eps - eps_e
     eps_p[~plastic] = eps_p_n[~plastic]
 
-    C = None
+    Cp = None
+    pidx = np.flatnonzero(plastic)
     if want_tangent:
-        C = elastic_tangent(K, mu)
+        # tangent of the plastic points only (elastic points: C_el)
+        Cp = np.empty((len(pidx), 6, 6))
         Ht = np.maximum(H, 0.0) if clip else H
-        cone = plastic & ~apex
-        if cone.any():
-            i = np.flatnonzero(cone)
+        cone_p = ~apex[pidx]
+        if cone_p.any():
+            i = pidx[cone_p]
             Nh = s_tr[i] / snorm[i][:, None]
             b, m_, k_, a_ = beta[i], mu[i], K[i], alpha[i]
-            theta = 1.0 - 3.0 * m_ * b * dlam[i] / q_tr[i]
+            g = 6.0 * m_**2 * b * dlam[i] / q_tr[i]
+            theta = 1.0 - 0.5 * g / m_  # = 1 - 3 mu beta dlam / q_tr
             mvec = (SQ6 * m_ * b)[:, None] * Nh + (3.0 * k_ * a_ * b)[:, None] * ONE
-            NN = np.einsum("ni,nj->nij", Nh, Nh)
-            C[i] = (k_[:, None, None] * np.outer(ONE, ONE)
-                    + (2.0 * m_ * theta)[:, None, None] * P_DEV
-                    + (6.0 * m_**2 * b * dlam[i] / q_tr[i])[:, None, None] * NN
-                    - np.einsum("ni,nj->nij", mvec, mvec) / (D[i] + Ht[i])[:, None, None])
-        if apex.any():
-            i = np.flatnonzero(apex)
+            c = Cp[cone_p]
+            c[:] = (2.0 * m_ * theta)[:, None, None] * P_DEV
+            c += k_[:, None, None] * np.outer(ONE, ONE)
+            c += g[:, None, None] * (Nh[:, :, None] * Nh[:, None, :])
+            c -= (mvec[:, :, None] * mvec[:, None, :]) / (D[i] + Ht[i])[:, None, None]
+            Cp[cone_p] = c
+        if (~cone_p).any():
+            i = pidx[~cone_p]
             c2 = 1.0 / (3.0 * alpha[i] * beta[i]) ** 2
             Kap = K[i] * c2 * Ht[i] / (K[i] + c2 * Ht[i])
             if clip:
                 Kap = np.maximum(Kap, APEX_TANGENT_FLOOR * K[i])
-            C[i] = Kap[:, None, None] * np.outer(ONE, ONE)
-    return ReturnResult(sigma, eps_p, kappa, plastic, apex, C)
+            Cp[~cone_p] = Kap[:, None, None] * np.outer(ONE, ONE)
+    return ReturnResult(sigma, eps_p, kappa, plastic, apex, Cp, K, mu)
 
 
 __all__ = [
