@@ -29,6 +29,7 @@ from femur.mechanics import (  # noqa: E402
     export_inp,
     fracture_load,
     load_solver_config,
+    pushover,
     solve,
 )
 
@@ -41,6 +42,6 @@ __all__ = [
     "LAWS", "MaterialModel", "default_material", "get_law",
     "assign_density", "bone_with_t_score", "validate_density", "areal_bmd", "t_score",
     "AxialCompression", "ElasticitySolver", "SidewaysFall", "SingleLegStance",
-    "export_inp", "fracture_load", "load_solver_config", "solve",
+    "export_inp", "fracture_load", "load_solver_config", "solve", "pushover",
     "__version__",
 ]

@@ -26,11 +26,22 @@ the rigid-body near-nullspace.  The preconditioner is first the one built for th
 is rebuilt from the current tangent (``pc_gamg_reuse_interpolation`` keeps the elastic
 prolongators, so only the Galerkin products are redone) when CG needs more than
 ``refresh_iterations`` iterations or fails, and kept until that happens again.  The
-Krylov tolerance follows the Newton residual (inexact Newton, Eisenstat-Walker choice 2:
-``eta = 0.9 (r_k/r_{k-1})^2``, clipped to [``ksp_rtol_min``, ``ksp_rtol_max``] and never
-tighter than needed for the Newton tolerance).  Convergence: the norm of the residual
-on the free DOFs below ``rtol`` times the norm of the reaction forces (the residual on
-the constrained DOFs).
+tangent matrix is the elastic matrix plus the change of the material tangent assembled
+over the cells that have plastic points only (its cost follows the plastic zone).
+
+Krylov tolerance.  Perfectly plastic discrete problems are nearly singular: the converged
+solution lies in a flat valley of the incremental potential (measured: different Newton
+start points converged to residuals of 1e-13 give reaction forces that differ by 1e-6 to
+1e-4).  Where Newton lands in it depends on the whole iteration path, so inexact
+(partition-dependent) Krylov solves make 1 and 2 MPI ranks disagree at ~1e-5 whatever
+the Newton tolerance.  ``ksp_rtol`` (default 1e-6) solves every correction to a fixed
+relative tolerance, which keeps the paths, and the curves, equal to ~1e-9;
+``ksp_rtol=None`` uses inexact Newton instead (Eisenstat-Walker choice 2,
+``eta = 0.9 (r_k/r_{k-1})^2`` clipped to [``ksp_rtol_min``, ``ksp_rtol_max``], the first
+iteration ``ksp_rtol_first``, and never tighter than the Newton tolerance needs).
+Convergence: the norm of the residual on the free DOFs below ``rtol`` times the norm of
+the reaction forces (the residual on the constrained DOFs).  A line search along each
+correction (see ``newton``) guards against overshooting where the plastic zone changes.
 """
 
 from __future__ import annotations
@@ -99,7 +110,8 @@ class PlasticitySolver(ElasticitySolver):
                  frame=None, prefix: str | None = None, clip_softening_tangent: bool = True,
                  pc_refresh: str = "adaptive", refresh_iterations: int | None = None,
                  ksp_rtol_max: float = 1e-3, ksp_rtol_min: float = 1e-10,
-                 ksp_rtol_first: float = 1e-2):
+                 ksp_rtol_first: float = 1e-2, ksp_rtol: float | None = 1e-6,
+                 max_line_search: int = 3):
         mesh = getattr(bone_or_mesh, "mesh", bone_or_mesh)
         if not isinstance(mesh, dolfinx.mesh.Mesh):
             raise InputError(f"PlasticitySolver needs a Bone or a dolfinx Mesh, got {type(mesh)}")
@@ -122,6 +134,11 @@ class PlasticitySolver(ElasticitySolver):
         self.ksp_rtol_min = float(ksp_rtol_min)
         self.ksp_rtol_first = float(ksp_rtol_first)
         self.tangent_assemblies = 0
+        self.line_searches = 0
+        self.max_line_search = int(max_line_search)
+        if ksp_rtol is not None and not (0 < ksp_rtol < 1):
+            raise InputError(f"ksp_rtol must lie in (0, 1) or be None, got {ksp_rtol}")
+        self.ksp_rtol_fixed = ksp_rtol
         self._plastic_ready = False
         self.pc_setups = 0
         self.force = 0.0
@@ -321,27 +338,42 @@ class PlasticitySolver(ElasticitySolver):
     def _tick(self, key, t0):
         self.timers[key] = self.timers.get(key, 0.0) + time.perf_counter() - t0
 
+    def _evaluate(self):
+        """Return map and residual at the current displacement: (residual vector with the
+        constrained entries zeroed, relative residual); sets ``self.force``."""
+        t0 = time.perf_counter()
+        self.constitutive_update(tangent=True)
+        self._tick("return_map", t0)
+        t0 = time.perf_counter()
+        b = self.assemble_residual()
+        arr = b.array
+        react = arr[self._D]
+        force = float(np.dot(react, self.g_ref[self._D]))
+        arr[self._D] = 0.0
+        sums = self.comm.allreduce(np.array([float(arr @ arr), float(react @ react), force]),
+                                   op=MPI.SUM)
+        self._tick("residual", t0)
+        rn, scale, self.force = np.sqrt(sums[0]), np.sqrt(sums[1]), float(sums[2])
+        return b, (rn / scale if scale > 0 else rn)
+
+    def _gdot(self, b) -> float:
+        """Global dot product residual . correction (owned entries)."""
+        return self.comm.allreduce(float(b.array @ self._du.x.petsc_vec.array), op=MPI.SUM)
+
     def newton(self, rtol: float = 1e-8, max_it: int = 25) -> NewtonInfo:
         """Equilibrium at the current Dirichlet values from the current iterate.  Sets
-        ``self.force`` (the reaction along the prescribed displacement, N)."""
+        ``self.force`` (the reaction along the prescribed displacement, N).
+
+        Each Newton correction du (homogeneous Dirichlet values) is followed by a line
+        search on g(a) = r(u + a du).du, the derivative of the incremental potential
+        along du (g(0) < 0): the full step is kept if |g(1)| <= 0.8 |g(0)| or the
+        potential still decreases at a = 1; otherwise secant steps on g (at most
+        ``max_line_search``), each one return map and residual."""
         self.setup_plastic()
-        lin_its, r_prev, rel = 0, None, np.inf
+        lin_its, r_prev = 0, None
         setups0 = self.pc_setups
+        b, rel = self._evaluate()
         for it in range(max_it + 1):
-            t0 = time.perf_counter()
-            self.constitutive_update(tangent=True)
-            self._tick("return_map", t0)
-            t0 = time.perf_counter()
-            b = self.assemble_residual()
-            arr = b.array
-            react = arr[self._D]
-            force = float(np.dot(react, self.g_ref[self._D]))
-            arr[self._D] = 0.0
-            sums = self.comm.allreduce(np.array([float(arr @ arr), float(react @ react), force]),
-                                       op=MPI.SUM)
-            self._tick("residual", t0)
-            rn, scale, self.force = np.sqrt(sums[0]), np.sqrt(sums[1]), float(sums[2])
-            rel = rn / scale if scale > 0 else rn
             info = lambda ok, why: NewtonInfo(ok, it, lin_its, float(rel), why,  # noqa: E731
                                               self.pc_setups - setups0)
             if not np.isfinite(rel):
@@ -353,17 +385,19 @@ class PlasticitySolver(ElasticitySolver):
                                    f"(relative residual {rel:.3e} > {rtol:g})")
             if r_prev is not None and rel > 1e3 * r_prev and it > 2:
                 return info(False, f"diverging Newton residual ({rel:.3e})")
-            # inexact Newton: Eisenstat-Walker (choice 2) forcing term, clipped; once the
-            # predicted next residual (quadratic model C rel^2, C from the last step) is
-            # below the tolerance, solve just accurately enough to land below it
-            quad = r_prev is not None and (rel / r_prev**2) * rel**2 < rtol
-            if quad:
-                eta = 0.3 * rtol / rel
-            elif r_prev is None:
-                eta = self.ksp_rtol_first
+            if self.ksp_rtol_fixed is not None:
+                eta = self.ksp_rtol_fixed
             else:
-                eta = min(self.ksp_rtol_max, 0.9 * (rel / r_prev) ** 2)
-            eta = min(max(eta, self.ksp_rtol_min), self.ksp_rtol_first)
+                # inexact Newton: Eisenstat-Walker (choice 2) forcing term, clipped; once
+                # the predicted next residual (quadratic model C rel^2, C from the last
+                # step) is below the tolerance, solve just accurately enough for it
+                if r_prev is not None and (rel / r_prev**2) * rel**2 < rtol:
+                    eta = 0.3 * rtol / rel
+                elif r_prev is None:
+                    eta = self.ksp_rtol_first
+                else:
+                    eta = min(self.ksp_rtol_max, 0.9 * (rel / r_prev) ** 2)
+                eta = min(max(eta, self.ksp_rtol_min), self.ksp_rtol_first)
             r_prev = rel
             t0 = time.perf_counter()
             self.assemble_tangent()
@@ -384,9 +418,29 @@ class PlasticitySolver(ElasticitySolver):
             self._tick("linear_solve", t0)
             if not ok:
                 return info(False, f"linear solve failed: {reason}")
-            self._u.x.array[:] += self._du.x.array
-            self._u.x.scatter_forward()
+            b, rel = self._line_search(b)
         return info(False, "unreachable")  # pragma: no cover
+
+    def _line_search(self, b0):
+        """u += a du with a from the line search (see newton); returns (b, rel) there."""
+        g0 = self._gdot(b0)
+        u0 = self._u.x.array.copy()
+        du = self._du.x.array
+        a_lo, g_lo, a = 0.0, g0, 1.0
+        for k in range(self.max_line_search + 1):
+            self._u.x.array[:] = u0 + a * du
+            self._u.x.scatter_forward()
+            b, rel = self._evaluate()
+            g = self._gdot(b)
+            if not (g0 < 0) or g <= 0 or abs(g) <= 0.8 * abs(g0) or k == self.max_line_search \
+                    or not np.isfinite(g):
+                if k:
+                    self.line_searches += 1
+                return b, rel
+            # overshoot (g > 0): secant between the last point with g < 0 and this one
+            a_new = a_lo + (a - a_lo) * (-g_lo) / (g - g_lo)
+            a = float(np.clip(a_new, a_lo + 0.1 * (a - a_lo), a_lo + 0.9 * (a - a_lo)))
+        return b, rel  # pragma: no cover
 
     def first_yield_scale(self) -> float:
         """Scale of the reference Dirichlet values at which the first point yields
