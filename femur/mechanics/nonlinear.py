@@ -120,8 +120,9 @@ class PlasticitySolver(ElasticitySolver):
         self.qdeg = quadrature_degree_for(mesh, order)
         super().__init__(bone_or_mesh, modulus, nu, order=order, solver=solver, prefix=prefix,
                          options=options, frame=frame, quadrature_degree=self.qdeg)
-        if pc_refresh not in ("adaptive", "never", "always"):
-            raise InputError(f"pc_refresh must be 'adaptive', 'never' or 'always', got {pc_refresh!r}")
+        if pc_refresh not in ("adaptive", "never", "always", "increment"):
+            raise InputError(f"pc_refresh must be 'adaptive', 'increment', 'never' or 'always', "
+                             f"got {pc_refresh!r}")
         nloc = mesh.topology.index_map(3).size_local + mesh.topology.index_map(3).num_ghosts
         self.sigma_c_cells = self._cell_array(sigma_c, nloc, "sigma_c")
         self.sigma_t_cells = self._cell_array(sigma_t, nloc, "sigma_t")
@@ -404,7 +405,7 @@ class PlasticitySolver(ElasticitySolver):
             self.tangent_assemblies += 1
             self._tick("tangent", t0)
             t0 = time.perf_counter()
-            if self.pc_refresh == "always":
+            if self.pc_refresh == "always" or (self.pc_refresh == "increment" and it == 0):
                 self._refresh_pc()
             ok, its, reason = self._linear_solve(b, eta)
             lin_its += its
