@@ -4,7 +4,8 @@ Files written by :meth:`PushoverResult.write` (``out`` folder, name = load case)
 ``<case>_load_displacement.csv`` (displacement_mm, force_n), ``<case>_load_displacement.png``,
 ``<case>_pushover.json`` (the summary), ``<case>_plastic_strain.xdmf`` (DG0 cell fields for
 ParaView: equivalent plastic strain and yielded fraction at the peak and at the end) and
-``<case>_yielded.png`` (where the bone had yielded at the peak load).
+``<case>_yielded.png`` (where the bone had yielded at the peak load, cut through its
+centre normal to y: the frontal plane of the femur, the coronal plane of an LPS CT).
 """
 
 from __future__ import annotations
@@ -223,7 +224,8 @@ class PushoverResult:
                 titles={"yielded_at_peak": f"yielded at peak ({self.nonlinear_strength_n:.0f} N)",
                         "plastic_strain_at_peak": "equivalent plastic strain at peak"},
                 cmaps={"yielded_at_peak": "Reds", "plastic_strain_at_peak": "magma_r"},
-                clims={"yielded_at_peak": (0.0, 1.0), "plastic_strain_at_peak": (0.0, top)})
+                clims={"yielded_at_peak": (0.0, 1.0), "plastic_strain_at_peak": (0.0, top)},
+                clip_normal="y")
         except ImportError:  # pragma: no cover - pyvista is a dependency
             paths.pop("yielded_png")
         return {k: str(v) for k, v in paths.items()}
