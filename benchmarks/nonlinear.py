@@ -11,7 +11,8 @@ Modes (each writes JSON into benchmarks/results/):
   strength read-offs; also the pushover with ``reproducible=False`` (inexact Newton).
   Targets (issue 10): pushover <= 10x the linear solve, < 60 s on 2 ranks.  Forms are
   compiled first on a coarse femur so that JIT time counts in neither.
-  -> nonlinear.json (``--quick``: 4 mm mesh, 1 rank -> nonlinear_quick.json)
+  -> nonlinear.json (``--quick``: 4 mm mesh, 1 rank -> nonlinear_quick.json;
+  ``--order 2``: P2 at 6 mm, ~58k DOF -> nonlinear_p2.json)
 * ``--verse`` -- the Bonelab protocol on the VerSe L2 vertebra
   (shared/data/verse004-L2; biomechanics.md 2.4): Kopperdahl 2002 modulus (2980 rho^1.05)
   and yield (37.4 rho^1.39, equal in tension and compression, von Mises) on every bone
@@ -24,7 +25,7 @@ Modes (each writes JSON into benchmarks/results/):
   (h -> h/2 for P1 and P2, P1 -> P2 at h/2) against the 5 % target.
   -> nonlinear_convergence.json
 
-    python benchmarks/nonlinear.py [--json] [--quick] [--ranks 1,2] [--size 2.6]
+    python benchmarks/nonlinear.py [--json] [--quick] [--ranks 1,2] [--size 2.6] [--order 1]
     python benchmarks/nonlinear.py --verse [--verse-coarsen 2,1] [--ranks 2]
     python benchmarks/nonlinear.py --convergence [--conv-sizes 6,3] [--ranks 2]
 """
@@ -60,22 +61,23 @@ def _summary(r) -> dict:
     return {k: getattr(r, k) for k in keys}
 
 
-def worker_cost(size_mm: float, fast_too: bool) -> dict:
+def worker_cost(size_mm: float, fast_too: bool, order: int = 1) -> dict:
     from femur._mpi import MPI
     from femur.mechanics import SidewaysFall, pushover, solve
     from femur.pipeline import build_bone, material_for
 
     comm = MPI.COMM_WORLD
     warm = build_bone("femur", mesh_size_mm=7.0, t_score=-2.5, comm=comm)
-    solve(warm, SidewaysFall(), material_for(warm))
-    pushover(warm, SidewaysFall(), material_for(warm), max_displacement_mm=0.5, progress=False)
+    solve(warm, SidewaysFall(), material_for(warm), order=order)
+    pushover(warm, SidewaysFall(), material_for(warm), max_displacement_mm=0.5, order=order,
+             progress=False)
     bone = build_bone("femur", mesh_size_mm=size_mm, t_score=-2.5, comm=comm)
     mat = material_for(bone)
     comm.barrier()
-    lin, t_lin, c_lin = _timed(lambda: solve(bone, SidewaysFall(), mat))
+    lin, t_lin, c_lin = _timed(lambda: solve(bone, SidewaysFall(), mat, order=order))
     comm.barrier()
-    res, t_nl, c_nl = _timed(lambda: pushover(bone, SidewaysFall(), mat, progress=False))
-    out = {"mesh_size_mm": size_mm, "ranks": comm.size, "dofs": lin.dofs,
+    res, t_nl, c_nl = _timed(lambda: pushover(bone, SidewaysFall(), mat, order=order, progress=False))
+    out = {"mesh_size_mm": size_mm, "order": order, "ranks": comm.size, "dofs": lin.dofs,
            "linear_s": t_lin, "linear_cpu_s": comm.allreduce(c_lin) / comm.size,
            "linear_iterations": lin.iterations,
            "pushover_s": t_nl, "pushover_cpu_s": comm.allreduce(c_nl) / comm.size,
@@ -83,8 +85,8 @@ def worker_cost(size_mm: float, fast_too: bool) -> dict:
            "pushover": _summary(res)}
     if fast_too:
         comm.barrier()
-        fast, t_f, c_f = _timed(lambda: pushover(bone, SidewaysFall(), mat, progress=False,
-                                                 reproducible=False))
+        fast, t_f, c_f = _timed(lambda: pushover(bone, SidewaysFall(), mat, order=order,
+                                                 progress=False, reproducible=False))
         out.update({"fast_pushover_s": t_f, "fast_pushover_cpu_s": comm.allreduce(c_f) / comm.size,
                     "fast_ratio_wall": t_f / t_lin, "fast_ratio_cpu": c_f / c_lin,
                     "fast_pushover": _summary(fast)})
@@ -146,7 +148,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="4 mm femur, 1 rank")
     ap.add_argument("--ranks", default=None, help="comma-separated rank counts (default 1,2)")
-    ap.add_argument("--size", type=float, default=2.6, help="femur mesh size (mm), ~50k DOF")
+    ap.add_argument("--size", type=float, default=None,
+                    help="femur mesh size (mm); default 2.6 (P1) / 6 (P2), ~50k DOF")
+    ap.add_argument("--order", type=int, default=1, help="element order of the cost runs")
     ap.add_argument("--no-fast", action="store_true", help="skip the reproducible=False runs")
     ap.add_argument("--verse", action="store_true")
     ap.add_argument("--verse-coarsen", default="2,1")
@@ -205,8 +209,8 @@ def main(argv=None) -> int:
         return finish("nonlinear_convergence", out, a.json)
 
     ranks = [1] if a.quick and a.ranks is None else [int(r) for r in (a.ranks or "1,2").split(",")]
-    size = 4.0 if a.quick else a.size
-    runs = [run("cost", r, size_mm=size, fast_too=not a.no_fast) for r in ranks]
+    size = a.size if a.size is not None else (4.0 if a.quick else (2.6 if a.order == 1 else 6.0))
+    runs = [run("cost", r, size_mm=size, fast_too=not a.no_fast, order=a.order) for r in ranks]
     checks = {}
     for r in runs:
         p = r["pushover"]
@@ -226,9 +230,10 @@ def main(argv=None) -> int:
     if one and two:
         d = _rel(two[0]["pushover"]["nonlinear_strength_n"], one[0]["pushover"]["nonlinear_strength_n"])
         checks["strength_1_vs_2_ranks"] = {"value": d, "target": "<= 1e-8", "ok": d <= 1e-8}
-    out = {"benchmark": "nonlinear", "quick": a.quick, "mesh_size_mm": size, "runs": runs,
-           "checks": checks}
-    return finish("nonlinear_quick" if a.quick else "nonlinear", out, a.json)
+    out = {"benchmark": "nonlinear", "quick": a.quick, "mesh_size_mm": size, "order": a.order,
+           "runs": runs, "checks": checks}
+    name = "nonlinear_quick" if a.quick else "nonlinear" if a.order == 1 else f"nonlinear_p{a.order}"
+    return finish(name, out, a.json)
 
 
 if __name__ == "__main__":
