@@ -70,14 +70,16 @@ import dolfinx.fem.petsc  # noqa: E402
 import ufl  # noqa: E402
 from petsc4py import PETSc  # noqa: E402
 
-from femur.core.errors import InputError  # noqa: E402
-from femur.mechanics.elasticity import ElasticitySolver, reason_name  # noqa: E402
+from femur.core.errors import InputError, SolverError  # noqa: E402
+from femur.mechanics.elasticity import ElasticitySolver, SolveInfo, reason_name  # noqa: E402
 from femur.mechanics.plasticity import (  # noqa: E402
     PointMaterial,
+    ReturnResult,
     bulk_shear,
     elastic_tangent,
     get_criterion,
 )
+from femur.mechanics.platens import Platen, PlatenSet, TiltDeflation  # noqa: E402
 from femur.mechanics.solvers import GlobalOptions  # noqa: E402
 
 SQ2 = np.sqrt(2.0)
@@ -152,6 +154,10 @@ class PlasticitySolver(ElasticitySolver):
             raise InputError(f"ksp_rtol must lie in (0, 1) or be None, got {ksp_rtol}")
         self.ksp_rtol_fixed = ksp_rtol
         self._plastic_ready = False
+        self._elastic_only = False
+        self._deflation = self._amg = None
+        self._platens: list[Platen] = []
+        self.platen_set: PlatenSet | None = None
         self.pc_setups = 0
         self.force = 0.0
 
@@ -164,13 +170,71 @@ class PlasticitySolver(ElasticitySolver):
             raise InputError(f"{name}: yield stresses must be > 0 MPa (inf = elastic)")
         return a
 
+    # ------------------------------------------------------------------ platens
+    def add_platen(self, facets, value: float = 1.0, rotating: bool = True, name: str = "platen"):
+        """A rigid platen (``femur.mechanics.platens``) on local boundary ``facets``, moving
+        ``value`` mm along the solve frame's first axis per unit load scale, free to tilt
+        if ``rotating``; motion across that axis is free."""
+        if self._built:
+            raise InputError("add platens before the first solve")
+        self._platens.append(Platen(np.asarray(facets, np.int32), float(value), bool(rotating), name))
+
+    def _build_forms(self):
+        super()._build_forms()
+        if not self._platens:
+            return
+        if self._tractions:
+            raise InputError("PlasticitySolver: platens and tractions cannot be combined")
+        self.platen_set = PlatenSet(self._platens, self.mesh, self.V, self.E.x.array)
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        self._a_ufl = self._a_ufl + self.platen_set.bilinear(u, v)
+        self.a = dolfinx.fem.form(self._a_ufl)
+        self._residual = dolfinx.fem.form(ufl.action(self._a_ufl, self._u) - self._L_ufl)
+
+    def solve(self, rtol: float | None = None) -> SolveInfo:
+        """The elastic step for the reference load (scale 1).  Without platens the
+        ElasticitySolver's linear solve; with platens a Newton solve with the elastic
+        material from zero (the rank-2 platen terms need the LRC operator)."""
+        if not self._platens:
+            return super().solve(rtol)
+        t0 = time.perf_counter()
+        self._setup_state()
+        self._elastic_only = True
+        try:
+            self._u.x.array[:] = 0.0
+            self.set_dirichlet_scale(1.0)
+            saved = self.ksp_rtol_fixed
+            self.ksp_rtol_fixed = rtol or 1e-10
+            try:
+                info = self.newton(rtol=1e-9, max_it=5)
+            finally:
+                self.ksp_rtol_fixed = saved
+        finally:
+            self._elastic_only = False
+        if not info.converged:
+            raise SolverError(f"elastic step with platens did not converge: {info.reason}")
+        t = time.perf_counter() - t0
+        self.last = SolveInfo(info.linear_iterations, "converged", float(info.residual), 0.0, 0.0, t,
+                              self.dofs, self.config.name)
+        return self.last
+
     # ------------------------------------------------------------------ set-up
     def setup_plastic(self):
-        """Quadrature spaces, forms, state and matrices (after the elastic solve)."""
+        """Quadrature spaces, forms, state and matrices; the elastic solution for the
+        reference load (after ``solve()``)."""
         if self._plastic_ready:
+            return
+        self._setup_state()
+        self._record_elastic()
+        self._plastic_ready = True
+
+    def _setup_state(self):
+        if getattr(self, "_state_ready", False):
             return
         if not self._built:
             self._build()
+        if self._matrix_dirty:
+            self._assemble_matrix()
         mesh = self.mesh
         cell = mesh.basix_cell()
         self.qpoints, self.qweights = basix.make_quadrature(cell, self.qdeg)
@@ -196,6 +260,11 @@ class PlasticitySolver(ElasticitySolver):
         dxp = ufl.Measure("dx", domain=mesh, metadata=md, subdomain_id=1)
         self._dJ_compiled = dolfinx.fem.compile_form(
             self.comm, ufl.inner(ufl.dot(self.C_q, mandel_strain(du)), mandel_strain(v)) * dxp)
+        if self.platen_set is not None:
+            self._Fp_form = dolfinx.fem.form(self.platen_set.residual(self._u, v))
+            with self._frame_ctx():
+                self.platen_set.setup()
+            self._pvec = dolfinx.fem.petsc.create_vector(self.V)
         self._strain_expr = dolfinx.fem.Expression(mandel_strain(self._u), self.qpoints)
         # material at the points (cell values repeated over the cell's points)
         V0 = self.E.function_space
@@ -215,6 +284,7 @@ class PlasticitySolver(ElasticitySolver):
         self.Kt = self.A.duplicate(copy=True)  # the elastic matrix's sparsity and values
         if self._nullspace is not None:
             self.Kt.setNearNullSpace(self._nullspace)
+        self.Kt_op = self.platen_set.operator(self.Kt) if self.platen_set is not None else self.Kt
         self._P = None  # preconditioner matrix once refreshed (else the elastic self.A)
         self._rvec = dolfinx.fem.petsc.create_vector(self.V)
         self._du = dolfinx.fem.Function(self.V)
@@ -227,14 +297,19 @@ class PlasticitySolver(ElasticitySolver):
         dolfinx.fem.petsc.set_bc(g.x.petsc_vec, self.bcs)
         g.x.scatter_forward()
         self.g_ref = g.x.array.copy()
-        self._u_el = self._u.x.array.copy()  # elastic solution for the reference values
+        self.timers = {}
+        self._state_ready = True
+
+    def _record_elastic(self):
+        """The elastic solution for the reference values (scale 1) as the start of the
+        pushover: its displacement, stress and reaction force (N per unit scale)."""
+        self.set_dirichlet_scale(1.0)
+        self._u_el = self._u.x.array.copy()
         self._u_commit = self._u_el.copy()
         self._u_prev = np.zeros_like(self._u_el)
         self._sigma_el = np.einsum("nij,nj->ni", self.C_el, self.point_strains())
         self._write_q(self.sig_q, self._sigma_el, 6)
-        self.elastic_force = self.reaction()  # N per unit scale of the reference values
-        self.timers = {}
-        self._plastic_ready = True
+        self.elastic_force = self.reaction()
 
     # ------------------------------------------------------------------ pieces
     def point_strains(self) -> np.ndarray:
@@ -250,8 +325,13 @@ class PlasticitySolver(ElasticitySolver):
     def constitutive_update(self, tangent: bool = True):
         """Return map at the current displacement from the committed state (trial state)."""
         eps = self.point_strains()
-        r = self.criterion.return_map(eps, self.eps_p, self.kappa, self.mat, tangent=tangent,
-                                      clip_softening_tangent=self.clip)
+        if self._elastic_only:  # elastic step: no yield anywhere
+            r = ReturnResult(np.einsum("nij,nj->ni", self.C_el, eps), self.eps_p, self.kappa,
+                             np.zeros(len(eps), bool), np.zeros(len(eps), bool),
+                             np.zeros((0, 6, 6)), self.mat.K, self.mat.mu)
+        else:
+            r = self.criterion.return_map(eps, self.eps_p, self.kappa, self.mat, tangent=tangent,
+                                          clip_softening_tangent=self.clip)
         self._trial = r
         self._write_q(self.sig_q, r.sigma, 6)
         if tangent:
@@ -275,41 +355,78 @@ class PlasticitySolver(ElasticitySolver):
         self.Kt.assemble()
 
     def assemble_residual(self):
-        """Internal-force vector (owned entries, ghost contributions added)."""
+        """Internal-force vector (owned entries, ghost contributions added); with platens
+        also their force vector (``self._pvec``, added to the returned one)."""
         b = self._rvec
         with b.localForm() as bl:
             bl.set(0.0)
         with self._frame_ctx():
             dolfinx.fem.petsc.assemble_vector(b, self._F_form)
         b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        if self.platen_set is not None:
+            p = self._pvec
+            with p.localForm() as pl:
+                pl.set(0.0)
+            with self._frame_ctx():
+                dolfinx.fem.petsc.assemble_vector(p, self._Fp_form)
+            p.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            self.platen_set.correct_residual(p, self._u.x.petsc_vec)
+            b.axpy(1.0, p)
         return b
 
+    def _platen_force(self) -> float:
+        return self.platen_set.force(self._u.x.petsc_vec) if self.platen_set is not None else 0.0
+
     def reaction(self, b=None) -> float:
-        """Force (N) work-conjugate to the prescribed displacement pattern: sum over the
-        constrained DOFs of internal force x reference displacement (per mm)."""
+        """Force (N) work-conjugate to the load scale: sum over the constrained DOFs of
+        internal force x reference displacement (per mm), plus the platens' forces."""
         b = self.assemble_residual() if b is None else b
         loc = float(np.dot(b.array_r[self._D], self.g_ref[self._D]))
-        return self.comm.allreduce(loc, op=MPI.SUM)
+        return self.comm.allreduce(loc, op=MPI.SUM) + self._platen_force()
 
     def set_dirichlet_scale(self, scale: float):
-        """u = scale x reference value on the constrained DOFs (interior untouched)."""
+        """u = scale x reference value on the constrained DOFs (interior untouched); the
+        platens move to ``scale`` x their value."""
         arr = self._u.x.array
         D = self._D
         arr[D] = scale * self.g_ref[D]
         self._u.x.scatter_forward()
+        if self.platen_set is not None:
+            self.platen_set.set_scale(scale)
 
     def _setup_pc(self, P):
-        """(Re)build the preconditioner from matrix P with the configuration's options."""
+        """(Re)build the preconditioner from matrix P with the configuration's options
+        (with tilting platens: the AMG of P plus the tilt deflation, platens.TiltDeflation)."""
         serial = self.config.serial_setup_options if self.comm.size == 1 else {}
         gopts = GlobalOptions(serial)
         try:
-            self.ksp.setOperators(self.Kt, P)
-            self.ksp.getPC().setReusePreconditioner(False)
-            self.ksp.setUp()
+            if self.platen_set is not None and self.platen_set.n_lowrank:
+                self._setup_deflated_pc(P)
+            else:
+                self.ksp.setOperators(self.Kt_op, P)
+                self.ksp.getPC().setReusePreconditioner(False)
+                self.ksp.setUp()
         finally:
             gopts.clear()
         self.ksp.getPC().setReusePreconditioner(True)
         self.pc_setups += 1
+
+    def _setup_deflated_pc(self, P):
+        if self._deflation is None:
+            # the KSP's configured AMG becomes the inner PC of a python PC
+            self._amg = self.ksp.getPC()
+            self._amg.incRef()
+            self._deflation = TiltDeflation(self.platen_set)
+            shell = PETSc.PC().createPython(self._deflation, comm=self.comm)
+            self.ksp.setPC(shell)
+            shell.destroy()
+        self._amg.setOperators(P, P)
+        self._amg.setReusePreconditioner(False)
+        self._amg.setUp()
+        self._deflation.rebuild(self._amg, self.Kt_op)
+        self.ksp.setOperators(self.Kt_op, P)
+        self.ksp.getPC().setReusePreconditioner(False)
+        self.ksp.setUp()
 
     def _refresh_pc(self):
         if self._P is None:
@@ -324,7 +441,7 @@ class PlasticitySolver(ElasticitySolver):
         """Solve Kt du = -b (homogeneous Dirichlet); returns (ok, its, reason)."""
         ksp = self.ksp
         P = self._P if self._P is not None else self.A
-        ksp.setOperators(self.Kt, P)
+        ksp.setOperators(self.Kt_op, P)
         ksp.getPC().setReusePreconditioner(True)
         ksp.setInitialGuessNonzero(False)
         ksp.setTolerances(rtol=rtol)
@@ -355,10 +472,13 @@ class PlasticitySolver(ElasticitySolver):
         react = arr[self._D]
         force = float(np.dot(react, self.g_ref[self._D]))
         arr[self._D] = 0.0
-        sums = self.comm.allreduce(np.array([float(arr @ arr), float(react @ react), force]),
-                                   op=MPI.SUM)
+        # reaction scale: the forces on the constrained DOFs and those of the platens
+        pr = self._pvec.array_r if self.platen_set is not None else np.zeros(0)
+        sums = self.comm.allreduce(np.array([float(arr @ arr), float(react @ react) + float(pr @ pr),
+                                             force]), op=MPI.SUM)
         self._tick("residual", t0)
-        rn, scale, self.force = np.sqrt(sums[0]), np.sqrt(sums[1]), float(sums[2])
+        rn, scale = np.sqrt(sums[0]), np.sqrt(sums[1])
+        self.force = float(sums[2]) + self._platen_force()
         return b, (rn / scale if scale > 0 else rn)
 
     def _gdot(self, b) -> float:
@@ -374,7 +494,7 @@ class PlasticitySolver(ElasticitySolver):
         along du (g(0) < 0): the full step is kept if |g(1)| <= 0.8 |g(0)| or the
         potential still decreases at a = 1; otherwise secant steps on g (at most
         ``max_line_search``), each one return map and residual."""
-        self.setup_plastic()
+        self._setup_state()
         lin_its, r_prev = 0, None
         setups0 = self.pc_setups
         b, rel = self._evaluate()
@@ -458,6 +578,8 @@ class PlasticitySolver(ElasticitySolver):
         self.setup_plastic()
         self._u.x.array[:] = scale * self._u_el
         self._u.x.scatter_forward()
+        if self.platen_set is not None:
+            self.platen_set.set_scale(scale)
         self.constitutive_update(tangent=False)
         self.force = scale * self.elastic_force
         self._u_prev = np.zeros_like(self._u_commit)
@@ -483,10 +605,20 @@ class PlasticitySolver(ElasticitySolver):
         self._u.x.scatter_forward()
 
     def close(self):
-        for m in (getattr(self, "Kt", None), getattr(self, "_P", None), getattr(self, "_rvec", None)):
+        op = getattr(self, "Kt_op", None)
+        if op is not None and op is not getattr(self, "Kt", None):
+            op.destroy()
+        for m in (getattr(self, "Kt", None), getattr(self, "_P", None), getattr(self, "_rvec", None),
+                  getattr(self, "_pvec", None)):
             if m is not None:
                 m.destroy()
-        self.Kt = self._P = self._rvec = None
+        if self.platen_set is not None:
+            self.platen_set.destroy()
+        if self._deflation is not None:
+            self._deflation.destroy()
+            self._amg.destroy()
+            self._deflation = self._amg = None
+        self.Kt = self.Kt_op = self._P = self._rvec = self._pvec = None
         super().close()
 
 

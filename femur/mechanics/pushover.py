@@ -149,8 +149,14 @@ def _face_distance(bone, lc: AxialCompression) -> float:
     return float(zs[0] - zs[1])
 
 
-def displacement_control(bone, load_case) -> DisplacementControl:
-    """The displacement-controlled form of a femur load case (see the module docstring)."""
+PLATENS = ("rotating", "fixed")
+
+
+def displacement_control(bone, load_case, platens: str = "rotating") -> DisplacementControl:
+    """The displacement-controlled form of a load case (see the module docstring);
+    ``platens`` chooses the femur cases' cup and support ("rotating" or "fixed")."""
+    if platens not in PLATENS:
+        raise InputError(f"platens must be one of {PLATENS}, got {platens!r}")
     if isinstance(load_case, AxialCompression):
         lc = dataclasses.replace(load_case, displacement_mm=1.0, strain=None)
         prepared = lc.prepare(bone)
@@ -192,11 +198,26 @@ def displacement_control(bone, load_case) -> DisplacementControl:
         ref = supports["trochanter_support"]
     gauge = abs(_centroid_along(mesh, facets, direction) - _centroid_along(mesh, ref, direction))
     dirichlet = list(rec.dirichlet)
+    trochanter = supports.get("trochanter_support")
+
+    def is_trochanter(d):
+        return (trochanter is not None and d["component"] == 0 and d["facets"] is not None
+                and np.array_equal(d["facets"], trochanter))
 
     def apply(solver):
-        solver.add_dirichlet(facets=facets, value=sign * 1.0, component=c)
+        if platens == "fixed":
+            solver.add_dirichlet(facets=facets, value=sign * 1.0, component=c)
+            for d in dirichlet:
+                solver.add_dirichlet(**d)
+            return
+        if c != 0:  # pragma: no cover - the femur cases load along the frame's first axis
+            raise InputError(f"pushover: '{info.name}' is not loaded along the solve frame's first axis")
+        solver.add_platen(facets, value=sign * 1.0, rotating=True, name="cup")
         for d in dirichlet:
-            solver.add_dirichlet(**d)
+            if is_trochanter(d):
+                solver.add_platen(d["facets"], value=0.0, rotating=True, name="trochanter_pad")
+            else:
+                solver.add_dirichlet(**d)
 
     return DisplacementControl(info.name, Q, apply, direction, gauge, FEMUR_MAX_DISPLACEMENT_MM,
                                facets, supports)
@@ -212,7 +233,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
              post_peak_drop: float | None = 0.2, order: int = 1, solver="gamg",
              options: dict | None = None, nu: float | None = None, newton_rtol: float = 1e-6,
              newton_max_it: int = 25, pc_refresh: str = "increment", reproducible: bool = True,
-             on_increment=None,
+             platens: str = "rotating", on_increment=None,
              progress: bool | None = None) -> PushoverSolution:
     """Material-nonlinear, displacement-controlled pushover of ``bone`` under ``load_case``.
 
@@ -249,7 +270,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
     ym = yield_model if yield_model is not None else default_yield_model(bone, material)
     sig_c, sig_t = ym.yield_arrays(bone, E_cells)
     crit = criterion or _criterion_default(bone)
-    dc = displacement_control(bone, load_case)
+    dc = displacement_control(bone, load_case, platens)
     if max_displacement_mm is not None and max_strain is not None:
         raise InputError("give max_displacement_mm or max_strain, not both")
     dmax = (float(max_displacement_mm) if max_displacement_mm is not None else
@@ -307,6 +328,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
                      **{f"{k}_s": v for k, v in ps.timers.items()}},
             kappa_peak=run.kappa_peak, kappa_final=ps.kappa.copy(), nq=ps.nq,
             qweights=np.asarray(ps.qweights),
+            platens=None if isinstance(load_case, AxialCompression) else platens,
         )
     finally:
         ps.close()

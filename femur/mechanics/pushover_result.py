@@ -107,6 +107,7 @@ class PushoverSolution:
     kappa_final: np.ndarray = field(repr=False, default=None)
     nq: int = 1
     qweights: np.ndarray = field(repr=False, default=None)
+    platens: str | None = None  # femur cases: "rotating" or "fixed" cup and support
 
     @property
     def curve(self) -> np.ndarray:
@@ -119,7 +120,7 @@ class PushoverSolution:
                 "first_yield_displacement_mm", "linear_stiffness_n_per_mm", "gauge_length_mm",
                 "offset_strain", "max_displacement_mm", "direction", "increments", "cutbacks",
                 "newton_iterations", "linear_iterations", "pc_setups", "yielded_volume_mm3",
-                "yielded_volume_final_mm3", "converged", "stopped_reason", "timings",
+                "yielded_volume_final_mm3", "converged", "stopped_reason", "platens", "timings",
                 "load_displacement")
         return {k: getattr(self, k) for k in keys}
 
