@@ -15,6 +15,7 @@ import dolfinx  # noqa: E402
 
 from femur.core.errors import InputError  # noqa: E402
 from femur.mechanics import AxialCompression, SidewaysFall, SingleLegStance  # noqa: E402
+from femur.mechanics.loadcases import tagged_facets  # noqa: E402
 from femur.mechanics.materials import MaterialModel  # noqa: E402
 from femur.mechanics.nonlinear import PlasticitySolver  # noqa: E402
 from femur.mechanics.pushover import displacement_control  # noqa: E402
@@ -229,7 +230,7 @@ def test_cube_compression_reaches_the_limit_load(crit, cell, check):
     yield where the offset line (gauge 20 mm, 0.04 mm) meets the plateau: 0.24 mm."""
     bone = _with_density(prism_bone(COMM, n=(2, 2, 4), cell=cell), 0.5)
     ym = YieldModel(YieldStrainLaw("t", (0.01, 0.006), "test"))
-    r = pushover(bone, AxialCompression(), material=1000.0, yield_model=ym, criterion=crit,
+    r = pushover(bone, AxialCompression(), material=1000.0, yield_model=ym, criterion=crit, order=1,
                  max_displacement_mm=0.6, progress=False)
     check(r.converged, r.stopped_reason)
     check(abs(r.nonlinear_strength_n / 1000.0 - 1) < 0.01, f"limit load {r.nonlinear_strength_n}")
@@ -278,7 +279,7 @@ def test_graded_bar_yields_first_at_the_weakest_section(check):
     z = bone.cell_midpoints()[:, 2]
     _with_density(bone, 0.5 + 2.0 * (z / L - 0.35) ** 2)
     ym = YieldModel(power_yield("graded", 10.0, 1.0, "apparent", "test"))
-    r = pushover(bone, AxialCompression(), material=1000.0, yield_model=ym,
+    r = pushover(bone, AxialCompression(), material=1000.0, yield_model=ym, order=1,
                  criterion="von_mises", max_displacement_mm=0.102, progress=False)
     check(r.converged, r.stopped_reason)
     check(abs(r.first_yield_load_n - 20.0) < 1e-6, f"first yield load {r.first_yield_load_n}")
@@ -299,7 +300,8 @@ def test_softening_bar_follows_the_analytic_curve(check):
     with several, softening localises in one of them (round-off picks which), as it should."""
     bone = _with_density(prism_bone(COMM, size=(2.0, 2.0, 20.0), n=(1, 1, 1), cell="hexahedron"), 1.0)
     soft = Softening(modulus_fraction=0.05, residual_fraction=0.4, plateau_strain=0.002)
-    r = pushover(bone, AxialCompression(), material=1000.0, yield_model=YieldModel(constant_yield(10.0)),
+    r = pushover(bone, AxialCompression(), material=1000.0, order=1,
+                 yield_model=YieldModel(constant_yield(10.0)),
                  criterion="von_mises", softening=soft, max_displacement_mm=3.0,
                  post_peak_drop=None, progress=False)
     check(r.converged, r.stopped_reason)
@@ -317,6 +319,52 @@ def test_softening_bar_follows_the_analytic_curve(check):
     err = np.abs(c[:, 1] - exact).max() / 40.0
     check(err < 1e-6, f"max deviation {err} of sigma_y A; curve {c.tolist()}")
     check(abs(c[-1, 1] - 16.0) < 1e-6, "residual load 4 MPa x 4 mm2")
+
+
+# ----------------------------------------------------------------------------- platens
+@pytest.mark.parametrize("rotating,exact_n_per_mm,tilt", [(True, 8125.0, -0.15), (False, 10000.0, None)])
+def test_platen_on_a_two_modulus_prism(rotating, exact_n_per_mm, tilt, check):
+    """Prism 10x10x20 mm, E 1000 MPa for x < 5 and 3000 MPa for x > 5, nu 0, base fixed, a
+    rigid frictionless platen pushed 1 mm into the top face (P2).  With nu = 0 the exact
+    field is u_z = -(delta + theta xi) z/h, u_x = theta z^2/(2h) (no shear, free sides):
+    a platen that cannot tilt (theta = 0) needs (E1 + E2) A/(2h) = 10000 N/mm; one free to
+    tilt about the face centroid turns until the moment vanishes,
+    theta = 125 (E1 - E2)/(416.7 (E1 + E2)) = -0.15 per mm (the soft half goes deeper),
+    F = 50 (E1 + E2)/h + 125 theta (E2 - E1)/h = 8125 N/mm.  The penalty (1e3 E/h)
+    leaves ~1e-4."""
+    bone = prism_bone(COMM, n=(4, 4, 4))
+    E = np.where(bone.cell_midpoints()[:, 0] < 5.0, 1000.0, 3000.0)
+    Q = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # first axis: -z
+    ps = PlasticitySolver(bone, E, 0.0, 1e9, 1e9, frame=Q, order=2)
+    try:
+        ps.add_platen(tagged_facets(bone, "superior"), value=1.0, rotating=rotating)
+        ps.add_dirichlet(facets=tagged_facets(bone, "inferior"), value=0.0)
+        ps.solve()
+        ps.setup_plastic()
+        force = ps.elastic_force
+        tilts = ps.platen_set.tilts(ps._u.x.petsc_vec)[0]
+    finally:
+        ps.close()
+    check(abs(force / exact_n_per_mm - 1) < 1e-3, f"platen force {force} N/mm vs {exact_n_per_mm}")
+    if tilt is not None:
+        check(abs(tilts[0] - tilt) < 1e-3 and abs(tilts[1]) < 1e-6, f"tilt {tilts} vs ({tilt}, 0)")
+
+
+def test_platens_soften_the_femur_against_fixed_ones(check):
+    """Coarse femur: the cup and pad free to tilt give a lower stiffness and strength than
+    uniform displacement of the head cap on a flat support (which also holds the head
+    and the trochanter from turning), in both the fall and stance; every curve converges."""
+    bone = build_bone("femur", mesh_size_mm=7.0, t_score=-2.5)
+    mat = material_for(bone)
+    for lc in (SidewaysFall(), SingleLegStance()):
+        r = {m: pushover(bone, lc, mat, order=1, platens=m, max_displacement_mm=2.0, progress=False)
+             for m in ("rotating", "fixed")}
+        check(all(x.converged for x in r.values()), f"{lc.name}: {[x.stopped_reason for x in r.values()]}")
+        check(r["rotating"].linear_stiffness_n_per_mm < 0.7 * r["fixed"].linear_stiffness_n_per_mm,
+              f"{lc.name} stiffness {r['rotating'].linear_stiffness_n_per_mm} vs {r['fixed'].linear_stiffness_n_per_mm}")
+        check(r["rotating"].nonlinear_strength_n < r["fixed"].nonlinear_strength_n,
+              f"{lc.name} strength {r['rotating'].nonlinear_strength_n} vs {r['fixed'].nonlinear_strength_n}")
+        check(r["rotating"].platens == "rotating" and r["fixed"].platens == "fixed", "recorded")
 
 
 # ----------------------------------------------------------------------------- MPI
@@ -338,7 +386,7 @@ def test_pushover_rank_invariance(kind, lc, check):
     for comm in (COMM, MPI.COMM_SELF):
         bone, E = _heterogeneous(comm, kind)
         ym = YieldModel(power_yield("t", 20.0, 1.5, "apparent", "test", tension_ratio=0.7))
-        r = pushover(bone, lc, material=E, yield_model=ym, criterion="drucker_prager",
+        r = pushover(bone, lc, material=E, yield_model=ym, criterion="drucker_prager", order=1,
                      max_displacement_mm=0.4 if kind == "prism" else 0.6, progress=False)
         out.append(r)
     a, b = out
@@ -357,7 +405,7 @@ def test_femur_pushover_produces_a_peak_and_outputs(mpi_tmp_path, check):
     """Coarse parametric femur, sideways fall: converges, rises above the first yield to a
     peak, has a 0.2 %-offset yield load, yields in the neck, and writes CSV/PNG/XDMF/JSON."""
     bone = build_bone("femur", mesh_size_mm=6.0, t_score=-2.5)
-    r = pushover(bone, SidewaysFall(), material_for(bone), max_displacement_mm=2.0,
+    r = pushover(bone, SidewaysFall(), material_for(bone), max_displacement_mm=2.0, order=1,
                  out=mpi_tmp_path, progress=False)
     check(r.converged, r.stopped_reason)
     check(r.nonlinear_strength_n > 1.5 * r.first_yield_load_n,
@@ -378,7 +426,7 @@ def test_vertebra_pushover_produces_a_peak(check):
     """Coarse parametric vertebra between PMMA layers, axial compression to 2 % of the
     loaded height (default): peak above the first yield, layers stay within 70 MPa."""
     bone = build_bone("vertebra", mesh_size_mm=4.0, t_score=-2.5, layers="pmma")
-    r = pushover(bone, AxialCompression(), material_for(bone), progress=False)
+    r = pushover(bone, AxialCompression(), material_for(bone), order=1, progress=False)
     check(r.converged, r.stopped_reason)
     check(abs(r.max_displacement_mm - 0.02 * r.gauge_length_mm) < 1e-9, "2 % of the loaded height")
     check(r.nonlinear_strength_n > 1.2 * r.first_yield_load_n, f"{r.nonlinear_strength_n} vs {r.first_yield_load_n}")
@@ -393,7 +441,7 @@ def test_nonconvergence_stops_with_the_step_and_keeps_the_curve(mpi_tmp_path, ch
     bone, E = _heterogeneous(COMM, "prism")
     ym = YieldModel(power_yield("t", 20.0, 1.5, "apparent", "test"))
     with pytest.warns(UserWarning) if COMM.rank == 0 else _null():
-        r = pushover(bone, AxialCompression(), material=E, yield_model=ym, max_displacement_mm=0.5,
+        r = pushover(bone, AxialCompression(), material=E, yield_model=ym, max_displacement_mm=0.5, order=1,
                      newton_max_it=1, max_cutbacks=1, out=mpi_tmp_path, progress=False)
     check(not r.converged, "marked as not converged")
     check("increment" in r.stopped_reason and "load reached" in r.stopped_reason
@@ -418,7 +466,7 @@ def test_bad_input_is_named(check):
                          ({"post_peak_drop": 1.5}, "post_peak_drop"),
                          ({"increments": 0}, "increments")):
         with pytest.raises(InputError, match=word):
-            pushover(bone, AxialCompression(), material=1000.0, yield_model=ym, progress=False, **kwargs)
+            pushover(bone, AxialCompression(), material=1000.0, yield_model=ym, order=1, progress=False, **kwargs)
     with pytest.raises(InputError, match="sigma_t <= sigma_c"):
         pushover(bone, AxialCompression(), material=1000.0, criterion="drucker_prager",
                  yield_model=YieldModel(YieldStrainLaw("bad", (0.01, 0.02), "test")), progress=False)

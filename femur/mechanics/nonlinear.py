@@ -126,7 +126,7 @@ class PlasticitySolver(ElasticitySolver):
                  pc_refresh: str = "increment",
                  ksp_rtol_max: float = 1e-3, ksp_rtol_min: float = 1e-10,
                  ksp_rtol_first: float = 1e-2, ksp_rtol: float | None = 1e-6,
-                 max_line_search: int = 3):
+                 ksp_rtol_final: float | None = None, max_line_search: int = 3):
         mesh = getattr(bone_or_mesh, "mesh", bone_or_mesh)
         if not isinstance(mesh, dolfinx.mesh.Mesh):
             raise InputError(f"PlasticitySolver needs a Bone or a dolfinx Mesh, got {type(mesh)}")
@@ -153,6 +153,7 @@ class PlasticitySolver(ElasticitySolver):
         if ksp_rtol is not None and not (0 < ksp_rtol < 1):
             raise InputError(f"ksp_rtol must lie in (0, 1) or be None, got {ksp_rtol}")
         self.ksp_rtol_fixed = ksp_rtol
+        self.ksp_rtol_final = ksp_rtol_final
         self._plastic_ready = False
         self._elastic_only = False
         self._deflation = self._amg = None
@@ -497,6 +498,7 @@ class PlasticitySolver(ElasticitySolver):
         self._setup_state()
         lin_its, r_prev = 0, None
         setups0 = self.pc_setups
+        final = False  # inexact Newton: the closing correction to ksp_rtol_final is running
         b, rel = self._evaluate()
         for it in range(max_it + 1):
             info = lambda ok, why: NewtonInfo(ok, it, lin_its, float(rel), why,  # noqa: E731
@@ -504,7 +506,9 @@ class PlasticitySolver(ElasticitySolver):
             if not np.isfinite(rel):
                 return info(False, "non-finite residual")
             if rel <= rtol:
-                return info(True, "converged")
+                if final or self.ksp_rtol_fixed is not None or self.ksp_rtol_final is None:
+                    return info(True, "converged")
+                final = True
             if it == max_it:
                 return info(False, f"no convergence in {max_it} Newton iterations "
                                    f"(relative residual {rel:.3e} > {rtol:g})")
@@ -512,6 +516,8 @@ class PlasticitySolver(ElasticitySolver):
                 return info(False, f"diverging Newton residual ({rel:.3e})")
             if self.ksp_rtol_fixed is not None:
                 eta = self.ksp_rtol_fixed
+            elif final:
+                eta = self.ksp_rtol_final
             else:
                 # inexact Newton: Eisenstat-Walker (choice 2) forcing term, clipped; once
                 # the predicted next residual (quadratic model C rel^2, C from the last

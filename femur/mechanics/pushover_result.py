@@ -108,6 +108,9 @@ class PushoverSolution:
     nq: int = 1
     qweights: np.ndarray = field(repr=False, default=None)
     platens: str | None = None  # femur cases: "rotating" or "fixed" cup and support
+    #: slope of the last curve segment / initial stiffness: ~0 on a plateau or past the
+    #: peak (< 0), clearly > 0 where the curve still rises at the end displacement
+    end_slope_fraction: float | None = None
 
     @property
     def curve(self) -> np.ndarray:
@@ -120,7 +123,8 @@ class PushoverSolution:
                 "first_yield_displacement_mm", "linear_stiffness_n_per_mm", "gauge_length_mm",
                 "offset_strain", "max_displacement_mm", "direction", "increments", "cutbacks",
                 "newton_iterations", "linear_iterations", "pc_setups", "yielded_volume_mm3",
-                "yielded_volume_final_mm3", "converged", "stopped_reason", "platens", "timings",
+                "yielded_volume_final_mm3", "converged", "stopped_reason", "platens",
+                "end_slope_fraction", "timings",
                 "load_displacement")
         return {k: getattr(self, k) for k in keys}
 
