@@ -245,8 +245,10 @@ class TiltDeflation:
         self.U = [u for lst in platen_set.U if lst is not None for u in lst]
         self.W, self.Einv, self.amg = [], None, None
 
-    def rebuild(self, amg, K):
-        """W = B U and (W^T K W)^-1 for the AMG PC ``amg`` (set up) and operator K."""
+    def rebuild(self, amg, K, A=None, sweeps: int = 0):
+        """W = B U and (W^T K W)^-1 for the AMG PC ``amg`` (set up) and operator K; with
+        ``sweeps`` > 0 and the assembled matrix ``A``, W is improved toward A^-1 U by that
+        many preconditioned Richardson sweeps w += B (u - A w)."""
         for w in self.W:
             w.destroy()
         self.amg, self.W = amg, []
@@ -254,6 +256,15 @@ class TiltDeflation:
         for u in self.U:
             w = u.duplicate()
             amg.apply(u, w)
+            if sweeps and A is not None:
+                r, z = u.duplicate(), u.duplicate()
+                for _ in range(sweeps):
+                    A.mult(w, r)
+                    r.aypx(-1.0, u)
+                    amg.apply(r, z)
+                    w.axpy(1.0, z)
+                r.destroy()
+                z.destroy()
             kw = w.duplicate()
             K.mult(w, kw)
             self.W.append(w)
