@@ -14,7 +14,7 @@ Modes (each writes JSON into benchmarks/results/):
   read-offs; per variant the 1-vs-2-rank agreement of the curve.  Targets (issue 10):
   pushover <= 10x the linear solve, < 60 s on 2 ranks, ranks agree to 1e-8.  Forms are
   compiled first on a coarse femur so that JIT time counts in neither.
-  -> nonlinear.json (``--quick``: 8 mm, 1 rank -> nonlinear_quick.json)
+  -> nonlinear.json (``--quick``: 7 mm, 1 rank -> nonlinear_quick.json)
 * ``--bcs`` -- the femur boundary conditions: sideways fall (lateral) and stance of the
   built-in femur at FN T-score -2.5 (``--bc-size`` mm, ``--order``), with the cup and
   pad free to tilt ("rotating", the default) and with the phase-1 ones (uniform
@@ -96,7 +96,7 @@ def worker_cost(size_mm: float, order: int | None, variants: list) -> dict:
 
     comm = MPI.COMM_WORLD
     lin_order = order or 2
-    warm = build_bone("femur", mesh_size_mm=9.0, t_score=-2.5, comm=comm)
+    warm = build_bone("femur", mesh_size_mm=7.0, t_score=-2.5, comm=comm)
     solve(warm, SidewaysFall(), material_for(warm), order=lin_order)
     for plat in ("rotating", "fixed"):
         pushover(warm, SidewaysFall(), material_for(warm), max_displacement_mm=0.5, order=order,
@@ -203,7 +203,7 @@ def curve_agreement(a: dict, b: dict) -> float | None:
 
 def _cost(a, run) -> int:
     ranks = [1] if a.quick and a.ranks is None else [int(r) for r in (a.ranks or "1,2").split(",")]
-    size = a.size if a.size is not None else (8.0 if a.quick else (2.6 if a.order == 1 else 6.0))
+    size = a.size if a.size is not None else (7.0 if a.quick else (2.6 if a.order == 1 else 6.0))
     variants = (list(VARIANTS) if a.variants == "all" else
                 [v.strip() for v in (a.variants or "default").split(",") if v.strip()])
     unknown = set(variants) - set(VARIANTS)
@@ -275,7 +275,7 @@ def _bcs(a, run) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="8 mm femur, 1 rank")
+    ap.add_argument("--quick", action="store_true", help="7 mm femur, 1 rank")
     ap.add_argument("--ranks", default=None, help="comma-separated rank counts (default 1,2)")
     ap.add_argument("--size", type=float, default=None,
                     help="femur mesh size (mm); default 6 (P2) / 2.6 (P1), ~50k DOF")

@@ -207,7 +207,7 @@ def test_nonlinear_strength_model_in_a_run(check):
     0.2 %-offset yield loads too); the run says which model it used; romosozumab raises
     the nonlinear vertebral strength over 3 months."""
     r = Simulation("romosozumab", 3, fe_interval_days=30, strength_months=(0, 3), bones=("vertebra",),
-                   strength_model="nonlinear", mesh_size_mm=8.0, progress=False).run()
+                   strength_model="nonlinear", mesh_size_mm=6.0, progress=False).run()
     check(r.run["strength_model"] == "nonlinear", r.run)
     s, y = r.strength["vertebral_strength_n"], r.strength["vertebral_yield_load_n"]
     check(np.all(y > 0) and np.all(y <= s), f"offset yield {y} vs peak {s}")
