@@ -40,6 +40,7 @@ _PUBLIC = {
     "ElasticitySolver": "femur.mechanics.elasticity", "export_inp": "femur.mechanics.abaqus",
     "fracture_load": "femur.mechanics.failure", "solve": "femur.mechanics.problem",
     "load_solver_config": "femur.mechanics.solvers",
+    "pushover": "femur.workflows.pushover", "PushoverResult": "femur.workflows.pushover",
     "areal_bmd": "femur.outcomes.dxa", "t_score": "femur.outcomes.references",
     "bone_with_t_score": "femur.workflows.t_score", "build_bone": "femur.workflows.bones",
     "simulate": "femur.workflows.simulation", "Simulation": "femur.workflows.simulation",

@@ -1,7 +1,8 @@
 """The `femur` command line.
 
-    femur strength [--bone femur|parametric-femur|vertebra|all] [--mesh-size MM] [--order 1|2] [--solver NAME]
-                   [--law NAME] [--t-score T] [--json] [--out DIR] [--export-inp DIR]
+    femur strength [--bone femur|parametric-femur|vertebra|all] [--model linear|nonlinear]
+                   [--mesh-size MM] [--order 1|2] [--solver NAME] [--law NAME] [--t-score T]
+                   [--json] [--out DIR] [--export-inp DIR]
     femur strength --ct IMAGE [--labels LABELS] [--layers L1,L2] ...
     femur simulate [--treatment SPEC] [--months M] [--bone ...] [--json] [--out DIR] ...
     femur simulate --ct IMAGE --labels LABELS [--layers L1,L2] [--calibration FILE |
@@ -24,6 +25,7 @@ from femur.core.errors import FemurError
 from femur.core.log import configure, get_logger, verbosity
 from femur.core.mpi import MPI
 from femur.core.version import __version__
+from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, STRENGTH_MODELS, check_strength_model
 from femur.study import run_study_cli
 from femur.remodeling.patient import Patient
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
@@ -54,11 +56,17 @@ def _add_strength(sub):
                  "Stiffness and fracture load of the built-in osteoporotic femur (stance, sideways "
                  "fall) and vertebra (axial compression), or of a calibrated CT scan.")
     p.add_argument("--bone", default="all", metavar="BONE", help=BONE_HELP)
+    p.add_argument("--model", choices=["linear", "nonlinear"], default="linear",
+                   help="linear: first-element fracture load (Schileo strain limits), fast; "
+                   "nonlinear: adds the material-nonlinear pushover (peak load, 0.2%% offset yield "
+                   "load, load-displacement curve), 15-40x the linear solve")
     p.add_argument("--mesh-size", type=float, default=None, metavar="MM",
                    help="characteristic element size in mm (default: each bone's default; the anatomical "
                    "femur ships 3 mm (default) and 4 mm meshes: a size picks the nearest, coarser than 4 "
                    "takes 4)")
-    p.add_argument("--order", type=int, choices=[1, 2], default=1, help="Lagrange element order")
+    p.add_argument("--order", type=int, choices=[1, 2], default=None,
+                   help="Lagrange element order (default: 1 for the linear solve, 2 for the "
+                   "pushover, which locks with 1)")
     p.add_argument("--solver", default="gamg", help="named solver configuration in solvers/ (gamg, mumps, hypre)")
     p.add_argument("--law", default=None, help="density-modulus law name (default: per bone, see docs)")
     p.add_argument("--t-score", type=float, default=-2.5,
@@ -75,7 +83,9 @@ def _add_strength(sub):
                    help="tissue volume (mm3) that must reach the strain limit with --criterion "
                    "critical_volume (default 1 mm3)")
     p.add_argument("--json", action="store_true", help="print machine-readable records")
-    p.add_argument("--out", default=None, metavar="DIR", help="write fields (VTX/XDMF) and PNG pictures here")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write fields (VTX/XDMF) and PNG pictures here; with --model nonlinear also "
+                   "each load-displacement curve (CSV, PNG) and the plastic strain field (XDMF)")
     p.add_argument("--export-inp", default=None, metavar="DIR", help="write <bone>_<load_case>.inp for CalculiX/Abaqus")
     ct = p.add_argument_group("CT scan input")
     ct.add_argument("--ct", default=None, metavar="IMAGE", help="CT image (NIfTI, NRRD, VTK image, DICOM folder)")
@@ -97,6 +107,17 @@ def _format_table(records: list[dict]) -> str:
         ("0.2% surrogate N", "surrogate_0p2pct_load_n", "{:.0f}"),
         ("failure site", "failure_site", "{}"),
     ]
+    if any("nonlinear_strength_n" in r for r in records):
+        cols[3:] = [
+            ("stiffness N/mm", "stiffness_n_per_mm", "{:.0f}"),
+            ("linear fracture load N", "fracture_load_n", "{:.0f}"),
+            ("nonlinear DOFs", "nonlinear_dofs", "{:d}"),
+            ("nonlinear strength N", "nonlinear_strength_n", "{:.0f}"),
+            ("at mm", "displacement_at_peak_mm", "{:.2f}"),
+            ("0.2% offset yield N", "yield_load_n", "{:.0f}"),
+            ("increments", "increments", "{:d}"),
+            ("Newton", "newton_iterations", "{:d}"),
+        ]
     rows = []
     for r in records:
         row = []
@@ -151,6 +172,7 @@ def _cmd_strength(args) -> int:
             calibrated_mg_cm3=args.calibrated_mg_cm3, law=args.law or "kopperdahl2002",
             mesh=args.mesh, voxel_coarsen=args.voxel_coarsen, order=args.order,
             solver=args.solver, criterion=args.criterion, out=args.out, export_inp=args.export_inp,
+            model=args.model,
         )
     else:
         records = builtin_strength(
@@ -158,6 +180,7 @@ def _cmd_strength(args) -> int:
             law=args.law, t_score=args.t_score, age=args.age, criterion=args.criterion,
             out=args.out, export_inp=args.export_inp, layers=_builtin_layers(args.layers),
             critical_volume_mm3=args.critical_volume, fall_directions=_fall_directions(args.fall_directions),
+            model=args.model,
         )
     _report(args, lambda: json.dumps(records, indent=2), lambda: _format_table(records),
             "fields and pictures")
@@ -204,6 +227,10 @@ def _add_simulate(sub):
                    f"{', '.join(f'{m:g}' for m in DEFAULT_STRENGTH_MONTHS)} within the run, and "
                    "always the last month)")
     p.add_argument("--mesh-size", type=float, default=None, metavar="MM")
+    p.add_argument("--strength-model", choices=STRENGTH_MODELS, default=DEFAULT_STRENGTH_MODEL,
+                   help="what gives the strength at the strength months: linear (first-element "
+                   "fracture load), nonlinear (pushover peak, P2; 15-40x the linear solve per load "
+                   "case) or surrogate (not fitted yet)")
     p.add_argument("--bone", default="all", metavar="BONE", help=BONE_HELP)
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -235,6 +262,7 @@ def _cmd_simulate(args) -> int:
             strength_months = [float(x) for x in args.strength_months.split(",") if x.strip()]
         except ValueError:
             raise FemurError(f"--strength-months: expected numbers like 0,6,12, got '{args.strength_months}'")
+    check_strength_model(args.strength_model, "--strength-model")
     sex = args.sex or "female"
     age = 71.0 if args.age is None else args.age
     if args.ct:
@@ -252,7 +280,8 @@ def _cmd_simulate(args) -> int:
         bones = tuple(KIND_OF[n] for n in names)
         sim = Simulation(args.treatment, args.months, patient, fe_interval_days=args.fe_interval_days,
                          strength_months=strength_months, mesh_size_mm=args.mesh_size, bones=bones,
-                         femur_model=femurs[0] if femurs else "femur", progress=not args.json)
+                         femur_model=femurs[0] if femurs else "femur",
+                         strength_model=args.strength_model, progress=not args.json)
     res = sim.run(out=args.out)
     _report(args, lambda: json.dumps(res.to_dict()), res.table,
             "results (simulation.json, timecourse.png, <bone>_density.bp VTX for ParaView, change maps)")
@@ -282,7 +311,7 @@ def _ct_simulation(args, sex: str, age: float, strength_months) -> Simulation:
                            height_m=args.height, fn_t_score=args.t_score)
     return Simulation(args.treatment, args.months, patient, vertebra_bone=bone, bones=("vertebra",),
                       fe_interval_days=args.fe_interval_days, strength_months=strength_months,
-                      progress=not args.json)
+                      strength_model=args.strength_model, progress=not args.json)
 
 
 def _add_run(sub):

@@ -1,6 +1,7 @@
 """The `femur strength` command: JSON contract, table, outputs, clear errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,42 @@ def test_pictures_on_a_headless_machine_print_no_x_warning(tmp_path, capfd):
                               titles={"a": "density (g/cm3)"})
     assert path.stat().st_size > 1000
     assert "bad X server" not in capfd.readouterr().err
+
+
+NONLINEAR = {"nonlinear_strength_n", "yield_load_n", "displacement_at_peak_mm", "increments",
+             "newton_iterations", "load_displacement"}
+
+
+def test_strength_nonlinear_json_and_files(capsys, mpi_tmp_path):
+    """`--model nonlinear`: the records add the pushover's fields (issue 10 contract) and
+    --out gets each curve (CSV, PNG) and the plastic strain field (XDMF)."""
+    from mpi4py import MPI
+
+    rc = main(["strength", "--bone", "vertebra", "--mesh-size", "6", "--model", "nonlinear",
+               "--order", "1", "--json", "--out", str(mpi_tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    if MPI.COMM_WORLD.rank == 0:
+        r = json.loads(out)[0]
+        assert REQUIRED | NONLINEAR <= set(r)
+        curve = np.asarray(r["load_displacement"])
+        assert curve.shape[1] == 2 and curve[0].tolist() == [0.0, 0.0]
+        assert r["nonlinear_strength_n"] == pytest.approx(curve[:, 1].max())
+        assert 0 < r["yield_load_n"] <= r["nonlinear_strength_n"]
+        assert r["newton_iterations"] >= r["increments"] > 0 and r["converged"]
+        stem = mpi_tmp_path / "vertebra_compression"
+        for suffix in ("_load_displacement.csv", "_load_displacement.png", "_plastic_strain.xdmf",
+                       "_pushover.json"):
+            assert Path(f"{stem}{suffix}").exists(), suffix
+        csv = np.loadtxt(f"{stem}_load_displacement.csv", delimiter=",", skiprows=1)
+        assert np.allclose(csv, curve)
+
+
+def test_strength_model_surrogate_is_refused_clearly(capsys):
+    from mpi4py import MPI
+
+    rc = main(["simulate", "--bone", "vertebra", "--strength-model", "surrogate", "--months", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    if MPI.COMM_WORLD.rank == 0:
+        assert "not fitted yet" in err and "Traceback" not in err

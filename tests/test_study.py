@@ -22,6 +22,7 @@ from femur.core.errors import InputError, SolverError
 from femur.study import Study, load_study, run_study_cli
 from femur.study.cases import dose_times_days, normalise_result
 from femur.study.cohort import generate_cohort, sample_patient
+from femur.study.evaluator import simulation_for_record
 from femur.study.parse import parse_study
 
 from mpi4py import MPI
@@ -262,6 +263,8 @@ BAD = [
     ("duration_months = 12", 'duration_months = "12"', r"study\.duration_months.*expected a number, got str"),
     ("size = 3", "size = 2.5", r"cohort\.size.*expected an integer"),
     ("order = 1", "order = 3", r"model\.order.*1 or 2"),
+    ("order = 1", 'order = 1\nstrength_model = "surrogate"', r"model\.strength_model.*surrogate.*not fitted yet"),
+    ("order = 1", 'order = 1\nstrength_model = "pushover"', r"model\.strength_model.*unknown strength model"),
     ("visit_months = [0, 6, 12]", "visit_months = [6, 12]", r"first visit must be month 0"),
     ("visit_months = [0, 6, 12]", "visit_months = [0, 12, 6]", r"increase strictly"),
     (
@@ -314,6 +317,22 @@ def test_missing_arms_and_other_file_errors(mpi_tmp_path):
         load_study(path)
     ok = load_study(_write(tmp_path, no_placebo + "\n[risk]\nvertebral_h0_per_year = 0.3\n", "h0.toml"))
     assert ok.risk.vertebral_h0_per_year == 0.3
+
+
+def test_strength_model_goes_from_the_study_file_to_the_simulation(mpi_tmp_path):
+    """[model] strength_model = "nonlinear" reaches the case records and the Simulation the
+    evaluator builds (one choice, the same code path as `femur simulate`)."""
+    spec = load_study(_write(mpi_tmp_path, GOOD.replace("order = 1", 'order = 1\nstrength_model = "nonlinear"')))
+    assert spec.model.strength_model == "nonlinear"
+    rec = Study(spec.with_overrides(patients=1)).cases()[0]
+    assert rec["model"]["strength_model"] == "nonlinear"
+    sim = simulation_for_record(dict(rec, model=dict(rec["model"], mesh_size_mm=5.0)))
+    try:
+        assert sim.strength_model == "nonlinear"
+        assert all(t.strength_model == "nonlinear" for t in sim.tracks.values())
+    finally:
+        for t in sim.tracks.values():
+            t.close()
 
 
 def test_cohort_reproducible_and_independent_of_size():
@@ -410,6 +429,7 @@ def test_case_records():
         assert r["study_seed"] == study.spec.seed
         assert r["visit_months"] == [0, 6, 12]
         assert r["model"]["solver"] == "gamg"
+        assert r["model"]["strength_model"] == "linear"  # the default
         json.loads(json.dumps(r))
     # the same patient in both arms
     assert recs[0]["patient"] == recs[1]["patient"]

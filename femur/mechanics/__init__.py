@@ -6,6 +6,8 @@ Units: mm, N, MPa.  Public API::
 
     solve(bone, load_case, material=None, order=1, solver="gamg") -> MechanicsResult
     fracture_load(bone, load_case, material=None, criterion="principal_strain", region=None)
+    solve_pushover(bone, load_case, material=None, yield_model=None, ...) -> PushoverSolution
+    (``femur.pushover`` wraps it with a plot and files)
     SingleLegStance, SidewaysFall, AxialCompression
     ElasticitySolver, load_solver_config, export_inp
 """
@@ -27,6 +29,10 @@ from femur.mechanics.loadcases import (
     SingleLegStance,
 )
 from femur.mechanics.problem import MechanicsResult, resolve_material, solve
+from femur.mechanics.plasticity import DruckerPrager, Softening, VonMises
+from femur.mechanics.pushover import solve_pushover
+from femur.mechanics.pushover_result import PushoverSolution
+from femur.mechanics.yield_laws import YIELD_LAWS, YieldModel, default_yield_model, get_yield_law
 from femur.mechanics.solvers import SolverConfig, available_solvers, load_solver_config
 
 __all__ = [
@@ -49,4 +55,13 @@ __all__ = [
     "resolve_material",
     "EPS_TENSION",
     "EPS_COMPRESSION",
+    "solve_pushover",
+    "PushoverSolution",
+    "YieldModel",
+    "default_yield_model",
+    "get_yield_law",
+    "YIELD_LAWS",
+    "Softening",
+    "VonMises",
+    "DruckerPrager",
 ]

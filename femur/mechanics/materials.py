@@ -247,15 +247,21 @@ def constant_law(modulus_mpa: float, name: str | None = None, source: str = "use
     return ConstantLaw(name or f"constant_{modulus_mpa:g}_mpa", float(modulus_mpa), source)
 
 
-def kopperdahl_yield_mpa(rho_qct_g_cm3) -> np.ndarray:
-    """Compressive yield stress sigma_yc = 37.4 * rho_qct^1.39 (MPa), rho_qct in g/cm3.
-
-    Kopperdahl, J Orthop Res 2002, pipeline form (biomechanics.md 1.3; UNCONFIRMED vs the paper).
-    Takes the *QCT* density (K2HPO4-equivalent); convert apparent density with
-    ``femur.core.units.apparent_to_qct_g_cm3`` first.
-    """
-    rho = np.maximum(np.asarray(rho_qct_g_cm3, dtype=float), 0.0)
-    return 37.4 * rho**1.39
+def regional_laws(bone, roi_laws: Mapping, compartment_laws: Mapping, owner: str):
+    """(cell mask, law) pairs in the order they apply over a default law: ROI laws first,
+    compartment laws last (they win). A region the bone lacks is an InputError naming
+    ``owner``'s table (shared by the modulus and the yield models)."""
+    for laws, table, known, mask_of, what in (
+            (roi_laws, "roi_laws", bone.rois, bone.roi_mask, ("ROI", "ROIs")),
+            (compartment_laws, "compartment_laws", bone.cell_ids, bone.compartment_mask,
+             ("compartment", "compartments"))):
+        for region, law in laws.items():
+            if region not in known:
+                raise InputError(
+                    f"{owner} {table} names {what[0]} '{region}', but bone '{bone.name}' "
+                    f"has {what[1]} {sorted(known)}"
+                )
+            yield mask_of(region), law
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -319,19 +325,8 @@ class MaterialModel:
             )
         validate_density(rho, f"density of bone '{bone.name}'", comm=bone.comm)
         E = self.default_law.modulus_mpa(rho)
-        # ROI laws first, compartment laws last (they win: see the class docstring)
-        for laws, table, known, mask_of, what in (
-                (self.roi_laws, "roi_laws", bone.rois, bone.roi_mask, ("ROI", "ROIs")),
-                (self.compartment_laws, "compartment_laws", bone.cell_ids, bone.compartment_mask,
-                 ("compartment", "compartments"))):
-            for region, law in laws.items():
-                if region not in known:
-                    raise InputError(
-                        f"MaterialModel {table} names {what[0]} '{region}', but bone '{bone.name}' "
-                        f"has {what[1]} {sorted(known)}"
-                    )
-                mask = mask_of(region)
-                E[mask] = law.modulus_mpa(rho[mask])
+        for mask, law in regional_laws(bone, self.roi_laws, self.compartment_laws, "MaterialModel"):
+            E[mask] = law.modulus_mpa(rho[mask])
         return np.maximum(E, self.floor_mpa)
 
     def modulus_field(self, bone) -> "dolfinx.fem.Function":
@@ -396,7 +391,7 @@ def _layer_law(bone, name: str) -> ConstantLaw:
 
 __all__ = [
     "DensityModulusLaw", "PowerLaw", "LinearLaw", "PiecewisePowerLaw", "ConstantLaw", "LAWS", "get_law", "constant_law",
-    "MaterialModel", "default_material", "kopperdahl_yield_mpa",
+    "MaterialModel", "default_material", "regional_laws",
     "MORGAN2003_FEMORAL_NECK", "MORGAN2003_VERTEBRA", "MORGAN2003_TROCHANTER", "MORGAN2003_POOLED",
     "KOPPERDAHL2002", "CRAWFORD2003", "KEYAK1994", "KEYAK_FALKINSTEIN", "BEAUPRE1990", "PMMA",
     "COMPLIANT_LAYER",

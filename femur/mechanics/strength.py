@@ -9,11 +9,21 @@ names for the strength quantities from the solver to the risk model.
   ``<prefix>_stiffness_n_per_mm``, ``<prefix>_surrogate_0p2pct_load_n`` and their
   ``*_pct`` changes). The same names are used by the time-course results, the study's
   case records and tables, and the risk model;
-* :func:`strength_record` -- the JSON record of one bone and load case (`femur strength`).
+* :func:`strength_record` -- the JSON record of one bone and load case (`femur strength`);
+  :func:`pushover_fields` -- what a nonlinear pushover adds to it;
+* :data:`STRENGTH_MODELS` -- which model gives "the strength" (``<prefix>_strength_n``):
+  ``"linear"`` (default: the Schileo first-element fracture load of a linear solve),
+  ``"nonlinear"`` (the peak of the material-nonlinear pushover,
+  ``femur.mechanics.pushover``; with it the 0.2 %-offset yield load
+  ``<prefix>_yield_load_n``, and the stiffness is the pushover's initial one) or
+  ``"surrogate"`` (a linear-FE predictor of the nonlinear strength: not fitted yet).
+  One choice for `femur strength --model`, `femur simulate --strength-model`, the study
+  file's ``[model] strength_model`` and the evaluator.
 """
 
 from __future__ import annotations
 
+from femur.core.errors import InputError
 from femur.mechanics.failure import SURROGATE_STRAIN, evaluate_criterion
 from femur.mechanics.loadcases import AxialCompression, SidewaysFall, SingleLegStance
 from femur.mechanics.materials import MaterialModel, default_material
@@ -32,15 +42,38 @@ STRENGTH_CASES = {
     "vertebra": {"vertebral": AxialCompression},
 }
 
-#: every strength quantity, in table order: (prefix, kind) with kind "strength",
-#: "surrogate" (0.2 %-strain load, displacement-controlled cases) or "stiffness"
+#: every strength quantity, in table order: (prefix, kind) with kind "strength" (from the
+#: strength model), "surrogate" (linear model: 0.2 %-strain load of the
+#: displacement-controlled cases), "yield" (nonlinear model: 0.2 %-offset yield load) or
+#: "stiffness"
 QUANTITY_ORDER = (
-    ("vertebral", "strength"), ("vertebral", "surrogate"), ("femoral_fall", "strength"),
-    ("femoral_stance", "strength"), ("vertebral", "stiffness"), ("femoral_fall", "stiffness"),
+    ("vertebral", "strength"), ("vertebral", "surrogate"), ("vertebral", "yield"),
+    ("femoral_fall", "strength"), ("femoral_fall", "yield"), ("femoral_stance", "strength"),
+    ("femoral_stance", "yield"), ("vertebral", "stiffness"), ("femoral_fall", "stiffness"),
     ("femoral_stance", "stiffness"),
 )
 _SUFFIX = {"strength": "_strength_n", "surrogate": "_surrogate_0p2pct_load_n",
-           "stiffness": "_stiffness_n_per_mm"}
+           "yield": "_yield_load_n", "stiffness": "_stiffness_n_per_mm"}
+
+#: the strength models (see the module docstring); the default is the linear one until
+#: the surrogate is fitted and validated (issue 10: the default is the model that meets
+#: the surrogate's accuracy target)
+STRENGTH_MODELS = ("linear", "nonlinear", "surrogate")
+DEFAULT_STRENGTH_MODEL = "linear"
+
+
+def check_strength_model(name, where: str = "strength_model") -> str:
+    """``name`` if it is a strength model that can run; an InputError naming ``where``
+    otherwise (unknown name, or the surrogate, which is not fitted yet)."""
+    if name not in STRENGTH_MODELS:
+        raise InputError(f"{where}: unknown strength model {name!r}; expected one of "
+                         f"{', '.join(STRENGTH_MODELS)}")
+    if name == "surrogate":
+        raise InputError(
+            f"{where}: the 'surrogate' strength model (a linear-FE predictor of the nonlinear "
+            "strength) is not fitted yet; use 'linear' (fast, first-element fracture load) or "
+            "'nonlinear' (pushover)")
+    return name
 
 
 def quantity_name(prefix: str, kind: str = "strength") -> str:
@@ -76,6 +109,42 @@ def strength_quantities(prefix: str, mechanics_result, material, region=None) ->
         out[quantity_name(prefix, "surrogate")] = float(
             mechanics_result.applied_load_n * SURROGATE_STRAIN / mechanics_result.apparent_strain)
     return out
+
+
+def pushover_quantities(prefix: str, pushover) -> dict:
+    """The nonlinear model's quantities of one pushover (``PushoverSolution``): strength
+    (peak load), 0.2 %-offset yield load (None if the curve never crossed the offset
+    line) and initial stiffness, under their quantity names."""
+    y = pushover.yield_load_n
+    return {quantity_name(prefix): float(pushover.nonlinear_strength_n),
+            quantity_name(prefix, "yield"): None if y is None else float(y),
+            quantity_name(prefix, "stiffness"): float(pushover.linear_stiffness_n_per_mm)}
+
+
+def pushover_fields(pushover) -> dict:
+    """What `femur strength --model nonlinear` adds to a record (keys are an interface
+    contract; the curve as [[mm, N], ...])."""
+    return {
+        "nonlinear_strength_n": float(pushover.nonlinear_strength_n),
+        "yield_load_n": None if pushover.yield_load_n is None else float(pushover.yield_load_n),
+        "displacement_at_peak_mm": float(pushover.displacement_at_peak_mm),
+        "first_yield_load_n": float(pushover.first_yield_load_n),
+        "initial_stiffness_n_per_mm": float(pushover.linear_stiffness_n_per_mm),
+        "end_displacement_mm": float(pushover.max_displacement_mm),
+        "end_slope_fraction": pushover.end_slope_fraction,
+        "increments": int(pushover.increments),
+        "newton_iterations": int(pushover.newton_iterations),
+        "linear_iterations": int(pushover.linear_iterations),
+        "converged": bool(pushover.converged),
+        "stopped_reason": pushover.stopped_reason,
+        "nonlinear_order": int(pushover.order),
+        "nonlinear_dofs": int(pushover.dofs),
+        "yield_criterion": pushover.criterion,
+        "yield_law": pushover.yield_model["default"],
+        "platens": pushover.platens,
+        "pushover_s": float(pushover.timings.get("total_s", 0.0)),
+        "load_displacement": [[float(a), float(b)] for a, b in pushover.load_displacement],
+    }
 
 
 def material_for(bone, law: str | None = None) -> MaterialModel:
@@ -125,6 +194,7 @@ def strength_record(fr, bone, material) -> dict:
     }
 
 
-__all__ = ["DEFAULT_FALL_DIRECTIONS", "FEMUR_REGION", "QUANTITY_ORDER", "STRENGTH_CASES",
-           "load_cases_for", "material_for", "pct_name", "quantity_name", "region_for",
-           "strength_cases", "strength_quantities", "strength_record"]
+__all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FEMUR_REGION", "QUANTITY_ORDER",
+           "STRENGTH_CASES", "STRENGTH_MODELS", "check_strength_model", "load_cases_for",
+           "material_for", "pct_name", "pushover_fields", "pushover_quantities", "quantity_name",
+           "region_for", "strength_cases", "strength_quantities", "strength_record"]

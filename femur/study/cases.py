@@ -107,6 +107,7 @@ def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
         "order": spec.model.order,
         "solver": spec.model.solver,
         "fe_interval_days": spec.model.fe_interval_days,
+        "strength_model": spec.model.strength_model,
     }
     risk = {
         "falls_per_year": spec.risk.falls_per_year,

@@ -17,8 +17,8 @@ from __future__ import annotations
 from femur.core.mpi import MPI
 from femur.exports.fields import CaseFields
 from femur.remodeling.patient import Patient
-from femur.study.cases import ABS_KEYS, record_treatment
-from femur.mechanics.strength import pct_name
+from femur.study.cases import ABS_KEYS, STRENGTH_PREFIXES, record_treatment
+from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, pct_name, quantity_name
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
 
@@ -31,6 +31,7 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
     """The Simulation of one study case record (patient x arm, femur.study.cases)."""
     p = record["patient"]
     model = record.get("model", {})
+    strength_model = model.get("strength_model", DEFAULT_STRENGTH_MODEL)
     visits = [float(v) for v in record["visit_months"]]
     if p.get("scan"):
         bone = scan_bone(CTScan.from_dict(p["scan"], where=p.get("scan_where", "")), comm)
@@ -43,7 +44,7 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
             fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
             strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
             drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
-            progress=progress, exports=exports,
+            progress=progress, exports=exports, strength_model=strength_model,
         )
     # records written before issue 11 have no model.femur: they ran the parametric femur
     femur_model = model.get("femur", "parametric-femur")
@@ -56,7 +57,7 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
         fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
         strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
         drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
-        progress=progress, exports=exports,
+        progress=progress, exports=exports, strength_model=strength_model,
     )
 
 
@@ -81,12 +82,17 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
         for name in ABS_KEYS:
             v[pct_name(name)] = at(pct_name(name), m)
             v[name] = at(name, m)
+        for prefix in STRENGTH_PREFIXES:  # nonlinear model: kept in the case file
+            name = quantity_name(prefix, "yield")
+            if name in known:
+                v[name] = at(name, m)
         out.append(v)
     monthly = {"month": [float(m) for m in res.months]}
     for key in MONTHLY_KEYS:
         if key in series:
             monthly[key] = [float(x) for x in series[key]]
-    result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"]}
+    result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"],
+              "strength_model": res.run["strength_model"]}
     if res.geometry:
         result["geometry"] = res.geometry
         result["t_scores"] = {"ls_t_score": sim.patient.ls_t_score}

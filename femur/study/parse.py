@@ -15,6 +15,7 @@ from pathlib import Path
 
 from femur.core.errors import InputError
 from femur.core.sex import normalise_sex
+from femur.mechanics.strength import check_strength_model
 from femur.outcomes.risk import default_vertebral_h0
 from femur.study.scans import parse_scans
 from femur.study.spec import (
@@ -303,7 +304,9 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
     if femur_model not in FEMUR_MODELS:
         raise _err(src, "model.femur", f"expected one of {', '.join(FEMUR_MODELS)} (default femur: the "
                    f"anatomical femur), got {femur_model!r}")
-    model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator)
+    strength_model = _str(model.get("strength_model", mdef.strength_model), "model.strength_model", src)
+    check_strength_model(strength_model, f"{src}: model.strength_model")
+    model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator, strength_model)
 
     # risk -------------------------------------------------------------------------------
     risk = data.get("risk", {})

@@ -58,6 +58,11 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
     order = 1
     solver = "gamg"
     fe_interval_days = 30
+    strength_model = "linear"                   # what gives the strengths at the visits:
+                                                # "linear" (first-element fracture load),
+                                                # "nonlinear" (pushover peak, P2, 15-40x
+                                                # slower per load case) or "surrogate" (not
+                                                # fitted yet)
 
     [risk]                                      # optional
     vertebral_h0_per_year = "default"           # the frozen FRAME calibration
@@ -78,6 +83,7 @@ from importlib import resources
 from pathlib import Path
 
 from femur.core.errors import InputError
+from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL
 from femur.treatments.drugs import get_drug
 
 ENDPOINTS = (
@@ -110,7 +116,7 @@ _ALLOWED = {
                          "t_score_ls", "t_score_rule"},
     "arms": {"name", "regimen", "description"},
     "regimen": {"drug", "dose_mg", "interval_days", "months"},
-    "model": {"femur", "mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator"},
+    "model": {"femur", "mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator", "strength_model"},
     "risk": {"vertebral_h0_per_year", "falls_per_year", "p_hip_impact", "mc_samples"},
 }
 
@@ -199,6 +205,7 @@ class ModelSpec:
     solver: str = "gamg"
     fe_interval_days: float = 30.0
     evaluator: str | None = None
+    strength_model: str = DEFAULT_STRENGTH_MODEL  # femur.mechanics.strength.STRENGTH_MODELS
 
 
 @dataclass(frozen=True)

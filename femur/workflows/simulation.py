@@ -20,8 +20,11 @@ objects the run is given (``femur.exports.fields``). Coupling (operator splittin
 * DXA-equivalent areal BMD follows the mineral mass (``BoneTrack.dxa_density``);
 * markers (P1NP, CTX) are the turnover-weighted aggregate fluxes of all owned elements of
   both bones;
-* strength (fracture load, Schileo strain criterion; femur in the neck ROI, stance and
-  sideways fall; vertebra compression) at ``strength_months``.
+* strength at ``strength_months`` from the ``strength_model``
+  (``femur.mechanics.strength``): "linear" (default; fracture load, Schileo strain
+  criterion; femur in the neck ROI, stance and sideways fall; vertebra compression) or
+  "nonlinear" (the peak of a pushover of each strength case, P2; with its 0.2 %-offset
+  yield load).
 
 A Simulation works on copies of the bones it is given: the caller's Bone objects are
 never changed. Units: days, months (365.25/12 days), mm, N, MPa, g/cm3, mg/cm3.
@@ -40,7 +43,13 @@ from femur.core.mpi import MPI
 from femur.core.progress import ProgressBar
 from femur.core.units import DAYS_PER_MONTH
 from femur.exports.fields import simulation_exports
-from femur.mechanics.strength import QUANTITY_ORDER, pct_name, quantity_name
+from femur.mechanics.strength import (
+    DEFAULT_STRENGTH_MODEL,
+    QUANTITY_ORDER,
+    check_strength_model,
+    pct_name,
+    quantity_name,
+)
 from femur.remodeling.model import RemodelingModel, markers_from_sums
 from femur.remodeling.parameters import ModelParameters, scale_for_patient
 from femur.remodeling.patient import Patient
@@ -85,7 +94,7 @@ class Simulation:
                  order: int = 1, solver: str = "gamg", params: ModelParameters | None = None,
                  aging: bool = True, turnover_multiplier: float = 1.0,
                  drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
-                 progress: bool = True, exports=()):
+                 progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL):
         if not (np.isfinite(months) and months > 0):
             raise InputError(f"simulate: months must be > 0, got {months}")
         if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
@@ -109,6 +118,7 @@ class Simulation:
             strength_months = default_strength_months(self.months)
         self.strength_months = sorted({float(m) for m in strength_months if 0 <= m <= months} | {0.0})
         self.order, self.solver = int(order), solver
+        self.strength_model = check_strength_model(strength_model)
         self.progress = progress
         self.exports = list(exports)
         self.params = scale_for_patient(params or ModelParameters(), turnover_multiplier,
@@ -134,7 +144,8 @@ class Simulation:
                 raise InputError(f"simulate: bone '{bone.name}' has no density field")
             else:
                 bone = bone.copy()
-            self.tracks[kind] = BoneTrack(kind, bone, self.model, self.stats, self.order, self.solver)
+            self.tracks[kind] = BoneTrack(kind, bone, self.model, self.stats, self.order, self.solver,
+                                          self.strength_model)
         self.stats.timings["build_s"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ time loop
@@ -227,7 +238,9 @@ class Simulation:
             name = quantity_name(prefix, kind)
             if sm and name in strengths[sm[0]]:
                 vals = [strengths[m][name] for m in sm]
-                strength[name] = np.array(vals)
+                if any(v is None for v in vals):  # e.g. an offset yield the curve never reached
+                    vals = [np.nan if v is None else v for v in vals]
+                strength[name] = np.array(vals, dtype=float)
                 strength_pct[pct_name(name)] = np.array([100.0 * (x / vals[0] - 1.0) for x in vals])
         return TimeCourse(
             driver="fe", treatment=self.treatment, regimen=self.sequence.describe(self.months * DAYS_PER_MONTH),
@@ -236,6 +249,7 @@ class Simulation:
             drug_serum_ug_per_ml=course("drug_serum_ug_per_ml"), abmd_g_cm2=abmd, vbmd=vbmd,
             strength_months=np.array(sm, dtype=float), strength=strength, strength_pct=strength_pct,
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
+                 "strength_model": self.strength_model,
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},
                  "geometry": {k: describe_geometry(t.bone) for k, t in self.tracks.items()},
                  "timings_s": self.stats.summary()},

@@ -8,6 +8,15 @@ Vertebra: the parametric L1-like body at a spine T-score, Morgan 2003 vertebral 
 displacement-controlled axial compression (optionally through 8 MPa or PMMA layers);
 fracture load from the same criterion over the bone, plus the 0.2 %-strain surrogate.
 CT: a calibrated scan -> voxel or tet bone -> axial compression between loading layers.
+
+``model="nonlinear"`` (`femur strength --model nonlinear`) adds to every record the
+material-nonlinear pushover of the same bone and load case (``femur.pushover``; its
+defaults: P2 unless ``order`` is given, rotating cup and support pad on the femur, end at
+4 mm femur / 2 % of the loaded height vertebra): ``nonlinear_strength_n`` (peak up to the
+end displacement), ``yield_load_n`` (0.2 %-offset yield), ``displacement_at_peak_mm``,
+``increments``, ``newton_iterations``, ``load_displacement`` and more
+(``femur.mechanics.strength.pushover_fields``); ``out`` then also gets each curve as CSV
+and PNG and the plastic-strain field (``femur.exports.pushover``).
 """
 
 from __future__ import annotations
@@ -26,30 +35,48 @@ from femur.mechanics.loadcases import AxialCompression
 from femur.mechanics.materials import MaterialModel, constant_law, get_law
 from femur.mechanics.strength import (
     DEFAULT_FALL_DIRECTIONS,
+    check_strength_model,
     load_cases_for,
     material_for,
+    pushover_fields,
     region_for,
     strength_record,
 )
 from femur.workflows.bones import KIND_OF, bone_name, build_bone, describe_geometry
+from femur.workflows.pushover import pushover
 
 log = get_logger(__name__)
 
 
-def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order: int = 1,
+def _with_pushover(rec, bone, case, material, model, order, solver, out, options=None):
+    """``rec`` plus the pushover's fields when ``model`` is "nonlinear" (``order`` None:
+    the pushover's default order)."""
+    if model != "nonlinear":
+        return rec
+    log.info("  %s: nonlinear pushover %s ...", bone.name, getattr(case, "name", case))
+    res = pushover(bone, case, material, out=out, stem=f"{bone.name}_{rec['load_case']}",
+                   order=order, solver=solver, options=options)
+    rec.update(pushover_fields(res))
+    return rec
+
+
+def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order: int | None = None,
                      solver: str = "gamg", law: str | None = None, t_score: float = -2.5,
                      age: float | None = None, criterion: str = "principal_strain",
                      layers: str = "none", out: str | None = None, export_inp: str | None = None,
                      fall_directions=DEFAULT_FALL_DIRECTIONS, critical_volume_mm3: float | None = None,
-                     comm=MPI.COMM_WORLD) -> list[dict]:
+                     model: str = "linear", comm=MPI.COMM_WORLD) -> list[dict]:
     """Stiffness and fracture load of the built-in femur and/or vertebra (list of records).
 
     ``bone``: "all" (the default femur and the vertebra), one of
     ``femur.workflows.bones.BONE_KINDS`` ("femur" is the anatomical femur), or a
     comma-separated list of them. Each record names the geometry used (``geometry``).
-    ``out``: write the fields and pictures of every load case there
-    (:class:`femur.exports.fields.StrengthFields`); ``export_inp``: write
-    ``<bone>_<load_case>.inp`` files for CalculiX/Abaqus there."""
+    ``order``: element order (None: P1 for the linear solve, the pushover's default for
+    ``model="nonlinear"``); ``out``: write the fields and pictures of every load case
+    there (:class:`femur.exports.fields.StrengthFields`, and with the nonlinear model the
+    pushover files); ``export_inp``: write ``<bone>_<load_case>.inp`` files for
+    CalculiX/Abaqus there."""
+    check_strength_model(model, "model")
     names = strength_bones(bone)
     fields = StrengthFields(out) if out else None
     records = []
@@ -62,18 +89,19 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
         mat = material_for(b, law)
         geometry = describe_geometry(b)
         for case in load_cases_for(b, fall_directions):
-            log.info("  %s: solving %s (P%d, %s) ...", name, getattr(case, "name", case), order, solver)
+            log.info("  %s: solving %s (P%d, %s) ...", name, getattr(case, "name", case), order or 1, solver)
             extra = {} if critical_volume_mm3 is None else {"critical_volume_mm3": critical_volume_mm3}
             fr = fracture_load(b, case, material=mat, criterion=criterion, region=region_for(kind),
-                               order=order, solver=solver, **extra)
+                               order=order or 1, solver=solver, **extra)
             rec = strength_record(fr, b, mat)
             rec["geometry"] = geometry
+            rec = _with_pushover(rec, b, case, mat, model, order, solver, out)
             records.append(rec)
             if fields:
                 fields.write(b, fr, mat)
             if export_inp:
                 write_inp(b, case, Path(export_inp) / f"{b.name}_{rec['load_case']}.inp",
-                          material=mat, order=order)
+                          material=mat, order=order or 1)
         log.info("  %s done in %.1f s", kind, time.perf_counter() - t0)
     return records
 
@@ -93,10 +121,10 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
                 mesh: str = "voxel", voxel_coarsen: int = 1, calibration=None,
                 calibrated_mg_cm3: bool = False, layer_material="pmma",
                 poisson_ratio: float = 0.3, strain: float = 0.01, ends: str = "frictionless",
-                criterion: str = "principal_strain", order: int = 1, solver: str = "gamg",
+                criterion: str = "principal_strain", order: int | None = None, solver: str = "gamg",
                 tet_size_mm: float | None = None, kind: str = "vertebra",
                 options: dict | None = None, comm=None, out=None,
-                export_inp=None) -> list[dict]:
+                export_inp=None, model: str = "linear") -> list[dict]:
     """CT -> bone -> axial compression -> stiffness, linear fracture load, 0.2 % surrogate.
 
     The backend of ``femur strength --ct IMAGE --labels LABELS``.  Returns one record per
@@ -111,7 +139,13 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
     Materials: ``law`` (a femur.mechanics.materials registry name, default Kopperdahl 2002,
     E = 2980 rho_QCT^1.05) on every bone label; layers a constant modulus
     (``layer_material``: "pmma" = 2500 MPa, "compliant" = 8 MPa, or MPa); nu 0.3.
+
+    ``model="nonlinear"`` adds the pushover (the Bonelab protocol of
+    biomechanics.md 2.4 with the defaults: Kopperdahl 2002 yield on every bone label,
+    equal in tension and compression, von Mises; PMMA layers yield at 70 MPa, compliant
+    ones stay elastic; displacement to 2 % of the loaded height, ``ends`` as the linear case).
     """
+    check_strength_model(model, "model")
     comm = comm or MPI.COMM_WORLD
     t0 = time.perf_counter()
     bone = bone_from_ct(image, labels, calibration=calibration,
@@ -133,10 +167,11 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
     material = MaterialModel(get_law(law), compartment_laws=comp, poisson_ratio=poisson_ratio)
     case = AxialCompression(strain=strain, ends=ends)
     t0 = time.perf_counter()
-    fr = fracture_load(bone, case, material=material, criterion=criterion, order=order,
+    fr = fracture_load(bone, case, material=material, criterion=criterion, order=order or 1,
                        solver=solver, options=options)
     t_solve = time.perf_counter() - t0
-    rec = strength_record(fr, bone, material)
+    rec = _with_pushover(strength_record(fr, bone, material), bone, AxialCompression(ends=ends),
+                         material, model, order, solver, out, options)
     rec.update({
         "layer_modulus_mpa": float(layer_law.modulus_mpa(0.0)) if comp else None,
         "poisson_ratio": poisson_ratio,
@@ -155,7 +190,7 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
         StrengthFields(out).write(bone, fr, material)
     if export_inp:
         write_inp(bone, case, Path(export_inp) / f"{bone.name}_{fr.mechanics.load_case}.inp",
-                  material=material, order=order)
+                  material=material, order=order or 1)
     return [rec]
 
 

@@ -39,7 +39,15 @@ from femur.core.mpi import MPI
 from femur.geometry.compartments import non_bone_mask, where_cells
 from femur.geometry.density import MAX_APPARENT_G_CM3
 from femur.mechanics.problem import cell_strain_energy_density, make_solver, postprocess
-from femur.mechanics.strength import material_for, region_for, strength_cases, strength_quantities
+from femur.mechanics.pushover import solve_pushover
+from femur.mechanics.strength import (
+    check_strength_model,
+    material_for,
+    pushover_quantities,
+    region_for,
+    strength_cases,
+    strength_quantities,
+)
 from femur.outcomes import dxa
 from femur.remodeling.model import stimulus_from_sed, tissue_density_g_cm3
 from femur.workflows.scans import is_ct_bone, scan_summary
@@ -115,10 +123,17 @@ class RunStats:
 
 class BoneTrack:
     """A bone's FE solvers (habitual load first, then the strength cases), remodeling state
-    and DXA projections during a coupled run. ``bone`` must be the run's own copy."""
+    and DXA projections during a coupled run. ``bone`` must be the run's own copy.
 
-    def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg"):
+    ``strength_model``: "linear" (the strength cases' linear solves, first-element
+    fracture load) or "nonlinear" (a pushover per strength case at the strength months,
+    with the pushover's default element order; femur.mechanics.strength)."""
+
+    def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg",
+                 strength_model: str = "linear"):
         self.name, self.bone, self.model, self.stats = name, bone, model, stats
+        self.strength_model = check_strength_model(strength_model)
+        self.solver_name = solver
         self.material = material_for(bone)
         n = bone.num_local_cells
         self.rho0 = np.array(bone.density.x.array, dtype=float)
@@ -208,10 +223,17 @@ class BoneTrack:
         return np.where(self.remodels & (self.sed_ref > 0), M, 0.0)
 
     def strength(self) -> dict:
-        """Every strength quantity of this bone (femur.mechanics.strength names)."""
+        """Every strength quantity of this bone (femur.mechanics.strength names) from the
+        run's strength model."""
         t0 = time.perf_counter()
         out = {}
+        cases = strength_cases(self.bone.kind) if self.strength_model == "nonlinear" else {}
         for prefix, (es, info, nu) in self.solvers.items():
+            if prefix in cases:
+                res = solve_pushover(self.bone, cases[prefix], self.material, solver=self.solver_name,
+                                     progress=False)
+                out.update(pushover_quantities(prefix, res))
+                continue
             es.solve()
             self.stats.account(es.last)
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu)

@@ -1,0 +1,351 @@
+#!/usr/bin/env python
+"""Nonlinear pushover benchmark: cost against the linear solve, femur boundary conditions,
+VerSe L2, mesh convergence.
+
+Modes (each writes JSON into benchmarks/results/):
+
+* default -- cost: the built-in femur (FN T-score -2.5) in a sideways fall at about 50k
+  DOF (``--order``, default the pushover's: P2 at 6 mm; P1 at 2.6 mm), on 1 and 2 MPI
+  ranks (``--ranks``).  Per run: the linear solve of the same model
+  (``femur.mechanics.solve``: assembly, AMG set-up, CG, post-processing) and one pushover
+  per *variant* (``--variants``, default: only the defaults; ``all``: the defaults and the
+  Newton/preconditioner variants of :data:`VARIANTS`), wall and process-CPU seconds, their
+  ratio, increments, Newton and CG iterations, preconditioner set-ups and the strength
+  read-offs; per variant the 1-vs-2-rank agreement of the curve.  Targets (issue 10):
+  pushover <= 10x the linear solve, < 60 s on 2 ranks, ranks agree to 1e-8.  Forms are
+  compiled first on a coarse femur so that JIT time counts in neither.
+  -> nonlinear.json (``--quick``: 7 mm, 1 rank -> nonlinear_quick.json)
+* ``--bcs`` -- the femur boundary conditions: sideways fall (lateral) and stance of the
+  built-in femur at FN T-score -2.5 (``--bc-size`` mm, ``--order``), with the cup and
+  pad free to tilt ("rotating", the default) and with the phase-1 ones (uniform
+  displacement of the head cap, flat support: "fixed"), in N and body weights (65 kg,
+  the default woman) next to the cadaver data of biomechanics.md 2.3.
+  -> nonlinear_bcs.json
+* ``--verse`` -- the Bonelab protocol on the VerSe L2 vertebra
+  (shared/data/verse004-L2; biomechanics.md 2.4): Kopperdahl 2002 modulus (2980 rho^1.05)
+  and yield (37.4 rho^1.39, equal in tension and compression, von Mises) on every bone
+  label, PMMA disks 2500 MPa / 70 MPa, nu 0.3, one disk held, the other displaced by 2 %
+  of the model height; trilinear voxel meshes (``--verse-coarsen``, default 2,1).  Reports
+  the linear stiffness and the nonlinear strength.  -> nonlinear_verse.json
+* ``--convergence`` -- nonlinear strength of the built-in femur (sideways fall) and
+  vertebra (compression, PMMA layers) at mesh h and h/2, P1 and P2 (``--conv-sizes``,
+  default femur 6,3 mm; ``--conv-vsizes``, vertebra 4,2 mm), with the relative changes
+  (h -> h/2 for P1 and P2, P1 -> P2 at h/2) against the 5 % target.
+  -> nonlinear_convergence.json
+
+    python benchmarks/nonlinear.py [--json] [--quick] [--ranks 1,2] [--size MM] [--order 2]
+                                   [--variants all|NAME,NAME]
+    python benchmarks/nonlinear.py --bcs [--bc-size 6] [--order 2] [--ranks 2]
+    python benchmarks/nonlinear.py --verse [--verse-coarsen 2,1] [--ranks 2]
+    python benchmarks/nonlinear.py --convergence [--conv-sizes 6,3] [--ranks 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import finish, peak_rss_mb, run_worker  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "verse004-L2"
+IMAGE = DATA / "sub-verse004_0000_vertebra_21_im.nii.gz"
+LABELS = DATA / "sub-verse004_0000_vertebra_21_seg.nii.gz"
+
+#: pushover variants of the cost study: name -> keyword arguments of femur.pushover
+VARIANTS = {
+    "default": {},
+    "inexact": {"newton_krylov": "inexact"},
+    "inexact_final": {"newton_krylov": "inexact_final"},
+    "pc_never": {"pc_refresh": "never"},
+    "pc_always": {"pc_refresh": "always"},
+    "increments_6": {"increments": 6},
+    "fixed_platens": {"platens": "fixed"},
+}
+#: body weight of the default woman (remodeling.patient: 65 kg) in N
+BODY_WEIGHT_N = 65.0 * 9.81
+
+
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _summary(r) -> dict:
+    keys = ("dofs", "cells", "order", "linear_stiffness_n_per_mm", "nonlinear_strength_n",
+            "displacement_at_peak_mm", "yield_load_n", "first_yield_load_n", "gauge_length_mm",
+            "max_displacement_mm", "end_slope_fraction", "increments", "cutbacks",
+            "newton_iterations", "linear_iterations", "pc_setups", "converged", "stopped_reason",
+            "timings", "yielded_volume_mm3", "load_displacement", "criterion", "yield_model",
+            "platens")
+    return {k: getattr(r, k) for k in keys}
+
+
+def worker_cost(size_mm: float, order: int | None, variants: list) -> dict:
+    from femur.core.mpi import MPI
+    from femur.mechanics import SidewaysFall, solve
+    from femur.mechanics.strength import material_for
+    from femur.workflows.bones import build_bone
+    from femur.workflows.pushover import pushover
+
+    comm = MPI.COMM_WORLD
+    lin_order = order or 2
+    warm = build_bone("femur", mesh_size_mm=7.0, t_score=-2.5, comm=comm)
+    solve(warm, SidewaysFall(), material_for(warm), order=lin_order)
+    for plat in ("rotating", "fixed"):
+        pushover(warm, SidewaysFall(), material_for(warm), max_displacement_mm=0.5, order=order,
+                 platens=plat, progress=False)
+    bone = build_bone("femur", mesh_size_mm=size_mm, t_score=-2.5, comm=comm)
+    mat = material_for(bone)
+    comm.barrier()
+    lin, t_lin, c_lin = _timed(lambda: solve(bone, SidewaysFall(), mat, order=lin_order))
+    c_lin = comm.allreduce(c_lin) / comm.size
+    out = {"mesh_size_mm": size_mm, "order": lin_order, "ranks": comm.size, "dofs": lin.dofs,
+           "linear_s": t_lin, "linear_cpu_s": c_lin, "linear_iterations": lin.iterations,
+           "variants": {}}
+    for name in variants:
+        comm.barrier()
+        res, t_nl, c_nl = _timed(lambda: pushover(bone, SidewaysFall(), mat, order=order,
+                                                  progress=False, **VARIANTS[name]))
+        c_nl = comm.allreduce(c_nl) / comm.size
+        out["variants"][name] = {"kwargs": VARIANTS[name], "pushover_s": t_nl, "pushover_cpu_s": c_nl,
+                                 "ratio_wall": t_nl / t_lin, "ratio_cpu": c_nl / c_lin,
+                                 "pushover": _summary(res)}
+    out["peak_rss_mb_per_rank"] = max(comm.allgather(peak_rss_mb()))
+    return out
+
+
+def worker_bcs(size_mm: float, order: int | None) -> dict:
+    from femur.core.mpi import MPI
+    from femur.mechanics import SidewaysFall, SingleLegStance
+    from femur.mechanics.strength import material_for
+    from femur.workflows.bones import build_bone
+    from femur.workflows.pushover import pushover
+
+    comm = MPI.COMM_WORLD
+    bone = build_bone("femur", mesh_size_mm=size_mm, t_score=-2.5, comm=comm)
+    mat = material_for(bone)
+    cases = []
+    for lc in (SidewaysFall(), SingleLegStance()):
+        for plat in ("rotating", "fixed"):
+            res, t, _ = _timed(lambda: pushover(bone, lc, mat, order=order, platens=plat, progress=False))
+            cases.append({"load_case": lc.name, "platens": plat, "pushover_s": t, "pushover": _summary(res)})
+    return {"mesh_size_mm": size_mm, "ranks": comm.size,
+            "t_score": (bone.parameters.get("t_score") or {}).get("achieved"), "cases": cases}
+
+
+def worker_verse(coarsen: int) -> dict:
+    from femur.core.mpi import MPI
+    from femur.ct import bone_from_ct
+    from femur.mechanics import AxialCompression, YieldModel, solve
+    from femur.mechanics.materials import MaterialModel
+    from femur.workflows.pushover import pushover
+
+    comm = MPI.COMM_WORLD
+    bone, t_build, _ = _timed(lambda: bone_from_ct(
+        IMAGE, LABELS, calibrated_mg_cm3=True, layers=(5, 6), mesh="voxel",
+        voxel_coarsen=coarsen, layer_material="pmma", comm=comm))
+    layers = ("layer_superior", "layer_inferior")
+    mat = MaterialModel("kopperdahl2002", compartment_laws={n: "pmma" for n in layers},
+                        poisson_ratio=0.3)
+    ym = YieldModel("kopperdahl2002_yield", compartment_laws={n: "pmma_yield" for n in layers},
+                    equal_tension_compression=True)
+    model_height = float(bone.landmarks["loaded_height"][0])
+    lin, t_lin, c_lin = _timed(lambda: solve(bone, AxialCompression(strain=0.02), mat))
+    res, t_nl, c_nl = _timed(lambda: pushover(bone, AxialCompression(), mat, yield_model=ym,
+                                              criterion="von_mises", max_strain=0.02,
+                                              progress=False))
+    return {"voxel_mm": float(bone.parameters["element_size_mm"]), "ranks": comm.size,
+            "model_height_mm": model_height, "bone_height_mm": float(bone.landmarks["height"][0]),
+            "build_s": t_build, "linear_s": t_lin, "linear_stiffness_n_per_mm": lin.stiffness_n_per_mm,
+            "pushover_s": t_nl, "ratio_wall": t_nl / t_lin, "ratio_cpu": c_nl / c_lin,
+            "pushover": _summary(res),
+            "peak_rss_mb_per_rank": max(comm.allgather(peak_rss_mb()))}
+
+
+def worker_convergence(kind: str, size_mm: float, order: int) -> dict:
+    from femur.core.mpi import MPI
+    from femur.mechanics import AxialCompression, SidewaysFall
+    from femur.mechanics.strength import material_for
+    from femur.workflows.bones import build_bone
+    from femur.workflows.pushover import pushover
+
+    comm = MPI.COMM_WORLD
+    if kind == "femur":
+        bone = build_bone("femur", mesh_size_mm=size_mm, t_score=-2.5, comm=comm)
+        lc = SidewaysFall()
+    else:
+        bone = build_bone("vertebra", mesh_size_mm=size_mm, t_score=-2.5, layers="pmma", comm=comm)
+        lc = AxialCompression()
+    res, t_nl, _ = _timed(lambda: pushover(bone, lc, material_for(bone), order=order, progress=False))
+    return {"kind": kind, "mesh_size_mm": size_mm, "order": order, "ranks": comm.size,
+            "pushover_s": t_nl, "pushover": _summary(res)}
+
+
+def _rel(a, b):
+    return None if a is None or b is None else abs(a / b - 1)
+
+
+def curve_agreement(a: dict, b: dict) -> float | None:
+    """Largest relative difference of two curves (per column, relative to its largest
+    value); None if they have different numbers of points."""
+    ca, cb = np.asarray(a["load_displacement"]), np.asarray(b["load_displacement"])
+    if ca.shape != cb.shape:
+        return None
+    return float((np.abs(ca - cb).max(axis=0) / np.abs(cb).max(axis=0)).max())
+
+
+def _cost(a, run) -> int:
+    ranks = [1] if a.quick and a.ranks is None else [int(r) for r in (a.ranks or "1,2").split(",")]
+    size = a.size if a.size is not None else (7.0 if a.quick else (2.6 if a.order == 1 else 6.0))
+    variants = (list(VARIANTS) if a.variants == "all" else
+                [v.strip() for v in (a.variants or "default").split(",") if v.strip()])
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"--variants: unknown {sorted(unknown)}; known {sorted(VARIANTS)}")
+    runs = [run("cost", r, size_mm=size, order=a.order, variants=variants) for r in ranks]
+    checks, table = {}, {}
+    by_ranks = {r["ranks"]: r for r in runs}
+    for name in variants:
+        row = {}
+        for r in runs:
+            v = r["variants"][name]
+            p = v["pushover"]
+            row[f"ratio_{r['ranks']}_ranks"] = v["ratio_wall"]
+            row[f"cpu_ratio_{r['ranks']}_ranks"] = v["ratio_cpu"]
+            row[f"seconds_{r['ranks']}_ranks"] = v["pushover_s"]
+            row.update(increments=p["increments"], newton=p["newton_iterations"],
+                       cg=p["linear_iterations"], strength_n=p["nonlinear_strength_n"],
+                       yield_n=p["yield_load_n"])
+            print(f"{name:14s} ranks={r['ranks']} dofs={r['dofs']} linear {r['linear_s']:.2f} s, "
+                  f"pushover {v['pushover_s']:.1f} s = {v['ratio_wall']:.1f}x (cpu {v['ratio_cpu']:.1f}x), "
+                  f"{p['increments']} increments, {p['newton_iterations']} Newton, "
+                  f"{p['linear_iterations']} CG; strength {p['nonlinear_strength_n']:.1f} N", flush=True)
+        if 1 in by_ranks and 2 in by_ranks:
+            p1 = by_ranks[1]["variants"][name]["pushover"]
+            p2 = by_ranks[2]["variants"][name]["pushover"]
+            row["rank_agreement_curve"] = curve_agreement(p2, p1)
+            row["rank_agreement_strength"] = _rel(p2["nonlinear_strength_n"], p1["nonlinear_strength_n"])
+            print(f"{name:14s} 1 vs 2 ranks: curve {row['rank_agreement_curve']}, strength "
+                  f"{row['rank_agreement_strength']:.2e}", flush=True)
+        table[name] = row
+    d = table.get("default", {})
+    if "ratio_2_ranks" in d:
+        checks["ratio_2_ranks"] = {"value": d["ratio_2_ranks"], "target": "<= 10", "ok": d["ratio_2_ranks"] <= 10}
+        checks["seconds_2_ranks"] = {"value": d["seconds_2_ranks"], "target": "< 60",
+                                     "ok": d["seconds_2_ranks"] < 60}
+    if d.get("rank_agreement_strength") is not None:
+        v = d["rank_agreement_strength"]
+        checks["strength_1_vs_2_ranks"] = {"value": v, "target": "<= 1e-8", "ok": v <= 1e-8}
+    out = {"benchmark": "nonlinear", "quick": a.quick, "mesh_size_mm": size, "order": a.order,
+           "variants": table, "runs": runs, "checks": checks}
+    return finish("nonlinear_quick" if a.quick else "nonlinear", out, a.json)
+
+
+def _bcs(a, run) -> int:
+    ranks = int((a.ranks or "2").split(",")[0])
+    r = run("bcs", ranks, size_mm=a.bc_size, order=a.order)
+    table = {}
+    for c in r["cases"]:
+        p = c["pushover"]
+        key = f"{c['load_case']}_{c['platens']}"
+        table[key] = {"strength_n": p["nonlinear_strength_n"], "yield_load_n": p["yield_load_n"],
+                      "strength_bw": p["nonlinear_strength_n"] / BODY_WEIGHT_N,
+                      "yield_bw": None if p["yield_load_n"] is None else p["yield_load_n"] / BODY_WEIGHT_N,
+                      "stiffness_n_per_mm": p["linear_stiffness_n_per_mm"],
+                      "first_yield_n": p["first_yield_load_n"], "end_slope_fraction": p["end_slope_fraction"],
+                      "dofs": p["dofs"], "order": p["order"], "seconds": c["pushover_s"]}
+        print(f"{key:22s} P{p['order']} {p['dofs']} DOF: peak {p['nonlinear_strength_n']:.0f} N "
+              f"({table[key]['strength_bw']:.1f} BW), 0.2% yield {p['yield_load_n'] or float('nan'):.0f} N, "
+              f"K {p['linear_stiffness_n_per_mm']:.0f} N/mm, end slope {p['end_slope_fraction']:.2f} K, "
+              f"{c['pushover_s']:.0f} s", flush=True)
+    out = {"benchmark": "nonlinear_bcs", "mesh_size_mm": a.bc_size, "order": a.order,
+           "body_weight_n": BODY_WEIGHT_N,
+           "cadaver_side_impact_n": "3951 +- 1659 (Eckstein 2004; biomechanics.md 2.3)",
+           "table": table, "run": r}
+    return finish("nonlinear_bcs", out, a.json)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="7 mm femur, 1 rank")
+    ap.add_argument("--ranks", default=None, help="comma-separated rank counts (default 1,2)")
+    ap.add_argument("--size", type=float, default=None,
+                    help="femur mesh size (mm); default 6 (P2) / 2.6 (P1), ~50k DOF")
+    ap.add_argument("--order", type=int, default=None, help="element order (default: the pushover's)")
+    ap.add_argument("--variants", default=None,
+                    help=f"pushover variants of the cost runs: all, or names from {', '.join(VARIANTS)}")
+    ap.add_argument("--bcs", action="store_true")
+    ap.add_argument("--bc-size", type=float, default=6.0)
+    ap.add_argument("--verse", action="store_true")
+    ap.add_argument("--verse-coarsen", default="2,1")
+    ap.add_argument("--convergence", action="store_true")
+    ap.add_argument("--conv-sizes", default=None, help="femur h,h/2 (mm); vertebra uses --conv-vsizes")
+    ap.add_argument("--conv-vsizes", default="4,2")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--args", default="{}", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+
+    if a.worker:
+        kw = json.loads(a.args)
+        fn = {"cost": worker_cost, "bcs": worker_bcs, "verse": worker_verse,
+              "convergence": worker_convergence}[a.worker]
+        res = fn(**kw)
+        from femur.core.mpi import MPI
+
+        if MPI.COMM_WORLD.rank == 0:
+            print(json.dumps(res, default=float), flush=True)
+        return 0
+
+    script = Path(__file__)
+
+    def run(mode, ranks, **kw):
+        return run_worker(script, ranks, [mode, "--args", json.dumps(kw)], timeout=14400)
+
+    if a.bcs:
+        return _bcs(a, run)
+
+    if a.verse:
+        ranks = [int(r) for r in (a.ranks or "2").split(",")]
+        cases = [run("verse", r, coarsen=int(c)) for c in a.verse_coarsen.split(",") for r in ranks]
+        for c in cases:
+            p = c["pushover"]
+            print(f"VerSe L2 voxel {c['voxel_mm']:g} mm ({p['dofs']} DOF, {c['ranks']} ranks): "
+                  f"stiffness {c['linear_stiffness_n_per_mm']:.0f} N/mm, nonlinear strength "
+                  f"{p['nonlinear_strength_n']:.0f} N, 0.2% offset yield {p['yield_load_n']:.0f} N, "
+                  f"pushover {c['pushover_s']:.1f} s ({c['ratio_wall']:.1f}x linear)", flush=True)
+        return finish("nonlinear_verse", {"benchmark": "nonlinear_verse", "cases": cases}, a.json)
+
+    if a.convergence:
+        ranks = int((a.ranks or "2").split(",")[0])
+        out = {"benchmark": "nonlinear_convergence", "cases": [], "checks": {}}
+        fs = [float(s) for s in (a.conv_sizes or "6,3").split(",")]
+        vs = [float(s) for s in a.conv_vsizes.split(",")]
+        for kind, (h, h2) in (("femur", fs), ("vertebra", vs)):
+            runs = {}
+            for label, size, order in (("P1_h", h, 1), ("P1_h/2", h2, 1), ("P2_h", h, 2),
+                                       ("P2_h/2", h2, 2)):
+                c = run("convergence", ranks, kind=kind, size_mm=size, order=order)
+                out["cases"].append(c)
+                runs[label] = c["pushover"]["nonlinear_strength_n"]
+                print(f"{kind} {label} ({size} mm, P{order}, {c['pushover']['dofs']} DOF): "
+                      f"{runs[label]:.0f} N in {c['pushover_s']:.1f} s", flush=True)
+            for name, x, y in (("h_to_h/2", runs["P1_h"], runs["P1_h/2"]),
+                               ("P1_to_P2", runs["P1_h/2"], runs["P2_h/2"]),
+                               ("P2_h_to_h/2", runs["P2_h"], runs["P2_h/2"])):
+                v = _rel(x, y)
+                out["checks"][f"{kind}_{name}"] = {"value": v, "target": "<= 0.05", "ok": v <= 0.05}
+        return finish("nonlinear_convergence", out, a.json)
+
+    return _cost(a, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
