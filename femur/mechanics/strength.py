@@ -14,6 +14,7 @@ names for the strength quantities from the solver to the risk model.
 
 from __future__ import annotations
 
+from femur.core.errors import InputError
 from femur.mechanics.failure import SURROGATE_STRAIN, evaluate_criterion
 from femur.mechanics.loadcases import AxialCompression, SidewaysFall, SingleLegStance
 from femur.mechanics.materials import MaterialModel, default_material
@@ -25,10 +26,22 @@ FEMUR_REGION = "neck"
 #: sideways-fall directions run by default (several directions: Keaveny, Bone 2013)
 DEFAULT_FALL_DIRECTIONS = ("lateral", "posterolateral")
 
+#: the fall directions of the FE-coupled simulation and their quantity prefixes (the hip
+#: fracture risk needs a fall strength per direction, femur.outcomes.risk): lateral keeps
+#: the historical name ``femoral_fall``
+FALL_PREFIXES = {"lateral": "femoral_fall", "posterolateral": "femoral_fall_posterolateral",
+                 "anterolateral": "femoral_fall_anterolateral"}
+
+
+def _fall(direction: str):
+    return lambda: SidewaysFall(direction=direction)
+
+
 #: FE-coupled simulation: quantity prefix -> load case, per bone. The first case of each
 #: bone is also its habitual load (the mechanostat stimulus).
 STRENGTH_CASES = {
-    "femur": {"femoral_stance": SingleLegStance, "femoral_fall": lambda: SidewaysFall(direction="lateral")},
+    "femur": {"femoral_stance": SingleLegStance,
+              **{prefix: _fall(d) for d, prefix in FALL_PREFIXES.items()}},
     "vertebra": {"vertebral": AxialCompression},
 }
 
@@ -36,11 +49,19 @@ STRENGTH_CASES = {
 #: "surrogate" (0.2 %-strain load, displacement-controlled cases) or "stiffness"
 QUANTITY_ORDER = (
     ("vertebral", "strength"), ("vertebral", "surrogate"), ("femoral_fall", "strength"),
-    ("femoral_stance", "strength"), ("vertebral", "stiffness"), ("femoral_fall", "stiffness"),
-    ("femoral_stance", "stiffness"),
+    ("femoral_stance", "strength"), ("femoral_fall_posterolateral", "strength"),
+    ("femoral_fall_anterolateral", "strength"), ("vertebral", "stiffness"),
+    ("femoral_fall", "stiffness"), ("femoral_stance", "stiffness"),
+    ("femoral_fall_posterolateral", "stiffness"), ("femoral_fall_anterolateral", "stiffness"),
 )
 _SUFFIX = {"strength": "_strength_n", "surrogate": "_surrogate_0p2pct_load_n",
            "stiffness": "_stiffness_n_per_mm"}
+
+#: strength models -> the quantity kind that holds a bone's strength under that model. The
+#: risk model reads ``quantity_name(prefix, STRENGTH_MODELS[model])``; today the engine has
+#: the linear first-failure load only. A nonlinear (pushover) strength or its surrogate
+#: registers its kind and suffix here and the risk model reads it by name.
+STRENGTH_MODELS = {"linear": "strength"}
 
 
 def quantity_name(prefix: str, kind: str = "strength") -> str:
@@ -54,6 +75,13 @@ def pct_name(name: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)] + "_pct"
     return name + "_pct"
+
+
+def strength_kind(model: str) -> str:
+    """The quantity kind of strength model ``model`` ("linear", ...); InputError if unknown."""
+    if model not in STRENGTH_MODELS:
+        raise InputError(f"strength model {model!r} is not available; known: {sorted(STRENGTH_MODELS)}")
+    return STRENGTH_MODELS[model]
 
 
 def strength_cases(kind: str) -> dict:
@@ -125,6 +153,7 @@ def strength_record(fr, bone, material) -> dict:
     }
 
 
-__all__ = ["DEFAULT_FALL_DIRECTIONS", "FEMUR_REGION", "QUANTITY_ORDER", "STRENGTH_CASES",
+__all__ = ["DEFAULT_FALL_DIRECTIONS", "FALL_PREFIXES", "FEMUR_REGION", "QUANTITY_ORDER", "STRENGTH_CASES",
+           "STRENGTH_MODELS", "strength_kind",
            "load_cases_for", "material_for", "pct_name", "quantity_name", "region_for",
            "strength_cases", "strength_quantities", "strength_record"]

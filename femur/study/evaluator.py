@@ -83,7 +83,8 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     for key in MONTHLY_KEYS:
         if key in series:
             monthly[key] = [float(x) for x in series[key]]
-    result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"]}
+    result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"],
+              "timings_s": res.run.get("timings_s", {})}
     if res.geometry:
         result["geometry"] = res.geometry
         result["t_scores"] = {"ls_t_score": sim.patient.ls_t_score}
