@@ -25,12 +25,14 @@ import numpy as np
 from scipy.optimize import minimize
 
 from femur.core.errors import InputError
+from femur.core.log import get_logger
 from femur.outcomes import risk
 from femur.outcomes.risk import spine
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, HIP_FITTED, SPINE_FITTED
 from femur.calibration.risk_targets import TARGETS, Target
 
 _EPS = 1e-12
+log = get_logger(__name__)
 
 
 class CalibrationData:
@@ -39,7 +41,8 @@ class CalibrationData:
     def __init__(self, studies: dict):
         if not studies:
             raise InputError("no simulated calibration cases")
-        self.inputs = {name: list(cases) for name, cases in studies.items()}
+        # sorted by name: a stored (sorted-key JSON) and a fresh set iterate alike
+        self.inputs = {name: list(studies[name]) for name in sorted(studies)}
         self.batches = {}
         for name, cases in self.inputs.items():
             if not cases:
@@ -143,6 +146,19 @@ def model_value(prep: _Prepared, t: Target, values: dict, cache: dict | None = N
     return (now - before) / max(1.0 - before, _EPS)
 
 
+def usable(data: CalibrationData, targets) -> list:
+    """The targets the simulated cases can evaluate (a target whose study was not run, or
+    whose arm or prevalent-count subgroup has no case, is left out with a warning)."""
+    out = []
+    for t in targets:
+        if t.study in data.batches and data.arm_index(t.study, t.arm, t.prevalent).size:
+            out.append(t)
+        else:
+            log.warning("target %s left out: no simulated case of %s/%s%s", t.key, t.study, t.arm,
+                        f" with prevalent count {t.prevalent}" if t.prevalent else "")
+    return out
+
+
 def _nll(prep, names, theta, values0, targets) -> float:
     values = dict(values0, **dict(zip(names, theta)))
     cache = {}
@@ -236,7 +252,7 @@ def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, se
     blocks = []
     for block_names, kinds in ((SPINE_FITTED, ("vertebral",)), (HIP_FITTED, ("hip", "hip_per_fall"))):
         names = tuple(k for k in block_names if k in fitted)
-        targets = [t for t in all_targets if t.role == "fit" and t.kind in kinds]
+        targets = usable(data, [t for t in all_targets if t.role == "fit" and t.kind in kinds])
         if names:
             blocks.append((names, targets))
     prep = _Prepared(data, fixed)

@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from femur.outcomes import risk
-from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value
+from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value, usable
 from femur.calibration.risk_targets import (BETWEEN_PERSON_CHECKS, RATIOS, SOF_HIP_PER_1000_WOMAN_YEARS, TARGETS,
                                             Target)
 
@@ -40,9 +40,7 @@ def report_rows(data: CalibrationData, result: FitResult) -> list[dict]:
     values = result.all_values()
     cache = {}
     rows = []
-    for t in TARGETS:
-        if t.study not in data.batches:
-            continue
+    for t in usable(data, TARGETS):
         c = _cumulative(t)
         model = model_value(prep, c, values, cache)
         lo, hi = wilson(t.value, t.n)

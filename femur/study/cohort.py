@@ -12,9 +12,10 @@ older postmenopausal women unless a source is named; none is tuned to trial outc
   70.9 +- 7 is the FRAME mean age (clinical-targets.md row 9, Geusens 2019) with an
   assumed SD; a trial's study file gives its own mean (femur/data/studies/).
 * prevalent vertebral fractures: a count 0, 1, 2 or 3 (3 stands for ">= 3") drawn from
-  the study's shares (``[cohort] prevalent_vertebral_fractures``) in a stream of its own,
-  independent of age and T-scores (ASSUMPTION: the trials give the shares, not the joint
-  distribution). The fracture-risk model reads it (``femur.outcomes.risk``).
+  the study's shares (``[cohort] prevalent_vertebral_fractures``) by a low-discrepancy
+  sequence of its own (:func:`prevalent_fracture_count`), independent of age and T-scores
+  (ASSUMPTION: the trials give the shares, not the joint distribution). The fracture-risk
+  model reads it (``femur.outcomes.risk``).
 * body mass: normal(65, 11) kg in [40, 120]; height: normal(1.58, 0.065) m in
   [1.40, 1.85]: centred on the ARF0 cohort, about 63-65 kg and 1.58 m (Bhattacharya
   2019; fracture-risk note section 1).  Men: normal(80, 12) kg, normal(1.74, 0.07) m.
@@ -223,11 +224,20 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
     }
 
 
+#: golden-ratio step of the low-discrepancy sequence of the prevalent-fracture draws
+_GOLDEN = 0.6180339887498949
+
+
 def prevalent_fracture_count(seed: int, index: int, shares) -> int:
-    """Patient ``index``'s prevalent vertebral fracture count (0, 1, 2 or 3 = ">= 3") drawn
-    from ``shares`` in the patient's own stream."""
+    """Patient ``index``'s prevalent vertebral fracture count (0, 1, 2 or 3 = ">= 3") from
+    ``shares``. The uniform number behind it is ``frac(u0 + index * 0.618...)`` (a golden-
+    ratio sequence with a start ``u0`` drawn from the study seed): it depends on the
+    patient's index only, not on the cohort size, and any first ``n`` patients match the
+    shares closely (within about 1/n), so that even a small virtual cohort has each count
+    subgroup a trial's targets are given for."""
     p = np.asarray(shares, dtype=float)
-    u = _stream(seed, index, _STREAM_FRACTURES).uniform()
+    u0 = _stream(seed, 0, _STREAM_FRACTURES).uniform()
+    u = (u0 + index * _GOLDEN) % 1.0
     return int(min(np.searchsorted(np.cumsum(p) / p.sum(), u, side="right"), len(p) - 1))
 
 
