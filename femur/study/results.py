@@ -1,7 +1,8 @@
-"""Study results: risk post-processing, tidy table, trial-paper summary, plots.
+"""Study results: tidy table, trial-paper summary, plots.
 
-One cohesive thing (hence about 500 lines): the per-case risk, the rows and the arm summary
-are computed together from the case files; drawing and file formats are in femur.exports.
+The rows and the arm summary are computed together from the case files; the fracture risk
+(per-case incidences, curves, relative risks with CIs, NNT) is ``femur.study.risk_summary``;
+drawing and file formats are in femur.exports.
 
 Everything here runs on one rank from the case files, so a resumed run gives the same
 bytes as an uninterrupted one.
