@@ -190,6 +190,7 @@ def parameter_document(result: FitResult, rows: list[dict], doc: dict, settings:
                            "dispersion": result.dispersion, "bootstrap_refits": result.bootstrap},
             "report": rows,
             "courses_date": doc.get("date"),
+            "simulation_command": doc.get("command", "python -m femur.calibration.risk (on 2 MPI ranks)"),
         },
         "command": command,
     }
@@ -236,7 +237,7 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
         doc = None
         if comm.rank == 0:
             meta = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "git_commit": git_commit(), "quick": bool(quick),
+                    "git_commit": git_commit(), "quick": bool(quick), "command": command,
                     "engine": {"femur_version": __version__,
                                "strength_model": next(iter(specs.values())).model.strength_model,
                                "evaluator": evaluator if isinstance(evaluator, str) or evaluator is None

@@ -15,6 +15,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+from scipy.optimize import minimize
 
 from femur.outcomes import risk
 from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value, usable
@@ -82,26 +83,41 @@ def check_rows(data: CalibrationData, result: FitResult) -> list[dict]:
                     "role": "check", "published": SOF_HIP_PER_1000_WOMAN_YEARS, "ci95": None, "model": per_1000,
                     "residual": per_1000 - SOF_HIP_PER_1000_WOMAN_YEARS, "inside_ci": None,
                     "note": "SOF, Cummings NEJM 1995 (derived); check cohort: women >= 65, no BMD criterion"})
-        # hip: slope of ln(per-impact probability) on ln(lateral strength) at baseline
-        p = risk.hip_per_impact(b, values)[:, 0]
-        s = np.log(b.fall_strength_n[:, 0, 0])
-        ok = p > 0
-        if ok.sum() > 2 and np.std(s[ok]) > 0:
-            slope = float(np.polyfit(s[ok], np.log(p[ok]), 1)[0])
-            out.append(_gradient_row("hip", -slope * float(np.std(s, ddof=1))))
+        out.append(_gradient_row("hip", hip[:, -1], b.fall_strength_n[:, 0, 0]))
     if b.vertebral_strength_n is not None:
-        sd = float(np.std(np.log(b.vertebral_strength_n[:, 0]), ddof=1))
-        out.append(_gradient_row("vertebral", -values["spine_between_gradient"] * sd))
+        spine_inc = risk.spine_incidence(b, values)
+        out.append(_gradient_row("vertebral", spine_inc[:, -1], b.vertebral_strength_n[:, 0]))
     return out
 
 
-def _gradient_row(kind: str, log_ratio_per_sd: float) -> dict:
+def odds_ratio_per_sd(probability, strength_n) -> float:
+    """Odds ratio per SD LOWER baseline strength, as a cohort study would estimate it: a
+    logistic regression of the outcome on the standardised strength, fitted here to each
+    woman's expected probability (fractional-response likelihood)."""
+    p = np.clip(np.asarray(probability, dtype=float), 1e-12, 1 - 1e-12)
+    s = np.asarray(strength_n, dtype=float)
+    if s.size < 3 or np.std(s) == 0:
+        return float("nan")
+    z = (s - s.mean()) / np.std(s, ddof=1)
+
+    def nll(ab):
+        eta = ab[0] + ab[1] * z
+        return -float(np.sum(p * eta - np.logaddexp(0.0, eta)))
+
+    m = float(np.mean(p))
+    res = minimize(nll, np.array([math.log(m / (1 - m)), 0.0]), method="BFGS")
+    return math.exp(-float(res.x[1]))
+
+
+def _gradient_row(kind: str, probability, strength_n) -> dict:
     ref, ci, src = BETWEEN_PERSON_CHECKS[kind]
-    model = math.exp(log_ratio_per_sd)
+    model = odds_ratio_per_sd(probability, strength_n)
     return {"key": f"{kind}_between_person_gradient", "row": "check",
-            "label": f"{kind} risk ratio per SD lower baseline strength (SOF-like cohort)", "role": "check",
+            "label": f"{kind} fx odds ratio per SD lower baseline strength (SOF-like cohort)", "role": "check",
             "published": ref, "ci95": list(ci), "model": model, "residual": model - ref,
-            "inside_ci": ci[0] <= model <= ci[1], "note": src + "; model: hazard ratio, SD of ln strength"}
+            "inside_ci": bool(ci[0] <= model <= ci[1]),
+            "note": src + "; model: logistic fit of each woman's 12-month probability on her standardised "
+                          "baseline strength (lateral fall strength for the hip)"}
 
 
 def format_report(rows: list[dict], result: FitResult, title: str) -> str:
@@ -115,6 +131,8 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
         def f(x):
             if x is None or (isinstance(x, float) and not math.isfinite(x)):
                 return "-"
+            if not pct and abs(x) > 1e3:
+                return ">1000"  # e.g. an odds ratio when a few women carry all the risk
             return f"{100 * x:.2f}%" if pct else f"{x:.3g}"
 
         ci = "-" if r["ci95"] is None else f"{f(r['ci95'][0])}-{f(r['ci95'][1])}"
