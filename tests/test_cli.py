@@ -121,3 +121,21 @@ def test_pictures_on_a_headless_machine_print_no_x_warning(tmp_path, capfd):
                               titles={"a": "density (g/cm3)"})
     assert path.stat().st_size > 1000
     assert "bad X server" not in capfd.readouterr().err
+
+
+def test_run_list_and_missing_study(capsys):
+    """`femur run --list`: one line per built-in trial; `femur run` without a study: one
+    clear error line."""
+    from mpi4py import MPI
+
+    assert main(["run", "--list"]) == 0
+    out = capsys.readouterr().out
+    if MPI.COMM_WORLD.rank == 0:
+        lines = out.strip().splitlines()
+        names = [ln.split()[0] for ln in lines]
+        assert names == sorted(["arch", "bridge", "fit1", "fit2", "fpt", "frame", "freedom"])
+        assert all(len(ln.split(None, 1)) == 2 for ln in lines)  # name + description
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    if MPI.COMM_WORLD.rank == 0:
+        assert "femur run --list" in err and "Traceback" not in err
