@@ -8,6 +8,7 @@
     femur simulate --ct IMAGE --labels LABELS [--layers L1,L2] [--calibration FILE |
                    --calibrated-mg-cm3] [--sex S] [--age Y] --treatment SPEC --months M ...
     femur run STUDY [--patients N] [--months M] [--figures] [--out DIR] ...
+    femur run --list
 
 Every command takes ``--quiet`` (warnings only) and ``--verbose`` (debug detail); progress
 goes to stderr through logging (rank 0 only under MPI), the tables and ``--json`` records
@@ -26,7 +27,7 @@ from femur.core.log import configure, get_logger, verbosity
 from femur.core.mpi import MPI
 from femur.core.version import __version__
 from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, STRENGTH_MODELS, check_strength_model
-from femur.study import run_study_cli
+from femur.study import list_builtin_studies, run_study_cli
 from femur.remodeling.patient import Patient
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, DEFAULT_STRENGTH_MONTHS, Simulation
@@ -315,11 +316,13 @@ def _ct_simulation(args, sex: str, age: float, strength_months) -> Simulation:
 
 
 def _add_run(sub):
-    p = _command(sub, "run", "a virtual trial from a TOML study file or a built-in study (frame)",
+    p = _command(sub, "run", "a virtual trial from a TOML study file or a built-in study (femur run --list)",
                  "Run a virtual trial: a cohort, several arms, FE-coupled remodeling per patient and "
                  "arm, fracture risk, and a summary like a trial paper. Under `mpiexec -n N` the "
                  "cases are spread over rank groups.")
-    p.add_argument("study", help="a TOML study file or a built-in study name (frame)")
+    p.add_argument("study", nargs="?", default=None,
+                   help="a TOML study file or a built-in study name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the built-in studies, one line each, and exit")
     p.add_argument("--patients", type=int, default=None)
     p.add_argument("--months", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -334,6 +337,13 @@ def _add_run(sub):
 
 
 def _cmd_run(args) -> int:
+    if args.list:
+        if MPI.COMM_WORLD.rank == 0:
+            print(list_builtin_studies())
+        return 0
+    if args.study is None:
+        raise FemurError("femur run: give a study (a TOML file or a built-in name); "
+                         "`femur run --list` lists the built-in ones")
     run_study_cli(args.study, patients=args.patients, months=args.months, seed=args.seed,
                   group_size=args.group_size, resume=args.resume, out=args.out,
                   json_output=args.json, figures=args.figures)

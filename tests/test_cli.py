@@ -194,3 +194,21 @@ def test_strength_model_surrogate_is_refused_clearly(capsys):
     assert rc == 2
     if MPI.COMM_WORLD.rank == 0:
         assert "not fitted yet" in err and "Traceback" not in err
+
+
+def test_run_list_and_missing_study(capsys):
+    """`femur run --list`: one line per built-in trial; `femur run` without a study: one
+    clear error line."""
+    from mpi4py import MPI
+
+    assert main(["run", "--list"]) == 0
+    out = capsys.readouterr().out
+    if MPI.COMM_WORLD.rank == 0:
+        lines = out.strip().splitlines()
+        names = [ln.split()[0] for ln in lines]
+        assert names == sorted(["arch", "bridge", "fit1", "fit2", "fpt", "frame", "freedom"])
+        assert all(len(ln.split(None, 1)) == 2 for ln in lines)  # name + description
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    if MPI.COMM_WORLD.rank == 0:
+        assert "femur run --list" in err and "Traceback" not in err

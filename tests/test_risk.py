@@ -1,160 +1,221 @@
-"""Fracture-risk models: analytic checks of the impact model, the Monte Carlo fall model,
-the vertebral hazard and its calibration, and the BCT-style classes."""
+"""Fracture-risk model: exact checks of the hip impact model and its quadrature, the
+negative-binomial incidence, the spine hazard (design, turnover smoothing, trapezoid
+integral), the monthly courses (log-strength interpolation), the parameter draws and the
+BCT classes."""
 
 import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
-from femur.outcomes import risk
 from femur.core.errors import InputError
-
-G = 9.81
-
-
-def test_impact_velocity_and_force_analytic():
-    v = risk.impact_velocity_m_s(1.60)
-    assert v == pytest.approx(math.sqrt(2 * G * 0.554 * 1.60), rel=1e-12)
-    # energy-transfer factor scales the kinetic energy
-    assert risk.impact_velocity_m_s(1.60, 0.25) == pytest.approx(0.5 * v, rel=1e-12)
-    f = risk.hip_impact_force_n(65.0, 1.60)
-    expected = math.sqrt(2 * G * 0.554 * 1.60) * math.sqrt(47_000.0 * 65.0 * 7 / 20)
-    assert f == pytest.approx(expected, rel=1e-12)
-    assert f == pytest.approx(4312.25, abs=0.01)
-    # mid ARF0 energy transfer gives the consensus impact velocity (3.4 m/s) and a force in
-    # the 3.1-4.6 kN range derived in the science note
-    assert risk.impact_velocity_m_s(1.60, 0.65) == pytest.approx(3.4, abs=0.05)
-    f_mid = risk.hip_impact_force_n(65.0, 1.60, energy_transfer=0.65)
-    assert 3100 < f_mid < 4600
+from femur.outcomes import risk
+from femur.outcomes.risk import hip, spine
+from femur.outcomes.risk.parameters import FITTED_PARAMETERS, RiskParameters
 
 
-def test_soft_tissue_and_attenuation():
-    f = risk.hip_impact_force_n(65.0, 1.60)
-    assert risk.hip_impact_force_n(65.0, 1.60, 30.0) == pytest.approx(f, rel=1e-12)
-    assert risk.hip_impact_force_n(65.0, 1.60, 40.0) == pytest.approx(f - 710.0, rel=1e-12)
-    assert risk.hip_impact_force_n(65.0, 1.60, 20.0) == pytest.approx(f + 710.0, rel=1e-12)
-    assert risk.hip_impact_force_n(65.0, 1.60, attenuation=0.5) == pytest.approx(0.5 * f, rel=1e-12)
-    # never negative
-    assert risk.hip_impact_force_n(40.0, 1.45, 200.0) == 0.0
-    # force grows with sqrt(mass)
-    assert risk.hip_impact_force_n(4 * 65.0, 1.60) == pytest.approx(2 * f, rel=1e-12)
+def _fixed(**kw):
+    f = risk.default_fixed()
+    f["reference_vertebral_strength_n"] = 5000.0
+    f.update(kw)
+    return f
 
 
-def test_factor_of_risk():
-    assert risk.factor_of_risk(4000.0, 2500.0) == pytest.approx(1.6)
-    np.testing.assert_allclose(risk.factor_of_risk(np.array([1000.0, 3000.0]), 2000.0), [0.5, 1.5])
-    with pytest.raises(InputError, match="strength_n"):
-        risk.factor_of_risk(1000.0, 0.0)
-    assert risk.factor_of_risk_by_direction(3000.0, {0: 2500.0, 30: 2000.0}) == {0.0: 1.2, 30.0: 1.5}
+# ------------------------------------------------------------------------------ hip
+def test_impact_force_spring_mass():
+    f = hip.fixed_inputs()
+    m_eff = 65.0 * 7.0 / 20.0
+    assert hip.impact_force_n(2.14, 65.0, 30e3) == pytest.approx(2.14 * math.sqrt(30e3 * m_eff), rel=1e-12)
+    # soft tissue: 71 N per mm away from the 30 mm reference, floored at 0
+    base = hip.impact_force_n(2.0, 65.0, 30e3)
+    assert hip.impact_force_n(2.0, 65.0, 30e3, 40.0) == pytest.approx(base - 710.0, rel=1e-12)
+    assert hip.impact_force_n(2.0, 65.0, 30e3, 20.0) == pytest.approx(base + 710.0, rel=1e-12)
+    assert hip.impact_force_n(0.5, 40.0, 25e3, 80.0) == 0.0
+    # force at the mean velocity and mid-range in-vivo stiffness
+    k_mid = 0.5 * (f["pelvis_stiffness_min_n_m"] + f["pelvis_stiffness_max_n_m"])
+    assert hip.mean_impact_force_n(65.0) == pytest.approx(2.14 * math.sqrt(k_mid * m_eff), rel=1e-12)
     with pytest.raises(InputError, match="body_mass_kg"):
-        risk.hip_impact_force_n(-1.0, 1.6)
+        hip.impact_force_n(2.0, -1.0, 30e3)
+    with pytest.raises(InputError, match="soft_tissue_mm"):
+        hip.impact_force_n(2.0, 65.0, 30e3, -3.0)
 
 
-def test_per_fall_probability_limits_and_monotonic():
-    model = risk.FallModel(n_samples=2000)
-    falls = model.sample(np.random.Generator(np.random.PCG64(3)))
-    forces = risk.fall_forces_n(65.0, 1.60, falls)
-    assert risk.per_fall_fracture_probability(forces.min() * 0.999, forces, falls) == 1.0
-    assert risk.per_fall_fracture_probability(forces.max() * 1.001, forces, falls) == 0.0
-    ps = [risk.per_fall_fracture_probability(s, forces, falls) for s in (2000, 2500, 3000, 3500, 4000)]
-    assert all(a >= b for a, b in zip(ps, ps[1:]))
-    assert ps[0] > ps[-1]
-    # exact empirical fraction
-    assert ps[2] == pytest.approx(np.mean(forces >= 3000.0), abs=0)
-
-
-def test_strength_by_direction():
-    model = risk.FallModel(n_samples=2000)
-    falls = model.sample(np.random.Generator(np.random.PCG64(5)))
-    forces = risk.fall_forces_n(65.0, 1.60, falls)
-    flat = {a: 3000.0 for a in model.directions_deg}
-    assert risk.per_fall_fracture_probability(flat, forces, falls) == risk.per_fall_fracture_probability(
-        3000.0, forces, falls
-    )
-    weaker = {**flat, 30.0: 2500.0}  # posterolateral weaker
-    assert risk.per_fall_fracture_probability(weaker, forces, falls) > risk.per_fall_fracture_probability(
-        3000.0, forces, falls
-    )
-
-
-def test_hip_probability_deterministic_and_poisson_in_time():
-    a = risk.hip_fracture_probability(65.0, 1.60, 3000.0, [1.0, 10.0], seed=11)
-    b = risk.hip_fracture_probability(65.0, 1.60, 3000.0, [1.0, 10.0], seed=11)
-    assert a == b
-    p1, p10 = a
-    # constant hazard: 1 - P(10) = (1 - P(1))**10
-    assert 1 - p10 == pytest.approx((1 - p1) ** 10, rel=1e-12)
-    # rate = falls/yr * p_hip * p_fx, bounded by falls/yr * p_hip
-    assert p1 <= 1 - math.exp(-0.65 * 0.25) + 1e-15
-    assert risk.hip_fracture_probability(65.0, 1.60, 3500.0, seed=11) < p1
-    # no falls -> no fracture
-    none = risk.FallModel(falls_per_year=0.0)
-    assert risk.hip_fracture_probability(65.0, 1.60, 1000.0, seed=1, model=none) == 0.0
-    # every hip impact fractures (very weak bone) -> P = 1 - exp(-lambda p_hip T)
-    weak = risk.hip_fracture_probability(65.0, 1.60, 10.0, 2.0, seed=1)
-    assert weak == pytest.approx(1 - math.exp(-0.65 * 0.25 * 2.0), rel=1e-12)
-
-
-def test_fall_model_validation():
-    with pytest.raises(InputError, match="p_hip_impact"):
-        risk.FallModel(p_hip_impact=1.5)
-    with pytest.raises(InputError, match="falls_per_year"):
-        risk.FallModel(falls_per_year=-1.0)
-    with pytest.raises(InputError, match="direction_weights"):
-        risk.FallModel(direction_weights=(1.0,))
-    with pytest.raises(InputError, match="attenuation"):
-        risk.FallModel(attenuation_range=(0.0, 1.0))
-
-
-def test_cumulative_probability_analytic():
-    # constant hazard
-    assert risk.cumulative_probability([0, 1], [0.1, 0.1], 1.0) == pytest.approx(1 - math.exp(-0.1), rel=1e-12)
-    # linear hazard 0 -> 0.2 over a year: integral 0.1
-    assert risk.cumulative_probability([0, 1], [0.0, 0.2], 1.0) == pytest.approx(1 - math.exp(-0.1), rel=1e-12)
-    # held constant after the last time: 0.1 + 0.2 * 1
-    assert risk.cumulative_probability([0, 1], [0.0, 0.2], 2.0) == pytest.approx(1 - math.exp(-0.3), rel=1e-12)
-    # partial interval: h(t) = 0.2 t, integral to 0.5 = 0.025
-    assert risk.cumulative_probability([0, 1], [0.0, 0.2], 0.5) == pytest.approx(1 - math.exp(-0.025), rel=1e-12)
-    assert risk.cumulative_probability([0, 1], [0.1, 0.1], 0.0) == 0.0
+def test_velocity_distribution_truncated_normal():
+    mu, sd = 2.14, 0.63
+    z0 = norm.cdf(mu / sd)
+    assert hip.velocity_exceedance(0.0, mu, sd) == pytest.approx(1.0, abs=1e-15)
+    assert hip.velocity_exceedance(-1.0, mu, sd) == pytest.approx(1.0, abs=1e-15)
+    for v in (1.0, 2.14, 3.5):
+        assert hip.velocity_exceedance(v, mu, sd) == pytest.approx(norm.sf(v, mu, sd) / z0, rel=1e-12)
     with pytest.raises(InputError):
-        risk.cumulative_probability([0, 0], [0.1, 0.1], 1.0)
+        hip.velocity_exceedance(1.0, mu, 0.0)
 
 
-def test_vertebral_loads_and_phi():
-    loads = risk.vertebral_activity_loads_n(65.0)
-    bw = 65.0 * G
-    assert loads["standing"] == pytest.approx(0.6 * bw)
-    assert loads["bending_forward"] == pytest.approx(2.3 * bw)
-    assert loads["bending_forward_lifting_10kg"] == pytest.approx(2.3 * bw + 8 * 10 * G)
-    assert risk.vertebral_factor_of_risk(65.0, 4500.0) == pytest.approx((2.3 * bw + 80 * G) / 4500.0)
-    with pytest.raises(InputError, match="unknown spine activity"):
-        risk.vertebral_factor_of_risk(65.0, 4500.0, activity="jumping")
+def test_per_impact_probability_exact_with_one_stiffness():
+    """Degenerate stiffness range and equal directions: the quadrature is exact,
+    P = P(V >= s S / sqrt(k m_eff)) with V the truncated-normal velocity."""
+    f = hip.fixed_inputs()
+    f.update(pelvis_stiffness_min_n_m=30e3, pelvis_stiffness_max_n_m=30e3)
+    s = np.array([2000.0, 2000.0, 2000.0])
+    m_eff = 65.0 * f["effective_mass_fraction"]
+    for scale in (1.0, 0.6):
+        p = hip.fracture_probability_per_impact(s, 65.0, None, math.log(scale), f)
+        v_star = scale * 2000.0 / math.sqrt(30e3 * m_eff)
+        assert p == pytest.approx(hip.velocity_exceedance(v_star, 2.14, 0.63), rel=1e-12)
+    # direction weights: the mean over directions
+    s3 = np.array([1800.0, 2000.0, 2600.0])
+    each = [hip.fracture_probability_per_impact(np.full(3, x), 65.0, None, 0.0, f) for x in s3]
+    assert hip.fracture_probability_per_impact(s3, 65.0, None, 0.0, f) == pytest.approx(np.mean(each), rel=1e-12)
+    w = dict(f, fall_direction_weight_lateral=1.0, fall_direction_weight_posterolateral=0.0,
+             fall_direction_weight_anterolateral=0.0)
+    assert hip.fracture_probability_per_impact(s3, 65.0, None, 0.0, w) == pytest.approx(each[0], rel=1e-12)
 
 
-def test_beta_from_gradient_of_risk():
-    assert risk.SPINE_HAZARD_BETA == pytest.approx(math.log(2.8) / 0.25, rel=1e-12)
+def test_per_impact_probability_quadrature_and_monotonic():
+    """Uniform stiffness: 8-point Gauss-Legendre against a fine trapezoid average."""
+    f = hip.fixed_inputs()
+    s = np.array([[1500.0, 1500.0, 1500.0]])
+    p = float(hip.fracture_probability_per_impact(s, np.array([65.0]), np.array([30.0]), 0.0, f)[0])
+    ks = np.linspace(f["pelvis_stiffness_min_n_m"], f["pelvis_stiffness_max_n_m"], 20001)
+    ref = np.mean(hip.velocity_exceedance(1500.0 / np.sqrt(ks * 65.0 * 0.35), 2.14, 0.63))
+    assert p == pytest.approx(ref, rel=1e-6)
+    # weaker bone, a lower strength scale or thinner soft tissue: more fractures
+    grid = [float(hip.fracture_probability_per_impact(np.full((1, 3), x), np.array([65.0]), None, 0.0, f)[0])
+            for x in (1000.0, 1500.0, 2000.0, 3000.0)]
+    assert all(a > b for a, b in zip(grid, grid[1:]))
+    assert hip.fracture_probability_per_impact(s, np.array([65.0]), None, -0.3, f)[0] > p
+    assert hip.fracture_probability_per_impact(s, np.array([65.0]), np.array([20.0]), 0.0, f)[0] > p
+    with pytest.raises(InputError, match="directions"):
+        hip.fracture_probability_per_impact(np.ones((2, 2)), 65.0)
+    with pytest.raises(InputError, match="> 0 N"):
+        hip.fracture_probability_per_impact(np.array([1.0, 0.0, 1.0]), 65.0)
 
 
-def test_vertebral_calibration_exact():
-    beta = risk.SPINE_HAZARD_BETA
-    # one patient with constant Phi: closed form
-    phi = 0.5
-    h0 = risk.calibrate_vertebral_h0([([0.0, 1.0], [phi, phi])])
-    assert h0 == pytest.approx(-math.log1p(-0.018) / phi**beta, rel=1e-10)
-    # several patients with varying Phi: the mean 12-month probability hits the target
-    traj = [([0.0, 0.5, 1.0], [0.4, 0.42, 0.45]), ([0.0, 0.5, 1.0], [0.6, 0.61, 0.62]), ([0.0, 1.0], [0.3, 0.3])]
-    h0 = risk.calibrate_vertebral_h0(traj)
-    model = risk.VertebralRiskModel(h0)
-    ps = [risk.cumulative_probability(t, model.hazard_per_year(np.array(p)), 1.0) for t, p in traj]
-    assert np.mean(ps) == pytest.approx(0.018, rel=1e-9)
-    # treatment effect only through strength: 20 % stronger bone -> hazard x 1.2**-beta
-    assert model.hazard_per_year(phi / 1.2) / model.hazard_per_year(phi) == pytest.approx(1.2**-beta, rel=1e-12)
-    with pytest.raises(InputError, match="calibrate"):
-        risk.VertebralRiskModel().hazard_per_year(0.5)
+def test_negative_binomial_incidence():
+    q = np.array([0.0, 0.01, 0.3])
+    # shape k: 1 - (1 + q/k)^-k; Poisson limit for large k; below Poisson for finite k
+    assert hip.nb_incidence(q, 1.0) == pytest.approx(1 - 1 / (1 + q), rel=1e-12)
+    assert hip.nb_incidence(q, 1e9) == pytest.approx(-np.expm1(-q), rel=1e-6)
+    assert np.all(hip.nb_incidence(q[1:], 2.0) < -np.expm1(-q[1:]))
     with pytest.raises(InputError):
-        risk.calibrate_vertebral_h0([], 0.018)
+        hip.nb_incidence(q, 0.0)
 
 
+# ------------------------------------------------------------------------------ courses
+def _inputs(arm="placebo", strengths=None, ctx=None, n_prev=0, duration=12.0, visits=(0.0, 6.0, 12.0)):
+    return {
+        "case_id": f"p00000-{arm}", "study": "t", "arm": arm, "patient_index": 0, "duration_months": duration,
+        "sex": "female", "age_years": 70.0, "prevalent_vertebral_fractures": n_prev, "body_mass_kg": 65.0,
+        "soft_tissue_mm": 30.0, "visit_months": list(visits),
+        "strength_n": strengths or {"vertebral": [5000.0, 5000.0, 5000.0], "lateral": [3000.0] * 3,
+                                    "posterolateral": [2500.0] * 3, "anterolateral": [2700.0] * 3},
+        "ctx": ctx, "strength_model": "linear",
+    }
+
+
+def test_course_log_interpolation_and_notes():
+    d = _inputs(strengths={"vertebral": [4000.0, 9000.0, 9000.0], "lateral": [3000.0, 3000.0, 3000.0]},
+                ctx={"month": [0.0, 12.0], "ctx_pct": [0.0, -50.0], "at_visits": True})
+    c = risk.RiskCourse.from_inputs(d)
+    assert list(c.months) == list(range(13))
+    # geometric mean half way between the visits (linear in log strength)
+    assert c.vertebral_strength_n[3] == pytest.approx(math.sqrt(4000.0 * 9000.0), rel=1e-12)
+    assert c.vertebral_strength_n[12] == pytest.approx(9000.0)
+    # missing directions: the lateral strength, said so
+    assert c.fall_strength_n[:, 1] == pytest.approx(np.full(13, 3000.0), rel=1e-12)
+    assert any("posterolateral" in n for n in c.notes)
+    assert c.ctx_ratio[6] == pytest.approx(0.75) and any("visits only" in n for n in c.notes)
+    none = risk.RiskCourse.from_inputs(dict(_inputs(), prevalent_vertebral_fractures=None))
+    assert none.prevalent_vertebral_fractures == 0 and np.all(none.ctx_ratio == 1.0)
+    assert list(risk.month_grid(21.5))[-2:] == [21.0, 21.5]
+
+
+def test_case_inputs_reads_the_strength_model_names():
+    record = {"case_id": "p1-a", "study": "s", "arm": "a", "duration_months": 6.0,
+              "patient": {"index": 1, "age_years": 70.0, "body_mass_kg": 60.0, "prevalent_vertebral_fractures": 2}}
+    visits = [{"month": m, "vertebral_strength_n": 5000.0 + m, "femoral_fall_strength_n": 3000.0,
+               "ctx_pct": -10.0 * m, "extra": {"femoral_fall_posterolateral_strength_n": 2500.0}} for m in (0.0, 6.0)]
+    d = risk.case_inputs(record, {"visits": visits})
+    assert d["strength_n"]["vertebral"] == [5000.0, 5006.0]
+    assert d["strength_n"]["posterolateral"] == [2500.0, 2500.0] and "anterolateral" not in d["strength_n"]
+    assert d["ctx"]["at_visits"] and d["prevalent_vertebral_fractures"] == 2
+    with pytest.raises(InputError, match="strength model 'nonlinear'"):
+        risk.case_inputs(record, {"visits": visits}, "nonlinear")
+
+
+# ------------------------------------------------------------------------------ spine
+def test_turnover_index_smoothing():
+    months = np.arange(7.0)
+    r = np.array([[1.0, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]])
+    u = spine.turnover_index(r, months, 3.0, 0.05)
+    a = 1 - math.exp(-1 / 3)
+    expect = [1.0]
+    for k in range(1, 7):
+        expect.append(expect[-1] + a * (r[0, k] - expect[-1]))
+    assert np.exp(u[0]) == pytest.approx(expect, rel=1e-12)
+    # floor
+    assert spine.turnover_index(np.array([[1.0, 0.0]]), np.arange(2.0), 0.0, 0.05)[0, 1] == pytest.approx(math.log(0.05))
+
+
+def test_spine_hazard_terms_and_integral():
+    values = {**_fixed(), **{k: v[0] for k, v in FITTED_PARAMETERS.items()}}
+    values.update(spine_log_h0=math.log(0.02), spine_within_gradient=-6.0, spine_between_gradient=-2.0,
+                  spine_turnover_gradient=0.5, spine_prevalent_any=1.0, spine_prevalent_count=1.2)
+    flat = risk.RiskCourse.from_inputs(_inputs())
+    strong = risk.RiskCourse.from_inputs(_inputs(strengths={"vertebral": [5000.0, 5500.0, 5500.0]},
+                                                 ctx={"month": [0.0, 12.0], "ctx_pct": [0.0, 0.0]}))
+    two = risk.RiskCourse.from_inputs(_inputs(n_prev=2))
+    b = risk.CourseBatch.of([flat, strong, two])
+    lh = risk.spine_log_hazard(b, values)
+    age = 70.0 + b.months / 12.0
+    base = math.log(0.02) + 0.0269 * (age - 70.0)  # reference strength 5000 N, no change
+    assert lh[0] == pytest.approx(base, abs=1e-12)
+    # within-person: +10 % strength -> hazard x 1.1**-6
+    assert lh[1, 12] - lh[0, 12] == pytest.approx(-6.0 * math.log(1.1), rel=1e-12)
+    # prevalent: 2 fractures -> exp(1.0) * 2**1.2
+    assert lh[2] - lh[0] == pytest.approx(np.full(13, 1.0 + 1.2 * math.log(2)), rel=1e-12)
+    # between-person: a baseline 10 % below the reference
+    weak = risk.CourseBatch.of([risk.RiskCourse.from_inputs(_inputs(strengths={"vertebral": [4500.0] * 3}))])
+    assert risk.spine_log_hazard(weak, values)[0, 0] - lh[0, 0] == pytest.approx(-2.0 * math.log(0.9), rel=1e-12)
+    # trapezoid integral: exact for a constant hazard
+    inc = risk.spine_incidence(risk.CourseBatch.of([flat]), dict(values, spine_age_per_year=0.0))
+    assert inc[0, 12] == pytest.approx(1 - math.exp(-0.02), rel=1e-12)
+    assert inc[0, 6] == pytest.approx(1 - math.exp(-0.01), rel=1e-12)
+
+
+def test_hip_incidence_and_per_fall():
+    values = {**_fixed(), **{k: v[0] for k, v in FITTED_PARAMETERS.items()}, "hip_log_strength_scale": -0.5}
+    b = risk.CourseBatch.of([risk.RiskCourse.from_inputs(_inputs())])
+    p = risk.hip_per_impact(b, values)
+    assert np.allclose(p, p[0, 0]) and 0 < p[0, 0] < 1
+    rate = 0.8 * 0.4 * p[0, 0]
+    inc = risk.hip_incidence(b, values)
+    assert inc[0, 12] == pytest.approx(1 - 1 / (1 + rate), rel=1e-12)  # shape 1: geometric zero class
+    assert risk.hip_fractures_per_fall(b, values) == pytest.approx(0.4 * p[0, 0], rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ parameters
+def test_parameter_draws_follow_the_covariance():
+    values = {k: v[0] for k, v in FITTED_PARAMETERS.items()}
+    names = ("spine_log_h0", "hip_log_strength_scale")
+    cov = np.array([[0.04, 0.01], [0.01, 0.09]])
+    p = RiskParameters(values, _fixed(), names, cov, "test", "<test>")
+    d = p.draws(20000, 3)
+    x = np.array([[v[k] for k in names] for v in d])
+    assert x.mean(axis=0) == pytest.approx([values[k] for k in names], abs=0.01)
+    assert np.cov(x.T) == pytest.approx(cov, abs=0.004)
+    assert d[0]["spine_within_gradient"] == values["spine_within_gradient"]  # not in the covariance: fixed
+    assert p.draws(5, 3) == p.draws(5, 3)
+    with pytest.raises(InputError, match="covariance shape"):
+        RiskParameters(values, _fixed(), names, np.eye(3))
+    with pytest.raises(InputError, match="missing"):
+        RiskParameters({"spine_log_h0": 0.0}, _fixed())
+    with pytest.raises(InputError, match="fracture-risk parameter file"):
+        risk.load_parameters("/nonexistent/fracture_risk.json")
+
+
+# ------------------------------------------------------------------------------ BCT
 @pytest.mark.parametrize(
     "strength,site,sex,expected",
     [

@@ -149,11 +149,11 @@ def test_builtin_frame():
     assert spec.cohort.sex == "female" and spec.cohort.inclusion.age == (55, 90)
     assert spec.cohort.inclusion.t_score == {"th": (-3.5, -2.5), "fn": (-3.5, -2.5)}
     assert spec.cohort.inclusion.t_score_rule == "any"
-    from femur.outcomes import risk
-
-    # the frozen calibration to target #8 (python -m femur.calibration.risk)
-    assert spec.risk.vertebral_h0_per_year == risk.default_vertebral_h0()[0] > 0
-    assert "1.8 %" in spec.risk.vertebral_h0_provenance
+    # risk: the calibrated parameters (femur/data/fracture_risk.json), RR against placebo
+    assert spec.risk.parameters == "default" and spec.risk.reference_arm == "placebo"
+    assert spec.model.strength_model == "linear"
+    assert spec.cohort.prevalent_vertebral_fractures == (0.82, 0.12, 0.04, 0.02)
+    assert (spec.cohort.age_mean, spec.cohort.age_sd) == (70.9, 7.0)
     with pytest.raises(InputError, match="built-in studies: .*frame"):
         load_study("no_such_study")
 
@@ -257,6 +257,11 @@ BAD = [
     ),
     ("visit_months = [0, 6, 12]", "visit_months = [0, 6, 12, 18]", r"study\.visit_months.*\[18\.0\] after the end"),
     ("size = 3", "size = 0", r"cohort\.size.*must be >= 1"),
+    ('sex = "F"', 'sex = "F"\nprevalent_vertebral_fractures = [0.5, 0.5, 0.1, 0.0]',
+     r"cohort\.prevalent_vertebral_fractures.*sum to 1"),
+    ('sex = "F"', 'sex = "F"\nprevalent_vertebral_fractures = [1.0]', r"cohort\.prevalent_vertebral_fractures.*0, 1, 2"),
+    ('sex = "F"', 'sex = "F"\nage_sd = 0', r"cohort\.age_sd.*> 0"),
+    ("order = 1", 'order = 1\nstrength_model = "nonlinear"', r"model\.strength_model.*unknown strength model"),
     ("seed = 7", "seed = 7\nsedd = 8", r"\[study\].*unknown key\(s\) \['sedd'\].*allowed keys"),
     ('name = "placebo"', 'name = "placebo"\ndose = 3', r"arms\[0\].*unknown key\(s\) \['dose'\]"),
     ("order = 1", "order = 1\nmesh = 2", r"\[model\].*unknown key\(s\) \['mesh'\]"),
@@ -309,14 +314,21 @@ def test_missing_arms_and_other_file_errors(mpi_tmp_path):
     path = _write(tmp_path, "[study\nname=1", "broken.toml")
     with pytest.raises(InputError, match=r"broken\.toml: not valid TOML"):
         load_study(path)
-    # no placebo arm: the frozen default h0 is used, but "calibrate" cannot work
+    # no placebo arm: no reference arm unless the study names one
     no_placebo = GOOD.replace('name = "placebo"\nregimen = "placebo"', 'name = "deno"\nregimen = "denosumab"')
-    assert load_study(_write(tmp_path, no_placebo, "noplacebo.toml")).risk.vertebral_h0_per_year > 0
-    path = _write(tmp_path, no_placebo + '\n[risk]\nvertebral_h0_per_year = "calibrate"\n', "noplacebo2.toml")
-    with pytest.raises(InputError, match="vertebral_h0_per_year.*no placebo arm"):
-        load_study(path)
-    ok = load_study(_write(tmp_path, no_placebo + "\n[risk]\nvertebral_h0_per_year = 0.3\n", "h0.toml"))
-    assert ok.risk.vertebral_h0_per_year == 0.3
+    assert load_study(_write(tmp_path, no_placebo, "noplacebo.toml")).risk.reference_arm is None
+    ok = load_study(_write(tmp_path, no_placebo + '\n[risk]\nreference_arm = "deno"\n', "ref.toml"))
+    assert ok.risk.reference_arm == "deno"
+    for text, pattern in (
+        ('\n[risk]\nreference_arm = "nope"\n', r"risk\.reference_arm.*no arm 'nope'"),
+        ('\n[risk]\nvertebral_h0_per_year = 0.3\n', r"risk\.vertebral_h0_per_year.*no longer a study setting"),
+        ('\n[risk]\np_hip_impact = 0.3\n', r"risk\.p_hip_impact.*hip_impact_share"),
+        ('\n[risk]\nhip_impact_share = 1.3\n', r"risk\.hip_impact_share.*\[0, 1\]"),
+        ('\n[risk]\nparameters = "nofile.json"\n', r"risk\.parameters.*no parameter file"),
+        ('\n[risk]\nparameter_draws = -1\n', r"risk\.parameter_draws"),
+    ):
+        with pytest.raises(InputError, match=pattern):
+            load_study(_write(tmp_path, no_placebo + text, "riskbad.toml"))
 
 
 def test_strength_model_goes_from_the_study_file_to_the_simulation(mpi_tmp_path):
@@ -471,22 +483,68 @@ def _rank0_check(fn):
     assert msg is None, msg
 
 
-def test_calibrate_option_fits_the_placebo_arm_to_target_8(mpi_tmp_path):
-    """[risk] vertebral_h0_per_year = "calibrate": the placebo arm's 12-month incidence is
-    the FRAME 1.8 % by construction (clinical-targets.md #8)."""
-    import tomllib
+def test_prevalent_fractures_and_age_of_a_cohort():
+    """The trial's prevalent-fracture shares are met closely even by a small cohort (a
+    low-discrepancy draw), each patient's count does not depend on the cohort size, and the
+    other patient variables do not depend on the shares."""
+    spec = load_study("fpt")
+    counts = [p["prevalent_vertebral_fractures"] for p in generate_cohort(spec.cohort, spec.seed, 40)]
+    for c, share in zip((0, 1, 2, 3), spec.cohort.prevalent_vertebral_fractures):
+        assert abs(counts.count(c) / 40 - share) <= 1.5 / 40, (c, counts)
+    assert counts[:7] == [p["prevalent_vertebral_fractures"] for p in generate_cohort(spec.cohort, spec.seed, 7)]
+    from dataclasses import replace
 
-    from femur.study import builtin_studies
+    other = replace(spec.cohort, prevalent_vertebral_fractures=(1.0, 0.0, 0.0, 0.0))
+    a, b = sample_patient(3, spec.seed, spec.cohort), sample_patient(3, spec.seed, other)
+    assert b["prevalent_vertebral_fractures"] == 0
+    assert {k: v for k, v in a.items() if k != "prevalent_vertebral_fractures"} == \
+        {k: v for k, v in b.items() if k != "prevalent_vertebral_fractures"}
+    ages = [p["age_years"] for p in generate_cohort(load_study("arch").cohort, 1, 60)]
+    assert 71 < sum(ages) / len(ages) < 78  # ARCH mean age 74.3 (row 9), within its range
+    assert all(55 <= x <= 90 for x in ages)
 
-    data = tomllib.loads(builtin_studies()["frame"].read_text())
-    data["risk"]["vertebral_h0_per_year"] = "calibrate"
-    summary = run_study_cli(data, patients=3, out=mpi_tmp_path / "cal", evaluator=synthetic_evaluator,
-                            json_output=True)
+
+def test_risk_outputs_of_a_study(mpi_tmp_path):
+    """Incidence curves, relative risk with a 95 % CI from cohort resampling x parameter
+    draws, absolute risk reduction and NNT, hip fractures per fall, the incidence plot."""
+    out = mpi_tmp_path / "risk"
+    summary = run_study_cli("frame", patients=5, out=out, evaluator=synthetic_evaluator, json_output=True)
 
     def checks():
-        plc = {a["arm"]: a for a in summary["arms"]}["placebo"]
-        assert plc["vertebral_fracture_incidence"] == pytest.approx(0.018, rel=1e-9)
-        assert "calibrated on arm 'placebo'" in summary["risk"]["vertebral_h0_provenance"]
+        from femur.outcomes import risk
+
+        arms = {a["arm"]: a for a in summary["arms"]}
+        plc, romo = arms["placebo"], arms["romosozumab"]
+        assert summary["reference_arm"] == "placebo"
+        for a in (plc, romo):
+            c = a["cumulative_incidence"]
+            assert c["month"] == [float(m) for m in range(13)]
+            for kind in ("vertebral", "hip"):
+                curve = c[kind]
+                assert curve[0] == 0.0 and all(y >= x for x, y in zip(curve, curve[1:]))
+                assert curve[-1] == pytest.approx(a[f"{kind}_fracture_incidence"], rel=1e-12)
+                lo, hi = a[f"{kind}_fracture_incidence_ci95"]
+                assert lo <= a[f"{kind}_fracture_incidence"] <= hi
+        for kind in ("vertebral", "hip"):
+            rr, (lo, hi) = romo[f"relative_risk_{kind}"], romo[f"relative_risk_{kind}_ci95"]
+            assert rr == pytest.approx(romo[f"{kind}_fracture_incidence"] / plc[f"{kind}_fracture_incidence"])
+            assert 0 < lo <= rr <= hi
+            # calibration uncertainty widens the cohort-only interval
+            clo, chi = romo[f"relative_risk_{kind}_ci95_cohort_only"]
+            assert hi - lo >= chi - clo
+            arr = plc[f"{kind}_fracture_incidence"] - romo[f"{kind}_fracture_incidence"]
+            assert romo[f"absolute_risk_reduction_{kind}"] == pytest.approx(arr)
+            if arr > 0:
+                assert romo[f"number_needed_to_treat_{kind}"] == pytest.approx(1 / arr)
+            assert plc[f"relative_risk_{kind}"] is None
+        assert 0 < plc["hip_fractures_per_fall_baseline"] < summary["risk"]["fixed"]["hip_impact_share"]
+        assert summary["risk"]["values"] == risk.load_parameters().values
+        assert summary["risk"]["parameter_draws"] == 1000
+        # the test double gives no monthly CTX and one fall direction: the summary says so
+        assert any("lateral one is used" in n for n in summary["risk"]["notes"])
+        assert (out / "plots" / "cumulative_incidence.png").stat().st_size > 5000
+        text = (out / "summary.txt").read_text()
+        assert "RR vert (95% CI)" in text and "NNT vert" in text and "risk parameters:" in text
 
     _rank0_check(checks)
 
@@ -506,19 +564,15 @@ def test_small_study_invariants(mpi_tmp_path, check):
         for key in ("ls_bmd_pct_mean", "th_bmd_pct_mean", "fn_bmd_pct_mean"):
             assert -2.0 < plc[key] < 0.0
             assert romo[key] > 2.0
-        # calibration: placebo vertebral incidence over 12 months is the FRAME target
-        # the frozen default h0 (calibrated on the real 50-patient cohort): an output here
-        assert 0.0 < plc["vertebral_fracture_incidence"] < 0.2
+        # the calibrated risk parameters (femur/data/fracture_risk.json): outputs here
+        assert 0.0 < plc["vertebral_fracture_incidence"] < 0.5
         assert plc["relative_risk_vertebral"] is None and plc["relative_risk_hip"] is None
         assert 0 < romo["relative_risk_vertebral"] < 1
         assert 0 < romo["relative_risk_hip"] <= 1
-        assert 0 <= plc["hip_fractures_per_fall_baseline"] <= summary["risk"]["fall_model"]["p_hip_impact"]
         lo, hi = romo["relative_risk_vertebral_ci95"]
         assert lo <= romo["relative_risk_vertebral"] <= hi
-        from femur.outcomes import risk
-
-        assert summary["risk"]["vertebral_h0_per_year"] == risk.default_vertebral_h0()[0]
         rows = (out / "results.csv").read_text().splitlines()
+        assert "prevalent_vertebral_fractures" in rows[0] and "p_hip_fx_cum" in rows[0]
         assert len(rows) == 1 + 2 * 4 * 3
         assert (out / "plots" / "trajectories.png").stat().st_size > 1000
         assert (out / "plots" / "strength_change.png").stat().st_size > 1000

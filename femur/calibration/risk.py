@@ -1,91 +1,330 @@
-"""Calibrate the default vertebral baseline hazard h0 once, on the built-in FRAME-like cohort.
+"""Calibrate the fracture-risk model: one command, rerunnable, from trials to parameters.
 
-    mpiexec -n 2 python -m femur.calibration.risk --patients 50 [--write] [--out DIR]
+    mpiexec -n 2 python -m femur.calibration.risk [--patients N] [--quick] [--write]
+    python -m femur.calibration.risk --refit-only [--courses FILE] [--write]
 
-Runs the placebo arm of the built-in ``frame`` study (FRAME inclusion, seed 2016, the
-study's mesh and model) and solves for the h0 that gives the FRAME placebo new-vertebral-
-fracture incidence of 1.8 % in 12 months (clinical-targets.md, calibration target #8;
-`femur.outcomes.risk.calibrate_vertebral_h0`). ``--write`` stores it with its provenance
-in ``femur/data/vertebral_h0.json``, the value every study uses unless its ``[risk]``
-table says ``vertebral_h0_per_year = "calibrate"`` or gives a number. This is the only
-fitted number of the risk model; the treatment effect and every other cohort's placebo
-incidence come out of the simulated strengths.
+1. SIMULATE, once, the calibration trials with the engine itself -- FRAME (placebo arm
+   only, row 8), FREEDOM (rows 10-11), FPT (row 12), FIT-1 (row 13), FIT-2 (row 14), each
+   with its own cohort (inclusion, age, prevalent fractures), regimens and visits from the
+   built-in study files -- plus an untreated SOF-like check cohort. The cases go to
+   ``OUT/<study>/cases/`` (an interrupted run resumes where it stopped).
+2. STORE each case's risk inputs (visit strengths, monthly CTX, patient attributes;
+   ``femur.outcomes.risk.case_inputs``) in ``OUT/courses.json.gz``: refitting the risk
+   parameters needs no FE (``--refit-only``).
+3. FIT the spine and hip parameters to the targets (``risk_fit``: binomial likelihood,
+   covariance from the observed information and virtual-cohort bootstrap refits) and print
+   the report (``risk_report``): each target, the model's value, the residual, inside the
+   published 95 % CI or not; then the checks (SOF hip incidence, between-person gradients).
+4. WRITE (``--write``) the parameters with their provenance (targets, cohort sizes, seeds,
+   engine version, git commit, date, command, fixed inputs and their sources, covariance,
+   the report) to ``femur/data/fracture_risk.json`` and the courses to
+   ``femur/data/fracture_risk_courses.json.gz``; without ``--write`` both go to ``OUT``.
+
+``--quick``: 10 women per arm (or ``--patients``), the trials' full durations: a check that
+the machinery works end to end, NOT a calibration (its parameter file says so).
+
+Never fitted: FRAME's romosozumab arm, ARCH, BRIDGE (romosozumab): predictions.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import gzip
+import json
+import shlex
+import subprocess
 import sys
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
-from femur.core.datafiles import write_fitted
-from femur.core.errors import InputError
-from femur.core.log import configure
+import numpy as np
+
+from femur.core.datafiles import atomic_write_text, data_path, write_fitted
+from femur.core.errors import FemurError, InputError
+from femur.core.log import configure, get_logger
 from femur.core.mpi import MPI
-from femur.outcomes.risk import VERTEBRAL_H0_FILE
+from femur.core.version import __version__
+from femur.outcomes import risk
+from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE, parameters_from_document
+from femur.calibration.risk_fit import CalibrationData, FitResult, fit
+from femur.calibration.risk_report import format_report, report_rows
+from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, SOF_CHECK, TARGETS
 from femur.study import Study
-from femur.study.parse import parse_study
-from femur.study.spec import builtin_studies
+from femur.study.cases import resolve_evaluator
+from femur.study.parse import load_study, parse_study
+from femur.study.runner import run_cases
 
-COMMAND = "mpiexec -n 2 python -m femur.calibration.risk --patients {patients} --write"
+log = get_logger(__name__)
 
-
-def calibrate(patients: int = 50, out=None, progress: bool = True, comm=MPI.COMM_WORLD):
-    """Run the frame placebo arm and return (h0 per year, provenance text, seed) on every rank."""
-    path = builtin_studies()["frame"]
-    data = tomllib.loads(path.read_text())
-    data.setdefault("risk", {})["vertebral_h0_per_year"] = "calibrate"
-    spec = parse_study(data, str(path)).with_overrides(patients=patients)
-    placebo = [a for a in spec.arms if a.is_placebo]
-    if not placebo:
-        raise InputError("the built-in frame study has no placebo arm")
-    spec = replace(spec, name=f"{spec.name}_h0", arms=tuple(placebo))
-    out = Path(out) if out is not None else Path("results") / "calibrate_risk"
-    res = Study(spec).run(out=out, comm=comm, progress=progress, plots=False)
-    h0 = None
-    if comm.rank == 0:
-        vm = res.vertebral_model
-        if vm is None or vm.h0_per_year is None:
-            raise InputError("calibration failed: no vertebral factor-of-risk trajectories")
-        h0 = float(vm.h0_per_year)
-    h0 = comm.bcast(h0, root=0)
-    text = (f"calibrated to FRAME placebo new vertebral fractures 1.8 % in 12 months "
-            f"(clinical-targets.md #8) on the placebo arm of the built-in frame cohort "
-            f"({patients} women, seed {spec.seed}, mesh {spec.model.mesh_size_mm} mm)")
-    return h0, text, spec.seed
+COURSES_FILE = "fracture_risk_courses.json.gz"
+COURSES_FORMAT = 1
+DEFAULT_PATIENTS = 100
+QUICK_PATIENTS = 10
+DEFAULT_BOOTSTRAP = 100
+QUICK_BOOTSTRAP = 30
+FIT_SEED = 12
 
 
-def write_default(h0: float, provenance: str, patients: int, seed: int, path=None) -> Path:
-    """Store h0 with its provenance in femur/data/vertebral_h0.json (or ``path``)."""
-    return write_fitted(
-        VERTEBRAL_H0_FILE, {"vertebral_h0_per_year": float(f"{h0:.6g}")},
-        targets={"source": "shared/science/clinical-targets.md, calibration target #8",
-                 "per_parameter": {"vertebral_h0_per_year":
-                                   "FRAME placebo new vertebral fractures 1.8 % in 12 months"}},
-        seeds={"study_seed": seed, "cohort": f"built-in frame study, placebo arm, {patients} patients"},
-        command=COMMAND.format(patients=patients), notes=provenance, path=path)
+def calibration_specs(patients: int) -> dict:
+    """{name: StudySpec} of the calibration studies (arms the targets need) and the check
+    cohort, at ``patients`` women per arm."""
+    specs = {}
+    for name, arms in CALIBRATION_STUDIES.items():
+        spec = load_study(name).with_overrides(patients=patients)
+        if arms is not None:
+            spec = replace(spec, arms=tuple(a for a in spec.arms if a.name in arms))
+        specs[name] = spec
+    specs["sof_check"] = parse_study(json.loads(json.dumps(SOF_CHECK)), "femur.calibration.risk_targets.SOF_CHECK"
+                                     ).with_overrides(patients=patients)
+    return specs
+
+
+def simulate(specs: dict, out, evaluator=None, comm=None, group_size: int = 1, progress: bool = True) -> dict | None:
+    """Run every case of every spec (collective); return {study: {"n_patients", "seed",
+    "cases": [risk inputs]}} on rank 0 (None elsewhere). Failed cases are left out (and
+    logged)."""
+    comm = comm or MPI.COMM_WORLD
+    out = Path(out)
+    studies = {}
+    for name, spec in specs.items():
+        s = Study(spec)
+        fn = resolve_evaluator(evaluator, spec)
+        data = run_cases(s.cases(), fn, out / name, manifest=s.manifest(), comm=comm, group_size=group_size,
+                         resume=True, progress=progress, label=f"calibration {name}")
+        if comm.rank != 0:
+            continue
+        cases = []
+        for d in data:
+            if "error" in d:
+                log.warning("calibration case %s failed and is left out: %s", d["record"]["case_id"], d["error"])
+                continue
+            cases.append(risk.case_inputs(d["record"], d["result"], spec.model.strength_model))
+        studies[name] = {"n_patients": spec.cohort.size, "seed": spec.seed, "duration_months": spec.duration_months,
+                         "arms": [a.name for a in spec.arms],
+                         "regimens": {a.name: a.regimen_text for a in spec.arms}, "cases": cases}
+    return studies if comm.rank == 0 else None
+
+
+def git_commit() -> str:
+    """The git commit of the source tree (with '+dirty' when it has changes), or 'unknown'."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+
+
+def save_courses(path, studies: dict, meta: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"format": COURSES_FORMAT, **meta, "studies": studies}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as fh:
+        json.dump(doc, fh, sort_keys=True, separators=(",", ":"))
+    tmp.replace(path)
+    return path
+
+
+def load_courses(path) -> dict:
+    path = Path(path)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no stored calibration courses (run the calibration without "
+                         "--refit-only first)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable calibration courses: {exc}") from None
+    if doc.get("format") != COURSES_FORMAT or "studies" not in doc:
+        raise InputError(f"{path}: not a calibration course file of format {COURSES_FORMAT}")
+    return doc
+
+
+def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
+    """Fit the parameters to stored courses with ``settings`` (bootstrap, seed, held
+    parameters, fixed inputs); deterministic."""
+    data = CalibrationData({name: s["cases"] for name, s in doc["studies"].items()})
+    fixed = dict(settings.get("fixed") or risk.default_fixed())
+    fixed.setdefault("reference_vertebral_strength_n", data.reference_strength_n())
+    held = {k: float(v) for k, v in (settings.get("held") or {}).items()}
+    fitted = [k for k in FITTED_PARAMETERS if k not in held]
+    result = fit(data, fixed, fitted=fitted, bootstrap=int(settings.get("bootstrap", 0)),
+                 seed=int(settings.get("seed", FIT_SEED)), start=held)
+    return data, result
+
+
+def parameter_document(result: FitResult, rows: list[dict], doc: dict, settings: dict, status: str,
+                       command: str) -> dict:
+    """values + provenance of a fit (the content of femur/data/fracture_risk.json)."""
+    sources = risk.fixed_sources()
+    cohorts = {name: {k: s[k] for k in ("n_patients", "seed", "duration_months", "arms", "regimens") if k in s}
+               | {"cases": len(s["cases"])} for name, s in doc["studies"].items()}
+    return {
+        "values": {k: float(v) for k, v in result.values.items()},
+        "targets": {
+            "source": "shared/science/clinical-targets.md rows 8, 10-15 (never romosozumab fracture results)",
+            "fitted": [f"row {t.row}: {t.label} = {t.value:.4g} (n {t.n:.0f})" for t in TARGETS if t.role == "fit"],
+            "reported": [f"row {r.row}: {r.label} = {r.value} {list(r.ci95)}" for r in RATIOS]
+                        + [f"row {t.row}: {t.label}" for t in TARGETS if t.role == "check"],
+            "per_parameter": {k: FITTED_PARAMETERS[k][3] for k in result.values},
+        },
+        "seeds": {name: c.get("seed") for name, c in cohorts.items()} | {"fit_bootstrap": settings.get("seed")},
+        "extra": {
+            "status": status,
+            "git_commit": doc.get("git_commit", "unknown"),
+            "engine": doc.get("engine", {}),
+            "cohorts": cohorts,
+            "fit_settings": settings,
+            "fixed": {k: float(v) for k, v in result.fixed.items()},
+            "fixed_sources": {k: sources.get(k, "") for k in result.fixed},
+            "meaning": {k: FITTED_PARAMETERS[k][2] for k in result.values},
+            "held": list(result.held),
+            "at_bound": list(result.at_bound),
+            "covariance": {"names": list(result.names), "matrix": result.covariance.tolist(),
+                           "targets_part": result.cov_targets.tolist(), "cohort_part": result.cov_cohort.tolist(),
+                           "dispersion": result.dispersion, "bootstrap_refits": result.bootstrap},
+            "report": rows,
+            "courses_date": doc.get("date"),
+            "simulation_command": doc.get("command", "python -m femur.calibration.risk (on 2 MPI ranks)"),
+        },
+        "command": command,
+    }
+
+
+def write_parameters(pdoc: dict, path=None) -> Path:
+    return write_fitted(PARAMETER_FILE, pdoc["values"], targets=pdoc["targets"], seeds=pdoc["seeds"],
+                        command=pdoc["command"], notes=pdoc["extra"]["status"], path=path,
+                        extra=_jsonable(pdoc["extra"]))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=None, write=False, evaluator=None,
+              bootstrap=None, held=None, group_size=1, comm=None, progress=True, command=None) -> dict | None:
+    """The whole calibration (module docstring); returns {"parameters", "report", "rows",
+    "paths"} on rank 0, None elsewhere."""
+    comm = comm or MPI.COMM_WORLD
+    n = patients or (QUICK_PATIENTS if quick else DEFAULT_PATIENTS)
+    out = Path(out) if out is not None else Path("results") / ("calibrate_risk_quick" if quick else "calibrate_risk")
+    command = command or "python -m femur.calibration.risk"
+    if refit_only:
+        doc = None
+        if comm.rank == 0:
+            src = Path(courses) if courses else (out / "courses.json.gz" if (out / "courses.json.gz").exists()
+                                                  else data_path(COURSES_FILE))
+            doc = load_courses(src)
+            log.info("refitting from the stored courses %s", src)
+    else:
+        specs = calibration_specs(n)
+        studies = simulate(specs, out, evaluator, comm, group_size, progress)
+        doc = None
+        if comm.rank == 0:
+            meta = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "git_commit": git_commit(), "quick": bool(quick), "command": command,
+                    "engine": {"femur_version": __version__,
+                               "strength_model": next(iter(specs.values())).model.strength_model,
+                               "evaluator": evaluator if isinstance(evaluator, str) or evaluator is None
+                               else getattr(evaluator, "__name__", str(evaluator))}}
+            doc = {"format": COURSES_FORMAT, **meta, "studies": studies}
+            save_courses(out / "courses.json.gz", studies, meta)
+    if comm.rank != 0:
+        return None
+    settings = {"bootstrap": int(bootstrap if bootstrap is not None else
+                                 (QUICK_BOOTSTRAP if doc.get("quick") else DEFAULT_BOOTSTRAP)),
+                "seed": FIT_SEED, "held": dict(held or {})}
+    data, result = fit_courses(doc, settings)
+    settings["fixed"] = dict(result.fixed)
+    rows = report_rows(data, result)
+    sizes = {name: s["n_patients"] for name, s in doc["studies"].items()}
+    status = (f"QUICK MODE machinery check ({min(sizes.values())}-{max(sizes.values())} women per arm, "
+              f"engine {doc.get('engine', {}).get('femur_version')}, strength model "
+              f"{doc.get('engine', {}).get('strength_model')}): NOT the final calibration"
+              if doc.get("quick") else
+              f"calibration on {min(sizes.values())}-{max(sizes.values())} women per arm, engine "
+              f"{doc.get('engine', {}).get('femur_version')}, strength model "
+              f"{doc.get('engine', {}).get('strength_model')}")
+    title = f"Fracture-risk calibration report -- {status}\ncourses: {doc.get('date')}, commit {doc.get('git_commit')}"
+    text = format_report(rows, result, title)
+    pdoc = parameter_document(result, rows, doc, settings, status, command)
+    paths = {}
+    if write:
+        paths["parameters"] = write_parameters(pdoc)
+        paths["courses"] = save_courses(data_path(COURSES_FILE), doc["studies"],
+                                        {k: v for k, v in doc.items() if k not in ("studies", "format")})
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        paths["parameters"] = write_parameters(pdoc, out / PARAMETER_FILE)
+    atomic_write_text(out / "report.txt", text + "\n")
+    paths["report"] = out / "report.txt"
+    params = parameters_from_document({"values": pdoc["values"], "provenance": _jsonable(pdoc["extra"])},
+                                      str(paths["parameters"]))
+    return {"parameters": params, "report": text, "rows": rows, "paths": paths, "result": result}
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m femur.calibration.risk",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("--patients", type=int, default=50)
-    ap.add_argument("--out", default=None, help="study output folder (default results/calibrate_risk)")
-    ap.add_argument("--write", action="store_true", help="store h0 in femur/data/vertebral_h0.json")
+    ap = argparse.ArgumentParser(prog="python -m femur.calibration.risk", description=__doc__.split("\n")[0])
+    ap.add_argument("--patients", type=int, default=None,
+                    help=f"women per arm in every calibration trial (default {DEFAULT_PATIENTS}; "
+                    f"--quick: {QUICK_PATIENTS})")
+    ap.add_argument("--quick", action="store_true", help="small cohorts: a machinery check, not a calibration")
+    ap.add_argument("--refit-only", action="store_true", help="refit from stored courses (no FE)")
+    ap.add_argument("--courses", default=None, metavar="FILE",
+                    help="courses to refit (default OUT/courses.json.gz, else femur/data/" + COURSES_FILE + ")")
+    ap.add_argument("--write", action="store_true",
+                    help=f"store the parameters in femur/data/{PARAMETER_FILE} and the courses in femur/data/")
+    ap.add_argument("--out", default=None, metavar="DIR", help="case files, courses and report "
+                    "(default results/calibrate_risk[_quick])")
+    ap.add_argument("--bootstrap", type=int, default=None,
+                    help=f"virtual-cohort bootstrap refits (default {DEFAULT_BOOTSTRAP}; quick {QUICK_BOOTSTRAP})")
+    ap.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE",
+                    help="hold a parameter at a value instead of fitting it (recorded in the provenance)")
+    ap.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
+    ap.add_argument("--evaluator", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     configure()
+    comm = MPI.COMM_WORLD
     try:
-        h0, text, seed = calibrate(args.patients, args.out)
-    except InputError as exc:
-        if MPI.COMM_WORLD.rank == 0:
+        held = {}
+        for item in args.hold:
+            name, _, value = item.partition("=")
+            if name not in FITTED_PARAMETERS or not value:
+                raise InputError(f"--hold {item!r}: expected NAME=VALUE with NAME one of {sorted(FITTED_PARAMETERS)}")
+            try:
+                held[name] = float(value)
+            except ValueError:
+                raise InputError(f"--hold {item!r}: {value!r} is not a number") from None
+        if args.patients is not None and args.patients < 1:
+            raise InputError(f"--patients must be >= 1, got {args.patients}")
+        command = "python -m femur.calibration.risk " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        if comm.size > 1:
+            command = f"mpiexec -n {comm.size} " + command
+        res = calibrate(args.patients, args.quick, args.out, args.refit_only, args.courses, args.write,
+                        args.evaluator, args.bootstrap, held, args.group_size, comm, command=command.strip())
+    except FemurError as exc:
+        if comm.rank == 0:
             print(f"femur: error: {exc}", file=sys.stderr)
         return 2
-    if MPI.COMM_WORLD.rank == 0:
-        print(f"vertebral h0 = {h0:.6g} per year ({text})")
-        if args.write:
-            print(f"written to {write_default(h0, text, args.patients, seed)}")
+    if comm.rank == 0:
+        print(res["report"])
+        for kind, path in res["paths"].items():
+            print(f"{kind}: {path}")
     return 0
 
 

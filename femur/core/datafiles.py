@@ -69,11 +69,13 @@ def read_fitted(name: str) -> Fitted:
 
 
 def write_fitted(name: str, values: dict, *, targets, command: str, seeds=None,
-                 notes: str | None = None, path: str | Path | None = None) -> Path:
+                 notes: str | None = None, path: str | Path | None = None,
+                 extra: dict | None = None) -> Path:
     """Write ``values`` with their provenance to data file ``name`` (or ``path``), atomically.
 
     ``targets``: the calibration targets the values were fitted to (the rows of
-    clinical-targets.md); ``command``: the command line that reran the fit.
+    clinical-targets.md); ``command``: the command line that reran the fit; ``extra``: more
+    provenance entries (e.g. a covariance, the fixed inputs, a report table).
     """
     p = Path(path) if path is not None else data_path(name)
     doc = {
@@ -85,6 +87,7 @@ def write_fitted(name: str, values: dict, *, targets, command: str, seeds=None,
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": command,
             "notes": notes,
+            **(extra or {}),
         },
     }
     p.parent.mkdir(parents=True, exist_ok=True)

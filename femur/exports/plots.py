@@ -124,4 +124,30 @@ def plot_arm_histograms(panels, arms, path) -> Path:
     return _save(fig, path)
 
 
-__all__ = ["plot_arm_histograms", "plot_arm_trajectories", "plot_timecourse"]
+def plot_cumulative_incidence(panels, arms, path, note: str = "") -> Path:
+    """Cumulative fracture incidence per arm (%), monthly, with a 95 % band.
+
+    ``panels``: [(key, title)]; ``arms``: {arm: {key: (months, mean, low, high)}} with
+    fractions (plotted in %); ``note``: a line under the panels (e.g. how the band was made)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6))
+    for ax, (key, title) in zip(np.atleast_1d(axes), panels):
+        for arm, curves in arms.items():
+            if key not in curves:
+                continue
+            x, mean, lo, hi = curves[key]
+            line, = ax.step(x, 100 * np.asarray(mean), where="post", label=arm)
+            if lo is not None and hi is not None:
+                ax.fill_between(x, 100 * np.asarray(lo), 100 * np.asarray(hi), step="post", alpha=0.2,
+                                color=line.get_color())
+        ax.set_title(title)
+        ax.set_xlabel("month")
+        ax.set_ylabel("cumulative incidence (%)")
+        ax.set_ylim(bottom=0.0)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="0.3")
+    return _save(fig, path)
+
+
+__all__ = ["plot_arm_histograms", "plot_arm_trajectories", "plot_cumulative_incidence", "plot_timecourse"]

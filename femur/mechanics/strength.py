@@ -35,10 +35,22 @@ FEMUR_REGION = "neck"
 #: sideways-fall directions run by default (several directions: Keaveny, Bone 2013)
 DEFAULT_FALL_DIRECTIONS = ("lateral", "posterolateral")
 
+#: the fall directions of the FE-coupled simulation and their quantity prefixes (the hip
+#: fracture risk needs a fall strength per direction, femur.outcomes.risk): lateral keeps
+#: the historical name ``femoral_fall``
+FALL_PREFIXES = {"lateral": "femoral_fall", "posterolateral": "femoral_fall_posterolateral",
+                 "anterolateral": "femoral_fall_anterolateral"}
+
+
+def _fall(direction: str):
+    return lambda: SidewaysFall(direction=direction)
+
+
 #: FE-coupled simulation: quantity prefix -> load case, per bone. The first case of each
 #: bone is also its habitual load (the mechanostat stimulus).
 STRENGTH_CASES = {
-    "femur": {"femoral_stance": SingleLegStance, "femoral_fall": lambda: SidewaysFall(direction="lateral")},
+    "femur": {"femoral_stance": SingleLegStance,
+              **{prefix: _fall(d) for d, prefix in FALL_PREFIXES.items()}},
     "vertebra": {"vertebral": AxialCompression},
 }
 
@@ -49,8 +61,11 @@ STRENGTH_CASES = {
 QUANTITY_ORDER = (
     ("vertebral", "strength"), ("vertebral", "surrogate"), ("vertebral", "yield"),
     ("femoral_fall", "strength"), ("femoral_fall", "yield"), ("femoral_stance", "strength"),
-    ("femoral_stance", "yield"), ("vertebral", "stiffness"), ("femoral_fall", "stiffness"),
-    ("femoral_stance", "stiffness"),
+    ("femoral_stance", "yield"), ("femoral_fall_posterolateral", "strength"),
+    ("femoral_fall_posterolateral", "yield"), ("femoral_fall_anterolateral", "strength"),
+    ("femoral_fall_anterolateral", "yield"), ("vertebral", "stiffness"),
+    ("femoral_fall", "stiffness"), ("femoral_stance", "stiffness"),
+    ("femoral_fall_posterolateral", "stiffness"), ("femoral_fall_anterolateral", "stiffness"),
 )
 _SUFFIX = {"strength": "_strength_n", "surrogate": "_surrogate_0p2pct_load_n",
            "yield": "_yield_load_n", "stiffness": "_stiffness_n_per_mm"}
@@ -76,6 +91,7 @@ def check_strength_model(name, where: str = "strength_model") -> str:
     return name
 
 
+
 def quantity_name(prefix: str, kind: str = "strength") -> str:
     """E.g. ("femoral_fall", "strength") -> "femoral_fall_strength_n"."""
     return prefix + _SUFFIX[kind]
@@ -87,6 +103,16 @@ def pct_name(name: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)] + "_pct"
     return name + "_pct"
+
+
+def strength_kind(model: str) -> str:
+    """The quantity kind that holds a bone's strength under strength model ``model``: every
+    model writes its strength under ``<prefix>_strength_n`` (the linear first-element load,
+    or the pushover peak), so the risk model reads ``quantity_name(prefix, "strength")``;
+    InputError for an unknown model."""
+    if model not in STRENGTH_MODELS:
+        raise InputError(f"strength model {model!r} is not available; known: {', '.join(STRENGTH_MODELS)}")
+    return "strength"
 
 
 def strength_cases(kind: str) -> dict:
@@ -194,7 +220,8 @@ def strength_record(fr, bone, material) -> dict:
     }
 
 
-__all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FEMUR_REGION", "QUANTITY_ORDER",
-           "STRENGTH_CASES", "STRENGTH_MODELS", "check_strength_model", "load_cases_for",
-           "material_for", "pct_name", "pushover_fields", "pushover_quantities", "quantity_name",
-           "region_for", "strength_cases", "strength_quantities", "strength_record"]
+__all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FALL_PREFIXES", "FEMUR_REGION",
+           "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "check_strength_model",
+           "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
+           "quantity_name", "region_for", "strength_cases", "strength_kind", "strength_quantities",
+           "strength_record"]

@@ -63,7 +63,12 @@ class Study:
         return make_records(self.spec, self.cohort())
 
     def manifest(self) -> dict:
-        return {"femur_version": __version__, "study": self.spec.to_dict()}
+        """What the case files of an output folder were computed for. The risk settings are
+        left out: the risk is computed from the case files, so a folder can be resumed (or
+        its results rebuilt) with other risk settings."""
+        study = self.spec.to_dict()
+        study.pop("risk", None)
+        return {"femur_version": __version__, "study": study}
 
     def run(
         self,
@@ -132,6 +137,15 @@ class Study:
         return paths
 
 
+def list_builtin_studies() -> str:
+    """One line per built-in study: its name and description."""
+    lines = []
+    for name in builtin_studies():
+        spec = load_study(name)
+        lines.append(f"{name:<10} {spec.description or spec.name}")
+    return "\n".join(lines)
+
+
 def run_study_cli(
     study,
     patients=None,
@@ -176,6 +190,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "builtin_studies",
     "generate_cohort",
+    "list_builtin_studies",
     "load_study",
     "make_records",
     "parse_study",

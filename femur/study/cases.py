@@ -22,12 +22,16 @@ does not ask for)::
     femoral_fall_strength_pct, femoral_stance_strength_pct
     p1np_pct, ctx_pct                              % change of the markers from month 0
     vertebral_strength_n                           absolute strengths (N), for the risk
-    femoral_fall_strength_n                        model
+    femoral_fall_strength_n                        model (femoral_fall = lateral fall)
     femoral_stance_strength_n
-    femoral_fall_strength_by_direction_n           optional {angle_deg: N}; angle 0 =
-                                                   pure lateral, + = posterolateral
+    femoral_fall_posterolateral_strength_n         optional: the other fall directions;
+    femoral_fall_anterolateral_strength_n          without them the hip risk uses the
+                                                   lateral strength for every direction
 
-The strength names are the quantity names of ``femur.mechanics.strength``. An evaluator
+The strength names are the quantity names of ``femur.mechanics.strength`` (of the strength
+model the study asks for, ``[model] strength_model``; "linear": ``*_strength_n``).
+The result may also hold ``"monthly": {"month": [...], "ctx_pct": [...], ...}`` (monthly
+courses between the visits; the risk model's turnover term reads ``ctx_pct`` from it). An evaluator
 that accepts ``fields_dir=`` is given a folder for the case's fields when the study is run
 with ``fields=True`` (``femur run --figures``); it writes them there (the default
 evaluator: ``<bone>_fields.vtu``).
@@ -46,14 +50,17 @@ from importlib import import_module
 from femur.core.errors import InputError, SolverError
 from femur.core.units import DAYS_PER_MONTH
 from femur.core.version import __version__
-from femur.mechanics.strength import pct_name, quantity_name
+from femur.mechanics.strength import FALL_PREFIXES, pct_name, quantity_name
 from femur.study.spec import StudySpec
 from femur.treatments.regimen import Regimen, TreatmentSequence
 
-RESULT_FORMAT_VERSION = 1
+#: 2: fall strengths in three directions, the risk settings left out of the record (the
+#: risk is computed from the case files, so changing it never invalidates a case)
+RESULT_FORMAT_VERSION = 2
 
 #: the strengths a case reports: the quantity names of femur.mechanics.strength
-STRENGTH_PREFIXES = ("vertebral", "femoral_fall", "femoral_stance")
+STRENGTH_PREFIXES = ("vertebral", "femoral_fall", "femoral_stance",
+                     *(p for p in FALL_PREFIXES.values() if p != "femoral_fall"))
 ABS_KEYS = tuple(quantity_name(p) for p in STRENGTH_PREFIXES)
 PCT_KEYS = (
     "ls_bmd_pct",
@@ -64,7 +71,6 @@ PCT_KEYS = (
     "ctx_pct",
 )
 RESULT_KEYS = PCT_KEYS + ABS_KEYS
-DIRECTION_KEY = "femoral_fall_strength_by_direction_n"
 
 # endpoint -> result keys the evaluator must provide for it
 ENDPOINT_KEYS = {
@@ -109,11 +115,6 @@ def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
         "fe_interval_days": spec.model.fe_interval_days,
         "strength_model": spec.model.strength_model,
     }
-    risk = {
-        "falls_per_year": spec.risk.falls_per_year,
-        "p_hip_impact": spec.risk.p_hip_impact,
-        "mc_samples": spec.risk.mc_samples,
-    }
     for p in patients:
         for j, arm in enumerate(spec.arms):
             records.append(
@@ -141,7 +142,6 @@ def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
                     "visit_months": list(spec.visit_months),
                     "endpoints": list(spec.endpoints),
                     "model": model,
-                    "risk": risk,
                     "patient": p,
                 }
             )
@@ -281,15 +281,6 @@ def normalise_result(record: dict, result) -> dict:
         for key in ABS_KEYS:
             if row[key] is not None and row[key] <= 0:
                 raise SolverError(f"case {cid}, month {m:g}: {key} must be > 0 N, got {row[key]}")
-        if DIRECTION_KEY in v and v[DIRECTION_KEY] is not None:
-            d = v[DIRECTION_KEY]
-            if not isinstance(d, dict) or not d:
-                raise SolverError(f"case {cid}, month {m:g}: {DIRECTION_KEY} must be {{angle_deg: N}}")
-            row[DIRECTION_KEY] = {
-                str(float(a)): _float_or_none(s, f"case {cid}, {DIRECTION_KEY}[{a}]") for a, s in d.items()
-            }
-            if any(s is None or s <= 0 for s in row[DIRECTION_KEY].values()):
-                raise SolverError(f"case {cid}, month {m:g}: {DIRECTION_KEY} needs finite strengths > 0")
         others = {k: v[k] for k in v if k not in row and k != "month"}
         if others:
             row["extra"] = others
@@ -307,7 +298,6 @@ def normalise_result(record: dict, result) -> dict:
 __all__ = [
     "ABS_KEYS",
     "DEFAULT_EVALUATOR",
-    "DIRECTION_KEY",
     "PCT_KEYS",
     "RESULT_KEYS",
     "call_evaluator",

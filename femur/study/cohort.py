@@ -8,8 +8,14 @@ Inclusion criteria are applied by rejection sampling inside the patient's own st
 Distributions (means, SDs) -- all are ASSUMPTIONS of plausible population values for
 older postmenopausal women unless a source is named; none is tuned to trial outcomes:
 
-* age: normal(70.9, 7) years truncated to the inclusion range; 70.9 = FRAME mean age
-  (clinical-targets.md row 9, Geusens 2019).
+* age: normal(age_mean, age_sd) years truncated to the inclusion range; the default
+  70.9 +- 7 is the FRAME mean age (clinical-targets.md row 9, Geusens 2019) with an
+  assumed SD; a trial's study file gives its own mean (femur/data/studies/).
+* prevalent vertebral fractures: a count 0, 1, 2 or 3 (3 stands for ">= 3") drawn from
+  the study's shares (``[cohort] prevalent_vertebral_fractures``) by a low-discrepancy
+  sequence of its own (:func:`prevalent_fracture_count`), independent of age and T-scores
+  (ASSUMPTION: the trials give the shares, not the joint distribution). The fracture-risk
+  model reads it (``femur.outcomes.risk``).
 * body mass: normal(65, 11) kg in [40, 120]; height: normal(1.58, 0.065) m in
   [1.40, 1.85]: centred on the ARF0 cohort, about 63-65 kg and 1.58 m (Bhattacharya
   2019; fracture-risk note section 1).  Men: normal(80, 12) kg, normal(1.74, 0.07) m.
@@ -85,6 +91,7 @@ _STREAM_RESPONSE = 3
 _STREAM_CASE = 4
 _STREAM_RISK = 5
 _STREAM_FEMUR_SHAPE = 6
+_STREAM_FRACTURES = 7
 
 T_SCORE_MEANS = {"th": -1.5, "fn": -1.9, "ls": -1.6}
 T_SCORE_SD = 1.0
@@ -192,7 +199,7 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
     inc = cohort.inclusion
 
     rng = _stream(seed, index, _STREAM_DEMOGRAPHICS)
-    age = _truncnorm(rng, 70.9, 7.0, inc.age[0], inc.age[1], "age")
+    age = _truncnorm(rng, cohort.age_mean, cohort.age_sd, inc.age[0], inc.age[1], "age")
     if sex == "female":
         mass = _truncnorm(rng, 65.0, 11.0, 40.0, 120.0, "body mass")
         height = _truncnorm(rng, 1.58, 0.065, 1.40, 1.85, "height")
@@ -217,6 +224,10 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
             f"(rule {inc.t_score_rule!r}) in {MAX_REJECTION_TRIES} draws"
         )
 
+    # Anatomy. Issue 12 asks for correlated anatomy (head, neck width and length, neck-shaft
+    # angle, anteversion, scaled with body size, implausible combinations rejected): that
+    # sampler belongs to femur.geometry.population (issue 11 makes the anatomical femur the
+    # default and samples its shape per patient); draw it here from this same stream.
     rng = _stream(seed, index, _STREAM_GEOMETRY)
     size = body_size_factor(sex, height)
     femur = {}
@@ -241,6 +252,8 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
     turnover = float(np.exp(rng.normal(0.0, 0.25)))
     response = float(np.exp(rng.normal(0.0, 0.20)))
 
+    prevalent = prevalent_fracture_count(seed, index, cohort.prevalent_vertebral_fractures)
+
     return {
         "index": int(index),
         "patient_id": f"p{index:05d}",
@@ -258,11 +271,29 @@ def sample_patient(index: int, seed: int, cohort: CohortSpec) -> dict:
         "drug_response_multiplier": response,
         "femur_shape": shape,
         "femur_shape_rejected_draws": int(rejected),
+        "prevalent_vertebral_fractures": prevalent,
         "femur_params": femur,
         "vertebra_params": vert,
         "case_seed": derived_seed(seed, index, _STREAM_CASE),
         "risk_seed": derived_seed(seed, index, _STREAM_RISK),
     }
+
+
+#: golden-ratio step of the low-discrepancy sequence of the prevalent-fracture draws
+_GOLDEN = 0.6180339887498949
+
+
+def prevalent_fracture_count(seed: int, index: int, shares) -> int:
+    """Patient ``index``'s prevalent vertebral fracture count (0, 1, 2 or 3 = ">= 3") from
+    ``shares``. The uniform number behind it is ``frac(u0 + index * 0.618...)`` (a golden-
+    ratio sequence with a start ``u0`` drawn from the study seed): it depends on the
+    patient's index only, not on the cohort size, and any first ``n`` patients match the
+    shares closely (within about 1/n), so that even a small virtual cohort has each count
+    subgroup a trial's targets are given for."""
+    p = np.asarray(shares, dtype=float)
+    u0 = _stream(seed, 0, _STREAM_FRACTURES).uniform()
+    u = (u0 + index * _GOLDEN) % 1.0
+    return int(min(np.searchsorted(np.cumsum(p) / p.sum(), u, side="right"), len(p) - 1))
 
 
 def generate_cohort(cohort: CohortSpec, seed: int, size: int | None = None) -> list[dict]:
@@ -273,4 +304,5 @@ def generate_cohort(cohort: CohortSpec, seed: int, size: int | None = None) -> l
     return [sample_patient(i, seed, cohort) for i in range(n)]
 
 
-__all__ = ["derived_seed", "generate_cohort", "sample_femur_shape", "sample_patient", "scan_patient"]
+__all__ = ["derived_seed", "generate_cohort", "prevalent_fracture_count", "sample_femur_shape",
+           "sample_patient", "scan_patient"]

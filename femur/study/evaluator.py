@@ -92,7 +92,8 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
         if key in series:
             monthly[key] = [float(x) for x in series[key]]
     result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"],
-              "strength_model": res.run["strength_model"]}
+              "strength_model": res.run["strength_model"],
+              "timings_s": res.run.get("timings_s", {})}
     if res.geometry:
         result["geometry"] = res.geometry
         result["t_scores"] = {"ls_t_score": sim.patient.ls_t_score}

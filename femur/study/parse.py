@@ -16,11 +16,12 @@ from pathlib import Path
 from femur.core.errors import InputError
 from femur.core.sex import normalise_sex
 from femur.mechanics.strength import check_strength_model
-from femur.outcomes.risk import default_vertebral_h0
 from femur.study.scans import parse_scans
 from femur.study.spec import (
     _ALLOWED,
     _NAME_RE,
+    DEFAULT_AGE_MEAN,
+    DEFAULT_AGE_SD,
     ENDPOINTS,
     FEMUR_MODELS,
     SCAN_ENDPOINTS,
@@ -210,7 +211,7 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
     _check_keys(cohort, "cohort", src, "[cohort]")
     scans = ()
     if on_scans:
-        for k in ("size", "inclusion", "sex"):
+        for k in ("size", "inclusion", "sex", "age_mean", "age_sd", "prevalent_vertebral_fractures"):
             if k in cohort:
                 raise _err(src, f"cohort.{k}", "not with scans: a study on CT scans has one patient "
                            "per scan, with its own sex and age (listed in cohort.scans)")
@@ -251,7 +252,14 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
     rule = _str(inc.get("t_score_rule", "any"), "cohort.inclusion.t_score_rule", src).lower()
     if rule not in ("any", "all"):
         raise _err(src, "cohort.inclusion.t_score_rule", f"expected 'any' or 'all', got {rule!r}")
-    cohort_spec = CohortSpec(size, sex, Inclusion(age, t_scores, rule), scans)
+    age_mean = _number(cohort.get("age_mean", DEFAULT_AGE_MEAN), "cohort.age_mean", src)
+    age_sd = _number(cohort.get("age_sd", DEFAULT_AGE_SD), "cohort.age_sd", src)
+    if age_sd <= 0:
+        raise _err(src, "cohort.age_sd", f"must be > 0 years, got {age_sd:g}")
+    if not 18 <= age_mean <= 110:
+        raise _err(src, "cohort.age_mean", f"expected an age within 18-110 years, got {age_mean:g}")
+    shares = _prevalent_shares(cohort.get("prevalent_vertebral_fractures", [1.0, 0.0, 0.0, 0.0]), src)
+    cohort_spec = CohortSpec(size, sex, Inclusion(age, t_scores, rule), scans, age_mean, age_sd, shares)
 
     # arms -------------------------------------------------------------------------------
     arms_raw = data.get("arms")
@@ -308,43 +316,72 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
     check_strength_model(strength_model, f"{src}: model.strength_model")
     model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator, strength_model)
 
-    # risk -------------------------------------------------------------------------------
-    risk = data.get("risk", {})
-    if not isinstance(risk, dict):
-        raise _err(src, "[risk]", f"expected a table, got {risk!r}")
-    _check_keys(risk, "risk", src, "[risk]")
-    rdef = RiskSpec()
-    h0 = risk.get("vertebral_h0_per_year", "default")
-    if h0 == "calibrate":
-        h0, h0_src = None, RiskSpec.vertebral_h0_provenance
-    elif h0 == "default":
-        h0, h0_src = default_vertebral_h0()
-    else:
-        h0 = _number(h0, "risk.vertebral_h0_per_year", src)
-        h0_src = "given in the study file [risk]"
-        if h0 <= 0:
-            raise _err(src, "risk.vertebral_h0_per_year",
-                       f"must be > 0, 'default' or 'calibrate', got {h0:g}")
-    falls = _number(risk.get("falls_per_year", rdef.falls_per_year), "risk.falls_per_year", src)
-    if falls < 0:
-        raise _err(src, "risk.falls_per_year", f"must be >= 0, got {falls:g}")
-    p_hip = _number(risk.get("p_hip_impact", rdef.p_hip_impact), "risk.p_hip_impact", src)
-    if not 0 <= p_hip <= 1:
-        raise _err(src, "risk.p_hip_impact", f"must be a probability in [0, 1], got {p_hip:g}")
-    mc = _int(risk.get("mc_samples", rdef.mc_samples), "risk.mc_samples", src)
-    if mc < 1:
-        raise _err(src, "risk.mc_samples", f"must be >= 1, got {mc}")
-    if h0 is None and not any(a.is_placebo for a in arms):
-        raise _err(
-            src,
-            "risk.vertebral_h0_per_year",
-            "no placebo arm to calibrate the vertebral baseline hazard on: add a placebo arm "
-            "or give vertebral_h0_per_year as a number",
-        )
-    risk_spec = RiskSpec(h0, h0_src, falls, p_hip, mc)
+    risk_spec = _parse_risk(data.get("risk", {}), src, [a.name for a in arms], arms)
 
     return StudySpec(name, duration, visits, seed, cohort_spec, tuple(arms), tuple(endpoints), model_spec,
                      risk_spec, source=src, description=str(study.get("description", "")))
+
+
+#: [risk] keys of earlier versions and what replaced them
+_RETIRED_RISK_KEYS = {
+    "vertebral_h0_per_year": "the spine hazard is calibrated once on the FREEDOM, FPT, FIT and "
+                             "FRAME placebo targets (python -m femur.calibration.risk) and read "
+                             "from [risk] parameters",
+    "mc_samples": "the hip model integrates over the fall variables by quadrature",
+    "p_hip_impact": "it is now hip_impact_share (row 15: 40 % of falls)",
+}
+
+
+def _prevalent_shares(value, src) -> tuple[float, ...]:
+    key = "cohort.prevalent_vertebral_fractures"
+    if not isinstance(value, list) or len(value) != 4:
+        raise _err(src, key, "expected the shares of women with 0, 1, 2 and >= 3 prevalent "
+                   f"vertebral fractures, e.g. [0.77, 0.13, 0.06, 0.04], got {value!r}")
+    shares = tuple(_number(v, key, src) for v in value)
+    if any(x < 0 for x in shares) or abs(sum(shares) - 1.0) > 1e-6:
+        raise _err(src, key, f"shares must be >= 0 and sum to 1, got {list(shares)} (sum {sum(shares):g})")
+    return shares
+
+
+def _parse_risk(risk, src, arm_names, arms) -> RiskSpec:
+    if not isinstance(risk, dict):
+        raise _err(src, "[risk]", f"expected a table, got {risk!r}")
+    for old, why in _RETIRED_RISK_KEYS.items():
+        if old in risk:
+            raise _err(src, f"risk.{old}", f"no longer a study setting: {why}")
+    _check_keys(risk, "risk", src, "[risk]")
+    rdef = RiskSpec()
+    params = _str(risk.get("parameters", rdef.parameters), "risk.parameters", src)
+    if params != "default":
+        path = Path(params)
+        if not path.is_absolute() and src != "<dict>":
+            path = Path(src).parent / path
+        if not path.is_file():
+            raise _err(src, "risk.parameters", f"no parameter file {str(path)!r}; give \"default\" "
+                       "(femur/data/fracture_risk.json) or the path of a file written by "
+                       "python -m femur.calibration.risk")
+        params = str(path.resolve())
+    ref = risk.get("reference_arm")
+    if ref is not None:
+        ref = _str(ref, "risk.reference_arm", src)
+        if ref not in arm_names:
+            raise _err(src, "risk.reference_arm", f"no arm {ref!r}; arms: {arm_names}")
+    elif any(a.is_placebo for a in arms):
+        ref = next(a.name for a in arms if a.is_placebo)
+    draws = _int(risk.get("parameter_draws", rdef.parameter_draws), "risk.parameter_draws", src)
+    if draws < 0:
+        raise _err(src, "risk.parameter_draws", f"must be >= 0 (0: no confidence intervals), got {draws}")
+    falls = risk.get("falls_per_year")
+    if falls is not None:
+        falls = _number(falls, "risk.falls_per_year", src)
+        if falls < 0:
+            raise _err(src, "risk.falls_per_year", f"must be >= 0, got {falls:g}")
+    share = risk.get("hip_impact_share")
+    if share is not None:
+        share = _number(share, "risk.hip_impact_share", src)
+        if not 0 <= share <= 1:
+            raise _err(src, "risk.hip_impact_share", f"must be a share in [0, 1], got {share:g}")
+    return RiskSpec(params, ref, draws, falls, share)
 
 
 def load_study(study) -> StudySpec:

@@ -1,7 +1,8 @@
-"""Study results: risk post-processing, tidy table, trial-paper summary, plots.
+"""Study results: tidy table, trial-paper summary, plots.
 
-One cohesive thing (hence about 500 lines): the per-case risk, the rows and the arm summary
-are computed together from the case files; drawing and file formats are in femur.exports.
+The rows and the arm summary are computed together from the case files; the fracture risk
+(per-case incidences, curves, relative risks with CIs, NNT) is ``femur.study.risk_summary``;
+drawing and file formats are in femur.exports.
 
 Everything here runs on one rank from the case files, so a resumed run gives the same
 bytes as an uninterrupted one.
@@ -21,10 +22,11 @@ import numpy as np
 
 from femur.core.datafiles import atomic_write_text
 from femur.core.version import __version__
-from femur.exports.plots import plot_arm_histograms, plot_arm_trajectories
+from femur.exports.plots import plot_arm_histograms, plot_arm_trajectories, plot_cumulative_incidence
 from femur.exports.tables import TableFiles, csv_text
 from femur.outcomes import risk
-from femur.study.cases import ABS_KEYS, DIRECTION_KEY, PCT_KEYS
+from femur.study.cases import ABS_KEYS, PCT_KEYS
+from femur.study.risk_summary import StudyRisk, check_reference
 from femur.study.spec import StudySpec
 
 TABLE_COLUMNS = (
@@ -42,9 +44,9 @@ TABLE_COLUMNS = (
     "ls_t_score",
     *PCT_KEYS,
     *ABS_KEYS,
-    "vertebral_phi",
+    "prevalent_vertebral_fractures",
     "hip_phi",
-    "hip_p_fx_per_fall",
+    "hip_p_fx_per_impact",
     "p_vertebral_fx_cum",
     "p_hip_fx_cum",
     "p_vertebral_fx_1y",
@@ -56,22 +58,6 @@ TABLE_COLUMNS = (
 )
 
 SUMMARY_PCT = PCT_KEYS  # the evaluator result keys (femur.study.cases)
-N_BOOTSTRAP = 2000
-
-
-def _fall_model(spec: StudySpec) -> risk.FallModel:
-    return risk.FallModel(
-        falls_per_year=spec.risk.falls_per_year,
-        p_hip_impact=spec.risk.p_hip_impact,
-        n_samples=spec.risk.mc_samples,
-    )
-
-
-def _strength_arg(visit: dict):
-    d = visit.get(DIRECTION_KEY)
-    if d:
-        return {float(a): s for a, s in d.items()}
-    return visit["femoral_fall_strength_n"]
 
 
 class StudyResults:
@@ -81,68 +67,10 @@ class StudyResults:
         self.spec = spec
         self.failed = [c for c in cases if "error" in c]
         self.cases = [c for c in cases if "error" not in c]
-        self.fall_model = _fall_model(spec)
-        self._compute_risk()
+        self.risk = StudyRisk(spec, self.cases)
         self.rows = self._rows()
         self._row_index = {(r["case_id"], r["month"]): r for r in self.rows}
         self.summary = self._summary()
-
-    # ----------------------------------------------------------------- risk per case
-    def _compute_risk(self) -> None:
-        spec = self.spec
-        self.per_case = []
-        for case in self.cases:
-            rec, visits = case["record"], case["result"]["visits"]
-            p = rec["patient"]
-            t = np.array([v["month"] for v in visits]) / 12.0
-            info = {"times_years": t}
-            if all(v.get("vertebral_strength_n") for v in visits):
-                info["vertebral_phi"] = np.array(
-                    [risk.vertebral_factor_of_risk(p["body_mass_kg"], v["vertebral_strength_n"]) for v in visits]
-                )
-            if all(v.get("femoral_fall_strength_n") for v in visits):
-                rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(p["risk_seed"])))
-                falls = self.fall_model.sample(rng)
-                forces = risk.fall_forces_n(
-                    p["body_mass_kg"], p["height_m"], falls, p.get("trochanteric_soft_tissue_mm")
-                )
-                peak = risk.hip_impact_force_n(
-                    p["body_mass_kg"], p["height_m"], p.get("trochanteric_soft_tissue_mm")
-                )
-                info["hip_phi"] = np.array([peak / v["femoral_fall_strength_n"] for v in visits])
-                info["hip_p_fx"] = np.array(
-                    [risk.per_fall_fracture_probability(_strength_arg(v), forces, falls) for v in visits]
-                )
-                info["hip_hazard"] = self.fall_model.falls_per_year * self.fall_model.p_hip_impact * info["hip_p_fx"]
-            self.per_case.append(info)
-
-        # vertebral baseline hazard: given, or calibrated on the placebo arm (target #8)
-        placebo = [a.name for a in spec.arms if a.is_placebo]
-        self.placebo_arm = placebo[0] if placebo else None
-        self.vertebral_model = None
-        if spec.risk.vertebral_h0_per_year is not None:
-            self.vertebral_model = risk.VertebralRiskModel(
-                spec.risk.vertebral_h0_per_year, provenance=spec.risk.vertebral_h0_provenance
-            )
-        elif self.placebo_arm is not None:
-            traj = [
-                (info["times_years"], info["vertebral_phi"])
-                for case, info in zip(self.cases, self.per_case)
-                if case["record"]["arm"] == self.placebo_arm and "vertebral_phi" in info
-            ]
-            if traj:
-                h0 = risk.calibrate_vertebral_h0(traj)
-                self.vertebral_model = risk.VertebralRiskModel(
-                    h0,
-                    provenance=(
-                        f"calibrated on arm {self.placebo_arm!r} ({len(traj)} patients) to "
-                        "FRAME placebo new vertebral fracture incidence 1.8 % in 12 months "
-                        "(clinical-targets.md target #8)"
-                    ),
-                )
-        for info in self.per_case:
-            if self.vertebral_model is not None and "vertebral_phi" in info:
-                info["vertebral_hazard"] = self.vertebral_model.hazard_per_year(info["vertebral_phi"])
 
     # ----------------------------------------------------------------- tidy table
     def _rows(self) -> list[dict]:
@@ -153,11 +81,10 @@ class StudyResults:
             key=lambda k: (arm_order[self.cases[k]["record"]["arm"]], self.cases[k]["record"]["patient"]["index"]),
         )
         for k in order:
-            case, info = self.cases[k], self.per_case[k]
+            case = self.cases[k]
             rec, visits = case["record"], case["result"]["visits"]
             p = rec["patient"]
-            t = info["times_years"]
-            for i, v in enumerate(visits):
+            for v in visits:
                 row = {
                     "study": rec["study"],
                     "arm": rec["arm"],
@@ -178,14 +105,8 @@ class StudyResults:
                         row[key] = value
                 for key in PCT_KEYS + ABS_KEYS:
                     row[key] = v.get(key)
-                row["vertebral_phi"] = float(info["vertebral_phi"][i]) if "vertebral_phi" in info else None
-                row["hip_phi"] = float(info["hip_phi"][i]) if "hip_phi" in info else None
-                row["hip_p_fx_per_fall"] = float(info["hip_p_fx"][i]) if "hip_p_fx" in info else None
-                for site in ("vertebral", "hip"):
-                    h = info.get(f"{site}_hazard")
-                    row[f"p_{site}_fx_cum"] = None if h is None else risk.cumulative_probability(t, h, t[i])
-                    row[f"p_{site}_fx_1y"] = None if h is None else risk.probability_over(h[i], 1.0)
-                    row[f"p_{site}_fx_10y"] = None if h is None else risk.probability_over(h[i], 10.0)
+                row["prevalent_vertebral_fractures"] = p.get("prevalent_vertebral_fractures")
+                row.update(self.risk.case_values(k, v["month"]))
                 sex = p.get("sex", "female")
                 fs, vs = v.get("femoral_fall_strength_n"), v.get("vertebral_strength_n")
                 row["hip_bct_class"] = risk.bct_class(fs, "hip", sex) if fs else None
@@ -201,18 +122,11 @@ class StudyResults:
         return [dict(r) for r in self.rows]
 
     # ----------------------------------------------------------------- summary
-    def _study_incidence(self, info, kind):
-        if f"{kind}_hazard" not in info:
-            return None
-        return risk.cumulative_probability(
-            info["times_years"], info[f"{kind}_hazard"], self.spec.duration_months / 12.0
-        )
-
     def _summary(self) -> dict:
         spec = self.spec
         last = spec.visit_months[-1]
         arms = []
-        inc = {}  # arm -> kind -> array over patients (patient order)
+        arm_cases = {}  # arm -> case indices (patient order)
         for arm in spec.arms:
             idx = [k for k, c in enumerate(self.cases) if c["record"]["arm"] == arm.name]
             idx.sort(key=lambda k: self.cases[k]["record"]["patient"]["index"])
@@ -238,24 +152,7 @@ class StudyResults:
             ct = [x for x in ct if x is not None]
             entry["p1np_pct_peak_mean"] = max(p1) if p1 else None
             entry["ctx_pct_nadir_mean"] = min(ct) if ct else None
-            inc[arm.name] = {}
-            for kind in ("vertebral", "hip"):
-                vals = [self._study_incidence(self.per_case[k], kind) for k in idx]
-                if vals and all(v is not None for v in vals):
-                    arr = np.array(vals)
-                    inc[arm.name][kind] = arr
-                    entry[f"{kind}_fracture_incidence"] = float(arr.mean())
-                    entry[f"{kind}_fractures_expected"] = float(arr.sum())
-                else:
-                    entry[f"{kind}_fracture_incidence"] = None
-                    entry[f"{kind}_fractures_expected"] = None
-            # share of ALL falls that break the hip at the first visit (hip impact x fracture
-            # given impact): a check on the fall model against the ~1 % of falls in older
-            # white women (science note, section 1), not a calibration target
-            pf = [self._row(k, spec.visit_months[0]).get("hip_p_fx_per_fall") for k in idx]
-            pf_mean = _mean_ci(pf)[0]
-            entry["hip_fractures_per_fall_baseline"] = (
-                None if pf_mean is None else pf_mean * self.fall_model.p_hip_impact)
+            arm_cases[arm.name] = idx
             hip1 = [self._row(k, last)["p_hip_fx_1y"] for k in idx]
             hip10 = [self._row(k, last)["p_hip_fx_10y"] for k in idx]
             entry["hip_fracture_1y_mean"] = _mean_ci(hip1)[0]
@@ -267,31 +164,11 @@ class StudyResults:
                 entry[f"{site}_bct_classes"] = {c: classes.count(c) for c in ("fragile", "low", "normal")}
             arms.append(entry)
 
-        # relative risk vs placebo: ratio of mean incidences, paired bootstrap CI
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy=spec.seed, spawn_key=(2**31 - 1,))))
-        ref = self.placebo_arm
+        # incidences, curves, relative risk, ARR and NNT against the reference arm
+        ref = check_reference(spec, list(arm_cases))
+        risks = self.risk.arm_summaries(arm_cases, ref, spec.seed)
         for entry in arms:
-            for kind in ("vertebral", "hip"):
-                entry[f"relative_risk_{kind}"] = None
-                entry[f"relative_risk_{kind}_ci95"] = None
-                if ref is None or entry["arm"] == ref:
-                    continue
-                a, b = inc[entry["arm"]].get(kind), inc[ref].get(kind)
-                if a is None or b is None or b.mean() <= 0:
-                    continue
-                entry[f"relative_risk_{kind}"] = float(a.mean() / b.mean())
-                if len(a) == len(b) and len(a) > 1:
-                    pick = rng.integers(0, len(a), size=(N_BOOTSTRAP, len(a)))
-                    num, den = a[pick].mean(axis=1), b[pick].mean(axis=1)
-                    ok = den > 0
-                    rr = num[ok] / den[ok]
-                    if rr.size:
-                        entry[f"relative_risk_{kind}_ci95"] = [
-                            float(np.percentile(rr, 2.5)),
-                            float(np.percentile(rr, 97.5)),
-                        ]
-
-        vm = self.vertebral_model
+            entry.update(risks[entry["arm"]])
         failed = {}
         if self.failed:
             failed["failed_cases"] = [{
@@ -299,6 +176,7 @@ class StudyResults:
                 "patient_id": c["record"]["patient"]["patient_id"],
                 "scan": (c["record"]["patient"].get("scan") or {}).get("image"),
                 "error": c["error"]} for c in self.failed]
+        status = self.risk.params.status
         return {
             "study": spec.name,
             "femur_version": __version__,
@@ -306,23 +184,19 @@ class StudyResults:
             "duration_months": spec.duration_months,
             "visit_months": list(spec.visit_months),
             "last_visit_month": last,
-            "placebo_arm": ref,
+            "placebo_arm": next((a.name for a in spec.arms if a.is_placebo), None),
+            "reference_arm": ref,
             "arms": arms,
-            "risk": {
-                "vertebral_h0_per_year": vm.h0_per_year if vm else None,
-                "vertebral_h0_provenance": vm.provenance if vm else None,
-                "vertebral_beta": vm.beta if vm else risk.SPINE_HAZARD_BETA,
-                "vertebral_activity": risk.SPINE_GOVERNING_ACTIVITY,
-                "fall_model": self.fall_model.to_dict(),
-                "bct_note": risk.BCT_NOTE,
-            },
+            "risk": self.risk.description(),
             "notes": [
                 "Fracture incidences are expected values (mean over virtual patients of each "
-                "patient's probability over the study), not counted events.",
-                "Relative risks: ratio of mean incidences vs the placebo arm; 95 % CI from a "
-                f"paired bootstrap over patients ({N_BOOTSTRAP} resamples).",
-                "Only the vertebral baseline hazard is calibrated (clinical-targets.md #8); "
-                "every other number is a model prediction.",
+                "patient's probability of at least one new fracture by the study end), not counted events.",
+                "Relative risks, absolute risk reductions and numbers needed to treat are against "
+                f"the reference arm ({ref}); 95 % CIs: paired bootstrap over patients x parameter "
+                f"sets drawn from the calibration's covariance ({spec.risk.parameter_draws} resamples).",
+                "The risk parameters are fitted to non-romosozumab trials (clinical-targets.md rows "
+                "8, 10-15); romosozumab fracture outcomes are predictions.",
+                *([f"Risk parameters status: {status}"] if status else []),
             ],
             **failed,
         }
@@ -390,39 +264,52 @@ class StudyResults:
                     cells.append(f"{m:>24.1f}")
             lines.append(a["arm"].ljust(width) + "".join(cells))
         lines.append("")
+        ref = s.get("reference_arm")
+        lines.append(f"fracture risk by month {s['duration_months']:g} (expected incidence; RR, NNT vs "
+                     f"{ref or 'no reference arm'}; 95 % CI: cohort x calibration uncertainty)")
         lines.append(
             "arm".ljust(width)
-            + f"{'P1NP peak %':>14}{'vert. fx %':>12}{'RR vert (95% CI)':>24}{'hip fx %':>12}{'RR hip (95% CI)':>24}"
+            + f"{'P1NP peak %':>12}{'vert. fx % (95% CI)':>24}{'RR vert (95% CI)':>22}{'NNT vert':>10}"
+            + f"{'hip fx % (95% CI)':>24}{'RR hip (95% CI)':>22}{'NNT hip':>10}"
         )
+
+        def pct(a, kind):
+            x, ci = a[f"{kind}_fracture_incidence"], a.get(f"{kind}_fracture_incidence_ci95")
+            if x is None:
+                return "-"
+            return f"{100 * x:.2f}" + (f" ({100 * ci[0]:.2f}, {100 * ci[1]:.2f})" if ci else "")
+
+        def rr(a, kind):
+            v, ci = a[f"relative_risk_{kind}"], a[f"relative_risk_{kind}_ci95"]
+            if v is None:
+                return "-"
+            return f"{v:.2f}" + (f" ({ci[0]:.2f}, {ci[1]:.2f})" if ci else "")
+
+        def nnt(a, kind):
+            v = a[f"number_needed_to_treat_{kind}"]
+            return "-" if v is None else f"{v:.0f}"
+
         for a in s["arms"]:
-            def pct(x):
-                return f"{100 * x:.2f}" if x is not None else "-"
-
-            def rr(key):
-                v, ci = a[f"relative_risk_{key}"], a[f"relative_risk_{key}_ci95"]
-                if v is None:
-                    return "-"
-                return f"{v:.2f}" + (f" ({ci[0]:.2f}, {ci[1]:.2f})" if ci else "")
-
             peak = a["p1np_pct_peak_mean"]
             lines.append(
                 a["arm"].ljust(width)
-                + f"{(f'{peak:.0f}' if peak is not None else '-'):>14}"
-                + f"{pct(a['vertebral_fracture_incidence']):>12}{rr('vertebral'):>24}"
-                + f"{pct(a['hip_fracture_incidence']):>12}{rr('hip'):>24}"
+                + f"{(f'{peak:.0f}' if peak is not None else '-'):>12}"
+                + f"{pct(a, 'vertebral'):>24}{rr(a, 'vertebral'):>22}{nnt(a, 'vertebral'):>10}"
+                + f"{pct(a, 'hip'):>24}{rr(a, 'hip'):>22}{nnt(a, 'hip'):>10}"
             )
         r = s["risk"]
-        if r["vertebral_h0_per_year"] is not None:
-            lines.append(
-                f"vertebral baseline hazard h0 = {r['vertebral_h0_per_year']:.4g}/year ({r['vertebral_h0_provenance']})"
-            )
         per_fall = [a.get("hip_fractures_per_fall_baseline") for a in s["arms"]]
         if per_fall and per_fall[0] is not None:
             lines.append(
-                f"hip fractures per fall at baseline (arm {s['arms'][0]['arm']!r}): {100 * per_fall[0]:.1f} % "
-                "(about 1 % of falls break a hip in older white women; the fall model's inputs "
-                "are partly assumptions, see femur/outcomes/risk.py)"
+                f"hip fractures per fall at baseline (arm {s['arms'][0]['arm']!r}): {100 * per_fall[0]:.2f} % "
+                "(filmed falls in long-term care: 1.3 %, clinical-targets.md row 15)"
             )
+        lines.append(f"risk parameters: {r['parameters_file']}" + (f" -- {r['parameters_status']}"
+                                                                      if r["parameters_status"] else ""))
+        if r["fixed_overridden_by_the_study"]:
+            lines.append(f"fall-model inputs changed by the study (sensitivity): {r['fixed_overridden_by_the_study']}")
+        for note in r["notes"]:
+            lines.append(f"note: {note}")
         lines.append(r["bct_note"])
         if s.get("failed_cases"):
             lines.append(f"failed cases, left out of the means ({len(s['failed_cases'])}):")
@@ -491,7 +378,24 @@ class StudyResults:
                              for key, _ in hist_panels} for arm in self.spec.arms}
         hist_panels = [(k, t) for k, t in hist_panels if any(v[k] for v in values.values())] or hist_panels
         dist = plot_arm_histograms(hist_panels, values, folder / "strength_change.png")
-        return {"plot_trajectories": traj, "plot_strength": dist}
+        paths = {"plot_trajectories": traj, "plot_strength": dist}
+        curves = {}
+        for a in self.summary["arms"]:
+            c = a["cumulative_incidence"]
+            curves[a["arm"]] = {}
+            for kind in ("vertebral", "hip"):
+                if kind in c:
+                    band = c.get(f"{kind}_ci95")
+                    lo = None if band is None else [x[0] for x in band]
+                    hi = None if band is None else [x[1] for x in band]
+                    curves[a["arm"]][kind] = (c["month"], c[kind], lo, hi)
+        inc_panels = [(k, t) for k, t in (("vertebral", "New vertebral fracture"), ("hip", "Hip fracture"))
+                      if any(k in c for c in curves.values())]
+        if inc_panels:
+            paths["plot_incidence"] = plot_cumulative_incidence(
+                inc_panels, curves, folder / "cumulative_incidence.png",
+                note="bands: 95 % over virtual patients x calibrated risk parameters")
+        return paths
 
 
 def _mean_ci(values):

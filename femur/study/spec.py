@@ -13,6 +13,12 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
     [cohort]
     size = 8                                    # virtual patients; each runs in every arm
     sex = "female"                              # or "male" ("F"/"M" are accepted too)
+    age_mean = 70.9                             # optional: age distribution before the
+    age_sd = 7.0                                # inclusion range (default 70.9 +- 7 y)
+    prevalent_vertebral_fractures = [0.8, 0.12, 0.05, 0.03]
+                                                # optional: shares of women with 0, 1, 2
+                                                # and >= 3 prevalent vertebral fractures
+                                                # (default: none has one)
     [cohort.inclusion]
     age = [55, 90]
     th_t_score = [-3.5, -2.5]                   # (older spelling t_score_th accepted)
@@ -58,20 +64,24 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
     order = 1
     solver = "gamg"
     fe_interval_days = 30
-    strength_model = "linear"                   # what gives the strengths at the visits:
-                                                # "linear" (first-element fracture load),
-                                                # "nonlinear" (pushover peak, P2, 15-40x
-                                                # slower per load case) or "surrogate" (not
-                                                # fitted yet)
+    strength_model = "linear"                   # what gives the strengths at the visits (and
+                                                # what the risk model reads): "linear"
+                                                # (first-element fracture load), "nonlinear"
+                                                # (pushover peak, P2, 15-40x slower per load
+                                                # case) or "surrogate" (not fitted yet)
 
     [risk]                                      # optional
-    vertebral_h0_per_year = "default"           # the frozen FRAME calibration
-                                                # (femur/data/vertebral_h0.json),
-                                                # "calibrate" (on the placebo arm, target #8)
-                                                # or a number (1/year)
-    falls_per_year = 0.65
-    p_hip_impact = 0.25
-    mc_samples = 4000
+    parameters = "default"                      # the calibrated fracture-risk parameters
+                                                # (femur/data/fracture_risk.json, written by
+                                                # python -m femur.calibration.risk) or a
+                                                # parameter file (path relative to the study)
+    reference_arm = "placebo"                   # relative risks against this arm (default:
+                                                # the placebo arm)
+    parameter_draws = 1000                      # draws for the 95 % CIs (cohort resampling
+                                                # x calibration uncertainty)
+    falls_per_year = 0.8                        # optional sensitivity overrides of the fall
+    hip_impact_share = 0.4                      # model's fixed inputs (default: the values
+                                                # the parameters were calibrated with)
 """
 
 from __future__ import annotations
@@ -110,14 +120,15 @@ SCAN_KEYS = ("id", "image", "labels", "calibration", "calibrated_mg_cm3", "layer
 _ALLOWED = {
     "<top>": {"study", "cohort", "arms", "model", "risk", "endpoints"},
     "study": {"name", "duration_months", "visit_months", "seed", "endpoints", "description"},
-    "cohort": {"size", "sex", "inclusion", "scans", "voxel_coarsen"},
+    "cohort": {"size", "sex", "inclusion", "scans", "voxel_coarsen", "age_mean", "age_sd",
+               "prevalent_vertebral_fractures"},
     "cohort.scans": set(SCAN_KEYS),
     "cohort.inclusion": {"age", "th_t_score", "fn_t_score", "ls_t_score", "t_score_th", "t_score_fn",
                          "t_score_ls", "t_score_rule"},
     "arms": {"name", "regimen", "description"},
     "regimen": {"drug", "dose_mg", "interval_days", "months"},
     "model": {"femur", "mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator", "strength_model"},
-    "risk": {"vertebral_h0_per_year", "falls_per_year", "p_hip_impact", "mc_samples"},
+    "risk": {"parameters", "reference_arm", "parameter_draws", "falls_per_year", "hip_impact_share"},
 }
 
 #: the built-in femurs a study may run (``femur.workflows.bones.BONE_KINDS``), default first
@@ -189,12 +200,22 @@ class ScanEntry:
     where: str = ""
 
 
+#: default age distribution of a sampled cohort (before the inclusion range): FRAME mean
+#: age 70.9 (clinical-targets.md row 9), SD 7 years (ASSUMPTION)
+DEFAULT_AGE_MEAN = 70.9
+DEFAULT_AGE_SD = 7.0
+
+
 @dataclass(frozen=True)
 class CohortSpec:
     size: int
     sex: str = "female"
     inclusion: Inclusion = field(default_factory=Inclusion)
     scans: tuple[ScanEntry, ...] = ()  # patients from CT scans (then size = how many are run)
+    age_mean: float = DEFAULT_AGE_MEAN
+    age_sd: float = DEFAULT_AGE_SD
+    #: shares of women with 0, 1, 2 and >= 3 prevalent vertebral fractures (sum 1)
+    prevalent_vertebral_fractures: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -210,11 +231,16 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class RiskSpec:
-    vertebral_h0_per_year: float | None = None  # None: calibrate on the placebo arm
-    vertebral_h0_provenance: str = "calibrated on the study's placebo arm"
-    falls_per_year: float = 0.65
-    p_hip_impact: float = 0.25
-    mc_samples: int = 4000
+    """Fracture-risk settings: which calibrated parameters (``"default"``: the data file
+    femur/data/fracture_risk.json, or a path), the arm relative risks are taken against
+    (None: the placebo arm, else none), the number of draws for the confidence intervals,
+    and optional sensitivity overrides of the fall model's fixed inputs."""
+
+    parameters: str = "default"
+    reference_arm: str | None = None
+    parameter_draws: int = 1000
+    falls_per_year: float | None = None
+    hip_impact_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +265,9 @@ class StudySpec:
         }
         if not self.cohort.scans:  # sampled cohorts: the same description as before scans
             d["cohort"].pop("scans")
+        else:  # a scan's patient is not sampled
+            for k in ("age_mean", "age_sd", "prevalent_vertebral_fractures"):
+                d["cohort"].pop(k)
         return _jsonable(d)
 
     def arm(self, name: str) -> Arm:
@@ -344,6 +373,8 @@ def _range(value, key, src) -> tuple[float, float]:
 
 
 __all__ = [
+    "DEFAULT_AGE_MEAN",
+    "DEFAULT_AGE_SD",
     "Arm",
     "CohortSpec",
     "ENDPOINTS",

@@ -1,0 +1,305 @@
+"""Fit the fracture-risk parameters to the trial targets from stored simulated courses.
+
+Input: the compact risk inputs of every simulated case (``femur.outcomes.risk.case_inputs``)
+of the calibration studies. No FE runs here: a refit takes seconds.
+
+* Spine: the six spine parameters (``femur.outcomes.risk.spine.FITTED``) maximise the
+  binomial likelihood of the vertebral targets (``risk_targets.TARGETS``, role "fit").
+* Hip: the one hip parameter (``hip_log_strength_scale``) maximises the binomial likelihood
+  of hip fractures per fall (row 15) and the FREEDOM placebo hip incidence (row 11).
+* Covariance = (target part) + (virtual-cohort part):
+  - target part: the inverse observed information (central-difference Hessian of the
+    negative log-likelihood), times the Pearson dispersion chi2/df when it exceeds 1
+    (the model cannot fit the targets to within their binomial noise);
+  - virtual-cohort part: the covariance of refits on bootstrap resamples of the virtual
+    patients (the same patients in both arms of a trial), which shrinks as the cohorts grow.
+  Parameters at a bound are reported as such; their standard errors mean little.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+from femur.core.errors import InputError
+from femur.core.log import get_logger
+from femur.outcomes import risk
+from femur.outcomes.risk import spine
+from femur.outcomes.risk.parameters import FITTED_PARAMETERS, HIP_FITTED, SPINE_FITTED
+from femur.calibration.risk_targets import TARGETS, Target
+
+_EPS = 1e-12
+log = get_logger(__name__)
+
+
+class CalibrationData:
+    """The stored courses of the calibration studies: {study: [case inputs, ...]}."""
+
+    def __init__(self, studies: dict):
+        if not studies:
+            raise InputError("no simulated calibration cases")
+        # sorted by name: a stored (sorted-key JSON) and a fresh set iterate alike
+        self.inputs = {name: list(studies[name]) for name in sorted(studies)}
+        self.batches = {}
+        for name, cases in self.inputs.items():
+            if not cases:
+                raise InputError(f"calibration study {name!r} has no finished case")
+            self.batches[name] = risk.CourseBatch.of([risk.RiskCourse.from_inputs(d) for d in cases])
+
+    def reference_strength_n(self, exclude=("sof_check",)) -> float:
+        """Median baseline vertebral strength of the calibration cohorts (the spine
+        hazard's reference; a convention fixed with the fit)."""
+        vals = [b.vertebral_strength_n[:, 0] for n, b in self.batches.items()
+                if n not in exclude and b.vertebral_strength_n is not None]
+        if not vals:
+            raise InputError("the calibration cases have no vertebral strength")
+        return float(np.median(np.concatenate(vals)))
+
+    def arm_index(self, study: str, arm: str, prevalent=None) -> np.ndarray:
+        b = self.batches[study]
+        ok = np.array([c.arm == arm for c in b.courses])
+        if prevalent is not None:
+            ok &= np.isin(b.prevalent, prevalent)
+        return np.flatnonzero(ok)
+
+    def resample(self, rng: np.random.Generator) -> CalibrationData:
+        """A bootstrap resample of the virtual patients of every study: paired (a drawn
+        patient brings her case in every arm) and stratified by prevalent-fracture count
+        (the trial's count shares are a design input, and every count subgroup target keeps
+        its women)."""
+        out = {}
+        for name, cases in self.inputs.items():
+            by_patient = {}
+            for d in cases:
+                by_patient.setdefault(d["patient_index"], []).append(d)
+            strata = {}
+            for i, ds in sorted(by_patient.items()):
+                strata.setdefault(ds[0].get("prevalent_vertebral_fractures") or 0, []).append(i)
+            new, j = [], 0
+            for _, members in sorted(strata.items()):
+                for i in rng.integers(0, len(members), size=len(members)):
+                    for d in by_patient[members[i]]:
+                        new.append(dict(d, patient_index=j, case_id=f"{d['case_id']}#{j}"))
+                    j += 1
+            out[name] = new
+        return CalibrationData(out)
+
+
+@dataclass
+class _Prepared:
+    """Per-study spine design matrices (depend on the fixed inputs only)."""
+
+    data: CalibrationData
+    fixed: dict
+    designs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, b in self.data.batches.items():
+            if b.vertebral_strength_n is not None:
+                self.designs[name] = spine.design(b, self.fixed)
+
+    def spine_incidence(self, study: str, theta: np.ndarray) -> np.ndarray:
+        x, offset = self.designs[study]
+        b = self.data.batches[study]
+        return -np.expm1(-spine.cumulative_hazard(x @ theta + offset, b.months))
+
+
+def _arm_mean(prep: _Prepared, inc: np.ndarray, t: Target, month: float) -> float:
+    idx = prep.data.arm_index(t.study, t.arm, t.prevalent)
+    if idx.size == 0:
+        raise InputError(f"target {t.key}: no simulated case of {t.study}/{t.arm}"
+                         + (f" with prevalent count {t.prevalent}" if t.prevalent else ""))
+    b = prep.data.batches[t.study]
+    if month > b.months[-1] + 1e-9:
+        raise InputError(f"target {t.key}: month {month:g} is after the simulated {b.months[-1]:g} months")
+    curve = inc[idx].mean(axis=0)
+    return float(np.interp(month, b.months, curve))
+
+
+def model_value(prep: _Prepared, t: Target, values: dict, cache: dict | None = None) -> float:
+    """The model's proportion for target ``t`` (conditional for interval targets)."""
+    cache = {} if cache is None else cache
+    if t.kind == "vertebral":
+        key = ("vertebral", t.study)
+        if key not in cache:
+            cache[key] = prep.spine_incidence(t.study, np.array([values[k] for k in SPINE_FITTED]))
+        inc = cache[key]
+    elif t.kind == "hip":
+        key = ("hip", t.study)
+        if key not in cache:
+            cache[key] = risk.hip_incidence(prep.data.batches[t.study], values)
+        inc = cache[key]
+    elif t.kind == "hip_per_fall":
+        b = prep.data.batches[t.study]
+        idx = prep.data.arm_index(t.study, t.arm)
+        p = risk.hip_per_impact(b.subset(idx), values)[:, 0]
+        return float(values["hip_impact_share"] * p.mean())
+    else:
+        raise InputError(f"target {t.key}: unknown kind {t.kind!r}")
+    now = _arm_mean(prep, inc, t, t.month)
+    if t.since_month is None:
+        return now
+    before = _arm_mean(prep, inc, t, t.since_month)
+    return (now - before) / max(1.0 - before, _EPS)
+
+
+def usable(data: CalibrationData, targets) -> list:
+    """The targets the simulated cases can evaluate (a target whose study was not run, or
+    whose arm or prevalent-count subgroup has no case, is left out with a warning)."""
+    out = []
+    for t in targets:
+        if t.study in data.batches and data.arm_index(t.study, t.arm, t.prevalent).size:
+            out.append(t)
+        else:
+            log.warning("target %s left out: no simulated case of %s/%s%s", t.key, t.study, t.arm,
+                        f" with prevalent count {t.prevalent}" if t.prevalent else "")
+    return out
+
+
+def _nll(prep, names, theta, values0, targets) -> float:
+    values = dict(values0, **dict(zip(names, theta)))
+    cache = {}
+    total = 0.0
+    for t in targets:
+        p = min(max(model_value(prep, t, values, cache), _EPS), 1 - _EPS)
+        e, n = t.events, t.at_risk
+        total -= e * math.log(p) + (n - e) * math.log1p(-p)
+    return total
+
+
+def _minimise(prep, names, start, values0, targets):
+    bounds = [FITTED_PARAMETERS[k][1] for k in names]
+    fun = lambda th: _nll(prep, names, th, values0, targets)  # noqa: E731
+    best = None
+    for _ in range(2):  # a restart from the first optimum polishes it
+        res = minimize(fun, start if best is None else best.x, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+        if best is None or res.fun <= best.fun:
+            best = res
+    return best
+
+
+def _hessian(fun, x, bounds) -> np.ndarray:
+    n = len(x)
+    h = np.array([1e-3 * max(1.0, abs(v)) for v in x])
+    hess = np.zeros((n, n))
+    f0 = fun(x)
+    for i in range(n):
+        for j in range(i, n):
+            if i == j:
+                e = np.zeros(n)
+                e[i] = h[i]
+                hess[i, i] = (fun(x + e) - 2 * f0 + fun(x - e)) / h[i] ** 2
+            else:
+                ei, ej = np.zeros(n), np.zeros(n)
+                ei[i], ej[j] = h[i], h[j]
+                hess[i, j] = hess[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej)
+                                           + fun(x - ei - ej)) / (4 * h[i] * h[j])
+    return hess
+
+
+def _pearson(prep, values, targets) -> tuple[float, int]:
+    cache, chi2 = {}, 0.0
+    for t in targets:
+        p = min(max(model_value(prep, t, values, cache), _EPS), 1 - _EPS)
+        n = t.at_risk
+        chi2 += (t.events - n * p) ** 2 / (n * p * (1 - p))
+    return chi2, len(targets)
+
+
+@dataclass
+class FitResult:
+    values: dict  # every parameter of FITTED_PARAMETERS (fitted, or held at a given value)
+    fixed: dict  # fixed inputs (incl. the reference strength)
+    names: tuple  # the fitted ones, in the order of the covariance
+    cov_targets: np.ndarray
+    cov_cohort: np.ndarray
+    dispersion: dict  # per block: chi2, n, df, factor
+    at_bound: list
+    nll: dict
+    bootstrap: int
+    held: tuple = ()
+
+    @property
+    def covariance(self) -> np.ndarray:
+        return self.cov_targets + self.cov_cohort
+
+    def all_values(self) -> dict:
+        return {**self.fixed, **self.values}
+
+
+def _fit_block(prep, names, values0, targets, start=None):
+    start = np.array([values0.get(k, FITTED_PARAMETERS[k][0]) for k in names]) if start is None else start
+    res = _minimise(prep, names, start, values0, targets)
+    return res
+
+
+def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, seed: int = 12,
+        start: dict | None = None, targets=None) -> FitResult:
+    """Fit the risk parameters. ``fixed``: every fixed input (with the reference
+    strength); ``fitted``: the parameters to fit (default all; others are held at their
+    value in ``start`` or their initial value); ``bootstrap``: virtual-cohort resamples
+    for the cohort part of the covariance (0: none); ``targets``: the target table
+    (default ``risk_targets.TARGETS``; its role-"fit" rows enter the likelihood)."""
+    all_targets = TARGETS if targets is None else tuple(targets)
+    fitted = tuple(FITTED_PARAMETERS) if fitted is None else tuple(fitted)
+    start = dict(start or {})
+    held = {k: float(start.get(k, FITTED_PARAMETERS[k][0])) for k in FITTED_PARAMETERS if k not in fitted}
+    values0 = {**fixed, **held}
+    blocks = []
+    for block_names, kinds in ((SPINE_FITTED, ("vertebral",)), (HIP_FITTED, ("hip", "hip_per_fall"))):
+        names = tuple(k for k in block_names if k in fitted)
+        targets = usable(data, [t for t in all_targets if t.role == "fit" and t.kind in kinds])
+        if names:
+            blocks.append((names, targets))
+    prep = _Prepared(data, fixed)
+    values = dict(held)
+    cov_t = {}
+    dispersion, nll = {}, {}
+    for names, targets in blocks:
+        init = {**values0, **{k: start.get(k, FITTED_PARAMETERS[k][0]) for k in names}}
+        res = _fit_block(prep, names, init, targets)
+        values.update(dict(zip(names, (float(v) for v in res.x))))
+        full = {**values0, **values}
+        fun = lambda th, nm=names, fv=full, tg=targets: _nll(prep, nm, th, fv, tg)  # noqa: E731
+        hess = _hessian(fun, np.asarray(res.x), [FITTED_PARAMETERS[k][1] for k in names])
+        try:
+            cov = np.linalg.inv(hess)
+        except np.linalg.LinAlgError:
+            cov = np.linalg.pinv(hess)
+        chi2, n = _pearson(prep, full, targets)
+        df = n - len(names)
+        factor = max(1.0, chi2 / df) if df > 0 else 1.0
+        dispersion[names[0].split("_")[0]] = {"chi2": chi2, "n": n, "df": df, "factor": factor}
+        nll[names[0].split("_")[0]] = float(res.fun)
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                cov_t[(a, b)] = float(cov[i, j] * factor)
+    names_all = tuple(k for k in FITTED_PARAMETERS if k in fitted)
+    cov_targets = np.array([[cov_t.get((a, b), 0.0) for b in names_all] for a in names_all])
+    at_bound = [k for k in names_all
+                if min(abs(values[k] - FITTED_PARAMETERS[k][1][0]), abs(values[k] - FITTED_PARAMETERS[k][1][1])) < 1e-6]
+    # virtual-cohort part: refits on bootstrap resamples of the virtual patients
+    cov_cohort = np.zeros_like(cov_targets)
+    if bootstrap > 1:
+        rng = np.random.Generator(np.random.PCG64(seed))
+        reps = []
+        for _ in range(int(bootstrap)):
+            d = data.resample(rng)
+            p = _Prepared(d, fixed)
+            v = dict(held)
+            for names, targets in blocks:
+                init = {**values0, **values}
+                res = _minimise(p, names, np.array([values[k] for k in names]), init, targets)
+                v.update(dict(zip(names, res.x)))
+            reps.append([v[k] for k in names_all])
+        cov_cohort = np.cov(np.array(reps).T, ddof=1).reshape(len(names_all), len(names_all))
+    all_values = {k: float(values[k]) for k in FITTED_PARAMETERS}
+    return FitResult(all_values, dict(fixed), names_all, cov_targets, cov_cohort, dispersion, at_bound,
+                     nll, int(bootstrap), tuple(held))
+
+
+__all__ = ["CalibrationData", "FitResult", "fit", "model_value"]

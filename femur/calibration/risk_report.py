@@ -1,0 +1,163 @@
+"""The fracture-risk calibration report: each target, the model's value, the residual,
+whether it lies inside the published 95 % CI; then the checks (never fitted).
+
+Incidences are shown cumulative (FREEDOM's conditional intervals are fitted, but the table
+gives the cumulative incidence at each month, as published). The CI of an incidence is the
+Wilson interval of its binomial (events, n) -- the arm size is an ASSUMPTION where the
+notes give only a total (see ``risk_targets``); the CI of a relative risk is the published
+one. The issue's acceptance checks are added as columns: placebo incidences within +-30 %
+(vertebral) or +-50 % (FREEDOM hip), hip fractures per fall within 0.5-3 %.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from scipy.optimize import minimize
+
+from femur.outcomes import risk
+from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value, usable
+from femur.calibration.risk_targets import (BETWEEN_PERSON_CHECKS, RATIOS, SOF_HIP_PER_1000_WOMAN_YEARS, TARGETS,
+                                            Target)
+
+
+def wilson(p: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson 95 % interval of a proportion ``p`` of ``n``."""
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return centre - half, centre + half
+
+
+def _cumulative(t: Target) -> Target:
+    return replace(t, since_month=None, since_value=None)
+
+
+def report_rows(data: CalibrationData, result: FitResult) -> list[dict]:
+    """One dict per target, ratio and check."""
+    prep = _Prepared(data, result.fixed)
+    values = result.all_values()
+    cache = {}
+    rows = []
+    for t in usable(data, TARGETS):
+        c = _cumulative(t)
+        model = model_value(prep, c, values, cache)
+        lo, hi = wilson(t.value, t.n)
+        row = {"key": t.key, "row": t.row, "label": t.label, "role": t.role, "published": t.value,
+               "ci95": [lo, hi], "model": model, "residual": model - t.value, "inside_ci": lo <= model <= hi,
+               "note": t.note}
+        if t.arm == "placebo" and t.kind == "vertebral" and t.prevalent is None:
+            row["within_30pct"] = abs(model / t.value - 1) <= 0.30
+        if t.key == "freedom_placebo_hip_m36":
+            row["within_50pct"] = abs(model / t.value - 1) <= 0.50
+        if t.kind == "hip_per_fall":
+            row["within_0p5_3pct"] = 0.005 <= model <= 0.03
+        rows.append(row)
+    for r in RATIOS:
+        if r.study not in data.batches:
+            continue
+        a = model_value(prep, Target(r.key, r.row, r.study, r.arm, r.kind, r.month, 0, 1, "check", ""), values, cache)
+        b = model_value(prep, Target(r.key, r.row, r.study, r.reference, r.kind, r.month, 0, 1, "check", ""),
+                        values, cache)
+        model = a / b if b > 0 else float("nan")
+        rows.append({"key": r.key, "row": r.row, "label": r.label, "role": "ratio", "published": r.value,
+                     "ci95": list(r.ci95), "model": model, "residual": model - r.value,
+                     "inside_ci": bool(r.ci95[0] <= model <= r.ci95[1])})
+    rows += check_rows(data, result)
+    return rows
+
+
+def check_rows(data: CalibrationData, result: FitResult) -> list[dict]:
+    """SOF hip incidence and the between-person gradients on the SOF-like check cohort."""
+    out = []
+    b = data.batches.get("sof_check")
+    if b is None:
+        return out
+    values = result.all_values()
+    if b.fall_strength_n is not None:
+        hip = risk.hip_incidence(b, values)
+        per_1000 = 1000.0 * float(np.interp(12.0, b.months, hip.mean(axis=0)))
+        out.append({"key": "sof_hip", "row": "check", "label": "SOF-like cohort: hip fx per 1,000 woman-years",
+                    "role": "check", "published": SOF_HIP_PER_1000_WOMAN_YEARS, "ci95": None, "model": per_1000,
+                    "residual": per_1000 - SOF_HIP_PER_1000_WOMAN_YEARS, "inside_ci": None,
+                    "note": "SOF, Cummings NEJM 1995 (derived); check cohort: women >= 65, no BMD criterion"})
+        out.append(_gradient_row("hip", hip[:, -1], b.fall_strength_n[:, 0, 0]))
+    if b.vertebral_strength_n is not None:
+        spine_inc = risk.spine_incidence(b, values)
+        out.append(_gradient_row("vertebral", spine_inc[:, -1], b.vertebral_strength_n[:, 0]))
+    return out
+
+
+def odds_ratio_per_sd(probability, strength_n) -> float:
+    """Odds ratio per SD LOWER baseline strength, as a cohort study would estimate it: a
+    logistic regression of the outcome on the standardised strength, fitted here to each
+    woman's expected probability (fractional-response likelihood)."""
+    p = np.clip(np.asarray(probability, dtype=float), 1e-12, 1 - 1e-12)
+    s = np.asarray(strength_n, dtype=float)
+    if s.size < 3 or np.std(s) == 0:
+        return float("nan")
+    z = (s - s.mean()) / np.std(s, ddof=1)
+
+    def nll(ab):
+        eta = ab[0] + ab[1] * z
+        return -float(np.sum(p * eta - np.logaddexp(0.0, eta)))
+
+    m = float(np.mean(p))
+    res = minimize(nll, np.array([math.log(m / (1 - m)), 0.0]), method="BFGS")
+    return math.exp(-float(res.x[1]))
+
+
+def _gradient_row(kind: str, probability, strength_n) -> dict:
+    ref, ci, src = BETWEEN_PERSON_CHECKS[kind]
+    model = odds_ratio_per_sd(probability, strength_n)
+    return {"key": f"{kind}_between_person_gradient", "row": "check",
+            "label": f"{kind} fx odds ratio per SD lower baseline strength (SOF-like cohort)", "role": "check",
+            "published": ref, "ci95": list(ci), "model": model, "residual": model - ref,
+            "inside_ci": bool(ci[0] <= model <= ci[1]),
+            "note": src + "; model: logistic fit of each woman's 12-month probability on her standardised "
+                          "baseline strength (lateral fall strength for the hip)"}
+
+
+def format_report(rows: list[dict], result: FitResult, title: str) -> str:
+    """The report as a text table."""
+    lines = [title, ""]
+    head = f"{'row':>5}  {'target':<66}{'role':>7}{'published':>11}{'95% CI':>19}{'model':>10}{'resid.':>9}  in CI"
+    lines += [head, "-" * len(head)]
+    for r in rows:
+        pct = r["role"] not in ("ratio",) and not r["key"].endswith("gradient") and r["key"] != "sof_hip"
+
+        def f(x):
+            if x is None or (isinstance(x, float) and not math.isfinite(x)):
+                return "-"
+            if not pct and abs(x) > 1e3:
+                return ">1000"  # e.g. an odds ratio when a few women carry all the risk
+            return f"{100 * x:.2f}%" if pct else f"{x:.3g}"
+
+        ci = "-" if r["ci95"] is None else f"{f(r['ci95'][0])}-{f(r['ci95'][1])}"
+        inside = {True: "yes", False: "NO", None: "-"}[r["inside_ci"]]
+        extra = []
+        for key, label in (("within_30pct", "+-30%"), ("within_50pct", "+-50%"), ("within_0p5_3pct", "0.5-3%")):
+            if key in r:
+                extra.append(f"{label}: {'yes' if r[key] else 'NO'}")
+        lines.append(f"{r['row']:>5}  {r['label'][:65]:<66}{r['role']:>7}{f(r['published']):>11}{ci:>19}"
+                     f"{f(r['model']):>10}{f(r['residual']):>9}  {inside}" + (f"  ({'; '.join(extra)})" if extra else ""))
+    lines.append("")
+    se = np.sqrt(np.clip(np.diag(result.covariance), 0, None))
+    se_t = np.sqrt(np.clip(np.diag(result.cov_targets), 0, None))
+    se_c = np.sqrt(np.clip(np.diag(result.cov_cohort), 0, None))
+    lines.append(f"{'parameter':<28}{'value':>10}{'SE':>10}{'SE targets':>12}{'SE cohort':>12}")
+    for i, k in enumerate(result.names):
+        flag = "  (at a bound)" if k in result.at_bound else ""
+        lines.append(f"{k:<28}{result.values[k]:>10.4g}{se[i]:>10.3g}{se_t[i]:>12.3g}{se_c[i]:>12.3g}{flag}")
+    for k in result.held:
+        lines.append(f"{k:<28}{result.values[k]:>10.4g}{'held':>10}")
+    for block, d in result.dispersion.items():
+        lines.append(f"{block}: Pearson chi2 {d['chi2']:.3g} on {d['n']} observations, df {d['df']}, "
+                     f"dispersion factor applied {d['factor']:.3g}")
+    lines.append(f"virtual-cohort part of the covariance from {result.bootstrap} bootstrap refits")
+    return "\n".join(lines)
+
+
+__all__ = ["check_rows", "format_report", "report_rows", "wilson"]

@@ -1,0 +1,190 @@
+"""A case's inputs to the fracture-risk model, on a monthly grid.
+
+The engine computes strength at the FE visits and the cell model's markers every month.
+The risk model integrates each woman's hazard monthly, so a case is turned into monthly
+courses here:
+
+* strengths (vertebral; femoral fall in three directions) interpolated LINEARLY IN LOG
+  STRENGTH between the visits and held after the last one;
+* CTX as a ratio to baseline, monthly from the evaluator's monthly course (else linear
+  between the visits; else 1, with a note);
+* the patient attributes the hazards use: age, prevalent vertebral fractures, body mass,
+  trochanteric soft tissue.
+
+:func:`case_inputs` keeps what a case contributes in a compact JSON-clean dict (visit
+strengths, monthly CTX, patient attributes): the calibration stores these once and refits
+the risk parameters from them without any FE (``femur.calibration.risk``).
+:class:`CourseBatch` stacks the courses of cases that share a month grid (one study).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from femur.core.errors import InputError
+from femur.mechanics.strength import FALL_PREFIXES, quantity_name, strength_kind
+from femur.outcomes.risk.hip import FALL_DIRECTIONS
+
+
+def month_grid(duration_months: float) -> np.ndarray:
+    """0, 1, 2, ... months up to the duration (which is added when it is not whole)."""
+    t = float(duration_months)
+    if not (math.isfinite(t) and t > 0):
+        raise InputError(f"duration must be > 0 months, got {duration_months!r}")
+    grid = np.arange(0.0, math.floor(t + 1e-9) + 1.0)
+    if grid[-1] < t - 1e-9:
+        grid = np.append(grid, t)
+    return grid
+
+
+def _visit_value(visit: dict, key: str):
+    if visit.get(key) is not None:
+        return visit[key]
+    return (visit.get("extra") or {}).get(key)
+
+
+def case_inputs(record: dict, result: dict, strength_model: str = "linear") -> dict:
+    """The compact risk inputs of one finished case (``record`` and the normalised
+    ``result`` of ``femur.study.cases``)."""
+    kind = strength_kind(strength_model)
+    p = record["patient"]
+    visits = result["visits"]
+    months = [float(v["month"]) for v in visits]
+    strengths = {}
+    names = {"vertebral": quantity_name("vertebral", kind)}
+    names.update({d: quantity_name(FALL_PREFIXES[d], kind) for d in FALL_DIRECTIONS})
+    for label, key in names.items():
+        vals = [_visit_value(v, key) for v in visits]
+        if all(x is not None and x > 0 for x in vals):
+            strengths[label] = [float(x) for x in vals]
+    monthly = (result.get("extra") or {}).get("monthly") or {}
+    ctx = None
+    if "month" in monthly and "ctx_pct" in monthly:
+        ctx = {"month": [float(m) for m in monthly["month"]], "ctx_pct": [float(c) for c in monthly["ctx_pct"]]}
+    elif all(v.get("ctx_pct") is not None for v in visits):
+        ctx = {"month": months, "ctx_pct": [float(v["ctx_pct"]) for v in visits], "at_visits": True}
+    return {
+        "case_id": record["case_id"],
+        "study": record.get("study"),
+        "arm": record["arm"],
+        "patient_index": int(p.get("index", 0)),
+        "duration_months": float(record["duration_months"]),
+        "sex": p.get("sex", "female"),
+        "age_years": float(p["age_years"]),
+        "prevalent_vertebral_fractures": p.get("prevalent_vertebral_fractures"),
+        "body_mass_kg": float(p["body_mass_kg"]),
+        "soft_tissue_mm": p.get("trochanteric_soft_tissue_mm"),
+        "visit_months": months,
+        "strength_n": strengths,
+        "ctx": ctx,
+        "strength_model": strength_model,
+    }
+
+
+@dataclass
+class RiskCourse:
+    """One case's monthly risk inputs (see the module docstring)."""
+
+    case_id: str
+    arm: str
+    patient_index: int
+    months: np.ndarray
+    age_years: float
+    prevalent_vertebral_fractures: int
+    body_mass_kg: float
+    soft_tissue_mm: float | None
+    vertebral_strength_n: np.ndarray | None
+    fall_strength_n: np.ndarray | None  # (months, 3): lateral, posterolateral, anterolateral
+    ctx_ratio: np.ndarray
+    notes: tuple = field(default=())
+
+    @classmethod
+    def from_inputs(cls, d: dict, months: np.ndarray | None = None) -> RiskCourse:
+        grid = month_grid(d["duration_months"]) if months is None else np.asarray(months, float)
+        notes = []
+        vm = np.asarray(d["visit_months"], dtype=float)
+
+        def log_interp(values):
+            return np.exp(np.interp(grid, vm, np.log(np.asarray(values, dtype=float))))
+
+        s = d["strength_n"]
+        vert = log_interp(s["vertebral"]) if "vertebral" in s else None
+        fall = None
+        if "lateral" in s:
+            cols = []
+            for direction in FALL_DIRECTIONS:
+                if direction not in s:
+                    notes.append(f"no {direction} fall strength: the lateral one is used")
+                cols.append(log_interp(s.get(direction, s["lateral"])))
+            fall = np.stack(cols, axis=-1)
+        ctx = d.get("ctx")
+        if ctx is None:
+            ratio = np.ones_like(grid)
+            notes.append("no CTX course: turnover held at baseline")
+        else:
+            if ctx.get("at_visits"):
+                notes.append("CTX known at the visits only: linear between them")
+            ratio = np.maximum(1.0 + np.interp(grid, ctx["month"], ctx["ctx_pct"]) / 100.0, 1e-6)
+        n_prev = d.get("prevalent_vertebral_fractures")
+        if n_prev is None:
+            notes.append("no prevalent vertebral fracture count: 0 assumed")
+            n_prev = 0
+        return cls(d["case_id"], d["arm"], int(d["patient_index"]), grid, float(d["age_years"]), int(n_prev),
+                   float(d["body_mass_kg"]), d.get("soft_tissue_mm"), vert, fall, ratio, tuple(notes))
+
+
+@dataclass
+class CourseBatch:
+    """The courses of several cases on one month grid, stacked (cases x months)."""
+
+    courses: list
+    months: np.ndarray
+    age_years: np.ndarray
+    prevalent: np.ndarray
+    body_mass_kg: np.ndarray
+    soft_tissue_mm: np.ndarray | None
+    vertebral_strength_n: np.ndarray | None
+    fall_strength_n: np.ndarray | None
+    ctx_ratio: np.ndarray
+
+    @classmethod
+    def of(cls, courses: list) -> CourseBatch:
+        if not courses:
+            raise InputError("a course batch needs at least one case")
+        months = courses[0].months
+        if any(c.months.shape != months.shape or np.any(c.months != months) for c in courses):
+            raise InputError("the cases of a batch must share their month grid (one study)")
+        vert = None
+        if all(c.vertebral_strength_n is not None for c in courses):
+            vert = np.stack([c.vertebral_strength_n for c in courses])
+        fall = None
+        if all(c.fall_strength_n is not None for c in courses):
+            fall = np.stack([c.fall_strength_n for c in courses])
+        stt = None
+        if all(c.soft_tissue_mm is not None for c in courses):
+            stt = np.array([float(c.soft_tissue_mm) for c in courses])
+        return cls(list(courses), months, np.array([c.age_years for c in courses]),
+                   np.array([c.prevalent_vertebral_fractures for c in courses]),
+                   np.array([c.body_mass_kg for c in courses]), stt, vert, fall,
+                   np.stack([c.ctx_ratio for c in courses]))
+
+    def __len__(self) -> int:
+        return len(self.courses)
+
+    def subset(self, index) -> CourseBatch:
+        """The batch of the cases ``index`` (an index array; repeats allowed, as in a
+        bootstrap resample)."""
+        idx = np.asarray(index, dtype=int)
+
+        def take(a):
+            return None if a is None else a[idx]
+
+        return CourseBatch([self.courses[i] for i in idx], self.months, self.age_years[idx],
+                           self.prevalent[idx], self.body_mass_kg[idx], take(self.soft_tissue_mm),
+                           take(self.vertebral_strength_n), take(self.fall_strength_n), self.ctx_ratio[idx])
+
+
+__all__ = ["CourseBatch", "RiskCourse", "case_inputs", "month_grid"]

@@ -1,0 +1,159 @@
+"""The fracture-risk calibration: targets never romosozumab, the fit recovers known
+parameters, the command runs end to end and refits from stored courses, and the stored
+parameters are what a refit of the stored courses gives.
+
+The evaluator is the closed-form test double ``tests/_risk_double.py`` (not the model)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from femur.calibration import risk as cal
+from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value
+from femur.calibration.risk_report import wilson
+from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, TARGETS
+from femur.core.datafiles import data_path
+from femur.core.errors import InputError
+from femur.outcomes import risk
+from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE
+
+TESTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS_DIR))
+DOUBLE = "_risk_double:risk_double"
+
+pytestmark = pytest.mark.serial
+
+
+def test_targets_are_never_romosozumab():
+    for t in TARGETS:
+        assert t.study in CALIBRATION_STUDIES
+        assert "romosozumab" not in t.arm
+        arms = CALIBRATION_STUDIES[t.study]
+        assert arms is None or t.arm in arms
+    for r in RATIOS:
+        assert r.study in CALIBRATION_STUDIES and "romosozumab" not in (r.arm + r.reference)
+    assert CALIBRATION_STUDIES["frame"] == ("placebo",)
+    assert not {"arch", "bridge"} & set(CALIBRATION_STUDIES)
+    specs = cal.calibration_specs(2)
+    for spec in specs.values():
+        assert all(p.drug != "romosozumab" for a in spec.arms for p in a.regimen)
+
+
+def test_wilson_interval():
+    lo, hi = wilson(0.5, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def double_courses(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cal")
+    specs = cal.calibration_specs(8)
+    studies = cal.simulate(specs, out, evaluator=DOUBLE, progress=False)
+    return {name: s["cases"] for name, s in studies.items()}
+
+
+def test_fit_recovers_known_parameters(double_courses):
+    """Targets made by the model itself at known parameters (very large n): the fit finds
+    those parameters again."""
+    data = CalibrationData(double_courses)
+    fixed = dict(risk.default_fixed(), reference_vertebral_strength_n=data.reference_strength_n())
+    true = {"spine_log_h0": math.log(0.015), "spine_within_gradient": -8.0, "spine_between_gradient": -3.0,
+            "spine_turnover_gradient": 0.6, "spine_prevalent_any": 1.7, "spine_prevalent_count": 0.8,
+            "hip_log_strength_scale": math.log(0.55)}
+    prep = _Prepared(data, fixed)
+    values = {**fixed, **true}
+    made = []
+    for t in TARGETS:
+        if t.role != "fit":
+            continue
+        if t.since_month is None:
+            v = model_value(prep, t, values)
+            made.append(replace(t, value=v, n=1e7))
+        else:  # interval targets: the model's cumulative values at both months
+            v = model_value(prep, replace(t, since_month=None, since_value=None), values)
+            v0 = model_value(prep, replace(t, month=t.since_month, since_month=None, since_value=None), values)
+            made.append(replace(t, value=v, since_value=v0, n=1e7))
+    res = fit(data, fixed, bootstrap=0, targets=made)
+    for k, v in true.items():
+        assert res.values[k] == pytest.approx(v, abs=2e-3), k
+    assert res.dispersion["spine"]["chi2"] < 1e-3
+    # held parameters stay where they are put, and are not in the covariance
+    held = fit(data, fixed, fitted=[k for k in FITTED_PARAMETERS if k != "spine_between_gradient"],
+               bootstrap=0, targets=made, start={"spine_between_gradient": -3.0})
+    assert held.values["spine_between_gradient"] == -3.0 and "spine_between_gradient" not in held.names
+    assert held.values["spine_within_gradient"] == pytest.approx(-8.0, abs=2e-3)
+
+
+def test_bootstrap_is_paired_and_stratified(double_courses):
+    data = CalibrationData(double_courses)
+    rs = data.resample(np.random.Generator(np.random.PCG64(1)))
+    for name, cases in rs.inputs.items():
+        before = sorted(d["prevalent_vertebral_fractures"] or 0 for d in data.inputs[name])
+        assert sorted(d["prevalent_vertebral_fractures"] or 0 for d in cases) == before
+        arms = {}
+        for d in cases:
+            arms.setdefault(d["patient_index"], set()).add(d["arm"])
+        assert len({frozenset(a) for a in arms.values()}) == 1  # every drawn patient in every arm
+
+
+def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
+    out = tmp_path / "q"
+    res = cal.calibrate(patients=4, quick=True, out=out, evaluator=DOUBLE, bootstrap=3, progress=False)
+    p = res["parameters"]
+    assert set(p.values) == set(FITTED_PARAMETERS) and "QUICK" in p.status
+    assert (out / "courses.json.gz").exists() and (out / PARAMETER_FILE).exists() and (out / "report.txt").exists()
+    assert "FREEDOM placebo, new vertebral fx, M12" in res["report"]
+    doc = json.loads((out / PARAMETER_FILE).read_text())
+    prov = doc["provenance"]
+    for key in ("targets", "seeds", "femur_version", "date", "command", "git_commit", "cohorts", "fixed",
+                "fixed_sources", "covariance", "report", "fit_settings"):
+        assert key in prov, key
+    assert prov["cohorts"]["freedom"]["n_patients"] == 4 and prov["cohorts"]["sof_check"]["cases"] == 4
+    assert np.array(prov["covariance"]["matrix"]).shape == (7, 7)
+    # refit from the stored courses (no simulation): the same parameters
+    again = cal.calibrate(quick=True, out=out, refit_only=True, bootstrap=3)
+    assert again["parameters"].values == p.values
+    np.testing.assert_allclose(again["parameters"].covariance, p.covariance, rtol=1e-10, atol=1e-14)
+    # the command line, refitting a given course file
+    assert cal.main(["--refit-only", "--courses", str(out / "courses.json.gz"), "--out", str(tmp_path / "r"),
+                     "--bootstrap", "0", "--hold", "spine_between_gradient=-2.5"]) == 0
+    text = capsys.readouterr().out
+    assert "spine_between_gradient" in text and "held" in text
+    refit = risk.load_parameters(str(tmp_path / "r" / PARAMETER_FILE))
+    assert refit.values["spine_between_gradient"] == -2.5
+    assert cal.main(["--refit-only", "--courses", str(tmp_path / "none.json.gz"), "--out", str(tmp_path / "x")]) == 2
+    assert "no stored calibration courses" in capsys.readouterr().err
+    assert cal.main(["--hold", "nonsense=1", "--refit-only"]) == 2
+    with pytest.raises(InputError, match="not a calibration course file"):
+        (tmp_path / "bad.json.gz").write_bytes(__import__("gzip").compress(b'{"format": 99}'))
+        cal.load_courses(tmp_path / "bad.json.gz")
+
+
+def test_stored_parameters_are_what_the_stored_courses_give():
+    """femur/data/fracture_risk.json: a refit of femur/data/fracture_risk_courses.json.gz
+    with the settings the file records gives its values (and the target part of its
+    covariance); the bootstrap (cohort) part is checked by the slow test below."""
+    stored = risk.load_parameters("default")
+    settings = dict(stored.provenance["fit_settings"], bootstrap=0)
+    doc = cal.load_courses(data_path(cal.COURSES_FILE))
+    data, res = cal.fit_courses(doc, settings)
+    for k, v in stored.values.items():
+        assert res.values[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+    assert res.fixed == pytest.approx(stored.fixed, rel=1e-12)
+    cov = np.array(stored.provenance["covariance"]["targets_part"])
+    np.testing.assert_allclose(res.cov_targets, cov, rtol=1e-4, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_stored_covariance_with_bootstrap():
+    stored = risk.load_parameters("default")
+    doc = cal.load_courses(data_path(cal.COURSES_FILE))
+    _, res = cal.fit_courses(doc, stored.provenance["fit_settings"])
+    np.testing.assert_allclose(res.covariance, stored.covariance, rtol=1e-4, atol=1e-10)
