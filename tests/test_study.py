@@ -261,7 +261,7 @@ BAD = [
      r"cohort\.prevalent_vertebral_fractures.*sum to 1"),
     ('sex = "F"', 'sex = "F"\nprevalent_vertebral_fractures = [1.0]', r"cohort\.prevalent_vertebral_fractures.*0, 1, 2"),
     ('sex = "F"', 'sex = "F"\nage_sd = 0', r"cohort\.age_sd.*> 0"),
-    ("order = 1", 'order = 1\nstrength_model = "nonlinear"', r"model\.strength_model.*unknown strength model"),
+    ("order = 1", 'order = 1\nstrength_model = "bogus"', r"model\.strength_model.*unknown strength model"),
     ("seed = 7", "seed = 7\nsedd = 8", r"\[study\].*unknown key\(s\) \['sedd'\].*allowed keys"),
     ('name = "placebo"', 'name = "placebo"\ndose = 3', r"arms\[0\].*unknown key\(s\) \['dose'\]"),
     ("order = 1", "order = 1\nmesh = 2", r"\[model\].*unknown key\(s\) \['mesh'\]"),
