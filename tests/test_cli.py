@@ -53,13 +53,13 @@ def test_strength_records_the_femur_geometry(capsys, check):
     rc = main(["strength", "--bone", "femur,parametric-femur", "--mesh-size", "4", "--json",
                "--fall-directions", "lateral"])
     out = capsys.readouterr().out
-    if MPI.COMM_WORLD.rank == 0:
-        records = json.loads(out)
-        check(rc == 0 and len(records) == 4, f"rc {rc}, {len(records)} records")
-        geometry = [r["geometry"] for r in records]
-        check(geometry[0] == "anatomical femur (Visible Human female, altered), 4.0 mm mesh", geometry[0])
-        check(geometry[2].startswith("parametric femur"), geometry[2])
-        check(all(abs(r["t_score"] + 2.5) < 0.01 for r in records), "T-score")
+    # the JSON is printed on rank 0; every rank checks it (check is collective)
+    records = MPI.COMM_WORLD.bcast(json.loads(out) if MPI.COMM_WORLD.rank == 0 else None, root=0)
+    check(rc == 0 and len(records) == 4, f"rc {rc}, {len(records)} records")
+    geometry = [r["geometry"] for r in records]
+    check(geometry[0] == "anatomical femur (Visible Human female, altered), 4.0 mm mesh", geometry[0])
+    check(geometry[2].startswith("parametric femur"), geometry[2])
+    check(all(abs(r["t_score"] + 2.5) < 0.01 for r in records), "T-score")
     with pytest.raises(SystemExit):
         main(["strength", "--help"])
     text = " ".join(capsys.readouterr().out.split())
