@@ -223,9 +223,9 @@ class PlasticitySolver(ElasticitySolver):
             self._u.x.scatter_forward()
             self.set_dirichlet_scale(1.0)
             saved = self.ksp_rtol_fixed
-            self.ksp_rtol_fixed = rtol or 1e-7
+            self.ksp_rtol_fixed = rtol or 1e-10
             try:
-                info = self.newton(rtol=1e-8, max_it=5)
+                info = self.newton(rtol=1e-9, max_it=5)
             finally:
                 self.ksp_rtol_fixed = saved
         finally:
