@@ -398,3 +398,16 @@ def test_p2_stance_solves(trial, check):
     # P2 is less stiff than P1 (P1 tetrahedra lock in bending), by a few per cent here
     check(0.85 * m1.stiffness_n_per_mm < m2.stiffness_n_per_mm < m1.stiffness_n_per_mm,
           f"P1 {m1.stiffness_n_per_mm} P2 {m2.stiffness_n_per_mm}")
+
+
+def test_closed_form_stretch_eigenvalues_match_lapack():
+    """The morph check's closed-form eigenvalues of F^T F (largest first) equal LAPACK's,
+    including the isotropic case (a multiple of the identity)."""
+    from femur.geometry.morph import _sym3_eigvals
+
+    rng = np.random.default_rng(3)
+    F = np.eye(3) + 0.4 * rng.standard_normal((500, 3, 3))
+    F[0], F[1] = np.eye(3), 1.7 * np.eye(3)
+    C = np.einsum("kji,kjl->kil", F, F)
+    ref = np.linalg.eigvalsh(C)[:, ::-1]
+    assert np.allclose(_sym3_eigvals(C), ref, rtol=0, atol=1e-12 * ref.max())

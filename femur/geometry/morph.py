@@ -195,8 +195,11 @@ class ShapeMorph:
         B = np.stack([Y[tets[:, j]] - Y[tets[:, 0]] for j in (1, 2, 3)], axis=2)
         F = B @ np.linalg.inv(A)
         det = np.linalg.det(F)
-        sv = np.linalg.svd(F, compute_uv=False)
-        ratio = sv[:, 0] / np.maximum(sv[:, 2], 1e-300)
+        # stretch ratio = largest / smallest singular value of F = sqrt of the eigenvalue
+        # ratio of F^T F (closed form: about 5x faster than a batched SVD, which was half of
+        # a cohort patient's shape check)
+        lam = _sym3_eigvals(np.einsum("kji,kjl->kil", F, F))
+        ratio = np.sqrt(np.maximum(lam[:, 0], 0.0) / np.maximum(lam[:, 2], 1e-300))
         out = {"min_det": float(det.min()), "max_stretch_ratio": float(ratio.max()),
                "inverted": int(np.sum(det <= 0))}
         if out["inverted"] or det.min() < MIN_DET or ratio.max() > MAX_STRETCH_RATIO:
@@ -211,6 +214,25 @@ class ShapeMorph:
     def describe(self) -> str:
         d = {k: v for k, v in self.shape.to_dict().items() if v is not None and not (k == "scale" and v == 1.0)}
         return "(" + ", ".join(f"{k}={v:g}" for k, v in d.items()) + ")"
+
+
+def _sym3_eigvals(C: np.ndarray) -> np.ndarray:
+    """Eigenvalues, largest first, of symmetric 3x3 matrices ``C`` (k, 3, 3), by the
+    trigonometric solution of the characteristic cubic (Smith, Commun ACM 4:168, 1961)."""
+    a, b, c = C[:, 0, 0], C[:, 1, 1], C[:, 2, 2]
+    d, e, f = C[:, 0, 1], C[:, 1, 2], C[:, 0, 2]
+    q = (a + b + c) / 3.0
+    p = np.sqrt(((a - q) ** 2 + (b - q) ** 2 + (c - q) ** 2 + 2.0 * (d * d + e * e + f * f)) / 6.0)
+    iso = p <= 1e-14 * np.maximum(np.abs(q), 1e-300)  # a multiple of the identity
+    ps = np.where(iso, 1.0, p)
+    ba, bb, bc, bd, be, bf = ((a - q) / ps, (b - q) / ps, (c - q) / ps, d / ps, e / ps, f / ps)
+    det_b = ba * (bb * bc - be * be) - bd * (bd * bc - be * bf) + bf * (bd * be - bb * bf)
+    phi = np.arccos(np.clip(det_b / 2.0, -1.0, 1.0)) / 3.0
+    l1 = q + 2.0 * p * np.cos(phi)
+    l3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
+    lam = np.stack([l1, 3.0 * q - l1 - l3, l3], axis=1)
+    lam[iso] = q[iso, None]
+    return lam
 
 
 class MorphedROI:
