@@ -13,7 +13,12 @@ class ProgressBar:
         if enabled and rank == 0:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False)
+            # a continuous quantity (e.g. mm of displacement): show it with 3 digits, not as
+            # a count with every float digit and a rate in s/mm
+            fmt = (None if float(total).is_integer() else
+                   "{desc}: {percentage:3.0f}%|{bar}| {n:.3g}/{total:.3g} " + unit + " [{elapsed}<{remaining}]")
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False,
+                             bar_format=fmt)
 
     @property
     def n(self) -> int:
