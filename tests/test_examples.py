@@ -33,6 +33,7 @@ def test_treatment_vs_placebo(capsys):
     assert "romosozumab" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~40 s: a three-arm study with the real evaluator
 @pytest.mark.serial
 def test_custom_toml_study(tmp_path, capsys):
     results = _load("custom_study").main(["--out", str(tmp_path / "custom")])

@@ -202,6 +202,7 @@ def test_cli_help_says_what_a_bare_drug_means(capsys):
     assert "always the last month" in text
 
 
+@pytest.mark.slow  # ~25 s: P2 pushovers at two strength months
 def test_nonlinear_strength_model_in_a_run(check):
     """strength_model="nonlinear": the strength quantities come from pushovers (their
     0.2 %-offset yield loads too); the run says which model it used; romosozumab raises

@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
+
 from mpi4py import MPI
 
 from femur.study import Study
 
 
+@pytest.mark.serial  # the MPI run covers rank groups and rank invariance in test_study_mpi
 def test_frame_study_invariants(mpi_tmp_path, check):
     s = Study.load("frame", patients=2, months=3)
     res = s.run(out=mpi_tmp_path / "frame", progress=False)
