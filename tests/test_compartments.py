@@ -126,3 +126,23 @@ def test_fe_path_courses_do_not_depend_on_the_partition(check):
     for k in COMPARTMENT_KEYS:
         check(np.allclose(par.compartments[k], ser.compartments[k], rtol=1e-6, atol=1e-6),
               f"{k}: {par.compartments[k][-1]} vs {ser.compartments[k][-1]}")
+
+
+@pytest.mark.serial
+def test_cortex_diagnosis_script_runs(tmp_path):
+    """docs/cortex_diagnosis.py (systemic part): the per-drug table and the rows 16-21."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "cortex_diagnosis.py"
+    spec = importlib.util.spec_from_file_location("cortex_diagnosis", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--markdown", str(tmp_path / "d.md"), "--json", str(tmp_path / "d.json")]) == 0
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert set(d["drugs_12m"]) == set(mod.DRUGS)
+    for row in d["drugs_12m"].values():
+        assert all(k in row for k in COMPARTMENT_KEYS) and row["th_ls_ratio"] is not None
+    assert {"row16", "row20", "row21"} <= set(d)
+    text = (tmp_path / "d.md").read_text()
+    assert all(f"| {r} |" in text for r in range(16, 22))
