@@ -97,10 +97,14 @@ def test_cli_simulate_json_contract(capsys, tmp_path):
     d = json.loads(capsys.readouterr().out)
     n = len(d["months"])
     assert d["months"] == [0.0, 1.0, 2.0]
-    for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", "drug_serum_ug_per_ml"):
+    compartments = ("hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "spine_cortical_bmc_pct",
+                    "spine_trabecular_bmc_pct", "neck_cortical_thickness_pct", "hip_cortical_porosity_pct")
+    for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", "drug_serum_ug_per_ml",
+                *compartments):
         assert len(d[key]) == n
-    for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct"):
+    for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", *compartments):
         assert abs(d[key][0]) < 1e-9  # change from baseline
+    assert 0.3 < d["compartment_baseline"]["hip_cortical_bmc_share"] < 0.95
     assert d["strength_months"] == [0.0, 2.0]
     for key in ("vertebral_strength_pct", "femoral_fall_strength_pct", "femoral_stance_strength_pct"):
         assert len(d[key]) == 2 and d[key][0] == 0.0

@@ -31,3 +31,17 @@ def test_frame_study_invariants(mpi_tmp_path, check):
           f"monthly markers: {romo.get('monthly')}")
     check(romo["p1np_pct_peak_mean"] > 80.0 and romo["ctx_pct_nadir_mean"] < -30.0,
           f"P1NP peak {romo['p1np_pct_peak_mean']}, CTX nadir {romo['ctx_pct_nadir_mean']}")
+    # compartment courses by arm at each visit (femur.outcomes.compartments)
+    for arm in (plac, romo):
+        comp = arm["compartments"]
+        check(comp["month"] == summary["visit_months"], f"compartment visits {comp['month']}")
+        check(all(len(comp[f"{k}_mean"]) == len(comp["month"]) for k in (
+            "hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "spine_cortical_bmc_pct",
+            "spine_trabecular_bmc_pct", "neck_cortical_thickness_pct", "hip_cortical_porosity_pct")),
+            f"compartment courses {sorted(comp)}")
+    check(romo["compartments"]["hip_trabecular_bmc_pct_mean"][-1]
+          > plac["compartments"]["hip_trabecular_bmc_pct_mean"][-1] + 1.0, "romosozumab trabecular gain")
+    check(romo["compartments"]["hip_cortical_porosity_pct_mean"][-1] < 0, "romosozumab closes cortical pores")
+    if MPI.COMM_WORLD.rank == 0:
+        text = (mpi_tmp_path / "frame" / "summary.txt").read_text()
+        check("neck Ct.Th%" in text, "summary.txt has no compartment table", comm=MPI.COMM_SELF)

@@ -36,10 +36,14 @@ def _save(fig, path) -> Path:
 
 def plot_timecourse(tc, path) -> Path:
     """BMD change per DXA site, markers with the serum drug level and, for the FE driver,
-    the FE strength changes of a ``femur.workflows.timecourse.TimeCourse``."""
+    the FE strength changes and the compartment courses (cortical / trabecular mineral,
+    neck cortical thickness, hip cortical porosity) of a
+    ``femur.workflows.timecourse.TimeCourse``."""
     plt = _pyplot()
     strength = bool(len(tc.strength_months))
-    fig, axes = plt.subplots(1, 3 if strength else 2, figsize=(15 if strength else 10.5, 4.2))
+    comp = getattr(tc, "compartments", {}) or {}
+    n = 2 + strength + bool(comp)
+    fig, axes = plt.subplots(1, n, figsize=(5.25 * n, 4.2))
     if tc.daily:  # systemic driver: daily traces
         x = np.asarray(tc.daily["t_days"]) / DAYS_PER_MONTH
         bmd = {k: tc.daily[f"{k}_bmd_pct"] for k, _ in _SITES if f"{k}_bmd_pct" in tc.daily}
@@ -71,6 +75,14 @@ def plot_timecourse(tc, path) -> Path:
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set(xlabel="month", ylabel="change from baseline (%)", title="FE strength")
         ax.legend(fontsize=8)
+    if comp:
+        ax = axes[-1]
+        for key, vals in comp.items():
+            ls = "--" if "trabecular" in key else ("-." if ("porosity" in key or "thickness" in key) else "-")
+            ax.plot(tc.months, vals, ls=ls, label=key.replace("_pct", "").replace("_", " "))
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set(xlabel="month", ylabel="change from baseline (%)", title="compartments")
+        ax.legend(fontsize=7)
     p = tc.patient
     fig.suptitle(f"{tc.treatment}: {p['sex']}, {p['age_years']:g} y, FN T-score {p['fn_t_score']:g}")
     return _save(fig, path)

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from femur.core.mpi import MPI
 from femur.exports.fields import CaseFields
+from femur.outcomes.compartments import COMPARTMENT_KEYS
 from femur.remodeling.patient import Patient
 from femur.study.cases import ABS_KEYS, STRENGTH_PREFIXES, record_treatment
 from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, pct_name, quantity_name
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
 
-#: the monthly courses a case keeps (the markers peak within the first months, between visits)
-MONTHLY_KEYS = ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct")
+#: the monthly courses a case keeps (the markers peak within the first months, between
+#: visits), with the compartment courses (femur.outcomes.compartments) where the run has them
+MONTHLY_KEYS = ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", *COMPARTMENT_KEYS)
 
 
 def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = False,
@@ -77,7 +79,7 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     out = []
     for m in visits:
         v = {"month": m}
-        for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct"):
+        for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", *COMPARTMENT_KEYS):
             v[key] = at(key, m)
         for name in ABS_KEYS:
             v[pct_name(name)] = at(pct_name(name), m)

@@ -25,6 +25,7 @@ from femur.core.version import __version__
 from femur.exports.plots import plot_arm_histograms, plot_arm_trajectories, plot_cumulative_incidence
 from femur.exports.tables import TableFiles, csv_text
 from femur.outcomes import risk
+from femur.outcomes.compartments import COMPARTMENT_HEADS, COMPARTMENT_KEYS
 from femur.study.cases import ABS_KEYS, PCT_KEYS
 from femur.study.risk_summary import StudyRisk, check_reference
 from femur.study.spec import StudySpec
@@ -152,6 +153,7 @@ class StudyResults:
             ct = [x for x in ct if x is not None]
             entry["p1np_pct_peak_mean"] = max(p1) if p1 else None
             entry["ctx_pct_nadir_mean"] = min(ct) if ct else None
+            entry["compartments"] = self._compartments_by_visit(idx)
             arm_cases[arm.name] = idx
             hip1 = [self._row(k, last)["p_hip_fx_1y"] for k in idx]
             hip10 = [self._row(k, last)["p_hip_fx_10y"] for k in idx]
@@ -221,6 +223,19 @@ class StudyResults:
                 out[f"{key}_ci95"] = [[st[1], st[2]] if st[1] is not None else None for st in stats]
         return out
 
+    def _compartments_by_visit(self, idx) -> dict:
+        """Arm-mean compartment courses (``femur.outcomes.compartments``, % change) at each
+        visit (the evaluator's visit extras); a course no case of the arm has (a scan without a femur, case files written
+        before these courses existed) is left out."""
+        months = list(self.spec.visit_months)
+        out = {"month": months}
+        for key in COMPARTMENT_KEYS:
+            means = [_mean_ci([(self._visit(k, m).get("extra") or {}).get(key) for k in idx])[0]
+                     for m in months]
+            if any(x is not None for x in means):
+                out[f"{key}_mean"] = means
+        return out
+
     def _visit(self, k: int, month: float) -> dict:
         for v in self.cases[k]["result"]["visits"]:
             if v["month"] == month:
@@ -263,6 +278,17 @@ class StudyResults:
                 else:
                     cells.append(f"{m:>24.1f}")
             lines.append(a["arm"].ljust(width) + "".join(cells))
+        comp = [k for k in COMPARTMENT_KEYS if any(f"{k}_mean" in a.get("compartments", {}) for a in s["arms"])]
+        if comp:
+            lines.append("")
+            lines.append(f"compartments at month {s['last_visit_month']:g} (arm mean % change; "
+                         "femur.outcomes.compartments)")
+            lines.append("arm".ljust(width) + "".join(f"{COMPARTMENT_HEADS[k]:>14}" for k in comp))
+            for a in s["arms"]:
+                c = a.get("compartments", {})
+                vals = [(c.get(f"{k}_mean") or [None])[-1] for k in comp]
+                lines.append(a["arm"].ljust(width) + "".join(f"{'-':>14}" if x is None else f"{x:>14.2f}"
+                                                             for x in vals))
         lines.append("")
         ref = s.get("reference_arm")
         lines.append(f"fracture risk by month {s['duration_months']:g} (expected incidence; RR, NNT vs "

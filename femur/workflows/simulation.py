@@ -50,6 +50,7 @@ from femur.mechanics.strength import (
     pct_name,
     quantity_name,
 )
+from femur.outcomes.compartments import BASELINE_KEYS, COMPARTMENT_KEYS, changes_from_sums
 from femur.remodeling.model import RemodelingModel, markers_from_sums
 from femur.remodeling.parameters import ModelParameters, scale_for_patient
 from femur.remodeling.patient import Patient
@@ -157,9 +158,11 @@ class Simulation:
 
     def _measure(self, t_day) -> dict:
         t0 = time.perf_counter()
-        rec = {}
+        rec, sums = {}, {}
         for track in self.tracks.values():
             rec.update(track.measure(self.comm))
+            sums.update(track.compartment_sums(self.comm))
+        rec.update(changes_from_sums(sums))
         rec.update(self._markers_and_drug(t_day))
         self.stats.timings["dxa_s"] += time.perf_counter() - t0
         return rec
@@ -232,6 +235,8 @@ class Simulation:
             if "_vbmd_" in k:
                 vbmd[k] = course(k)
                 vbmd[k.replace("_mg_cm3", "_pct")] = np.array([100.0 * (v[k] / base[k] - 1.0) for v in visits])
+        compartments = {k: course(k) for k in COMPARTMENT_KEYS if k in base}
+        compartment_baseline = {k: base[k] for k in BASELINE_KEYS if k in base}
         sm = sorted(strengths)
         strength, strength_pct = {}, {}
         for prefix, kind in QUANTITY_ORDER:
@@ -247,6 +252,7 @@ class Simulation:
             patient=self.patient.to_dict(), months=months, bmd_pct=bmd_pct,
             p1np_pct=course("p1np_pct"), ctx_pct=course("ctx_pct"),
             drug_serum_ug_per_ml=course("drug_serum_ug_per_ml"), abmd_g_cm2=abmd, vbmd=vbmd,
+            compartments=compartments, compartment_baseline=compartment_baseline,
             strength_months=np.array(sm, dtype=float), strength=strength, strength_pct=strength_pct,
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
                  "strength_model": self.strength_model,

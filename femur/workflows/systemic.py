@@ -7,7 +7,10 @@ share of the site's BMC), so this driver and the FE-coupled path
 (`femur.workflows.simulation.Simulation`) describe the same bones; without the mechanostat they
 agree to the binning error (tested). The markers come from every bone element of both
 bones, weighted by volume, as in the FE path. Areal BMD % change = mineral-mass % change
-of the site's elements (fixed projected area). The result is a
+of the site's elements (fixed projected area). The compartment courses
+(``femur.outcomes.compartments``) use the same site elements: a bin's weight is its
+baseline apparent density times its volume inside the ROI's prism, so its volume is the
+weight over the density. The result is a
 :class:`femur.workflows.timecourse.TimeCourse` (driver "systemic").
 """
 
@@ -17,6 +20,7 @@ import numpy as np
 
 from femur.core.errors import InputError
 from femur.core.units import DAYS_PER_MONTH
+from femur.outcomes.compartments import BASELINE_KEYS, COMPARTMENT_KEYS, changes_from_sums, roi_sums
 from femur.remodeling.model import RemodelingModel
 from femur.remodeling.parameters import ModelParameters
 from femur.remodeling.patient import Patient
@@ -98,6 +102,10 @@ def simulate_sites(
         w = dxa_w[mask]
         return 100.0 * (np.sum(w * s.f[mask] * s.alpha[mask] / m0[mask]) / np.sum(w) - 1.0)
 
+    # compartment courses: the site elements' BV/TV and mineral at every step
+    site_el = tag >= 0
+    snap_f, snap_alpha = [], []
+
     rec = {k: [] for k in ("t_days", "p1np_pct", "ctx_pct")}
     site_rec = {s: [] for s in sites}
     tr_rec = {s: [] for s in sites}
@@ -112,6 +120,8 @@ def simulate_sites(
             site_rec[site].append(mineral_rel(masks[i], s))
             tr_rec[site].append(mineral_rel(tmasks[i], s) if tmasks[i].any() else 0.0)
             co_rec[site].append(mineral_rel(cmasks[i], s) if cmasks[i].any() else 0.0)
+        snap_f.append(s.f[site_el].copy())
+        snap_alpha.append(s.alpha[site_el].copy())
 
     record(state)
     s = state.copy()
@@ -132,6 +142,10 @@ def simulate_sites(
     def sample(y):
         return np.interp(tm, daily["t_days"], np.asarray(y))
 
+    compartments, compartment_baseline = _compartment_courses(
+        tm, daily["t_days"], np.asarray(snap_f), np.asarray(snap_alpha), state.f0[site_el],
+        state.alpha0[site_el], rho0[site_el], dxa_w[site_el], cort[site_el],
+        {SITE_KEY_OF[site]: tag[site_el] == i for i, site in enumerate(sites)})
     vbmd = {}
     for site in sites:
         key = SITE_KEY_OF[site]
@@ -148,9 +162,34 @@ def simulate_sites(
         p1np_pct=sample(daily["p1np_pct"]),
         ctx_pct=sample(daily["ctx_pct"]),
         drug_serum_ug_per_ml=sample(daily["serum_ug_per_ml"]),
+        compartments=compartments,
+        compartment_baseline=compartment_baseline,
         daily=daily,
         run={"step_days": float(step_days)},
     )
+
+
+def _compartment_courses(tm, t_days, f_hist, alpha_hist, f0, alpha0, rho0, weight, cortical, site_masks):
+    """Compartment courses (``femur.outcomes.compartments``) at the times ``tm`` from the
+    site elements' BV/TV and mineral histories (rows: the steps at ``t_days``, linearly
+    interpolated between them), and their baseline values."""
+    volume = weight / rho0  # volume inside the ROI prism
+    idx = np.clip(np.searchsorted(t_days, tm, side="right") - 1, 0, len(t_days) - 2)
+    a = np.clip((tm - t_days[idx]) / (t_days[idx + 1] - t_days[idx]), 0.0, 1.0)[:, None]
+    f_at = (1 - a) * f_hist[idx] + a * f_hist[idx + 1]
+    al_at = (1 - a) * alpha_hist[idx] + a * alpha_hist[idx + 1]
+    courses, baseline = {}, {}
+    for j in range(len(tm)):
+        ratio = f_at[j] * al_at[j] / (f0 * alpha0)
+        sums = {key: roi_sums(volume * m, rho0, cortical, ratio, f_at[j], f0)
+                for key, m in site_masks.items()}
+        vals = changes_from_sums(sums)
+        for k in COMPARTMENT_KEYS:
+            if k in vals:
+                courses.setdefault(k, []).append(vals[k])
+        if j == 0:
+            baseline = {k: vals[k] for k in BASELINE_KEYS if k in vals}
+    return {k: np.asarray(v) for k, v in courses.items()}, baseline
 
 
 __all__ = ["SITES", "simulate_sites", "site_elements"]

@@ -6,6 +6,8 @@ explicit field; the ``*_pct`` values are % change from month 0. Site keys: ``"ls
 lumbar spine, ``"th"`` total hip, ``"fn"`` femoral neck. Strength quantity names are
 those of ``femur.mechanics.strength`` (e.g. ``femoral_fall_strength_n`` and
 ``femoral_fall_strength_pct``), the same names the study and the risk model use.
+Compartment courses (``hip_cortical_bmc_pct``, ..., ``hip_cortical_porosity_pct``) and their
+definitions: ``femur.outcomes.compartments``; both drivers measure them on the same cells.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from femur.core.datafiles import atomic_write_text
 from femur.core.errors import InputError
 from femur.core.units import DAYS_PER_MONTH
 from femur.exports.plots import plot_timecourse
+from femur.outcomes.compartments import COMPARTMENT_HEADS, COMPARTMENT_KEYS
 
 #: DXA site keys in table order, and their names
 SITE_KEYS = ("ls", "th", "fn")
@@ -50,6 +53,12 @@ class TimeCourse:
     strength_months: np.ndarray = field(default_factory=lambda: np.zeros(0))
     strength: dict = field(default_factory=dict)  # quantity -> N or N/mm over strength months
     strength_pct: dict = field(default_factory=dict)  # quantity_pct -> % change
+    #: compartment courses (femur.outcomes.compartments: cortical / trabecular BMC at the hip
+    #: and spine, neck cortical thickness, hip cortical porosity), % change over months
+    compartments: dict = field(default_factory=dict)
+    #: their baseline values (fractions): cortical shares of the hip / spine mineral, hip
+    #: cortical porosity
+    compartment_baseline: dict = field(default_factory=dict)
     daily: dict = field(default_factory=dict)  # fine traces of the systemic driver (t_days, ...)
     run: dict = field(default_factory=dict)  # fe_interval_days, fe_solves, dofs, timings
     geometry: dict = field(default_factory=dict)  # bone -> the CT scan it came from (CT runs only)
@@ -78,6 +87,7 @@ class TimeCourse:
             if key in self.abmd_g_cm2:
                 out[f"{key}_abmd_g_cm2"] = self.abmd_g_cm2[key]
         out.update(self.vbmd)
+        out.update(self.compartments)
         out.update(p1np_pct=self.p1np_pct, ctx_pct=self.ctx_pct,
                    drug_serum_ug_per_ml=self.drug_serum_ug_per_ml)
         return out
@@ -107,6 +117,8 @@ class TimeCourse:
             d["strength_months"] = _floats(self.strength_months)
             d.update({k: _floats(v) for k, v in self.strength_pct.items()})
             d.update({k: _floats(v) for k, v in self.strength.items()})
+        if self.compartment_baseline:
+            d["compartment_baseline"] = {k: float(v) for k, v in self.compartment_baseline.items()}
         d.update(self.run)
         if self.geometry:
             d["geometry"] = self.geometry
@@ -149,6 +161,13 @@ class TimeCourse:
             for i, m in enumerate(self.strength_months):
                 lines.append("  ".join([f"{m:>12.0f}"] + [f"{self.strength_pct[k][i]:>12.2f}"
                                                           for k in self.strength_pct]))
+        comp = [k for k in COMPARTMENT_KEYS if k in self.compartments]
+        if comp:
+            lines.append("")
+            lines.append("compartments (% change; femur.outcomes.compartments)")
+            lines.append("  ".join([f"{'month':>5}"] + [f"{COMPARTMENT_HEADS[k]:>12}" for k in comp]))
+            for i, m in enumerate(self.months):
+                lines.append("  ".join([f"{m:>5.0f}"] + [f"{self.compartments[k][i]:>12.2f}" for k in comp]))
         return "\n".join(lines)
 
     def plot(self, path) -> Path:

@@ -49,6 +49,7 @@ from femur.mechanics.strength import (
     strength_quantities,
 )
 from femur.outcomes import dxa
+from femur.outcomes.compartments import roi_sums
 from femur.remodeling.model import stimulus_from_sed, tissue_density_g_cm3
 from femur.workflows.scans import is_ct_bone, scan_summary
 
@@ -163,6 +164,7 @@ class BoneTrack:
         self.sed_ref, self.force_ref = np.zeros(n), None
         self.sed_ref, self.force_ref = self.habitual_sed()
         self.dxa_sites = {k: (site, dxa.prepare(bone, site)) for k, site in DXA_SITES[bone.kind].items()}
+        self.roi_volume = {k: self._prism_volumes(prep) for k, (_, prep) in self.dxa_sites.items()}
 
     def _held_cells(self, lo: float, hi: float) -> dict:
         """Count (and log) the bone cells held at their baseline density; refuse a bone
@@ -265,6 +267,28 @@ class BoneTrack:
         if not self.is_ct:
             return None
         return dict(scan_summary(self.bone), held_cells=dict(self.held))
+
+    def _prism_volumes(self, prep) -> np.ndarray:
+        """Volume (mm3) of each local cell inside the prism over a DXA ROI (0 outside; ghosts
+        0): the ray chords through the ROI's pixels times the pixel area."""
+        inside = (prep.roi & prep.covered).ravel()[prep.pix]
+        n = self.bone.num_local_cells
+        chord = np.bincount(prep.cell[inside], weights=prep.chord_mm[inside], minlength=n)[:n]
+        return chord * prep.pixel_mm**2
+
+    def compartment_sums(self, comm) -> dict:
+        """Rank-summed ``femur.outcomes.compartments.roi_sums`` of each of this bone's DXA
+        ROIs (collective; {} for a bone without a "cortical" compartment)."""
+        if "cortical" not in (self.bone.cell_ids or {}):
+            return {}
+        s = self.state
+        cort = self.bone.compartment_mask("cortical")
+        ratio = np.where(self.remodels, (s.f * s.alpha) / (s.f0 * s.alpha0), 1.0)
+        keys = sorted(self.roi_volume)
+        local = np.concatenate([roi_sums(self.roi_volume[k], self.rho0 * self.bone_mask, cort, ratio, s.f,
+                                         s.f0, modelled=self.remodels) for k in keys])
+        total = comm.allreduce(local, op=MPI.SUM)
+        return {k: total[8 * i: 8 * (i + 1)] for i, k in enumerate(keys)}
 
     def measure(self, comm) -> dict:
         """Areal BMD at this bone's DXA sites and vBMD per compartment (mg/cm3).

@@ -1,0 +1,128 @@
+"""Compartment courses of a remodeling run: where the bone gained or lost, cortex vs
+trabecular bone, at the hip and the spine (issue 15).
+
+Both drivers (the FE-coupled simulation and the systemic DXA-site driver) measure these
+on the same cells with the same weights: the cells of a DXA region of interest, each
+counted by the volume ``v_e`` of the cell inside the prism over the ROI (the exact ray
+chords of `femur.outcomes.dxa`; the systemic driver's site templates store ``rho0_e v_e``,
+`femur.workflows.site_template`). ``rho0_e`` is the cell's baseline apparent density,
+``f_e`` its bone volume fraction (BV/TV), ``r_e = (f alpha)_e / (f0 alpha0)_e`` its
+mineral-mass ratio to baseline (the quantity DXA follows), "cortical" the cells tagged
+cortical in the bone's mesh (the compartment is fixed during a run). All values are %
+change from month 0:
+
+``hip_cortical_bmc_pct`` / ``hip_trabecular_bmc_pct``
+    mineral content of the cortical / trabecular cells in the total-hip ROI,
+    ``100 (sum_c rho0 v r / sum_c rho0 v - 1)``. Weighted by their baseline shares of the
+    ROI's mineral they add up exactly to the total-hip aBMD change (fixed projected area),
+    so ``cortical share x cortical % / total %`` is the cortical share of a change.
+``spine_cortical_bmc_pct`` / ``spine_trabecular_bmc_pct``
+    the same in the lumbar-spine ROI (vertebral shell vs centrum).
+``neck_cortical_thickness_pct``
+    mean cortical thickness in the femoral-neck DXA box: the cortical bone volume (pores
+    excluded) ``sum_c v f`` over the periosteal area of the section. The periosteal surface
+    does not move in today's model, so its % change is that of the cortical bone volume in
+    the box: ``100 (sum_c v f / sum_c v f0 - 1)``; a porosity-free ("effective") thickness,
+    as cortical bone mapping measures thickness from mass (Poole 2015, clinical-targets
+    row 21).
+``hip_cortical_porosity_pct``
+    relative change of the cortical porosity ``1 - BV/TV`` of the cortical cells in the
+    total-hip ROI: ``100 (sum_c v (1 - f) / sum_c v (1 - f0) - 1)`` (HR-pQCT reports
+    porosity changes the same way, clinical-targets row 19).
+
+The baseline quantities (:data:`BASELINE_KEYS`) come with them: the cortical share of the
+ROI's mineral at the hip and the spine, and the cortical porosity at the hip (fractions).
+
+Everything is a sum over cells, computed on each rank and summed over ranks
+(:func:`roi_sums` then :func:`changes_from_sums`), so results do not depend on the
+partition. Cells that do not remodel (held CT cells) keep ``r = 1`` in the mineral sums,
+as in DXA, and are left out of the bone-volume sums (their BV/TV is not modelled).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the DXA ROI each measure lives in: site key (femur.workflows.timecourse) -> measures
+SITE_MEASURES = {
+    "th": ("hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "hip_cortical_porosity_pct"),
+    "ls": ("spine_cortical_bmc_pct", "spine_trabecular_bmc_pct"),
+    "fn": ("neck_cortical_thickness_pct",),
+}
+#: every compartment course, in table order
+COMPARTMENT_KEYS = ("hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "spine_cortical_bmc_pct",
+                    "spine_trabecular_bmc_pct", "neck_cortical_thickness_pct",
+                    "hip_cortical_porosity_pct")
+#: short column heads of the printed tables
+COMPARTMENT_HEADS = {"hip_cortical_bmc_pct": "hip Ct BMC%", "hip_trabecular_bmc_pct": "hip Tb BMC%",
+                     "spine_cortical_bmc_pct": "LS Ct BMC%", "spine_trabecular_bmc_pct": "LS Tb BMC%",
+                     "neck_cortical_thickness_pct": "neck Ct.Th%",
+                     "hip_cortical_porosity_pct": "hip Ct.Po%"}
+#: baseline values (fractions) that go with the courses
+BASELINE_KEYS = ("hip_cortical_bmc_share", "spine_cortical_bmc_share", "hip_cortical_porosity")
+
+#: layout of :func:`roi_sums`
+_N_SUMS = 8
+
+
+def roi_sums(volume, rho0, cortical, mineral_ratio, f, f0, modelled=None) -> np.ndarray:
+    """The eight local sums of one ROI (sum them over ranks before
+    :func:`changes_from_sums`):
+
+    ``[sum_c w r, sum_c w, sum_t w r, sum_t w, sum_c v f, sum_c v f0, sum_c v (1-f),
+    sum_c v (1-f0)]`` with ``w = rho0 v`` (mineral weight), ``c`` / ``t`` the cortical /
+    trabecular cells; ``v``: each cell's volume inside the ROI's prism (0 outside);
+    ``modelled``: cells whose BV/TV is modelled (default all).
+    """
+    v = np.asarray(volume, dtype=float)
+    c = np.asarray(cortical, dtype=bool)
+    w = v * np.asarray(rho0, dtype=float)
+    r = np.asarray(mineral_ratio, dtype=float)
+    vb = v * c if modelled is None else v * c * np.asarray(modelled, dtype=bool)
+    f = np.asarray(f, dtype=float)
+    f0 = np.asarray(f0, dtype=float)
+    return np.array([np.sum(w * c * r), np.sum(w * c), np.sum(w * ~c * r), np.sum(w * ~c),
+                     np.sum(vb * f), np.sum(vb * f0), np.sum(vb * (1.0 - f)), np.sum(vb * (1.0 - f0))])
+
+
+def _pct(now: float, base: float):
+    return 100.0 * (now / base - 1.0) if base > 0 else None
+
+
+def changes_from_sums(site_sums: dict) -> dict:
+    """Compartment % changes and baseline shares from the (rank-summed) :func:`roi_sums`
+    of each site key ("th", "ls", "fn"); a measure whose ROI or compartment is empty (a
+    bone without a cortex tag, a run without a femur) is left out."""
+    out = {}
+    for site, sums in site_sums.items():
+        s = np.asarray(sums, dtype=float)
+        if s.shape != (_N_SUMS,):
+            raise ValueError(f"compartment sums of site {site!r} must have {_N_SUMS} values")
+        cort_bmc, trab_bmc = _pct(s[0], s[1]), _pct(s[2], s[3])
+        bone_vol, pores = _pct(s[4], s[5]), _pct(s[6], s[7])
+        share = s[1] / (s[1] + s[3]) if s[1] + s[3] > 0 else None
+        if site == "th":
+            vals = {"hip_cortical_bmc_pct": cort_bmc, "hip_trabecular_bmc_pct": trab_bmc,
+                    "hip_cortical_porosity_pct": pores, "hip_cortical_bmc_share": share,
+                    "hip_cortical_porosity": s[7] / (s[7] + s[5]) if s[7] + s[5] > 0 else None}
+        elif site == "ls":
+            vals = {"spine_cortical_bmc_pct": cort_bmc, "spine_trabecular_bmc_pct": trab_bmc,
+                    "spine_cortical_bmc_share": share}
+        elif site == "fn":
+            vals = {"neck_cortical_thickness_pct": bone_vol}
+        else:
+            raise ValueError(f"unknown compartment site {site!r}; known: {', '.join(SITE_MEASURES)}")
+        out.update({k: float(x) for k, x in vals.items() if x is not None})
+    return out
+
+
+def cortical_share_of_change(total_pct: float, cortical_pct: float, cortical_share: float):
+    """Share of a site's mineral change carried by its cortex: ``share x cortical % /
+    total %`` (None when the total change is zero)."""
+    if total_pct == 0:
+        return None
+    return float(cortical_share * cortical_pct / total_pct)
+
+
+__all__ = ["BASELINE_KEYS", "COMPARTMENT_HEADS", "COMPARTMENT_KEYS", "SITE_MEASURES", "changes_from_sums",
+           "cortical_share_of_change", "roi_sums"]
