@@ -84,3 +84,67 @@ def test_roi_mask_cached_and_copied(femur_4mm):
     m1[:] = ~m1  # a caller changing its mask must not change the cache
     m2 = bone.copy().roi_mask(name)
     assert_all_ranks(np.array_equal(m2, expected))
+
+
+# --- scheduling and the per-patient bone cache -----------------------------------------
+import json  # noqa: E402
+import time  # noqa: E402
+
+from femur.study import Study  # noqa: E402
+from femur.study.evaluator import bone_cache  # noqa: E402
+from femur.study.runner import CLAIMS_DIR, SCHEDULE, work_units  # noqa: E402
+from femur.study.unchanged import compare_results  # noqa: E402
+from tests.test_study import synthetic_evaluator  # noqa: E402
+
+
+def _uneven(record, comm=None):
+    """The synthetic evaluator, with a cost that differs by patient, saying which world
+    rank ran the case."""
+    time.sleep(0.02 * (1 + 3 * (record["patient"]["index"] % 2)))
+    out = synthetic_evaluator(record, comm)
+    out["world_rank"] = MPI.COMM_WORLD.rank
+    return out
+
+
+def test_work_units():
+    records = Study.load("frame", patients=3).cases()
+    assert work_units(records, [r["case_index"] for r in records]) == [[0, 1], [2, 3], [4, 5]]
+    assert work_units(records, [1, 2, 5]) == [[1], [2], [5]]
+    assert work_units([{"case_index": 0}, {"case_index": 1}], [0, 1]) == [[0], [1]]
+
+
+def test_dynamic_schedule_same_results_one_group_per_patient(mpi_tmp_path):
+    s = Study.load("frame", patients=5)
+    dyn = s.run(_uneven, out=mpi_tmp_path / "dyn", progress=False, plots=False)
+    sta = s.run(_uneven, out=mpi_tmp_path / "static", progress=False, plots=False, schedule="static")
+    ok, msg = True, ""
+    if MPI.COMM_WORLD.rank == 0:
+        cmp = compare_results(sta, dyn, tol_pp=0.0)
+        ranks = {}
+        for c in dyn.cases:
+            ranks.setdefault(c["record"]["patient"]["patient_id"], set()).add(c["result"]["extra"]["world_rank"])
+        report = json.loads((mpi_tmp_path / "dyn" / SCHEDULE).read_text())
+        ok = (cmp["ok"] and len(dyn.cases) == 10 and all(len(r) == 1 for r in ranks.values())
+              and len(report["ranks_detail"]) == MPI.COMM_WORLD.size
+              and sum(r["cases"] for r in report["ranks_detail"]) == 10
+              and all(r["idle_s"] >= 0 for r in report["ranks_detail"])
+              and not (mpi_tmp_path / "dyn" / CLAIMS_DIR).exists())
+        msg = f"{cmp}, ranks per patient {ranks}, schedule {report}"
+    assert_all_ranks(ok, msg)
+
+
+def test_bone_cache_leaves_results_unchanged(monkeypatch):
+    """Both arms of a patient with the per-patient bone cache (the second arm's bones come
+    from the cache) give the case results of bones built from scratch, bit for bit."""
+    from femur.study.evaluator import run_case
+
+    records = Study.load("frame", patients=1, months=1).cases()
+    assert [r["arm"] for r in records] == ["placebo", "romosozumab"]
+    bone_cache.clear()
+    cached = [run_case(r, MPI.COMM_WORLD) for r in records]
+    hits = bone_cache.hits
+    bone_cache.clear()
+    monkeypatch.setattr(bone_cache, "enabled", False)
+    fresh = run_case(records[1], MPI.COMM_WORLD)
+    ok = hits == 2 and cached[1]["visits"] == fresh["visits"] and cached[1]["monthly"] == fresh["monthly"]
+    assert_all_ranks(ok, f"{hits} cache hits (expected 2); cached {cached[1]['visits']} vs fresh {fresh['visits']}")
