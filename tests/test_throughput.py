@@ -148,3 +148,44 @@ def test_bone_cache_leaves_results_unchanged(monkeypatch):
     fresh = run_case(records[1], MPI.COMM_WORLD)
     ok = hits == 2 and cached[1]["visits"] == fresh["visits"] and cached[1]["monthly"] == fresh["monthly"]
     assert_all_ranks(ok, f"{hits} cache hits (expected 2); cached {cached[1]['visits']} vs fresh {fresh['visits']}")
+
+
+# --- adaptive habitual solves ----------------------------------------------------------
+def _vertebra_run(tol, treatment="placebo"):
+    from femur.remodeling.patient import Patient
+    from femur.workflows.simulation import Simulation
+
+    sim = Simulation(treatment, 6, Patient(ls_t_score=-2.5), bones=("vertebra",), fe_interval_days=14,
+                     progress=False, fe_adaptive_tol=tol, mesh_size_mm=4.0)
+    return sim.run()
+
+
+def _worst_pp(a, b):
+    keys = [k for k in a.series if k.endswith("bmd_pct")]
+    d = [abs(x - y) for k in keys for x, y in zip(a.series[k], b.series[k])]
+    d += [abs(x - y) for k in a.strength_pct for x, y in zip(a.strength_pct[k], b.strength_pct[k])]
+    return max(d)
+
+
+@pytest.mark.parametrize("treatment", ["placebo", "romosozumab"])
+def test_adaptive_fe_interval_matches_fixed(treatment):
+    """The adaptive habitual-solve option against the fixed interval: tolerance 0 is the
+    fixed interval exactly; 0.005 skips solves and keeps BMD and strength within 0.05 pp."""
+    fixed = _vertebra_run(None, treatment)
+    zero = _vertebra_run(0.0, treatment)
+    loose = _vertebra_run(0.005, treatment)
+    assert_all_ranks(zero.run["fe_skipped"] == 0 and zero.run["fe_solves"] == fixed.run["fe_solves"]
+                     and _worst_pp(fixed, zero) == 0.0, f"tol 0: {zero.run}")
+    worst = _worst_pp(fixed, loose)
+    assert_all_ranks(worst <= 0.05, f"{treatment}: adaptive vs fixed differ by {worst} pp")
+    if treatment == "placebo":  # slow loss: most solves are skipped
+        assert_all_ranks(loose.run["fe_skipped"] > 0 and loose.run["fe_solves"] < fixed.run["fe_solves"],
+                         f"{loose.run}")
+
+
+def test_adaptive_tolerance_is_checked():
+    from femur.core.errors import InputError
+    from femur.workflows.simulation import Simulation
+
+    with pytest.raises(InputError, match="fe_adaptive_tol"):
+        Simulation("placebo", 1, bones=("vertebra",), fe_adaptive_tol=-0.1, progress=False)

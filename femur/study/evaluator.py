@@ -123,6 +123,7 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
         strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
         drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
         progress=progress, exports=exports, strength_model=strength_model,
+        fe_adaptive_tol=model.get("fe_adaptive_tol"),
     )
     sim.stats.timings["build_s"] += build_s  # the bones (or their cache look-up), then the tracks
     return sim
@@ -159,6 +160,7 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
         if key in series:
             monthly[key] = [float(x) for x in series[key]]
     result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"],
+              **({"fe_skipped": res.run["fe_skipped"]} if "fe_skipped" in res.run else {}),
               "strength_model": res.run["strength_model"],
               "timings_s": res.run.get("timings_s", {})}
     if res.geometry:
