@@ -77,8 +77,8 @@ def trial_table(d) -> str:
                 "| part | s per case | share |", "|---|---|---|"]
         for k, label in names:
             rows.append(f"| {label} | {t[k]:.2f} | {100 * t[k] / busy:.0f} % |")
-        rest = busy - sum(t[k] for k, _ in names)
-        rows.append(f"| rest (results, case files, ...) | {rest:.2f} | {100 * rest / busy:.0f} % |")
+        rows += ["", "(The case's baseline habitual solve is counted in both the building and the "
+                 "habitual solves; shares are of the busy time per case.)"]
         out += "\n\n" + "\n".join(rows)
     if d.get("projection"):
         p = d["projection"]
