@@ -59,11 +59,32 @@ def remodeling_table(d) -> str:
 
 
 def trial_table(d) -> str:
-    rows = ["| ranks | patients x arms x months | wall (s) | s per case per core | peak MB/rank |", "|---|---|---|---|---|"]
+    rows = ["| ranks | patients x arms x months | wall (s) | s per case per core | idle per rank (s) | peak MB/rank |",
+            "|---|---|---|---|---|---|"]
     for r in d["runs"]:
+        idle = ", ".join(f"{x:.1f}" for x in r["idle_s_per_rank"]) if "idle_s_per_rank" in r else "-"
         rows.append(f"| {r['ranks']} | {r['patients']} x 2 x {r['months']:g} | {r['wall_s']:.1f} | "
-                    f"{r['s_per_case']:.1f} | {r['peak_rss_mb_per_rank']:.0f} |")
+                    f"{r['s_per_case']:.2f} | {idle} | {r['peak_rss_mb_per_rank']:.0f} |")
     out = "\n".join(rows) + "\n\n" + checks(d)
+    last = d["runs"][-1]
+    if "time_per_case_s" in last:
+        t = last["time_per_case_s"]
+        names = (("build_s", "building the bones + solvers"), ("fe_s", "habitual FE solves"),
+                 ("strength_s", "strength solves"), ("dxa_s", "DXA"), ("cells_s", "cell model"))
+        busy = last["busy_s_per_case"]
+        rows = [f"Where a case's time goes ({last['ranks']} ranks, {last['schedule']} schedule; busy "
+                f"{busy:.2f} s per case, {t['fe_solves']:.0f} FE solves per case):", "",
+                "| part | s per case | share |", "|---|---|---|"]
+        for k, label in names:
+            rows.append(f"| {label} | {t[k]:.2f} | {100 * t[k] / busy:.0f} % |")
+        rows += ["", "(The case's baseline habitual solve is counted in both the building and the "
+                 "habitual solves; shares are of the busy time per case.)"]
+        out += "\n\n" + "\n".join(rows)
+    if d.get("projection"):
+        p = d["projection"]
+        out += (f"\n\nProjected full FRAME ({p['cases']:,} cases x {p['months']:g} months) on {p['ranks']} ranks: "
+                f"{p['wall_s'] / 60:.1f} min ({p['busy_s_per_case']:.2f} s per case from {p['from_cases']} cases "
+                f"on {p['from_ranks']} ranks).")
     arms = d["runs"][0]["summary"]["arms"]
     last = d["runs"][0]["summary"].get("last_visit_month")
     rows = [f"Summary at month {last:g} (mean % change from baseline; incidences over the study):", "",

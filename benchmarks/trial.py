@@ -2,17 +2,32 @@
 """Virtual-trial benchmark: a built-in study (default the FRAME-like one, placebo vs
 romosozumab 210 mg monthly) with the real FE + remodeling evaluator, on 1 and 2 MPI ranks.
 
-Records wall time, time per case, where the time goes (summed over the cases: bone
-building, cell model, habitual FE solves, strength solves, DXA, and the study's risk
-post-processing) and peak memory per rank as JSON in benchmarks/results/trial.json
-(trial_quick.json with --quick; trial_<study>.json for another --study). Targets: FRAME-like
-2 arms x 50 patients x 12 months in at most 30 min on 2 cores; FREEDOM-like (issue 12)
-2 arms x 100 patients x 36 months in at most 30 min on 2 cores -- a smaller run is measured
-and projected to that size (``--target-patients``); 2 ranks at least 1.8x faster than 1; at
-most 1 GB peak memory per rank.
+Records, as JSON in benchmarks/results/trial.json (trial_quick.json with --quick;
+trial_<study>.json for another --study):
+
+* wall time and **seconds per case-core** (wall x ranks / cases);
+* where the time goes, per case (the cases' own timings: building the bones, cell model,
+  habitual FE solves, strength solves, DXA; the study's risk post-processing once);
+* **idle time per rank** (the runner's ``schedule.json``: wall time not spent on cases);
+* the **projected full-FRAME wall time on 16 ranks** (issue 13: 2 x 3,590 women x 12
+  months): the measured busy seconds per case times 7,180 cases over 16 ranks, plus one
+  work unit (a patient's two cases) as the tail of the last rank; it assumes a 16-core
+  node's cores are as fast as this machine's (they share memory bandwidth: the FE solve's
+  throughput per core fell to 44-65 % at 8-16 ranks in benchmarks/scaling.py, so the
+  projection is a lower bound of what such a node gives);
+* peak memory per rank;
+* with ``--check-unchanged``, the results-unchanged check of issue 13: the same study run
+  once more with the issue-13 reuse switched off (every case's bones built from scratch,
+  the static deal of cases; ``femur.study.unchanged``): same printed summary, per-case BMD
+  and strength within 0.05 percentage points.
+
+Targets: FRAME-like 2 arms x 50 patients x 12 months in at most 30 min on 2 cores; at most
+3 s per case-core (issue 13); the full FRAME projected under 30 min on 16 ranks; 2 ranks at
+least 1.8x faster than 1; at most 1 GB peak memory per rank.
 
     python benchmarks/trial.py [--json] [--quick] [--study NAME] [--patients N] [--months M]
                                [--ranks 1,2] [--target-patients 100] [--femur NAME]
+                               [--schedule dynamic|static] [--check-unchanged]
 
 ``--femur``: the study's femur (``model.femur``): "femur" (the anatomical femur, default)
 or "parametric-femur" (the default before issue 11).
@@ -25,6 +40,7 @@ import json
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,26 +48,39 @@ from _common import peak_rss_mb, run_worker, finish  # noqa: E402
 
 
 TIMING_KEYS = ("build_s", "cells_s", "fe_s", "strength_s", "dxa_s")
+#: FRAME (Cosman et al., NEJM 2016;375:1532): 7,180 women randomised 1:1
+FULL_FRAME_CASES = 2 * 3590
+FULL_FRAME_RANKS = 16
 
 
-def _where_the_time_goes(out: str, study: str, patients: int, months) -> dict:
-    """Seconds summed over the case files (each case's own timings) and the risk
-    post-processing (building the results from the case files once more)."""
+def _load_results(out: str, study: dict, patients: int, months):
+    """The StudyResults rebuilt from an output folder's case files, and the cases."""
     from femur.study import Study, StudyResults
     from femur.study.runner import CASES_DIR
 
+    cases = [json.loads(p.read_text()) for p in sorted((Path(out) / CASES_DIR).glob("*.json"))]
+    spec = Study.load(study, patients=patients, months=months).spec
+    return StudyResults(spec, cases), cases, spec
+
+
+def _where_the_time_goes(out: str, study: dict, patients: int, months) -> dict:
+    """Seconds summed over the case files (each case's own timings), the FE solve counts,
+    and the risk post-processing (building the results from the case files once more)."""
+    from femur.study import StudyResults
+
+    _, cases, spec = _load_results(out, study, patients, months)
     total = dict.fromkeys(TIMING_KEYS, 0.0)
-    cases = []
-    for path in sorted((Path(out) / CASES_DIR).glob("*.json")):
-        case = json.loads(path.read_text())
-        cases.append(case)
-        t = (case["result"].get("extra") or {}).get("timings_s") or {}
+    solves = 0
+    for case in cases:
+        extra = case["result"].get("extra") or {}
+        t = extra.get("timings_s") or {}
         for k in TIMING_KEYS:
             total[k] += float(t.get(k, 0.0))
-    spec = Study.load(study, patients=patients, months=months).spec
+        solves += int(extra.get("fe_solves", 0))
     t0 = time.perf_counter()
     StudyResults(spec, cases)
     total["risk_postprocessing_s"] = time.perf_counter() - t0
+    total["fe_solves"] = solves
     return total
 
 
@@ -65,23 +94,58 @@ def _study_with_femur(name: str, femur: str) -> dict:
     return study
 
 
-def worker(name: str, patients: int, months, out: str, femur: str) -> dict:
+def worker(name: str, patients: int, months, out: str, femur: str, schedule: str, reuse: bool) -> dict:
     from femur.core.mpi import MPI
-    from femur.study import run_study_cli
+    from femur.study import Study
+    from femur.study.evaluator import bone_cache
+    from femur.study.runner import SCHEDULE
 
     comm = MPI.COMM_WORLD
     study = _study_with_femur(name, femur)
+    bone_cache.enabled = reuse
     t0 = time.perf_counter()
-    summary = run_study_cli(study, patients=patients, months=months, out=out, json_output=True)
+    res = Study.load(study, patients=patients, months=months).run(
+        out=out, progress=False, plots=False, schedule=schedule)
     wall = time.perf_counter() - t0
     peaks = comm.gather(peak_rss_mb(), root=0)
+    hits = comm.gather(bone_cache.hits, root=0)
     if comm.rank != 0:
         return {}
+    summary = json.loads(res.summary_json())
     n_cases = len(summary["arms"]) * patients
-    return {"ranks": comm.size, "study": name, "femur": femur, "patients": patients, "months": summary["duration_months"],
-            "cases": n_cases, "wall_s": wall, "s_per_case": wall * comm.size / n_cases,
+    sched = json.loads((Path(out) / SCHEDULE).read_text())
+    split = _where_the_time_goes(out, study, patients, months)
+    return {"ranks": comm.size, "study": name, "femur": femur, "patients": patients,
+            "months": summary["duration_months"], "cases": n_cases, "schedule": schedule,
+            "reuse": reuse, "bone_cache_hits": sum(hits), "wall_s": wall,
+            "s_per_case": wall * comm.size / n_cases,
+            "busy_s_per_case": sum(r["busy_s"] for r in sched["ranks_detail"]) / n_cases,
+            "idle_s_per_rank": [r["idle_s"] for r in sched["ranks_detail"]],
+            "idle_fraction": sched["idle_fraction"],
             "peak_rss_mb_per_rank": max(peaks),
-            "time_summed_over_cases_s": _where_the_time_goes(out, study, patients, months), "summary": summary}
+            "time_summed_over_cases_s": split,
+            "time_per_case_s": {k: v / n_cases for k, v in split.items() if k != "risk_postprocessing_s"},
+            "summary": summary, "out": out}
+
+
+def _project_full_frame(run: dict) -> dict:
+    """Projected wall time of the full FRAME on 16 ranks (module docstring)."""
+    per_case = run["busy_s_per_case"]
+    arms = len(run["summary"]["arms"])
+    compute = per_case * FULL_FRAME_CASES / FULL_FRAME_RANKS
+    tail = per_case * arms  # the last rank finishes at most one work unit (a patient) later
+    return {"cases": FULL_FRAME_CASES, "ranks": FULL_FRAME_RANKS, "busy_s_per_case": per_case,
+            "wall_s": compute + tail, "from_ranks": run["ranks"], "from_cases": run["cases"],
+            "months": run["months"]}
+
+
+def _unchanged(run: dict, base: dict, study: dict, patients: int, months) -> dict:
+    """femur.study.unchanged.compare_results of two runs' output folders."""
+    from femur.study.unchanged import compare_results
+
+    a, _, _ = _load_results(base["out"], study, patients, months)
+    b, _, _ = _load_results(run["out"], study, patients, months)
+    return compare_results(a, b)
 
 
 def main(argv=None) -> int:
@@ -96,33 +160,62 @@ def main(argv=None) -> int:
                     help="project the 2-rank wall time to this many patients per arm (default: 50 for "
                     "frame, 100 for freedom)")
     ap.add_argument("--femur", default="femur", choices=("femur", "parametric-femur"))
+    ap.add_argument("--schedule", default="dynamic", choices=("dynamic", "static"))
+    ap.add_argument("--check-unchanged", action="store_true",
+                    help="also run without the issue-13 reuse (bones built per case, static deal) on the "
+                    "largest rank count and compare the results")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-reuse", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        res = worker(args.study, args.patients, args.months, args.out, args.femur)
+        res = worker(args.study, args.patients, args.months, args.out, args.femur, args.schedule,
+                     not args.no_reuse)
         if res:
             print(json.dumps(res), flush=True)
         return 0
     patients = args.patients or (2 if args.quick else 50)
     months = args.months or (3 if args.quick else (12 if args.study == "frame" else None))
     month_args = ["--months", str(months)] if months else []
-    runs = []
-    for r in (int(x) for x in args.ranks.split(",")):
+    common = ["--study", args.study, "--patients", str(patients), *month_args, "--femur", args.femur]
+    study = _study_with_femur(args.study, args.femur)
+    ranks = [int(x) for x in args.ranks.split(",")]
+    runs, unchanged, baseline = [], None, None
+    for r in ranks:
         with tempfile.TemporaryDirectory() as tmp:
-            res = run_worker(Path(__file__), r, ["--study", args.study, "--patients", str(patients), *month_args,
-                                                 "--out", tmp, "--femur", args.femur], timeout=4 * 3600)
+            res = run_worker(Path(__file__), r, [*common, "--out", str(Path(tmp) / "run"),
+                                                 "--schedule", args.schedule], timeout=4 * 3600)
+            if args.check_unchanged and r == max(ranks):
+                baseline = run_worker(Path(__file__), r, [*common, "--out", str(Path(tmp) / "baseline"),
+                                                          "--schedule", "static", "--no-reuse"], timeout=4 * 3600)
+                unchanged = _unchanged(res, baseline, study, patients, months)
+        for x in (res, baseline):
+            if x is not None:
+                x.pop("out", None)
         runs.append(res)
         if not args.json:
-            where = ", ".join(f"{k} {v:.0f}" for k, v in res["time_summed_over_cases_s"].items())
-            print(f"ranks={r} cases={res['cases']} wall={res['wall_s']:.1f}s s/case(core)={res['s_per_case']:.1f} "
-                  f"peak={res['peak_rss_mb_per_rank']:.0f}MB/rank; seconds over cases: {where}", flush=True)
+            per = ", ".join(f"{k} {v:.2f}" for k, v in res["time_per_case_s"].items())
+            idle = ", ".join(f"{x:.1f}" for x in res["idle_s_per_rank"])
+            print(f"ranks={r} cases={res['cases']} wall={res['wall_s']:.1f}s s/case-core={res['s_per_case']:.2f} "
+                  f"idle per rank {idle} s, peak={res['peak_rss_mb_per_rank']:.0f}MB/rank; per case: {per}",
+                  flush=True)
     checks = {}
     one = [x for x in runs if x["ranks"] == 1]
     two = [x for x in runs if x["ranks"] == 2]
     if one and two:
         sp = one[0]["wall_s"] / two[0]["wall_s"]
         checks["speedup_2_ranks"] = {"value": sp, "target": ">= 1.8", "ok": sp >= 1.8}
+    last = runs[-1]
+    checks["s_per_case_core"] = {"value": last["s_per_case"], "target": "<= 3 s (12-month FRAME, trial mesh)",
+                                 "ok": last["s_per_case"] <= 3.0, "ranks": last["ranks"],
+                                 "months": last["months"]}
+    proj = _project_full_frame(last)
+    checks["projected_full_frame_16_ranks_s"] = {
+        "value": proj["wall_s"], "target": f"<= 1800 s for 2x3590x{proj['months']:g} on 16 ranks",
+        "ok": proj["wall_s"] <= 1800, "from_cases": proj["from_cases"], "from_ranks": proj["from_ranks"]}
+    if last["ranks"] > 1:
+        checks["idle_fraction"] = {"value": last["idle_fraction"], "target": "<= 0.05 (share of rank-seconds idle)",
+                                   "ok": last["idle_fraction"] <= 0.05}
     target_patients = args.target_patients or (100 if args.study == "freedom" else 50)
     if two:
         arms = len(two[0]["summary"]["arms"])
@@ -141,8 +234,13 @@ def main(argv=None) -> int:
     if len(runs) > 1:
         same = len({json.dumps(x["summary"], sort_keys=True) for x in runs}) == 1
         checks["identical_summary_any_rank_count"] = {"value": float(same), "target": "1", "ok": same}
+    if unchanged is not None:
+        checks["results_unchanged_without_reuse"] = {
+            "value": max(unchanged["max_diff"].values(), default=0.0),
+            "target": "same printed summary, per-case BMD and strength within 0.05 pp", "ok": unchanged["ok"]}
     out = {"benchmark": "trial", "study": args.study, "femur": args.femur, "quick": args.quick, "patients": patients,
-           "months": runs[0]["months"], "runs": runs, "checks": checks}
+           "months": runs[0]["months"], "schedule": args.schedule, "runs": runs, "projection": proj,
+           "baseline_without_reuse": baseline, "unchanged": unchanged, "checks": checks}
     name = "trial" if args.study == "frame" else f"trial_{args.study}"
     return finish(name + ("_quick" if args.quick else ""), out, args.json)
 

@@ -21,6 +21,10 @@ Contract (shared by geometry, materials, mechanics, remodeling, CT and study cod
                   "axis" (vertebra cranio-caudal unit vector).
 * ``density``     DG0 dolfinx Function of apparent density (g/cm3) or None until assigned.
 * ``parameters``  the parameters that generated the bone (for case records).
+* ``derived``     data computed from the geometry alone (ROI masks, DXA projections), kept
+                  by :meth:`Bone.cached` and shared by the bone's copies: each entry is
+                  checked against the objects it was computed from (mesh, cell tags, ...),
+                  so a copy with another mesh computes its own.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Bone:
     parameters: dict = field(default_factory=dict)
     source: str = "parametric"
     density: "dolfinx.fem.Function | None" = None
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_mesh_data(cls, data, **kw) -> "Bone":
@@ -61,6 +66,20 @@ class Bone:
         return cls(mesh=data.mesh, cell_tags=data.cell_tags, facet_tags=data.facet_tags, **kw)
 
     # ------------------------------------------------------------------ helpers
+    def cached(self, key, build: Callable, depends=()):
+        """``build()`` once per geometry: the value stored under ``key`` is reused while the
+        bone (or a copy of it) still has the same mesh, cell tags and ``depends`` objects
+        (compared by identity), else computed again. Only for data that does not depend on
+        the density. Collective when ``build`` is: every rank of a bone sees the same
+        history, so all ranks hit or miss together."""
+        deps = (self.mesh, self.cell_tags, *depends)
+        hit = self.derived.get(key)
+        if hit is not None and len(hit[0]) == len(deps) and all(a is b for a, b in zip(hit[0], deps)):
+            return hit[1]
+        value = build()
+        self.derived[key] = (deps, value)
+        return value
+
     def copy(self) -> "Bone":
         """A copy that shares the (immutable) mesh, tags, ROIs and landmarks but owns its
         density Function and parameters: changing the copy's density leaves this bone as
@@ -113,7 +132,10 @@ class Bone:
         Compartment names are accepted too, so callers can ask for either.
         """
         if name in self.rois:
-            return np.asarray(self.rois[name](self.cell_midpoints().T), dtype=bool)
+            pred = self.rois[name]
+            mask = self.cached(("roi_mask", name),
+                               lambda: np.asarray(pred(self.cell_midpoints().T), dtype=bool), (pred,))
+            return mask.copy()
         if name in self.cell_ids:
             return self.compartment_mask(name)
         raise KeyError(

@@ -89,12 +89,16 @@ def risk_factor(principal, eps_t=EPS_TENSION, eps_c=EPS_COMPRESSION):
 
 
 def _compartment_names(bone) -> np.ndarray:
-    names = np.full(bone.num_local_cells, "", dtype=object)
-    if bone.cell_tags is not None:
-        inv = {v: k for k, v in bone.cell_ids.items()}
-        ct = bone.cell_tags
-        names[ct.indices] = [inv.get(int(v), str(int(v))) for v in ct.values]
-    return names
+    """The compartment name of every local cell (once per bone geometry: ``Bone.cached``)."""
+    def build():
+        names = np.full(bone.num_local_cells, "", dtype=object)
+        if bone.cell_tags is not None:
+            inv = {v: k for k, v in bone.cell_ids.items()}
+            ct = bone.cell_tags
+            names[ct.indices] = [inv.get(int(v), str(int(v))) for v in ct.values]
+        return names
+
+    return bone.cached(("compartment_names", tuple(sorted(bone.cell_ids.items()))), build)
 
 
 def _bc_points(bone, load) -> np.ndarray:

@@ -31,6 +31,12 @@ discretisation of the silhouette (O(pixel) at the outline). Only owned cells con
 each rank and the image is summed over ranks (MPI_SUM), so results agree across partitions
 to round-off. The lattice is anchored to landmarks, not to the partition.
 
+The ray geometry does not depend on the density: :func:`project` stores it as a sparse
+operator (pixels x local cells, entries the chords in cm), and an image of any density field
+is one sparse product and one MPI_SUM. :func:`prepare` and :func:`prepare_all` keep their
+projections with the bone (``Bone.cached``; shared by its copies, e.g. the T-score
+targeting and every run of the same patient's bone), so a bone is projected once.
+
 ROIs
 ----
 * ``"femoral_neck"`` -- DXA-style neck box: in the projected frame with the neck axis
@@ -67,6 +73,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse
 
 from femur.core.mpi import MPI
 import dolfinx  # noqa: E402
@@ -183,6 +190,17 @@ class Projection:
     covered: np.ndarray    # (ni, nj) bool, any bone along the ray (global)
     roi: np.ndarray | None = None   # (ni, nj) bool ROI mask
     info: dict = field(default_factory=dict)
+    #: the projection operator: (pixels, local cells) sparse matrix of chords (cm), so that
+    #: the local part of the image is ``operator @ rho_ash`` (g/cm2); built from pix, cell
+    #: and chord_mm when not given
+    operator: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.operator is None:
+            n_cells = int(self.cell.max()) + 1 if self.cell.size else 0
+            self.operator = scipy.sparse.csr_matrix(
+                (self.chord_mm * 0.1, (self.pix, self.cell)),
+                shape=(self.shape[0] * self.shape[1], n_cells))
 
     def centers(self):
         """Plane coordinates (a, b) (mm) of the pixel centres, each (ni, nj)."""
@@ -209,10 +227,9 @@ class Projection:
                     "femur.geometry.density.assign_density before measuring BMD"
                 )
             density_g_cm3 = bone.density.x.array
-        rho_ash = units.apparent_to_ash_g_cm3(density_g_cm3)
-        w = rho_ash[self.cell] * self.chord_mm * 0.1  # g/cm3 * cm -> g/cm2
-        n = self.shape[0] * self.shape[1]
-        img = np.bincount(self.pix, weights=w, minlength=n).astype(np.float64)
+        rho_ash = np.asarray(units.apparent_to_ash_g_cm3(density_g_cm3), dtype=np.float64)
+        # g/cm3 * cm -> g/cm2, summed over the (pixel, tet) pairs of this rank's cells
+        img = np.ascontiguousarray(self.operator @ rho_ash[: self.operator.shape[1]], dtype=np.float64)
         bone.comm.Allreduce(MPI.IN_PLACE, img, op=MPI.SUM)
         return img.reshape(self.shape)
 
@@ -412,10 +429,32 @@ def prepare(bone, site: str, pixel_mm: float | None = None, neck_box_mm: float =
     if site in ("femoral_neck", "total_hip"):
         if bone.kind != "femur":
             raise InputError(f"DXA site {site!r} needs a femur; bone '{bone.name}' is a {bone.kind}")
-        proj, neck_roi, th_roi, info = _prepare_hip(bone, h, neck_box_mm, below_lesser_trochanter_mm)
-        proj.roi = neck_roi if site == "femoral_neck" else th_roi
-        proj.info = dict(info, site=site)
-        return proj
+        proj, neck_roi, th_roi, info = _hip_cached(bone, h, neck_box_mm, below_lesser_trochanter_mm)
+        return dataclasses.replace(proj, roi=neck_roi if site == "femoral_neck" else th_roi,
+                                   info=dict(info, site=site))
+    key = ("dxa", site, h, tuple(sorted(bone.cell_ids.items())))
+    proj = bone.cached(key, lambda: _prepare_other(bone, site, h), _landmark_deps(bone))
+    info = dict(proj.info)
+    if site == "spine":  # depends on the bone's description, not on its geometry
+        info["posterior_bmc_fraction"] = _posterior_allowance(bone)
+    return dataclasses.replace(proj, info=info)
+
+
+def _landmark_deps(bone) -> tuple:
+    """The objects a cached projection depends on besides the mesh: the landmark arrays
+    (compared by identity; a bone given new landmarks is projected again)."""
+    return tuple(bone.landmarks.get(k) for k in sorted(bone.landmarks))
+
+
+def _hip_cached(bone, h, neck_box_mm, below_lt_mm):
+    """:func:`_prepare_hip`, once per bone geometry and settings (``Bone.cached``)."""
+    deps = (*_landmark_deps(bone), bone.rois.get("lesser_trochanter"))
+    return bone.cached(("dxa_hip", float(h), float(neck_box_mm), float(below_lt_mm)),
+                       lambda: _prepare_hip(bone, h, neck_box_mm, below_lt_mm), deps)
+
+
+def _prepare_other(bone, site: str, h: float) -> Projection:
+    """The projection of the spine or the whole bone (prepare)."""
     d = _ap_direction(bone)
     axis = bone.landmarks.get("axis", bone.landmarks.get("shaft_axis", np.array([0.0, 0.0, 1.0])))
     axis = _unit(axis, "'axis'")
@@ -436,8 +475,6 @@ def prepare(bone, site: str, pixel_mm: float | None = None, neck_box_mm: float =
         roi &= (A >= lo[0]) & (A <= hi[0]) & (B >= lo[1]) & (B <= hi[1])
     proj.roi = roi
     proj.info = {"site": site, "pixel_mm": h}
-    if site == "spine":
-        proj.info["posterior_bmc_fraction"] = _posterior_allowance(bone)
     return proj
 
 
@@ -469,7 +506,7 @@ def prepare_all(bone, pixel_mm: float | None = None, neck_box_mm: float = NECK_B
     "total_hip" from one projection; vertebra: "spine"). Reuse them while density changes."""
     if bone.kind == "femur":
         h = DEFAULT_PIXEL_MM if pixel_mm is None else float(pixel_mm)
-        proj, neck_roi, th_roi, info = _prepare_hip(bone, h, neck_box_mm, below_lesser_trochanter_mm)
+        proj, neck_roi, th_roi, info = _hip_cached(bone, h, neck_box_mm, below_lesser_trochanter_mm)
         fn = dataclasses.replace(proj, roi=neck_roi, info=dict(info, site="femoral_neck"))
         th = dataclasses.replace(proj, roi=th_roi, info=dict(info, site="total_hip"))
         return {"femoral_neck": fn, "total_hip": th}

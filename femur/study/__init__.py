@@ -81,12 +81,15 @@ class Study:
         progress: bool = True,
         plots: bool = True,
         fields: bool = False,
+        schedule: str = "dynamic",
     ) -> StudyResults | None:
         """Run every case (collective over ``comm``), write the results to ``out`` and
         return :class:`StudyResults` on rank 0 (``None`` on other ranks).
 
         ``out`` defaults to ``results/<study name>``. ``fields``: the evaluator also writes
         each case's fields (``out/fields/<case_id>/``), which :meth:`figures` reads.
+        ``schedule``: how the cases are spread over the rank groups, "dynamic" (a work
+        queue of patients) or "static" (``femur.study.runner``); the results are the same.
         """
         comm = comm or MPI.COMM_WORLD
         fn = resolve_evaluator(evaluator, self.spec)
@@ -103,6 +106,7 @@ class Study:
             progress=progress,
             label=self.spec.name,
             fields=fields,
+            schedule=schedule,
         )
         error = None
         results = None

@@ -115,6 +115,8 @@ def make_records(spec: StudySpec, patients: list[dict]) -> list[dict]:
         "fe_interval_days": spec.model.fe_interval_days,
         "strength_model": spec.model.strength_model,
     }
+    if spec.model.fe_adaptive_tol is not None:  # only then: the records of fixed-interval runs are unchanged
+        model["fe_adaptive_tol"] = spec.model.fe_adaptive_tol
     for p in patients:
         for j, arm in enumerate(spec.arms):
             records.append(

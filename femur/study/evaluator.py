@@ -10,18 +10,78 @@ A patient from a CT scan (``record["patient"]["scan"]``, ``femur.study.cohort.sc
 runs its scanned vertebra alone (``femur.workflows.scans``): the visits hold None for the
 femur's quantities, and the result's extra ``t_scores`` / ``geometry`` give the spine
 T-score measured on the scan and the scan's description (held cells included).
+
+Build once per patient (issue 13): every arm of a patient starts from the same baseline
+bones, so :data:`bone_cache` keeps the built-in bones of the last patients a rank group ran
+(key: the patient record and the model's femur and mesh size, i.e. everything the bones
+are built from) and hands each case its own copy (``Simulation`` copies given bones: the
+density it changes is the copy's; mesh, tags, ROI masks and DXA projections are shared).
+A cached bone is the same object a fresh build returns, so results do not change;
+``bone_cache.enabled = False`` builds every case's bones from scratch.
 """
 
 from __future__ import annotations
+
+import time
+from collections import OrderedDict
 
 from femur.core.mpi import MPI
 from femur.exports.fields import CaseFields
 from femur.outcomes.compartments import COMPARTMENT_KEYS
 from femur.remodeling.patient import Patient
-from femur.study.cases import ABS_KEYS, STRENGTH_PREFIXES, record_treatment
+from femur.study.cases import ABS_KEYS, STRENGTH_PREFIXES, canonical_json, record_treatment
 from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, pct_name, quantity_name
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
+from femur.workflows.bones import patient_bone
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
+
+
+class BoneCache:
+    """The built-in bones of the last ``max_patients`` patients (in memory, per rank group).
+
+    ``get(record, kind, comm)`` returns the baseline bone (``"femur"`` or ``"vertebra"``) of
+    the record's patient, built on ``comm`` on a miss; the caller must not change it
+    (``Simulation`` works on a copy). A bone is reused only on a communicator with the same
+    processes in the same order (MPI ``IDENT`` or ``CONGRUENT``)."""
+
+    def __init__(self, max_patients: int = 2, enabled: bool = True):
+        self.max_patients, self.enabled = int(max_patients), enabled
+        self._store: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(record: dict) -> str:
+        model = record.get("model", {})
+        return canonical_json({"patient": record["patient"], "femur": model.get("femur", "parametric-femur"),
+                               "mesh_size_mm": model.get("mesh_size_mm")})
+
+    def get(self, record: dict, kind: str, comm, build):
+        """The cached bone ``kind`` of the record's patient, or ``build()`` (then kept)."""
+        if not self.enabled:
+            return build()
+        key = self.key(record)
+        bones = self._store.get(key)
+        bone = bones.get(kind) if bones is not None else None
+        if bone is not None and MPI.Comm.Compare(bone.comm, comm) in (MPI.IDENT, MPI.CONGRUENT):
+            self._store.move_to_end(key)
+            self.hits += 1
+            return bone
+        self.misses += 1
+        bone = build()
+        self._store.setdefault(key, {})[kind] = bone
+        self._store.move_to_end(key)
+        while len(self._store) > self.max_patients:
+            self._store.popitem(last=False)
+        return bone
+
+    def clear(self) -> None:
+        self._store.clear()
+        self.hits = self.misses = 0
+
+
+#: the evaluator's per-patient bone cache (module docstring)
+bone_cache = BoneCache()
+
 
 #: the monthly courses a case keeps (the markers peak within the first months, between
 #: visits), with the compartment courses (femur.outcomes.compartments) where the run has them
@@ -51,16 +111,25 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
     # records written before issue 11 have no model.femur: they ran the parametric femur
     femur_model = model.get("femur", "parametric-femur")
     femur_params = p.get("femur_shape") if femur_model == "femur" else p.get("femur_params")
-    return Simulation(
+    patient = Patient.from_record(p)
+    t0 = time.perf_counter()
+    built = {kind: bone_cache.get(record, kind, comm, lambda m=m, g=g: patient_bone(
+                 m, patient, model.get("mesh_size_mm"), g, comm))
+             for kind, m, g in (("femur", femur_model, femur_params),
+                                ("vertebra", "vertebra", p.get("vertebra_params")))}
+    build_s = time.perf_counter() - t0
+    sim = Simulation(
         record_treatment(record), max(float(record["duration_months"]), max(visits)),
-        Patient.from_record(p), femur_model=femur_model, femur_params=femur_params,
-        vertebra_params=p.get("vertebra_params"), mesh_size_mm=model.get("mesh_size_mm"),
+        patient, femur_model=femur_model, femur_bone=built["femur"], vertebra_bone=built["vertebra"],
         order=int(model.get("order", 1)), solver=model.get("solver", "gamg"),
         fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
         strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
         drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
         progress=progress, exports=exports, strength_model=strength_model,
+        fe_adaptive_tol=model.get("fe_adaptive_tol"),
     )
+    sim.stats.timings["build_s"] += build_s  # the bones (or their cache look-up), then the tracks
+    return sim
 
 
 def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
@@ -94,6 +163,7 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
         if key in series:
             monthly[key] = [float(x) for x in series[key]]
     result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"],
+              **({"fe_skipped": res.run["fe_skipped"]} if "fe_skipped" in res.run else {}),
               "strength_model": res.run["strength_model"],
               "timings_s": res.run.get("timings_s", {})}
     if res.geometry:
@@ -102,4 +172,4 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     return result
 
 
-__all__ = ["MONTHLY_KEYS", "run_case", "simulation_for_record"]
+__all__ = ["MONTHLY_KEYS", "BoneCache", "bone_cache", "run_case", "simulation_for_record"]

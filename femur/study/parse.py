@@ -314,7 +314,12 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
                    f"anatomical femur), got {femur_model!r}")
     strength_model = _str(model.get("strength_model", mdef.strength_model), "model.strength_model", src)
     check_strength_model(strength_model, f"{src}: model.strength_model")
-    model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator, strength_model)
+    adaptive = model.get("fe_adaptive_tol")
+    if adaptive is not None:
+        adaptive = _number(adaptive, "model.fe_adaptive_tol", src)
+        if not 0 <= adaptive < 1:
+            raise _err(src, "model.fe_adaptive_tol", f"must be a relative modulus change in [0, 1), got {adaptive:g}")
+    model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator, strength_model, adaptive)
 
     risk_spec = _parse_risk(data.get("risk", {}), src, [a.name for a in arms], arms)
 

@@ -3,9 +3,20 @@
 * ``COMM_WORLD`` is split into groups of ``group_size`` consecutive ranks
   (``comm.Split(color=rank // group_size)``); the evaluator of a case gets its group's
   communicator, so a case can itself run in parallel.
-* The pending cases are dealt round-robin over the groups in case order.  Each case is
-  self-contained and seeded, so the results do not depend on the number of ranks or
-  groups.
+* Dynamic scheduling (default, issue 13): the pending cases are grouped into work units,
+  the cases of one patient (all its arms, in case order; records without a patient are
+  units of one), and the groups take the units in order from a shared work queue as they
+  become free: group rank 0 claims the next unclaimed unit by creating
+  ``out/.claims/<unit>`` exclusively (``O_CREAT | O_EXCL``: exactly one group wins each
+  unit) and tells its group. Cheap and dear cases thus spread over the groups without a
+  static deal's idle tail, and a patient's arms run on one group, which builds the
+  patient's bones once (``femur.study.evaluator.bone_cache``). ``schedule="static"``
+  deals the pending cases round-robin in case order instead (as before issue 13). Each
+  case is self-contained and seeded, so the results do not depend on the schedule, the
+  number of ranks or groups.
+* After the run world rank 0 writes ``out/schedule.json``: per rank its group, cases,
+  busy seconds (evaluating and writing its cases) and idle seconds (the rest of the run's
+  wall time: waiting for work or for the other groups at the end), and logs the idle time.
 * Group rank 0 writes each finished case to ``out/cases/<case_id>.json`` atomically
   (temporary file in the same folder, fsync, ``os.replace``): a killed run loses at most
   the cases in flight, never leaves a half-written case file.
@@ -29,6 +40,8 @@ The same code runs under any MPI launcher (``mpiexec``, ``srun``, ``aprun``), as
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,6 +58,9 @@ CASES_DIR = "cases"
 FAILED_DIR = "failed"
 FIELDS_DIR = "fields"
 MANIFEST = "study.json"
+CLAIMS_DIR = ".claims"
+SCHEDULE = "schedule.json"
+SCHEDULES = ("dynamic", "static")
 
 log = get_logger(__name__)
 
@@ -91,6 +107,7 @@ def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool,
     cases_dir.mkdir(parents=True, exist_ok=True)
     for stale in cases_dir.glob(".*.tmp-*"):  # leftovers of a killed run
         stale.unlink(missing_ok=True)
+    shutil.rmtree(out / CLAIMS_DIR, ignore_errors=True)  # the work queue of an earlier run
     # failed cases have no case file: they run again, and fail again or not
     for stale in (out / FAILED_DIR).glob("*.json"):
         stale.unlink(missing_ok=True)
@@ -134,6 +151,54 @@ def _prepare(out: Path, manifest: dict, records: list[dict], resume: bool,
                      case_fields_dir(out, cid))
             pending.append(r["case_index"])
     return pending
+
+
+def work_units(records: list[dict], pending: list[int]) -> list[list[int]]:
+    """The pending case indices grouped into work units: the cases of one patient
+    (``record["patient"]["patient_id"]``), in case order; a record without one is a unit of
+    its own. Units are ordered by their first case."""
+    units: dict = {}
+    for idx in pending:
+        p = records[idx].get("patient")
+        pid = p.get("patient_id") if isinstance(p, dict) else None
+        key = ("patient", pid) if pid is not None else ("case", idx)
+        units.setdefault(key, []).append(idx)
+    return list(units.values())
+
+
+class _WorkQueue:
+    """The shared work queue of the rank groups (module docstring): group rank 0 claims
+    units with exclusive file creation and broadcasts each to its group."""
+
+    def __init__(self, claims_dir: Path, n_units: int, group):
+        self.dir, self.n, self.group, self.next = claims_dir, n_units, group, 0
+
+    def _claim(self) -> int:
+        while self.next < self.n:
+            u = self.next
+            self.next += 1
+            try:
+                fd = os.open(self.dir / f"{u}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            return u
+        return -1
+
+    def __iter__(self):
+        while True:
+            u, err = None, None
+            if self.group.rank == 0:
+                try:
+                    u = self._claim()
+                except OSError as exc:  # every rank of the group stops with the same error
+                    err = f"{self.dir}: cannot claim work ({exc}); the output folder must be writable by every rank"
+            u, err = self.group.bcast((u, err), root=0)
+            if err is not None:
+                raise InputError(err)
+            if u < 0:
+                return
+            yield u
 
 
 class _Progress:
@@ -184,6 +249,29 @@ class _Progress:
             self._line(done)
 
 
+def _schedule_report(comm, out: Path, group: int, cases: int, busy_s: float, wall_s: float,
+                     schedule: str) -> None:
+    """Gather every rank's cases, busy and idle seconds; world rank 0 writes
+    ``out/schedule.json``, logs the idle time and removes the work queue's claims."""
+    rows = comm.gather({"rank": comm.rank, "group": group, "cases": cases, "busy_s": busy_s,
+                        "idle_s": max(wall_s - busy_s, 0.0), "wall_s": wall_s}, root=0)
+    if comm.rank != 0:
+        return
+    shutil.rmtree(out / CLAIMS_DIR, ignore_errors=True)
+    wall = max(r["wall_s"] for r in rows)
+    idle = [r["idle_s"] for r in rows]
+    data = {"schedule": schedule, "ranks": comm.size, "wall_s": wall, "ranks_detail": rows,
+            "idle_s_max": max(idle), "idle_s_mean": sum(idle) / len(idle),
+            "idle_fraction": sum(idle) / (wall * len(rows)) if wall > 0 else 0.0}
+    try:
+        atomic_write_text(out / SCHEDULE, json.dumps(data, indent=1, sort_keys=True))
+    except OSError as exc:  # a diagnostic only: never fail a finished run for it
+        log.warning("%s: could not write the schedule report (%s)", out / SCHEDULE, exc)
+    if comm.size > 1:
+        log.info("schedule %s: idle time per rank %s s (%.1f %% of %d x %.0f s)", schedule,
+                 ", ".join(f"{x:.1f}" for x in idle), 100.0 * data["idle_fraction"], comm.size, wall)
+
+
 def run_cases(
     records: list[dict],
     evaluator,
@@ -196,6 +284,7 @@ def run_cases(
     progress: bool = True,
     label: str = "study",
     fields: bool = False,
+    schedule: str = "dynamic",
 ) -> list[dict] | None:
     """Run every record not yet finished; return the case data (record + result) of all
     cases in case order on world rank 0 (``None`` on the other ranks).
@@ -205,7 +294,8 @@ def run_cases(
     docstring); any other failure raises :class:`SolverError` on every rank once every case
     has run; the finished cases are kept for ``resume``. With
     ``fields`` an evaluator that accepts ``fields_dir=`` writes each case's fields to
-    ``out/fields/<case_id>/``.
+    ``out/fields/<case_id>/``. ``schedule``: "dynamic" (a work queue of patients, default)
+    or "static" (round-robin deal of the cases); module docstring.
     """
     comm = comm or MPI.COMM_WORLD
     gs = int(group_size)
@@ -213,6 +303,8 @@ def run_cases(
         raise InputError(
             f"--group-size {group_size}: must be >= 1 and divide the number of MPI ranks ({comm.size})"
         )
+    if schedule not in SCHEDULES:
+        raise InputError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     out = Path(comm.bcast(str(Path(out).resolve()) if comm.rank == 0 else None, root=0))
     manifest = manifest or {}
     fields = bool(fields) and takes_fields_dir(evaluator)
@@ -225,8 +317,19 @@ def run_cases(
     failures: list[str] = []
     failed_dir = out / FAILED_DIR
     bar = _Progress(comm, len(records), len(records) - len(pending), cases_dir, label, progress)
+    if schedule == "dynamic":
+        units = work_units(records, pending)
+        claims = out / CLAIMS_DIR
+        _collective(comm, lambda: claims.mkdir(parents=True, exist_ok=True), share=False)
+        mine = (idx for u in _WorkQueue(claims, len(units), group) for idx in units[u])
+    else:
+        mine = iter(pending[color::n_groups])
+    t_start = time.perf_counter()
+    busy, n_mine = 0.0, 0
     try:
-        for idx in pending[color::n_groups]:
+        for idx in mine:
+            t_case = time.perf_counter()
+            n_mine += 1
             record = records[idx]
             cid = record["case_id"]
             err = None
@@ -256,10 +359,12 @@ def run_cases(
                     cases_dir / f"{cid}.json",
                     json.dumps({"record": record, "result": result}, sort_keys=True, indent=1),
                 )
+            busy += time.perf_counter() - t_case
             bar.update()
     finally:
         group.Free()
     comm.barrier()
+    _schedule_report(comm, out, color, n_mine, busy, time.perf_counter() - t_start, schedule)
     bar.update(final=True)
     all_failures = [f for fl in comm.allgather(failures) for f in fl]
     if all_failures:
@@ -285,4 +390,5 @@ def run_cases(
     return data if comm.rank == 0 else None
 
 
-__all__ = ["CASES_DIR", "FAILED_DIR", "FIELDS_DIR", "MANIFEST", "case_fields_dir", "run_cases"]
+__all__ = ["CASES_DIR", "CLAIMS_DIR", "FAILED_DIR", "FIELDS_DIR", "MANIFEST", "SCHEDULE", "SCHEDULES",
+           "case_fields_dir", "run_cases", "work_units"]

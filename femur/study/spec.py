@@ -127,7 +127,8 @@ _ALLOWED = {
                          "t_score_ls", "t_score_rule"},
     "arms": {"name", "regimen", "description"},
     "regimen": {"drug", "dose_mg", "interval_days", "months"},
-    "model": {"femur", "mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator", "strength_model"},
+    "model": {"femur", "mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator", "strength_model",
+              "fe_adaptive_tol"},
     "risk": {"parameters", "reference_arm", "parameter_draws", "falls_per_year", "hip_impact_share"},
 }
 
@@ -227,6 +228,9 @@ class ModelSpec:
     fe_interval_days: float = 30.0
     evaluator: str | None = None
     strength_model: str = DEFAULT_STRENGTH_MODEL  # femur.mechanics.strength.STRENGTH_MODELS
+    #: adaptive habitual solves (issue 13; femur.workflows.simulation): skip a solve while the
+    #: RMS relative modulus change since the last one is at most this; None: the fixed interval
+    fe_adaptive_tol: float | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,8 @@ class StudySpec:
         d["cohort"]["inclusion"]["t_score"] = {
             k: list(v) for k, v in self.cohort.inclusion.t_score.items()
         }
+        if self.model.fe_adaptive_tol is None:  # the fixed interval: as before the option
+            d["model"].pop("fe_adaptive_tol")
         if not self.cohort.scans:  # sampled cohorts: the same description as before scans
             d["cohort"].pop("scans")
         else:  # a scan's patient is not sampled

@@ -26,6 +26,13 @@ objects the run is given (``femur.exports.fields``). Coupling (operator splittin
   "nonlinear" (the peak of a pushover of each strength case, P2; with its 0.2 %-offset
   yield load).
 
+Adaptive habitual solves (issue 13, an option, off by default): with ``fe_adaptive_tol``
+a bone's habitual solve on the ``fe_interval_days`` grid is skipped (its stimulus held)
+while the RMS relative change of its moduli since its last solve (volume-weighted over
+the remodeling cells, ``BoneTrack.modulus_change``) is at most ``fe_adaptive_tol``; the
+grid's solves are never moved or added, only skipped, so a run does at most the fixed
+interval's solves.
+
 A Simulation works on copies of the bones it is given: the caller's Bone objects are
 never changed. Units: days, months (365.25/12 days), mm, N, MPa, g/cm3, mg/cm3.
 """
@@ -95,11 +102,16 @@ class Simulation:
                  order: int = 1, solver: str = "gamg", params: ModelParameters | None = None,
                  aging: bool = True, turnover_multiplier: float = 1.0,
                  drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
-                 progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL):
+                 progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL,
+                 fe_adaptive_tol: float | None = None):
         if not (np.isfinite(months) and months > 0):
             raise InputError(f"simulate: months must be > 0, got {months}")
         if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
             raise InputError(f"simulate: fe_interval_days must be in (0, 366] days, got {fe_interval_days}")
+        if fe_adaptive_tol is not None and not (np.isfinite(fe_adaptive_tol) and 0 <= fe_adaptive_tol < 1):
+            raise InputError(f"simulate: fe_adaptive_tol must be a relative modulus change in [0, 1), "
+                             f"got {fe_adaptive_tol}")
+        self.fe_adaptive_tol = None if fe_adaptive_tol is None else float(fe_adaptive_tol)
         for name, v in (("turnover_multiplier", turnover_multiplier),
                         ("drug_response_multiplier", drug_response_multiplier)):
             if not (np.isfinite(v) and v > 0):
@@ -195,6 +207,9 @@ class Simulation:
                     track.update_density()
             if any(abs(t - d) < 1e-6 for d in fe_days):
                 for k, track in self.tracks.items():
+                    if self.fe_adaptive_tol is not None and track.modulus_change() <= self.fe_adaptive_tol:
+                        self.stats.fe_skipped += 1  # the moduli have hardly moved: stimulus held
+                        continue
                     stimulus[k] = track.stimulus()
             if round(t, 6) in strength_days:
                 m = round(t / DAYS_PER_MONTH, 6)
@@ -255,6 +270,8 @@ class Simulation:
             compartments=compartments, compartment_baseline=compartment_baseline,
             strength_months=np.array(sm, dtype=float), strength=strength, strength_pct=strength_pct,
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
+                 **({"fe_adaptive_tol": self.fe_adaptive_tol, "fe_skipped": self.stats.fe_skipped}
+                    if self.fe_adaptive_tol is not None else {}),
                  "strength_model": self.strength_model,
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},
                  "geometry": {k: describe_geometry(t.bone) for k, t in self.tracks.items()},

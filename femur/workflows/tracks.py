@@ -110,6 +110,8 @@ class RunStats:
     fe_fresh_s: dict = field(default_factory=dict)
     fe_resolve_s: dict = field(default_factory=dict)
     fe_solves: int = 0
+    #: habitual solves skipped by the adaptive interval (Simulation fe_adaptive_tol)
+    fe_skipped: int = 0
 
     def account(self, info) -> None:
         self.fe_solves += 1
@@ -163,6 +165,8 @@ class BoneTrack:
         self.habitual = next(iter(self.solvers))
         self.sed_ref, self.force_ref = np.zeros(n), None
         self.sed_ref, self.force_ref = self.habitual_sed()
+        self._E_solved = np.array(self.solvers[self.habitual][0].E.x.array, dtype=float)
+        self._weights = vol * self.remodels
         self.dxa_sites = {k: (site, dxa.prepare(bone, site)) for k, site in DXA_SITES[bone.kind].items()}
         self.roi_volume = {k: self._prism_volumes(prep) for k, (_, prep) in self.dxa_sites.items()}
 
@@ -218,8 +222,19 @@ class BoneTrack:
             sed = sed * (self.force_ref / force) ** 2
         return sed, force
 
+    def modulus_change(self) -> float:
+        """RMS relative change of the moduli since the last habitual solve, weighted by the
+        volume of the owned remodeling cells (collective; the same on every partition to
+        round-off)."""
+        E = self.solvers[self.habitual][0].E.x.array
+        rel = np.where(self._weights > 0, E / np.where(self._E_solved > 0, self._E_solved, 1.0) - 1.0, 0.0)
+        s = self.bone.comm.allreduce(np.array([np.sum(self._weights * rel * rel), np.sum(self._weights)]),
+                                     op=MPI.SUM)
+        return float(np.sqrt(s[0] / s[1])) if s[1] > 0 else 0.0
+
     def stimulus(self) -> np.ndarray:
         """Mechanostat stimulus per cell from a fresh habitual solve (0 off bone)."""
+        self._E_solved = np.array(self.solvers[self.habitual][0].E.x.array, dtype=float)
         sed, _ = self.habitual_sed()
         M = stimulus_from_sed(sed, self.sed_ref)
         return np.where(self.remodels & (self.sed_ref > 0), M, 0.0)
