@@ -350,6 +350,7 @@ def test_platen_on_a_two_modulus_prism(rotating, exact_n_per_mm, tilt, check):
         check(abs(tilts[0] - tilt) < 1e-3 and abs(tilts[1]) < 1e-6, f"tilt {tilts} vs ({tilt}, 0)")
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_platens_soften_the_femur_against_fixed_ones(check):
     """Coarse parametric femur: the cup and pad free to tilt give a lower stiffness and strength than
     uniform displacement of the head cap on a flat support (which also holds the head
@@ -401,6 +402,7 @@ def test_pushover_rank_invariance(kind, lc, check):
 
 
 # ----------------------------------------------------------------------------- built-in bones
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_femur_pushover_produces_a_peak_and_outputs(mpi_tmp_path, check):
     """Coarse parametric femur, sideways fall: converges, rises above the first yield to a
     peak, has a 0.2 %-offset yield load, yields in the neck, and writes CSV/PNG/XDMF/JSON.

@@ -9,6 +9,7 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow  # ~1 min: a 12-month FE run of both bones and a 2-patient study
 @pytest.mark.serial
 def test_readme_python_example(tmp_path, capsys):
     code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)

@@ -39,6 +39,7 @@ def test_densities_stay_in_bounds_under_a_sequence(check):
         check(f.min() >= 0.01 - 1e-12 and f.max() <= 0.99 + 1e-12, "BV/TV out of [0.01, 0.99]")
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_romosozumab_raises_bmd_and_strength_and_placebo_loses(check):
     romo = Simulation("romosozumab", 3, fe_interval_days=30, strength_months=(0, 3), **COARSE).run()
     plac = Simulation("placebo", 3, fe_interval_days=30, strength_months=(0, 3), **COARSE).run()
@@ -127,6 +128,7 @@ def test_men_have_bigger_bones_and_no_menopause_step(check):
     check(out["male"][1] > out["female"][1], f"male vs female placebo loss {out}")
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_fe_path_romosozumab_month_12_within_frame_bands():
     """The FE-coupled built-in bones (anatomical femur, mechanostat on) land in the FRAME
     calibration bands (about 12 s serial):

@@ -483,6 +483,7 @@ def _rank0_check(fn):
     assert msg is None, msg
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_prevalent_fractures_and_age_of_a_cohort():
     """The trial's prevalent-fracture shares are met closely even by a small cohort (a
     low-discrepancy draw), each patient's count does not depend on the cohort size, and the
