@@ -62,7 +62,10 @@ class BoneCache:
         key = self.key(record)
         bones = self._store.get(key)
         bone = bones.get(kind) if bones is not None else None
-        if bone is not None and MPI.Comm.Compare(bone.comm, comm) in (MPI.IDENT, MPI.CONGRUENT):
+        hit = bone is not None and MPI.Comm.Compare(bone.comm, comm) in (MPI.IDENT, MPI.CONGRUENT)
+        # the ranks of comm may have run different cases before (other groups): a build is
+        # collective, so every rank builds unless every rank has the bone
+        if comm.allreduce(int(hit), op=MPI.MIN):
             self._store.move_to_end(key)
             self.hits += 1
             return bone
