@@ -190,9 +190,12 @@ class BoneTrack:
                 f"densities outside the range the cell model represents ({lo:.4f}-{hi:.3f} g/cm3 "
                 f"apparent): below it {held['below_floor']}; above it {held['above_ceiling']}. "
                 "Check the image units (mg/cm3 expected with calibrated_mg_cm3) and the calibration")
-        log.info("%s: %d of %d bone elements do not remodel (held at their baseline density): "
-                 "below the remodeling floor %.4f g/cm3: %s; above %.3f g/cm3: %s", bone.name,
-                 n_below + n_above, n_bone, lo, held["below_floor"], hi, held["above_ceiling"])
+        # a scan's held cells are news to its user; a built-in bone's (the sparsest medullary
+        # cells at low T-scores) are the same in every case of a study: debug level
+        (log.info if self.is_ct else log.debug)(
+            "%s: %d of %d bone elements do not remodel (held at their baseline density): "
+            "below the remodeling floor %.4f g/cm3: %s; above %.3f g/cm3: %s", bone.name,
+            n_below + n_above, n_bone, lo, held["below_floor"], hi, held["above_ceiling"])
         return held
 
     @property
