@@ -373,22 +373,22 @@ class PlasticitySolver(ElasticitySolver):
             dolfinx.fem.petsc.assemble_matrix(self.Kt, form, bcs=self.bcs, diag=1.0)
         self.Kt.assemble()
 
+    def _assemble_owned(self, vec, form):
+        """``vec`` zeroed, ``form`` assembled into it in the solve frame, ghost
+        contributions added to their owners."""
+        with vec.localForm() as loc:
+            loc.set(0.0)
+        with self._frame_ctx():
+            dolfinx.fem.petsc.assemble_vector(vec, form)
+        vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        return vec
+
     def assemble_residual(self):
         """Internal-force vector (owned entries, ghost contributions added); with platens
         also their force vector (``self._pvec``, added to the returned one)."""
-        b = self._rvec
-        with b.localForm() as bl:
-            bl.set(0.0)
-        with self._frame_ctx():
-            dolfinx.fem.petsc.assemble_vector(b, self._F_form)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        b = self._assemble_owned(self._rvec, self._F_form)
         if self.platen_set is not None:
-            p = self._pvec
-            with p.localForm() as pl:
-                pl.set(0.0)
-            with self._frame_ctx():
-                dolfinx.fem.petsc.assemble_vector(p, self._Fp_form)
-            p.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            p = self._assemble_owned(self._pvec, self._Fp_form)
             self.platen_set.correct_residual(p, self._u.x.petsc_vec)
             b.axpy(1.0, p)
         return b

@@ -96,21 +96,24 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
     """The Simulation of one study case record (patient x arm, femur.study.cases)."""
     p = record["patient"]
     model = record.get("model", {})
-    strength_model = model.get("strength_model", DEFAULT_STRENGTH_MODEL)
     visits = [float(v) for v in record["visit_months"]]
+    # what every case's Simulation takes from the record, scan or built-in bones
+    common = dict(
+        order=int(model.get("order", 1)), solver=model.get("solver", "gamg"),
+        fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
+        strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
+        drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
+        progress=progress, exports=exports,
+        strength_model=model.get("strength_model", DEFAULT_STRENGTH_MODEL),
+        fe_adaptive_tol=model.get("fe_adaptive_tol"),
+    )
+    treatment = record_treatment(record)
+    months = max(float(record["duration_months"]), max(visits))
     if p.get("scan"):
         bone = scan_bone(CTScan.from_dict(p["scan"], where=p.get("scan_where", "")), comm)
         patient = scan_patient(bone, sex=p["sex"], age_years=p["age_years"],
                                body_mass_kg=p.get("body_mass_kg"), height_m=p.get("height_m"))
-        return Simulation(
-            record_treatment(record), max(float(record["duration_months"]), max(visits)), patient,
-            vertebra_bone=bone, bones=("vertebra",), order=int(model.get("order", 1)),
-            solver=model.get("solver", "gamg"),
-            fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
-            strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
-            drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
-            progress=progress, exports=exports, strength_model=strength_model,
-        )
+        return Simulation(treatment, months, patient, vertebra_bone=bone, bones=("vertebra",), **common)
     # records written before issue 11 have no model.femur: they ran the parametric femur
     femur_model = model.get("femur", "parametric-femur")
     femur_params = p.get("femur_shape") if femur_model == "femur" else p.get("femur_params")
@@ -121,16 +124,8 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
              for kind, m, g in (("femur", femur_model, femur_params),
                                 ("vertebra", "vertebra", p.get("vertebra_params")))}
     build_s = time.perf_counter() - t0
-    sim = Simulation(
-        record_treatment(record), max(float(record["duration_months"]), max(visits)),
-        patient, femur_model=femur_model, femur_bone=built["femur"], vertebra_bone=built["vertebra"],
-        order=int(model.get("order", 1)), solver=model.get("solver", "gamg"),
-        fe_interval_days=float(model.get("fe_interval_days", DEFAULT_FE_INTERVAL_DAYS)),
-        strength_months=visits, turnover_multiplier=p.get("turnover_multiplier", 1.0),
-        drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
-        progress=progress, exports=exports, strength_model=strength_model,
-        fe_adaptive_tol=model.get("fe_adaptive_tol"),
-    )
+    sim = Simulation(treatment, months, patient, femur_model=femur_model, femur_bone=built["femur"],
+                     vertebra_bone=built["vertebra"], **common)
     sim.stats.timings["build_s"] += build_s  # the bones (or their cache look-up), then the tracks
     return sim
 
