@@ -252,11 +252,11 @@ def fit(rows, cases) -> tuple[dict, dict]:
 
 
 def report_table(report: dict) -> str:
-    lines = [f"{'load case':<30}{'features':<20}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
+    lines = [f"{'load case':<30}{'features':<24}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
              f"{'R2 train':>9}  target (R2>={TARGET_R2}, change < {TARGET_CHANGE_PP:g} pp)"]
     for prefix, rep in report.items():
         t = rep["test"] or {}
-        lines.append(f"{prefix:<30}{'+'.join(rep['features']):<20}{t.get('r2', float('nan')):>8.3f}"
+        lines.append(f"{prefix:<30}{'+'.join(rep['features']):<24}{t.get('r2', float('nan')):>8.3f}"
                      f"{t.get('mae_n', float('nan')):>9.0f}{t.get('change_mae_pp', float('nan')):>9.2f}"
                      f"{t.get('change_max_pp', float('nan')):>9.2f}{rep['train']['r2']:>9.3f}  "
                      f"{'met' if rep['meets_target'] else 'NOT met'}")
@@ -315,6 +315,8 @@ def main(argv=None) -> int:
                     help="per-patient samples (resume: existing ones are reused)")
     ap.add_argument("--quick", action="store_true", help="machinery check (3 + 2 patients, coarse)")
     ap.add_argument("--refit-only", action="store_true", help="refit from the stored samples and compare")
+    ap.add_argument("--file", default=None, metavar="JSON",
+                    help=f"with --refit-only: the fit file to check (default femur/data/{DATA_FILE})")
     ap.add_argument("--write", action="store_true", help=f"write femur/data/{DATA_FILE}")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--verbose", action="store_true")
@@ -323,7 +325,7 @@ def main(argv=None) -> int:
     comm = MPI.COMM_WORLD
     try:
         if a.refit_only:
-            stored, values, report = refit_only()
+            stored, values, report = refit_only(a.file)
             log.info("%s", report_table(report))
             same = all(np.allclose(stored[p]["coef"], values[p]["coef"], rtol=1e-10, atol=1e-12)
                        and stored[p]["features"] == values[p]["features"] for p in stored)
