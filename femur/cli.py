@@ -231,7 +231,8 @@ def _add_simulate(sub):
     p.add_argument("--strength-model", choices=STRENGTH_MODELS, default=DEFAULT_STRENGTH_MODEL,
                    help="what gives the strength at the strength months: linear (first-element "
                    "fracture load), nonlinear (pushover peak, P2; 15-40x the linear solve per load "
-                   "case) or surrogate (not fitted yet)")
+                   "case) or surrogate (fitted predictor of the pushover peak; needs `python -m "
+                   "femur.calibration.strength_surrogate --write`)")
     p.add_argument("--bone", default="all", metavar="BONE", help=BONE_HELP)
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR",

@@ -268,7 +268,7 @@ BAD = [
     ("duration_months = 12", 'duration_months = "12"', r"study\.duration_months.*expected a number, got str"),
     ("size = 3", "size = 2.5", r"cohort\.size.*expected an integer"),
     ("order = 1", "order = 3", r"model\.order.*1 or 2"),
-    ("order = 1", 'order = 1\nstrength_model = "surrogate"', r"model\.strength_model.*surrogate.*not fitted yet"),
+    ("order = 1", 'order = 1\nstrength_model = "surrogate"', r"model\.strength_model.*surrogate.*not fitted"),
     ("order = 1", 'order = 1\nstrength_model = "pushover"', r"model\.strength_model.*unknown strength model"),
     ("visit_months = [0, 6, 12]", "visit_months = [6, 12]", r"first visit must be month 0"),
     ("visit_months = [0, 6, 12]", "visit_months = [0, 12, 6]", r"increase strictly"),

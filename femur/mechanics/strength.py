@@ -16,7 +16,9 @@ names for the strength quantities from the solver to the risk model.
   ``"nonlinear"`` (the peak of the material-nonlinear pushover,
   ``femur.mechanics.pushover``; with it the 0.2 %-offset yield load
   ``<prefix>_yield_load_n``, and the stiffness is the pushover's initial one) or
-  ``"surrogate"`` (a linear-FE predictor of the nonlinear strength: not fitted yet).
+  ``"surrogate"`` (a linear-FE predictor of the nonlinear strength, fitted by
+  ``python -m femur.calibration.strength_surrogate``: femur.mechanics.surrogate; refused
+  while its data file is missing).
   One choice for `femur strength --model`, `femur simulate --strength-model`, the study
   file's ``[model] strength_model`` and the evaluator.
 """
@@ -27,6 +29,7 @@ from femur.core.errors import InputError
 from femur.mechanics.failure import SURROGATE_STRAIN, evaluate_criterion
 from femur.mechanics.loadcases import AxialCompression, SidewaysFall, SingleLegStance
 from femur.mechanics.materials import MaterialModel, default_material
+from femur.mechanics.surrogate import FEATURE_KINDS, FIT_COMMAND, surrogate_file_exists
 
 #: fracture-load evaluation region per bone: the femoral neck ROI for the femur
 #: (femoral neck fracture load); the whole bone (all bone compartments) for the vertebra
@@ -79,15 +82,15 @@ DEFAULT_STRENGTH_MODEL = "linear"
 
 def check_strength_model(name, where: str = "strength_model") -> str:
     """``name`` if it is a strength model that can run; an InputError naming ``where``
-    otherwise (unknown name, or the surrogate, which is not fitted yet)."""
+    otherwise (unknown name, or the surrogate while its data file is missing)."""
     if name not in STRENGTH_MODELS:
         raise InputError(f"{where}: unknown strength model {name!r}; expected one of "
                          f"{', '.join(STRENGTH_MODELS)}")
-    if name == "surrogate":
+    if name == "surrogate" and not surrogate_file_exists():
         raise InputError(
             f"{where}: the 'surrogate' strength model (a linear-FE predictor of the nonlinear "
-            "strength) is not fitted yet; use 'linear' (fast, first-element fracture load) or "
-            "'nonlinear' (pushover)")
+            f"strength) is not fitted on this installation; fit it with `{FIT_COMMAND}`, or use "
+            "'linear' (fast, first-element fracture load) or 'nonlinear' (pushover)")
     return name
 
 
@@ -134,6 +137,21 @@ def strength_quantities(prefix: str, mechanics_result, material, region=None) ->
     if mechanics_result.apparent_strain:
         out[quantity_name(prefix, "surrogate")] = float(
             mechanics_result.applied_load_n * SURROGATE_STRAIN / mechanics_result.apparent_strain)
+    return out
+
+
+def surrogate_features(prefix: str, linear: dict) -> dict:
+    """The surrogate's feature values (femur.mechanics.surrogate.FEATURE_KINDS) of load case
+    ``prefix`` from its linear quantities (as :func:`strength_quantities` names them)."""
+    return {f: linear.get(quantity_name(prefix, kind)) for f, kind in FEATURE_KINDS.items()}
+
+
+def surrogate_quantities(prefix: str, linear: dict, fit) -> dict:
+    """The surrogate model's quantities of one load case: the linear ones with the strength
+    (``<prefix>_strength_n``) replaced by the fitted prediction of the nonlinear strength
+    (``fit``: a femur.mechanics.surrogate.SurrogateFit)."""
+    out = dict(linear)
+    out[quantity_name(prefix)] = fit.predict(surrogate_features(prefix, linear))
     return out
 
 
@@ -224,4 +242,4 @@ __all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FALL_PREFIXES",
            "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "check_strength_model",
            "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
            "quantity_name", "region_for", "strength_cases", "strength_kind", "strength_quantities",
-           "strength_record"]
+           "strength_record", "surrogate_features", "surrogate_quantities"]

@@ -68,7 +68,8 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
                                                 # what the risk model reads): "linear"
                                                 # (first-element fracture load), "nonlinear"
                                                 # (pushover peak, P2, 15-40x slower per load
-                                                # case) or "surrogate" (not fitted yet)
+                                                # case) or "surrogate" (needs its fit:
+                                                # femur.calibration.strength_surrogate)
 
     [risk]                                      # optional
     parameters = "default"                      # the calibrated fracture-risk parameters

@@ -47,7 +47,9 @@ from femur.mechanics.strength import (
     region_for,
     strength_cases,
     strength_quantities,
+    surrogate_quantities,
 )
+from femur.mechanics.surrogate import fits_for
 from femur.outcomes import dxa
 from femur.outcomes.compartments import roi_sums
 from femur.remodeling.model import stimulus_from_sed, tissue_density_g_cm3
@@ -129,13 +131,17 @@ class BoneTrack:
     and DXA projections during a coupled run. ``bone`` must be the run's own copy.
 
     ``strength_model``: "linear" (the strength cases' linear solves, first-element
-    fracture load) or "nonlinear" (a pushover per strength case at the strength months,
-    with the pushover's default element order; femur.mechanics.strength)."""
+    fracture load), "nonlinear" (a pushover per strength case at the strength months,
+    with the pushover's default element order; femur.mechanics.strength) or "surrogate"
+    (the linear solves, with each case's strength predicted from them by the fitted
+    surrogate, femur.mechanics.surrogate)."""
 
     def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg",
                  strength_model: str = "linear"):
         self.name, self.bone, self.model, self.stats = name, bone, model, stats
         self.strength_model = check_strength_model(strength_model)
+        self.surrogate = (fits_for(list(strength_cases(bone.kind)), "strength_model 'surrogate'")
+                          if self.strength_model == "surrogate" else {})
         self.solver_name = solver
         self.material = material_for(bone)
         n = bone.num_local_cells
@@ -257,7 +263,8 @@ class BoneTrack:
             es.solve()
             self.stats.account(es.last)
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu)
-            out.update(strength_quantities(prefix, res, self.material, region_for(self.bone.kind)))
+            q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
+            out.update(surrogate_quantities(prefix, q, self.surrogate[prefix]) if prefix in self.surrogate else q)
         self.stats.timings["strength_s"] += time.perf_counter() - t0
         return out
 

@@ -1,0 +1,128 @@
+"""The strength surrogate: a linear-FE predictor of the nonlinear (pushover) strength.
+
+Trials need thousands of strength evaluations; a material-nonlinear pushover per load case
+and visit costs far more than a linear solve (femur.mechanics.pushover). The surrogate
+predicts the pushover's peak load of one load case from what the linear solve of the same
+bone gives, as a power law fitted in log space::
+
+    log F_nonlinear = c0 + sum_i c_i log x_i
+
+with the features ``x_i`` taken from the linear quantities of the load case
+(femur.mechanics.strength): ``load`` (the first-element fracture load, N),
+``stiffness`` (N/mm) and, for displacement-controlled cases, ``strain_load`` (the load at
+0.2 % apparent strain, N). A power law keeps predictions positive, and a change on treatment
+depends only on the slopes: F1/F0 = prod (x_i,1 / x_i,0)^c_i.
+
+The coefficients are FITTED values: they live in ``femur/data/strength_surrogate.json``
+with their provenance and the samples they were fitted to, written by
+``python -m femur.calibration.strength_surrogate --write`` (issue 10: trained on one set of
+virtual patients' bones at baseline and after treatment, tested on another). This module
+only reads them and predicts; it never holds a coefficient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from femur.core.datafiles import data_path, read_fitted
+from femur.core.errors import InputError
+
+#: the data file of the fitted surrogate
+DATA_FILE = "strength_surrogate.json"
+
+#: the command that (re)fits it
+FIT_COMMAND = "python -m femur.calibration.strength_surrogate --write"
+
+#: feature name -> quantity kind of femur.mechanics.strength (``<prefix>_strength_n`` is the
+#: linear first-element load when the linear model runs)
+FEATURE_KINDS = {"load": "strength", "stiffness": "stiffness", "strain_load": "surrogate"}
+
+
+@dataclass(frozen=True)
+class SurrogateFit:
+    """The fitted power law of one load case (quantity prefix, e.g. ``"femoral_fall"``)."""
+
+    prefix: str
+    features: tuple[str, ...]
+    coef: tuple[float, ...]  # c0 (log-space intercept), then one slope per feature
+
+    def __post_init__(self):
+        unknown = [f for f in self.features if f not in FEATURE_KINDS]
+        if unknown or len(self.coef) != len(self.features) + 1 or not self.features:
+            raise InputError(
+                f"strength surrogate '{self.prefix}': features {list(self.features)} with "
+                f"{len(self.coef)} coefficients; expected 1+ of {sorted(FEATURE_KINDS)} and one "
+                "coefficient more than features (the intercept)")
+
+    def predict(self, features: dict) -> float:
+        """Predicted nonlinear strength (N) from the feature values (N, N/mm)."""
+        logs = []
+        for name in self.features:
+            v = features.get(name)
+            if v is None or not np.isfinite(v) or v <= 0:
+                raise InputError(f"strength surrogate '{self.prefix}': feature '{name}' must be a "
+                                 f"positive number, got {v!r}")
+            logs.append(np.log(float(v)))
+        c = np.asarray(self.coef, dtype=float)
+        return float(np.exp(c[0] + np.dot(c[1:], logs)))
+
+    def to_dict(self) -> dict:
+        return {"features": list(self.features), "coef": [float(c) for c in self.coef]}
+
+
+def fit_log_linear(features: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients [c0, c1, ...] of log target = c0 + sum c_i log feature_i
+    (``features``: (n, k) positive values; ``target``: (n,) positive)."""
+    X = np.asarray(features, dtype=float)
+    y = np.asarray(target, dtype=float)
+    if X.ndim != 2 or X.shape[0] != y.size:
+        raise InputError(f"surrogate fit: features of shape {X.shape} do not match {y.size} targets")
+    if X.shape[0] < X.shape[1] + 2:
+        raise InputError(f"surrogate fit: {X.shape[0]} samples are too few for {X.shape[1]} features")
+    if np.any(~np.isfinite(X)) or np.any(X <= 0) or np.any(~np.isfinite(y)) or np.any(y <= 0):
+        raise InputError("surrogate fit: features and targets must be positive and finite")
+    A = np.column_stack([np.ones(X.shape[0]), np.log(X)])
+    coef, *_ = np.linalg.lstsq(A, np.log(y), rcond=None)
+    return coef
+
+
+def surrogate_file_exists() -> bool:
+    return data_path(DATA_FILE).is_file()
+
+
+def load_fits() -> dict[str, SurrogateFit]:
+    """{prefix: SurrogateFit} from the data file (InputError naming the file and the fit
+    command if it is missing or malformed)."""
+    if not surrogate_file_exists():
+        raise InputError(f"the strength surrogate is not fitted: {data_path(DATA_FILE)} is missing; "
+                         f"run `{FIT_COMMAND}`")
+    fitted = read_fitted(DATA_FILE)
+    fits = {}
+    for prefix, spec in fitted.values.items():
+        if not isinstance(spec, dict) or "features" not in spec or "coef" not in spec:
+            raise InputError(f"{fitted.path}: entry '{prefix}' needs 'features' and 'coef'")
+        fits[prefix] = SurrogateFit(prefix, tuple(spec["features"]), tuple(float(c) for c in spec["coef"]))
+    return fits
+
+
+def surrogate_provenance() -> dict:
+    """The data file's provenance (mode, targets, metrics, samples, ...)."""
+    return read_fitted(DATA_FILE).provenance
+
+
+def fits_for(prefixes, where: str = "strength_model") -> dict[str, SurrogateFit]:
+    """The fits of ``prefixes`` (InputError naming the missing load cases otherwise)."""
+    fits = load_fits()
+    missing = [p for p in prefixes if p not in fits]
+    if missing:
+        raise InputError(
+            f"{where}: the strength surrogate in {data_path(DATA_FILE)} has no fit for "
+            f"{', '.join(missing)} (it has {', '.join(sorted(fits)) or 'none'}); refit it with "
+            f"`{FIT_COMMAND}` (all load cases are the default) or use 'linear' or 'nonlinear'")
+    return {p: fits[p] for p in prefixes}
+
+
+__all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "SurrogateFit", "fit_log_linear", "fits_for",
+           "load_fits", "surrogate_file_exists", "surrogate_provenance"]

@@ -1,0 +1,125 @@
+"""The strength surrogate (femur.mechanics.surrogate, femur.calibration.strength_surrogate):
+the power-law fit, its metrics, the stored-fit round trip, and the surrogate strength model
+inside a simulation."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from femur.calibration import strength_surrogate as ss
+from femur.core.datafiles import DATA_DIR, write_fitted
+from femur.core.errors import InputError
+from femur.mechanics.surrogate import DATA_FILE, SurrogateFit, fit_log_linear
+
+
+def test_fit_recovers_a_power_law():
+    rng = np.random.default_rng(0)
+    X = np.exp(rng.uniform(5, 9, size=(40, 2)))
+    y = np.exp(0.7) * X[:, 0] ** 0.8 * X[:, 1] ** 0.3
+    assert np.allclose(fit_log_linear(X, y), [0.7, 0.8, 0.3], rtol=1e-10, atol=1e-10)
+
+
+def test_prediction_by_hand_and_bad_features():
+    fit = SurrogateFit("vertebral", ("load",), (np.log(2.0), 0.5))
+    assert fit.predict({"load": 400.0}) == pytest.approx(40.0, rel=1e-12)
+    with pytest.raises(InputError, match="feature 'load'"):
+        fit.predict({"load": -1.0})
+    with pytest.raises(InputError, match="expected 1\\+"):
+        SurrogateFit("vertebral", ("volume",), (0.0, 1.0))
+    with pytest.raises(InputError, match="too few"):
+        fit_log_linear(np.ones((3, 2)), np.ones(3))
+
+
+def _rows(n_patients, split, rng, noise=0.0, first=0):
+    """Synthetic samples whose nonlinear strength is 1.5 load^0.8 stiffness^0.3 (x noise)."""
+    rows = []
+    for p in range(first, first + n_patients):
+        load0, stiff0 = rng.uniform(2000, 6000), rng.uniform(3000, 20000)
+        for state, g in (("baseline", 1.0), ("romosozumab", rng.uniform(1.05, 1.3)), ("denosumab", rng.uniform(1.0, 1.1))):
+            load, stiff = load0 * g, stiff0 * g ** 0.7
+            y = 1.5 * load**0.8 * stiff**0.3 * np.exp(noise * rng.standard_normal())
+            rows.append({"patient": p, "split": split, "state": state, "prefix": "femoral_fall", "load": load,
+                         "stiffness": stiff, "strain_load": None, "nonlinear_strength_n": y, "converged": True})
+    return rows
+
+
+def test_change_metrics_by_hand():
+    rows = [{"patient": 0, "prefix": "v", "state": "baseline", "nonlinear_strength_n": 100.0},
+            {"patient": 1, "prefix": "v", "state": "baseline", "nonlinear_strength_n": 200.0},
+            {"patient": 0, "prefix": "v", "state": "romosozumab", "nonlinear_strength_n": 110.0},
+            {"patient": 1, "prefix": "v", "state": "romosozumab", "nonlinear_strength_n": 220.0}]
+    m = ss.metrics(rows, [100.0, 200.0, 112.0, 220.0])
+    assert m["change_mae_pp"] == pytest.approx(1.0) and m["change_max_pp"] == pytest.approx(2.0)
+    assert m["mae_n"] == pytest.approx(0.5) and m["n_changes"] == 2
+
+
+def test_fit_chooses_features_and_judges_the_target(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = _rows(12, "train", rng, 0.002) + _rows(8, "test", rng, 0.002, first=12)
+    values, report = ss.fit(rows, ["femoral_fall"])
+    assert values["femoral_fall"]["features"] == ["load", "stiffness"]
+    assert np.allclose(values["femoral_fall"]["coef"][1:], [0.8, 0.3], atol=0.05)
+    assert report["femoral_fall"]["test"]["r2"] > 0.99 and report["femoral_fall"]["meets_target"]
+    # a strength that has nothing to do with the features misses the target
+    for r in rows:
+        r["nonlinear_strength_n"] = float(rng.uniform(1000, 9000))
+    _, bad = ss.fit(rows, ["femoral_fall"])
+    assert not bad["femoral_fall"]["meets_target"]
+
+
+def test_written_fit_is_reproduced_by_a_refit(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = _rows(6, "train", rng, 0.01) + _rows(3, "test", rng, 0.01, first=6)
+    values, report = ss.fit(rows, ["femoral_fall"])
+    path = write_fitted(DATA_FILE, values, path=tmp_path / DATA_FILE, command="test", targets="synthetic",
+                        extra={"samples": rows, "report": report})
+    stored, refit, _ = ss.refit_only(path)
+    assert stored["femoral_fall"]["features"] == refit["femoral_fall"]["features"]
+    assert np.allclose(stored["femoral_fall"]["coef"], refit["femoral_fall"]["coef"], rtol=1e-12)
+
+
+def test_shipped_fit_is_reproduced_by_a_refit():
+    """The package's fitted surrogate (if this installation has one) is what its stored
+    samples give."""
+    if not (DATA_DIR / DATA_FILE).is_file():
+        pytest.skip(f"femur/data/{DATA_FILE} is not fitted yet (python -m femur.calibration.strength_surrogate)")
+    stored, refit, _ = ss.refit_only(DATA_DIR / DATA_FILE)
+    for p in stored:
+        assert np.allclose(stored[p]["coef"], refit[p]["coef"], rtol=1e-10)
+
+
+@pytest.fixture
+def data_dir_with_fit(tmp_path, monkeypatch):
+    """A data folder with the package's files plus a hand-made surrogate: the vertebra's
+    strength is half its linear first-element load."""
+    d = tmp_path / "data"
+    shutil.copytree(DATA_DIR, d, ignore=shutil.ignore_patterns(DATA_FILE))
+    write_fitted(DATA_FILE, {"vertebral": {"features": ["load"], "coef": [float(np.log(0.5)), 1.0]}},
+                 path=d / DATA_FILE, command="test", targets="hand-made")
+    monkeypatch.setenv("FEMUR_DATA_DIR", str(d))
+    return d
+
+
+@pytest.mark.serial
+def test_surrogate_strength_model_in_a_simulation(data_dir_with_fit):
+    from femur.workflows.simulation import Simulation
+
+    run = dict(bones=("vertebra",), fe_interval_days=30, strength_months=(0, 1), mesh_size_mm=5.0, progress=False)
+    lin = Simulation("romosozumab", 1, strength_model="linear", **run).run()
+    sur = Simulation("romosozumab", 1, strength_model="surrogate", **run).run()
+    for i in range(2):
+        assert sur.strength["vertebral_strength_n"][i] == pytest.approx(
+            0.5 * lin.strength["vertebral_strength_n"][i], rel=1e-9)
+        assert sur.strength["vertebral_stiffness_n_per_mm"][i] == pytest.approx(
+            lin.strength["vertebral_stiffness_n_per_mm"][i], rel=1e-9)
+    # the femur needs fits for all its load cases: a clear error names the missing ones
+    with pytest.raises(InputError, match="femoral_stance.*strength_surrogate"):
+        Simulation("romosozumab", 1, strength_model="surrogate", bones=("femur",), mesh_size_mm=5.0, progress=False)
+
+
+def test_quick_settings_and_bad_cases():
+    s = ss.Settings(**ss.QUICK).check()
+    assert s.quick and s.train == 3 and set(s.cases) == {"femoral_fall", "vertebral"}
+    with pytest.raises(InputError, match="unknown load case"):
+        ss.Settings(cases=("femoral_twist",)).check()
