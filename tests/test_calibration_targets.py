@@ -105,3 +105,17 @@ def test_natural_loss_early_postmenopause():
     assert r.ls_bmd_pct[-1] == pytest.approx(-1.4, abs=0.5)
     assert r.th_bmd_pct[-1] == pytest.approx(-1.38, abs=0.7)
     assert r.ls_bmd_pct[-1] < r.th_bmd_pct[-1] < 0
+
+
+def test_compartment_rows_16_19_21():
+    """Rows 16, 19, 21 (issue 15): FREEDOM-age placebo loses about 68 % of its hip mineral
+    loss from the cortex (row 16, +-0.15); denosumab's hip cortex gains +5.4 % over placebo
+    in 3 years (row 21, +-2) with its cortical porosity about unchanged at 12 months (row 19,
+    within +-3 %)."""
+    pbo = simulate_sites("placebo", 36, patient=FREEDOM_PATIENT, sites=("total_hip",))
+    dmab = simulate_sites("denosumab", 36, patient=FREEDOM_PATIENT, sites=("total_hip",))
+    share = pbo.compartment_baseline["hip_cortical_bmc_share"]
+    th, ct = pbo.at_month("th_bmd_pct", 36), pbo.at_month("hip_cortical_bmc_pct", 36)
+    assert th < 0 and share * ct / th == pytest.approx(0.68, abs=0.15)
+    assert dmab.at_month("hip_cortical_bmc_pct", 36) - ct == pytest.approx(5.4, abs=2.0)
+    assert abs(dmab.at_month("hip_cortical_porosity_pct", 12)) < 3.0

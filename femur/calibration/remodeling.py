@@ -1,4 +1,5 @@
-"""Calibration of the remodeling engine to clinical-targets.md rows 1-7 ONLY.
+"""Calibration of the remodeling engine to clinical-targets.md rows 1-7 and the compartment
+rows 16, 19 and 21 ONLY.
 
     python -m femur.calibration.remodeling            # fit, print target vs model
     python -m femur.calibration.remodeling --write    # ... and store the fitted values
@@ -7,8 +8,10 @@
 Two independent fits:
 1. romosozumab PK (row 5): Michaelis-Menten Vmax of the Eudy 2015 model so that a
    single 210 mg dose gives Cmax 22.2 ug/mL and monthly troughs sit mid 8-13 ug/mL;
-2. the 13 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
-   least squares (scipy) over the BMD, marker and natural-loss targets (rows 1-4, 6, 7).
+2. the 15 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
+   least squares (scipy) over the BMD, marker and natural-loss targets (rows 1-4, 6, 7)
+   and the compartment targets (rows 16, 19, 21: the cortical share of age-related hip
+   loss, denosumab's hip cortex and cortical porosity; femur.outcomes.compartments).
 
 ``--write`` stores them, with their provenance (targets, version, date, command), in
 ``femur/data/romosozumab_pk.json`` and ``femur/data/cell_model.json``, which the
@@ -77,6 +80,9 @@ freedom_pbo_th_m36            -1.4    0.4   row 6 FREEDOM placebo TH M36
 natural_fn_per_yr               -1    0.6   row 7 Melton 2000 FN -1.0 %/yr (71 y)
 early_pmo_th_per_yr          -1.38    0.4   row 7 early postmenopause proximal femur
 early_pmo_ls_per_yr           -1.4    0.4   row 7 early postmenopause spine
+freedom_pbo_hip_ct_share_m36  0.68   0.08   row 16 cortical share of age-related mineral loss (68 %), FREEDOM placebo hip M36
+freedom_dmab_hip_ct_vs_pbo_m36  5.4   1.0   row 21 denosumab hip cortex +5.4 % vs placebo over 3 y
+freedom_dmab_hip_ct_po_m12       0    3.0   row 19 denosumab cortical porosity unchanged at 12 months
 """
 #: (key, value, sigma, source) of every calibration target
 TARGETS = [(k, float(v), float(sd), src) for k, v, sd, src in
@@ -121,6 +127,10 @@ BOUNDS = {
     "pth_ob_potency": (0.01, 20.0),
     "deficit_basal": (1e-4, 0.5),
     "pmo_amplitude": (1e-3, 20.0),
+    # endocortical + canal surface of cortical elements, mm^-1: up to a few times the
+    # trabecular S_v peak (4.1 mm^-1)
+    "cortical_surface_per_mm": (1e-3, 10.0),
+    "cortical_deficit_ratio": (0.1, 20.0),
 }
 
 _EXPOSURE_CACHE: dict = {}
@@ -183,6 +193,12 @@ def model_values(res: dict) -> dict:
     v["natural_fn_per_yr"] = fp.at_month("fn_bmd_pct", 12)
     v["early_pmo_th_per_yr"] = res["early_pmo"].at_month("th_bmd_pct", 12)
     v["early_pmo_ls_per_yr"] = res["early_pmo"].at_month("ls_bmd_pct", 12)
+    fp36, fd = res["freedom_pbo"], res["freedom_dmab"]
+    share = fp36.compartment_baseline["hip_cortical_bmc_share"]
+    th, ct = fp36.at_month("th_bmd_pct", 36), fp36.at_month("hip_cortical_bmc_pct", 36)
+    v["freedom_pbo_hip_ct_share_m36"] = share * ct / th if th < 0 else 0.0
+    v["freedom_dmab_hip_ct_vs_pbo_m36"] = fd.at_month("hip_cortical_bmc_pct", 36) - ct
+    v["freedom_dmab_hip_ct_po_m12"] = fd.at_month("hip_cortical_porosity_pct", 12)
     return v
 
 
@@ -306,7 +322,7 @@ def store_fit(cells: dict, vmax_nm_per_day: float) -> list:
     """Write the fitted values with their provenance to femur/data (``--write``)."""
     return [
         write_fitted(CELL_FIT_FILE, cells, command=COMMAND, targets={
-            "source": "shared/science/clinical-targets.md, calibration targets rows 1-4, 6, 7",
+            "source": "shared/science/clinical-targets.md, calibration targets rows 1-4, 6, 7, 16, 19, 21",
             "weighted_targets": [{"key": k, "value": v, "sigma": sd, "source": src}
                                  for k, v, sd, src in TARGETS],
             "per_parameter": dict(FITTED_TARGETS)},

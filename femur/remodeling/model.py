@@ -29,8 +29,14 @@ Signals:
     w   = (1 + a_W) / (1 + a_W s) - 1               Wnt activation above baseline (0 at s = 1)
     r   = D_rel(t) s^g (1 + rho_pth E_pth)(1 + kappa M-) / (1 + C_dmab / K_dmab)
           (RANKL/OPG signalling: Wnt raises OPG and lowers RANKL; denosumab sequesters RANKL)
-    src = C^c (1 + lambda M+)                       pre-OB recruitment coupled to resorption
-                                                    (TGF-beta release), mechanostat M+
+    src = C^c (1 + lambda M+) / (1 + kappa M-)      pre-OB recruitment coupled to resorption
+                                                    (TGF-beta release), mechanostat M+; disuse
+                                                    (M-) recruits fewer (osteocytic sclerostin
+                                                    rises with M-, remodeling.md 7; here on the
+                                                    recruitment, since remodelling osteoblasts
+                                                    see no Wnt in this model). Without it a
+                                                    coupling exponent c > 1 turns the catabolic
+                                                    arm anabolic at steady state
     d_pth = 1 + beta_pth E_pth, eta_B = 1 / d_pth   intermittent PTH: more differentiation,
                                                     longer OB life (Jörg 2022; daily-averaged)
 
@@ -39,6 +45,16 @@ volume they are scaled by the specific surface (Martin): k_e = BFR/BS * S_v(f_e)
 
     df_e/dt = k_e (F - R)                                         bone volume fraction
     dm_e/dt = k_e (alpha_p F - alpha_e R) + k_min f_e (1 - alpha_e)   mineral (m = f alpha)
+
+Cortical elements (``compartment == 1``: the mesh's cortical cells) have their own
+remodelling surfaces: besides Martin's pore surface S_v(f) (which vanishes as f -> 1) they carry
+endocortical and intracortical (canal) surface, ``cortical_surface_per_mm`` per tissue volume
+(fitted to rows 16 and 21); and their BMUs refill less (focal-balance deficit
+``cortical_deficit_ratio`` x delta(t): the postmenopausal loss is endocortical and
+intracortical, Zebaze 2010, row 16):
+
+    k_e = BFR/BS * (S_v(f_e) + (c_e ? cortical_surface_per_mm : 0))
+    F   = B (1 - delta(t) * (c_e ? cortical_deficit_ratio : 1)) + M
 
 alpha_e = mineral relative to full mineralisation; the baseline alpha_e0 is the
 steady state of that balance, so high-turnover (trabecular) bone is less
@@ -201,10 +217,24 @@ class RemodelingModel:
         return self._exposure.serum_at(t_days)
 
     # ---------------------------------------------------------------------------------
-    def baseline_alpha(self, f) -> np.ndarray:
+    def turnover_per_day(self, f, cortical=None) -> np.ndarray:
+        """Bone turnover per tissue volume k_e (1/day): BFR/BS x (S_v(f) + the cortical
+        elements' endocortical and canal surface, module docstring)."""
+        sv = specific_surface_per_mm(f)
+        if cortical is not None:
+            sv = sv + np.where(cortical, self.params.cells.cortical_surface_per_mm, 0.0)
+        return self.params.tissue.bfr_bs_mm_per_day * sv
+
+    def deficit_ratio(self, cortical=None):
+        """Focal-balance deficit of each element relative to delta(t) (1 trabecular)."""
+        if cortical is None:
+            return 1.0
+        return np.where(cortical, self.params.cells.cortical_deficit_ratio, 1.0)
+
+    def baseline_alpha(self, f, cortical=None) -> np.ndarray:
         """Steady-state mineral content: k (alpha_p - a) + k_min f (1 - a) = 0."""
         tis, c = self.params.tissue, self.params.cells
-        k = tis.bfr_bs_mm_per_day * specific_surface_per_mm(f)
+        k = self.turnover_per_day(f, cortical)
         km = c.k_mineral_per_day * f
         return (k * tis.alpha_primary + km) / np.maximum(k + km, 1e-300)
 
@@ -231,13 +261,15 @@ class RemodelingModel:
                 raise InputError("remodeling: f0 (bone volume fraction) must be finite and in (0, 1]")
         else:
             rho = np.array(density_g_cm3, dtype=float).ravel()
+            cort_rho = _cortical_mask(compartment, rho.size)
             if rho.size == 0 or not np.all(np.isfinite(rho)) or np.any(rho <= 0) or np.any(rho > 2.5):
                 raise InputError(
                     "remodeling: density_g_cm3 (apparent density) must be finite and in (0, 2.5] g/cm3"
                 )
             f = rho / 1.95
             for _ in range(8):
-                f = np.clip(rho / tissue_density_g_cm3(self.baseline_alpha(f), tis), tis.f_min, tis.f_max)
+                f = np.clip(rho / tissue_density_g_cm3(self.baseline_alpha(f, cort_rho), tis), tis.f_min,
+                            tis.f_max)
         f = np.clip(f, tis.f_min, tis.f_max)
         n = f.size
         vol = np.ones(n) if volume is None else np.array(volume, dtype=float).ravel()
@@ -246,7 +278,7 @@ class RemodelingModel:
         comp = None if compartment is None else np.asarray(compartment).ravel().copy()
         if comp is not None and comp.shape != (n,):
             raise InputError(f"remodeling: compartment must have {n} values")
-        alpha0 = self.baseline_alpha(f)
+        alpha0 = self.baseline_alpha(f, _cortical_mask(comp, n))
         _, delta = self.patient.drivers(t_day, self.params.cells, self.aging)
         one = np.ones(n)
         return RemodelingState(
@@ -254,7 +286,8 @@ class RemodelingModel:
             P=one.copy(), B=one.copy(), Cp=one.copy(), C=one.copy(),
             A=np.zeros(n), Q=one.copy(), M=np.zeros(n), Y=one.copy(), volume=vol, f0=f.copy(), alpha0=alpha0.copy(),
             formation0=float(1.0 - delta), compartment=comp,
-            formation=one * float(1.0 - delta), resorption=one.copy(),
+            formation=one * (1.0 - float(delta) * self.deficit_ratio(_cortical_mask(comp, n))),
+            resorption=one.copy(),
         )
 
     # ---------------------------------------------------------------------------------
@@ -288,7 +321,7 @@ class RemodelingModel:
             * (1.0 + mm)
             / (1.0 + ex["dmab_ng_ml"] / c.dmab_k_ng_ml)
         )
-        src = s.C**c.coupling_exponent * (1.0 + mp)
+        src = s.C**c.coupling_exponent * (1.0 + mp) / (1.0 + mm)
         d_pth = 1.0 + c.pth_ob_potency * e_pth
         # remodelling osteoblast lineage
         hp = dt / c.tau_p_days
@@ -307,9 +340,10 @@ class RemodelingModel:
         s.C = (s.C + hc * r * s.Cp) / (1.0 + hc * (1.0 + c.bp_potency * s.A))
         s.A = (s.A + dt * ex["aln_bone_mg_per_day"] * s.C) / (1.0 + dt * s.C / c.bp_release_days)
         # fluxes and density
-        F = s.B * (1.0 - delta) + s.M
+        cort = _cortical_mask(s.compartment, s.n_elements)
+        F = s.B * (1.0 - delta * self.deficit_ratio(cort)) + s.M
         R = s.C
-        k = tis.bfr_bs_mm_per_day * specific_surface_per_mm(s.f)
+        k = self.turnover_per_day(s.f, cort)
         m = s.f * s.alpha
         f_new = np.clip(s.f + dt * k * (F - R), tis.f_min, tis.f_max)
         s.Y = (s.Y + dt * k * F / s.f0) / (1.0 + dt * k * R / s.f)
@@ -354,11 +388,13 @@ class RemodelingModel:
     def marker_sums(self, state: RemodelingState) -> np.ndarray:
         """Local sums [formation, resorption, baseline formation, baseline resorption],
         turnover-weighted (volume x S_v); sum them over ranks for whole-skeleton markers."""
-        w = state.volume * specific_surface_per_mm(state.f)
-        w0 = state.volume * specific_surface_per_mm(state.f0)
+        cort = _cortical_mask(state.compartment, state.n_elements)
+        w = state.volume * self.turnover_per_day(state.f, cort)
+        w0 = state.volume * self.turnover_per_day(state.f0, cort)
+        delta0 = 1.0 - state.formation0
         return np.array([
             np.sum(w * state.formation), np.sum(w * state.resorption),
-            np.sum(w0) * state.formation0, np.sum(w0),
+            np.sum(w0 * (1.0 - delta0 * self.deficit_ratio(cort))), np.sum(w0),
         ])
 
     def markers(self, state: RemodelingState, comm=None) -> dict:
@@ -380,6 +416,13 @@ class RemodelingModel:
         if comm is not None and comm.size > 1:
             sums = comm.allreduce(sums, op=MPI.SUM)
         return float(100.0 * (sums[0] / sums[1] - 1.0))
+
+
+def _cortical_mask(compartment, n):
+    """Cortical elements (compartment 1, the cortical tag of the bones), or None."""
+    if compartment is None:
+        return None
+    return np.asarray(compartment).ravel() == 1
 
 
 def markers_from_sums(sums) -> dict:

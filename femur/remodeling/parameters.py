@@ -77,6 +77,9 @@ FITTED_TARGETS = {
     "pth_ob_potency": "row 3 teriparatide LS +7.1 % (potency)",
     "deficit_basal": "row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)",
     "pmo_amplitude": "row 7 early postmenopause proximal femur -1.35..-1.41 %/yr",
+    "cortical_surface_per_mm": "row 21 denosumab hip cortex +5.4 % vs placebo (3 y); row 16 cortical "
+                                "share of age-related loss",
+    "cortical_deficit_ratio": "row 16 age-related loss 68 % cortical; row 19 denosumab porosity unchanged",
 }
 
 
@@ -100,6 +103,10 @@ class CellParameters:
     pth_ob_potency: float
     deficit_basal: float
     pmo_amplitude: float
+    # cortical elements: endocortical and intracortical (canal) remodelling surface per tissue
+    # volume added to Martin's S_v (mm^-1), and focal-balance deficit relative to trabecular BMUs
+    cortical_surface_per_mm: float
+    cortical_deficit_ratio: float
 
     # --- fixed ---
     # OC precursor pool residence time, days, and fraction leaving by differentiation
