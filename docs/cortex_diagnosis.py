@@ -3,8 +3,9 @@ drug, next to the compartment calibration rows 16-21 (issue 15, the diagnosis).
 
 Nothing here is fitted or tuned: it runs the calibrated model as it stands and prints its
 compartment courses (``femur.outcomes.compartments``) beside the targets of
-``../shared/science/clinical-targets.md`` rows 16-21, which the present model was *not*
-fitted to (its calibration used rows 1-7).
+``../shared/science/clinical-targets.md`` rows 16-21, and says which rows the model's
+calibration used (from the provenance of ``femur/data/cell_model.json``): a row the
+calibration did not use is a prediction.
 
 Runs, all on the default patient (a 71-year-old woman, femoral-neck T-score -2.5):
 
@@ -153,8 +154,9 @@ def markdown(res: dict) -> str:
              "T-score -2.5. Definitions of the compartment courses: `femur.outcomes.compartments` "
              "(hip = total-hip ROI, spine = lumbar-spine ROI, cortical = the mesh's cortical cells, "
              "neck Ct.Th = cortical bone volume in the femoral-neck box over its fixed periosteal area, "
-             "hip Ct.Po = relative change of 1 - BV/TV of the hip cortical cells). Nothing is fitted to "
-             "rows 16-21; the model's calibration used rows 1-7.", ""]
+             "hip Ct.Po = relative change of 1 - BV/TV of the hip cortical cells). The cell model's "
+             f"calibration used {res['calibration_targets']} (femur/data/cell_model.json); every "
+             "other number is a prediction.", ""]
     base = res["baseline"]
     lines.append(f"Baseline: cortical share of the total-hip mineral {100 * base['hip_cortical_bmc_share']:.0f} %, "
                  f"of the lumbar-spine mineral {100 * base['spine_cortical_bmc_share']:.0f} %; hip cortical "
@@ -227,8 +229,12 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", default=None, help="write the tables to this markdown file")
     ap.add_argument("--json", default=None, help="write the numbers to this JSON file")
     args = ap.parse_args(argv)
+    from femur.core.datafiles import read_fitted
+    from femur.remodeling.parameters import CELL_FIT_FILE
+
     res = systemic_results()
     res["version"] = __version__
+    res["calibration_targets"] = read_fitted(CELL_FIT_FILE).provenance["targets"]["source"]
     if args.fe:
         res["fe_12m"] = fe_results()
     text = markdown(res)
