@@ -1,4 +1,4 @@
-"""The calibration targets (clinical-targets.md rows 1-7) within the issue's tolerances.
+"""The calibration targets (clinical-targets.md rows 1-7, 16, 19, 21) within the issues' tolerances.
 
 These are the numbers the parameters were fitted to (femur.calibration.remodeling);
 everything else the engine outputs is a prediction and is not asserted here.

@@ -4,7 +4,7 @@
 Each constant carries its source (paper, and the section of
 ``shared/science/remodeling.md`` that quotes it), or says that it is an
 ASSUMPTION, or names the calibration target (``clinical-targets.md`` table,
-rows 1-7) that fixed it. Fitted values are read from ``femur/data/cell_model.json``
+rows 1-7, 16, 19, 21) that fixed it. Fitted values are read from ``femur/data/cell_model.json``
 (values + provenance), which ``python -m femur.calibration.remodeling --write`` writes.
 
 Units: days, mm, ug/mL (romosozumab), ng/mL (denosumab), g/cm3 (density).
