@@ -5,7 +5,9 @@ The section is the plane through the centre of the femur's "neck" ROI perpendicu
 neck axis (``landmarks["neck_axis"]``), drawn with the anterior direction to the right; the
 cells within half an element of it are shown (``femur.exports.slices``). Panels: baseline
 BV/TV, then for each drug the change of BV/TV in percentage points (trabecular and cortical
-cells) with the cortical cells outlined by their own colour scale of porosity change. The
+cells) with the cortical cells outlined by their own colour scale of intracortical porosity
+change (the canal remodelling of the cell model, ``state.pore``, relative to the cell's
+baseline porosity 1 - BV/TV; endocortical and periosteal gains thicken the cortex instead). The
 numbers printed with it are the run's compartment courses at month 12 (neck cortical
 thickness, hip cortical porosity; ``femur.outcomes.compartments``). Nothing is fitted here.
 
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
         bone, s = track.bone, track.state
         cort = bone.compartment_mask("cortical")
         fields = {"f0": np.where(track.remodels, s.f0, np.nan), "df": np.where(track.remodels, 100 * (s.f - s.f0), np.nan),
-                  "dpo": np.where(cort & track.remodels, 100 * ((1 - s.f) / (1 - s.f0) - 1), np.nan)}
+                  "dpo": np.where(cort & track.remodels, 100 * s.pore / (1 - s.f0), np.nan)}
         sl = cell_slice(bone, fields, *neck_plane(bone))
         c = {k: float(v[-1]) for k, v in res.compartments.items()}
         lines.append(f"{drug:13s} neck cortical thickness {c['neck_cortical_thickness_pct']:+.2f} %, hip cortical "

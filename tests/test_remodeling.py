@@ -131,10 +131,13 @@ def test_coupling_interval_does_not_matter_without_mechanics_change():
 def test_mechanics_update_interval_tolerance():
     """Stimulus re-evaluated from the current densities (uniform-stress surrogate of the FE
     solve) every 7 vs 14 vs 30 days: element mineral mass differs by < 0.2 % (stated
-    tolerance), the spread shrinking with the interval."""
-    spec = "romosozumab:12,denosumab:12"
+    tolerance), the spread shrinking with the interval. (24 months of romosozumab and a
+    very sparse element: with the mineral-aware modulus of issue 15 a romosozumab ->
+    denosumab sequence keeps this surrogate stimulus inside the lazy zone, and the check that
+    the mechanics matters would be vacuous.)"""
+    spec = "romosozumab:24"
     m = RemodelingModel(spec, Patient())
-    f0 = np.array([0.06, 0.1, 0.15, 0.25, 0.4, 0.7, 0.9])
+    f0 = np.array([0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.7, 0.9])
     end = 24 * DAYS_PER_MONTH
 
     def run(interval):
@@ -330,7 +333,7 @@ def test_canal_remodelling_space_steady_and_lagged():
     s = m.advance(m.initial_state(f0=f0, compartment=np.array([1])), 0.0, 360.0)
     np.testing.assert_allclose([s.V1[0], s.V2[0], s.pore[0] + 1.0], 1.0, atol=1e-12)
     d = RemodelingModel("denosumab:12", Patient(), aging=False)
-    s = d.advance(d.initial_state(f0=f0, compartment=np.array([1])), 0.0, 360.0)
+    s = d.advance(d.initial_state(f0=f0, compartment=np.array([1])), 0.0, 120.0)  # deep suppression
     c = d.params.cells
     space = float(d.turnover_per_day(f0, np.array([True]))[0]) * (1 - c.endocortical_share) * c.cortical_refill_days
     assert -1.05 * space < s.pore[0] < 0.0
