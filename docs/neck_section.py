@@ -80,7 +80,7 @@ def main(argv=None) -> int:
             panels.append(("baseline BV/TV", sl.images["f0"], sl.extent, {"cmap": "bone", "vmin": 0, "vmax": 1,
                                                                           "label": "BV/TV"}))
         panels.append((f"{drug}: cortical porosity change", sl.images["dpo"], sl.extent,
-                       {"cmap": "RdBu_r", "vmin": -30, "vmax": 30, "label": "% of baseline porosity",
+                       {"cmap": "RdBu_r", "vmin": -15, "vmax": 15, "label": "% of baseline porosity",
                         "background": sl.images["f0"], "extend": "both"}))
     if MPI.COMM_WORLD.rank == 0:
         path = plot_slices(panels, args.out, suptitle="femoral-neck section, 12 months (default woman, 71 y, "
