@@ -92,6 +92,9 @@ Integration: the cell equations are advanced with a linearly implicit (Patankar-
 step, positive and unconditionally stable for any dt; drug exposures enter as their
 exact mean over each step; density/mineral rates are ~1e-4/day, so an explicit update
 is stable. Default step 1 day.
+
+(About 500 lines: the state, the equations and their step are one cohesive thing; tissue
+composition and mineral laws are in ``femur.remodeling.mineral``.)
 """
 
 from __future__ import annotations
@@ -102,6 +105,12 @@ import numpy as np
 
 from femur.core.errors import InputError
 from femur.core.mpi import MPI
+from femur.remodeling.mineral import (  # noqa: F401  (re-exported: femur.remodeling.model's public names)
+    HERNANDEZ_ASH_EXPONENT,
+    HERNANDEZ_BVTV_EXPONENT,
+    ash_fraction,
+    tissue_density_g_cm3,
+)
 from femur.remodeling.parameters import ModelParameters, TissueParameters
 from femur.remodeling.patient import Patient
 from femur.remodeling.surface import specific_surface_per_mm
@@ -156,36 +165,11 @@ class RemodelingState:
         return RemodelingState(**kw)
 
 
-def tissue_density_g_cm3(alpha, tissue) -> np.ndarray:
-    """Tissue (material) density at mineral content alpha (Martínez-Reina 2019 composition):
-    rho_t = rho_m v_m + rho_o v_o + rho_w (1 - v_o - v_m), v_m = v_m,full * alpha."""
-    vm = tissue.v_mineral_full * np.asarray(alpha, float)
-    return (
-        tissue.rho_mineral_g_cm3 * vm
-        + tissue.rho_organic_g_cm3 * tissue.v_organic
-        + tissue.rho_water_g_cm3 * (1.0 - tissue.v_organic - vm)
-    )
-
-
 def stimulus_from_sed(psi, psi_ref, floor=1e-30) -> np.ndarray:
     """M = (psi - psi_ref) / psi_ref, element-wise (psi: strain energy density, any unit)."""
     psi = np.asarray(psi, float)
     psi_ref = np.asarray(psi_ref, float)
     return (psi - psi_ref) / np.maximum(psi_ref, floor)
-
-
-def ash_fraction(alpha, tissue) -> np.ndarray:
-    """Ash (mineral mass) fraction of the bone tissue at mineral content alpha:
-    rho_m v_m / (rho_m v_m + rho_o v_o), v_m = v_m,plateau alpha (Martínez-Reina & Pivonka
-    2019, remodeling.md 1.5; 0.75 at the plateau, 0.66 at alpha = 0.68)."""
-    m = tissue.rho_mineral_g_cm3 * tissue.v_mineral_full * np.asarray(alpha, float)
-    return m / (m + tissue.rho_organic_g_cm3 * tissue.v_organic)
-
-
-#: exponents of the Hernandez 2001 form E = 84.37 GPa f^2.58 alpha_ash^2.74 (Hernandez et al.,
-#: Bone 2001; as used by Martínez-Reina & Pivonka 2019, remodeling.md 1.5 and 7)
-HERNANDEZ_BVTV_EXPONENT = 2.58
-HERNANDEZ_ASH_EXPONENT = 2.74
 
 
 def modulus_ratio(state: RemodelingState, tissue=None, f_exponent: float = HERNANDEZ_BVTV_EXPONENT,
