@@ -333,11 +333,14 @@ def test_canal_remodelling_space_steady_and_lagged():
     s = m.advance(m.initial_state(f0=f0, compartment=np.array([1])), 0.0, 360.0)
     np.testing.assert_allclose([s.V1[0], s.V2[0], s.pore[0] + 1.0], 1.0, atol=1e-12)
     d = RemodelingModel("denosumab:12", Patient(), aging=False)
-    s = d.advance(d.initial_state(f0=f0, compartment=np.array([1])), 0.0, 120.0)  # deep suppression
     c = d.params.cells
     space = float(d.turnover_per_day(f0, np.array([True]))[0]) * (1 - c.endocortical_share) * c.cortical_refill_days
-    assert -1.05 * space < s.pore[0] < 0.0
-    assert s.V2[0] < 0.2  # cavities refilled, few new ones
+    s = d.initial_state(f0=f0, compartment=np.array([1]))
+    lag = d.advance(s, 0.0, 0.25 * c.cortical_refill_days)
+    deep = d.advance(s, 0.0, 150.0)  # resorption suppressed since day ~3; next dose at day 182
+    assert lag.V2[0] > lag.V1[0]  # the formation stage lags the resorption stage
+    assert -1.05 * space < deep.pore[0] < lag.pore[0] < 0.0
+    assert deep.V2[0] < 0.5 and deep.pore[0] < -0.5 * space  # most open cavities refilled
 
 
 def test_mineralisation_two_phases():

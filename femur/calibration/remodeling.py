@@ -138,9 +138,9 @@ BOUNDS = {
     "pth_ob_potency": (0.01, 20.0),
     "deficit_basal": (1e-4, 0.5),
     "pmo_amplitude": (1e-3, 20.0),
-    # endocortical + canal surface of cortical elements, mm^-1: up to a few times the
-    # trabecular S_v peak (4.1 mm^-1)
-    "cortical_surface_per_mm": (1e-3, 10.0),
+    # endocortical + canal surface of cortical elements, mm^-1 per bone volume: up to a few
+    # times the trabecular S_v peak (4.1 mm^-1)
+    "cortical_surface_per_mm": (1e-3, 20.0),
     "cortical_deficit_ratio": (0.1, 20.0),
     # canal cavity resorption-to-refill lag: a cortical remodelling period of weeks to
     # ~10 months (resorption ~1 month, reversal, formation ~3 months; prior, UNCONFIRMED)

@@ -54,14 +54,14 @@ full mineralisation (v_m = 4/7; parameters.TissueParameters).
 
 Cortical elements (``compartment == 1``: the mesh's cortical cells) have their own
 remodelling surfaces: besides Martin's pore surface S_v(f) (which vanishes as f -> 1) they carry
-endocortical and intracortical (canal) surface, ``cortical_surface_per_mm`` per tissue volume
-(fitted to rows 16 and 21); and their BMUs refill less (focal-balance deficit
+endocortical and intracortical (canal) surface, ``cortical_surface_per_mm`` per bone volume
+(times f_e per tissue volume; fitted to rows 16 and 21); and their BMUs refill less (focal-balance deficit
 ``cortical_deficit_ratio`` x delta(t): the postmenopausal loss is endocortical and
 intracortical, Zebaze 2010, row 16). Their remodelling surface is split (``endocortical_share``
 e, the rest canal surface; plus a periosteal surface ``periosteal_share`` p that only models),
 each surface with its own formation law (issue 15, rows 17-19):
 
-    k_e  = BFR/BS * (S_v(f_e) + cortical_surface_per_mm)
+    k_e  = BFR/BS * (S_v(f_e) + cortical_surface_per_mm * f_e)
     endocortical  F_en = B (1 - delta_c) + r_en M            (like trabecular surfaces)
     canals        F_ic = V2 (1 - delta_c) + r_ic M           (cavities refilled after a lag)
                   dV1/dt = (C - V1) / (T/2),  dV2/dt = (V1 - V2) / (T/2)
@@ -251,7 +251,10 @@ class RemodelingModel:
         elements' endocortical and canal surface, module docstring)."""
         sv = specific_surface_per_mm(f)
         if cortical is not None:
-            sv = sv + np.where(cortical, self.params.cells.cortical_surface_per_mm, 0.0)
+            # the endocortical and canal surface comes with the element's cortical bone: per
+            # tissue volume it scales with BV/TV (a partial-volume CT voxel of a thin shell
+            # carries a fraction of it)
+            sv = sv + np.where(cortical, self.params.cells.cortical_surface_per_mm * np.asarray(f, float), 0.0)
         return self.params.tissue.bfr_bs_mm_per_day * sv
 
     def deficit_ratio(self, cortical=None):

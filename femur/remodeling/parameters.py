@@ -114,8 +114,9 @@ class CellParameters:
     pth_ob_potency: float
     deficit_basal: float
     pmo_amplitude: float
-    # cortical elements: endocortical and intracortical (canal) remodelling surface per tissue
-    # volume added to Martin's S_v (mm^-1), and focal-balance deficit relative to trabecular BMUs
+    # cortical elements: endocortical and intracortical (canal) remodelling surface per bone
+    # volume (mm^-1; x BV/TV per tissue volume) added to Martin's S_v, and focal-balance
+    # deficit relative to trabecular BMUs
     cortical_surface_per_mm: float
     cortical_deficit_ratio: float
     # mean lag (days) from the resorption of an intracortical cavity to its refilling (the
