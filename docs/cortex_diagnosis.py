@@ -3,8 +3,9 @@ drug, next to the compartment calibration rows 16-21 (issue 15, the diagnosis).
 
 Nothing here is fitted or tuned: it runs the calibrated model as it stands and prints its
 compartment courses (``femur.outcomes.compartments``) beside the targets of
-``../shared/science/clinical-targets.md`` rows 16-21, which the present model was *not*
-fitted to (its calibration used rows 1-7).
+``../shared/science/clinical-targets.md`` rows 16-21, and says which rows the model's
+calibration used (from the provenance of ``femur/data/cell_model.json``): a row the
+calibration did not use is a prediction.
 
 Runs, all on the default patient (a 71-year-old woman, femoral-neck T-score -2.5):
 
@@ -80,7 +81,7 @@ def mineralisation_course(treatment: str, months: float, patient: Patient = PATI
     for site, key in (("total_hip", "hip"), ("lumbar_spine", "spine")):
         rho, w, cort = site_elements(site, patient)
         model = RemodelingModel(treatment, patient)
-        s = model.initial_state(density_g_cm3=rho)
+        s = model.initial_state(density_g_cm3=rho, compartment=cort.astype(int))
         vol = w / rho  # volume inside the ROI prism
         s = model.advance(s, 0.0, months * DAYS_PER_MONTH)
         for name, m in (("cortical", cort), ("trabecular", ~cort)):
@@ -153,8 +154,11 @@ def markdown(res: dict) -> str:
              "T-score -2.5. Definitions of the compartment courses: `femur.outcomes.compartments` "
              "(hip = total-hip ROI, spine = lumbar-spine ROI, cortical = the mesh's cortical cells, "
              "neck Ct.Th = cortical bone volume in the femoral-neck box over its fixed periosteal area, "
-             "hip Ct.Po = relative change of 1 - BV/TV of the hip cortical cells). Nothing is fitted to "
-             "rows 16-21; the model's calibration used rows 1-7.", ""]
+             "hip Ct.Po = relative change of the intracortical porosity of the hip cortical cells (canal "
+             "remodelling only; endocortical and periosteal gains change thickness), Ct.TMD / Tb.TMD = tissue "
+             "mineral density of the hip cortical / spine trabecular bone). The cell model's "
+             f"calibration used {res['calibration_targets']} (femur/data/cell_model.json); every "
+             "other number is a prediction.", ""]
     base = res["baseline"]
     lines.append(f"Baseline: cortical share of the total-hip mineral {100 * base['hip_cortical_bmc_share']:.0f} %, "
                  f"of the lumbar-spine mineral {100 * base['spine_cortical_bmc_share']:.0f} %; hip cortical "
@@ -164,10 +168,11 @@ def markdown(res: dict) -> str:
     if "fe_12m" in res:
         tables.append(("FE-coupled default femur and vertebra (mechanostat on, FE every 30 days)", res["fe_12m"]))
     heads = ["drug", "hip Ct BMC %", "hip Tb BMC %", "LS Ct BMC %", "LS Tb BMC %", "TH %", "LS %", "TH/LS",
-             "hip Ct share of change %", "neck Ct.Th %", "hip Ct.Po %"]
+             "hip Ct share of change %", "neck Ct.Th %", "hip Ct.Po %", "hip Ct.TMD %", "LS Tb.TMD %"]
     keys = ["hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "spine_cortical_bmc_pct",
             "spine_trabecular_bmc_pct", "th_bmd_pct", "ls_bmd_pct", "th_ls_ratio",
-            "hip_cortical_share_of_change", "neck_cortical_thickness_pct", "hip_cortical_porosity_pct"]
+            "hip_cortical_share_of_change", "neck_cortical_thickness_pct", "hip_cortical_porosity_pct",
+            "hip_cortical_tmd_pct", "spine_trabecular_tmd_pct"]
     for title, tab in tables:
         lines += [f"## 12 months, {title}", "", "| " + " | ".join(heads) + " |",
                   "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
@@ -193,9 +198,13 @@ def markdown(res: dict) -> str:
         f"hip Ct {_fmt(a10['hip_cortical_bmc_pct'])} %, Tb {_fmt(a10['hip_trabecular_bmc_pct'])} %, neck cortical "
         f"thickness {_fmt(a10['neck_cortical_thickness_pct'])} % per decade (whole neck box, not superolateral); "
         f"65 to 80 y: share {_fmt(100 * a15['hip_cortical_share_of_loss'], 0)} % |")
-    lines.append(f"| 17 | {ROWS[17]} | not represented: the model has no bone surfaces (one S_v curve per "
-                 "element, no endocortical / periosteal / intracortical rates) |")
-    lines.append(f"| 18 | {ROWS[18]} | not represented (no surfaces) |")
+    lines.append(f"| 17 | {ROWS[17]} | used as fixed ratios, not fitted: modelling formation per surface "
+                 "endocortical 2.37 and periosteal 0.21 times cancellous (intracortical 1.0, an assumption); every "
+                 "cortical element carries the same surface mix (40 % endocortical, 60 % canal, periosteal 10 % "
+                 "extra), not resolved per element; eroded surfaces not separated by surface |")
+    lines.append(f"| 18 | {ROWS[18]} | not represented quantitatively: mineralising surface per surface is not an "
+                 "output; teriparatide raises canal activation (porosity, row 19) and osteoblast-driven "
+                 "formation on the endocortical share |")
     lines.append(
         f"| 19 | {ROWS[19]} | hip cortical porosity at 12 months: teriparatide "
         f"{_fmt(s12['teriparatide']['hip_cortical_porosity_pct'])} %, denosumab "
@@ -227,8 +236,12 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", default=None, help="write the tables to this markdown file")
     ap.add_argument("--json", default=None, help="write the numbers to this JSON file")
     args = ap.parse_args(argv)
+    from femur.core.datafiles import read_fitted
+    from femur.remodeling.parameters import CELL_FIT_FILE
+
     res = systemic_results()
     res["version"] = __version__
+    res["calibration_targets"] = read_fitted(CELL_FIT_FILE).provenance["targets"]["source"]
     if args.fe:
         res["fe_12m"] = fe_results()
     text = markdown(res)

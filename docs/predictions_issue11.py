@@ -11,7 +11,7 @@ women, -1.5 for men, age 71), femur only:
 * by compartment, per drug at the end of its first 12 months: mineral change of the
   cortical cells on the endocortical surface, on the periosteal surface, the other
   (intracortical) cortical cells and the trabecular cells, with the mean cortical
-  porosity 1 - BV/TV before and after; and of the trabecular groups (principal
+  porosity before and after (cortical cells: intracortical porosity); and of the trabecular groups (principal
   compressive, principal tensile, Ward's triangle; ``femur.outcomes.density_pattern``).
 
 The same scenarios on the systemic DXA-site driver (the calibration path,
@@ -68,15 +68,19 @@ def _regions(bone) -> dict:
 
 
 def _by_compartment(track, comm) -> dict:
-    """Mineral change (%) and mean porosity 1 - BV/TV (before, after) per region."""
+    """Mineral change (%) and mean porosity (before, after) per region: 1 - BV/TV, of which
+    on cortical cells only the intracortical (canal) part moves (``state.pore``; bone gained
+    or lost on the endocortical and periosteal surfaces changes thickness, not porosity)."""
     s = track.state
     n = track.bone.num_owned_cells
+    cort = track.bone.compartment_mask("cortical")
+    po1 = np.where(cort, 1 - s.f0 + s.pore, 1 - s.f)
     out = {}
     for name, mask in _regions(track.bone).items():
         w = s.volume[:n] * mask[:n]
         m0, m1 = s.f0 * s.alpha0, s.f * s.alpha
         v = comm.allreduce(np.array([np.sum(w * m1[:n]), np.sum(w * m0[:n]), np.sum(w * (1 - s.f0[:n])),
-                                     np.sum(w * (1 - s.f[:n])), np.sum(w)]), op=MPI.SUM)
+                                     np.sum(w * po1[:n]), np.sum(w)]), op=MPI.SUM)
         out[name] = {"mineral_pct": 100.0 * (v[0] / v[1] - 1.0), "porosity_before": v[2] / v[4],
                      "porosity_after": v[3] / v[4], "volume_share": None, "volume_mm3": v[4]}
     total = sum(out[k]["volume_mm3"] for k in REGIONS)
@@ -141,7 +145,7 @@ def report(results: dict) -> str:
         lines.append(f"  {seq}: gain during the romosozumab year TH {r['th_m24'] - r['th_m12']:.2f}, "
                      f"FN {r['fn_m24'] - r['fn_m12']:.2f} percentage points")
     lines += _region_table(results, REGIONS, "by compartment at month 12 (mineral change %, porosity "
-                           "1 - BV/TV before -> after)", porosity=True)
+                           "before -> after: intracortical on cortical cells, 1 - BV/TV on trabecular)", porosity=True)
     shares = next(r["compartments_m12"] for r in results.values() if r["compartments_m12"])
     lines.append("volume shares: " + ", ".join(f"{k} {shares[k]['volume_share']:.2f}" for k in REGIONS))
     lines += _region_table(results, GROUPS, "trabecular groups at month 12 (mineral change %, BV/TV "

@@ -45,7 +45,19 @@ def test_sums_give_exact_changes_on_hand_built_cells(check):
     none = changes_from_sums({"ls": roi_sums(v, rho0, np.zeros(4, bool), ratio, f, f0)})
     check("spine_cortical_bmc_pct" not in none and "spine_trabecular_bmc_pct" in none, str(none))
     with pytest.raises(ValueError, match="unknown compartment site"):
-        changes_from_sums({"wrist": np.zeros(8)})
+        changes_from_sums({"wrist": np.zeros(14)})
+    # intracortical porosity given separately (canal remodelling): only it counts as porosity;
+    # tissue mineral density from f alpha over f, cell by cell worked by hand
+    alpha0 = np.array([0.9, 0.9, 0.8, 0.8])
+    alpha = np.array([0.95, 0.9, 0.8, 0.84])
+    pore = np.array([-0.02, 0.0, 0.0, 0.0])
+    o2 = changes_from_sums({"th": roi_sums(v, rho0, cort, ratio, f, f0, pore=pore, alpha=alpha, alpha0=alpha0),
+                            "ls": roi_sums(v, rho0, cort, ratio, f, f0, pore=pore, alpha=alpha, alpha0=alpha0)})
+    check(np.isclose(o2["hip_cortical_porosity_pct"], 100 * (0.08 + 0.4) / (0.1 + 0.4) - 100), "canal porosity")
+    tmd_c = ((0.99 * 0.95 + 1.6 * 0.9) / (0.99 + 1.6)) / ((0.9 * 0.9 + 1.6 * 0.9) / (0.9 + 1.6))
+    check(np.isclose(o2["hip_cortical_tmd_pct"], 100 * tmd_c - 100), "cortical TMD")
+    tmd_t = ((0.15 * 0.8 + 0.36 * 0.84) / (0.15 + 0.36)) / 0.8
+    check(np.isclose(o2["spine_trabecular_tmd_pct"], 100 * tmd_t - 100), "trabecular TMD")
 
 
 def test_systemic_driver_reports_every_course_and_the_shares_add_up(check):
@@ -76,7 +88,7 @@ def test_systemic_courses_move_with_the_drugs(check):
     romo = simulate_sites("romosozumab", 12, sites=("total_hip", "femoral_neck"))
     last = {k: v[-1] for k, v in romo.compartments.items()}
     check(set(last) == {"hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "hip_cortical_porosity_pct",
-                        "neck_cortical_thickness_pct"}, f"only the sites asked for: {sorted(last)}")
+                        "hip_cortical_tmd_pct", "neck_cortical_thickness_pct"}, f"only the sites asked for: {sorted(last)}")
     check(last["neck_cortical_thickness_pct"] > 0 and last["hip_cortical_porosity_pct"] < 0, str(last))
     check(last["hip_trabecular_bmc_pct"] > last["hip_cortical_bmc_pct"] > 0, str(last))
 

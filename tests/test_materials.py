@@ -161,3 +161,26 @@ def test_hex_mesh_modulus_field(check):
 def test_non_bone_compartments():
     m = MaterialModel(compartment_laws={"layer_superior": "pmma", "cortical": "morgan2003_vertebra"})
     assert m.non_bone_compartments == ("layer_superior",)
+
+
+def test_mineral_aware_modulus_hand_values():
+    """Ash fraction of the Martínez-Reina 2019 composition and the Hernandez 2001 ash
+    exponent 2.74, against values worked by hand."""
+    from femur.mechanics.materials import mineral_modulus_factor
+    from femur.remodeling.model import ash_fraction, modulus_ratio
+    from femur.remodeling.parameters import TissueParameters
+    t = TissueParameters()
+    # plateau: 3.2*0.442 = 1.4144; organic 1.1*3/7 = 0.471429; 1.4144/1.885829 = 0.750015
+    assert ash_fraction(1.0, t) == pytest.approx(0.750015, abs=1e-6)
+    # alpha 0.68: 1.4144*0.68 = 0.961792; 0.961792/(0.961792 + 0.471429) = 0.671070
+    assert ash_fraction(0.68, t) == pytest.approx(0.671070, abs=1e-6)
+    # (0.671070/0.750015)^2.74 = 0.894742^2.74 = 0.737312
+    assert float(mineral_modulus_factor(0.671070, 0.750015)) == pytest.approx(0.737312, rel=1e-5)
+    assert float(mineral_modulus_factor(0.7, 0.7)) == 1.0
+    with pytest.raises(InputError):
+        mineral_modulus_factor(0.5, 0.0)
+
+    class S:  # a state 10 % denser in bone volume, at the plateau mineral from 0.68
+        f, f0, alpha, alpha0 = np.array([0.55]), np.array([0.5]), np.array([1.0]), np.array([0.68])
+    # 1.1^2.58 = 1.278772; (0.750015/0.671070)^2.74 = 1/0.737312
+    assert float(modulus_ratio(S, t)[0]) == pytest.approx(1.278772 / 0.737312, rel=1e-5)

@@ -131,10 +131,13 @@ def test_coupling_interval_does_not_matter_without_mechanics_change():
 def test_mechanics_update_interval_tolerance():
     """Stimulus re-evaluated from the current densities (uniform-stress surrogate of the FE
     solve) every 7 vs 14 vs 30 days: element mineral mass differs by < 0.2 % (stated
-    tolerance), the spread shrinking with the interval."""
-    spec = "romosozumab:12,denosumab:12"
+    tolerance), the spread shrinking with the interval. (24 months of romosozumab and a
+    very sparse element: with the mineral-aware modulus of issue 15 a romosozumab ->
+    denosumab sequence keeps this surrogate stimulus inside the lazy zone, and the check that
+    the mechanics matters would be vacuous.)"""
+    spec = "romosozumab:24"
     m = RemodelingModel(spec, Patient())
-    f0 = np.array([0.06, 0.1, 0.15, 0.25, 0.4, 0.7, 0.9])
+    f0 = np.array([0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.7, 0.9])
     end = 24 * DAYS_PER_MONTH
 
     def run(interval):
@@ -273,3 +276,95 @@ def test_systemic_driver_echoes_the_regimen_it_simulated():
     r = simulate_sites("denosumab", 36, sites=("total_hip",))
     assert r.treatment == "denosumab:36" and r.regimen[0]["doses"] == 6
     assert r.regimen[0]["end_month"] == pytest.approx(36.0)
+
+
+def test_cortical_elements_have_their_own_surface_and_balance():
+    """Compartment-driven equations: a cortical element (compartment 1) of the same BV/TV
+    as a trabecular one turns over faster (endocortical + canal surface) and, untreated,
+    loses more (larger focal-balance deficit); without drug or ageing both stay at their
+    own baseline (steady state, markers flat)."""
+    f0 = np.array([0.9, 0.9, 0.3, 0.3])
+    comp = np.array([1, 2, 1, 0])  # FE path tags 1/2, systemic driver 1/0: 1 is cortical
+    m = RemodelingModel("placebo:24", Patient(), aging=False)
+    s0 = m.initial_state(f0=f0, compartment=comp)
+    k = m.turnover_per_day(f0, comp == 1)
+    assert k[0] > k[1] and k[2] > k[3]
+    assert s0.alpha[0] < s0.alpha[1]  # faster turnover: younger, less mineralised tissue
+    s1 = m.advance(s0, 0.0, 24 * DAYS_PER_MONTH)
+    np.testing.assert_allclose(s1.f, s0.f, rtol=1e-12)
+    np.testing.assert_allclose(s1.alpha, s0.alpha, rtol=1e-12)
+    mk = m.markers(s1)
+    assert abs(mk["p1np_pct"]) < 1e-9 and abs(mk["ctx_pct"]) < 1e-9
+    aged = RemodelingModel("placebo:24", Patient())
+    s = aged.advance(aged.initial_state(f0=f0, compartment=comp), 0.0, 24 * DAYS_PER_MONTH)
+    loss = 1 - s.f / f0
+    assert loss[0] > loss[1] > 0 and loss[2] > loss[3] > 0
+    # no compartment given: every element follows the trabecular equations
+    s_none = m.initial_state(f0=f0)
+    np.testing.assert_allclose(s_none.alpha[[1, 3]], s0.alpha[[1, 3]], rtol=1e-12)
+    np.testing.assert_allclose(s_none.alpha[0], s0.alpha[1], rtol=1e-12)
+
+
+def test_cortical_porosity_direction_per_drug():
+    """Issue 15 / row 19: canal cavities open under resorption and refill after a lag, so at
+    12 months (systemic driver, FREEDOM-age woman) teriparatide raises the hip's cortical
+    porosity (more activation: a larger remodelling space), denosumab does not (resorption
+    stops, open cavities refill) and romosozumab lowers it (modelling formation in the canals
+    and endocortex, less resorption); romosozumab thickens the neck cortex."""
+    patient = Patient(age_years=70.0)
+    po = {}
+    for drug in ("teriparatide", "denosumab", "romosozumab", "placebo"):
+        r = simulate_sites(drug, 12, patient=patient, sites=("total_hip", "femoral_neck"), step_days=2.0)
+        po[drug] = r.at_month("hip_cortical_porosity_pct", 12)
+        if drug == "romosozumab":
+            assert r.at_month("neck_cortical_thickness_pct", 12) > 0
+    assert po["teriparatide"] > 1.0, po
+    assert po["denosumab"] <= 0.5, po
+    assert po["romosozumab"] < -1.0, po
+    assert po["teriparatide"] > po["placebo"] > po["romosozumab"], po
+
+
+def test_canal_remodelling_space_steady_and_lagged():
+    """The canal cavities (V1, V2) sit at 1 without drug or ageing (porosity unchanged) and
+    refill with the mean lag cortical_refill_days after a step in resorption: after denosumab
+    stops resorption the porosity falls by at most the remodelling space k (1 - e) T."""
+    f0 = np.array([0.9])
+    m = RemodelingModel("placebo:12", Patient(), aging=False)
+    s = m.advance(m.initial_state(f0=f0, compartment=np.array([1])), 0.0, 360.0)
+    np.testing.assert_allclose([s.V1[0], s.V2[0], s.pore[0] + 1.0], 1.0, atol=1e-12)
+    d = RemodelingModel("denosumab:12", Patient(), aging=False)
+    c = d.params.cells
+    space = float(d.turnover_per_day(f0, np.array([True]))[0]) * (1 - c.endocortical_share) * c.cortical_refill_days
+    s = d.initial_state(f0=f0, compartment=np.array([1]))
+    lag = d.advance(s, 0.0, 0.25 * c.cortical_refill_days)
+    deep = d.advance(s, 0.0, 150.0)  # resorption suppressed since day ~3; next dose at day 182
+    assert lag.V2[0] > lag.V1[0]  # the formation stage lags the resorption stage
+    assert -1.05 * space < deep.pore[0] < lag.pore[0] < 0.0
+    assert deep.V2[0] < 0.5 and deep.pore[0] < -0.5 * space  # most open cavities refilled
+
+
+def test_mineralisation_two_phases():
+    """Row 20: a packet of new bone reaches ~67 % of the plateau mineral by day 18 (primary
+    phase), then approaches the plateau over years (secondary phase: still short of it at
+    day 350 in the human-calibrated model, slower than rabbit), never above it; the plateau
+    (v_m 0.442, Martínez-Reina 2019) is below full mineralisation (v_m = 1 - v_organic)."""
+    m = RemodelingModel("placebo")
+    a = m.packet_mineral([2.0, 18.0, 350.0, 20 * 365.0])
+    assert a[0] < 0.4
+    assert a[1] == pytest.approx(0.67, abs=0.03)
+    assert a[1] < a[2] < 0.97
+    assert 0.97 < a[3] <= 1.0
+    t = m.params.tissue
+    assert t.v_mineral_full < 1.0 - t.v_organic
+
+
+def test_antiresorptive_raises_tissue_mineral():
+    """Row 20 direction: 2 years of alendronate raise the tissue mineral density of the
+    spine's trabecular and the hip's cortical bone against placebo (the compact gain is
+    smaller than the biopsies' +9 %: the hip cortex turns over slowly)."""
+    p = Patient(age_years=68.0)
+    aln = simulate_sites("alendronate", 24, patient=p, sites=("lumbar_spine", "total_hip"), step_days=2.0)
+    pbo = simulate_sites("placebo", 24, patient=p, sites=("lumbar_spine", "total_hip"), step_days=2.0)
+    for key in ("spine_trabecular_tmd_pct", "hip_cortical_tmd_pct"):
+        assert aln.at_month(key, 24) > pbo.at_month(key, 24) + 1.0, key
+    assert aln.at_month("spine_trabecular_tmd_pct", 24) - pbo.at_month("spine_trabecular_tmd_pct", 24) > 4.0

@@ -1,4 +1,6 @@
-"""Calibration of the remodeling engine to clinical-targets.md rows 1-7 ONLY.
+"""Calibration of the remodeling engine to clinical-targets.md rows 1-7 and the compartment
+rows 16, 19, 20 and 21 ONLY (rows 17 and 18 enter as fixed surface ratios,
+``femur.remodeling.parameters.CellParameters``).
 
     python -m femur.calibration.remodeling            # fit, print target vs model
     python -m femur.calibration.remodeling --write    # ... and store the fitted values
@@ -7,8 +9,14 @@
 Two independent fits:
 1. romosozumab PK (row 5): Michaelis-Menten Vmax of the Eudy 2015 model so that a
    single 210 mg dose gives Cmax 22.2 ug/mL and monthly troughs sit mid 8-13 ug/mL;
-2. the 13 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
-   least squares (scipy) over the BMD, marker and natural-loss targets (rows 1-4, 6, 7).
+2. the 17 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
+   least squares (scipy) over the BMD, marker and natural-loss targets (rows 1-4, 6, 7)
+   and the compartment targets (rows 16, 19, 20, 21: the cortical share of age-related hip
+   loss, denosumab's hip cortex, cortical porosity on denosumab and teriparatide, and
+   alendronate's tissue mineralisation; femur.outcomes.compartments). The model's only
+   cortical-porosity and compact-mineral courses are those of the hip cortex: they stand
+   in for the radius/tibia (row 19) and iliac (row 20) measurements. Teriparatide's hip
+   BMD is not a target (a prediction).
 
 ``--write`` stores them, with their provenance (targets, version, date, command), in
 ``femur/data/romosozumab_pk.json`` and ``femur/data/cell_model.json``, which the
@@ -77,6 +85,12 @@ freedom_pbo_th_m36            -1.4    0.4   row 6 FREEDOM placebo TH M36
 natural_fn_per_yr               -1    0.6   row 7 Melton 2000 FN -1.0 %/yr (71 y)
 early_pmo_th_per_yr          -1.38    0.4   row 7 early postmenopause proximal femur
 early_pmo_ls_per_yr           -1.4    0.4   row 7 early postmenopause spine
+freedom_pbo_hip_ct_share_m36  0.68   0.08   row 16 cortical share of age-related mineral loss (68 %), FREEDOM placebo hip M36
+freedom_dmab_hip_ct_vs_pbo_m36  5.4   1.0   row 21 denosumab hip cortex +5.4 % vs placebo over 3 y
+freedom_dmab_hip_ct_po_m12       0    3.0   row 19 denosumab cortical porosity unchanged at 12 months
+ph2_tptd_hip_ct_po_m12         5.6    5.0   row 19 teriparatide cortical porosity +5.6 % (tibia; radius +20.9) at 12 months
+boivin_aln_ct_tmd_vs_pbo_m24   9.3    3.0   row 20 alendronate compact mineralisation +9.3 % vs placebo at 2 y
+boivin_aln_tb_tmd_vs_pbo_m24   7.3    3.0   row 20 alendronate cancellous mineralisation +7.3 % vs placebo at 2 y
 """
 #: (key, value, sigma, source) of every calibration target
 TARGETS = [(k, float(v), float(sd), src) for k, v, sd, src in
@@ -88,6 +102,7 @@ ARCH_PATIENT = Patient(age_years=74.3, fn_t_score=-2.90)  # row 9: ARCH baseline
 PHASE2_PATIENT = Patient(age_years=67.0)  # 55-85 y; mean ~67 (ASSUMPTION: mean not in the notes)
 FREEDOM_PATIENT = Patient(age_years=72.3)  # FREEDOM mean age (~72, ASSUMPTION: not in the notes)
 EARLY_PMO_PATIENT = Patient(age_years=53.0, years_since_menopause=2.0)
+BOIVIN_PATIENT = Patient(age_years=68.0)  # Boivin 2000 (FIT biopsies): ASSUMPTION, mean age not in the notes
 
 # (name, treatment spec, months, patient, sites)
 SCENARIOS = [
@@ -96,12 +111,14 @@ SCENARIOS = [
     ("arch_romo", "romosozumab", 12, ARCH_PATIENT, ("total_hip",)),
     ("arch_aln", "alendronate", 12, ARCH_PATIENT, ("total_hip",)),
     ("ph2_romo", "romosozumab", 12, PHASE2_PATIENT, ("lumbar_spine",)),
-    ("ph2_tptd", "teriparatide", 12, PHASE2_PATIENT, ("lumbar_spine",)),
+    ("ph2_tptd", "teriparatide", 12, PHASE2_PATIENT, ("lumbar_spine", "total_hip")),
     ("ph2_aln", "alendronate", 12, PHASE2_PATIENT, ("lumbar_spine",)),
     ("ph2_pbo", "placebo", 12, PHASE2_PATIENT, ("lumbar_spine",)),
     ("freedom_dmab", "denosumab", 36, FREEDOM_PATIENT, ("total_hip",)),
     ("freedom_pbo", "placebo", 36, FREEDOM_PATIENT, ("total_hip",)),
     ("early_pmo", "placebo", 12, EARLY_PMO_PATIENT, ("lumbar_spine", "total_hip")),
+    ("boivin_aln", "alendronate", 24, BOIVIN_PATIENT, ("lumbar_spine", "total_hip")),
+    ("boivin_pbo", "placebo", 24, BOIVIN_PATIENT, ("lumbar_spine", "total_hip")),
 ]
 
 FIT_NAMES = tuple(FITTED_TARGETS)
@@ -121,6 +138,14 @@ BOUNDS = {
     "pth_ob_potency": (0.01, 20.0),
     "deficit_basal": (1e-4, 0.5),
     "pmo_amplitude": (1e-3, 20.0),
+    # endocortical + canal surface of cortical elements, mm^-1 per bone volume: up to a few
+    # times the trabecular S_v peak (4.1 mm^-1)
+    "cortical_surface_per_mm": (1e-3, 20.0),
+    "cortical_deficit_ratio": (0.1, 20.0),
+    # canal cavity resorption-to-refill lag: a cortical remodelling period of weeks to
+    # ~10 months (resorption ~1 month, reversal, formation ~3 months; prior, UNCONFIRMED)
+    "cortical_refill_days": (20.0, 300.0),
+    "pth_rankl_gain": (0.01, 5.0),
 }
 
 _EXPOSURE_CACHE: dict = {}
@@ -183,6 +208,18 @@ def model_values(res: dict) -> dict:
     v["natural_fn_per_yr"] = fp.at_month("fn_bmd_pct", 12)
     v["early_pmo_th_per_yr"] = res["early_pmo"].at_month("th_bmd_pct", 12)
     v["early_pmo_ls_per_yr"] = res["early_pmo"].at_month("ls_bmd_pct", 12)
+    fp36, fd = res["freedom_pbo"], res["freedom_dmab"]
+    share = fp36.compartment_baseline["hip_cortical_bmc_share"]
+    th, ct = fp36.at_month("th_bmd_pct", 36), fp36.at_month("hip_cortical_bmc_pct", 36)
+    v["freedom_pbo_hip_ct_share_m36"] = share * ct / th if th < 0 else 0.0
+    v["freedom_dmab_hip_ct_vs_pbo_m36"] = fd.at_month("hip_cortical_bmc_pct", 36) - ct
+    v["freedom_dmab_hip_ct_po_m12"] = fd.at_month("hip_cortical_porosity_pct", 12)
+    v["ph2_tptd_hip_ct_po_m12"] = res["ph2_tptd"].at_month("hip_cortical_porosity_pct", 12)
+    ba, bp = res["boivin_aln"], res["boivin_pbo"]
+    v["boivin_aln_ct_tmd_vs_pbo_m24"] = float(_rel(ba.at_month("hip_cortical_tmd_pct", 24),
+                                                   bp.at_month("hip_cortical_tmd_pct", 24)))
+    v["boivin_aln_tb_tmd_vs_pbo_m24"] = float(_rel(ba.at_month("spine_trabecular_tmd_pct", 24),
+                                                   bp.at_month("spine_trabecular_tmd_pct", 24)))
     return v
 
 
@@ -306,7 +343,8 @@ def store_fit(cells: dict, vmax_nm_per_day: float) -> list:
     """Write the fitted values with their provenance to femur/data (``--write``)."""
     return [
         write_fitted(CELL_FIT_FILE, cells, command=COMMAND, targets={
-            "source": "shared/science/clinical-targets.md, calibration targets rows 1-4, 6, 7",
+            "source": "shared/science/clinical-targets.md, calibration targets rows 1-4, 6, 7, 16, 19, 20, 21 "
+                      "(rows 17 and 18 as fixed surface ratios of the cell parameters)",
             "weighted_targets": [{"key": k, "value": v, "sigma": sd, "source": src}
                                  for k, v, sd, src in TARGETS],
             "per_parameter": dict(FITTED_TARGETS)},

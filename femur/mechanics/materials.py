@@ -309,14 +309,16 @@ class MaterialModel:
             "poisson_ratio": self.poisson_ratio,
         }
 
-    def modulus_array(self, bone) -> np.ndarray:
-        """Modulus (MPa) of every local cell (owned + ghost) of ``bone``."""
-        if bone.density is None:
+    def modulus_array(self, bone, density_g_cm3=None) -> np.ndarray:
+        """Modulus (MPa) of every local cell (owned + ghost) of ``bone``, from the bone's
+        density field or from ``density_g_cm3`` (apparent, one value per local cell) if
+        given."""
+        if density_g_cm3 is None and bone.density is None:
             raise DensityError(
                 f"bone '{bone.name}' has no density field: call femur.geometry.density.assign_density(bone, ...) "
                 "or femur.bone_with_t_score(bone, ...) before computing moduli"
             )
-        rho = np.asarray(bone.density.x.array, dtype=float)
+        rho = np.asarray(bone.density.x.array if density_g_cm3 is None else density_g_cm3, dtype=float)
         n = bone.num_local_cells
         if rho.shape[0] != n:
             raise DensityError(
@@ -337,6 +339,19 @@ class MaterialModel:
         f.x.array[: E.shape[0]] = E
         f.x.scatter_forward()
         return f
+
+
+def mineral_modulus_factor(ash_fraction, ash_fraction0, exponent: float = 2.74) -> np.ndarray:
+    """Modulus factor of a change in tissue mineralisation at fixed bone volume:
+    ``(ash / ash0)^2.74``, the ash-fraction exponent of Hernandez et al. 2001 (Bone 29:74,
+    E = 84.37 GPa BV/TV^2.58 ash^2.74; the form Martínez-Reina & Pivonka 2019 use for
+    remodelled bone, remodeling.md 1.5). The remodelled FE material multiplies the site's
+    density-modulus law, evaluated at the bone-volume density (baseline mineral), by it."""
+    a = np.asarray(ash_fraction, dtype=float)
+    a0 = np.asarray(ash_fraction0, dtype=float)
+    if np.any(a < 0) or np.any(a0 <= 0):
+        raise InputError("mineral_modulus_factor: ash fractions must be >= 0 (baseline > 0)")
+    return (a / a0) ** float(exponent)
 
 
 def default_material(bone, floor_mpa: float = 1.0) -> MaterialModel:

@@ -26,9 +26,17 @@ change from month 0:
     as cortical bone mapping measures thickness from mass (Poole 2015, clinical-targets
     row 21).
 ``hip_cortical_porosity_pct``
-    relative change of the cortical porosity ``1 - BV/TV`` of the cortical cells in the
-    total-hip ROI: ``100 (sum_c v (1 - f) / sum_c v (1 - f0) - 1)`` (HR-pQCT reports
-    porosity changes the same way, clinical-targets row 19).
+    relative change of the intracortical porosity of the cortical cells in the total-hip
+    ROI: ``100 (sum_c v (1 - f0 + dpore) / sum_c v (1 - f0) - 1)``, ``dpore`` the porosity
+    opened (or closed) by remodelling of the canals (the cell model's ``pore``; bone gained or
+    lost on the endocortical and periosteal surfaces changes thickness, not porosity). Without
+    ``dpore`` every change of BV/TV counts as porosity, ``dpore = f0 - f``. HR-pQCT reports
+    porosity changes the same way (clinical-targets row 19).
+``hip_cortical_tmd_pct`` / ``spine_trabecular_tmd_pct``
+    tissue mineral density (mean degree of mineralisation of the bone, mineral per bone
+    volume) of the hip's cortical and the spine's trabecular cells,
+    ``100 ((sum v f alpha / sum v f) / (sum v f0 alpha0 / sum v f0) - 1)`` (row 20: biopsy
+    mean degree of mineralisation, compact and cancellous).
 
 The baseline quantities (:data:`BASELINE_KEYS`) come with them: the cortical share of the
 ROI's mineral at the hip and the spine, and the cortical porosity at the hip (fractions).
@@ -45,44 +53,62 @@ import numpy as np
 
 #: the DXA ROI each measure lives in: site key (femur.workflows.timecourse) -> measures
 SITE_MEASURES = {
-    "th": ("hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "hip_cortical_porosity_pct"),
-    "ls": ("spine_cortical_bmc_pct", "spine_trabecular_bmc_pct"),
+    "th": ("hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "hip_cortical_porosity_pct",
+           "hip_cortical_tmd_pct"),
+    "ls": ("spine_cortical_bmc_pct", "spine_trabecular_bmc_pct", "spine_trabecular_tmd_pct"),
     "fn": ("neck_cortical_thickness_pct",),
 }
 #: every compartment course, in table order
 COMPARTMENT_KEYS = ("hip_cortical_bmc_pct", "hip_trabecular_bmc_pct", "spine_cortical_bmc_pct",
                     "spine_trabecular_bmc_pct", "neck_cortical_thickness_pct",
-                    "hip_cortical_porosity_pct")
+                    "hip_cortical_porosity_pct", "hip_cortical_tmd_pct", "spine_trabecular_tmd_pct")
 #: short column heads of the printed tables
 COMPARTMENT_HEADS = {"hip_cortical_bmc_pct": "hip Ct BMC%", "hip_trabecular_bmc_pct": "hip Tb BMC%",
                      "spine_cortical_bmc_pct": "LS Ct BMC%", "spine_trabecular_bmc_pct": "LS Tb BMC%",
                      "neck_cortical_thickness_pct": "neck Ct.Th%",
-                     "hip_cortical_porosity_pct": "hip Ct.Po%"}
+                     "hip_cortical_porosity_pct": "hip Ct.Po%", "hip_cortical_tmd_pct": "hip Ct.TMD%",
+                     "spine_trabecular_tmd_pct": "LS Tb.TMD%"}
 #: baseline values (fractions) that go with the courses
 BASELINE_KEYS = ("hip_cortical_bmc_share", "spine_cortical_bmc_share", "hip_cortical_porosity")
 
 #: layout of :func:`roi_sums`
-_N_SUMS = 8
+_N_SUMS = 14
 
 
-def roi_sums(volume, rho0, cortical, mineral_ratio, f, f0, modelled=None) -> np.ndarray:
-    """The eight local sums of one ROI (sum them over ranks before
-    :func:`changes_from_sums`):
+def roi_sums(volume, rho0, cortical, mineral_ratio, f, f0, modelled=None, pore=None, alpha=None,
+             alpha0=None) -> np.ndarray:
+    """The 14 local sums of one ROI (sum them over ranks before :func:`changes_from_sums`):
 
-    ``[sum_c w r, sum_c w, sum_t w r, sum_t w, sum_c v f, sum_c v f0, sum_c v (1-f),
-    sum_c v (1-f0)]`` with ``w = rho0 v`` (mineral weight), ``c`` / ``t`` the cortical /
-    trabecular cells; ``v``: each cell's volume inside the ROI's prism (0 outside);
-    ``modelled``: cells whose BV/TV is modelled (default all).
+    ``[sum_c w r, sum_c w, sum_t w r, sum_t w, sum_c v f, sum_c v f0, sum_c v (1-f0+dpore),
+    sum_c v (1-f0), sum_c v f a, sum_c v f0 a0, sum_t v f a, sum_t v f0 a0, sum_t v f,
+    sum_t v f0]`` with ``w = rho0 v`` (mineral weight), ``c`` / ``t`` the cortical /
+    trabecular cells; ``v``: each cell's volume inside the ROI's prism (0 outside; in the
+    BV/TV sums only the ``modelled`` cells, default all); ``pore``: intracortical porosity
+    change ``dpore`` (default ``f0 - f``); ``alpha`` / ``alpha0``: mineral content now and at
+    baseline (default 1: the tissue-mineral sums then follow BV/TV only).
     """
     v = np.asarray(volume, dtype=float)
     c = np.asarray(cortical, dtype=bool)
     w = v * np.asarray(rho0, dtype=float)
     r = np.asarray(mineral_ratio, dtype=float)
-    vb = v * c if modelled is None else v * c * np.asarray(modelled, dtype=bool)
+    mod = np.ones(v.shape, bool) if modelled is None else np.asarray(modelled, dtype=bool)
+    vb, vt = v * c * mod, v * ~c * mod
     f = np.asarray(f, dtype=float)
     f0 = np.asarray(f0, dtype=float)
+    dpore = f0 - f if pore is None else np.asarray(pore, dtype=float)
+    a = 1.0 if alpha is None else np.asarray(alpha, dtype=float)
+    a0 = 1.0 if alpha0 is None else np.asarray(alpha0, dtype=float)
     return np.array([np.sum(w * c * r), np.sum(w * c), np.sum(w * ~c * r), np.sum(w * ~c),
-                     np.sum(vb * f), np.sum(vb * f0), np.sum(vb * (1.0 - f)), np.sum(vb * (1.0 - f0))])
+                     np.sum(vb * f), np.sum(vb * f0), np.sum(vb * (1.0 - f0 + dpore)), np.sum(vb * (1.0 - f0)),
+                     np.sum(vb * f * a), np.sum(vb * f0 * a0), np.sum(vt * f * a), np.sum(vt * f0 * a0),
+                     np.sum(vt * f), np.sum(vt * f0)])
+
+
+def _tmd_pct(fa, fa0, fv, fv0):
+    """Tissue mineral density % change from the sums of f alpha and f, now and at baseline."""
+    if min(fa0, fv, fv0) <= 0:
+        return None
+    return 100.0 * ((fa / fv) / (fa0 / fv0) - 1.0)
 
 
 def _pct(now: float, base: float):
@@ -104,10 +130,12 @@ def changes_from_sums(site_sums: dict) -> dict:
         if site == "th":
             vals = {"hip_cortical_bmc_pct": cort_bmc, "hip_trabecular_bmc_pct": trab_bmc,
                     "hip_cortical_porosity_pct": pores, "hip_cortical_bmc_share": share,
-                    "hip_cortical_porosity": s[7] / (s[7] + s[5]) if s[7] + s[5] > 0 else None}
+                    "hip_cortical_porosity": s[7] / (s[7] + s[5]) if s[7] + s[5] > 0 else None,
+                    "hip_cortical_tmd_pct": _tmd_pct(s[8], s[9], s[4], s[5])}
         elif site == "ls":
             vals = {"spine_cortical_bmc_pct": cort_bmc, "spine_trabecular_bmc_pct": trab_bmc,
-                    "spine_cortical_bmc_share": share}
+                    "spine_cortical_bmc_share": share,
+                    "spine_trabecular_tmd_pct": _tmd_pct(s[10], s[11], s[12], s[13])}
         elif site == "fn":
             vals = {"neck_cortical_thickness_pct": bone_vol}
         else:

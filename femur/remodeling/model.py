@@ -29,8 +29,14 @@ Signals:
     w   = (1 + a_W) / (1 + a_W s) - 1               Wnt activation above baseline (0 at s = 1)
     r   = D_rel(t) s^g (1 + rho_pth E_pth)(1 + kappa M-) / (1 + C_dmab / K_dmab)
           (RANKL/OPG signalling: Wnt raises OPG and lowers RANKL; denosumab sequesters RANKL)
-    src = C^c (1 + lambda M+)                       pre-OB recruitment coupled to resorption
-                                                    (TGF-beta release), mechanostat M+
+    src = C^c (1 + lambda M+) / (1 + kappa M-)      pre-OB recruitment coupled to resorption
+                                                    (TGF-beta release), mechanostat M+; disuse
+                                                    (M-) recruits fewer (osteocytic sclerostin
+                                                    rises with M-, remodeling.md 7; here on the
+                                                    recruitment, since remodelling osteoblasts
+                                                    see no Wnt in this model). Without it a
+                                                    coupling exponent c > 1 turns the catabolic
+                                                    arm anabolic at steady state
     d_pth = 1 + beta_pth E_pth, eta_B = 1 / d_pth   intermittent PTH: more differentiation,
                                                     longer OB life (Jörg 2022; daily-averaged)
 
@@ -38,7 +44,40 @@ Fluxes per unit surface: formation F = B (1 - delta(t)) + M, resorption R = C; p
 volume they are scaled by the specific surface (Martin): k_e = BFR/BS * S_v(f_e):
 
     df_e/dt = k_e (F - R)                                         bone volume fraction
-    dm_e/dt = k_e (alpha_p F - alpha_e R) + k_min f_e (1 - alpha_e)   mineral (m = f alpha)
+    dO_e/dt = k_e alpha_p F - O_e / tau_prim                      primary mineral still due
+    dm_e/dt = O_e / tau_prim - k_e alpha_e R + k_min f_e (1 - alpha_e)   mineral (m = f alpha)
+
+Mineralisation has two phases (row 20): new bone takes up alpha_p of the plateau mineral in
+days (primary, time constant tau_prim), then approaches the plateau over years (secondary,
+k_min). alpha = 1 is the plateau of mature bone, v_m = 0.442 (Martínez-Reina 2019), below
+full mineralisation (v_m = 4/7; parameters.TissueParameters).
+
+Cortical elements (``compartment == 1``: the mesh's cortical cells) have their own
+remodelling surfaces: besides Martin's pore surface S_v(f) (which vanishes as f -> 1) they carry
+endocortical and intracortical (canal) surface, ``cortical_surface_per_mm`` per bone volume
+(times f_e per tissue volume; fitted to rows 16 and 21); and their BMUs refill less (focal-balance deficit
+``cortical_deficit_ratio`` x delta(t): the postmenopausal loss is endocortical and
+intracortical, Zebaze 2010, row 16). Their remodelling surface is split (``endocortical_share``
+e, the rest canal surface; plus a periosteal surface ``periosteal_share`` p that only models),
+each surface with its own formation law (issue 15, rows 17-19):
+
+    k_e  = BFR/BS * (S_v(f_e) + cortical_surface_per_mm * f_e)
+    endocortical  F_en = B (1 - delta_c) + r_en M            (like trabecular surfaces)
+    canals        F_ic = V2 (1 - delta_c) + r_ic M           (cavities refilled after a lag)
+                  dV1/dt = (C - V1) / (T/2),  dV2/dt = (V1 - V2) / (T/2)
+    periosteum    r_po M
+    F = e F_en + (1 - e) F_ic + p r_po M,   R = C,   delta_c = cortical_deficit_ratio delta(t)
+
+V1, V2 (1 at baseline) are the canal cavities in their resorption/reversal and formation
+stages, T = ``cortical_refill_days``: the canals' remodelling space k (1 - e) T. A rise in
+activation (teriparatide) opens cavities before they refill, so porosity rises while it
+lasts; denosumab stops resorption and the open cavities refill (porosity falls by at most
+the remodelling space); romosozumab's modelling formation (r M, row 17 surface ratios)
+fills canals and thickens the cortex from the endocortex. The intracortical porosity change
+is tracked separately (``pore``, tissue fraction: d pore/dt = -k (1 - e)(F_ic - R)), so
+porosity and (endocortical) thickness can be told apart. Elements do not change
+compartment (no trabecularisation of a porous cortex, no corticalisation by endocortical
+formation: the tag is fixed by the mesh).
 
 alpha_e = mineral relative to full mineralisation; the baseline alpha_e0 is the
 steady state of that balance, so high-turnover (trabecular) bone is less
@@ -53,6 +92,9 @@ Integration: the cell equations are advanced with a linearly implicit (Patankar-
 step, positive and unconditionally stable for any dt; drug exposures enter as their
 exact mean over each step; density/mineral rates are ~1e-4/day, so an explicit update
 is stable. Default step 1 day.
+
+(About 500 lines: the state, the equations and their step are one cohesive thing; tissue
+composition and mineral laws are in ``femur.remodeling.mineral``.)
 """
 
 from __future__ import annotations
@@ -63,7 +105,13 @@ import numpy as np
 
 from femur.core.errors import InputError
 from femur.core.mpi import MPI
-from femur.remodeling.parameters import ModelParameters
+from femur.remodeling.mineral import (  # noqa: F401  (re-exported: femur.remodeling.model's public names)
+    HERNANDEZ_ASH_EXPONENT,
+    HERNANDEZ_BVTV_EXPONENT,
+    ash_fraction,
+    tissue_density_g_cm3,
+)
+from femur.remodeling.parameters import ModelParameters, TissueParameters
 from femur.remodeling.patient import Patient
 from femur.remodeling.surface import specific_surface_per_mm
 from femur.treatments.pk import Exposure, compute_exposure
@@ -85,6 +133,10 @@ class RemodelingState:
     Q: np.ndarray
     M: np.ndarray
     Y: np.ndarray  # osteocytes per element volume, normalised to 1 at baseline
+    V1: np.ndarray  # canal cavities in resorption/reversal (cortical elements; 1 at baseline)
+    V2: np.ndarray  # canal cavities being refilled (cortical elements; 1 at baseline)
+    pore: np.ndarray  # intracortical porosity change since baseline (tissue fraction)
+    O: np.ndarray  # primary-phase mineral still to be deposited (per tissue volume, x f alpha)
     volume: np.ndarray  # element volume (any consistent unit, mm3 from the FE mesh)
     f0: np.ndarray
     alpha0: np.ndarray
@@ -113,17 +165,6 @@ class RemodelingState:
         return RemodelingState(**kw)
 
 
-def tissue_density_g_cm3(alpha, tissue) -> np.ndarray:
-    """Tissue (material) density at mineral content alpha (Martínez-Reina 2019 composition):
-    rho_t = rho_m v_m + rho_o v_o + rho_w (1 - v_o - v_m), v_m = v_m,full * alpha."""
-    vm = tissue.v_mineral_full * np.asarray(alpha, float)
-    return (
-        tissue.rho_mineral_g_cm3 * vm
-        + tissue.rho_organic_g_cm3 * tissue.v_organic
-        + tissue.rho_water_g_cm3 * (1.0 - tissue.v_organic - vm)
-    )
-
-
 def stimulus_from_sed(psi, psi_ref, floor=1e-30) -> np.ndarray:
     """M = (psi - psi_ref) / psi_ref, element-wise (psi: strain energy density, any unit)."""
     psi = np.asarray(psi, float)
@@ -131,10 +172,14 @@ def stimulus_from_sed(psi, psi_ref, floor=1e-30) -> np.ndarray:
     return (psi - psi_ref) / np.maximum(psi_ref, floor)
 
 
-def modulus_ratio(state: RemodelingState, f_exponent: float = 2.58, alpha_exponent: float = 2.74):
-    """E / E_baseline per element with the Hernandez 2001 form E ~ f^2.58 alpha^2.74
-    (Martínez-Reina 2019, remodeling.md 1.5 and 7)."""
-    return (state.f / state.f0) ** f_exponent * (state.alpha / state.alpha0) ** alpha_exponent
+def modulus_ratio(state: RemodelingState, tissue=None, f_exponent: float = HERNANDEZ_BVTV_EXPONENT,
+                  ash_exponent: float = HERNANDEZ_ASH_EXPONENT):
+    """E / E_baseline per element with the Hernandez 2001 form E ~ f^2.58 ash^2.74 (ash
+    fraction from alpha, :func:`ash_fraction`; default tissue composition if ``tissue`` is
+    None)."""
+    tissue = TissueParameters() if tissue is None else tissue
+    ash = ash_fraction(state.alpha, tissue) / ash_fraction(state.alpha0, tissue)
+    return (state.f / state.f0) ** f_exponent * ash**ash_exponent
 
 
 def uniform_stress_stimulus(state: RemodelingState) -> np.ndarray:
@@ -201,10 +246,27 @@ class RemodelingModel:
         return self._exposure.serum_at(t_days)
 
     # ---------------------------------------------------------------------------------
-    def baseline_alpha(self, f) -> np.ndarray:
+    def turnover_per_day(self, f, cortical=None) -> np.ndarray:
+        """Bone turnover per tissue volume k_e (1/day): BFR/BS x (S_v(f) + the cortical
+        elements' endocortical and canal surface, module docstring)."""
+        sv = specific_surface_per_mm(f)
+        if cortical is not None:
+            # the endocortical and canal surface comes with the element's cortical bone: per
+            # tissue volume it scales with BV/TV (a partial-volume CT voxel of a thin shell
+            # carries a fraction of it)
+            sv = sv + np.where(cortical, self.params.cells.cortical_surface_per_mm * np.asarray(f, float), 0.0)
+        return self.params.tissue.bfr_bs_mm_per_day * sv
+
+    def deficit_ratio(self, cortical=None):
+        """Focal-balance deficit of each element relative to delta(t) (1 trabecular)."""
+        if cortical is None:
+            return 1.0
+        return np.where(cortical, self.params.cells.cortical_deficit_ratio, 1.0)
+
+    def baseline_alpha(self, f, cortical=None) -> np.ndarray:
         """Steady-state mineral content: k (alpha_p - a) + k_min f (1 - a) = 0."""
         tis, c = self.params.tissue, self.params.cells
-        k = tis.bfr_bs_mm_per_day * specific_surface_per_mm(f)
+        k = self.turnover_per_day(f, cortical)
         km = c.k_mineral_per_day * f
         return (k * tis.alpha_primary + km) / np.maximum(k + km, 1e-300)
 
@@ -231,13 +293,15 @@ class RemodelingModel:
                 raise InputError("remodeling: f0 (bone volume fraction) must be finite and in (0, 1]")
         else:
             rho = np.array(density_g_cm3, dtype=float).ravel()
+            cort_rho = _cortical_mask(compartment, rho.size)
             if rho.size == 0 or not np.all(np.isfinite(rho)) or np.any(rho <= 0) or np.any(rho > 2.5):
                 raise InputError(
                     "remodeling: density_g_cm3 (apparent density) must be finite and in (0, 2.5] g/cm3"
                 )
             f = rho / 1.95
             for _ in range(8):
-                f = np.clip(rho / tissue_density_g_cm3(self.baseline_alpha(f), tis), tis.f_min, tis.f_max)
+                f = np.clip(rho / tissue_density_g_cm3(self.baseline_alpha(f, cort_rho), tis), tis.f_min,
+                            tis.f_max)
         f = np.clip(f, tis.f_min, tis.f_max)
         n = f.size
         vol = np.ones(n) if volume is None else np.array(volume, dtype=float).ravel()
@@ -246,15 +310,21 @@ class RemodelingModel:
         comp = None if compartment is None else np.asarray(compartment).ravel().copy()
         if comp is not None and comp.shape != (n,):
             raise InputError(f"remodeling: compartment must have {n} values")
-        alpha0 = self.baseline_alpha(f)
+        cort = _cortical_mask(comp, n)
+        alpha0 = self.baseline_alpha(f, cort)
         _, delta = self.patient.drivers(t_day, self.params.cells, self.aging)
         one = np.ones(n)
+        form0 = one * (1.0 - float(delta) * self.deficit_ratio(cort))
+        # primary mineral in flight at steady state: k alpha_p F0 tau_prim
+        o0 = self.turnover_per_day(f, cort) * tis.alpha_primary * form0 * tis.primary_mineral_days
         return RemodelingState(
             t_day=float(t_day), f=f.copy(), alpha=alpha0.copy(),
             P=one.copy(), B=one.copy(), Cp=one.copy(), C=one.copy(),
-            A=np.zeros(n), Q=one.copy(), M=np.zeros(n), Y=one.copy(), volume=vol, f0=f.copy(), alpha0=alpha0.copy(),
+            A=np.zeros(n), Q=one.copy(), M=np.zeros(n), Y=one.copy(),
+            V1=one.copy(), V2=one.copy(), pore=np.zeros(n), O=o0,
+            volume=vol, f0=f.copy(), alpha0=alpha0.copy(),
             formation0=float(1.0 - delta), compartment=comp,
-            formation=one * float(1.0 - delta), resorption=one.copy(),
+            formation=form0, resorption=one.copy(),
         )
 
     # ---------------------------------------------------------------------------------
@@ -288,7 +358,7 @@ class RemodelingModel:
             * (1.0 + mm)
             / (1.0 + ex["dmab_ng_ml"] / c.dmab_k_ng_ml)
         )
-        src = s.C**c.coupling_exponent * (1.0 + mp)
+        src = s.C**c.coupling_exponent * (1.0 + mp) / (1.0 + mm)
         d_pth = 1.0 + c.pth_ob_potency * e_pth
         # remodelling osteoblast lineage
         hp = dt / c.tau_p_days
@@ -307,19 +377,59 @@ class RemodelingModel:
         s.C = (s.C + hc * r * s.Cp) / (1.0 + hc * (1.0 + c.bp_potency * s.A))
         s.A = (s.A + dt * ex["aln_bone_mg_per_day"] * s.C) / (1.0 + dt * s.C / c.bp_release_days)
         # fluxes and density
-        F = s.B * (1.0 - delta) + s.M
+        cort = _cortical_mask(s.compartment, s.n_elements)
         R = s.C
-        k = tis.bfr_bs_mm_per_day * specific_surface_per_mm(s.f)
-        m = s.f * s.alpha
+        k = self.turnover_per_day(s.f, cort)
+        keep = 1.0 - delta * self.deficit_ratio(cort)  # per-BMU refill (focal balance)
+        if cort is None or not cort.any():
+            F = s.B * keep + s.M
+        else:
+            # canal cavities: resorbed -> reversal -> refilled (two stages of T/2 each)
+            hv = dt / (0.5 * c.cortical_refill_days)
+            s.V1 = np.where(cort, (s.V1 + hv * R) / (1.0 + hv), 1.0)
+            s.V2 = np.where(cort, (s.V2 + hv * s.V1) / (1.0 + hv), 1.0)
+            e = c.endocortical_share
+            f_en = s.B * keep + c.modelling_ratio_endocortical * s.M
+            f_ic = s.V2 * keep + c.modelling_ratio_intracortical * s.M
+            f_cort = e * f_en + (1.0 - e) * f_ic + c.periosteal_share * c.modelling_ratio_periosteal * s.M
+            F = np.where(cort, f_cort, s.B * keep + s.M)
+            s.pore = np.where(cort, s.pore - dt * k * (1.0 - e) * (f_ic - R), 0.0)
         f_new = np.clip(s.f + dt * k * (F - R), tis.f_min, tis.f_max)
         s.Y = (s.Y + dt * k * F / s.f0) / (1.0 + dt * k * R / s.f)
-        m_new = m + dt * (k * (tis.alpha_primary * F - s.alpha * R) + c.k_mineral_per_day * s.f * (1.0 - s.alpha))
-        s.alpha = np.clip(m_new / f_new, 0.0, 1.0)
+        s.alpha, s.O = self.mineral_step(s.f, f_new, s.alpha, s.O, dt * k * F, dt * k * R, dt)
         s.f = f_new
         s.formation = F * np.ones_like(s.f)
         s.resorption = R * np.ones_like(s.f)
         s.t_day = t0 + dt
         return s
+
+    def mineral_step(self, f, f_new, alpha, O, formed, resorbed, dt):
+        """Two-phase mineralisation over one step (module docstring): ``formed`` /
+        ``resorbed`` bone volume per tissue volume in the step, ``O`` the primary mineral in
+        flight. Primary uptake is implicit (any dt), secondary explicit (k_min dt << 1).
+        Returns (alpha_new, O_new) for the new bone volume fraction ``f_new``."""
+        tis, c = self.params.tissue, self.params.cells
+        hp = dt / tis.primary_mineral_days
+        o_new = (O + tis.alpha_primary * formed) / (1.0 + hp)
+        m_new = f * alpha + hp * o_new - alpha * resorbed + dt * c.k_mineral_per_day * f * (1.0 - alpha)
+        return np.clip(m_new / f_new, 0.0, 1.0), o_new
+
+    def packet_mineral(self, t_days, dt: float = 0.25) -> np.ndarray:
+        """Mineral content (relative to the plateau) of one packet of new bone laid down at
+        day 0, at the times ``t_days``, from :meth:`mineral_step` (row 20: ~0.67 by day 18,
+        a plateau at 1 reached over years)."""
+        t_days = np.asarray(t_days, dtype=float)
+        n = int(np.ceil(max(float(np.max(t_days)), dt) / dt))
+        eps = 1e-12  # no bone before the packet
+        alpha, O = np.zeros(1), np.zeros(1)
+        alpha, O = self.mineral_step(np.array([eps]), np.array([1.0 + eps]), alpha, O, 1.0, 0.0, 0.0)
+        t, out = [0.0], [float(alpha[0])]
+        f = np.array([1.0 + eps])
+        for i in range(n):
+            alpha, O = self.mineral_step(f, f, alpha, O, 0.0, 0.0, dt)
+            t.append((i + 1) * dt)
+            out.append(float(alpha[0]))
+        return np.interp(t_days, t, out)
 
     def advance(self, state: RemodelingState, t0: float, t1: float, stimulus=None) -> RemodelingState:
         """Advance from t0 to t1 (days) with the mechanical stimulus held fixed.
@@ -354,11 +464,13 @@ class RemodelingModel:
     def marker_sums(self, state: RemodelingState) -> np.ndarray:
         """Local sums [formation, resorption, baseline formation, baseline resorption],
         turnover-weighted (volume x S_v); sum them over ranks for whole-skeleton markers."""
-        w = state.volume * specific_surface_per_mm(state.f)
-        w0 = state.volume * specific_surface_per_mm(state.f0)
+        cort = _cortical_mask(state.compartment, state.n_elements)
+        w = state.volume * self.turnover_per_day(state.f, cort)
+        w0 = state.volume * self.turnover_per_day(state.f0, cort)
+        delta0 = 1.0 - state.formation0
         return np.array([
             np.sum(w * state.formation), np.sum(w * state.resorption),
-            np.sum(w0) * state.formation0, np.sum(w0),
+            np.sum(w0 * (1.0 - delta0 * self.deficit_ratio(cort))), np.sum(w0),
         ])
 
     def markers(self, state: RemodelingState, comm=None) -> dict:
@@ -380,6 +492,13 @@ class RemodelingModel:
         if comm is not None and comm.size > 1:
             sums = comm.allreduce(sums, op=MPI.SUM)
         return float(100.0 * (sums[0] / sums[1] - 1.0))
+
+
+def _cortical_mask(compartment, n):
+    """Cortical elements (compartment 1, the cortical tag of the bones), or None."""
+    if compartment is None:
+        return None
+    return np.asarray(compartment).ravel() == 1
 
 
 def markers_from_sums(sums) -> dict:

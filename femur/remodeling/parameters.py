@@ -4,7 +4,7 @@
 Each constant carries its source (paper, and the section of
 ``shared/science/remodeling.md`` that quotes it), or says that it is an
 ASSUMPTION, or names the calibration target (``clinical-targets.md`` table,
-rows 1-7) that fixed it. Fitted values are read from ``femur/data/cell_model.json``
+rows 1-7, 16-21) that fixed it. Fitted values are read from ``femur/data/cell_model.json``
 (values + provenance), which ``python -m femur.calibration.remodeling --write`` writes.
 
 Units: days, mm, ug/mL (romosozumab), ng/mL (denosumab), g/cm3 (density).
@@ -52,9 +52,17 @@ class TissueParameters:
     rho_water_g_cm3: float = 1.0
     v_organic: float = 3.0 / 7.0
     v_mineral_full: float = 0.442
-    # New bone reaches this fraction of full mineral quickly (primary mineralisation),
-    # ASSUMPTION in the range quoted by Boivin & Meunier (50-70 %, UNCONFIRMED).
-    alpha_primary: float = 0.6
+    # Two-phase mineralisation of new bone (clinical-targets row 20; remodeling.md 1.5).
+    # alpha = mineral relative to the plateau of mature bone, v_m = 0.442 (Martínez-Reina &
+    # Pivonka 2019), which lies below full mineralisation (v_m = 1 - v_organic = 4/7: water
+    # stays in mature bone), i.e. alpha = 1 is the plateau, not a solid-mineral matrix.
+    # Primary phase: a new packet takes up alpha_primary of the plateau with time constant
+    # primary_mineral_days; row 20 (rabbit FTIR, shape only): ~67 % of interstitial mineral
+    # by day 18 -> 0.68 with a 5-day time constant (the secondary phase adds <1 % by then).
+    # Secondary phase: first order toward the plateau at k_mineral_per_day (fitted: human
+    # secondary mineralisation takes years; rabbit plateaus by ~day 350, row 20).
+    alpha_primary: float = 0.68
+    primary_mineral_days: float = 5.0
 
 
 # --------------------------------------------------------------------------------------
@@ -77,6 +85,12 @@ FITTED_TARGETS = {
     "pth_ob_potency": "row 3 teriparatide LS +7.1 % (potency)",
     "deficit_basal": "row 6-7 placebo/natural loss (TH ~ -0.5 %/yr at 71-72 y)",
     "pmo_amplitude": "row 7 early postmenopause proximal femur -1.35..-1.41 %/yr",
+    "cortical_surface_per_mm": "row 21 denosumab hip cortex +5.4 % vs placebo (3 y); row 16 cortical "
+                                "share of age-related loss",
+    "cortical_deficit_ratio": "row 16 age-related loss 68 % cortical; row 19 denosumab porosity unchanged",
+    "cortical_refill_days": "row 19 cortical porosity (teriparatide up, denosumab unchanged); row 21 "
+                            "denosumab hip cortex",
+    "pth_rankl_gain": "row 19 teriparatide cortical porosity +5.6 % (tibia); row 3 teriparatide LS",
 }
 
 
@@ -100,6 +114,19 @@ class CellParameters:
     pth_ob_potency: float
     deficit_basal: float
     pmo_amplitude: float
+    # cortical elements: endocortical and intracortical (canal) remodelling surface per bone
+    # volume (mm^-1; x BV/TV per tissue volume) added to Martin's S_v, and focal-balance
+    # deficit relative to trabecular BMUs
+    cortical_surface_per_mm: float
+    cortical_deficit_ratio: float
+    # mean lag (days) from the resorption of an intracortical cavity to its refilling (the
+    # remodelling space of the canals: resorption + reversal + formation periods)
+    cortical_refill_days: float
+    # Teriparatide (daily-averaged exposure E_pth = 1 at 20 ug/d) raises RANKL signalling by
+    # this fraction ("anabolic window": the OB-lineage effect, pth_ob_potency, dominates on
+    # trabecular and endocortical surfaces; in the canals it raises activation and so the
+    # remodelling space, row 19)
+    pth_rankl_gain: float
 
     # --- fixed ---
     # OC precursor pool residence time, days, and fraction leaving by differentiation
@@ -129,10 +156,25 @@ class CellParameters:
     # Men: no menopause step; their focal-balance deficit is this fraction of the
     # women's basal one (ASSUMPTION, not calibrated: male hip loss ~half the female).
     male_deficit_ratio: float = 0.6
-    # Teriparatide (daily-averaged exposure E_pth = 1 at 20 ug/d) raises RANKL
-    # signalling by this fraction (ASSUMPTION, "anabolic window": the OB-lineage effect,
-    # fitted below, dominates the resorptive one).
-    pth_rankl_gain: float = 0.3
+    # Cortical surfaces (issue 15). The remodelling surface of a cortical element
+    # (Martin's S_v(f) + cortical_surface_per_mm) is split into endocortical and
+    # intracortical (canal) surface; endocortical_share is the endocortical part
+    # (ASSUMPTION: endocortical surface per cortical volume ~ 1/Ct.Th ~ 1 mm^-1 against a
+    # canal surface of ~1.5 mm^-1 at the neck; no element-level adjacency is used, so every
+    # cortical element carries the same mix). Endocortical surfaces remodel like trabecular
+    # ones (osteoblast-driven formation); canal surfaces refill their cavities after
+    # cortical_refill_days, so activation opens porosity (remodelling space).
+    endocortical_share: float = 0.4
+    # Periosteal surface per cortical remodelling surface (ASSUMPTION): it only models
+    # (no remodelling), with the periosteal modelling ratio below.
+    periosteal_share: float = 0.1
+    # Modelling-based formation per surface relative to cancellous, clinical-targets row 17
+    # (Eriksen 2022, romosozumab minus placebo, % of surface at month 2):
+    # endocortical (36.7-3.0)/(18.0-3.8) = 2.37, periosteal (5.0-2.0)/(18.0-3.8) = 0.21;
+    # intracortical: no data, 1.0 (ASSUMPTION).
+    modelling_ratio_endocortical: float = 2.37
+    modelling_ratio_periosteal: float = 0.21
+    modelling_ratio_intracortical: float = 1.0
     # Denosumab-RANKL sequestration: r / (1 + C_dmab / K). Martínez-Reina & Pivonka 2019
     # (remodeling.md 2.2) add chi*K_A,den*C to the RANKL binding denominator with
     # K_A,den = 0.333 /pM, chi = 0.012 -> 0.004 /pM; 1 ng/mL of a 149 kDa IgG = 6.71 pM,

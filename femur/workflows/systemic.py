@@ -104,7 +104,7 @@ def simulate_sites(
 
     # compartment courses: the site elements' BV/TV and mineral at every step
     site_el = tag >= 0
-    snap_f, snap_alpha = [], []
+    snap_f, snap_alpha, snap_pore = [], [], []
 
     rec = {k: [] for k in ("t_days", "p1np_pct", "ctx_pct")}
     site_rec = {s: [] for s in sites}
@@ -122,6 +122,7 @@ def simulate_sites(
             co_rec[site].append(mineral_rel(cmasks[i], s) if cmasks[i].any() else 0.0)
         snap_f.append(s.f[site_el].copy())
         snap_alpha.append(s.alpha[site_el].copy())
+        snap_pore.append(s.pore[site_el].copy())
 
     record(state)
     s = state.copy()
@@ -143,7 +144,7 @@ def simulate_sites(
         return np.interp(tm, daily["t_days"], np.asarray(y))
 
     compartments, compartment_baseline = _compartment_courses(
-        tm, daily["t_days"], np.asarray(snap_f), np.asarray(snap_alpha), state.f0[site_el],
+        tm, daily["t_days"], np.asarray(snap_f), np.asarray(snap_alpha), np.asarray(snap_pore), state.f0[site_el],
         state.alpha0[site_el], rho0[site_el], dxa_w[site_el], cort[site_el],
         {SITE_KEY_OF[site]: tag[site_el] == i for i, site in enumerate(sites)})
     vbmd = {}
@@ -169,19 +170,22 @@ def simulate_sites(
     )
 
 
-def _compartment_courses(tm, t_days, f_hist, alpha_hist, f0, alpha0, rho0, weight, cortical, site_masks):
+def _compartment_courses(tm, t_days, f_hist, alpha_hist, pore_hist, f0, alpha0, rho0, weight, cortical,
+                         site_masks):
     """Compartment courses (``femur.outcomes.compartments``) at the times ``tm`` from the
-    site elements' BV/TV and mineral histories (rows: the steps at ``t_days``, linearly
-    interpolated between them), and their baseline values."""
+    site elements' BV/TV, mineral and intracortical-porosity histories (rows: the steps at
+    ``t_days``, linearly interpolated between them), and their baseline values."""
     volume = weight / rho0  # volume inside the ROI prism
     idx = np.clip(np.searchsorted(t_days, tm, side="right") - 1, 0, len(t_days) - 2)
     a = np.clip((tm - t_days[idx]) / (t_days[idx + 1] - t_days[idx]), 0.0, 1.0)[:, None]
     f_at = (1 - a) * f_hist[idx] + a * f_hist[idx + 1]
     al_at = (1 - a) * alpha_hist[idx] + a * alpha_hist[idx + 1]
+    po_at = (1 - a) * pore_hist[idx] + a * pore_hist[idx + 1]
     courses, baseline = {}, {}
     for j in range(len(tm)):
         ratio = f_at[j] * al_at[j] / (f0 * alpha0)
-        sums = {key: roi_sums(volume * m, rho0, cortical, ratio, f_at[j], f0)
+        sums = {key: roi_sums(volume * m, rho0, cortical, ratio, f_at[j], f0, pore=po_at[j], alpha=al_at[j],
+                              alpha0=alpha0)
                 for key, m in site_masks.items()}
         vals = changes_from_sums(sums)
         for k in COMPARTMENT_KEYS:

@@ -4,9 +4,15 @@ A :class:`BoneTrack` owns the run's copy of the bone. The remodeling state (BV/T
 and mineral content ``alpha`` per cell) is the one owner of how the bone has changed;
 everything else is derived from it and the baseline density ``rho0``:
 
-* the FE density (``bone.density``, the input of the material law) is
+* the FE density (``bone.density``, the input of the yield laws and of a pushover) is
   ``rho0 * rho_model / rho_model0`` on remodeling cells; every other cell keeps its
   baseline density;
+* the FE modulus of a remodeling cell is mineral-aware: the site's density-modulus law at
+  the bone-volume density ``rho0 f / f0`` (baseline mineral: what the law was measured on)
+  times ``(ash / ash0)^2.74`` (Hernandez 2001, ``femur.mechanics.materials.
+  mineral_modulus_factor``), so a mineral gain stiffens the bone with the Hernandez weight
+  rather than through the apparent density only. The nonlinear pushover builds its moduli
+  from ``bone.density`` (apparent density, not mineral-aware);
 * the DXA-equivalent density is ``rho0 * m / m0`` (m = f alpha, the mineral mass), computed
   when BMD is measured, so mineralisation counts as it does in DXA;
 * the mechanostat stimulus is M = (psi - psi_ref) / psi_ref, psi the strain energy
@@ -38,6 +44,7 @@ from femur.core.log import get_logger
 from femur.core.mpi import MPI
 from femur.geometry.compartments import non_bone_mask, where_cells
 from femur.geometry.density import MAX_APPARENT_G_CM3
+from femur.mechanics.materials import mineral_modulus_factor
 from femur.mechanics.problem import cell_strain_energy_density, make_solver, postprocess
 from femur.mechanics.pushover import solve_pushover
 from femur.mechanics.strength import (
@@ -52,7 +59,7 @@ from femur.mechanics.strength import (
 from femur.mechanics.surrogate import fits_for
 from femur.outcomes import dxa
 from femur.outcomes.compartments import roi_sums
-from femur.remodeling.model import stimulus_from_sed, tissue_density_g_cm3
+from femur.remodeling.model import ash_fraction, stimulus_from_sed, tissue_density_g_cm3
 from femur.workflows.scans import is_ct_bone, scan_summary
 
 log = get_logger(__name__)
@@ -271,10 +278,15 @@ class BoneTrack:
     # ------------------------------------------------------------------ density
     def update_density(self) -> None:
         """FE density and moduli from the remodeling state (in place, operators reassembled)."""
-        rm_rho = self.model.density_g_cm3(self.state)
+        s = self.state
+        rm_rho = self.model.density_g_cm3(s)
         ratio = np.where(self.remodels, rm_rho / self.rho_model0, 1.0)
         self.bone.density.x.array[:] = self.rho0 * ratio
-        E = self.material.modulus_array(self.bone)
+        tis = self.model.params.tissue
+        rho_volume = self.rho0 * np.where(self.remodels, s.f / s.f0, 1.0)
+        mineral = np.where(self.remodels, mineral_modulus_factor(ash_fraction(s.alpha, tis),
+                                                                 ash_fraction(s.alpha0, tis)), 1.0)
+        E = self.material.modulus_array(self.bone, density_g_cm3=rho_volume) * mineral
         for es, _, _ in self.solvers.values():
             es.update_modulus(E)
 
@@ -310,10 +322,11 @@ class BoneTrack:
         cort = self.bone.compartment_mask("cortical")
         ratio = np.where(self.remodels, (s.f * s.alpha) / (s.f0 * s.alpha0), 1.0)
         keys = sorted(self.roi_volume)
-        local = np.concatenate([roi_sums(self.roi_volume[k], self.rho0 * self.bone_mask, cort, ratio, s.f,
-                                         s.f0, modelled=self.remodels) for k in keys])
-        total = comm.allreduce(local, op=MPI.SUM)
-        return {k: total[8 * i: 8 * (i + 1)] for i, k in enumerate(keys)}
+        local = [roi_sums(self.roi_volume[k], self.rho0 * self.bone_mask, cort, ratio, s.f, s.f0,
+                          modelled=self.remodels, pore=s.pore, alpha=s.alpha, alpha0=s.alpha0) for k in keys]
+        n = local[0].size
+        total = comm.allreduce(np.concatenate(local), op=MPI.SUM)
+        return {k: total[n * i: n * (i + 1)] for i, k in enumerate(keys)}
 
     def measure(self, comm) -> dict:
         """Areal BMD at this bone's DXA sites and vBMD per compartment (mg/cm3).
