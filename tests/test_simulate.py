@@ -219,3 +219,22 @@ def test_nonlinear_strength_model_in_a_run(check):
     s, y = r.strength["vertebral_strength_n"], r.strength["vertebral_yield_load_n"]
     check(np.all(y > 0) and np.all(y <= s), f"offset yield {y} vs peak {s}")
     check(r.strength_pct["vertebral_strength_pct"][-1] > 0.0, f"{r.strength_pct}")
+
+
+@pytest.mark.serial
+def test_track_pushover_takes_the_linear_solves_moduli(monkeypatch):
+    """A simulation's pushover sees the same mineral-aware moduli as its linear solves (not
+    the density law on the apparent density, which differs once mineral has changed)."""
+    import femur.workflows.tracks as tracks
+
+    sim = Simulation("alendronate", 6, bones=("vertebra",), fe_interval_days=30, strength_months=(0,), **COARSE)
+    sim.run()
+    track = sim.tracks["vertebra"]
+    linear_E = np.array(track.solvers["vertebral"][0].E.x.array)
+    seen = {}
+    monkeypatch.setattr(tracks, "solve_pushover", lambda bone, case, material, **kw: seen.update(E=material, **kw))
+    track.pushover("vertebral")
+    assert np.allclose(seen["E"], linear_E, rtol=1e-12)
+    assert seen["yield_model"] is not None and seen["progress"] is False
+    apparent = track.material.modulus_array(track.bone)
+    assert np.max(np.abs(apparent / linear_E - 1.0)) > 1e-3  # mineral moved: the two laws differ

@@ -47,8 +47,7 @@ from femur.core.errors import FemurError, InputError
 from femur.core.log import configure, get_logger, progress_enabled, verbosity
 from femur.core.mpi import MPI
 from femur.core.progress import ProgressBar
-from femur.mechanics.pushover import solve_pushover
-from femur.mechanics.strength import STRENGTH_CASES, material_for, quantity_name, strength_cases, surrogate_features
+from femur.mechanics.strength import STRENGTH_CASES, surrogate_features
 from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, fit_log_linear
 from femur.remodeling.patient import Patient
 from femur.study.cohort import sample_patient
@@ -113,30 +112,32 @@ def patient_samples(index: int, split: str, s: Settings) -> list[dict]:
     bones = {k: patient_bone(k, patient, s.mesh_size_mm, geometry[k], comm) for k in kinds}
     rows = []
 
-    def add(state, kind, bone, linear):
-        cases = strength_cases(kind)
-        for prefix in (c for c in s.cases if KIND_OF_PREFIX[c] == kind):
-            po = solve_pushover(bone, cases[prefix], material_for(bone), order=s.order, progress=False)
+    def pushovers(track) -> dict:
+        """The pushover of every fitted load case of this track's bone, with the track's own
+        (mineral-aware) moduli."""
+        return {p: track.pushover(p, order=s.order) for p in s.cases if KIND_OF_PREFIX[p] == track.bone.kind}
+
+    def add(state, results, linear):
+        for prefix, po in results.items():
             rows.append({"patient": index, "split": split, "state": state, "prefix": prefix,
                          **surrogate_features(prefix, linear),
                          "nonlinear_strength_n": float(po.nonlinear_strength_n),
                          "converged": bool(po.converged), "increments": int(po.increments)})
 
-    baseline_done = False
-    for treatment in s.treatments:
+    for n, treatment in enumerate(s.treatments):
         sim = Simulation(treatment, s.months, patient, femur_model="femur", comm=comm, progress=False,
                          femur_bone=bones.get("femur"), vertebra_bone=bones.get("vertebra"), bones=tuple(kinds),
                          strength_months=[0.0, s.months], strength_model="linear",
                          turnover_multiplier=rec["turnover_multiplier"],
                          drug_response_multiplier=rec["drug_response_multiplier"])
+        # the baseline bones: the first simulation's tracks before it runs
+        base = {k: pushovers(sim.tracks[k]) for k in kinds} if n == 0 else {}
         tc = sim.run()
         at = {m: {k: float(v[i]) for k, v in tc.strength.items()} for i, m in enumerate(tc.strength_months)}
-        if not baseline_done:
-            for kind in kinds:
-                add("baseline", kind, bones[kind], at[0.0])
-            baseline_done = True
-        for kind in kinds:
-            add(treatment, kind, sim.tracks[kind].bone, at[float(s.months)])
+        for k in kinds:
+            if base:
+                add("baseline", base[k], at[0.0])
+            add(treatment, pushovers(sim.tracks[k]), at[float(s.months)])
     return rows
 
 
@@ -304,13 +305,14 @@ def run(s: Settings, work: Path, write: bool, comm=MPI.COMM_WORLD) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m femur.calibration.strength_surrogate",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("--train", type=int, default=Settings.train, help="training patients (default 30)")
-    ap.add_argument("--test", type=int, default=Settings.test, help="test patients (default 30)")
-    ap.add_argument("--treatments", default=",".join(Settings.treatments))
-    ap.add_argument("--cases", default=",".join(Settings.cases), help="load cases (quantity prefixes)")
-    ap.add_argument("--mesh-size", type=float, default=Settings.mesh_size_mm, metavar="MM")
+    ap.add_argument("--train", type=int, default=None, help=f"training patients (default {Settings.train})")
+    ap.add_argument("--test", type=int, default=None, help=f"test patients (default {Settings.test})")
+    ap.add_argument("--treatments", default=None, help=f"default {','.join(Settings.treatments)}")
+    ap.add_argument("--cases", default=None, help="load cases (quantity prefixes; default all)")
+    ap.add_argument("--mesh-size", type=float, default=None, metavar="MM",
+                    help=f"default {Settings.mesh_size_mm:g} (the trial mesh)")
     ap.add_argument("--order", type=int, default=None, help="pushover element order (default: its own, P2)")
-    ap.add_argument("--seed", type=int, default=Settings.seed)
+    ap.add_argument("--seed", type=int, default=None, help=f"cohort seed (default {Settings.seed})")
     ap.add_argument("--work", default="results/strength_surrogate", metavar="DIR",
                     help="per-patient samples (resume: existing ones are reused)")
     ap.add_argument("--quick", action="store_true", help="machinery check (3 + 2 patients, coarse)")
@@ -331,12 +333,15 @@ def main(argv=None) -> int:
                        and stored[p]["features"] == values[p]["features"] for p in stored)
             log.info("refit %s the stored coefficients", "reproduces" if same else "does NOT reproduce")
             return 0 if same else 1
-        kw = dict(train=a.train, test=a.test, seed=a.seed, mesh_size_mm=a.mesh_size, order=a.order,
-                  treatments=tuple(t for t in a.treatments.split(",") if t),
-                  cases=tuple(c for c in a.cases.split(",") if c))
-        if a.quick:
-            kw.update(QUICK)
+        kw = dict(QUICK) if a.quick else {}  # --quick's values, then whatever was given
+        given = dict(train=a.train, test=a.test, seed=a.seed, mesh_size_mm=a.mesh_size, order=a.order,
+                     treatments=a.treatments and tuple(t for t in a.treatments.split(",") if t),
+                     cases=a.cases and tuple(c for c in a.cases.split(",") if c))
+        kw.update({k: v for k, v in given.items() if v is not None})
         s = Settings(**kw).check()
+        log.info("surrogate fit: %d training + %d test patients, treatments %s, load cases %s, %g mm, "
+                 "pushover order %s%s", s.train, s.test, ",".join(s.treatments), ",".join(s.cases),
+                 s.mesh_size_mm, s.order or "default", " (QUICK)" if s.quick else "")
         run(s, Path(a.work), a.write, comm)
         return 0
     except FemurError as exc:

@@ -11,8 +11,8 @@ everything else is derived from it and the baseline density ``rho0``:
   the bone-volume density ``rho0 f / f0`` (baseline mineral: what the law was measured on)
   times ``(ash / ash0)^2.74`` (Hernandez 2001, ``femur.mechanics.materials.
   mineral_modulus_factor``), so a mineral gain stiffens the bone with the Hernandez weight
-  rather than through the apparent density only. The nonlinear pushover builds its moduli
-  from ``bone.density`` (apparent density, not mineral-aware);
+  rather than through the apparent density only. The nonlinear pushover of a track
+  (:meth:`BoneTrack.pushover`) takes the same moduli; its yield laws read ``bone.density``;
 * the DXA-equivalent density is ``rho0 * m / m0`` (m = f alpha, the mineral mass), computed
   when BMD is measured, so mineralisation counts as it does in DXA;
 * the mechanostat stimulus is M = (psi - psi_ref) / psi_ref, psi the strain energy
@@ -57,6 +57,7 @@ from femur.mechanics.strength import (
     surrogate_quantities,
 )
 from femur.mechanics.surrogate import fits_for
+from femur.mechanics.yield_laws import default_yield_model
 from femur.outcomes import dxa
 from femur.outcomes.compartments import roi_sums
 from femur.remodeling.model import ash_fraction, stimulus_from_sed, tissue_density_g_cm3
@@ -263,9 +264,7 @@ class BoneTrack:
         cases = strength_cases(self.bone.kind) if self.strength_model == "nonlinear" else {}
         for prefix, (es, info, nu) in self.solvers.items():
             if prefix in cases:
-                res = solve_pushover(self.bone, cases[prefix], self.material, solver=self.solver_name,
-                                     progress=False)
-                out.update(pushover_quantities(prefix, res))
+                out.update(pushover_quantities(prefix, self.pushover(prefix)))
                 continue
             es.solve()
             self.stats.account(es.last)
@@ -282,13 +281,31 @@ class BoneTrack:
         rm_rho = self.model.density_g_cm3(s)
         ratio = np.where(self.remodels, rm_rho / self.rho_model0, 1.0)
         self.bone.density.x.array[:] = self.rho0 * ratio
+        E = self.modulus()
+        for es, _, _ in self.solvers.values():
+            es.update_modulus(E)
+
+    def modulus(self) -> np.ndarray:
+        """FE modulus (MPa) of every local cell from the remodeling state: the material law
+        at the bone-volume density times the mineral factor (module docstring); at baseline
+        it is the material law at the bone's own density."""
+        s = self.state
         tis = self.model.params.tissue
         rho_volume = self.rho0 * np.where(self.remodels, s.f / s.f0, 1.0)
         mineral = np.where(self.remodels, mineral_modulus_factor(ash_fraction(s.alpha, tis),
                                                                  ash_fraction(s.alpha0, tis)), 1.0)
-        E = self.material.modulus_array(self.bone, density_g_cm3=rho_volume) * mineral
-        for es, _, _ in self.solvers.values():
-            es.update_modulus(E)
+        return self.material.modulus_array(self.bone, density_g_cm3=rho_volume) * mineral
+
+    def pushover(self, prefix: str, **kwargs):
+        """The nonlinear pushover of strength case ``prefix`` on the bone as remodelled: the
+        same mineral-aware moduli as the linear solves (:meth:`modulus`), the yield model of
+        the bone's material (yield from the FE density), the pushover's defaults otherwise
+        (``kwargs`` go to ``femur.mechanics.pushover.solve_pushover``)."""
+        kwargs.setdefault("progress", False)
+        kwargs.setdefault("solver", self.solver_name)
+        return solve_pushover(self.bone, strength_cases(self.bone.kind)[prefix], self.modulus(),
+                              yield_model=default_yield_model(self.bone, self.material),
+                              nu=self.material.poisson_ratio, **kwargs)
 
     def dxa_density(self) -> np.ndarray:
         """DXA-equivalent density: baseline density times each cell's mineral-mass ratio."""
