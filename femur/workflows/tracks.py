@@ -133,8 +133,12 @@ class BoneTrack:
     with the pushover's default element order; femur.mechanics.strength)."""
 
     def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg",
-                 strength_model: str = "linear"):
+                 strength_model: str = "linear", habitual_rtol: float = HABITUAL_RTOL,
+                 strength_rtol: float | None = None):
         self.name, self.bone, self.model, self.stats = name, bone, model, stats
+        #: Krylov rtol of the habitual solves and of the linear strength solves (None: the
+        #: solver configuration's, 1e-10 for gamg)
+        self.habitual_rtol, self.strength_rtol = float(habitual_rtol), strength_rtol
         self.strength_model = check_strength_model(strength_model)
         self.solver_name = solver
         self.material = material_for(bone)
@@ -209,7 +213,7 @@ class BoneTrack:
         (``force_ref``; unscaled while that is not yet known)."""
         es, info, nu = self.solvers[self.habitual]
         t0 = time.perf_counter()
-        es.solve(rtol=HABITUAL_RTOL)
+        es.solve(rtol=self.habitual_rtol)
         self.stats.account(es.last)
         if self.name not in self.stats.fe_fresh_s:
             self.stats.fe_fresh_s[self.name] = es.last.total_s
@@ -254,7 +258,7 @@ class BoneTrack:
                                      progress=False)
                 out.update(pushover_quantities(prefix, res))
                 continue
-            es.solve()
+            es.solve(rtol=self.strength_rtol)
             self.stats.account(es.last)
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu)
             out.update(strength_quantities(prefix, res, self.material, region_for(self.bone.kind)))
