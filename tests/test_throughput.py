@@ -133,21 +133,43 @@ def test_dynamic_schedule_same_results_one_group_per_patient(mpi_tmp_path):
     assert_all_ranks(ok, msg)
 
 
+def _same_but_shared_strength(cached: dict, fresh: dict, shared: tuple) -> tuple[bool, str]:
+    """Case results equal bit for bit, except the shared strength cases after month 0:
+    those to the trial solve tolerance (femur strength rtol 1e-6: measured <= 2e-5 pp)."""
+    if cached["monthly"] != fresh["monthly"]:
+        return False, "monthly courses differ"
+    for vc, vf in zip(cached["visits"], fresh["visits"]):
+        for k, x in vc.items():
+            y = vf[k]
+            later_shared = vc["month"] > 0 and any(k.startswith(p + "_") for p in shared)
+            if not later_shared and x != y:
+                return False, f"month {vc['month']} {k}: {x} vs {y} (expected bit for bit)"
+            if later_shared and x is not None:
+                d = abs(x - y) if k.endswith("_pct") else abs(x / y - 1.0)
+                if d > (1e-3 if k.endswith("_pct") else 1e-5):
+                    return False, f"month {vc['month']} {k}: {x} vs {y}"
+    return True, ""
+
+
 def test_bone_cache_leaves_results_unchanged(monkeypatch):
-    """Both arms of a patient with the per-patient bone cache (the second arm's bones come
-    from the cache) give the case results of bones built from scratch, bit for bit."""
+    """Both arms of a patient with the per-patient bone cache (the second arm's bones and
+    month-0 fall strengths come from the cache) give the case results of bones built from
+    scratch: bit for bit, except the falls' later strengths (their solves start cold), which
+    agree to the solve tolerance."""
+    from femur.mechanics.strength import FALL_PREFIXES
     from femur.study.evaluator import run_case
 
     records = Study.load("frame", patients=1, months=1).cases()
     assert [r["arm"] for r in records] == ["placebo", "romosozumab"]
     bone_cache.clear()
     cached = [run_case(r, MPI.COMM_WORLD) for r in records]
-    hits = bone_cache.hits
+    hits, shared = bone_cache.hits, bone_cache.baseline_hits
     bone_cache.clear()
     monkeypatch.setattr(bone_cache, "enabled", False)
     fresh = run_case(records[1], MPI.COMM_WORLD)
-    ok = hits == 2 and cached[1]["visits"] == fresh["visits"] and cached[1]["monthly"] == fresh["monthly"]
-    assert_all_ranks(ok, f"{hits} cache hits (expected 2); cached {cached[1]['visits']} vs fresh {fresh['visits']}")
+    same, why = _same_but_shared_strength(cached[1], fresh, tuple(FALL_PREFIXES.values()))
+    ok = hits == 2 and shared == 1 and same and fresh["visits"][0] == cached[1]["visits"][0]
+    assert_all_ranks(ok, f"{hits} cache hits (expected 2), {shared} baseline-strength hits (expected 1); {why}")
 
 
 # --- adaptive habitual solves ----------------------------------------------------------

@@ -19,6 +19,16 @@ density it changes is the copy's; mesh, tags, ROI masks and DXA projections are 
 A cached bone is the same object a fresh build returns, so results do not change;
 ``bone_cache.enabled = False`` builds every case's bones from scratch.
 
+Baseline strength once per patient: the month-0 strength of a patient's bones does not
+depend on the arm, so the first case of a patient leaves its month-0 strength cases in the
+cache entry of its bones (keyed also by :func:`strength_settings`) and the patient's later
+cases take them instead of solving them again (``Simulation(baseline_strength=)``). Each
+bone's habitual case (femur stance, vertebral compression) is still solved at month 0: its
+solver's warm start feeds the stimulus solves, so BMD and the habitual case's strength stay
+bit for bit those of a case without the cache. The other cases' later visits start their
+solves cold (no month-0 solution to warm-start from, a fresh preconditioner) and so agree
+with an uncached case to the solve tolerance, not bit for bit (``tests/test_throughput.py``).
+
 Trial tolerances (issue 13): a study's cases solve the habitual (stimulus) problems to a
 Krylov rtol of 1e-4 instead of the 1e-8 of ``femur.workflows.tracks.HABITUAL_RTOL``, and
 the femur's linear strength cases to 1e-6 instead of the solver configuration's 1e-10
@@ -51,6 +61,10 @@ from femur.workflows.bones import patient_bone
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
 
 
+#: the cache entry's slot for month-0 strengths (bone kinds are the other slots)
+_BASELINE = "_baseline_strength"
+
+
 class BoneCache:
     """The built-in bones of the last ``max_patients`` patients (in memory, per rank group).
 
@@ -62,7 +76,7 @@ class BoneCache:
     def __init__(self, max_patients: int = 2, enabled: bool = True):
         self.max_patients, self.enabled = int(max_patients), enabled
         self._store: OrderedDict = OrderedDict()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.baseline_hits = 0
 
     @staticmethod
     def key(record: dict) -> str:
@@ -86,15 +100,38 @@ class BoneCache:
             return bone
         self.misses += 1
         bone = build()
-        self._store.setdefault(key, {})[kind] = bone
+        entry = self._store.setdefault(key, {})
+        entry[kind] = bone
+        entry.pop(_BASELINE, None)  # strengths of the bone this one replaces
         self._store.move_to_end(key)
         while len(self._store) > self.max_patients:
             self._store.popitem(last=False)
         return bone
 
+    def baseline_strength(self, record: dict, settings: str, comm) -> dict | None:
+        """The month-0 strength ({bone kind: {strength case: quantities}}) that an earlier
+        case of the record's patient computed on the cached bones with the strength
+        ``settings``, if every rank of ``comm`` has it (the solves it replaces are
+        collective); else None."""
+        if not self.enabled:
+            return None
+        entry = self._store.get(self.key(record)) or {}
+        got = entry.get(_BASELINE, {}).get(settings)
+        if comm.allreduce(int(got is not None), op=MPI.MIN):
+            self.baseline_hits += 1
+            return got
+        return None
+
+    def keep_baseline_strength(self, record: dict, settings: str, by_kind: dict) -> None:
+        """Keep a case's month-0 strength for the patient's other cases (the bones it ran
+        on must be this cache's: :meth:`get` drops it when a bone is rebuilt)."""
+        entry = self._store.get(self.key(record))
+        if self.enabled and entry is not None and by_kind:
+            entry.setdefault(_BASELINE, {})[settings] = by_kind
+
     def clear(self) -> None:
         self._store.clear()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.baseline_hits = 0
 
 
 #: the evaluator's per-patient bone cache (module docstring)
@@ -124,6 +161,14 @@ trial_tolerances = TrialTolerances()
 #: the monthly courses a case keeps (the markers peak within the first months, between
 #: visits), with the compartment courses (femur.outcomes.compartments) where the run has them
 MONTHLY_KEYS = ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", *COMPARTMENT_KEYS)
+
+
+def strength_settings(sim: Simulation) -> str:
+    """What a bone's month-0 strength depends on besides the bone (the Simulation's
+    strength model, element order, solver and strength tolerances): the key under which
+    the bone cache keeps it."""
+    return canonical_json({"strength_model": sim.strength_model, "order": sim.order, "solver": str(sim.solver),
+                           "strength_rtol": sim.strength_rtol})
 
 
 def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = False,
@@ -161,6 +206,7 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
     build_s = time.perf_counter() - t0
     sim = Simulation(treatment, months, patient, femur_model=femur_model, femur_bone=built["femur"],
                      vertebra_bone=built["vertebra"], **common)
+    sim.baseline_strength = bone_cache.baseline_strength(record, strength_settings(sim), comm) or {}
     sim.stats.timings["build_s"] += build_s  # the bones (or their cache look-up), then the tracks
     return sim
 
@@ -172,6 +218,8 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     exports = [CaseFields(fields_dir)] if fields_dir is not None else []
     sim = simulation_for_record(record, comm, exports=exports)
     res = sim.run()
+    if not record["patient"].get("scan"):  # a patient's other arms start from these bones
+        bone_cache.keep_baseline_strength(record, strength_settings(sim), sim.baseline_by_case)
     series = res.series
     known = set(series) | set(res.strength) | set(res.strength_pct)
 
@@ -206,4 +254,4 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
 
 
 __all__ = ["MONTHLY_KEYS", "BoneCache", "TrialTolerances", "bone_cache", "run_case", "simulation_for_record",
-           "trial_tolerances"]
+           "strength_settings", "trial_tolerances"]

@@ -117,6 +117,10 @@ class Simulation:
     ``strength_rtol``: that of the linear strength solves, one number or {bone kind: rtol}
     (None: the solver configuration's, 1e-10 for gamg; ``femur.study.evaluator`` sets
     looser ones for trials, issue 13).
+    ``baseline_strength``: {bone kind: {strength case: quantities}} at month 0 computed
+    before on the same baseline bone with the same strength settings (``baseline_by_case``
+    of such a run): those cases are not solved at month 0, except each bone's habitual
+    case (``BoneTrack.strength``). The caller vouches that bone and settings are the same.
     """
 
     def __init__(self, treatment="romosozumab", months: float = 12, patient: Patient | None = None,
@@ -130,7 +134,7 @@ class Simulation:
                  drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
                  progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL,
                  fe_adaptive_tol: float | None = None, habitual_rtol: float = HABITUAL_RTOL,
-                 strength_rtol=None):
+                 strength_rtol=None, baseline_strength: dict | None = None):
         if not (np.isfinite(months) and months > 0):
             raise InputError(f"simulate: months must be > 0, got {months}")
         if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
@@ -141,6 +145,10 @@ class Simulation:
         self.fe_adaptive_tol = None if fe_adaptive_tol is None else float(fe_adaptive_tol)
         self.habitual_rtol = _check_rtol(habitual_rtol, "habitual_rtol")
         self.strength_rtol = _strength_rtols(strength_rtol)
+        #: {bone kind: {strength case: quantities}} at month 0, given (a patient's other arm
+        #: computed them on the same baseline bone with the same settings) and as run
+        self.baseline_strength = dict(baseline_strength or {})
+        self.baseline_by_case: dict = {}
         for name, v in (("turnover_multiplier", turnover_multiplier),
                         ("drug_response_multiplier", drug_response_multiplier)):
             if not (np.isfinite(v) and v > 0):
@@ -244,8 +252,12 @@ class Simulation:
             if round(t, 6) in strength_days:
                 m = round(t / DAYS_PER_MONTH, 6)
                 strengths[m] = {}
-                for track in self.tracks.values():
-                    strengths[m].update(track.strength())
+                for k, track in self.tracks.items():
+                    by_case = track.strength(self.baseline_strength.get(k) if t == 0 else None)
+                    if t == 0:
+                        self.baseline_by_case[k] = by_case
+                    for q in by_case.values():
+                        strengths[m].update(q)
             if any(abs(t - d) < 1e-6 for d in month_days):
                 rec = {"month": round(t / DAYS_PER_MONTH, 6)}
                 rec.update(self._measure(t))
@@ -302,6 +314,7 @@ class Simulation:
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
                  **({"fe_adaptive_tol": self.fe_adaptive_tol, "fe_skipped": self.stats.fe_skipped}
                     if self.fe_adaptive_tol is not None else {}),
+                 **({"shared_strength_cases": self.stats.shared_strength} if self.stats.shared_strength else {}),
                  "strength_model": self.strength_model,
                  "habitual_rtol": self.habitual_rtol, "strength_rtol": dict(self.strength_rtol),
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},

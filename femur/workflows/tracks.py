@@ -112,6 +112,8 @@ class RunStats:
     fe_solves: int = 0
     #: habitual solves skipped by the adaptive interval (Simulation fe_adaptive_tol)
     fe_skipped: int = 0
+    #: baseline strength cases taken from a patient's other arm (BoneTrack.strength known)
+    shared_strength: int = 0
 
     def account(self, info) -> None:
         self.fe_solves += 1
@@ -246,22 +248,32 @@ class BoneTrack:
         M = stimulus_from_sed(sed, self.sed_ref)
         return np.where(self.remodels & (self.sed_ref > 0), M, 0.0)
 
-    def strength(self) -> dict:
+    def strength(self, known: dict | None = None) -> dict:
         """Every strength quantity of this bone (femur.mechanics.strength names) from the
-        run's strength model."""
+        run's strength model, by strength case: {prefix: {quantity: value}}.
+
+        ``known``: {prefix: quantities} of cases already computed on this very state (the
+        baseline strength a patient's other arm computed, ``femur.study.evaluator``): those
+        cases are not solved. The habitual case is always solved (its solver's warm start
+        feeds the stimulus solves, which must not depend on what was shared)."""
         t0 = time.perf_counter()
         out = {}
+        known = known or {}
         cases = strength_cases(self.bone.kind) if self.strength_model == "nonlinear" else {}
         for prefix, (es, info, nu) in self.solvers.items():
+            if prefix in known and prefix != self.habitual:
+                out[prefix] = dict(known[prefix])
+                self.stats.shared_strength += 1
+                continue
             if prefix in cases:
                 res = solve_pushover(self.bone, cases[prefix], self.material, solver=self.solver_name,
                                      progress=False)
-                out.update(pushover_quantities(prefix, res))
+                out[prefix] = pushover_quantities(prefix, res)
                 continue
             es.solve(rtol=self.strength_rtol)
             self.stats.account(es.last)
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu)
-            out.update(strength_quantities(prefix, res, self.material, region_for(self.bone.kind)))
+            out[prefix] = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
         self.stats.timings["strength_s"] += time.perf_counter() - t0
         return out
 
