@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,12 +91,23 @@ class MechanicsResult:
         }
 
 
+#: displacement Function -> (order, tensor space, compiled strain Expression): a solver's
+#: displacement is post-processed after every solve (issue 13: building the space and the
+#: Expression each time cost as much as the interpolation)
+_STRAIN_EXPRESSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def strain_field(u, order: int):
-    """Strain tensor interpolated into DG(order-1) tensor space (exact for simplices)."""
-    mesh = u.function_space.mesh
-    W = dolfinx.fem.functionspace(mesh, ("DG", order - 1, (3, 3)))
+    """Strain tensor interpolated into DG(order-1) tensor space (exact for simplices); a
+    new Function each call (the space and the Expression are kept per ``u``)."""
+    hit = _STRAIN_EXPRESSIONS.get(u)
+    if hit is None or hit[0] != order:
+        W = dolfinx.fem.functionspace(u.function_space.mesh, ("DG", order - 1, (3, 3)))
+        hit = (order, W, dolfinx.fem.Expression(strain(u), W.element.interpolation_points))
+        _STRAIN_EXPRESSIONS[u] = hit
+    _, W, expr = hit
     eps = dolfinx.fem.Function(W, name="strain")
-    eps.interpolate(dolfinx.fem.Expression(strain(u), W.element.interpolation_points))
+    eps.interpolate(expr)
     eps.x.scatter_forward()
     return eps
 
