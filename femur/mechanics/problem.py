@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,20 +104,16 @@ class MechanicsResult:
         }
 
 
-#: displacement Function -> (order, tensor space, compiled strain Expression): a solver's
-#: displacement is post-processed after every solve (issue 13: building the space and the
-#: Expression each time cost as much as the interpolation)
-_STRAIN_EXPRESSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def strain_field(u, order: int):
     """Strain tensor interpolated into DG(order-1) tensor space (exact for simplices); a
-    new Function each call (the space and the Expression are kept per ``u``)."""
-    hit = _STRAIN_EXPRESSIONS.get(u)
+    new Function each call. The space and the compiled Expression are kept on ``u`` (a
+    solver's displacement is post-processed after every solve, and building them cost as
+    much as the interpolation; issue 13); they go with ``u``."""
+    hit = getattr(u, "_femur_strain_expression", None)
     if hit is None or hit[0] != order:
         W = dolfinx.fem.functionspace(u.function_space.mesh, ("DG", order - 1, (3, 3)))
         hit = (order, W, dolfinx.fem.Expression(strain(u), W.element.interpolation_points))
-        _STRAIN_EXPRESSIONS[u] = hit
+        u._femur_strain_expression = hit
     _, W, expr = hit
     eps = dolfinx.fem.Function(W, name="strain")
     eps.interpolate(expr)
