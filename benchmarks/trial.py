@@ -18,7 +18,8 @@ trial_<study>.json for another --study):
 * peak memory per rank;
 * with ``--check-unchanged``, the results-unchanged check of issue 13: the same study run
   once more with the issue-13 reuse switched off (every case's bones built from scratch,
-  the static deal of cases; ``femur.study.unchanged``): same printed summary, per-case BMD
+  the static deal of cases, the tight Krylov tolerances and the fixed habitual interval of ``femur.study.evaluator``'s
+  ``trial_solves``; ``femur.study.unchanged``): same printed summary, per-case BMD
   and strength within 0.05 percentage points.
 
 Targets: FRAME-like 2 arms x 50 patients x 12 months in at most 30 min on 2 cores; at most
@@ -97,12 +98,12 @@ def _study_with_femur(name: str, femur: str) -> dict:
 def worker(name: str, patients: int, months, out: str, femur: str, schedule: str, reuse: bool) -> dict:
     from femur.core.mpi import MPI
     from femur.study import Study
-    from femur.study.evaluator import bone_cache
+    from femur.study.evaluator import bone_cache, trial_solves
     from femur.study.runner import SCHEDULE
 
     comm = MPI.COMM_WORLD
     study = _study_with_femur(name, femur)
-    bone_cache.enabled = reuse
+    bone_cache.enabled = trial_solves.enabled = reuse
     t0 = time.perf_counter()
     res = Study.load(study, patients=patients, months=months).run(
         out=out, progress=False, plots=False, schedule=schedule)

@@ -126,11 +126,6 @@ def evaluate_criterion(result, criterion="principal_strain", region=None,
         )
     bone = result.bone
     comm = bone.comm
-    rf_pts, tens_pts = risk_factor(result.principal_strains, eps_t, eps_c)
-    k = np.argmax(rf_pts, axis=1)
-    idx = np.arange(rf_pts.shape[0])
-    rf = rf_pts[idx, k]
-    tension = tens_pts[idx, k]
     mask = np.zeros(bone.num_local_cells, dtype=bool)
     mask[: bone.num_owned_cells] = True
     mask &= ~non_bone_mask(bone, getattr(material, "non_bone_compartments", ()))
@@ -154,10 +149,15 @@ def evaluate_criterion(result, criterion="principal_strain", region=None,
             f"no bone cells in region {region!r} of bone '{bone.name}' to evaluate the criterion"
         )
     cells = np.flatnonzero(mask)
+    # the risk factor of the eligible cells only (their principal strains alone)
+    rf_pts, tens_pts = risk_factor(result.principal_strains_of(cells), eps_t, eps_c)
+    k = np.argmax(rf_pts, axis=1)
+    idx = np.arange(rf_pts.shape[0])
+    r = rf_pts[idx, k]
+    tension = tens_pts[idx, k]
     mid = bone.cell_midpoints()[cells]
     vol = bone.cell_volumes()[cells]
     comp = _compartment_names(bone)[cells]
-    r = rf[cells]
     vcrit = float(critical_volume_mm3) if criterion == "critical_volume" else 0.0
     if vcrit < 0:
         raise InputError(f"critical_volume_mm3 must be >= 0, got {critical_volume_mm3}")
@@ -166,7 +166,7 @@ def evaluate_criterion(result, criterion="principal_strain", region=None,
     cum = np.cumsum(vol[order])
     nloc = min(len(order), int(np.searchsorted(cum, vcrit)) + 1) if len(order) else 0
     sel = order[:nloc]
-    cand = [(-float(r[i]), *map(float, mid[i]), float(vol[i]), bool(tension[cells[i]]), str(comp[i]))
+    cand = [(-float(r[i]), *map(float, mid[i]), float(vol[i]), bool(tension[i]), str(comp[i]))
             for i in sel]
     allc = sorted(c for lst in comm.allgather(cand) for c in lst)
     vols = np.cumsum([c[4] for c in allc])

@@ -49,7 +49,9 @@ class MechanicsResult:
 
     strain_points: (n_local_cells, n_pts, 3, 3) strain tensor at each cell's evaluation
     points (P1: the cell value, DG0; P2: the 4 vertices of the linear strain, DG1).
-    principal_strains: (n_local_cells, n_pts, 3), eigenvalues descending (e1 >= e2 >= e3).
+    principal_strains: (n_local_cells, n_pts, 3), eigenvalues descending (e1 >= e2 >= e3);
+    computed when first asked for (:meth:`principal_strains_of` gives a subset of cells
+    without computing the rest: the strength criterion needs its region only).
     """
 
     bone: object
@@ -59,7 +61,6 @@ class MechanicsResult:
     u: "dolfinx.fem.Function"
     strain: "dolfinx.fem.Function"
     strain_points: np.ndarray
-    principal_strains: np.ndarray
     stiffness_n_per_mm: float  # applied force / displacement along it (energy-consistent)
     applied_load_n: float  # force magnitude (force control) or axial reaction (displacement)
     load_displacement_mm: float
@@ -71,6 +72,19 @@ class MechanicsResult:
     modulus: object
     poisson_ratio: float
     timings: dict = field(default_factory=dict)
+
+    @property
+    def principal_strains(self) -> np.ndarray:
+        pr = self.__dict__.get("_principal")
+        if pr is None:
+            pr = self.__dict__["_principal"] = principal_strains(self.strain_points)
+        return pr
+
+    def principal_strains_of(self, cells) -> np.ndarray:
+        """Principal strains (n, n_pts, 3) of the local ``cells`` only (the same values as
+        ``principal_strains[cells]``)."""
+        pr = self.__dict__.get("_principal")
+        return pr[cells] if pr is not None else principal_strains(self.strain_points[cells])
 
     @property
     def iterations(self) -> int:
@@ -91,11 +105,18 @@ class MechanicsResult:
 
 
 def strain_field(u, order: int):
-    """Strain tensor interpolated into DG(order-1) tensor space (exact for simplices)."""
-    mesh = u.function_space.mesh
-    W = dolfinx.fem.functionspace(mesh, ("DG", order - 1, (3, 3)))
+    """Strain tensor interpolated into DG(order-1) tensor space (exact for simplices); a
+    new Function each call. The space and the compiled Expression are kept on ``u`` (a
+    solver's displacement is post-processed after every solve, and building them cost as
+    much as the interpolation; issue 13); they go with ``u``."""
+    hit = getattr(u, "_femur_strain_expression", None)
+    if hit is None or hit[0] != order:
+        W = dolfinx.fem.functionspace(u.function_space.mesh, ("DG", order - 1, (3, 3)))
+        hit = (order, W, dolfinx.fem.Expression(strain(u), W.element.interpolation_points))
+        u._femur_strain_expression = hit
+    _, W, expr = hit
     eps = dolfinx.fem.Function(W, name="strain")
-    eps.interpolate(dolfinx.fem.Expression(strain(u), W.element.interpolation_points))
+    eps.interpolate(expr)
     eps.x.scatter_forward()
     return eps
 
@@ -167,13 +188,12 @@ def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInf
     umax = comm.allreduce(float(umag.max()) if umag.size else 0.0, op=MPI.MAX)
     eps = strain_field(u, es.order)
     pts = cell_strains(eps)
-    pr = principal_strains(pts)
     t_post = time.perf_counter() - t0
     timings = {"assembly_s": solve_info.assembly_s, "setup_s": solve_info.setup_s,
                "solve_s": solve_info.solve_s, "postprocess_s": t_post}
     return MechanicsResult(
         bone=bone, load_case=load.name, order=es.order, dofs=es.dofs, u=u, strain=eps,
-        strain_points=pts, principal_strains=pr, stiffness_n_per_mm=float(stiffness),
+        strain_points=pts, stiffness_n_per_mm=float(stiffness),
         applied_load_n=applied, load_displacement_mm=float(delta), max_displacement_mm=umax,
         reactions_n=reactions, apparent_strain=apparent, load=load, info=solve_info, modulus=E, poisson_ratio=nu,
         timings=timings,

@@ -230,7 +230,8 @@ class ModelSpec:
     evaluator: str | None = None
     strength_model: str = DEFAULT_STRENGTH_MODEL  # femur.mechanics.strength.STRENGTH_MODELS
     #: adaptive habitual solves (issue 13; femur.workflows.simulation): skip a solve while the
-    #: RMS relative modulus change since the last one is at most this; None: the fixed interval
+    #: RMS relative modulus change since the last one is at most this; 0: every solve of the
+    #: fixed interval; None: the study evaluator's default (femur.study.evaluator.trial_solves)
     fe_adaptive_tol: float | None = None
 
 

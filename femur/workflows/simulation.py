@@ -65,7 +65,7 @@ from femur.treatments.regimen import as_sequence, parse_treatment
 from femur.workflows.bones import KIND_OF, bone_name, describe_geometry, patient_bone
 from femur.workflows.timecourse import SITE_KEYS, TimeCourse
 from femur.workflows.scans import CTScan, is_ct_bone, scan_bone, scan_patient
-from femur.workflows.tracks import BoneTrack, RunStats
+from femur.workflows.tracks import HABITUAL_RTOL, BoneTrack, RunStats
 
 log = get_logger(__name__)
 
@@ -73,6 +73,28 @@ DEFAULT_FE_INTERVAL_DAYS = 14.0
 #: strength months by default: these within the run, and always the last month
 DEFAULT_STRENGTH_MONTHS = (0, 6, 12, 24)
 BONES = ("femur", "vertebra")
+
+
+def _check_rtol(v, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and 0 < v < 1):
+        raise InputError(f"simulate: {name} must be a relative Krylov tolerance in (0, 1), got {v!r}")
+    return float(v)
+
+
+def _strength_rtols(v) -> dict:
+    """``strength_rtol`` as {bone kind: rtol}: None (every bone the solver configuration's),
+    one number for both bones, or a dict by bone kind (a bone not named keeps the
+    configuration's)."""
+    if v is None:
+        return {}
+    if isinstance(v, dict):
+        unknown = set(v) - set(BONES)
+        if unknown:
+            raise InputError(f"simulate: strength_rtol names unknown bones {sorted(unknown)}; expected "
+                             f"keys from {BONES}")
+        return {k: _check_rtol(x, f"strength_rtol['{k}']") for k, x in v.items() if x is not None}
+    r = _check_rtol(v, "strength_rtol")
+    return dict.fromkeys(BONES, r)
 
 
 def default_strength_months(months: float) -> list[float]:
@@ -91,6 +113,14 @@ class Simulation:
     ``"parametric-femur"``; ``femur_params``: its shape (``FemurShape`` fields for the
     anatomical femur, ``ProximalFemur`` fields for the parametric one).
     ``exports``: export objects (``femur.exports.fields``) the run writes to.
+    ``habitual_rtol``: the Krylov rtol of the habitual (stimulus) solves;
+    ``strength_rtol``: that of the linear strength solves, one number or {bone kind: rtol}
+    (None: the solver configuration's, 1e-10 for gamg; ``femur.study.evaluator`` sets
+    looser ones for trials, issue 13).
+    ``baseline_strength``: {bone kind: {strength case: quantities}} at month 0 computed
+    before on the same baseline bone with the same strength settings (``baseline_by_case``
+    of such a run): those cases are not solved at month 0, except each bone's habitual
+    case (``BoneTrack.strength``). The caller vouches that bone and settings are the same.
     """
 
     def __init__(self, treatment="romosozumab", months: float = 12, patient: Patient | None = None,
@@ -103,7 +133,8 @@ class Simulation:
                  aging: bool = True, turnover_multiplier: float = 1.0,
                  drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
                  progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL,
-                 fe_adaptive_tol: float | None = None):
+                 fe_adaptive_tol: float | None = None, habitual_rtol: float = HABITUAL_RTOL,
+                 strength_rtol=None, baseline_strength: dict | None = None):
         if not (np.isfinite(months) and months > 0):
             raise InputError(f"simulate: months must be > 0, got {months}")
         if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
@@ -112,6 +143,12 @@ class Simulation:
             raise InputError(f"simulate: fe_adaptive_tol must be a relative modulus change in [0, 1), "
                              f"got {fe_adaptive_tol}")
         self.fe_adaptive_tol = None if fe_adaptive_tol is None else float(fe_adaptive_tol)
+        self.habitual_rtol = _check_rtol(habitual_rtol, "habitual_rtol")
+        self.strength_rtol = _strength_rtols(strength_rtol)
+        #: {bone kind: {strength case: quantities}} at month 0, given (a patient's other arm
+        #: computed them on the same baseline bone with the same settings) and as run
+        self.baseline_strength = dict(baseline_strength or {})
+        self.baseline_by_case: dict = {}
         for name, v in (("turnover_multiplier", turnover_multiplier),
                         ("drug_response_multiplier", drug_response_multiplier)):
             if not (np.isfinite(v) and v > 0):
@@ -158,7 +195,8 @@ class Simulation:
             else:
                 bone = bone.copy()
             self.tracks[kind] = BoneTrack(kind, bone, self.model, self.stats, self.order, self.solver,
-                                          self.strength_model)
+                                          self.strength_model, habitual_rtol=self.habitual_rtol,
+                                          strength_rtol=self.strength_rtol.get(kind))
         self.stats.timings["build_s"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ time loop
@@ -214,8 +252,12 @@ class Simulation:
             if round(t, 6) in strength_days:
                 m = round(t / DAYS_PER_MONTH, 6)
                 strengths[m] = {}
-                for track in self.tracks.values():
-                    strengths[m].update(track.strength())
+                for k, track in self.tracks.items():
+                    by_case = track.strength(self.baseline_strength.get(k) if t == 0 else None)
+                    if t == 0:
+                        self.baseline_by_case[k] = by_case
+                    for q in by_case.values():
+                        strengths[m].update(q)
             if any(abs(t - d) < 1e-6 for d in month_days):
                 rec = {"month": round(t / DAYS_PER_MONTH, 6)}
                 rec.update(self._measure(t))
@@ -272,7 +314,9 @@ class Simulation:
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,
                  **({"fe_adaptive_tol": self.fe_adaptive_tol, "fe_skipped": self.stats.fe_skipped}
                     if self.fe_adaptive_tol is not None else {}),
+                 **({"shared_strength_cases": self.stats.shared_strength} if self.stats.shared_strength else {}),
                  "strength_model": self.strength_model,
+                 "habitual_rtol": self.habitual_rtol, "strength_rtol": dict(self.strength_rtol),
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},
                  "geometry": {k: describe_geometry(t.bone) for k, t in self.tracks.items()},
                  "timings_s": self.stats.summary()},

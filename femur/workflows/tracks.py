@@ -122,6 +122,8 @@ class RunStats:
     fe_solves: int = 0
     #: habitual solves skipped by the adaptive interval (Simulation fe_adaptive_tol)
     fe_skipped: int = 0
+    #: baseline strength cases taken from a patient's other arm (BoneTrack.strength known)
+    shared_strength: int = 0
 
     def account(self, info) -> None:
         self.fe_solves += 1
@@ -145,8 +147,12 @@ class BoneTrack:
     surrogate, femur.mechanics.surrogate)."""
 
     def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg",
-                 strength_model: str = "linear"):
+                 strength_model: str = "linear", habitual_rtol: float = HABITUAL_RTOL,
+                 strength_rtol: float | None = None):
         self.name, self.bone, self.model, self.stats = name, bone, model, stats
+        #: Krylov rtol of the habitual solves and of the linear strength solves (None: the
+        #: solver configuration's, 1e-10 for gamg)
+        self.habitual_rtol, self.strength_rtol = float(habitual_rtol), strength_rtol
         self.strength_model = check_strength_model(strength_model)
         self.surrogate = (fits_for(list(strength_cases(bone.kind)), "strength_model 'surrogate'")
                           if self.strength_model == "surrogate" else {})
@@ -223,7 +229,7 @@ class BoneTrack:
         (``force_ref``; unscaled while that is not yet known)."""
         es, info, nu = self.solvers[self.habitual]
         t0 = time.perf_counter()
-        es.solve(rtol=HABITUAL_RTOL)
+        es.solve(rtol=self.habitual_rtol)
         self.stats.account(es.last)
         if self.name not in self.stats.fe_fresh_s:
             self.stats.fe_fresh_s[self.name] = es.last.total_s
@@ -256,21 +262,31 @@ class BoneTrack:
         M = stimulus_from_sed(sed, self.sed_ref)
         return np.where(self.remodels & (self.sed_ref > 0), M, 0.0)
 
-    def strength(self) -> dict:
+    def strength(self, known: dict | None = None) -> dict:
         """Every strength quantity of this bone (femur.mechanics.strength names) from the
-        run's strength model."""
+        run's strength model, by strength case: {prefix: {quantity: value}}.
+
+        ``known``: {prefix: quantities} of cases already computed on this very state (the
+        baseline strength a patient's other arm computed, ``femur.study.evaluator``): those
+        cases are not solved. The habitual case is always solved (its solver's warm start
+        feeds the stimulus solves, which must not depend on what was shared)."""
         t0 = time.perf_counter()
         out = {}
+        known = known or {}
         cases = strength_cases(self.bone.kind) if self.strength_model == "nonlinear" else {}
         for prefix, (es, info, nu) in self.solvers.items():
-            if prefix in cases:
-                out.update(pushover_quantities(prefix, self.pushover(prefix)))
+            if prefix in known and prefix != self.habitual:
+                out[prefix] = dict(known[prefix])
+                self.stats.shared_strength += 1
                 continue
-            es.solve()
+            if prefix in cases:
+                out[prefix] = pushover_quantities(prefix, self.pushover(prefix))
+                continue
+            es.solve(rtol=self.strength_rtol)
             self.stats.account(es.last)
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu)
             q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
-            out.update(surrogate_quantities(prefix, q, self.surrogate[prefix]) if prefix in self.surrogate else q)
+            out[prefix] = surrogate_quantities(prefix, q, self.surrogate[prefix]) if prefix in self.surrogate else q
         self.stats.timings["strength_s"] += time.perf_counter() - t0
         return out
 
