@@ -80,7 +80,7 @@ from femur.mechanics.plasticity import (  # noqa: E402
     get_criterion,
 )
 from femur.mechanics.platens import Platen, PlatenSet, TiltDeflation  # noqa: E402
-from femur.mechanics.solvers import GlobalOptions  # noqa: E402
+from femur.mechanics.solvers import GlobalOptions, PrefixedOptions  # noqa: E402
 
 SQ2 = np.sqrt(2.0)
 
@@ -418,6 +418,10 @@ class PlasticitySolver(ElasticitySolver):
         (with tilting platens: the AMG of P plus the tilt deflation, platens.TiltDeflation)."""
         serial = self.config.serial_setup_options if self.comm.size == 1 else {}
         gopts = GlobalOptions(serial)
+        # the configuration's options present while the hierarchy is (re)built: GAMG
+        # creates its levels (and reads their smoother options) at set-up, not at
+        # setFromOptions; without them the levels got PETSc's defaults
+        popts = PrefixedOptions(self.prefix, self.config.options)
         try:
             if self.platen_set is not None and self.platen_set.n_lowrank:
                 self._setup_deflated_pc(P)
@@ -427,6 +431,7 @@ class PlasticitySolver(ElasticitySolver):
                 self.ksp.setUp()
         finally:
             gopts.clear()
+            popts.clear()
         self.ksp.getPC().setReusePreconditioner(True)
         self.pc_setups += 1
 
