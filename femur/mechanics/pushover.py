@@ -112,6 +112,13 @@ def default_order(mesh) -> int:
     simplex = mesh.topology.cell_type in (dolfinx.mesh.CellType.tetrahedron,
                                           dolfinx.mesh.CellType.triangle)
     return DEFAULT_ORDER if simplex else 1
+
+
+def default_preconditioner(order: int) -> str:
+    """P2: the p-multigrid with a GAMG P1 coarse level ("pmg", femur.mechanics.pmg); P1: GAMG."""
+    return "pmg" if order == 2 else "gamg"
+
+
 #: default end of a femur pushover (mm of head displacement): Keyak 2005 (biomechanics.md 2.4)
 FEMUR_MAX_DISPLACEMENT_MM = 4.0
 #: default end of a vertebral pushover: 2 % apparent strain (Bonelab protocol, biomechanics.md 2.4)
@@ -270,7 +277,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
              post_peak_drop: float | None = 0.2, order: int | None = None, solver="gamg",
              options: dict | None = None, nu: float | None = None, newton_rtol: float = 1e-6,
              newton_max_it: int = 25, pc_refresh: str = "increment", newton_krylov: str = "fixed",
-             platens: str = "rotating", on_increment=None,
+             platens: str = "rotating", preconditioner: str | None = None, on_increment=None,
              progress: bool | None = None) -> PushoverSolution:
     """Material-nonlinear, displacement-controlled pushover of ``bone`` under ``load_case``.
 
@@ -321,7 +328,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
 
     ps = PlasticitySolver(bone, E, nu, sig_c, sig_t, criterion=crit, softening=softening,
                           order=order, solver=solver, options=options, frame=dc.frame,
-                          pc_refresh=pc_refresh,
+                          pc_refresh=pc_refresh, preconditioner=preconditioner or default_preconditioner(order),
                           ksp_rtol=REPRODUCIBLE_KSP_RTOL if newton_krylov == "fixed" else None,
                           ksp_rtol_final=FINAL_KSP_RTOL if newton_krylov == "inexact_final" else None)
     try:
