@@ -87,6 +87,11 @@ SQ2 = np.sqrt(2.0)
 #: preconditioners of the Newton corrections: GAMG on the tangent, or (P2 only) the
 #: p-multigrid with a GAMG P1 coarse level (femur.mechanics.pmg)
 PRECONDITIONERS = ("gamg", "pmg")
+#: Richardson sweeps that build the tilt-deflation space (platens.TiltDeflation) at the
+#: first preconditioner set-up, and those that update it (from the last one) at later
+#: set-ups (see PlasticitySolver.__init__ for the measurements)
+DEFLATION_SWEEPS = 10
+DEFLATION_WARM_SWEEPS = 10
 
 
 def mandel_strain(u):
@@ -172,7 +177,8 @@ class PlasticitySolver(ElasticitySolver):
         #: measured on the P2 femur fall (7 mm, 40k DOF), the elastic step's CG iterations
         #: 203 (0 sweeps), 141 (5), 121 (20); each sweep costs about one CG iteration per
         #: tilt mode and preconditioner set-up
-        self.deflation_sweeps = 10
+        self.deflation_sweeps = DEFLATION_SWEEPS
+        self.deflation_warm_sweeps = DEFLATION_WARM_SWEEPS
         self._platens: list[Platen] = []
         self.platen_set: PlatenSet | None = None
         self.pc_setups = 0
@@ -472,7 +478,8 @@ class PlasticitySolver(ElasticitySolver):
             self._amg.setOperators(P, P)
             self._amg.setReusePreconditioner(False)
             self._amg.setUp()
-        self._deflation.rebuild(self._amg, self.Kt_op, P, self.deflation_sweeps)
+        self._deflation.rebuild(self._amg, self.Kt_op, P, self.deflation_sweeps,
+                               self.deflation_warm_sweeps)
         self.ksp.setOperators(self.Kt_op, P)
         self.ksp.getPC().setReusePreconditioner(False)
         self.ksp.setUp()
