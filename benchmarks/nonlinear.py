@@ -4,9 +4,10 @@ VerSe L2, mesh convergence.
 
 Modes (each writes JSON into benchmarks/results/):
 
-* default -- cost: the built-in femur (FN T-score -2.5) in a sideways fall at about 50k
-  DOF (``--order``, default the pushover's: P2 at 6 mm; P1 at 2.6 mm), on 1 and 2 MPI
-  ranks (``--ranks``).  Per run: the linear solve of the same model
+* default -- cost: a built-in femur (``--bone``, default the parametric femur: the
+  anatomical femur's coarsest shipped mesh is 147k DOF at P2; FN T-score -2.5) in a
+  sideways fall at about 50k DOF (``--order``, default the pushover's: P2 at 6 mm, 57,789
+  DOF; P1 at 2.6 mm), on 1 and 2 MPI ranks (``--ranks``).  Per run: the linear solve of the same model
   (``femur.mechanics.solve``: assembly, AMG set-up, CG, post-processing) and one pushover
   per *variant* (``--variants``, default: only the defaults; ``all``: the defaults and the
   Newton/preconditioner variants of :data:`VARIANTS`), wall and process-CPU seconds, their
@@ -15,6 +16,11 @@ Modes (each writes JSON into benchmarks/results/):
   pushover <= 10x the linear solve, < 60 s on 2 ranks, ranks agree to 1e-8.  Forms are
   compiled first on a coarse femur so that JIT time counts in neither.
   -> nonlinear.json (``--quick``: 7 mm, 1 rank -> nonlinear_quick.json)
+* ``--trial`` -- what a trial visit costs: the trial-mesh (4 mm) P2 femur of a default
+  ``Patient`` in a lateral sideways fall (146,748 DOF) and its vertebra in compression
+  (81,345 DOF), default pushover settings (``--variants`` to compare), with the P1 and P2
+  linear solves of the same bone and the pushover's time split (elastic step, return
+  map, residual, tangent, linear solves).  -> nonlinear_trial.json
 * ``--bcs`` -- the femur boundary conditions: sideways fall (lateral) and stance of the
   built-in femur at FN T-score -2.5 (``--bc-size`` mm, ``--order``), with the cup and
   pad free to tilt ("rotating", the default) and with the phase-1 ones (uniform
@@ -35,6 +41,7 @@ Modes (each writes JSON into benchmarks/results/):
 
     python benchmarks/nonlinear.py [--json] [--quick] [--ranks 1,2] [--size MM] [--order 2]
                                    [--variants all|NAME,NAME]
+    python benchmarks/nonlinear.py --trial [--ranks 1] [--variants default,reproducible]
     python benchmarks/nonlinear.py --bcs [--bc-size 6] [--order 2] [--ranks 2]
     python benchmarks/nonlinear.py --verse [--verse-coarsen 2,1] [--ranks 2]
     python benchmarks/nonlinear.py --convergence [--conv-sizes 6,3] [--ranks 2]
