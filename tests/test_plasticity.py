@@ -517,7 +517,10 @@ def test_bad_input_is_named(check):
     for kwargs, word in (({"criterion": "tresca"}, "criterion"),
                          ({"max_displacement_mm": -1.0}, "max_displacement_mm"),
                          ({"post_peak_drop": 1.5}, "post_peak_drop"),
-                         ({"increments": 0}, "increments")):
+                         ({"increments": 0}, "increments"),
+                         ({"preconditioner": "ilu"}, "preconditioner"),
+                         ({"preconditioner": "pmg"}, "needs order=2"),
+                         ({"reproducible": True, "newton_krylov": "inexact"}, "reproducible")):
         with pytest.raises(InputError, match=word):
             pushover(bone, AxialCompression(), material=1000.0, yield_model=ym, order=1, progress=False, **kwargs)
     with pytest.raises(InputError, match="sigma_t <= sigma_c"):
