@@ -4,9 +4,10 @@ VerSe L2, mesh convergence.
 
 Modes (each writes JSON into benchmarks/results/):
 
-* default -- cost: the built-in femur (FN T-score -2.5) in a sideways fall at about 50k
-  DOF (``--order``, default the pushover's: P2 at 6 mm; P1 at 2.6 mm), on 1 and 2 MPI
-  ranks (``--ranks``).  Per run: the linear solve of the same model
+* default -- cost: a built-in femur (``--bone``, default the parametric femur: the
+  anatomical femur's coarsest shipped mesh is 147k DOF at P2; FN T-score -2.5) in a
+  sideways fall at about 50k DOF (``--order``, default the pushover's: P2 at 6 mm, 57,789
+  DOF; P1 at 2.6 mm), on 1 and 2 MPI ranks (``--ranks``).  Per run: the linear solve of the same model
   (``femur.mechanics.solve``: assembly, AMG set-up, CG, post-processing) and one pushover
   per *variant* (``--variants``, default: only the defaults; ``all``: the defaults and the
   Newton/preconditioner variants of :data:`VARIANTS`), wall and process-CPU seconds, their
@@ -15,6 +16,11 @@ Modes (each writes JSON into benchmarks/results/):
   pushover <= 10x the linear solve, < 60 s on 2 ranks, ranks agree to 1e-8.  Forms are
   compiled first on a coarse femur so that JIT time counts in neither.
   -> nonlinear.json (``--quick``: 7 mm, 1 rank -> nonlinear_quick.json)
+* ``--trial`` -- what a trial visit costs: the trial-mesh (4 mm) P2 femur of a default
+  ``Patient`` in a lateral sideways fall (146,748 DOF) and its vertebra in compression
+  (81,345 DOF), default pushover settings (``--variants`` to compare), with the P1 and P2
+  linear solves of the same bone and the pushover's time split (elastic step, return
+  map, residual, tangent, linear solves).  -> nonlinear_trial.json
 * ``--bcs`` -- the femur boundary conditions: sideways fall (lateral) and stance of the
   built-in femur at FN T-score -2.5 (``--bc-size`` mm, ``--order``), with the cup and
   pad free to tilt ("rotating", the default) and with the phase-1 ones (uniform
@@ -35,6 +41,7 @@ Modes (each writes JSON into benchmarks/results/):
 
     python benchmarks/nonlinear.py [--json] [--quick] [--ranks 1,2] [--size MM] [--order 2]
                                    [--variants all|NAME,NAME]
+    python benchmarks/nonlinear.py --trial [--ranks 1] [--variants default,reproducible]
     python benchmarks/nonlinear.py --bcs [--bc-size 6] [--order 2] [--ranks 2]
     python benchmarks/nonlinear.py --verse [--verse-coarsen 2,1] [--ranks 2]
     python benchmarks/nonlinear.py --convergence [--conv-sizes 6,3] [--ranks 2]
@@ -60,7 +67,9 @@ LABELS = DATA / "sub-verse004_0000_vertebra_21_seg.nii.gz"
 #: pushover variants of the cost study: name -> keyword arguments of femur.pushover
 VARIANTS = {
     "default": {},
-    "inexact": {"newton_krylov": "inexact"},
+    "reproducible": {"reproducible": True},
+    "gamg": {"preconditioner": "gamg"},
+    "gamg_reproducible": {"preconditioner": "gamg", "reproducible": True},
     "inexact_final": {"newton_krylov": "inexact_final"},
     "pc_never": {"pc_refresh": "never"},
     "pc_always": {"pc_refresh": "always"},
@@ -87,7 +96,7 @@ def _summary(r) -> dict:
     return {k: getattr(r, k) for k in keys}
 
 
-def worker_cost(size_mm: float, order: int | None, variants: list) -> dict:
+def worker_cost(size_mm: float, order: int | None, variants: list, bone_kind: str = "parametric-femur") -> dict:
     from femur.core.mpi import MPI
     from femur.mechanics import SidewaysFall, solve
     from femur.mechanics.strength import material_for
@@ -96,17 +105,17 @@ def worker_cost(size_mm: float, order: int | None, variants: list) -> dict:
 
     comm = MPI.COMM_WORLD
     lin_order = order or 2
-    warm = build_bone("femur", mesh_size_mm=7.0, t_score=-2.5, comm=comm)
+    warm = build_bone("parametric-femur", mesh_size_mm=7.0, t_score=-2.5, comm=comm)
     solve(warm, SidewaysFall(), material_for(warm), order=lin_order)
     for plat in ("rotating", "fixed"):
         pushover(warm, SidewaysFall(), material_for(warm), max_displacement_mm=0.5, order=order,
                  platens=plat, progress=False)
-    bone = build_bone("femur", mesh_size_mm=size_mm, t_score=-2.5, comm=comm)
+    bone = build_bone(bone_kind, mesh_size_mm=size_mm, t_score=-2.5, comm=comm)
     mat = material_for(bone)
     comm.barrier()
     lin, t_lin, c_lin = _timed(lambda: solve(bone, SidewaysFall(), mat, order=lin_order))
     c_lin = comm.allreduce(c_lin) / comm.size
-    out = {"mesh_size_mm": size_mm, "order": lin_order, "ranks": comm.size, "dofs": lin.dofs,
+    out = {"bone": bone_kind, "mesh_size_mm": size_mm, "order": lin_order, "ranks": comm.size, "dofs": lin.dofs,
            "linear_s": t_lin, "linear_cpu_s": c_lin, "linear_iterations": lin.iterations,
            "variants": {}}
     for name in variants:
@@ -119,6 +128,57 @@ def worker_cost(size_mm: float, order: int | None, variants: list) -> dict:
                                  "pushover": _summary(res)}
     out["peak_rss_mb_per_rank"] = max(comm.allgather(peak_rss_mb()))
     return out
+
+
+def worker_trial(kind: str, variant: str) -> dict:
+    """One pushover of a default Patient's trial-mesh bone (what a trial visit costs):
+    femur sideways fall (lateral) or vertebra compression, default order (P2), with the
+    linear solves (P1 and the pushover's order) of the same bone for scale."""
+    from femur.core.mpi import MPI
+    from femur.mechanics import AxialCompression, SidewaysFall, solve
+    from femur.mechanics.strength import material_for
+    from femur.remodeling import Patient
+    from femur.workflows.bones import patient_bone
+    from femur.workflows.pushover import pushover
+
+    comm = MPI.COMM_WORLD
+    if kind == "femur":
+        bone, lc = patient_bone("femur", Patient(), 4.0, comm=comm), SidewaysFall(direction="lateral")
+    else:
+        bone, lc = patient_bone("vertebra", Patient(), comm=comm), AxialCompression()
+    mat = material_for(bone)
+    solve(bone, lc, mat, order=1)  # JIT
+    solve(bone, lc, mat, order=2)
+    pushover(bone, lc, mat, max_displacement_mm=0.01, progress=False, **VARIANTS[variant])
+    comm.barrier()
+    lin1, t1, _ = _timed(lambda: solve(bone, lc, mat, order=1))
+    lin2, t2, c2 = _timed(lambda: solve(bone, lc, mat, order=2))
+    comm.barrier()
+    res, t_nl, c_nl = _timed(lambda: pushover(bone, lc, mat, progress=False, **VARIANTS[variant]))
+    return {"kind": kind, "variant": variant, "ranks": comm.size, "cells": res.cells,
+            "linear_p1_s": t1, "linear_p1_dofs": lin1.dofs, "linear_p2_s": t2,
+            "linear_p2_iterations": lin2.iterations, "pushover_s": t_nl,
+            "pushover_cpu_s": comm.allreduce(c_nl) / comm.size, "ratio_to_linear_p2": t_nl / t2,
+            "ratio_to_linear_p1": t_nl / t1, "pushover": _summary(res),
+            "peak_rss_mb_per_rank": max(comm.allgather(peak_rss_mb()))}
+
+
+def _trial(a, run) -> int:
+    ranks = [int(r) for r in (a.ranks or "1").split(",")]
+    variants = [v.strip() for v in (a.variants or "default").split(",") if v.strip()]
+    cases = []
+    for kind in ("femur", "vertebra"):
+        for v in variants:
+            for r in ranks:
+                c = run("trial", r, kind=kind, variant=v)
+                p = c["pushover"]
+                cases.append(c)
+                print(f"trial {kind:8s} {v:18s} ranks={r} P{p['order']} {p['dofs']} DOF: pushover "
+                      f"{c['pushover_s']:.1f} s (linear P2 {c['linear_p2_s']:.2f} s, P1 {c['linear_p1_s']:.2f} s), "
+                      f"{p['increments']} increments, {p['newton_iterations']} Newton, "
+                      f"{p['linear_iterations']} CG; strength {p['nonlinear_strength_n']:.1f} N; "
+                      f"{ {k: round(x, 1) for k, x in p['timings'].items()} }", flush=True)
+    return finish("nonlinear_trial", {"benchmark": "nonlinear_trial", "cases": cases}, a.json)
 
 
 def worker_bcs(size_mm: float, order: int | None) -> dict:
@@ -209,7 +269,7 @@ def _cost(a, run) -> int:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"--variants: unknown {sorted(unknown)}; known {sorted(VARIANTS)}")
-    runs = [run("cost", r, size_mm=size, order=a.order, variants=variants) for r in ranks]
+    runs = [run("cost", r, size_mm=size, order=a.order, variants=variants, bone_kind=a.bone) for r in ranks]
     checks, table = {}, {}
     by_ranks = {r["ranks"]: r for r in runs}
     for name in variants:
@@ -243,7 +303,7 @@ def _cost(a, run) -> int:
     if d.get("rank_agreement_strength") is not None:
         v = d["rank_agreement_strength"]
         checks["strength_1_vs_2_ranks"] = {"value": v, "target": "<= 1e-8", "ok": v <= 1e-8}
-    out = {"benchmark": "nonlinear", "quick": a.quick, "mesh_size_mm": size, "order": a.order,
+    out = {"benchmark": "nonlinear", "quick": a.quick, "bone": a.bone, "mesh_size_mm": size, "order": a.order,
            "variants": table, "runs": runs, "checks": checks}
     return finish("nonlinear_quick" if a.quick else "nonlinear", out, a.json)
 
@@ -280,6 +340,11 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=float, default=None,
                     help="femur mesh size (mm); default 6 (P2) / 2.6 (P1), ~50k DOF")
     ap.add_argument("--order", type=int, default=None, help="element order (default: the pushover's)")
+    ap.add_argument("--bone", default="parametric-femur",
+                    help="bone of the cost runs (default parametric-femur: the anatomical femur's "
+                         "coarsest shipped mesh, 4 mm, is 147k DOF at P2)")
+    ap.add_argument("--trial", action="store_true",
+                    help="the trial-mesh P2 femur fall and vertebra of a default Patient")
     ap.add_argument("--variants", default=None,
                     help=f"pushover variants of the cost runs: all, or names from {', '.join(VARIANTS)}")
     ap.add_argument("--bcs", action="store_true")
@@ -295,7 +360,7 @@ def main(argv=None) -> int:
 
     if a.worker:
         kw = json.loads(a.args)
-        fn = {"cost": worker_cost, "bcs": worker_bcs, "verse": worker_verse,
+        fn = {"cost": worker_cost, "trial": worker_trial, "bcs": worker_bcs, "verse": worker_verse,
               "convergence": worker_convergence}[a.worker]
         res = fn(**kw)
         from femur.core.mpi import MPI
@@ -311,6 +376,9 @@ def main(argv=None) -> int:
 
     if a.bcs:
         return _bcs(a, run)
+
+    if a.trial:
+        return _trial(a, run)
 
     if a.verse:
         ranks = [int(r) for r in (a.ranks or "2").split(",")]

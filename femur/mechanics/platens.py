@@ -245,20 +245,25 @@ class TiltDeflation:
         self.U = [u for lst in platen_set.U if lst is not None for u in lst]
         self.W, self.Einv, self.amg = [], None, None
 
-    def rebuild(self, amg, K, A=None, sweeps: int = 0):
+    def rebuild(self, amg, K, A=None, sweeps: int = 0, warm_sweeps: int | None = None):
         """W = B U and (W^T K W)^-1 for the AMG PC ``amg`` (set up) and operator K; with
         ``sweeps`` > 0 and the assembled matrix ``A``, W is improved toward A^-1 U by that
-        many preconditioned Richardson sweeps w += B (u - A w)."""
-        for w in self.W:
-            w.destroy()
+        many preconditioned Richardson sweeps w += B (u - A w).  ``warm_sweeps``: on a
+        rebuild (W exists), start from the last W (an approximation of A^-1 U for the
+        previous matrix) and do this many sweeps instead."""
+        old = self.W
+        warm = bool(old) and warm_sweeps is not None and A is not None
         self.amg, self.W = amg, []
         KW = []
-        for u in self.U:
-            w = u.duplicate()
-            amg.apply(u, w)
-            if sweeps and A is not None:
+        for j, u in enumerate(self.U):
+            if warm:
+                w, n = old[j], int(warm_sweeps)
+            else:
+                w, n = u.duplicate(), int(sweeps)
+                amg.apply(u, w)
+            if n and A is not None:
                 r, z = u.duplicate(), u.duplicate()
-                for _ in range(sweeps):
+                for _ in range(n):
                     A.mult(w, r)
                     r.aypx(-1.0, u)
                     amg.apply(r, z)
@@ -269,6 +274,9 @@ class TiltDeflation:
             K.mult(w, kw)
             self.W.append(w)
             KW.append(kw)
+        if not warm:
+            for w in old:
+                w.destroy()
         E = np.array([[wi.dot(kwj) for kwj in KW] for wi in self.W])
         for kw in KW:
             kw.destroy()
