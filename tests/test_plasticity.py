@@ -377,6 +377,16 @@ def _heterogeneous(comm, kind):
     return bone, E
 
 
+def _check_same_curve(a, b, check, what: str) -> None:
+    """The distributed run ``a`` and the one-rank run ``b`` give the same curve and peak to
+    1e-8 relative to the peak."""
+    check(a.curve.shape == b.curve.shape, f"{what}: increments {a.curve.shape} vs {b.curve.shape}")
+    if a.curve.shape == b.curve.shape:
+        diff = np.abs(a.curve - b.curve).max(axis=0) / np.abs(b.curve).max(axis=0)
+        check(diff.max() < 1e-8, f"{what}: curves differ by {diff} ({COMM.size} ranks vs 1)")
+    check(abs(a.nonlinear_strength_n / b.nonlinear_strength_n - 1) < 1e-8, f"{what}: strength")
+
+
 @pytest.mark.parametrize("kind,lc", [("prism", AxialCompression()), ("rod", SidewaysFall()),
                                      ("rod", SingleLegStance())], ids=["compression", "fall", "stance"])
 def test_pushover_rank_invariance(kind, lc, check):
@@ -393,11 +403,7 @@ def test_pushover_rank_invariance(kind, lc, check):
                      progress=False)
         out.append(r)
     a, b = out
-    check(a.curve.shape == b.curve.shape, f"increments {a.curve.shape} vs {b.curve.shape}")
-    if a.curve.shape == b.curve.shape:
-        diff = np.abs(a.curve - b.curve).max(axis=0) / np.abs(b.curve).max(axis=0)
-        check(diff.max() < 1e-8, f"{lc.name}: curves differ by {diff} ({COMM.size} ranks vs 1)")
-    check(abs(a.nonlinear_strength_n / b.nonlinear_strength_n - 1) < 1e-8, "strength")
+    _check_same_curve(a, b, check, lc.name)
     check(abs(a.yield_load_n / b.yield_load_n - 1) < 1e-8, "offset yield load")
     check(abs(a.yielded_volume_final_mm3["total"] / b.yielded_volume_final_mm3["total"] - 1) < 1e-6,
           "yielded volume")
@@ -416,12 +422,7 @@ def test_p2_pushover_rank_invariance_with_the_p_multigrid(kind, lc, check):
         ym = YieldModel(power_yield("t", 20.0, 1.5, "apparent", "test", tension_ratio=0.7))
         out.append(pushover(bone, lc, material=E, yield_model=ym, order=2, reproducible=True,
                             max_displacement_mm=0.4 if kind == "prism" else 0.6, progress=False))
-    a, b = out
-    check(a.curve.shape == b.curve.shape, f"increments {a.curve.shape} vs {b.curve.shape}")
-    if a.curve.shape == b.curve.shape:
-        diff = np.abs(a.curve - b.curve).max(axis=0) / np.abs(b.curve).max(axis=0)
-        check(diff.max() < 1e-8, f"curves differ by {diff} ({COMM.size} ranks vs 1)")
-    check(abs(a.nonlinear_strength_n / b.nonlinear_strength_n - 1) < 1e-8, "strength")
+    _check_same_curve(*out, check, lc.name)
 
 
 #: the fast production settings (p-multigrid, inexact Newton) against the reference ones
