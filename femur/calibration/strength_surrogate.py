@@ -42,13 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
-from femur.core.datafiles import Fitted, atomic_write_text, data_path, read_fitted, write_fitted
+from femur.core.datafiles import atomic_write_text, data_path, read_fitted, read_fitted_file, write_fitted
 from femur.core.errors import FemurError, InputError
 from femur.core.log import configure, get_logger, progress_enabled, verbosity
 from femur.core.mpi import MPI
 from femur.core.progress import ProgressBar
 from femur.mechanics.strength import STRENGTH_CASES, surrogate_features
-from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, fit_log_linear
+from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, SurrogateFit, fit_log_linear
 from femur.remodeling.patient import Patient
 from femur.study.cohort import sample_patient
 from femur.study.spec import CohortSpec
@@ -176,8 +176,9 @@ def _design(rows, features):
 
 
 def predict(coef, rows, features) -> np.ndarray:
-    X, _ = _design(rows, features)
-    return np.exp(coef[0] + np.log(X) @ np.asarray(coef[1:]))
+    """The power law's predictions for ``rows`` (femur.mechanics.surrogate.SurrogateFit)."""
+    fit = SurrogateFit("fit", tuple(features), tuple(float(c) for c in coef))
+    return np.array([fit.predict(r) for r in rows])
 
 
 def cv_rmse(rows, features, folds: int = 5) -> float:
@@ -240,7 +241,7 @@ def fit(rows, cases) -> tuple[dict, dict]:
         best = min(scores, key=scores.get)
         use = _usable(train, prefix, best)
         coef = fit_log_linear(*_design(use, best))
-        values[prefix] = {"features": list(best), "coef": [float(c) for c in coef]}
+        values[prefix] = SurrogateFit(prefix, best, tuple(float(c) for c in coef)).to_dict()
         tuse = _usable(test, prefix, best)
         rep = {"features": list(best), "cv_rmse_log": {"+".join(k): v for k, v in scores.items()},
                "train": metrics(use, predict(coef, use, best)),
@@ -268,17 +269,12 @@ def report_table(report: dict) -> str:
 def refit_only(path=None) -> tuple[dict, dict, dict]:
     """Refit from the samples stored in a written surrogate file: (stored values, refitted
     values, report)."""
-    fitted = read_fitted(DATA_FILE) if path is None else _read_path(path)
+    fitted = read_fitted(DATA_FILE) if path is None else read_fitted_file(path)
     samples = fitted.provenance.get("samples")
     if not samples:
         raise InputError(f"{fitted.path}: no stored samples to refit from")
     values, report = fit(samples, list(fitted.values))
     return fitted.values, values, report
-
-
-def _read_path(path):
-    doc = json.loads(Path(path).read_text())
-    return Fitted(doc["values"], doc["provenance"], str(path))
 
 
 def run(s: Settings, work: Path, write: bool, comm=MPI.COMM_WORLD) -> dict:

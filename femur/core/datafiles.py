@@ -68,6 +68,12 @@ def read_fitted(name: str) -> Fitted:
     return _read(str(data_path(name)))
 
 
+def read_fitted_file(path) -> Fitted:
+    """The fitted values and provenance of a data file given by its path (e.g. a fit
+    written outside the package), with the same checks and errors as :func:`read_fitted`."""
+    return _read(str(Path(path)))
+
+
 def write_fitted(name: str, values: dict, *, targets, command: str, seeds=None,
                  notes: str | None = None, path: str | Path | None = None,
                  extra: dict | None = None) -> Path:
@@ -109,4 +115,4 @@ def atomic_write_text(path, text: str) -> None:
 
 
 __all__ = ["DATA_DIR", "Fitted", "atomic_write_text", "data_dir", "data_path", "read_fitted",
-           "write_fitted"]
+           "read_fitted_file", "write_fitted"]

@@ -107,11 +107,6 @@ def load_fits() -> dict[str, SurrogateFit]:
     return fits
 
 
-def surrogate_provenance() -> dict:
-    """The data file's provenance (mode, targets, metrics, samples, ...)."""
-    return read_fitted(DATA_FILE).provenance
-
-
 def fits_for(prefixes, where: str = "strength_model") -> dict[str, SurrogateFit]:
     """The fits of ``prefixes`` (InputError naming the missing load cases otherwise)."""
     fits = load_fits()
@@ -125,4 +120,4 @@ def fits_for(prefixes, where: str = "strength_model") -> dict[str, SurrogateFit]
 
 
 __all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "SurrogateFit", "fit_log_linear", "fits_for",
-           "load_fits", "surrogate_file_exists", "surrogate_provenance"]
+           "load_fits", "surrogate_file_exists"]

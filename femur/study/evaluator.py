@@ -246,7 +246,7 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     out = []
     for m in visits:
         v = {"month": m}
-        for key in ("ls_bmd_pct", "th_bmd_pct", "fn_bmd_pct", "p1np_pct", "ctx_pct", *COMPARTMENT_KEYS):
+        for key in MONTHLY_KEYS:
             v[key] = at(key, m)
         for name in ABS_KEYS:
             v[pct_name(name)] = at(pct_name(name), m)

@@ -273,13 +273,13 @@ class BoneTrack:
         t0 = time.perf_counter()
         out = {}
         known = known or {}
-        cases = strength_cases(self.bone.kind) if self.strength_model == "nonlinear" else {}
+        nonlinear = self.strength_model == "nonlinear"
         for prefix, (es, info, nu) in self.solvers.items():
             if prefix in known and prefix != self.habitual:
                 out[prefix] = dict(known[prefix])
                 self.stats.shared_strength += 1
                 continue
-            if prefix in cases:
+            if nonlinear:
                 out[prefix] = pushover_quantities(prefix, self.pushover(prefix))
                 continue
             es.solve(rtol=self.strength_rtol)
