@@ -82,8 +82,10 @@ class BoneCache:
     (``Simulation`` works on a copy). A bone is reused only on a communicator with the same
     processes in the same order (MPI ``IDENT`` or ``CONGRUENT``)."""
 
-    def __init__(self, max_patients: int = 2, enabled: bool = True):
+    def __init__(self, max_patients: int = 2, enabled: bool = True, share_strength: bool = True):
         self.max_patients, self.enabled = int(max_patients), enabled
+        #: hand a patient's month-0 strength to her later arms (False: every case solves it)
+        self.share_strength = share_strength
         self._store: OrderedDict = OrderedDict()
         self.hits = self.misses = self.baseline_hits = 0
 
@@ -122,7 +124,7 @@ class BoneCache:
         case of the record's patient computed on the cached bones with the strength
         ``settings``, if every rank of ``comm`` has it (the solves it replaces are
         collective); else None."""
-        if not self.enabled:
+        if not (self.enabled and self.share_strength):
             return None
         entry = self._store.get(self.key(record)) or {}
         got = entry.get(_BASELINE, {}).get(settings)
