@@ -33,10 +33,14 @@ Modes (each writes JSON into benchmarks/results/):
   label, PMMA disks 2500 MPa / 70 MPa, nu 0.3, one disk held, the other displaced by 2 %
   of the model height; trilinear voxel meshes (``--verse-coarsen``, default 2,1).  Reports
   the linear stiffness and the nonlinear strength.  -> nonlinear_verse.json
-* ``--convergence`` -- nonlinear strength of the built-in femur (sideways fall) and
-  vertebra (compression, PMMA layers) at mesh h and h/2, P1 and P2 (``--conv-sizes``,
-  default femur 6,3 mm; ``--conv-vsizes``, vertebra 4,2 mm), with the relative changes
-  (h -> h/2 for P1 and P2, P1 -> P2 at h/2) against the 5 % target.
+* ``--convergence`` -- nonlinear strength of the built-in (anatomical) femur (sideways
+  fall, FN T-score -2.5) and vertebra (compression, PMMA layers) from mesh h to h/2, P1
+  and P2 (``--conv-sizes``, default femur 4,3,2 mm: the shipped trial and default meshes
+  and a 2 mm mesh made once by meshes/make_anatomical_femur.py into ``--mesh-cache``;
+  ``--conv-vsizes``, vertebra 4,2 mm), with the relative changes (h -> h/2 for P1 and P2,
+  P1 -> P2 at h/2) against the 5 % target.  Every femur carries the cancellous pattern of
+  the same stored adaptation (3 mm), so only the discretisation changes.  Each finished
+  case is written at once; ``--resume`` keeps them.  Plot: docs/figures/nonlinear_convergence.png.
   -> nonlinear_convergence.json
 
     python benchmarks/nonlinear.py [--json] [--quick] [--ranks 1,2] [--size MM] [--order 2]
@@ -44,21 +48,23 @@ Modes (each writes JSON into benchmarks/results/):
     python benchmarks/nonlinear.py --trial [--ranks 1] [--variants default,reproducible]
     python benchmarks/nonlinear.py --bcs [--bc-size 6] [--order 2] [--ranks 2]
     python benchmarks/nonlinear.py --verse [--verse-coarsen 2,1] [--ranks 2]
-    python benchmarks/nonlinear.py --convergence [--conv-sizes 6,3] [--ranks 2]
+    python benchmarks/nonlinear.py --convergence [--conv-sizes 4,3,2] [--conv-vsizes 4,2] [--ranks 2] [--resume]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import finish, peak_rss_mb, run_worker  # noqa: E402
+from _common import RESULTS as RESULTS_DIR, finish, peak_rss_mb, run_worker, write_results  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "verse004-L2"
 IMAGE = DATA / "sub-verse004_0000_vertebra_21_im.nii.gz"
@@ -76,6 +82,8 @@ VARIANTS = {
     "increments_6": {"increments": 6},
     "fixed_platens": {"platens": "fixed"},
 }
+#: the stored adaptation whose cancellous pattern every femur of the convergence study carries
+CONVERGENCE_REFERENCE_MM = 3.0
 #: body weight of the default woman (remodeling.patient: 65 kg) in N
 BODY_WEIGHT_N = 65.0 * 9.81
 
@@ -181,9 +189,21 @@ def _trial(a, run) -> int:
     return finish("nonlinear_trial", {"benchmark": "nonlinear_trial", "cases": cases}, a.json)
 
 
-def worker_bcs(size_mm: float, order: int | None) -> dict:
+#: boundary-condition / post-yield variants of ``--bcs``: name -> keyword arguments of femur.pushover
+BC_VARIANTS = {
+    "rotating": {"platens": "rotating"},
+    "fixed": {"platens": "fixed"},
+    # Keyak 2005's femur law softens after yield (biomechanics.md 2.4): slope about 0.2 E,
+    # residual about 0.42 of the yield stress (plasticity.Softening docstring); a sensitivity
+    # case, not tuned to the cadaver data
+    "rotating_softening": {"platens": "rotating", "softening": {"modulus_fraction": 0.2, "residual_fraction": 0.42}},
+}
+
+
+def worker_bcs(size_mm: float, order: int | None, variants: list | None = None) -> dict:
     from femur.core.mpi import MPI
     from femur.mechanics import SidewaysFall, SingleLegStance
+    from femur.mechanics.plasticity import Softening
     from femur.mechanics.strength import material_for
     from femur.workflows.bones import build_bone
     from femur.workflows.pushover import pushover
@@ -193,9 +213,13 @@ def worker_bcs(size_mm: float, order: int | None) -> dict:
     mat = material_for(bone)
     cases = []
     for lc in (SidewaysFall(), SingleLegStance()):
-        for plat in ("rotating", "fixed"):
-            res, t, _ = _timed(lambda: pushover(bone, lc, mat, order=order, platens=plat, progress=False))
-            cases.append({"load_case": lc.name, "platens": plat, "pushover_s": t, "pushover": _summary(res)})
+        for name in variants or ("rotating", "fixed"):
+            kw = dict(BC_VARIANTS[name])
+            if "softening" in kw:
+                kw["softening"] = Softening(**kw["softening"])
+            res, t, _ = _timed(lambda: pushover(bone, lc, mat, order=order, progress=False, **kw))
+            cases.append({"load_case": lc.name, "platens": kw["platens"], "variant": name, "pushover_s": t,
+                          "pushover": _summary(res)})
     return {"mesh_size_mm": size_mm, "ranks": comm.size,
             "t_score": (bone.parameters.get("t_score") or {}).get("achieved"), "cases": cases}
 
@@ -229,7 +253,21 @@ def worker_verse(coarsen: int) -> dict:
             "peak_rss_mb_per_rank": max(comm.allgather(peak_rss_mb()))}
 
 
-def worker_convergence(kind: str, size_mm: float, order: int) -> dict:
+def _convergence_femur(size_mm: float, mesh_file: str | None, comm):
+    """The built-in (anatomical) femur at FN T-score -2.5 on the shipped mesh of ``size_mm``
+    or on ``mesh_file`` (a generated one), every size with the cancellous pattern of the
+    SAME stored field (the 3 mm adaptation, sampled onto the other meshes), so that the
+    study changes only the discretisation, not the density field."""
+    from femur.geometry.adapted_density import bone_with_adapted_density, reference_path
+    from femur.geometry.anatomical import AnatomicalFemur
+    from femur.workflows.t_score import bone_with_t_score
+
+    geo = (AnatomicalFemur(mesh_file=mesh_file) if mesh_file else AnatomicalFemur(mesh_size_mm=size_mm)).build(comm)
+    ref = str(reference_path("anatomical-femur", CONVERGENCE_REFERENCE_MM))
+    return bone_with_t_score(bone_with_adapted_density(geo, reference=ref), t_score=-2.5, sex="female")
+
+
+def worker_convergence(kind: str, size_mm: float, order: int, mesh_file: str | None = None) -> dict:
     from femur.core.mpi import MPI
     from femur.mechanics import AxialCompression, SidewaysFall
     from femur.mechanics.strength import material_for
@@ -238,14 +276,33 @@ def worker_convergence(kind: str, size_mm: float, order: int) -> dict:
 
     comm = MPI.COMM_WORLD
     if kind == "femur":
-        bone = build_bone("femur", mesh_size_mm=size_mm, t_score=-2.5, comm=comm)
+        bone = _convergence_femur(size_mm, mesh_file, comm)
         lc = SidewaysFall()
     else:
         bone = build_bone("vertebra", mesh_size_mm=size_mm, t_score=-2.5, layers="pmma", comm=comm)
         lc = AxialCompression()
     res, t_nl, _ = _timed(lambda: pushover(bone, lc, material_for(bone), order=order, progress=False))
     return {"kind": kind, "mesh_size_mm": size_mm, "order": order, "ranks": comm.size,
-            "pushover_s": t_nl, "pushover": _summary(res)}
+            "mesh_file": mesh_file, "t_score": (bone.parameters.get("t_score") or {}).get("achieved"),
+            "density": {k: v for k, v in (bone.parameters.get("density") or {}).items() if k != "mapping"},
+            "pushover_s": t_nl, "pushover": _summary(res), "peak_rss_mb": peak_rss_mb()}
+
+
+def femur_mesh_file(size_mm: float, cache: Path) -> str | None:
+    """None for a shipped anatomical-femur size; otherwise the path of a mesh of that size
+    made once with meshes/make_anatomical_femur.py into ``cache``."""
+    from femur.geometry.anatomical import SHIPPED
+
+    if any(abs(s - size_mm) < 1e-9 for s in SHIPPED):
+        return None
+    out = cache / f"anatomical_femur_{size_mm:g}mm"
+    msh = out / "anatomical_femur.msh"
+    if not msh.is_file():
+        print(f"making the {size_mm:g} mm anatomical femur mesh in {out} ...", flush=True)
+        make = Path(__file__).resolve().parents[1] / "meshes" / "make_anatomical_femur.py"
+        subprocess.run([sys.executable, str(make), "--mesh-size", f"{size_mm:g}", "--out", str(out)],
+                       check=True)
+    return str(msh)
 
 
 def _rel(a, b):
@@ -310,11 +367,15 @@ def _cost(a, run) -> int:
 
 def _bcs(a, run) -> int:
     ranks = int((a.ranks or "2").split(",")[0])
-    r = run("bcs", ranks, size_mm=a.bc_size, order=a.order)
+    variants = [v.strip() for v in a.bc_variants.split(",") if v.strip()]
+    unknown = set(variants) - set(BC_VARIANTS)
+    if unknown:
+        raise SystemExit(f"--bc-variants: unknown {sorted(unknown)}; known {sorted(BC_VARIANTS)}")
+    r = run("bcs", ranks, size_mm=a.bc_size, order=a.order, variants=variants)
     table = {}
     for c in r["cases"]:
         p = c["pushover"]
-        key = f"{c['load_case']}_{c['platens']}"
+        key = f"{c['load_case']}_{c.get('variant', c['platens'])}"
         table[key] = {"strength_n": p["nonlinear_strength_n"], "yield_load_n": p["yield_load_n"],
                       "strength_bw": p["nonlinear_strength_n"] / BODY_WEIGHT_N,
                       "yield_bw": None if p["yield_load_n"] is None else p["yield_load_n"] / BODY_WEIGHT_N,
@@ -330,6 +391,97 @@ def _bcs(a, run) -> int:
            "cadaver_side_impact_n": "3951 +- 1659 (Eckstein 2004; biomechanics.md 2.3)",
            "table": table, "run": r}
     return finish("nonlinear_bcs", out, a.json)
+
+
+def _convergence(a, run) -> int:
+    """Mesh/order convergence of the nonlinear strength (module doc); every finished case is
+    written at once (``nonlinear_convergence.json``, ``"complete": false`` until the end),
+    and ``--resume`` keeps the finished ones of an interrupted study."""
+    ranks = int((a.ranks or "2").split(",")[0])
+    sizes = {"femur": [float(s) for s in (a.conv_sizes or "4,3,2").split(",")],
+             "vertebra": [float(s) for s in a.conv_vsizes.split(",")]}
+    for kind, hs in sizes.items():
+        if len(hs) < 2 or abs(hs[0] / hs[-1] - 2.0) > 1e-9:
+            raise SystemExit(f"--conv-{'v' if kind == 'vertebra' else ''}sizes: the first size must be twice "
+                             f"the last (h ... h/2), got {hs}")
+    cache = Path(a.mesh_cache)
+    path = RESULTS_DIR / "nonlinear_convergence.json"
+    done = []
+    if a.resume and path.is_file():
+        old = json.loads(path.read_text())
+        done = [c for c in old.get("cases", []) if c.get("ranks") == ranks]
+    out = {"benchmark": "nonlinear_convergence", "ranks": ranks, "complete": False,
+           "femur": "anatomical (built-in), sideways fall, FN T-score -2.5, cancellous pattern of the "
+                    f"{CONVERGENCE_REFERENCE_MM:g} mm adaptation on every mesh",
+           "vertebra": "built-in, compression between PMMA layers, spine T-score -2.5",
+           "sizes_mm": sizes, "cases": list(done), "checks": {}}
+    strengths = {}
+    for kind, hs in sizes.items():
+        for order in (1, 2):
+            for h in hs:
+                prev = [c for c in done if c["kind"] == kind and c["order"] == order
+                        and abs(c["mesh_size_mm"] - h) < 1e-9]
+                if prev:
+                    c = prev[0]
+                else:
+                    mesh_file = femur_mesh_file(h, cache) if kind == "femur" else None
+                    c = run("convergence", ranks, kind=kind, size_mm=h, order=order, mesh_file=mesh_file)
+                    out["cases"].append(c)
+                    write_results("nonlinear_convergence", out)
+                p = c["pushover"]
+                strengths[(kind, order, h)] = p["nonlinear_strength_n"]
+                print(f"{kind} {h:g} mm P{order} ({p['dofs']} DOF): {p['nonlinear_strength_n']:.0f} N at "
+                      f"{p['displacement_at_peak_mm']:.2f} mm, 0.2% yield {p['yield_load_n'] or float('nan'):.0f} N, "
+                      f"{p['increments']} increments, {p['newton_iterations']} Newton, "
+                      f"{c['pushover_s']:.1f} s{' (kept)' if prev else ''}", flush=True)
+        h, h2 = hs[0], hs[-1]
+        for name, x, y in (("P1_h_to_h/2", strengths[(kind, 1, h)], strengths[(kind, 1, h2)]),
+                           ("P2_h_to_h/2", strengths[(kind, 2, h)], strengths[(kind, 2, h2)]),
+                           ("P1_to_P2_at_h/2", strengths[(kind, 1, h2)], strengths[(kind, 2, h2)])):
+            v = _rel(x, y)
+            out["checks"][f"{kind}_{name}"] = {"value": v, "target": "<= 0.05", "ok": v <= 0.05}
+    out["complete"] = True
+    figure = Path(a.figure)
+    plot_convergence(out, figure)
+    out["figure"] = str(figure)
+    print(f"figure: {figure}")
+    return finish("nonlinear_convergence", out, a.json)
+
+
+def plot_convergence(out: dict, figure: Path) -> None:
+    """Strength against DOF per bone and element order (log DOF axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, kind in zip(axes, ("femur", "vertebra")):
+        for order, mk in ((1, "o--"), (2, "s-")):
+            cs = sorted((c for c in out["cases"] if c["kind"] == kind and c["order"] == order),
+                        key=lambda c: c["pushover"]["dofs"])
+            if not cs:
+                continue
+            x = [c["pushover"]["dofs"] for c in cs]
+            y = [c["pushover"]["nonlinear_strength_n"] for c in cs]
+            ax.plot(x, y, mk, label=f"P{order}")
+            for c, xi, yi in zip(cs, x, y):
+                ax.annotate(f"{c['mesh_size_mm']:g} mm", (xi, yi), textcoords="offset points", xytext=(4, 4),
+                            fontsize=8)
+        fine = [c["pushover"]["nonlinear_strength_n"] for c in out["cases"]
+                if c["kind"] == kind and c["order"] == 2
+                and abs(c["mesh_size_mm"] - out["sizes_mm"][kind][-1]) < 1e-9]
+        if fine:
+            ax.axhspan(0.95 * fine[0], 1.05 * fine[0], color="0.9", label="finest P2 +- 5 %")
+        ax.set_xscale("log")
+        ax.set_xlabel("degrees of freedom")
+        ax.set_ylabel("nonlinear strength (N)")
+        ax.set_title("anatomical femur, sideways fall" if kind == "femur" else "vertebra, compression")
+        ax.legend()
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -349,11 +501,20 @@ def main(argv=None) -> int:
                     help=f"pushover variants of the cost runs: all, or names from {', '.join(VARIANTS)}")
     ap.add_argument("--bcs", action="store_true")
     ap.add_argument("--bc-size", type=float, default=6.0)
+    ap.add_argument("--bc-variants", default="rotating,fixed",
+                    help=f"comma-separated --bcs variants ({', '.join(BC_VARIANTS)})")
     ap.add_argument("--verse", action="store_true")
     ap.add_argument("--verse-coarsen", default="2,1")
     ap.add_argument("--convergence", action="store_true")
-    ap.add_argument("--conv-sizes", default=None, help="femur h,h/2 (mm); vertebra uses --conv-vsizes")
+    ap.add_argument("--conv-sizes", default=None,
+                    help="femur sizes h,...,h/2 (mm, default 4,3,2: the trial, default and a generated 2 mm "
+                         "anatomical mesh); vertebra uses --conv-vsizes")
     ap.add_argument("--conv-vsizes", default="4,2")
+    ap.add_argument("--resume", action="store_true", help="keep the finished cases of an interrupted --convergence")
+    ap.add_argument("--mesh-cache", default=str(Path(tempfile.gettempdir()) / "femur-benchmark-meshes"),
+                    help="where --convergence keeps the anatomical femur meshes it makes (non-shipped sizes)")
+    ap.add_argument("--figure", default=str(Path(__file__).resolve().parents[1] / "docs" / "figures"
+                                            / "nonlinear_convergence.png"))
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--args", default="{}", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -392,25 +553,7 @@ def main(argv=None) -> int:
         return finish("nonlinear_verse", {"benchmark": "nonlinear_verse", "cases": cases}, a.json)
 
     if a.convergence:
-        ranks = int((a.ranks or "2").split(",")[0])
-        out = {"benchmark": "nonlinear_convergence", "cases": [], "checks": {}}
-        fs = [float(s) for s in (a.conv_sizes or "6,3").split(",")]
-        vs = [float(s) for s in a.conv_vsizes.split(",")]
-        for kind, (h, h2) in (("femur", fs), ("vertebra", vs)):
-            runs = {}
-            for label, size, order in (("P1_h", h, 1), ("P1_h/2", h2, 1), ("P2_h", h, 2),
-                                       ("P2_h/2", h2, 2)):
-                c = run("convergence", ranks, kind=kind, size_mm=size, order=order)
-                out["cases"].append(c)
-                runs[label] = c["pushover"]["nonlinear_strength_n"]
-                print(f"{kind} {label} ({size} mm, P{order}, {c['pushover']['dofs']} DOF): "
-                      f"{runs[label]:.0f} N in {c['pushover_s']:.1f} s", flush=True)
-            for name, x, y in (("h_to_h/2", runs["P1_h"], runs["P1_h/2"]),
-                               ("P1_to_P2", runs["P1_h/2"], runs["P2_h/2"]),
-                               ("P2_h_to_h/2", runs["P2_h"], runs["P2_h/2"])):
-                v = _rel(x, y)
-                out["checks"][f"{kind}_{name}"] = {"value": v, "target": "<= 0.05", "ok": v <= 0.05}
-        return finish("nonlinear_convergence", out, a.json)
+        return _convergence(a, run)
 
     return _cost(a, run)
 
