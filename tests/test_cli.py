@@ -13,7 +13,7 @@ REQUIRED = {"bone", "load_case", "dofs", "stiffness_n_per_mm", "fracture_load_n"
 
 
 def test_strength_vertebra_json(capsys, check):
-    rc = main(["strength", "--bone", "vertebra", "--mesh-size", "3", "--json"])
+    rc = main(["strength", "--model", "linear", "--bone", "vertebra", "--mesh-size", "3", "--json"])
     out = capsys.readouterr().out
     from mpi4py import MPI
 
@@ -35,7 +35,7 @@ def test_strength_vertebra_json(capsys, check):
 
 @pytest.mark.serial
 def test_strength_femur_table_and_outputs(capsys, tmp_path):
-    rc = main(["strength", "--bone", "femur", "--mesh-size", "4", "--out", str(tmp_path)])
+    rc = main(["strength", "--model", "linear", "--bone", "femur", "--mesh-size", "4", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "stance" in out and "fall_lateral" in out and "fracture load N" in out
@@ -50,7 +50,7 @@ def test_strength_records_the_femur_geometry(capsys, check):
     each record names its geometry; `--help` says which femur is the default."""
     from mpi4py import MPI
 
-    rc = main(["strength", "--bone", "femur,parametric-femur", "--mesh-size", "4", "--json",
+    rc = main(["strength", "--model", "linear", "--bone", "femur,parametric-femur", "--mesh-size", "4", "--json",
                "--fall-directions", "lateral"])
     out = capsys.readouterr().out
     # the JSON is printed on rank 0; every rank checks it (check is collective)
@@ -119,7 +119,7 @@ def test_critical_volume_load_is_not_below_first_failure(capsys):
 
     loads = []
     for extra in ([], ["--criterion", "critical_volume", "--critical-volume", "50"]):
-        assert main(["strength", "--bone", "vertebra", "--mesh-size", "3", "--json", *extra]) == 0
+        assert main(["strength", "--model", "linear", "--bone", "vertebra", "--mesh-size", "3", "--json", *extra]) == 0
         out = capsys.readouterr().out
         if MPI.COMM_WORLD.rank == 0:
             loads.append(json.loads(out)[0]["fracture_load_n"])
@@ -130,10 +130,10 @@ def test_critical_volume_load_is_not_below_first_failure(capsys):
 @pytest.mark.serial
 def test_quiet_and_verbose(capsys):
     """Progress goes to stderr through logging; --quiet silences it; stdout keeps the table."""
-    assert main(["strength", "--bone", "vertebra", "--mesh-size", "5"]) == 0
+    assert main(["strength", "--model", "linear", "--bone", "vertebra", "--mesh-size", "5"]) == 0
     cap = capsys.readouterr()
     assert "[femur] building the vertebra model" in cap.err and "fracture load N" in cap.out
-    assert main(["strength", "--bone", "vertebra", "--mesh-size", "5", "--quiet", "--json"]) == 0
+    assert main(["strength", "--model", "linear", "--bone", "vertebra", "--mesh-size", "5", "--quiet", "--json"]) == 0
     cap = capsys.readouterr()
     assert cap.err == "" and json.loads(cap.out)[0]["bone"] == "vertebra"
 
@@ -212,3 +212,30 @@ def test_run_list_and_missing_study(capsys):
     err = capsys.readouterr().err
     if MPI.COMM_WORLD.rank == 0:
         assert "femur run --list" in err and "Traceback" not in err
+
+
+def test_strength_defaults_to_the_nonlinear_model_on_the_trial_mesh_femur(monkeypatch, check):
+    """`femur strength` without --model runs the pushover (issue 10: the default once it met
+    the cost target); the anatomical femur's pushover then takes the 4 mm trial mesh (the
+    convergence study), an explicit --mesh-size and the linear model keep their mesh."""
+    import femur.workflows.strength as ws
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_build_bone(name, mesh_size_mm=None, **kw):
+        seen.append((name, mesh_size_mm))
+        raise Stop
+
+    monkeypatch.setattr(ws, "build_bone", fake_build_bone)
+    cases = ((["--bone", "femur"], ("femur", ws.NONLINEAR_FEMUR_MESH_MM)),
+             (["--bone", "femur", "--model", "linear"], ("femur", None)),
+             (["--bone", "femur", "--mesh-size", "3"], ("femur", 3.0)),
+             (["--bone", "vertebra"], ("vertebra", None)))
+    for args, want in cases:
+        seen.clear()
+        with pytest.raises(Stop):
+            main(["strength", *args])
+        check(seen == [want], f"femur strength {' '.join(args)}: built {seen}, expected {want}")
