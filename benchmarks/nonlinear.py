@@ -473,7 +473,7 @@ def plot_convergence(out: dict, figure: Path) -> None:
                 if c["kind"] == kind and c["order"] == 2
                 and abs(c["mesh_size_mm"] - min(out["sizes_mm"][kind])) < 1e-9]
         if fine:
-            ax.axhspan(0.95 * fine[0], 1.05 * fine[0], color="0.9", label="finest P2 +- 5 %")
+            ax.axhspan(0.95 * fine[0], 1.05 * fine[0], color="0.9", label="finest P2 ± 5 %")
         ax.set_xscale("log")
         ax.set_xlabel("degrees of freedom")
         ax.set_ylabel("nonlinear strength (N)")
