@@ -389,15 +389,19 @@ class ElasticitySolver:
         self._built = True
         self._t_build = time.perf_counter() - t0
 
-    def _fast_operator(self):
+    def _fast_operator(self, build: bool = True):
         """(P1Stiffness, zero positions, diagonal positions, row pointers, column indices)
-        for this solver's matrix and Dirichlet conditions, or False where the fast assembly
-        does not apply. Asked at the second assembly (a solver that assembles once never
-        builds the operator), after DOLFINx has assembled this matrix once: an operator is
-        used only if that matrix's CSR pattern is the operator's."""
+        for this solver's matrix and Dirichlet conditions, False where the fast assembly
+        does not apply, None (``build=False``) where the mesh has no checked operator yet.
+        Built at a solver's second assembly (a solver that assembles once never builds
+        one), after DOLFINx has assembled its matrix once: an operator is used only if that
+        matrix's CSR pattern is the operator's. A later solver on the same mesh uses the
+        checked operator from its first assembly on."""
         if not p1_stiffness_applies(self.V, self._E_is_field):
             return False
-        op = p1_stiffness(self.V, self.E, self.nu)
+        op = p1_stiffness(self.V, self.E, self.nu, build=build)
+        if op is None or (not build and not op.verified):
+            return None
         if op.verified is None:
             ai, aj, _ = self.A.getValuesCSR()
             op.verified = op.matches(ai, aj)
@@ -409,8 +413,8 @@ class ElasticitySolver:
                 np.asarray(op.colind, dtype=PETSc.IntType))
 
     def _assemble_matrix(self):
-        if self._fast is None and self.fast_assembly and self._assembled:
-            self._fast = self._fast_operator()
+        if self._fast is None and self.fast_assembly:
+            self._fast = self._fast_operator(build=self._assembled)
         if self._fast:
             op, zero, diag, rowptr, colind = self._fast
             vals = op.values(self.E.x.array, self.frame)

@@ -39,6 +39,10 @@ import scipy.sparse as sp
 
 import dolfinx  # noqa: E402  (femur.core.mpi is imported by the solver that uses this)
 
+#: switch for the whole process (False: every solver keeps DOLFINx's assembly; the
+#: throughput benchmark's earlier steps)
+enabled = True
+
 #: reference gradients of the four P1 basis functions on the unit tetrahedron
 _REF_GRADS = np.array([[-1.0, -1.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
@@ -47,7 +51,7 @@ def applies(V, modulus_is_dg0_field: bool) -> bool:
     """Whether :class:`P1Stiffness` can assemble the elasticity matrix of space ``V``: one
     rank, linear tetrahedra (P1 geometry and P1 vector space) and a DG0 modulus field."""
     mesh = V.mesh
-    return (modulus_is_dg0_field and mesh.comm.size == 1
+    return (enabled and modulus_is_dg0_field and mesh.comm.size == 1
             and mesh.topology.cell_type == dolfinx.mesh.CellType.tetrahedron
             and mesh.geometry.cmap.degree == 1
             and V.element.basix_element.degree == 1 and V.dofmap.index_map_bs == 3)
@@ -62,17 +66,20 @@ def _fingerprint(mesh) -> tuple:
     return x.shape, float(x.sum()), float(np.einsum("ij,ij->", x, x))
 
 
-def operator_for(V, modulus, nu: float) -> "P1Stiffness":
+def operator_for(V, modulus, nu: float, build: bool = True) -> "P1Stiffness | None":
     """The :class:`P1Stiffness` of ``V``'s mesh for the DG0 Function ``modulus`` and
     Poisson ratio ``nu``: built once per mesh (kept while the mesh lives and its
     coordinates are unchanged; a bone's copies share their mesh, so a patient's arms and
-    all the load cases of one bone share the operator)."""
+    all the load cases of one bone share the operator). ``build=False``: the stored
+    operator or None."""
     mesh = V.mesh
     per_mesh = _OPERATORS.setdefault(mesh, {})
     key = (float(nu), _fingerprint(mesh))
     op = per_mesh.get(key)
     mdofs = np.asarray(modulus.function_space.dofmap.list)[:, 0]
     if op is None or not op.same_space(V) or not np.array_equal(op.modulus_dofs, mdofs):
+        if not build:
+            return None
         per_mesh.clear()  # one operator per mesh: a changed geometry drops the old one
         op = per_mesh[key] = P1Stiffness(V, mdofs, nu)
     return op
