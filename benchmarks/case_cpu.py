@@ -8,10 +8,14 @@ time on a shared machine), FE solves and CG iterations per case, and the largest
 of any visit's BMD or strength % change from the reference step. Steps are cumulative:
 
     reference   tight tolerances, fixed habitual grid, no month-0 strength sharing
-    tolerances  + the trial Krylov tolerances (habitual 1e-4, femur strength 1e-6)
+    tolerances  + the phase-2 trial Krylov tolerances (habitual 1e-4, femur strength 1e-6)
     shared      + the month-0 strengths shared by a patient's arms
     adaptive    + the adaptive habitual interval
     fastasm     + the stored P1 stiffness map for reassembly (femur.mechanics.p1_stiffness)
+    gamg        + the study's GAMG options (plain aggregation, coarse grid up to 3,000 rows;
+                  femur.study.evaluator.TRIAL_GAMG_OPTIONS)
+    looser      + today's trial tolerances (habitual 1e-3, femur strength 1e-6): the study
+                  default (femur.study.evaluator.TrialSolves)
 
     python benchmarks/case_cpu.py [--patients 2] [--steps reference,tolerances,...] [--json]
 
@@ -34,18 +38,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish  # noqa: E402
 
-STEPS = ("reference", "tolerances", "shared", "adaptive", "fastasm")
+STEPS = ("reference", "tolerances", "shared", "adaptive", "fastasm", "gamg", "looser")
 
 
 def configure(step: str, ev, p1_stiffness) -> None:
     """Set the evaluator's reuse switches for ``step`` (module docstring)."""
     i = STEPS.index(step)
     ts = ev.TrialSolves()
-    ev.trial_solves.habitual_rtol = ts.habitual_rtol if i >= 1 else 1e-8
-    ev.trial_solves.strength_rtol = dict(ts.strength_rtol) if i >= 1 else {}
+    ev.trial_solves.habitual_rtol = ts.habitual_rtol if i >= 6 else 1e-4 if i >= 1 else 1e-8
+    ev.trial_solves.strength_rtol = dict(ts.strength_rtol) if i >= 6 else {"femur": 1e-6} if i >= 1 else {}
     ev.bone_cache.share_strength = i >= 2
     ev.trial_solves.fe_adaptive_tol = ts.fe_adaptive_tol if i >= 3 else None
     p1_stiffness.enabled = i >= 4
+    ev.trial_solves.gamg_options = dict(ts.gamg_options) if i >= 5 else {}
     ev.bone_cache.clear()
 
 

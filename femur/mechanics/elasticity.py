@@ -190,8 +190,8 @@ class ElasticitySolver:
         (stale but cheap); default False rebuilds it (GAMG keeps its interpolation).
     fast_assembly : assemble the matrix through ``femur.mechanics.p1_stiffness`` (the
         stored E -> values map of the mesh) where it applies (one rank, P1 tetrahedra, a
-        DG0 modulus): the same matrix to round-off, about 5x faster to reassemble; else
-        (and by default) DOLFINx's assembly.
+        DG0 modulus, a mesh small enough for the map's memory cap): the same matrix to
+        round-off, about 7x faster to reassemble; else (and by default) DOLFINx's assembly.
     """
 
     def __init__(self, bone_or_mesh, modulus, nu: float = 0.3, order: int = 1,
@@ -219,7 +219,6 @@ class ElasticitySolver:
         self.reuse_preconditioner = bool(reuse_preconditioner)
         self.fast_assembly = bool(fast_assembly)
         self._fast = None  # the fast assembly's operator and positions (False: not applicable)
-        self._assembled = False  # DOLFINx has assembled the matrix once
         if quadrature_degree is None and self.order == 1 and \
                 mesh.topology.cell_type == dolfinx.mesh.CellType.hexahedron:
             # trilinear hexahedra (CT voxel meshes): 2x2x2 Gauss, the usual full integration
@@ -389,22 +388,25 @@ class ElasticitySolver:
         self._built = True
         self._t_build = time.perf_counter() - t0
 
-    def _fast_operator(self, build: bool = True):
+    def _fast_operator(self):
         """(P1Stiffness, zero positions, diagonal positions, row pointers, column indices)
-        for this solver's matrix and Dirichlet conditions, False where the fast assembly
-        does not apply, None (``build=False``) where the mesh has no checked operator yet.
-        Built at a solver's second assembly (a solver that assembles once never builds
-        one), after DOLFINx has assembled its matrix once: an operator is used only if that
-        matrix's CSR pattern is the operator's. A later solver on the same mesh uses the
-        checked operator from its first assembly on."""
+        for this solver's matrix and Dirichlet conditions, or False where the fast assembly
+        does not apply. A mesh's operator is used only after its CSR pattern was found to
+        be that of a matrix DOLFINx assembled from this form (checked once per operator),
+        and then for every assembly of every solver on the mesh, the first included (so a
+        solver's matrices do not depend on which solvers ran before it)."""
         if not p1_stiffness_applies(self.V, self._E_is_field):
             return False
-        op = p1_stiffness(self.V, self.E, self.nu, build=build)
-        if op is None or (not build and not op.verified):
-            return None
+        op = p1_stiffness(self.V, self.E, self.nu)
         if op.verified is None:
-            ai, aj, _ = self.A.getValuesCSR()
-            op.verified = op.matches(ai, aj)
+            B = dolfinx.fem.petsc.create_matrix(self.a)
+            try:
+                dolfinx.fem.petsc.assemble_matrix(B, self.a)
+                B.assemble()
+                ai, aj, _ = B.getValuesCSR()
+                op.verified = op.matches(ai, aj)
+            finally:
+                B.destroy()
         if not op.verified:
             return False
         dofs = [bc.dof_indices()[0] for bc in self.bcs]
@@ -413,8 +415,8 @@ class ElasticitySolver:
                 np.asarray(op.colind, dtype=PETSc.IntType))
 
     def _assemble_matrix(self):
-        if self._fast is None and self.fast_assembly:
-            self._fast = self._fast_operator(build=self._assembled)
+        if self._fast is None:
+            self._fast = self._fast_operator() if self.fast_assembly else False
         if self._fast:
             op, zero, diag, rowptr, colind = self._fast
             vals = op.values(self.E.x.array, self.frame)
@@ -428,7 +430,6 @@ class ElasticitySolver:
             self._matrix_dirty = False
             return
         self._assemble_matrix_dolfinx()
-        self._assembled = True
 
     def _assemble_matrix_dolfinx(self):
         with self._frame_ctx():

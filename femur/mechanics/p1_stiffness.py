@@ -43,15 +43,23 @@ import dolfinx  # noqa: E402  (femur.core.mpi is imported by the solver that use
 #: throughput benchmark's earlier steps)
 enabled = True
 
+#: the largest map kept (MB; 12 bytes per entry, 144 entries per cell: about 58,000
+#: tetrahedra). A finer mesh (the 1.25 mm default femur has ~10x the trial mesh's cells)
+#: keeps DOLFINx's assembly: its map would cost more memory than the matrix is worth.
+MAX_MAP_MB = 100.0
+
 #: reference gradients of the four P1 basis functions on the unit tetrahedron
 _REF_GRADS = np.array([[-1.0, -1.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def applies(V, modulus_is_dg0_field: bool) -> bool:
     """Whether :class:`P1Stiffness` can assemble the elasticity matrix of space ``V``: one
-    rank, linear tetrahedra (P1 geometry and P1 vector space) and a DG0 modulus field."""
+    rank, linear tetrahedra (P1 geometry and P1 vector space), a DG0 modulus field and at
+    most :data:`MAX_MAP_MB` for the map (and the module switch :data:`enabled` on)."""
     mesh = V.mesh
+    cells = mesh.topology.index_map(mesh.topology.dim).size_local
     return (enabled and modulus_is_dg0_field and mesh.comm.size == 1
+            and 144 * 12 * cells <= MAX_MAP_MB * 1e6
             and mesh.topology.cell_type == dolfinx.mesh.CellType.tetrahedron
             and mesh.geometry.cmap.degree == 1
             and V.element.basix_element.degree == 1 and V.dofmap.index_map_bs == 3)

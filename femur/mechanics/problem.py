@@ -148,9 +148,9 @@ def principal_strains(eps_points: np.ndarray) -> np.ndarray:
 def make_solver(bone, load_case, material=None, order=1, solver="gamg", options=None, nu=None,
                 fast_assembly: bool = True):
     """ElasticitySolver with the load case applied; returns (solver, LoadInfo, E, nu).
-    ``fast_assembly``: reassemble through the stored P1 stiffness map where it applies
-    (``femur.mechanics.p1_stiffness``; from the solver's second assembly on, so a solver
-    that solves once never builds it)."""
+    ``fast_assembly``: assemble through the stored P1 stiffness map of the mesh where it
+    applies (``femur.mechanics.p1_stiffness``: one rank, P1 tetrahedra, a mesh within the
+    map's memory cap)."""
     E, nu = resolve_material(bone, material, nu)
     prepared = load_case.prepare(bone)
     es = ElasticitySolver(bone, E, nu, order=order, solver=solver, options=options,
