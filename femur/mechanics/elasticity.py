@@ -615,14 +615,15 @@ class ElasticitySolver:
         f.destroy()
         return out
 
-    def reaction_force(self, facets) -> np.ndarray:
+    def reaction_force(self, facets, residual: np.ndarray | None = None) -> np.ndarray:
         """Total reaction force (N, bone frame) on the nodes of local ``facets``
-        (collective; each owned node counted once)."""
+        (collective; each owned node counted once). ``residual``: this solution's
+        :meth:`residual_array`, when the caller has it already (several facet sets)."""
         fdim = self.mesh.topology.dim - 1
         nodes = dolfinx.fem.locate_dofs_topological(self.V, fdim, np.asarray(facets, np.int32))
         n_owned = self.V.dofmap.index_map.size_local
         nodes = nodes[nodes < n_owned]
-        r = self.residual_array().reshape(-1, 3)
+        r = (self.residual_array() if residual is None else residual).reshape(-1, 3)
         R = self.comm.allreduce(r[nodes].sum(axis=0), op=MPI.SUM)
         return R @ self.frame if self.frame is not None else R
 
