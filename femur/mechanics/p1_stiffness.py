@@ -93,6 +93,25 @@ def operator_for(V, modulus, nu: float, build: bool = True) -> "P1Stiffness | No
     return op
 
 
+#: cells per chunk of the element-matrix computation
+_CHUNK = 4096
+
+
+def _element_matrices(X: np.ndarray, nu: float) -> np.ndarray:
+    """Unit-modulus element matrices (c, i, a, j, b) of tetrahedra with vertex coordinates
+    X (c, 4, 3) (module docstring)."""
+    J = np.stack([X[:, 1] - X[:, 0], X[:, 2] - X[:, 0], X[:, 3] - X[:, 0]], axis=2)
+    g = np.einsum("kd,cde->cke", _REF_GRADS, np.linalg.inv(J))  # basis gradients (c, 4, 3)
+    vol = np.abs(np.linalg.det(J)) / 6.0
+    lam = nu / ((1.0 + nu) * (1.0 - 2.0 * nu))
+    mu = 1.0 / (2.0 * (1.0 + nu))
+    G = np.einsum("cia,cjb->ciajb", g, g)
+    Ke = lam * G + mu * G.transpose(0, 1, 4, 3, 2)
+    Ke += mu * np.einsum("cij,ab->ciajb", np.einsum("cia,cja->cij", g, g), np.eye(3))
+    Ke *= vol[:, None, None, None, None]
+    return Ke
+
+
 class P1Stiffness:
     """The E -> matrix-values map of the P1 elasticity form on one tetrahedral mesh
     (module docstring). ``V``: the P1 vector space; ``modulus_dofs``: the DG0 dof of each
@@ -107,17 +126,6 @@ class P1Stiffness:
         im = V.dofmap.index_map
         nn = im.size_local + im.num_ghosts
         self.size = 3 * nn
-        # basis gradients and volumes per cell (geometry nodes in the same reference order)
-        X = mesh.geometry.x[np.asarray(mesh.geometry.dofmaps[0])]
-        J = np.stack([X[:, 1] - X[:, 0], X[:, 2] - X[:, 0], X[:, 3] - X[:, 0]], axis=2)
-        g = np.einsum("kd,cde->cke", _REF_GRADS, np.linalg.inv(J))  # (nc, 4, 3)
-        vol = np.abs(np.linalg.det(J)) / 6.0
-        lam = self.nu / ((1.0 + self.nu) * (1.0 - 2.0 * self.nu))
-        mu = 1.0 / (2.0 * (1.0 + self.nu))
-        G = np.einsum("cia,cjb->ciajb", g, g)
-        Ke = lam * G + mu * G.transpose(0, 1, 4, 3, 2)
-        Ke += mu * np.einsum("cij,ab->ciajb", np.einsum("cia,cja->cij", g, g), np.eye(3))
-        Ke *= vol[:, None, None, None, None]
         # block (node-pair) pattern, sorted by row then column: the CSR of DOLFINx's matrix
         r = np.repeat(self.cells, 4, axis=1).ravel()
         c = np.tile(self.cells, (1, 4)).ravel()
@@ -138,11 +146,17 @@ class P1Stiffness:
         self.colind[block_pos] = (3 * bc)[:, None, None] + ab[None, None, :]
         # the map's rows are block-major (block, a, b): a solve frame rotates contiguous
         # 3x3 blocks; ``csr_order`` takes them to the CSR order
-        pos = (9 * inv.reshape(nc, 4, 4))[..., None, None] + (3 * ab[:, None] + ab[None, :])  # (nc, i, j, a, b)
-        pos = pos.transpose(0, 1, 3, 2, 4).reshape(nc, 144)  # order (i, a, j, b) as Ke
+        data = np.empty(144 * nc)
+        rows = np.empty(144 * nc, np.int32)
+        inv = inv.reshape(nc, 4, 4)
+        X = mesh.geometry.x[np.asarray(mesh.geometry.dofmaps[0])]
+        for lo in range(0, nc, _CHUNK):  # in chunks: a few MB of temporaries, not ~200
+            hi = min(lo + _CHUNK, nc)
+            data[144 * lo:144 * hi] = _element_matrices(X[lo:hi], self.nu).reshape(-1)
+            pos = (9 * inv[lo:hi])[..., None, None] + (3 * ab[:, None] + ab[None, :])  # (c, i, j, a, b)
+            rows[144 * lo:144 * hi] = pos.transpose(0, 1, 3, 2, 4).reshape(-1)  # order (i, a, j, b)
         # one column per cell with its 144 entries (distinct rows: no sums, no sorting)
-        self.map = sp.csc_matrix((Ke.reshape(-1), pos.reshape(-1).astype(np.int32),
-                                  np.arange(0, 144 * nc + 1, 144, dtype=np.int32)),
+        self.map = sp.csc_matrix((data, rows, np.arange(0, 144 * nc + 1, 144, dtype=np.int32)),
                                  shape=(int(self.rowptr[-1]), nc))
         self.csr_order = np.empty(self.rowptr[-1], np.int32)
         self.csr_order[block_pos.reshape(-1)] = np.arange(self.rowptr[-1], dtype=np.int32)
@@ -188,7 +202,7 @@ class P1Stiffness:
         Dirichlet ``dofs`` (unrolled indices): their rows and columns."""
         dofs = np.unique(np.asarray(dofs, np.int64))
         if self._row_of is None:
-            self._row_of = np.repeat(np.arange(self.size), np.diff(self.rowptr))
+            self._row_of = np.repeat(np.arange(self.size, dtype=np.int32), np.diff(self.rowptr))
         bc = np.zeros(self.size, dtype=bool)
         bc[dofs] = True
         zero = np.flatnonzero(bc[self._row_of] | bc[self.colind])

@@ -12,7 +12,7 @@ femur's quantities, and the result's extra ``t_scores`` / ``geometry`` give the 
 T-score measured on the scan and the scan's description (held cells included).
 
 Build once per patient (issue 13): every arm of a patient starts from the same baseline
-bones, so :data:`bone_cache` keeps the built-in bones of the last patients a rank group ran
+bones, so :data:`bone_cache` keeps the built-in bones of the last patient a rank group ran
 (key: the patient record and the model's femur and mesh size, i.e. everything the bones
 are built from) and hands each case its own copy (``Simulation`` copies given bones: the
 density it changes is the copy's; mesh, tags, ROI masks and DXA projections are shared).
@@ -97,13 +97,16 @@ _BASELINE = "_baseline_strength"
 
 class BoneCache:
     """The built-in bones of the last ``max_patients`` patients (in memory, per rank group).
+    One by default: a rank group runs a patient's arms one after another (the runner's work
+    units), and a cached femur at the trial mesh also holds its P1 stiffness map (about
+    57 MB, ``femur.mechanics.p1_stiffness``), so an older patient's bones only cost memory.
 
     ``get(record, kind, comm)`` returns the baseline bone (``"femur"`` or ``"vertebra"``) of
     the record's patient, built on ``comm`` on a miss; the caller must not change it
     (``Simulation`` works on a copy). A bone is reused only on a communicator with the same
     processes in the same order (MPI ``IDENT`` or ``CONGRUENT``)."""
 
-    def __init__(self, max_patients: int = 2, enabled: bool = True, share_strength: bool = True):
+    def __init__(self, max_patients: int = 1, enabled: bool = True, share_strength: bool = True):
         self.max_patients, self.enabled = int(max_patients), enabled
         #: hand a patient's month-0 strength to her later arms (False: every case solves it)
         self.share_strength = share_strength
