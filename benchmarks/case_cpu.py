@@ -13,9 +13,7 @@ of any visit's BMD or strength % change from the reference step. Steps are cumul
     adaptive    + the adaptive habitual interval
     fastasm     + the stored P1 stiffness map for reassembly (femur.mechanics.p1_stiffness)
     gamg        + the study's GAMG options (plain aggregation, coarse grid up to 3,000 rows;
-                  femur.study.evaluator.TRIAL_GAMG_OPTIONS)
-    looser      + today's trial tolerances (habitual 1e-3, femur strength 1e-6): the study
-                  default (femur.study.evaluator.TrialSolves)
+                  femur.study.evaluator.TRIAL_GAMG_OPTIONS): today's study default
 
     python benchmarks/case_cpu.py [--patients 2] [--steps reference,tolerances,...] [--json]
 
@@ -38,15 +36,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish  # noqa: E402
 
-STEPS = ("reference", "tolerances", "shared", "adaptive", "fastasm", "gamg", "looser")
+STEPS = ("reference", "tolerances", "shared", "adaptive", "fastasm", "gamg")
 
 
 def configure(step: str, ev, p1_stiffness) -> None:
     """Set the evaluator's reuse switches for ``step`` (module docstring)."""
     i = STEPS.index(step)
     ts = ev.TrialSolves()
-    ev.trial_solves.habitual_rtol = ts.habitual_rtol if i >= 6 else 1e-4 if i >= 1 else 1e-8
-    ev.trial_solves.strength_rtol = dict(ts.strength_rtol) if i >= 6 else {"femur": 1e-6} if i >= 1 else {}
+    ev.trial_solves.habitual_rtol = ts.habitual_rtol if i >= 1 else 1e-8
+    ev.trial_solves.strength_rtol = dict(ts.strength_rtol) if i >= 1 else {}
     ev.bone_cache.share_strength = i >= 2
     ev.trial_solves.fe_adaptive_tol = ts.fe_adaptive_tol if i >= 3 else None
     p1_stiffness.enabled = i >= 4

@@ -236,7 +236,7 @@ def test_trial_solves_defaults_and_switch():
     assert t.kwargs({})["fe_adaptive_tol"] == t.fe_adaptive_tol == 0.01
     assert t.kwargs({"fe_adaptive_tol": 0.0})["fe_adaptive_tol"] is None
     assert t.kwargs({"fe_adaptive_tol": 0.02})["fe_adaptive_tol"] == 0.02
-    assert t.kwargs({})["habitual_rtol"] == 1e-3 and t.kwargs({})["strength_rtol"] == {"femur": 1e-6}
+    assert t.kwargs({})["habitual_rtol"] == 1e-4 and t.kwargs({})["strength_rtol"] == {"femur": 1e-6}
     assert t.kwargs({})["solver"].options["pc_gamg_agg_nsmooths"] == 0  # the trial GAMG options
     assert "solver" not in t.kwargs({"solver": "mumps"})  # a study's own solver is kept
     t.enabled = False
