@@ -1,7 +1,9 @@
 """Linear isotropic elasticity on DOLFINx with a heterogeneous modulus.
 
-One cohesive thing (hence about 580 lines): the ElasticitySolver owns its forms, operators,
-preconditioner reuse, warm starts and the retry-from-zero fallbacks of one PETSc solve.
+One cohesive thing (hence about 650 lines): the ElasticitySolver owns its forms, operators
+(assembled by DOLFINx or, where it applies, from the stored map of
+``femur.mechanics.p1_stiffness``), preconditioner reuse, warm starts and the
+retry-from-zero fallbacks of one PETSc solve.
 
 Units: mm, N, MPa (N/mm2); displacements in mm, strain dimensionless.
 
