@@ -37,7 +37,8 @@ import weakref
 import numpy as np
 import scipy.sparse as sp
 
-import dolfinx  # noqa: E402  (femur.core.mpi is imported by the solver that uses this)
+from femur.core.mpi import MPI  # noqa: F401  (mpi4py before DOLFINx)
+import dolfinx  # noqa: E402
 
 #: switch for the whole process (False: every solver keeps DOLFINx's assembly; the
 #: throughput benchmark's earlier steps)
