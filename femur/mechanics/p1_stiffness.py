@@ -18,16 +18,18 @@ mu' = 1 / (2 (1 + nu))) of basis gradients g_i (constant on a P1 tetrahedron, vo
 
 which is the form sigma(u) : eps(v) of ``femur.mechanics.elasticity`` integrated exactly
 (the integrand is constant per cell). The values agree with DOLFINx's assembly of that
-form to round-off (1e-13 relative, ``tests/test_p1_stiffness.py``), in about a fifth of
-its time on the trial femur (32,748 tetrahedra: 0.056 s -> about 0.01 s with rotation,
-boundary conditions and the copy into PETSc; the operator costs about 0.3 s to build and
-12 bytes per stored entry, about 57 MB for that femur; it is kept per bone geometry, so a
-patient's arms and all the load cases of a bone share it).
+form to round-off (1e-13 relative, ``tests/test_p1_stiffness.py``) in about an eighth of
+its time on the trial femur (32,748 tetrahedra, BLAS on one thread: 0.056 s -> 0.0075 s
+with the rotation, the boundary conditions and the copy into PETSc). The operator costs
+about 0.1 s to build (in chunks of cells) and 12 bytes per stored entry, about 57 MB for
+that femur; it is kept per mesh (weakly, with a fingerprint of the coordinates), so a
+patient's arms and all the load cases of a bone share it.
 
 Serial only (one-rank communicators, as a study's cases run by default): the map uses
 the local CSR pattern of a SeqAIJ matrix. Other cases (MPI, P2, hexahedra, a modulus that
-is not a DG0 field) keep DOLFINx's assembly; the solver checks that its matrix has
-exactly this pattern before it uses the operator.
+is not a DG0 field, a map over :data:`MAX_MAP_MB`) keep DOLFINx's assembly; the solver
+checks once per operator that a matrix DOLFINx assembled from the form has exactly this
+pattern before it uses the operator.
 """
 
 from __future__ import annotations
