@@ -64,7 +64,7 @@ def applies(V, modulus_is_dg0_field: bool) -> bool:
     return (enabled and modulus_is_dg0_field and mesh.comm.size == 1
             and 144 * 12 * cells <= MAX_MAP_MB * 1e6
             and mesh.topology.cell_type == dolfinx.mesh.CellType.tetrahedron
-            and mesh.geometry.cmap.degree == 1
+            and mesh.geometry.cmaps[0].degree == 1
             and V.element.basix_element.degree == 1 and V.dofmap.index_map_bs == 3)
 
 
