@@ -8,11 +8,17 @@ time on a shared machine), FE solves and CG iterations per case, and the largest
 of any visit's BMD or strength % change from the reference step. Steps are cumulative:
 
     reference   tight tolerances, fixed habitual grid, no month-0 strength sharing
-    tolerances  + the trial Krylov tolerances (habitual 1e-4, femur strength 1e-6)
+    tolerances  + the phase-2 trial Krylov tolerances (habitual 1e-4, femur strength 1e-6)
     shared      + the month-0 strengths shared by a patient's arms
-    all         + the adaptive habitual interval (today's study default)
+    adaptive    + the adaptive habitual interval
+    fastasm     + the stored P1 stiffness map for reassembly (femur.mechanics.p1_stiffness)
+    gamg        + the study's GAMG options (plain aggregation, coarse grid up to 3,000 rows;
+                  femur.study.evaluator.TRIAL_GAMG_OPTIONS): today's study default
 
-    python benchmarks/case_cpu.py [--patients 2] [--steps reference,tolerances,shared,all] [--json]
+    python benchmarks/case_cpu.py [--patients 2] [--steps reference,tolerances,...] [--json]
+
+BLAS runs on one thread (``OMP_NUM_THREADS=1``, as in the trial benchmark's ranks): a
+multi-threaded BLAS spends CPU time spinning on this 2-core machine.
 
 Results: benchmarks/results/case_cpu.json.
 """
@@ -20,17 +26,20 @@ Results: benchmarks/results/case_cpu.json.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy is imported (module docstring)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish  # noqa: E402
 
-STEPS = ("reference", "tolerances", "shared", "all")
+STEPS = ("reference", "tolerances", "shared", "adaptive", "fastasm", "gamg")
 
 
-def configure(step: str, ev) -> None:
+def configure(step: str, ev, p1_stiffness) -> None:
     """Set the evaluator's reuse switches for ``step`` (module docstring)."""
     i = STEPS.index(step)
     ts = ev.TrialSolves()
@@ -38,6 +47,8 @@ def configure(step: str, ev) -> None:
     ev.trial_solves.strength_rtol = dict(ts.strength_rtol) if i >= 1 else {}
     ev.bone_cache.share_strength = i >= 2
     ev.trial_solves.fe_adaptive_tol = ts.fe_adaptive_tol if i >= 3 else None
+    p1_stiffness.enabled = i >= 4
+    ev.trial_solves.gamg_options = dict(ts.gamg_options) if i >= 5 else {}
     ev.bone_cache.clear()
 
 
@@ -53,11 +64,12 @@ def main(argv=None) -> int:
         ap.error(f"--steps: unknown {bad}; expected from {','.join(STEPS)}")
     from femur.study import Study
     from femur.study import evaluator as ev
+    from femur.mechanics import p1_stiffness
 
     records = Study.load("frame", patients=args.patients).cases()
     rows, ref = [], None
     for step in steps:
-        configure(step, ev)
+        configure(step, ev, p1_stiffness)
         cpu, solves, its, visits = 0.0, 0, 0, []
         for rec in records:
             t0 = time.process_time()

@@ -97,13 +97,14 @@ def _study_with_femur(name: str, femur: str) -> dict:
 
 def worker(name: str, patients: int, months, out: str, femur: str, schedule: str, reuse: bool) -> dict:
     from femur.core.mpi import MPI
+    from femur.mechanics import p1_stiffness
     from femur.study import Study
     from femur.study.evaluator import bone_cache, trial_solves
     from femur.study.runner import SCHEDULE
 
     comm = MPI.COMM_WORLD
     study = _study_with_femur(name, femur)
-    bone_cache.enabled = trial_solves.enabled = reuse
+    bone_cache.enabled = trial_solves.enabled = p1_stiffness.enabled = reuse
     t0 = time.perf_counter()
     res = Study.load(study, patients=patients, months=months).run(
         out=out, progress=False, plots=False, schedule=schedule)

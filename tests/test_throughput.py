@@ -237,8 +237,10 @@ def test_trial_solves_defaults_and_switch():
     assert t.kwargs({"fe_adaptive_tol": 0.0})["fe_adaptive_tol"] is None
     assert t.kwargs({"fe_adaptive_tol": 0.02})["fe_adaptive_tol"] == 0.02
     assert t.kwargs({})["habitual_rtol"] == 1e-4 and t.kwargs({})["strength_rtol"] == {"femur": 1e-6}
+    assert t.kwargs({})["solver"].options["pc_gamg_agg_nsmooths"] == 0  # the trial GAMG options
+    assert "solver" not in t.kwargs({"solver": "mumps"})  # a study's own solver is kept
     t.enabled = False
-    assert t.kwargs({}) == {"fe_adaptive_tol": None}
+    assert t.kwargs({}) == {"fe_adaptive_tol": None}  # no trial GAMG options either
     assert t.kwargs({"fe_adaptive_tol": 0.005}) == {"fe_adaptive_tol": 0.005}
 
 
@@ -270,6 +272,7 @@ def test_small_study_unchanged_without_issue13_reuse(mpi_tmp_path, monkeypatch):
     case, tight tolerances, fixed grid): BMD and strength changes within 0.05 percentage
     points, and the printed summary the same to its last digit (one unit there: see
     :func:`_same_to_printed_precision`)."""
+    from femur.mechanics import p1_stiffness
     from femur.study.evaluator import trial_solves
 
     s = Study.load("frame", patients=2, months=1)
@@ -277,6 +280,7 @@ def test_small_study_unchanged_without_issue13_reuse(mpi_tmp_path, monkeypatch):
     fast = s.run(out=mpi_tmp_path / "fast", progress=False, plots=False)
     monkeypatch.setattr(bone_cache, "enabled", False)
     monkeypatch.setattr(trial_solves, "enabled", False)
+    monkeypatch.setattr(p1_stiffness, "enabled", False)
     ref = s.run(out=mpi_tmp_path / "ref", progress=False, plots=False, schedule="static")
     ok, msg = True, ""
     if MPI.COMM_WORLD.rank == 0:

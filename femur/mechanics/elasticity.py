@@ -1,7 +1,9 @@
 """Linear isotropic elasticity on DOLFINx with a heterogeneous modulus.
 
-One cohesive thing (hence about 580 lines): the ElasticitySolver owns its forms, operators,
-preconditioner reuse, warm starts and the retry-from-zero fallbacks of one PETSc solve.
+One cohesive thing (hence about 650 lines): the ElasticitySolver owns its forms, operators
+(assembled by DOLFINx or, where it applies, from the stored map of
+``femur.mechanics.p1_stiffness``), preconditioner reuse, warm starts and the
+retry-from-zero fallbacks of one PETSc solve.
 
 Units: mm, N, MPa (N/mm2); displacements in mm, strain dimensionless.
 
@@ -35,6 +37,8 @@ import ufl  # noqa: E402
 from petsc4py import PETSc  # noqa: E402
 
 from femur.core.errors import InputError, SolverError  # noqa: E402
+from femur.mechanics.p1_stiffness import applies as p1_stiffness_applies  # noqa: E402
+from femur.mechanics.p1_stiffness import operator_for as p1_stiffness  # noqa: E402
 from femur.mechanics.solvers import (  # noqa: E402
     GlobalOptions,
     PrefixedOptions,
@@ -186,12 +190,16 @@ class ElasticitySolver:
     quadrature_degree : of the stiffness form (default: UFL's estimate; 2 for P1 on hexahedra)
     reuse_preconditioner : keep the whole preconditioner after ``update_modulus``
         (stale but cheap); default False rebuilds it (GAMG keeps its interpolation).
+    fast_assembly : assemble the matrix through ``femur.mechanics.p1_stiffness`` (the
+        stored E -> values map of the mesh) where it applies (one rank, P1 tetrahedra, a
+        DG0 modulus, a mesh small enough for the map's memory cap): the same matrix to
+        round-off, about 7x faster to reassemble; else (and by default) DOLFINx's assembly.
     """
 
     def __init__(self, bone_or_mesh, modulus, nu: float = 0.3, order: int = 1,
                  solver="gamg", prefix: str | None = None, options: dict | None = None,
                  frame=None, reuse_preconditioner: bool = False,
-                 quadrature_degree: int | None = None):
+                 quadrature_degree: int | None = None, fast_assembly: bool = False):
         mesh = getattr(bone_or_mesh, "mesh", bone_or_mesh)
         if not isinstance(mesh, dolfinx.mesh.Mesh):
             raise InputError(f"ElasticitySolver needs a Bone or a dolfinx Mesh, got {type(mesh)}")
@@ -211,6 +219,8 @@ class ElasticitySolver:
         if self.frame is not None and not np.allclose(self.frame @ self.frame.T, np.eye(3), atol=1e-12):
             raise InputError("frame must be an orthonormal 3x3 matrix")
         self.reuse_preconditioner = bool(reuse_preconditioner)
+        self.fast_assembly = bool(fast_assembly)
+        self._fast = None  # the fast assembly's operator and positions (False: not applicable)
         if quadrature_degree is None and self.order == 1 and \
                 mesh.topology.cell_type == dolfinx.mesh.CellType.hexahedron:
             # trilinear hexahedra (CT voxel meshes): 2x2x2 Gauss, the usual full integration
@@ -380,7 +390,50 @@ class ElasticitySolver:
         self._built = True
         self._t_build = time.perf_counter() - t0
 
+    def _fast_operator(self):
+        """(P1Stiffness, zero positions, diagonal positions, row pointers, column indices)
+        for this solver's matrix and Dirichlet conditions, or False where the fast assembly
+        does not apply. A mesh's operator is used only after its CSR pattern was found to
+        be that of a matrix DOLFINx assembled from this form (checked once per operator),
+        and then for every assembly of every solver on the mesh, the first included (so a
+        solver's matrices do not depend on which solvers ran before it)."""
+        if not p1_stiffness_applies(self.V, self._E_is_field):
+            return False
+        op = p1_stiffness(self.V, self.E, self.nu)
+        if op.verified is None:
+            B = dolfinx.fem.petsc.create_matrix(self.a)
+            try:
+                dolfinx.fem.petsc.assemble_matrix(B, self.a)
+                B.assemble()
+                ai, aj, _ = B.getValuesCSR()
+                op.verified = op.matches(ai, aj)
+            finally:
+                B.destroy()
+        if not op.verified:
+            return False
+        dofs = [bc.dof_indices()[0] for bc in self.bcs]
+        zero, diag = op.dirichlet_positions(np.concatenate(dofs) if dofs else np.zeros(0, np.int64))
+        return (op, zero, diag, np.asarray(op.rowptr, dtype=PETSc.IntType),
+                np.asarray(op.colind, dtype=PETSc.IntType))
+
     def _assemble_matrix(self):
+        if self._fast is None:
+            self._fast = self._fast_operator() if self.fast_assembly else False
+        if self._fast:
+            op, zero, diag, rowptr, colind = self._fast
+            vals = op.values(self.E.x.array, self.frame)
+            vals[zero] = 0.0
+            vals[diag] = 1.0
+            self.A.setValuesCSR(rowptr, colind, vals)
+            self.A.assemble()
+            self.ksp.setOperators(self.A)
+            self._pc_reused = bool(self.reuse_preconditioner and self._solved_once)
+            self.ksp.getPC().setReusePreconditioner(self._pc_reused)
+            self._matrix_dirty = False
+            return
+        self._assemble_matrix_dolfinx()
+
+    def _assemble_matrix_dolfinx(self):
         with self._frame_ctx():
             self.A.zeroEntries()
             dolfinx.fem.petsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
@@ -564,14 +617,15 @@ class ElasticitySolver:
         f.destroy()
         return out
 
-    def reaction_force(self, facets) -> np.ndarray:
+    def reaction_force(self, facets, residual: np.ndarray | None = None) -> np.ndarray:
         """Total reaction force (N, bone frame) on the nodes of local ``facets``
-        (collective; each owned node counted once)."""
+        (collective; each owned node counted once). ``residual``: this solution's
+        :meth:`residual_array`, when the caller has it already (several facet sets)."""
         fdim = self.mesh.topology.dim - 1
         nodes = dolfinx.fem.locate_dofs_topological(self.V, fdim, np.asarray(facets, np.int32))
         n_owned = self.V.dofmap.index_map.size_local
         nodes = nodes[nodes < n_owned]
-        r = self.residual_array().reshape(-1, 3)
+        r = (self.residual_array() if residual is None else residual).reshape(-1, 3)
         R = self.comm.allreduce(r[nodes].sum(axis=0), op=MPI.SUM)
         return R @ self.frame if self.frame is not None else R
 

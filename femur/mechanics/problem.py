@@ -145,34 +145,49 @@ def principal_strains(eps_points: np.ndarray) -> np.ndarray:
     return ev[..., ::-1]
 
 
-def make_solver(bone, load_case, material=None, order=1, solver="gamg", options=None, nu=None):
-    """ElasticitySolver with the load case applied; returns (solver, LoadInfo, E, nu)."""
+def make_solver(bone, load_case, material=None, order=1, solver="gamg", options=None, nu=None,
+                fast_assembly: bool = True):
+    """ElasticitySolver with the load case applied; returns (solver, LoadInfo, E, nu).
+    ``fast_assembly``: assemble through the stored P1 stiffness map of the mesh where it
+    applies (``femur.mechanics.p1_stiffness``: one rank, P1 tetrahedra, a mesh within the
+    map's memory cap)."""
     E, nu = resolve_material(bone, material, nu)
     prepared = load_case.prepare(bone)
     es = ElasticitySolver(bone, E, nu, order=order, solver=solver, options=options,
-                          frame=prepared.frame)
+                          frame=prepared.frame, fast_assembly=fast_assembly)
     info = prepared.apply(es)
     return es, info, E, nu
+
+
+def _work_form(es: ElasticitySolver):
+    """The compiled strain-energy form a(u, u) of a solver's displacement (kept on the
+    solver: its coefficients are the solver's own Functions, so it stays valid for every
+    later solve; compiling it per post-processing cost a few ms each time)."""
+    form = getattr(es, "_femur_work_form", None)
+    if form is None:
+        form = es._femur_work_form = dolfinx.fem.form(
+            ufl.inner(stress(es.u, es.E, es.nu), strain(es.u)) * ufl.dx(domain=es.mesh))
+    return form
 
 
 def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInfo, E, nu):
     t0 = time.perf_counter()
     mesh, comm = bone.mesh, bone.comm
     u = es.u
-    reactions = {k: es.reaction_force(f) for k, f in load.support_facets.items()}
+    residual = es.residual_array()  # once for all the facet sets' reactions
+    reactions = {k: es.reaction_force(f, residual) for k, f in load.support_facets.items()}
     # Stiffness from the strain energy (Clapeyron: F * delta = a(u, u), with delta the
     # patch-mean displacement along the load for a uniform traction, or the prescribed
     # displacement).  Equal to the direct definitions for the exact discrete solution,
     # but its error is quadratic in the Krylov error (Galerkin orthogonality), so the
     # stiffness is partition independent far below the solver tolerance.
-    work = comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(
-        ufl.inner(stress(u, es.E, es.nu), strain(u)) * ufl.dx(domain=mesh))), op=MPI.SUM)
+    work = comm.allreduce(dolfinx.fem.assemble_scalar(_work_form(es)), op=MPI.SUM)
     if load.control == "force":
         applied = float(load.load_n)
         delta = float(work) / applied
         apparent = None
     else:
-        R = es.reaction_force(load.load_facets)
+        R = es.reaction_force(load.load_facets, residual)
         reactions["load_face"] = R
         delta = float(load.displacement_mm)
         applied = float(work) / delta
