@@ -81,7 +81,7 @@ def _default_bone(kind: str, sex: str, comm):
     rescaling an already scaled bone is not the same above T = -2.5 (the cortical rule
     changes at s = 1)."""
     geometry = male_geometry(kind) if sex == "male" else {}
-    return young_adult_bone(kind, comm=comm, **geometry)
+    return young_adult_bone(kind, comm=comm, sex=sex, **geometry)
 
 
 def build_table(t_grid=T_GRID, sexes=SEXES, progress: bool = True, comm=None) -> dict[str, np.ndarray]:
