@@ -97,3 +97,21 @@ def test_patient_bone_of_a_man_has_mens_cortex():
     assert "men's cortex" in describe_geometry(b)
     w = patient_bone("femur", Patient(), mesh_size_mm=TRIAL, comm=COMM)
     assert "cortex_sex" not in w.parameters
+
+
+def test_trabecular_surface_per_volume_by_sex():
+    """Men's thicker trabeculae (Khosla 2006) scale the trabecular specific surface by
+    1/1.2; cortical elements and women are unchanged."""
+    from femur.remodeling.model import RemodelingModel
+    from femur.remodeling.patient import MALE_TRABECULAR_THICKNESS_RATIO, Patient
+
+    assert Patient().trabecular_sv_factor == 1.0
+    assert Patient(sex="male").trabecular_sv_factor == pytest.approx(1.0 / MALE_TRABECULAR_THICKNESS_RATIO)
+    f = np.array([0.1, 0.3, 0.85, 0.95])
+    cort = np.array([False, False, True, True])
+    woman = RemodelingModel("placebo", Patient()).turnover_per_day(f, cort)
+    man = RemodelingModel("placebo", Patient(sex="male", age_years=71)).turnover_per_day(f, cort)
+    assert np.allclose(man[~cort] / woman[~cort], 1.0 / 1.2, rtol=1e-12)
+    assert np.array_equal(man[cort], woman[cort])
+    assert np.allclose(RemodelingModel("placebo", Patient(sex="male")).turnover_per_day(f) /
+                       RemodelingModel("placebo", Patient()).turnover_per_day(f), 1.0 / 1.2, rtol=1e-12)

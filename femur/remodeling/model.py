@@ -250,6 +250,9 @@ class RemodelingModel:
         """Bone turnover per tissue volume k_e (1/day): BFR/BS x (S_v(f) + the cortical
         elements' endocortical and canal surface, module docstring)."""
         sv = specific_surface_per_mm(f)
+        g = getattr(self.patient, "trabecular_sv_factor", 1.0)  # sex-specific trabecular thickness (1 for women)
+        if g != 1.0:
+            sv = sv * (g if cortical is None else np.where(cortical, 1.0, g))
         if cortical is not None:
             # the endocortical and canal surface comes with the element's cortical bone: per
             # tissue volume it scales with BV/TV (a partial-volume CT voxel of a thin shell
