@@ -122,6 +122,10 @@ class Simulation:
     before on the same baseline bone with the same strength settings (``baseline_by_case``
     of such a run): those cases are not solved at month 0, except each bone's habitual
     case (``BoneTrack.strength``). The caller vouches that bone and settings are the same.
+    ``switching``: compartment switching (``femur.remodeling.switching``; None: its
+    defaults, True/False, or ``SwitchingParameters``), checked after every cell-model
+    advance (each FE interval and visit); the run's ``compartment_switches`` counts the
+    elements that switched.
     """
 
     def __init__(self, treatment="romosozumab", months: float = 12, patient: Patient | None = None,
