@@ -42,6 +42,8 @@ import numpy as np
 from femur.core.errors import MeshError
 from femur.core.sex import normalise_sex
 from femur.geometry import anatomical_regions as regions
+from femur.geometry.trisurf import TriSurface
+from femur.geometry.trisurf_remesh import sample_surface
 
 #: men's cortical thickness relative to women's of the same size, by region of the thickness
 #: map (module docstring: Looker 2001, Johannesdottir 2013; ratios UNCONFIRMED); women 1
@@ -89,9 +91,6 @@ def thicken_cortex(points: np.ndarray, cells: np.ndarray, cell_values: np.ndarra
     (mm values, `anatomical_regions.cortical_thickness_mm`) instead of the mesh's own (module
     docstring). ``points`` (m, 3), ``cells`` (k, 4) tetrahedra, ``cell_values`` their tags."""
     from scipy.spatial import cKDTree
-
-    from femur.geometry.trisurf import TriSurface
-    from femur.geometry.trisurf_remesh import sample_surface
 
     X = np.asarray(points, dtype=float)
     cells = np.asarray(cells, dtype=np.int64)
