@@ -70,6 +70,8 @@ def drug_row(tc) -> dict:
         row["th_bmd_pct"], row["hip_cortical_bmc_pct"], b["hip_cortical_bmc_share"])
     row["spine_cortical_share_of_change"] = cortical_share_of_change(
         row["ls_bmd_pct"], row["spine_cortical_bmc_pct"], b["spine_cortical_bmc_share"])
+    if "compartment_switches" in tc.run:  # femur.remodeling.switching
+        row["compartment_switches"] = tc.run["compartment_switches"]
     return row
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from femur.core.errors import InputError
 from femur.core.log import configure, get_logger
 from femur.core.mpi import MPI
+from femur.core.sex import normalise_sex
 from femur.geometry.compartments import non_bone_mask
 from femur.geometry.population import male_geometry
 from femur.outcomes import dxa
@@ -81,7 +82,7 @@ def _default_bone(kind: str, sex: str, comm):
     rescaling an already scaled bone is not the same above T = -2.5 (the cortical rule
     changes at s = 1)."""
     geometry = male_geometry(kind) if sex == "male" else {}
-    return young_adult_bone(kind, comm=comm, **geometry)
+    return young_adult_bone(kind, comm=comm, sex=sex, **geometry)
 
 
 def build_table(t_grid=T_GRID, sexes=SEXES, progress: bool = True, comm=None) -> dict[str, np.ndarray]:
@@ -115,6 +116,9 @@ def main(argv=None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--write", action="store_true", help="regenerate femur/data/site_template.npz")
     ap.add_argument("--out", default=None, help="write to this path instead")
+    ap.add_argument("--sexes", default=",".join(SEXES),
+                    help="comma-separated sexes to regenerate (default: both); the other sexes' "
+                         "groups are kept from the stored table")
     args = ap.parse_args(argv)
     configure()
     if not (args.write or args.out):
@@ -125,7 +129,11 @@ def main(argv=None) -> int:
             print(f"{g:14s} bins {s.rho.size:3d}  density {s.rho.min():.3f}-{s.rho.max():.3f} g/cm3  "
                   f"cortical weight share {share:.2f}")
         return 0
-    arrays = build_table()
+    sexes = tuple(normalise_sex(x) for x in args.sexes.split(",") if x.strip())
+    arrays = build_table(sexes=sexes)
+    if set(sexes) != set(SEXES):
+        kept = {k: v for k, v in load_table().items() if k.split("/")[0] in SEXES and k.split("/")[0] not in sexes}
+        arrays.update(kept)
     path = Path(args.out) if args.out else DEFAULT_TEMPLATE_PATH
     if MPI.COMM_WORLD.rank == 0:
         np.savez_compressed(path, **arrays)

@@ -48,7 +48,9 @@ import dolfinx  # noqa: E402
 from dolfinx.io.gmsh import cell_perm_array, ufl_mesh  # noqa: E402
 
 from femur.core.errors import InputError, MeshError  # noqa: E402
+from femur.core.sex import normalise_sex  # noqa: E402
 from femur.geometry import anatomical_regions as regions  # noqa: E402
+from femur.geometry.cortex_sex import cortex_for_sex, thickened_points  # noqa: E402
 from femur.geometry._gmsh_util import log_build  # noqa: E402
 from femur.geometry.bone import Bone  # noqa: E402
 from femur.geometry.mesh_io import distribute_tags, read_mesh_arrays  # noqa: E402
@@ -105,12 +107,17 @@ class AnatomicalFemur:
     ``mesh_size_mm`` picks a shipped mesh (3.0 default, 4.0 trial); ``mesh_file`` uses a
     mesh made by ``meshes/make_anatomical_femur.py --mesh-size H --out DIR`` instead (its
     ``.json`` must sit next to it).  ``shape`` morphs it (`femur.geometry.morph.FemurShape`).
+    ``sex="male"`` moves the endosteal surface to men's cortical thickness pattern first
+    (`femur.geometry.cortex_sex`; same cells and tags).
     """
 
     mesh_size_mm: float = DEFAULT_MESH_SIZE_MM
     shape: FemurShape | None = None
     mesh_file: str | None = None
     name: str = "femur"
+    #: the patient's sex: a man's femur gets men's cortical thickness pattern
+    #: (`femur.geometry.cortex_sex`; a woman's is the shipped mesh as it is)
+    sex: str = "female"
 
     def mesh_path(self) -> pathlib.Path:
         if self.mesh_file is not None:
@@ -162,7 +169,7 @@ class AnatomicalFemur:
         """Read the reference mesh on rank 0, morph it (``shape``), distribute; a `Bone`."""
         t0 = time.perf_counter()
         payload, error, check = None, None, None
-        ref = None
+        ref, cortex, base = None, None, None
         if comm.rank == 0:
             try:
                 path = self.mesh_path()
@@ -171,6 +178,9 @@ class AnatomicalFemur:
                 payload = _read_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
                 if payload["cell_type"] != "tetra":
                     raise MeshError(f"{path}: the anatomical femur needs tetrahedra")
+                cortex = cortex_for_sex(self.sex, ref)
+                base = payload["points"] if cortex is None else thickened_points(
+                    f"{path.resolve()}:{st.st_mtime_ns}:{st.st_size}", payload, ref, cortex)
                 morph = self._morph(ref)
                 if morph is not None:
                     check = morph.check_elements(payload["points"], payload["cells"])
@@ -178,14 +188,14 @@ class AnatomicalFemur:
                 error = exc
             except Exception as exc:  # noqa: BLE001  -- reported on every rank below
                 error = MeshError(f"AnatomicalFemur: could not read the reference mesh ({type(exc).__name__}: {exc})")
-        error, ref, check, path_s = comm.bcast(
-            (error, ref, check, str(self.mesh_path()) if error is None and comm.rank == 0 else None), root=0
-        )
+        error, ref, check, cortex, path_s = comm.bcast(
+            (error, ref, check, cortex, str(self.mesh_path()) if error is None and comm.rank == 0 else None),
+            root=0)
         if error is not None:
             raise error
         morph = self._morph(ref)
         if comm.rank == 0:
-            x = payload["points"] if morph is None else morph(payload["points"])
+            x = base if morph is None else morph(base)
             cells, cvals = payload["cells"], payload["cell_values"]
             facets, fvals = payload["facets"], payload["facet_values"]
         else:
@@ -213,12 +223,14 @@ class AnatomicalFemur:
             "mesh_size_mm": float(self.mesh_size_mm) if self.mesh_file is None else ref.get("mesh", {}).get("mesh_size_mm"),
             "shape": None if self.shape is None else self.shape.to_dict(),
             "anatomy": anatomy,
-            "cortex": dict(ref.get("cortex", {})),
+            "cortex": dict(ref.get("cortex", {})) if cortex is None else dict(cortex),
             "mesh_sha256": _sha256(path_s) if comm.rank == 0 else None,
             "mirrored_from": ref.get("side_of_source"),
             "source": dict(ref.get("source", {})),
         }  # fmt: skip
         params["mesh_sha256"] = comm.bcast(params["mesh_sha256"], root=0)
+        if cortex is not None:
+            params["cortex_sex"] = normalise_sex(self.sex)
         if check is not None:
             params["morph_check"] = check
         bone = Bone(

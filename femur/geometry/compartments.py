@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from femur.core.mpi import MPI  # noqa: F401  (MPI bootstrap before dolfinx)
+import dolfinx  # noqa: E402
+
 #: Words that mark a compartment name as non-bone ("non_bone": CT labels declared not bone,
 #: ``femur.geometry.ct.bone_from_ct(bone_labels=...)``).
 NON_BONE_WORDS = ("layer", "pmma", "cement", "filler", "platen", "pad", "non_bone")
@@ -85,5 +88,22 @@ def where_cells(bone, mask, limit: int = 3) -> str:
     return f"{n} element{'s' if n != 1 else ''} ({by}) at {at}{more} mm"
 
 
+def cells_next_to(bone, mask) -> np.ndarray:
+    """Local cells sharing a facet with an owned cell of ``mask`` (any rank's: the facet
+    counts are summed over the ranks that share the facet), the cells of ``mask`` included
+    (collective)."""
+    mesh = bone.mesh
+    tdim = mesh.topology.dim
+    mesh.topology.create_connectivity(tdim, tdim - 1)
+    n, no = bone.num_local_cells, bone.num_owned_cells
+    c2f = mesh.topology.connectivity(tdim, tdim - 1).array.reshape(-1, tdim + 1)[:n]
+    count = dolfinx.la.vector(mesh.topology.index_map(tdim - 1), 1)
+    count.array[:] = 0.0
+    np.add.at(count.array, c2f[:no][np.asarray(mask, bool)[:no]].ravel(), 1.0)
+    count.scatter_reverse(dolfinx.la.InsertMode.add)
+    count.scatter_forward()
+    return count.array[c2f].sum(axis=1) > 0
+
+
 __all__ = ["NON_BONE_WORDS", "bone_mask", "is_bone_compartment", "non_bone_mask", "owned_bone_cells",
-           "where_cells"]
+           "where_cells", "cells_next_to"]

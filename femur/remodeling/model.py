@@ -75,9 +75,9 @@ lasts; denosumab stops resorption and the open cavities refill (porosity falls b
 the remodelling space); romosozumab's modelling formation (r M, row 17 surface ratios)
 fills canals and thickens the cortex from the endocortex. The intracortical porosity change
 is tracked separately (``pore``, tissue fraction: d pore/dt = -k (1 - e)(F_ic - R)), so
-porosity and (endocortical) thickness can be told apart. Elements do not change
-compartment (no trabecularisation of a porous cortex, no corticalisation by endocortical
-formation: the tag is fixed by the mesh).
+porosity and (endocortical) thickness can be told apart. The mesh fixes the tags at
+baseline; the drivers may switch them during a run (``femur.remodeling.switching``:
+trabecularisation of a porous cortex, corticalisation by endocortical formation).
 
 alpha_e = mineral relative to full mineralisation; the baseline alpha_e0 is the
 steady state of that balance, so high-turnover (trabecular) bone is less
@@ -250,6 +250,9 @@ class RemodelingModel:
         """Bone turnover per tissue volume k_e (1/day): BFR/BS x (S_v(f) + the cortical
         elements' endocortical and canal surface, module docstring)."""
         sv = specific_surface_per_mm(f)
+        g = getattr(self.patient, "trabecular_sv_factor", 1.0)  # sex-specific trabecular thickness (1 for women)
+        if g != 1.0:
+            sv = sv * (g if cortical is None else np.where(cortical, 1.0, g))
         if cortical is not None:
             # the endocortical and canal surface comes with the element's cortical bone: per
             # tissue volume it scales with BV/TV (a partial-volume CT voxel of a thin shell

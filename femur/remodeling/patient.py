@@ -9,6 +9,17 @@ Driver of untreated loss (remodeling.md 1.5 and 7, "placebo = estrogen decline +
 * men: no menopause step, D = 1; delta = male_deficit_ratio * delta_0 (ASSUMPTION).
 
 A_pmo and delta_0 are fitted to calibration target #7 (natural loss rates).
+
+Trabecular surface per bone volume by sex (issue 15): :attr:`Patient.trabecular_sv_factor`
+scales the trabecular elements' specific surface S_v(f) (at the same BV/TV, S_v = f BS/BV
+and BS/BV ~ 2/Tb.Th for plate-like trabeculae, so the factor is Tb.Th_women / Tb.Th_sex).
+Khosla et al., JBMR 2006, 21:124 (HR-pQCT, ultradistal radius, 324 women and 278 men,
+21-97 y) [abstract]: young men's Tb.Th is 28 % above young women's; from 20 to 90 y Tb.Th
+falls 24 % in men and 18 % in women. Linear in age, at 70-90 y men's Tb.Th is then
+1.28 x (1 - 0.24 a) / (1 - 0.18 a) = 1.22-1.19 x women's (a = 0.71-1; D, derived):
+:data:`MALE_TRABECULAR_THICKNESS_RATIO` = 1.2, one value for the trial ages. The radius
+stands in for the hip and spine (transfer UNCONFIRMED). Women 1 (the calibration is
+untouched); men's value is a prediction input, not fitted.
 """
 
 from __future__ import annotations
@@ -22,6 +33,10 @@ from femur.core.sex import MENOPAUSE_AGE_Y, normalise_sex
 from femur.core.units import DAYS_PER_YEAR
 from femur.remodeling.parameters import CellParameters
 
+
+
+#: men's trabecular thickness relative to women's at 70-90 y (Khosla 2006, module docstring; D)
+MALE_TRABECULAR_THICKNESS_RATIO = 1.2
 
 
 #: The patient fields, named the same in every stage: this dataclass, the cohort's patient
@@ -96,6 +111,12 @@ class Patient:
     @property
     def is_female(self) -> bool:
         return self.sex == "female"
+
+    @property
+    def trabecular_sv_factor(self) -> float:
+        """Scale of the trabecular specific surface S_v(f) for this patient's sex: Tb.Th of
+        women over Tb.Th of the sex (1 for women, 1/1.2 for men; module docstring)."""
+        return 1.0 if self.is_female else 1.0 / MALE_TRABECULAR_THICKNESS_RATIO
 
     # ---- driver of untreated loss ------------------------------------------------------
     def turnover_driver(self, t_days, cells: CellParameters) -> np.ndarray:

@@ -15,7 +15,8 @@ The built-in bones (what ``--bone`` accepts, :data:`BONE_KINDS`):
 * :func:`young_adult_bone` -- the same bone at the young-adult density it is scaled from
   (the site-template generator scales it to every T-score of its grid);
 * :func:`patient_bone` -- a patient's built-in bone: a man's bones are scaled to his size
-  (``femur.geometry.population``), a femur gets the femoral-neck T-score and the
+  (``femur.geometry.population``) and his anatomical femur gets men's cortical thickness
+  pattern (``femur.geometry.cortex_sex``), a femur gets the femoral-neck T-score and the
   vertebra the spine T-score of the patient;
 * :func:`describe_geometry` -- the one-line name of a bone's geometry (the ``geometry``
   key of ``femur strength --json``).
@@ -83,10 +84,12 @@ def anatomical_mesh_size(mesh_size_mm: float | None) -> float:
 
 
 def build_geometry(bone: str, mesh_size_mm: float | None = None, layers: str = "none",
-                   comm=MPI.COMM_WORLD, **geometry):
+                   comm=MPI.COMM_WORLD, sex: str = "female", **geometry):
     """The mesh of a built-in bone, without density. ``geometry``: the builder's shape
     parameters (``FemurShape`` fields for the anatomical femur, ``ProximalFemur`` /
-    ``Vertebra`` fields for the parametric bones)."""
+    ``Vertebra`` fields for the parametric bones). ``sex``: a man's anatomical femur gets
+    men's cortical thickness pattern (``femur.geometry.cortex_sex``); the parametric bones
+    take their cortex from their own parameters."""
     name = bone_name(bone)
     params = dict(geometry)
     if name == "femur":
@@ -94,7 +97,7 @@ def build_geometry(bone: str, mesh_size_mm: float | None = None, layers: str = "
         if params:
             _check_fields(FemurShape, params, "anatomical femur (FemurShape)")
             shape = FemurShape(**params)
-        return AnatomicalFemur(mesh_size_mm=anatomical_mesh_size(mesh_size_mm), shape=shape).build(comm)
+        return AnatomicalFemur(mesh_size_mm=anatomical_mesh_size(mesh_size_mm), shape=shape, sex=sex).build(comm)
     if name == "vertebra":
         params["layers"] = layers
     if mesh_size_mm is not None:
@@ -112,13 +115,13 @@ def _check_fields(cls, params: dict, what: str) -> None:
 
 
 def young_adult_bone(kind: str, mesh_size_mm: float | None = None, layers: str = "none",
-                     comm=MPI.COMM_WORLD, **geometry):
+                     comm=MPI.COMM_WORLD, sex: str = "female", **geometry):
     """A built-in bone with the density :func:`build_bone` scales to a T-score: the
     anatomical femur with its habitual-loading pattern at the young-adult compartment
     means; the parametric bones without a density (``bone_with_t_score`` then starts from
     the young-adult compartment densities)."""
     name = bone_name(kind)
-    bone = build_geometry(name, mesh_size_mm, layers, comm, **geometry)
+    bone = build_geometry(name, mesh_size_mm, layers, comm, sex=sex, **geometry)
     return bone_with_adapted_density(bone) if name == "femur" else bone
 
 
@@ -135,9 +138,9 @@ def build_bone(kind: str, mesh_size_mm: float | None = None, t_score: float | No
     """
     name = bone_name(kind)
     if age is None:
-        bone = young_adult_bone(name, mesh_size_mm, layers, comm, **geometry)
+        bone = young_adult_bone(name, mesh_size_mm, layers, comm, sex=sex, **geometry)
         return bone_with_t_score(bone, t_score=-2.5 if t_score is None else t_score, sex=sex)
-    bone = build_geometry(name, mesh_size_mm, layers, comm, **geometry)
+    bone = build_geometry(name, mesh_size_mm, layers, comm, sex=sex, **geometry)
     if name != "femur":
         return assign_density(bone, age_y=age, sex=sex)
     prof = density_for_age(age, sex=sex, site="femur")
@@ -172,7 +175,8 @@ def describe_geometry(bone) -> str:
         changed = {k: v for k, v in (p.get("shape") or {}).items()
                    if v is not None and not (k == "scale" and v == 1.0)}
         morphed = (", morphed (" + ", ".join(f"{k}={v:g}" for k, v in changed.items()) + ")") if changed else ""
-        return f"anatomical femur (Visible Human female, altered){mesh}{morphed}"
+        cortex = ", men's cortex" if p.get("cortex_sex") == "male" else ""
+        return f"anatomical femur (Visible Human female, altered){mesh}{morphed}{cortex}"
     if model == "ProximalFemur":
         return f"parametric femur (ProximalFemur){mesh}"
     if model == "Vertebra":

@@ -61,6 +61,7 @@ from femur.outcomes.compartments import BASELINE_KEYS, COMPARTMENT_KEYS, changes
 from femur.remodeling.model import RemodelingModel, markers_from_sums
 from femur.remodeling.parameters import ModelParameters, scale_for_patient
 from femur.remodeling.patient import Patient
+from femur.remodeling.switching import switching_parameters
 from femur.treatments.regimen import as_sequence, parse_treatment
 from femur.workflows.bones import KIND_OF, bone_name, describe_geometry, patient_bone
 from femur.workflows.timecourse import SITE_KEYS, TimeCourse
@@ -121,6 +122,10 @@ class Simulation:
     before on the same baseline bone with the same strength settings (``baseline_by_case``
     of such a run): those cases are not solved at month 0, except each bone's habitual
     case (``BoneTrack.strength``). The caller vouches that bone and settings are the same.
+    ``switching``: compartment switching (``femur.remodeling.switching``; None: its
+    defaults, True/False, or ``SwitchingParameters``), checked after every cell-model
+    advance (each FE interval and visit); the run's ``compartment_switches`` counts the
+    elements that switched.
     """
 
     def __init__(self, treatment="romosozumab", months: float = 12, patient: Patient | None = None,
@@ -134,7 +139,7 @@ class Simulation:
                  drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
                  progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL,
                  fe_adaptive_tol: float | None = None, habitual_rtol: float = HABITUAL_RTOL,
-                 strength_rtol=None, baseline_strength: dict | None = None):
+                 strength_rtol=None, baseline_strength: dict | None = None, switching=None):
         if not (np.isfinite(months) and months > 0):
             raise InputError(f"simulate: months must be > 0, got {months}")
         if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
@@ -143,6 +148,8 @@ class Simulation:
             raise InputError(f"simulate: fe_adaptive_tol must be a relative modulus change in [0, 1), "
                              f"got {fe_adaptive_tol}")
         self.fe_adaptive_tol = None if fe_adaptive_tol is None else float(fe_adaptive_tol)
+        #: compartment switching (femur.remodeling.switching; None: its defaults)
+        self.switching = switching_parameters(switching)
         self.habitual_rtol = _check_rtol(habitual_rtol, "habitual_rtol")
         self.strength_rtol = _strength_rtols(strength_rtol)
         #: {bone kind: {strength case: quantities}} at month 0, given (a patient's other arm
@@ -196,7 +203,8 @@ class Simulation:
                 bone = bone.copy()
             self.tracks[kind] = BoneTrack(kind, bone, self.model, self.stats, self.order, self.solver,
                                           self.strength_model, habitual_rtol=self.habitual_rtol,
-                                          strength_rtol=self.strength_rtol.get(kind))
+                                          strength_rtol=self.strength_rtol.get(kind),
+                                          switching=self.switching)
         self.stats.timings["build_s"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ time loop
@@ -240,6 +248,7 @@ class Simulation:
                 t0 = time.perf_counter()
                 for k, track in self.tracks.items():
                     track.state = self.model.advance(track.state, t_prev, t, stimulus=stimulus[k])
+                    track.switch_compartments()
                 self.stats.timings["cells_s"] += time.perf_counter() - t0
                 for track in self.tracks.values():
                     track.update_density()
@@ -315,6 +324,8 @@ class Simulation:
                  **({"fe_adaptive_tol": self.fe_adaptive_tol, "fe_skipped": self.stats.fe_skipped}
                     if self.fe_adaptive_tol is not None else {}),
                  **({"shared_strength_cases": self.stats.shared_strength} if self.stats.shared_strength else {}),
+                 **({"compartment_switches": {k: t.switch_counts(self.comm) for k, t in self.tracks.items()}}
+                    if self.switching.enabled else {}),
                  "strength_model": self.strength_model,
                  "habitual_rtol": self.habitual_rtol, "strength_rtol": dict(self.strength_rtol),
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},

@@ -24,6 +24,7 @@ from femur.outcomes.compartments import BASELINE_KEYS, COMPARTMENT_KEYS, changes
 from femur.remodeling.model import RemodelingModel
 from femur.remodeling.parameters import ModelParameters
 from femur.remodeling.patient import Patient
+from femur.remodeling.switching import switch_compartments, switching_parameters
 from femur.treatments.regimen import as_sequence, parse_treatment
 from femur.workflows.site_template import MARKER_GROUPS, SITE_BONES, site_set
 from femur.workflows.timecourse import SITE_KEY_OF, TimeCourse
@@ -52,6 +53,7 @@ def simulate_sites(
     step_days: float = 1.0,
     exposure=None,
     template: dict | None = None,
+    switching=None,
 ) -> TimeCourse:
     """Systemic-only simulation of DXA-site BMD, markers and serum drug level.
 
@@ -61,7 +63,11 @@ def simulate_sites(
     continues untreated (placebo) until ``months``. The vertebra is at the patient's
     ``ls_t_score`` (default: the femoral-neck one, as in the FE-coupled simulation).
     ``template``: a site table other than the stored one
-    (`femur.calibration.site_template.table_from_bones`).
+    (`femur.calibration.site_template.table_from_bones`). ``switching``: compartment
+    switching (``femur.remodeling.switching``; None: its defaults, True/False, or a
+    ``SwitchingParameters``), checked after every step; the density bins have no
+    neighbours, so only trabecularisation (and its reversal) can happen here. The
+    compartment courses follow the current tags.
     """
     try:
         months = float(months)
@@ -91,6 +97,7 @@ def simulate_sites(
     model = RemodelingModel(seq, patient, params, aging=aging, max_step_days=step_days,
                             horizon_days=t_end + 1.0, exposure=exposure)
     state = model.initial_state(density_g_cm3=rho0, volume=vol, compartment=cort.astype(int))
+    sw = switching_parameters(switching)
     m0 = state.f0 * state.alpha0
     n_steps = int(np.ceil(t_end / step_days - 1e-9))
     dt = t_end / n_steps
@@ -104,7 +111,8 @@ def simulate_sites(
 
     # compartment courses: the site elements' BV/TV and mineral at every step
     site_el = tag >= 0
-    snap_f, snap_alpha, snap_pore = [], [], []
+    snap_f, snap_alpha, snap_pore, snap_cort = [], [], [], []
+    switched = {"to_trabecular": np.zeros(tag.size, bool), "to_cortical": np.zeros(tag.size, bool)}
 
     rec = {k: [] for k in ("t_days", "p1np_pct", "ctx_pct")}
     site_rec = {s: [] for s in sites}
@@ -123,6 +131,7 @@ def simulate_sites(
         snap_f.append(s.f[site_el].copy())
         snap_alpha.append(s.alpha[site_el].copy())
         snap_pore.append(s.pore[site_el].copy())
+        snap_cort.append(s.compartment[site_el] == 1)
 
     record(state)
     s = state.copy()
@@ -130,6 +139,9 @@ def simulate_sites(
         s.t_day = i * dt
         model.step(s, dt)
         s.t_day = (i + 1) * dt
+        to_trab, to_cort = switch_compartments(s, sw, cort)
+        switched["to_trabecular"] |= to_trab
+        switched["to_cortical"] |= to_cort
         record(s)
     daily = {k: np.asarray(v) for k, v in rec.items()}
     for site in sites:
@@ -145,8 +157,9 @@ def simulate_sites(
 
     compartments, compartment_baseline = _compartment_courses(
         tm, daily["t_days"], np.asarray(snap_f), np.asarray(snap_alpha), np.asarray(snap_pore), state.f0[site_el],
-        state.alpha0[site_el], rho0[site_el], dxa_w[site_el], cort[site_el],
+        state.alpha0[site_el], rho0[site_el], dxa_w[site_el], np.asarray(snap_cort), cort[site_el],
         {SITE_KEY_OF[site]: tag[site_el] == i for i, site in enumerate(sites)})
+    switches = _switch_summary(switched, s.compartment == 1, cort, tag, dxa_w, sites) if sw.enabled else None
     vbmd = {}
     for site in sites:
         key = SITE_KEY_OF[site]
@@ -166,26 +179,46 @@ def simulate_sites(
         compartments=compartments,
         compartment_baseline=compartment_baseline,
         daily=daily,
-        run={"step_days": float(step_days)},
+        run={"step_days": float(step_days),
+             **({"compartment_switches": switches} if switches is not None else {})},
     )
 
 
-def _compartment_courses(tm, t_days, f_hist, alpha_hist, pore_hist, f0, alpha0, rho0, weight, cortical,
-                         site_masks):
+def _switch_summary(switched, cort_now, cort0, tag, weight, sites) -> dict:
+    """Elements (density bins) that switched compartment during the run, per DXA site:
+    counts and their share of the site's baseline BMC (weight), ever switched and switched
+    at the end."""
+    out = {}
+    for i, site in enumerate(sites):
+        m = tag == i
+        w = weight[m].sum()
+        rec = {}
+        for key, ever, now in (("to_trabecular", switched["to_trabecular"], cort0 & ~cort_now),
+                               ("to_cortical", switched["to_cortical"], ~cort0 & cort_now)):
+            rec[key] = {"ever": int(np.count_nonzero(ever & m)), "now": int(np.count_nonzero(now & m)),
+                        "bmc_share_now": float(weight[now & m].sum() / w) if w > 0 else 0.0}
+        out[SITE_KEY_OF[site]] = rec
+    return out
+
+
+def _compartment_courses(tm, t_days, f_hist, alpha_hist, pore_hist, f0, alpha0, rho0, weight, cort_hist,
+                         cortical0, site_masks):
     """Compartment courses (``femur.outcomes.compartments``) at the times ``tm`` from the
     site elements' BV/TV, mineral and intracortical-porosity histories (rows: the steps at
-    ``t_days``, linearly interpolated between them), and their baseline values."""
+    ``t_days``, linearly interpolated between them; the compartment tags of the nearer
+    step), and their baseline values (baseline tags ``cortical0``)."""
     volume = weight / rho0  # volume inside the ROI prism
     idx = np.clip(np.searchsorted(t_days, tm, side="right") - 1, 0, len(t_days) - 2)
     a = np.clip((tm - t_days[idx]) / (t_days[idx + 1] - t_days[idx]), 0.0, 1.0)[:, None]
     f_at = (1 - a) * f_hist[idx] + a * f_hist[idx + 1]
     al_at = (1 - a) * alpha_hist[idx] + a * alpha_hist[idx + 1]
     po_at = (1 - a) * pore_hist[idx] + a * pore_hist[idx + 1]
+    c_at = np.where(a >= 0.5, cort_hist[idx + 1], cort_hist[idx])
     courses, baseline = {}, {}
     for j in range(len(tm)):
         ratio = f_at[j] * al_at[j] / (f0 * alpha0)
-        sums = {key: roi_sums(volume * m, rho0, cortical, ratio, f_at[j], f0, pore=po_at[j], alpha=al_at[j],
-                              alpha0=alpha0)
+        sums = {key: roi_sums(volume * m, rho0, c_at[j], ratio, f_at[j], f0, pore=po_at[j], alpha=al_at[j],
+                              alpha0=alpha0, cortical0=cortical0)
                 for key, m in site_masks.items()}
         vals = changes_from_sums(sums)
         for k in COMPARTMENT_KEYS:

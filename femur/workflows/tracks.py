@@ -42,7 +42,8 @@ from femur.core import units
 from femur.core.errors import DensityError, InputError
 from femur.core.log import get_logger
 from femur.core.mpi import MPI
-from femur.geometry.compartments import non_bone_mask, where_cells
+import dolfinx  # noqa: E402
+from femur.geometry.compartments import cells_next_to, non_bone_mask, where_cells
 from femur.geometry.density import MAX_APPARENT_G_CM3
 from femur.mechanics.materials import mineral_modulus_factor
 from femur.mechanics.problem import cell_strain_energy_density, make_solver, postprocess
@@ -61,6 +62,7 @@ from femur.mechanics.yield_laws import default_yield_model
 from femur.outcomes import dxa
 from femur.outcomes.compartments import roi_sums
 from femur.remodeling.model import ash_fraction, stimulus_from_sed, tissue_density_g_cm3
+from femur.remodeling.switching import apply_switches, decide_switches, switching_parameters
 from femur.workflows.scans import is_ct_bone, scan_summary
 
 log = get_logger(__name__)
@@ -148,7 +150,7 @@ class BoneTrack:
 
     def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg",
                  strength_model: str = "linear", habitual_rtol: float = HABITUAL_RTOL,
-                 strength_rtol: float | None = None):
+                 strength_rtol: float | None = None, switching=None):
         self.name, self.bone, self.model, self.stats = name, bone, model, stats
         #: Krylov rtol of the habitual solves and of the linear strength solves (None: the
         #: solver configuration's, 1e-10 for gamg)
@@ -173,6 +175,11 @@ class BoneTrack:
         vol = bone.cell_volumes() * owned  # ghosts weigh nothing in the aggregates
         self.state = model.initial_state(density_g_cm3=np.where(self.remodels, self.rho0, 0.5),
                                          volume=vol * self.remodels, compartment=comp)
+        #: compartment switching (femur.remodeling.switching): parameters, baseline tags and
+        #: the owned remodelling cells that switched at some point (counts: switch_counts)
+        self.switching = switching_parameters(switching)
+        self.cortical0 = None if comp is None else comp == 1
+        self._switched = {"to_trabecular": np.zeros(n, bool), "to_cortical": np.zeros(n, bool)}
         self.rho_model0 = model.density_g_cm3(self.state)
         self.solvers = {}
         for prefix, case in strength_cases(bone.kind).items():
@@ -290,6 +297,46 @@ class BoneTrack:
         self.stats.timings["strength_s"] += time.perf_counter() - t0
         return out
 
+    # ------------------------------------------------------------------ compartments
+    def switch_compartments(self) -> None:
+        """Compartment switching of the remodelling cells (``femur.remodeling.switching``):
+        owned cells decide (a trabecular cell is next to the cortex when it shares a facet
+        with a cell that is cortical now), ghosts take their owner's decision, so the result
+        does not depend on the partition (collective)."""
+        if not self.switching.enabled or self.cortical0 is None:
+            return
+        bone, s = self.bone, self.state
+        no, n = bone.num_owned_cells, bone.num_local_cells
+        owned = np.arange(n) < no
+        near = cells_next_to(bone, s.compartment == 1)
+        to_trab, to_cort = decide_switches(s, self.switching, self.cortical0, self.remodels & owned, near)
+        if n > no:  # ghosts: the owners' decisions
+            code = dolfinx.la.vector(bone.mesh.topology.index_map(bone.mesh.topology.dim), 1)
+            code.array[:] = 0.0
+            code.array[:no] = np.where(to_trab[:no], 1.0, np.where(to_cort[:no], 2.0, 0.0))
+            code.scatter_forward()
+            to_trab, to_cort = code.array[:n] == 1.0, code.array[:n] == 2.0
+        apply_switches(s, to_trab, to_cort)
+        self._switched["to_trabecular"] |= to_trab & owned
+        self._switched["to_cortical"] |= to_cort & owned
+
+    def switch_counts(self, comm) -> dict:
+        """Owned cells that switched compartment during the run (ever) and that differ from
+        their baseline tag now, with their share of the bone volume (collective)."""
+        if self.cortical0 is None:
+            return {}
+        no = self.bone.num_owned_cells
+        cort = self.state.compartment[:no] == 1
+        c0 = self.cortical0[:no]
+        w = self.bone.cell_volumes()[:no]
+        loc = np.array([np.count_nonzero(self._switched["to_trabecular"][:no]),
+                        np.count_nonzero(c0 & ~cort), np.sum(w * (c0 & ~cort)),
+                        np.count_nonzero(self._switched["to_cortical"][:no]),
+                        np.count_nonzero(~c0 & cort), np.sum(w * (~c0 & cort)), np.sum(w)], dtype=float)
+        t = comm.allreduce(loc, op=MPI.SUM)
+        return {"to_trabecular": {"ever": int(t[0]), "now": int(t[1]), "volume_share_now": float(t[2] / t[6])},
+                "to_cortical": {"ever": int(t[3]), "now": int(t[4]), "volume_share_now": float(t[5] / t[6])}}
+
     # ------------------------------------------------------------------ density
     def update_density(self) -> None:
         """FE density and moduli from the remodeling state (in place, operators reassembled)."""
@@ -352,11 +399,13 @@ class BoneTrack:
         if "cortical" not in (self.bone.cell_ids or {}):
             return {}
         s = self.state
-        cort = self.bone.compartment_mask("cortical")
+        cort0 = self.bone.compartment_mask("cortical")
+        cort = cort0 if s.compartment is None else s.compartment == 1  # the tags now (switching)
         ratio = np.where(self.remodels, (s.f * s.alpha) / (s.f0 * s.alpha0), 1.0)
         keys = sorted(self.roi_volume)
         local = [roi_sums(self.roi_volume[k], self.rho0 * self.bone_mask, cort, ratio, s.f, s.f0,
-                          modelled=self.remodels, pore=s.pore, alpha=s.alpha, alpha0=s.alpha0) for k in keys]
+                          modelled=self.remodels, pore=s.pore, alpha=s.alpha, alpha0=s.alpha0,
+                          cortical0=cort0) for k in keys]
         n = local[0].size
         total = comm.allreduce(np.concatenate(local), op=MPI.SUM)
         return {k: total[n * i: n * (i + 1)] for i, k in enumerate(keys)}
