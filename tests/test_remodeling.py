@@ -44,7 +44,7 @@ def test_steady_state_without_drug_or_aging():
     s1 = m.advance(s0, 0.0, 24 * DAYS_PER_MONTH, stimulus=np.zeros(F_MIX.size))
     np.testing.assert_allclose(s1.f, s0.f, rtol=1e-12)
     np.testing.assert_allclose(s1.alpha, s0.alpha, rtol=1e-12)
-    for name in ("P", "B", "Cp", "C", "Q"):
+    for name in ("P", "B", "Cp", "C", "Q", "sost_total", "sost_free", "dkk1"):
         np.testing.assert_allclose(getattr(s1, name), 1.0, rtol=1e-12)
     mk = m.markers(s1)
     assert abs(mk["p1np_pct"]) < 1e-9 and abs(mk["ctx_pct"]) < 1e-9
@@ -80,7 +80,7 @@ def test_densities_bounded(spec):
         t += 30.0
         assert np.all(s.f >= 0.01) and np.all(s.f <= 0.99)
         assert np.all(s.alpha >= 0) and np.all(s.alpha <= 1)
-        for name in ("P", "B", "Cp", "C", "A", "Q", "M"):
+        for name in ("P", "B", "Cp", "C", "A", "Q", "M", "sost_total", "sost_free", "dkk1"):
             v = getattr(s, name)
             assert np.all(np.isfinite(v)) and np.all(v >= 0)
 
@@ -249,6 +249,8 @@ def test_markers_and_bmd_identical_across_ranks():
     a, b = m.markers(full), m.markers(part, comm=comm)
     ok = all(abs(a[k] - b[k]) <= 1e-8 * max(1.0, abs(a[k])) for k in a)
     ok &= abs(m.bmd_change_pct(full) - m.bmd_change_pct(part, comm=comm)) < 1e-8
+    sa, sb = m.serum_sclerostin(full), m.serum_sclerostin(part, comm=comm)
+    ok &= all(abs(sa[k] - sb[k]) <= 1e-8 * max(1.0, abs(sa[k])) for k in sa)
     assert comm.allreduce(ok, op=MPI.LAND)
 
 

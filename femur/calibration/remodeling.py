@@ -9,7 +9,7 @@ rows 16, 19, 20 and 21 ONLY (rows 17 and 18 enter as fixed surface ratios,
 Two independent fits:
 1. romosozumab PK (row 5): Michaelis-Menten Vmax of the Eudy 2015 model so that a
    single 210 mg dose gives Cmax 22.2 ug/mL and monthly troughs sit mid 8-13 ug/mL;
-2. the 17 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
+2. the 19 shared cell/drug parameters of ``parameters.FITTED_TARGETS`` by weighted
    least squares (scipy) over the BMD, marker and natural-loss targets (rows 1-4, 6, 7)
    and the compartment targets (rows 16, 19, 20, 21: the cortical share of age-related hip
    loss, denosumab's hip cortex, cortical porosity on denosumab and teriparatide, and
@@ -129,11 +129,16 @@ BOUNDS = {
     "tau_q_days": (5.0, 400.0),
     "modelling_gain": (1e-3, 20.0),
     "sost_rankl_exponent": (0.02, 3.0),
+    # DKK1 induction per unit Wnt activation, and its share of the baseline Wnt inhibition
+    "dkk1_induction": (0.01, 30.0),
+    "dkk1_share": (0.02, 0.9),
     "coupling_exponent": (0.5, 1.5),  # prior: recruitment ~ proportional to resorption
     # secondary mineralisation: no faster than Martinez-Reina's per-packet 0.007/d
     # and no slower than ~5 years (secondary mineralisation lasts years, remodeling.md 1.5)
     "k_mineral_per_day": (5e-4, 7e-3),
-    "romo_k_ug_ml": (1e-3, 50.0),
+    # bone-tissue free-sclerostin binding constant of the serum level (Eudy 2015 serum Km:
+    # 0.453 nM = 0.068 ug/mL)
+    "romo_k_ug_ml": (1e-4, 50.0),
     "bp_potency": (1e-4, 1e3),
     "pth_ob_potency": (0.01, 20.0),
     "deficit_basal": (1e-4, 0.5),
