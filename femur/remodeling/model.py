@@ -370,15 +370,15 @@ class RemodelingModel:
         mp, mm = mech
         e_pth = ex["pth"]
         # Wnt inhibitors made by the osteocytes (femur.remodeling.wnt)
-        prod = s.Y if c.osteocyte_sost_exponent == 1.0 else s.Y**c.osteocyte_sost_exponent
+        prod = _pow(s.Y, c.osteocyte_sost_exponent)
         phi = free_fraction(ex["romo_ug_ml"], c.romo_k_ug_ml)
         s.sost_total, s.sost_free = sclerostin_step(s.sost_total, prod, phi, dt, c.sost_clearance_per_day,
                                                     c.sost_bound_clearance_per_day)
         wnt = wnt_activation(s.sost_free, s.dkk1, c.dkk1_share, c.wnt_diff_gain)
-        wp = np.maximum(wnt, 0.0)
+        wp = np.maximum(wnt, 0.0)  # lining-cell activation and DKK1 induction: Wnt above baseline
         s.dkk1 = dkk1_step(s.dkk1, prod, wp, dt, c.dkk1_days, c.dkk1_induction)
         r = (
-            d_rel * s.sost_free**c.sost_rankl_exponent
+            d_rel * _pow(s.sost_free, c.sost_rankl_exponent)
             * (1.0 + c.pth_rankl_gain * e_pth)
             * (1.0 + mm)
             / (1.0 + ex["dmab_ng_ml"] / c.dmab_k_ng_ml)
@@ -386,50 +386,57 @@ class RemodelingModel:
         msc = 1.0 + c.wnt_msc_gain * wnt  # MSC commitment
         eta_w = 1.0 / (1.0 + c.wnt_survival_gain * wnt)  # osteoblast apoptosis
         mat = 1.0 + c.wnt_matrix_gain * wnt  # matrix per osteoblast
-        src = s.C**c.coupling_exponent * (1.0 + mp) / (1.0 + mm) * msc
+        src = _pow(s.C, c.coupling_exponent) * msc
+        if not (np.isscalar(mp) and mp == 0.0 and np.isscalar(mm) and mm == 0.0):
+            src = src * (1.0 + mp) / (1.0 + mm)
         d_pth = 1.0 + c.pth_ob_potency * e_pth
         diff = d_pth * (1.0 + c.wnt_differentiation_gain * wnt)
         # remodelling osteoblast lineage
         hp = dt / c.tau_p_days
         s.P = (s.P + hp * src) / (1.0 + hp * diff)
         hb = dt / c.tau_b_days
-        s.B = (s.B + hb * diff * s.P) / (1.0 + hb * eta_w / d_pth)
+        s.B = (s.B + hb * diff * s.P) / (1.0 + (hb / d_pth) * eta_w)
         # modelling-based formation on quiescent surfaces: lining cells (refilled by MSC
         # commitment) activated by Wnt into modelling osteoblasts
         hq = dt / c.tau_q_days
-        s.Q = (s.Q + hq * msc) / (1.0 + hq * (1.0 + wp))
-        s.M = (s.M + hb * c.modelling_gain * wp * s.Q) / (1.0 + hb * eta_w)
+        s.Q = (s.Q + hq * msc) / ((1.0 + hq) + hq * wp)
+        s.M = (s.M + (hb * c.modelling_gain) * wp * s.Q) / (1.0 + hb * eta_w)
         # osteoclast lineage
         hcp = dt / c.tau_cp_days
         phi = c.cp_diff_fraction
-        s.Cp = (s.Cp + hcp) / (1.0 + hcp * ((1.0 - phi) + phi * r))
+        s.Cp = (s.Cp + hcp) / ((1.0 + hcp * (1.0 - phi)) + (hcp * phi) * r)
         hc = dt / c.tau_c_days
-        s.C = (s.C + hc * r * s.Cp) / (1.0 + hc * (1.0 + c.bp_potency * s.A))
-        s.A = (s.A + dt * ex["aln_bone_mg_per_day"] * s.C) / (1.0 + dt * s.C / c.bp_release_days)
+        s.C = (s.C + hc * r * s.Cp) / ((1.0 + hc) + (hc * c.bp_potency) * s.A)
+        s.A = (s.A + (dt * ex["aln_bone_mg_per_day"]) * s.C) / (1.0 + (dt / c.bp_release_days) * s.C)
         # fluxes and density
         cort = _cortical_mask(s.compartment, s.n_elements)
         R = s.C
-        k = self.turnover_per_day(s.f, cort)
+        dtk = dt * self.turnover_per_day(s.f, cort)
         keep = 1.0 - delta * self.deficit_ratio(cort)  # per-BMU refill (focal balance)
+        b_keep = s.B * keep
         if cort is None or not cort.any():
-            F = mat * (s.B * keep + s.M)
+            F = mat * (b_keep + s.M)
         else:
             # canal cavities: resorbed -> reversal -> refilled (two stages of T/2 each)
             hv = dt / (0.5 * c.cortical_refill_days)
             s.V1 = np.where(cort, (s.V1 + hv * R) / (1.0 + hv), 1.0)
             s.V2 = np.where(cort, (s.V2 + hv * s.V1) / (1.0 + hv), 1.0)
             e = c.endocortical_share
-            f_en = mat * (s.B * keep + c.modelling_ratio_endocortical * s.M)
             f_ic = mat * (s.V2 * keep + c.modelling_ratio_intracortical * s.M)
-            f_cort = e * f_en + (1.0 - e) * f_ic + c.periosteal_share * c.modelling_ratio_periosteal * mat * s.M
-            F = np.where(cort, f_cort, mat * (s.B * keep + s.M))
-            s.pore = np.where(cort, s.pore - dt * k * (1.0 - e) * (f_ic - R), 0.0)
-        f_new = np.clip(s.f + dt * k * (F - R), tis.f_min, tis.f_max)
-        s.Y = (s.Y + dt * k * F / s.f0) / (1.0 + dt * k * R / s.f)
-        s.alpha, s.O = self.mineral_step(s.f, f_new, s.alpha, s.O, dt * k * F, dt * k * R, dt)
+            # e F_en + (1 - e) F_ic + p r_po mat M, F_en = mat (B keep + r_en M)
+            f_cort = mat * (e * b_keep + (e * c.modelling_ratio_endocortical
+                                          + c.periosteal_share * c.modelling_ratio_periosteal) * s.M) \
+                + (1.0 - e) * f_ic
+            F = np.where(cort, f_cort, mat * (b_keep + s.M))
+            s.pore = np.where(cort, s.pore - ((1.0 - e) * dtk) * (f_ic - R), 0.0)
+        formed = dtk * F
+        resorbed = dtk * R
+        f_new = np.clip(s.f + (formed - resorbed), tis.f_min, tis.f_max)
+        s.Y = (s.Y + formed / s.f0) / (1.0 + resorbed / s.f)
+        s.alpha, s.O = self.mineral_step(s.f, f_new, s.alpha, s.O, formed, resorbed, dt)
         s.f = f_new
-        s.formation = F * np.ones_like(s.f)
-        s.resorption = R * np.ones_like(s.f)
+        s.formation = F
+        s.resorption = R
         s.t_day = t0 + dt
         return s
 
@@ -441,7 +448,9 @@ class RemodelingModel:
         tis, c = self.params.tissue, self.params.cells
         hp = dt / tis.primary_mineral_days
         o_new = (O + tis.alpha_primary * formed) / (1.0 + hp)
-        m_new = f * alpha + hp * o_new - alpha * resorbed + dt * c.k_mineral_per_day * f * (1.0 - alpha)
+        kd = dt * c.k_mineral_per_day
+        # f alpha + hp O - alpha resorbed + kd f (1 - alpha)
+        m_new = f * (alpha * (1.0 - kd) + kd) + hp * o_new - alpha * resorbed
         return np.clip(m_new / f_new, 0.0, 1.0), o_new
 
     def packet_mineral(self, t_days, dt: float = 0.25) -> np.ndarray:
@@ -534,6 +543,16 @@ class RemodelingModel:
         if comm is not None and comm.size > 1:
             sums = comm.allreduce(sums, op=MPI.SUM)
         return float(100.0 * (sums[0] / sums[1] - 1.0))
+
+
+def _pow(x, a):
+    """x^a for positive arrays: exp(a log x) is ~3x faster than numpy's pow (identical to
+    round-off); the exponents 0 and 1 are exact."""
+    if a == 1.0:
+        return x
+    if a == 0.0:
+        return np.ones_like(x)
+    return np.exp(a * np.log(x))
 
 
 def _cortical_mask(compartment, n):

@@ -63,13 +63,16 @@ def sclerostin_step(total, production, phi, dt, k_out, k_bound):
 def dkk1_step(dkk1, production, wnt_plus, dt, tau_days, induction):
     """Linearly implicit step of DKK1: relaxes to p (1 + g w+) with time constant tau."""
     h = dt / tau_days
+    if induction == 0.0:
+        return (dkk1 + h * production) / (1.0 + h)
     return (dkk1 + h * production * (1.0 + induction * wnt_plus)) / (1.0 + h)
 
 
 def wnt_activation(free_sost, dkk1, dkk1_share, gain):
     """Wnt activation above baseline w in (-1, gain] from the lumped LRP5/6 inhibition."""
+    # (1 + a) / (1 + a I) - 1 = a (1 - I) / (1 + a I)
     inhibition = (1.0 - dkk1_share) * free_sost + dkk1_share * dkk1
-    return (1.0 + gain) / (1.0 + gain * inhibition) - 1.0
+    return gain * (1.0 - inhibition) / (1.0 + gain * inhibition)
 
 
 def sclerostin_sums(volume, f0, total, free) -> np.ndarray:
