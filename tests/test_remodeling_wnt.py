@@ -100,13 +100,18 @@ def test_remodelling_osteoblasts_see_wnt():
     assert m0.markers(s0[30])["ctx_pct"] > m.markers(s[30])["ctx_pct"]
 
 
-def test_sclerostin_follows_osteocytes_under_placebo_ageing():
-    """Untreated, osteocytes are lost with the bone, and sclerostin (their product) with them;
-    the free and total levels agree without the antibody."""
-    _, s = _course("placebo:24", days=(0, 365, 730), aging=True)
+def test_sclerostin_follows_osteocytes_and_age_under_placebo():
+    """Untreated, osteocytes are lost with the bone and sclerostin follows them, times the
+    rise of production per osteocyte with age (Mödder 2011: faster in men); free and total
+    agree without the antibody."""
+    m, s = _course("placebo:24", days=(0, 365, 730), aging=True)
     assert np.all(s[730].Y < 1.0)
     np.testing.assert_allclose(s[730].sost_free, s[730].sost_total, rtol=1e-12)
-    assert np.all(s[730].sost_total < 1.0)
+    age = m._sost_age_factor(730.0)
+    assert 1.02 < age < 1.04
+    np.testing.assert_allclose(s[730].sost_total, s[730].Y * age, rtol=2e-3)
+    man = RemodelingModel("placebo:24", Patient(sex="male"))
+    assert man._sost_age_factor(730.0) > age
 
 
 def test_serum_sclerostin_in_the_json_record():

@@ -113,6 +113,7 @@ import numpy as np
 
 from femur.core.errors import InputError
 from femur.core.mpi import MPI
+from femur.core.units import DAYS_PER_YEAR
 from femur.remodeling.mineral import (  # noqa: F401  (re-exported: femur.remodeling.model's public names)
     HERNANDEZ_ASH_EXPONENT,
     HERNANDEZ_BVTV_EXPONENT,
@@ -276,6 +277,12 @@ class RemodelingModel:
             sv = sv + np.where(cortical, self.params.cells.cortical_surface_per_mm * np.asarray(f, float), 0.0)
         return self.params.tissue.bfr_bs_mm_per_day * sv
 
+    def _sost_age_factor(self, t_day: float) -> float:
+        """Sclerostin production per osteocyte relative to day 0 (rises with age)."""
+        c = self.params.cells
+        rate = c.sost_age_rise_female_per_year if self.patient.is_female else c.sost_age_rise_male_per_year
+        return float(np.exp(rate * t_day / DAYS_PER_YEAR))
+
     def deficit_ratio(self, cortical=None):
         """Focal-balance deficit of each element relative to delta(t) (1 trabecular)."""
         if cortical is None:
@@ -371,6 +378,8 @@ class RemodelingModel:
         e_pth = ex["pth"]
         # Wnt inhibitors made by the osteocytes (femur.remodeling.wnt)
         prod = _pow(s.Y, c.osteocyte_sost_exponent)
+        if self.aging:  # production per osteocyte rises with age (Mödder 2011)
+            prod = prod * self._sost_age_factor(t0 + 0.5 * dt)
         phi = free_fraction(ex["romo_ug_ml"], c.romo_k_ug_ml)
         s.sost_total, s.sost_free = sclerostin_step(s.sost_total, prod, phi, dt, c.sost_clearance_per_day,
                                                     c.sost_bound_clearance_per_day)

@@ -198,6 +198,12 @@ class CellParameters:
     # make osteocytes the sclerostin source, so new bone raises sclerostin, a negative
     # feedback on romosozumab's anabolic window).
     osteocyte_sost_exponent: float = 1.0
+    # Sclerostin production per osteocyte rises with age (serum sclerostin rises 2.4-fold in
+    # women and 4.6-fold in men over adult life, Mödder JBMR 2011, clinical-targets "Context"
+    # paragraph; adult life taken as 60 years, ASSUMPTION): exponential rate per year,
+    # relative to the simulation's day 0 (with ``aging``). Context, not a calibration target.
+    sost_age_rise_female_per_year: float = 0.01459  # ln(2.4) / 60
+    sost_age_rise_male_per_year: float = 0.02543  # ln(4.6) / 60
     # Sclerostin clearance, 1/day: free form k_out = 25, antibody-bound form k0 = 0.197
     # (Eudy 2015, remodeling.md 2.1; its S0 = 0.149 nM baseline is the normalisation 1).
     sost_clearance_per_day: float = 25.0

@@ -5,10 +5,12 @@ Per element e (arrays, no loop over elements), normalised to 1 at baseline:
 sclerostin (SOST), made by osteocytes and bound by romosozumab (Eudy 2015 total-sclerostin
 model, remodeling.md 2.1, in the spirit of Jörg 2022, remodeling.md 1.8)::
 
-    p      = Y^sigma                          production: the element's osteocytes (Y, the
+    p      = Y^sigma a(t)                     production: the element's osteocytes (Y, the
                                               osteocytes per element volume, follows the bone
                                               laid down and resorbed), so new bone that buries
-                                              osteoblasts as osteocytes raises sclerostin
+                                              osteoblasts as osteocytes raises sclerostin;
+                                              a(t): production per osteocyte rising with age
+                                              (Mödder 2011; 1 at day 0, CellParameters)
     phi    = 1 / (1 + C_romo / K_romo)        free fraction (quasi-equilibrium binding)
     dT/dt  = k_out (p - phi T) - k_0 (1 - phi) T
     s      = phi T                            free sclerostin
