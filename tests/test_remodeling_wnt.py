@@ -121,3 +121,23 @@ def test_serum_sclerostin_in_the_json_record():
     for k in ("serum_sclerostin_total_pct", "serum_sclerostin_free_pct"):
         assert len(d[k]) == len(d["months"])
     assert d["serum_sclerostin_total_pct"][2] > 0 > d["serum_sclerostin_free_pct"][2]
+
+
+def test_effect_site_lags_the_serum_level():
+    """The bone (effect-site) romosozumab level follows the serum level with a first-order
+    delay: exact on a constant, the serum itself without delay, a later and lower peak."""
+    from femur.treatments.pk import compute_exposure, effect_site
+
+    t = np.arange(0, 100, 0.25)
+    np.testing.assert_allclose(effect_site(t, np.full(t.size, 3.0), 7.0), 3.0, rtol=1e-12)
+    x = np.sin(t / 5.0) ** 2
+    np.testing.assert_array_equal(effect_site(t, x, 0.0), x)
+    # a decaying exponential input, c = exp(-t/a), c_e(0) = c(0) = 1:
+    # c_e = K exp(-t/a) + (1 - K) exp(-t/tau), K = a / (a - tau), solves tau c_e' = c - c_e
+    a, tau = 20.0, 7.0
+    k = a / (a - tau)
+    ref = k * np.exp(-t / a) + (1.0 - k) * np.exp(-t / tau)
+    np.testing.assert_allclose(effect_site(t, np.exp(-t / a), tau), ref, atol=2e-4)
+    ex = compute_exposure("romosozumab:1", 60.0)
+    i, j = int(np.argmax(ex.romo_ug_ml)), int(np.argmax(ex.romo_site_ug_ml))
+    assert ex.t_days[j] > ex.t_days[i] and ex.romo_site_ug_ml[j] < ex.romo_ug_ml[i]

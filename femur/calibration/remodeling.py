@@ -319,6 +319,13 @@ def predictions(params: ModelParameters | None = None, file=sys.stdout) -> dict:
     out["FREEDOM dmab LS M12/24/36"] = tuple(d.ls_bmd_pct[[12, 24, 36]])
     out["FREEDOM dmab FN M12/24/36"] = tuple(d.fn_bmd_pct[[12, 24, 36]])
     out["dmab CTX M1/M6, P1NP M6/M12"] = (d.ctx_pct[1], d.ctx_pct[6], d.p1np_pct[6], d.p1np_pct[12])
+    # denosumab's CTX over its 6-month dosing interval (days after the first dose; R2: about
+    # -85 % by day 3, maximal by M1, suppression maintained), and over the 6th interval
+    td, ctx = d.daily["t_days"], d.daily["ctx_pct"]
+    days = (3, 10, 30, 91, 152, 182)
+    out["dmab CTX d3/d10/d30/d91/d152/d182"] = tuple(float(np.interp(x, td, ctx)) for x in days)
+    t5 = 5 * 182.625
+    out["dmab CTX 6th interval, same days"] = tuple(float(np.interp(t5 + x, td, ctx)) for x in days)
     s = simulate_sites("romosozumab:12,denosumab:12", 24, patient=FRAME_PATIENT, params=p)
     out["romo->dmab M24 LS/TH/FN"] = (s.ls_bmd_pct[24], s.th_bmd_pct[24], s.fn_bmd_pct[24])
     s2 = simulate_sites("denosumab:12,romosozumab:12", 24, patient=FRAME_PATIENT, params=p)
@@ -330,6 +337,13 @@ def predictions(params: ModelParameters | None = None, file=sys.stdout) -> dict:
     t = simulate_sites("teriparatide", 24, patient=PHASE2_PATIENT, params=p)
     out["TPTD LS/TH M12, M24"] = (t.ls_bmd_pct[12], t.th_bmd_pct[12], t.ls_bmd_pct[24], t.th_bmd_pct[24])
     out["TPTD P1NP M1/M6/M12, CTX M6/M12"] = (t.p1np_pct[1], t.p1np_pct[6], t.p1np_pct[12], t.ctx_pct[6], t.ctx_pct[12])
+    out["TPTD P1NP M1/M3/M6/M12/M18/M24"] = tuple(float(t.p1np_pct[m]) for m in (1, 3, 6, 12, 18, 24))
+    out["romo serum sclerostin total M1/M6/M12/M18"] = tuple(
+        float(r.series["serum_sclerostin_total_pct"][m]) for m in (1, 6, 12, 18))
+    out["romo serum sclerostin free M1/M6/M12/M18"] = tuple(
+        float(r.series["serum_sclerostin_free_pct"][m]) for m in (1, 6, 12, 18))
+    out["placebo serum sclerostin total M12 (age rise - osteocyte loss)"] = float(
+        simulate_sites("placebo", 12, patient=FRAME_PATIENT, params=p).series["serum_sclerostin_total_pct"][12])
     man = Patient(sex="male", age_years=71)
     mp = simulate_sites("placebo", 12, patient=man, params=p)
     mr = simulate_sites("romosozumab", 12, patient=man, params=p)

@@ -380,7 +380,7 @@ class RemodelingModel:
         prod = _pow(s.Y, c.osteocyte_sost_exponent)
         if self.aging:  # production per osteocyte rises with age (Mödder 2011)
             prod = prod * self._sost_age_factor(t0 + 0.5 * dt)
-        phi = free_fraction(ex["romo_ug_ml"], c.romo_k_ug_ml)
+        phi = free_fraction(ex["romo_site_ug_ml"], c.romo_k_ug_ml)
         s.sost_total, s.sost_free = sclerostin_step(s.sost_total, prod, phi, dt, c.sost_clearance_per_day,
                                                     c.sost_bound_clearance_per_day)
         wnt = wnt_activation(s.sost_free, s.dkk1, c.dkk1_share, c.wnt_diff_gain)
