@@ -11,7 +11,9 @@ model, remodeling.md 2.1, in the spirit of Jörg 2022, remodeling.md 1.8)::
                                               osteoblasts as osteocytes raises sclerostin;
                                               a(t): production per osteocyte rising with age
                                               (Mödder 2011; 1 at day 0, CellParameters)
-    phi    = 1 / (1 + C_romo / K_romo)        free fraction (quasi-equilibrium binding)
+    phi    = 1 / (1 + C_bone / K_romo)        free fraction (quasi-equilibrium binding);
+                                              C_bone: the antibody at the bone, lagging the
+                                              serum level (femur.treatments.pk.effect_site)
     dT/dt  = k_out (p - phi T) - k_0 (1 - phi) T
     s      = phi T                            free sclerostin
 
