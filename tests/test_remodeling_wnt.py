@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from femur.remodeling import ModelParameters, Patient, RemodelingModel
-from femur.remodeling.wnt import sclerostin_step, wnt_activation
+from femur.remodeling.wnt import sclerostin_step, wnt_activation, wnt_inhibition
 from femur.workflows.systemic import simulate_sites
 
 F0 = np.array([0.1, 0.2, 0.85])
@@ -56,8 +56,10 @@ def test_sclerostin_step_matches_its_steady_state():
         t, free = sclerostin_step(t, 1.0, phi, 0.5, k_out, k0)
     ref = k_out / (k_out * phi + k0 * (1 - phi))
     assert t[0] == pytest.approx(ref, rel=1e-9) and free[0] == pytest.approx(phi * ref, rel=1e-9)
-    assert wnt_activation(1.0, 1.0, 0.3, 5.0) == pytest.approx(0.0)
-    assert wnt_activation(0.0, 1.0, 0.3, 5.0) > 0 > wnt_activation(2.0, 2.0, 0.3, 5.0) > -1
+    assert wnt_inhibition(1.0, 1.0, 0.3) == pytest.approx(1.0)
+    assert wnt_activation(1.0, 5.0) == pytest.approx(0.0)
+    assert wnt_activation(0.0, 5.0) == pytest.approx(5.0)
+    assert wnt_activation(wnt_inhibition(0.0, 1.0, 0.3), 5.0) > 0 > wnt_activation(2.0, 5.0) > -1
 
 
 def test_formation_wanes_with_the_antibody_present_through_the_feedback():

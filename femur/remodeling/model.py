@@ -130,6 +130,7 @@ from femur.remodeling.wnt import (
     sclerostin_step,
     sclerostin_sums,
     wnt_activation,
+    wnt_inhibition,
 )
 from femur.treatments.pk import Exposure, compute_exposure
 from femur.treatments.regimen import as_sequence
@@ -383,7 +384,8 @@ class RemodelingModel:
         phi = free_fraction(ex["romo_site_ug_ml"], c.romo_k_ug_ml)
         s.sost_total, s.sost_free = sclerostin_step(s.sost_total, prod, phi, dt, c.sost_clearance_per_day,
                                                     c.sost_bound_clearance_per_day)
-        wnt = wnt_activation(s.sost_free, s.dkk1, c.dkk1_share, c.wnt_diff_gain)
+        inhib = wnt_inhibition(s.sost_free, s.dkk1, c.dkk1_share)
+        wnt = wnt_activation(inhib, c.wnt_diff_gain)
         wp = np.maximum(wnt, 0.0)  # lining-cell activation and DKK1 induction: Wnt above baseline
         s.dkk1 = dkk1_step(s.dkk1, prod, wp, dt, c.dkk1_days, c.dkk1_induction)
         r = (

@@ -72,10 +72,14 @@ def dkk1_step(dkk1, production, wnt_plus, dt, tau_days, induction):
     return (dkk1 + h * production * (1.0 + induction * wnt_plus)) / (1.0 + h)
 
 
-def wnt_activation(free_sost, dkk1, dkk1_share, gain):
-    """Wnt activation above baseline w in (-1, gain] from the lumped LRP5/6 inhibition."""
-    # (1 + a) / (1 + a I) - 1 = a (1 - I) / (1 + a I)
-    inhibition = (1.0 - dkk1_share) * free_sost + dkk1_share * dkk1
+def wnt_inhibition(free_sost, dkk1, dkk1_share):
+    """Lumped LRP5/6 inhibition I = (1 - chi) s + chi D (1 at baseline)."""
+    return (1.0 - dkk1_share) * free_sost + dkk1_share * dkk1
+
+
+def wnt_activation(inhibition, gain):
+    """Wnt activation above baseline w in (-1, gain] at inhibition I:
+    (1 + a) / (1 + a I) - 1 = a (1 - I) / (1 + a I)."""
     return gain * (1.0 - inhibition) / (1.0 + gain * inhibition)
 
 
