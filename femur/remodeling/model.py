@@ -11,7 +11,8 @@ remodelling-based formation is not raised):
     B   active osteoblasts           dB/dt  = [d P - eta_B B] / tau_B
   modelling formation on quiescent surfaces, switched on by Wnt:
     Q   bone-lining cells / quiescent-surface osteoprogenitors, refilled by MSC commitment
-                                     dQ/dt  = [m_W - Q - w+ Q] / tau_Q   (depletable)
+        (a sclerostin antibody turns lining cells into active osteoblasts: Kim et al., JBMR
+        2017, 32:892)        dQ/dt  = [m_W - Q - w+ Q] / tau_Q   (depletable)
     M   modelling osteoblasts        dM/dt  = [g_mod w+ Q - eta_W M] / tau_B   (0 at baseline)
   osteocytes (the sclerostin and DKK1 source), buried in the matrix that OBs lay down:
     Y   osteocyte number per element volume, 1 at baseline
@@ -34,8 +35,11 @@ and modelling osteoblasts alike:
     w+    = max(w, 0)                   lining-cell activation into modelling osteoblasts
 Signals:
     r   = D_rel(t) s^g (1 + rho_pth E_pth)(1 + kappa M-) / (1 + C_dmab / K_dmab)
-          (RANKL/OPG signalling: free sclerostin s raises osteocytic RANKL and, through Wnt,
-          lowers OPG; so the antibody lowers RANKL and raises OPG; denosumab sequesters RANKL)
+          (RANKL/OPG signalling: free sclerostin s raises osteocytic RANKL (Wijenayaka et
+          al., PLoS One 2011; Jörg 2022's f_up(s) on OC differentiation) and, through Wnt,
+          lowers OPG; so the antibody lowers RANKL and raises OPG; denosumab sequesters
+          RANKL. DKK1 is left out of this arm: with I^g instead of s^g an exploratory fit
+          ended at a higher cost, 17.1 against 15.1)
     src = C^c (1 + lambda M+) / (1 + kappa M-)      pre-OB recruitment coupled to resorption
                                                     (TGF-beta release), mechanostat M+; disuse
                                                     (M-) recruits fewer. Without it a coupling
