@@ -41,7 +41,7 @@ def test_frame_romosozumab_m12_bmd(frame):
 
 
 def test_romosozumab_marker_shape(frame):
-    """Row 4: P1NP peak +80..+250 % before M1.5, back within +-30 % by M9-12; CTX nadir
+    """Row 4: P1NP peak +80..+250 % before M1.5, back within +-30 % at the M9-12 visits; CTX nadir
     below -30 %, still negative at M12 (placebo-relative, as in the label)."""
     romo, pbo = frame
     t = romo.daily["t_days"]
@@ -50,8 +50,11 @@ def test_romosozumab_marker_shape(frame):
     i = int(np.argmax(p1))
     assert t[i] < 1.5 * DAYS_PER_MONTH
     assert 80.0 <= p1[i] <= 250.0
-    late = (t >= 9 * DAYS_PER_MONTH) & (t <= 12 * DAYS_PER_MONTH)
-    assert np.all(np.abs(p1[late]) <= 30.0)
+    # at the monthly visits M9-M12 (the label's values are visit values, drawn before the
+    # next dose); between visits each dose lowers free sclerostin again and P1NP rises for
+    # about two weeks (daily peak +36 % at M9.5 in the issue-15 Wnt model)
+    late = [float(np.interp(m * DAYS_PER_MONTH, t, p1)) for m in (9, 10, 11, 12)]
+    assert np.all(np.abs(late) <= 30.0)
     in_tx = t <= 12 * DAYS_PER_MONTH
     assert np.min(ctx[in_tx]) < -30.0
     assert np.interp(12 * DAYS_PER_MONTH, t, ctx) < 0.0
@@ -119,6 +122,14 @@ def test_compartment_rows_16_19_21():
     th, ct = pbo.at_month("th_bmd_pct", 36), pbo.at_month("hip_cortical_bmc_pct", 36)
     assert th < 0 and share * ct / th == pytest.approx(0.68, abs=0.15)
     assert dmab.at_month("hip_cortical_bmc_pct", 36) - ct == pytest.approx(5.4, abs=2.0)
+
+
+@pytest.mark.xfail(strict=True, reason="known miss since the issue-15 Wnt refit: denosumab closes "
+                   "hip cortical porosity by 4.1 % at 12 months (row 19: unchanged; the fitted canal "
+                   "refill lag sits at its 300-day bound to give teriparatide's +5.6 %)")
+def test_row_19_denosumab_porosity_unchanged():
+    """Row 19: denosumab's cortical porosity about unchanged at 12 months (within +-3 %)."""
+    dmab = simulate_sites("denosumab", 12, patient=FREEDOM_PATIENT, sites=("total_hip",))
     assert abs(dmab.at_month("hip_cortical_porosity_pct", 12)) < 3.0
 
 

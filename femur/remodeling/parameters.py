@@ -75,9 +75,12 @@ FITTED_TARGETS = {
     "tau_p_days": "row 6 denosumab TH (formation lag behind resorption: refill)",
     "tau_b_days": "row 4 P1NP peak timing; row 6 refill",
     "wnt_diff_gain": "row 4 P1NP peak +145 %, CTX nadir; rows 1-3 romosozumab BMD",
-    "tau_q_days": "row 4 waning of P1NP under continued romosozumab (back to placebo by M9)",
+    "tau_q_days": "row 4 waning of P1NP under continued romosozumab (lining-cell depletion, back to "
+                  "placebo by M9)",
     "modelling_gain": "row 4 P1NP peak; rows 1-3 romosozumab BMD",
     "sost_rankl_exponent": "row 4 CTX nadir -55 % and M12 -25 %",
+    "dkk1_share": "row 4 P1NP back to placebo by M9 (the antibody-free part of the Wnt inhibition)",
+    "dkk1_induction": "row 4 P1NP back to placebo by M9 and -15 % at M12 (DKK1 feedback)",
     "coupling_exponent": "row 4 P1NP -15 % at M12; row 6 denosumab TH M24/M36",
     "k_mineral_per_day": "row 6 denosumab TH 3.2/4.4/5.0; row 2-3 alendronate",
     "romo_k_ug_ml": "rows 1-3 romosozumab BMD (potency)",
@@ -106,7 +109,16 @@ class CellParameters:
     wnt_diff_gain: float
     tau_q_days: float
     modelling_gain: float
+    # RANKL signalling x s^g (s = free sclerostin, femur.remodeling.wnt): sclerostin
+    # promotes osteoclastogenesis (osteocytic RANKL; Jörg 2022's f_up(s/s_C*) on OC
+    # differentiation) and, by inhibiting canonical Wnt in the osteoblast lineage, lowers OPG
+    # (remodeling.md 7: Wnt raises OPG, lowers RANKL). DKK1's share of that is not modelled
+    # (ASSUMPTION): the RANKL/OPG arm follows the free sclerostin only
     sost_rankl_exponent: float
+    # DKK1 induction per unit Wnt activation, and DKK1's share of the baseline LRP5/6
+    # inhibition (the rest is sclerostin's) (femur.remodeling.wnt)
+    dkk1_induction: float
+    dkk1_share: float
     coupling_exponent: float
     k_mineral_per_day: float
     romo_k_ug_ml: float
@@ -180,12 +192,36 @@ class CellParameters:
     # K_A,den = 0.333 /pM, chi = 0.012 -> 0.004 /pM; 1 ng/mL of a 149 kDa IgG = 6.71 pM,
     # so K = 1 / (0.004 * 6.71) = 37.3 ng/mL.
     dmab_k_ng_ml: float = 37.3
-    # Sclerostin production per osteocyte: free sclerostin ~ Y^sigma (Y = osteocytes per
+    # Sclerostin production per osteocyte: production ~ Y^sigma (Y = osteocytes per
     # element volume, which follows the bone laid down and resorbed). sigma = 1: production
     # proportional to osteocyte number (ASSUMPTION; Jörg 2022 and remodeling.md section 7
     # make osteocytes the sclerostin source, so new bone raises sclerostin, a negative
     # feedback on romosozumab's anabolic window).
     osteocyte_sost_exponent: float = 1.0
+    # Sclerostin production per osteocyte rises with age (serum sclerostin rises 2.4-fold in
+    # women and 4.6-fold in men over adult life, Mödder JBMR 2011, clinical-targets "Context"
+    # paragraph; adult life taken as 60 years, ASSUMPTION): exponential rate per year,
+    # relative to the simulation's day 0 (with ``aging``). Context, not a calibration target.
+    sost_age_rise_female_per_year: float = 0.01459  # ln(2.4) / 60
+    sost_age_rise_male_per_year: float = 0.02543  # ln(4.6) / 60
+    # Sclerostin clearance, 1/day: free form k_out = 25, antibody-bound form k0 = 0.197
+    # (Eudy 2015, remodeling.md 2.1; its S0 = 0.149 nM baseline is the normalisation 1).
+    sost_clearance_per_day: float = 25.0
+    sost_bound_clearance_per_day: float = 0.197
+    # DKK1 expression time constant, days (ASSUMPTION: no calibration row fixes it apart
+    # from dkk1_induction and dkk1_share; femur.remodeling.wnt).
+    dkk1_days: float = 30.0
+    # Wnt activation w acts on the whole osteoblast lineage (Jörg 2022 spirit, remodeling.md
+    # 1.8 and 7), on remodelling AND modelling osteoblasts. w multiplies pre-osteoblast
+    # differentiation as (1 + w) (its size is set by the fitted wnt_diff_gain); the other
+    # effects scale with these gains (ASSUMPTIONS, not separately identifiable from the
+    # marker and BMD rows: Wnt/beta-catenin raises MSC commitment to the osteoblast lineage,
+    # osteoblast survival via Bcl-2/survivin, and matrix synthesis per osteoblast; the
+    # calibration rows fix only their sum through the P1NP and BMD courses):
+    wnt_differentiation_gain: float = 1.0  # pre-OB differentiation x (1 + g w); 1 defines w
+    wnt_msc_gain: float = 0.5  # MSC commitment refilling the precursor and lining-cell pools
+    wnt_survival_gain: float = 0.5  # osteoblast apoptosis / (1 + g w)
+    wnt_matrix_gain: float = 0.3  # matrix per osteoblast x (1 + g w)
 
     def as_dict(self):
         return asdict(self)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.integrate import solve_ivp
+from scipy.signal import lfilter
 
 from femur.core.errors import InputError, SolverError
 
@@ -142,9 +143,14 @@ class Exposure:
     aln_bone_mg_cum: np.ndarray
     pth_cum: np.ndarray
     serum_ug_ml: np.ndarray
+    #: romosozumab at the bone (effect site), ug/mL; None: the serum level
+    romo_site_ug_ml: np.ndarray | None = None
 
     def __post_init__(self):
+        if self.romo_site_ug_ml is None:
+            self.romo_site_ug_ml = self.romo_ug_ml
         self._romo_cum = _cumulative(self.t_days, self.romo_ug_ml)
+        self._romo_site_cum = _cumulative(self.t_days, self.romo_site_ug_ml)
         self._dmab_cum = _cumulative(self.t_days, self.dmab_ng_ml)
 
     @property
@@ -162,6 +168,7 @@ class Exposure:
         i = self._interp
         return {
             "romo_ug_ml": (i(self._romo_cum, t1) - i(self._romo_cum, t0)) / dt,
+            "romo_site_ug_ml": (i(self._romo_site_cum, t1) - i(self._romo_site_cum, t0)) / dt,
             "dmab_ng_ml": (i(self._dmab_cum, t1) - i(self._dmab_cum, t0)) / dt,
             "aln_bone_mg_per_day": (i(self.aln_bone_mg_cum, t1) - i(self.aln_bone_mg_cum, t0)) / dt,
             "pth": (i(self.pth_cum, t1) - i(self.pth_cum, t0)) / dt,
@@ -206,4 +213,17 @@ def compute_exposure(
         / (tp.volume_l * 1e3 * tp.ke_per_h * 24.0)
     )
     serum = romo + dmab * 1e-3 + aln_plasma + pth_serum
-    return Exposure(t, romo, dmab, aln_cum, pth_cum, serum)
+    return Exposure(t, romo, dmab, aln_cum, pth_cum, serum,
+                    romo_site_ug_ml=effect_site(t, romo, p.romosozumab.effect_site_days))
+
+
+def effect_site(t, c, tau_days: float) -> np.ndarray:
+    """First-order effect-site level dc_e/dt = (c - c_e) / tau on a regular grid (exact for
+    a piecewise-linear c up to the step's mean; tau <= 0: c itself)."""
+    if tau_days <= 0 or t.size < 2:
+        return np.asarray(c, float).copy()
+    c = np.asarray(c, float)
+    e = np.exp(-(t[1] - t[0]) / tau_days)
+    # c_e[i] = e c_e[i-1] + (1 - e) (c[i-1] + c[i]) / 2, c_e[0] = c[0]
+    y, _ = lfilter([1.0 - e], [1.0, -e], 0.5 * (c[1:] + c[:-1]), zi=[e * c[0]])
+    return np.concatenate([[c[0]], y])

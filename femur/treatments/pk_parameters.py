@@ -52,6 +52,10 @@ class RomosozumabPK:
     vmax_nm_per_day: float = field(default_factory=lambda: fitted_pk("vmax_nm_per_day"))  # FITTED, row 5
     km_nm: float = 0.453  # Eudy 2015
     mw_kda: float = ROMOSOZUMAB_MW_KDA
+    # Bone (effect-site) antibody level: first-order equilibration with serum, time constant
+    # in days (ASSUMPTION: t1/2 4.8 d, the delay of Eudy 2015's "translation" compartment,
+    # remodeling.md 2.1; an IgG reaches the bone's extracellular fluid over days). 0: none.
+    effect_site_days: float = 4.8 / 0.6931
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from femur.mechanics.strength import (
 )
 from femur.outcomes.compartments import BASELINE_KEYS, COMPARTMENT_KEYS, changes_from_sums
 from femur.remodeling.model import RemodelingModel, markers_from_sums
+from femur.remodeling.wnt import sclerostin_pct_from_sums
 from femur.remodeling.parameters import ModelParameters, scale_for_patient
 from femur.remodeling.patient import Patient
 from femur.remodeling.switching import switching_parameters
@@ -212,6 +213,8 @@ class Simulation:
         sums = sum(self.model.marker_sums(t.state) for t in self.tracks.values())
         rec = markers_from_sums(self.comm.allreduce(sums, op=MPI.SUM))
         rec["drug_serum_ug_per_ml"] = float(self.model.serum_ug_ml(np.array([t_day]))[0])
+        scl = sum(self.model.sclerostin_sums(t.state) for t in self.tracks.values())
+        rec.update(sclerostin_pct_from_sums(self.comm.allreduce(scl, op=MPI.SUM)))
         return rec
 
     def _measure(self, t_day) -> dict:
@@ -318,6 +321,7 @@ class Simulation:
             patient=self.patient.to_dict(), months=months, bmd_pct=bmd_pct,
             p1np_pct=course("p1np_pct"), ctx_pct=course("ctx_pct"),
             drug_serum_ug_per_ml=course("drug_serum_ug_per_ml"), abmd_g_cm2=abmd, vbmd=vbmd,
+            sclerostin_pct={k: course(k) for k in ("serum_sclerostin_total_pct", "serum_sclerostin_free_pct")},
             compartments=compartments, compartment_baseline=compartment_baseline,
             strength_months=np.array(sm, dtype=float), strength=strength, strength_pct=strength_pct,
             run={"fe_interval_days": self.fe_interval_days, "fe_solves": self.stats.fe_solves,

@@ -114,7 +114,8 @@ def simulate_sites(
     snap_f, snap_alpha, snap_pore, snap_cort = [], [], [], []
     switched = {"to_trabecular": np.zeros(tag.size, bool), "to_cortical": np.zeros(tag.size, bool)}
 
-    rec = {k: [] for k in ("t_days", "p1np_pct", "ctx_pct")}
+    rec = {k: [] for k in ("t_days", "p1np_pct", "ctx_pct", "serum_sclerostin_total_pct",
+                           "serum_sclerostin_free_pct")}
     site_rec = {s: [] for s in sites}
     tr_rec = {s: [] for s in sites}
     co_rec = {s: [] for s in sites}
@@ -124,6 +125,8 @@ def simulate_sites(
         mk = model.markers(s)
         rec["p1np_pct"].append(mk["p1np_pct"])
         rec["ctx_pct"].append(mk["ctx_pct"])
+        for k, v in model.serum_sclerostin(s).items():
+            rec[k].append(v)
         for i, site in enumerate(sites):
             site_rec[site].append(mineral_rel(masks[i], s))
             tr_rec[site].append(mineral_rel(tmasks[i], s) if tmasks[i].any() else 0.0)
@@ -178,6 +181,8 @@ def simulate_sites(
         drug_serum_ug_per_ml=sample(daily["serum_ug_per_ml"]),
         compartments=compartments,
         compartment_baseline=compartment_baseline,
+        sclerostin_pct={k: sample(daily[k]) for k in ("serum_sclerostin_total_pct",
+                                                      "serum_sclerostin_free_pct")},
         daily=daily,
         run={"step_days": float(step_days),
              **({"compartment_switches": switches} if switches is not None else {})},

@@ -59,6 +59,9 @@ class TimeCourse:
     #: their baseline values (fractions): cortical shares of the hip / spine mineral, hip
     #: cortical porosity
     compartment_baseline: dict = field(default_factory=dict)
+    #: serum sclerostin, total (free + romosozumab-bound) and free, % change over months
+    #: (systemic driver; femur.remodeling.wnt)
+    sclerostin_pct: dict = field(default_factory=dict)
     daily: dict = field(default_factory=dict)  # fine traces of the systemic driver (t_days, ...)
     run: dict = field(default_factory=dict)  # fe_interval_days, fe_solves, dofs, timings
     geometry: dict = field(default_factory=dict)  # bone -> the CT scan it came from (CT runs only)
@@ -88,6 +91,7 @@ class TimeCourse:
                 out[f"{key}_abmd_g_cm2"] = self.abmd_g_cm2[key]
         out.update(self.vbmd)
         out.update(self.compartments)
+        out.update(self.sclerostin_pct)
         out.update(p1np_pct=self.p1np_pct, ctx_pct=self.ctx_pct,
                    drug_serum_ug_per_ml=self.drug_serum_ug_per_ml)
         return out
