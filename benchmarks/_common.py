@@ -60,3 +60,10 @@ def finish(name: str, out: dict, as_json: bool) -> int:
             print(f"{k}: {v['value']:.3g} (target {v['target']}) {'OK' if v['ok'] else 'MISSED'}")
         print(f"written {path}")
     return 0
+
+
+def worst_visit_difference(ref_visits, visits) -> float:
+    """Largest absolute difference (percentage points) of the BMD and strength changes of
+    two runs' visit records (lists of dicts, visit by visit); 0 when there is none."""
+    return max((abs(a[k] - b[k]) for a, b in zip(ref_visits, visits) for k in a
+                if (k.endswith("bmd_pct") or k.endswith("strength_pct")) and a[k] is not None), default=0.0)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import finish  # noqa: E402
+from _common import finish, worst_visit_difference  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -42,8 +42,7 @@ def main(argv=None) -> int:
             out = run_case(r)
             wall = time.perf_counter() - t0
             ref = out if tol is None else ref
-            worst = max(abs(a[k] - b[k]) for a, b in zip(ref["visits"], out["visits"]) for k in a
-                        if (k.endswith("bmd_pct") or k.endswith("strength_pct")) and a[k] is not None)
+            worst = worst_visit_difference(ref["visits"], out["visits"])
             rows.append({"case": rec["case_id"], "tol": tol, "fe_solves": out["fe_solves"],
                          "skipped": out.get("fe_skipped", 0), "wall_s": wall, "worst_pp": worst})
             if not args.json:
