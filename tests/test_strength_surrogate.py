@@ -123,3 +123,27 @@ def test_quick_settings_and_bad_cases():
     assert s.quick and s.train == 3 and set(s.cases) == {"femoral_fall", "vertebral"}
     with pytest.raises(InputError, match="unknown load case"):
         ss.Settings(cases=("femoral_twist",)).check()
+
+
+def test_work_folder_resume_rules(tmp_path):
+    """A work folder resumes with more patients or other load cases (samples are per patient
+    and load case), but not with settings that change the samples themselves."""
+    path = tmp_path / "settings.json"
+    s = ss.Settings(**ss.QUICK).check()
+    assert ss._check_resume(path, s) is None and path.exists()
+    more = ss.Settings(**{**ss.QUICK, "train": 5, "cases": ("femoral_fall",)}).check()
+    assert ss._check_resume(path, more) is None
+    other = ss.Settings(**{**ss.QUICK, "mesh_size_mm": 4.0}).check()
+    problem = ss._check_resume(path, other)
+    assert problem and "settings.json" in problem and "mesh_size_mm=6.0, now 4.0" in problem
+    assert ss.sample_path(tmp_path, 7, "vertebral").name == "patient_0007_vertebral.json"
+
+
+def test_samples_count_their_data_versions():
+    v = ss.model_versions()
+    assert set(v) == {"femur_version", *ss.SHAPING_DATA} and all(len(v[n]) == 12 for n in ss.SHAPING_DATA)
+    rows = [{"split": "train", "versions": v}, {"split": "train", "versions": v},
+            {"split": "test", "versions": {**v, "cell_model.json": "0" * 12}}, {"split": "test"}]
+    counts = ss.sample_versions(rows)
+    assert len(counts) == 3 and counts["unrecorded"] == {"test": 1}
+    assert sorted(sum(c.values()) for c in counts.values()) == [1, 1, 2]

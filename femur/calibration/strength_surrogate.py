@@ -35,6 +35,7 @@ into the work folder, never into the package.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -47,6 +48,7 @@ from femur.core.errors import FemurError, InputError
 from femur.core.log import configure, get_logger, progress_enabled, verbosity
 from femur.core.mpi import MPI
 from femur.core.progress import ProgressBar
+from femur.core.version import __version__
 from femur.mechanics.strength import STRENGTH_CASES, surrogate_features
 from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, SurrogateFit, fit_log_linear
 from femur.remodeling.patient import Patient
@@ -101,28 +103,48 @@ def cohort() -> CohortSpec:
 
 
 # ---------------------------------------------------------------------------- samples
-def patient_samples(index: int, split: str, s: Settings) -> list[dict]:
-    """Every sample (baseline and treated, per load case) of virtual patient ``index``
-    (runs alone on this rank)."""
+#: the fitted data files that shape the treated bones: a sample records their digests, so that
+#: samples made before and after a refit of the cell model can be told apart
+SHAPING_DATA = ("cell_model.json", "site_template.npz")
+
+
+def model_versions() -> dict:
+    """The engine version and the digests (sha256, first 12 hex) of the data files that
+    shape the bones a sample is computed on."""
+    out = {"femur_version": __version__}
+    for name in SHAPING_DATA:
+        path = data_path(name)
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else None
+    return out
+
+
+def patient_samples(index: int, split: str, s: Settings, cases=None) -> dict[str, list[dict]]:
+    """The samples (baseline and treated) of virtual patient ``index`` for the load cases
+    ``cases`` (default all of ``s.cases``), by load case. Runs alone on this rank. The
+    simulations always run every bone of ``s.cases``, so a case's samples do not depend on
+    which other cases were computed with it."""
     comm = MPI.COMM_SELF
+    cases = tuple(s.cases if cases is None else cases)
     rec = sample_patient(index, s.seed, cohort())
     patient = Patient.from_record(rec)
     kinds = sorted({KIND_OF_PREFIX[c] for c in s.cases})
     geometry = {"femur": rec["femur_shape"], "vertebra": rec["vertebra_params"]}
     bones = {k: patient_bone(k, patient, s.mesh_size_mm, geometry[k], comm) for k in kinds}
-    rows = []
+    out: dict[str, list[dict]] = {c: [] for c in cases}
+    versions = model_versions()
 
     def pushovers(track) -> dict:
-        """The pushover of every fitted load case of this track's bone, with the track's own
+        """The pushover of every wanted load case of this track's bone, with the track's own
         (mineral-aware) moduli."""
-        return {p: track.pushover(p, order=s.order) for p in s.cases if KIND_OF_PREFIX[p] == track.bone.kind}
+        return {p: track.pushover(p, order=s.order) for p in cases if KIND_OF_PREFIX[p] == track.bone.kind}
 
     def add(state, results, linear):
         for prefix, po in results.items():
-            rows.append({"patient": index, "split": split, "state": state, "prefix": prefix,
-                         **surrogate_features(prefix, linear),
-                         "nonlinear_strength_n": float(po.nonlinear_strength_n),
-                         "converged": bool(po.converged), "increments": int(po.increments)})
+            out[prefix].append({"patient": index, "split": split, "state": state, "prefix": prefix,
+                                **surrogate_features(prefix, linear),
+                                "nonlinear_strength_n": float(po.nonlinear_strength_n),
+                                "converged": bool(po.converged), "increments": int(po.increments),
+                                "versions": versions})
 
     for n, treatment in enumerate(s.treatments):
         sim = Simulation(treatment, s.months, patient, femur_model="femur", comm=comm, progress=False,
@@ -138,30 +160,62 @@ def patient_samples(index: int, split: str, s: Settings) -> list[dict]:
             if base:
                 add("baseline", base[k], at[0.0])
             add(treatment, pushovers(sim.tracks[k]), at[float(s.months)])
-    return rows
+    return out
+
+
+def sample_path(work: Path, index: int, prefix: str) -> Path:
+    """The file of patient ``index``'s samples of load case ``prefix`` in the work folder."""
+    return work / f"patient_{index:04d}_{prefix}.json"
 
 
 def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
-    """Samples of every patient (train then test), computed where ``work`` lacks them; the
-    patients are dealt round-robin to the ranks. Returns all rows on every rank."""
+    """Samples of every patient (train then test) and load case, computed where ``work``
+    lacks them (one file per patient and load case, so a later run may add load cases);
+    the patients are dealt round-robin to the ranks. Returns all rows on every rank."""
     jobs = [(i, "train") for i in range(s.train)] + [(s.train + i, "test") for i in range(s.test)]
+    problem = None
     if comm.rank == 0:
         work.mkdir(parents=True, exist_ok=True)
-        (work / "settings.json").write_text(json.dumps(asdict(s), indent=1))
+        problem = _check_resume(work / "settings.json", s)
+    problem = comm.bcast(problem, root=0)
+    if problem:
+        raise InputError(problem)
     comm.barrier()
     mine = jobs[comm.rank::comm.size]
     bar = ProgressBar(len(mine), progress_enabled(), "surrogate samples (rank 0's patients)", "patient", comm=comm)
     for index, split in mine:
-        path = work / f"patient_{index:04d}.json"
-        if not path.exists():
-            atomic_write_text(path, json.dumps(patient_samples(index, split, s)))
+        missing = [c for c in s.cases if not sample_path(work, index, c).exists()]
+        if missing:
+            for prefix, rows in patient_samples(index, split, s, missing).items():
+                atomic_write_text(sample_path(work, index, prefix), json.dumps(rows))
         bar.update(1)
     bar.close()
     comm.barrier()
     rows = []
     for index, _ in jobs:
-        rows.extend(json.loads((work / f"patient_{index:04d}.json").read_text()))
+        for prefix in s.cases:
+            rows.extend(json.loads(sample_path(work, index, prefix).read_text()))
     return rows
+
+
+def _check_resume(path: Path, s: Settings) -> str | None:
+    """Write the settings of a new work folder; for an existing one, the reason it cannot be
+    resumed with ``s`` (None if it can): samples made with other settings must not mix (the
+    patient counts and the load cases may change: samples are per patient and load case)."""
+    mine = json.loads(json.dumps(asdict(s)))
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            return f"{path}: unreadable settings of the work folder ({exc}); delete the folder or use another --work"
+        fixed = {k: v for k, v in mine.items() if k not in ("train", "test", "cases")}
+        differ = sorted(k for k, v in fixed.items() if old.get(k) != v)
+        if differ:
+            return (f"{path}: the samples in this work folder were made with other settings "
+                    f"({', '.join(f'{k}={old.get(k)!r}, now {mine[k]!r}' for k in differ)}); "
+                    f"use another --work or the same settings")
+    atomic_write_text(path, json.dumps(mine, indent=1))
+    return None
 
 
 # ---------------------------------------------------------------------------- fit
@@ -266,6 +320,18 @@ def report_table(report: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- command
+def sample_versions(rows) -> dict:
+    """How many samples of each split come from each version of the bone-shaping data
+    (samples from before this record existed count as "unrecorded")."""
+    out: dict = {}
+    for r in rows:
+        v = r.get("versions")
+        key = ", ".join(f"{k} {v[k]}" for k in sorted(v)) if v else "unrecorded"
+        out.setdefault(key, {}).setdefault(r["split"], 0)
+        out[key][r["split"]] += 1
+    return out
+
+
 def refit_only(path=None) -> tuple[dict, dict, dict]:
     """Refit from the samples stored in a written surrogate file: (stored values, refitted
     values, report)."""
@@ -281,7 +347,10 @@ def run(s: Settings, work: Path, write: bool, comm=MPI.COMM_WORLD) -> dict:
     rows = collect(s, work, comm)
     values, report = fit(rows, s.cases)
     meets = all(r["meets_target"] for r in report.values())
+    versions = sample_versions(rows)
     if comm.rank == 0:
+        if len(versions) > 1:
+            log.warning("the samples come from %d versions of the bone-shaping data: %s", len(versions), versions)
         log.info("strength surrogate vs the nonlinear pushover (test set: patients %d-%d):\n%s",
                  s.train, s.train + s.test - 1, report_table(report))
         if s.quick:
@@ -293,7 +362,8 @@ def run(s: Settings, work: Path, write: bool, comm=MPI.COMM_WORLD) -> dict:
                                       "accuracy_target": f"test R2 >= {TARGET_R2}, change MAE < {TARGET_CHANGE_PP} pp"},
                              seeds={"cohort_seed": s.seed}, notes=("QUICK MODE machinery check" if s.quick else None),
                              extra={"mode": "quick" if s.quick else "full", "settings": asdict(s),
-                                    "report": report, "meets_target": meets, "samples": rows})
+                                    "report": report, "meets_target": meets, "sample_versions": versions,
+                                    "samples": rows})
             log.info("wrote %s", p)
     return {"values": values, "report": report, "meets_target": meets}
 
@@ -351,4 +421,5 @@ if __name__ == "__main__":
 
 
 __all__ = ["CANDIDATES", "Settings", "change_pairs", "collect", "cv_rmse", "fit", "main", "metrics",
-           "patient_samples", "predict", "refit_only", "report_table", "run"]
+           "model_versions", "patient_samples", "predict", "refit_only", "report_table", "run",
+           "sample_path", "sample_versions"]
