@@ -118,11 +118,12 @@ def model_versions() -> dict:
     return out
 
 
-def patient_samples(index: int, split: str, s: Settings, cases=None) -> dict[str, list[dict]]:
+def patient_samples(index: int, split: str, s: Settings, cases=None, versions=None) -> dict[str, list[dict]]:
     """The samples (baseline and treated) of virtual patient ``index`` for the load cases
     ``cases`` (default all of ``s.cases``), by load case. Runs alone on this rank. The
     simulations always run every bone of ``s.cases``, so a case's samples do not depend on
-    which other cases were computed with it."""
+    which other cases were computed with it. ``versions``: what the samples record as the
+    data that shaped them (default :func:`model_versions` now)."""
     comm = MPI.COMM_SELF
     cases = tuple(s.cases if cases is None else cases)
     rec = sample_patient(index, s.seed, cohort())
@@ -131,7 +132,7 @@ def patient_samples(index: int, split: str, s: Settings, cases=None) -> dict[str
     geometry = {"femur": rec["femur_shape"], "vertebra": rec["vertebra_params"]}
     bones = {k: patient_bone(k, patient, s.mesh_size_mm, geometry[k], comm) for k in kinds}
     out: dict[str, list[dict]] = {c: [] for c in cases}
-    versions = model_versions()
+    versions = versions or model_versions()
 
     def pushovers(track) -> dict:
         """The pushover of every wanted load case of this track's bone, with the track's own
@@ -181,12 +182,17 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     if problem:
         raise InputError(problem)
     comm.barrier()
+    # the data files are read once per process (cached), so their digests are taken once,
+    # before the first simulation reads them: a refit written while this runs does not
+    # change what these samples were made with
+    versions = model_versions()
+    read_fitted("cell_model.json")
     mine = jobs[comm.rank::comm.size]
     bar = ProgressBar(len(mine), progress_enabled(), "surrogate samples (rank 0's patients)", "patient", comm=comm)
     for index, split in mine:
         missing = [c for c in s.cases if not sample_path(work, index, c).exists()]
         if missing:
-            for prefix, rows in patient_samples(index, split, s, missing).items():
+            for prefix, rows in patient_samples(index, split, s, missing, versions).items():
                 atomic_write_text(sample_path(work, index, prefix), json.dumps(rows))
         bar.update(1)
     bar.close()
