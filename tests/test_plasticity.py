@@ -18,7 +18,7 @@ from femur.mechanics import AxialCompression, SidewaysFall, SingleLegStance  # n
 from femur.mechanics.loadcases import tagged_facets  # noqa: E402
 from femur.mechanics.materials import MaterialModel  # noqa: E402
 from femur.mechanics.nonlinear import PlasticitySolver  # noqa: E402
-from femur.mechanics.pushover import displacement_control  # noqa: E402
+from femur.mechanics.pushover import MIN_STEP_DIVISOR, displacement_control, next_step  # noqa: E402
 from femur.mechanics.strength import material_for  # noqa: E402
 from femur.mechanics.plasticity import (  # noqa: E402
     ONE,
@@ -524,6 +524,32 @@ def test_nonconvergence_stops_with_the_step_and_keeps_the_curve(mpi_tmp_path, ch
           and "Newton iterations" in r.stopped_reason, r.stopped_reason)
     check(len(r.load_displacement) >= 2, "partial curve kept")
     check((mpi_tmp_path / "compression_load_displacement.csv").exists(), "partial curve written")
+
+
+def test_step_control_halves_to_a_floor_and_grows_when_easy():
+    """A hard Newton solve halves the step down to the floor and no further; a step already
+    below the floor (after cut-backs) is kept; a straight, easy step grows 1.5x to the cap."""
+    assert MIN_STEP_DIVISOR >= 4
+    assert next_step(0.4, 9, 0.0, 0.1, 2.0) == pytest.approx(0.2)
+    assert next_step(0.15, 12, 0.0, 0.1, 2.0) == pytest.approx(0.1)
+    assert next_step(0.05, 12, 0.0, 0.1, 2.0) == pytest.approx(0.05)
+    assert next_step(0.4, 2, 0.5, 0.1, 2.0) == pytest.approx(0.2)  # the curve bent
+    assert next_step(0.4, 3, 0.01, 0.1, 2.0) == pytest.approx(0.6)
+    assert next_step(1.8, 3, 0.01, 0.1, 2.0) == pytest.approx(2.0)
+    assert next_step(0.4, 6, 0.1, 0.1, 2.0) == pytest.approx(0.4)
+
+
+def test_increment_budget_stops_with_the_curve(check):
+    """A run that needs more increments than its budget stops, keeps its curve and says why."""
+    bone = _with_density(prism_bone(COMM, size=(2.0, 2.0, 20.0), n=(1, 1, 1), cell="hexahedron"), 1.0)
+    with pytest.warns(UserWarning) if COMM.rank == 0 else _null():
+        r = pushover(bone, AxialCompression(), material=1000.0, order=1, yield_model=YieldModel(constant_yield(10.0)),
+                     criterion="von_mises", max_displacement_mm=1.0, increments=4, max_increments=4,
+                     post_peak_drop=None, progress=False)
+    check(not r.converged and "increment budget of 4" in r.stopped_reason, r.stopped_reason)
+    check(len(r.load_displacement) == 6 and r.load_displacement[-1][0] < 1.0, f"{r.load_displacement}")
+    with pytest.raises(InputError, match="max_increments"):
+        pushover(bone, AxialCompression(), material=1000.0, increments=4, max_increments=3, progress=False)
 
 
 class _null:

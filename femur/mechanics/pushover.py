@@ -129,6 +129,14 @@ OFFSET_STRAIN = 0.002
 BEND_SHRINK = 0.25
 BEND_GROW = 0.08
 STEP_GROWTH = 1.5
+#: a hard Newton solve (>= 8 iterations) halves the next step, but not below the first step /
+#: MIN_STEP_DIVISOR: with softening the clipped tangent makes Newton linear-rate at any step,
+#: and halving without a floor shrank the steps of the 6 mm femur fall to 1e-4 mm (thousands
+#: of increments on a plateau). Cut-backs after a failed step may still go below it.
+MIN_STEP_DIVISOR = 16
+#: default budget of converged increments: a run that needs more stops, keeps its curve and
+#: says so (``converged=False``)
+MAX_INCREMENTS = 300
 #: Krylov tolerance of every Newton correction in reproducible mode (measured 1 vs 2 ranks on
 #: the verification rod and prism: 1e-6 -> curves agree to 2e-9, 1e-7 -> 1e-10, 1e-3 -> 9e-6)
 REPRODUCIBLE_KSP_RTOL = 1e-6
@@ -284,7 +292,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
              post_peak_drop: float | None = 0.2, order: int | None = None, solver="gamg",
              options: dict | None = None, nu: float | None = None, newton_rtol: float = 1e-6,
              newton_max_it: int = 25, pc_refresh: str = "increment", newton_krylov: str | None = None,
-             reproducible: bool = False,
+             reproducible: bool = False, max_increments: int = MAX_INCREMENTS,
              platens: str = "rotating", preconditioner: str | None = None, on_increment=None,
              progress: bool | None = None) -> PushoverSolution:
     """Material-nonlinear, displacement-controlled pushover of ``bone`` under ``load_case``.
@@ -317,6 +325,8 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
     order = default_order(bone.mesh) if order is None else int(order)
     if increments < 1 or max_cutbacks < 0:
         raise InputError(f"increments must be >= 1 and max_cutbacks >= 0, got {increments}, {max_cutbacks}")
+    if max_increments < increments:
+        raise InputError(f"max_increments must be >= increments ({increments}), got {max_increments}")
     if post_peak_drop is not None and not (0 < post_peak_drop < 1):
         raise InputError(f"post_peak_drop must lie in (0, 1) or be None, got {post_peak_drop}")
     if reproducible:
@@ -362,7 +372,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
                              "the prescribed displacement does not load the bone")
         d_y = ps.first_yield_scale()
         run = _Run(ps, dmax, increments, max_cutbacks, post_peak_drop, newton_rtol,
-                   newton_max_it, on_increment, progress, comm, dc.name)
+                   newton_max_it, on_increment, progress, comm, dc.name, max_increments)
         run.execute(d_y, k0)
         t_total = time.perf_counter() - t_start
         curve = np.asarray(run.curve)
@@ -405,12 +415,24 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
     return res
 
 
+def next_step(step: float, newton_iterations: int, bend: float, step_min: float, step_max: float) -> float:
+    """The next displacement step after a converged one: half as large where the curve bent
+    (``bend``: slope change / elastic stiffness > BEND_SHRINK) or Newton needed >= 8
+    iterations, but not below ``step_min`` (a step already below it, after cut-backs, is
+    kept); 1.5x (up to ``step_max``) where the curve is straight and Newton easy."""
+    if newton_iterations >= 8 or bend > BEND_SHRINK:
+        return max(0.5 * step, min(step, step_min))
+    if newton_iterations <= 4 and bend < BEND_GROW:
+        return min(STEP_GROWTH * step, step_max)
+    return step
+
+
 class _Run:
     """The increment loop (adaptive steps, cut-backs, post-peak stop)."""
 
     def __init__(self, ps, dmax, increments, max_cutbacks, drop, rtol, max_it, on_increment,
-                 progress, comm, name):
-        self.ps, self.dmax, self.n0 = ps, dmax, increments
+                 progress, comm, name, max_increments=MAX_INCREMENTS):
+        self.ps, self.dmax, self.n0, self.max_increments = ps, dmax, increments, max_increments
         self.max_cutbacks, self.drop, self.rtol, self.max_it = max_cutbacks, drop, rtol, max_it
         self.on_increment, self.comm, self.name = on_increment, comm, name
         self.progress = progress_enabled() if progress is None else bool(progress)
@@ -437,6 +459,7 @@ class _Run:
         span = self.dmax - d
         step = span / self.n0
         step_max = span / 3.0
+        step_min = step / MIN_STEP_DIVISOR
         prev_step = d
         k_prev = k0  # slope of the last curve segment (N/mm)
         consecutive = 0
@@ -483,12 +506,17 @@ class _Run:
             k_inc = (ps.force - f_old) / step
             bend = abs(k_inc - k_prev) / k0
             k_prev = k_inc
-            if info.iterations >= 8 or bend > BEND_SHRINK:
-                step *= 0.5
-            elif info.iterations <= 4 and bend < BEND_GROW:
-                step = min(STEP_GROWTH * step, step_max)
+            step = next_step(step, info.iterations, bend, step_min, step_max)
             if self.drop is not None and ps.force < (1.0 - self.drop) * peak:
                 self.stopped_reason = f"post-peak drop of {self.drop:.0%} at {d:.5g} mm"
+                break
+            if self.increments >= self.max_increments and d < self.dmax * (1 - 1e-12):
+                self.converged = False
+                self.stopped_reason = (f"increment budget of {self.max_increments} used up at {d:.5g} mm "
+                                       f"(load {ps.force:.6g} N); the curve so far is kept: "
+                                       f"raise max_increments to go on")
+                if self.comm.rank == 0:
+                    warnings.warn(f"pushover '{self.name}' stopped: {self.stopped_reason}", stacklevel=3)
                 break
         else:
             self.stopped_reason = f"reached max_displacement_mm = {self.dmax:.5g} mm"
