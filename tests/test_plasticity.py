@@ -18,7 +18,8 @@ from femur.mechanics import AxialCompression, SidewaysFall, SingleLegStance  # n
 from femur.mechanics.loadcases import tagged_facets  # noqa: E402
 from femur.mechanics.materials import MaterialModel  # noqa: E402
 from femur.mechanics.nonlinear import PlasticitySolver  # noqa: E402
-from femur.mechanics.pushover import MIN_STEP_DIVISOR, displacement_control, next_step  # noqa: E402
+from femur.mechanics.pushover import displacement_control  # noqa: E402
+from femur.mechanics.stepping import MIN_STEP_DIVISOR, next_step  # noqa: E402
 from femur.mechanics.strength import material_for  # noqa: E402
 from femur.mechanics.plasticity import (  # noqa: E402
     ONE,
