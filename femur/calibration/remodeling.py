@@ -33,14 +33,19 @@ loaded machine from the result of an exploratory run, and stopped at that limit.
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
+import os
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from femur.core.datafiles import write_fitted
+from femur.core.errors import InputError
 from femur.core.log import configure, get_logger
 from femur.core.units import DAYS_PER_MONTH
 from femur.remodeling.parameters import (
@@ -240,18 +245,117 @@ def residuals(x, base: ModelParameters, step_days=1.0):
     return np.array([(v[k] - val) / sd for k, val, sd, _ in TARGETS])
 
 
-def fit_cells(base: ModelParameters | None = None, start: CellParameters | None = None,
-              max_nfev: int = 200, step_days: float = 2.0, verbose: int = 0) -> dict:
-    """Weighted least squares of the shared parameters (log space, bounded)."""
+class _Objective:
+    """Residuals with a memory: the last evaluation (the forward-difference Jacobian reuses
+    it), the best point so far, and a checkpoint file rewritten at every improvement, so an
+    interrupted fit loses nothing (``--resume``)."""
+
+    def __init__(self, base, step_days, checkpoint=None, t0=None):
+        self.base, self.step_days, self.checkpoint = base, step_days, checkpoint
+        self.last_x = self.last_r = None
+        self.best_cost, self.best_x, self.n = np.inf, None, 0
+        self.t0 = time.perf_counter() if t0 is None else t0
+
+    def __call__(self, x):
+        r = residuals(x, self.base, self.step_days)
+        self.record(x, r)
+        return r
+
+    def record(self, x, r):
+        self.n += 1
+        self.last_x, self.last_r = np.array(x, copy=True), r
+        cost = 0.5 * float(r @ r)
+        if cost < self.best_cost:
+            self.best_cost, self.best_x = cost, np.array(x, copy=True)
+            if self.checkpoint:
+                write_checkpoint(self.checkpoint, x, cost, self.n, time.perf_counter() - self.t0)
+
+
+def write_checkpoint(path, x, cost, n_eval, seconds):
+    """Best point of a running fit (values, cost, evaluations), written atomically."""
+    p = Path(path)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps({"values": {n: float(np.exp(v)) for n, v in zip(FIT_NAMES, x)},
+                               "cost": cost, "evaluations": n_eval, "seconds": round(seconds, 1)},
+                              indent=1))
+    os.replace(tmp, p)
+
+
+def read_checkpoint(path) -> dict:
+    """Parameter values of a checkpoint written by :func:`write_checkpoint` (``--resume``)."""
+    try:
+        values = json.loads(Path(path).read_text())["values"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"calibration checkpoint {path}: unreadable ({exc})") from None
+    missing = set(FIT_NAMES) - set(values)
+    if missing:
+        raise InputError(f"calibration checkpoint {path}: missing parameters {sorted(missing)}")
+    return {n: float(values[n]) for n in FIT_NAMES}
+
+
+_WORKER = {}
+
+
+def _worker_residuals(x):
+    return residuals(x, _WORKER["base"], _WORKER["step_days"])
+
+
+def _fd_steps(x, lo, hi, rel_step):
+    """Forward-difference steps as scipy's least_squares takes them (relative step
+    ``rel_step * max(1, |x|)``, sign of x; backward where the forward point would leave the
+    bounds)."""
+    h = rel_step * np.where(x >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(x))
+    h = np.where(x + h > hi, -h, h)
+    return (x + h) - x
+
+
+def _jacobian(obj: _Objective, lo, hi, rel_step, pool):
+    """Forward-difference Jacobian of the residuals, its columns evaluated in ``pool``
+    (``--jobs``) or serially."""
+    def jac(x, *_):
+        if obj.last_x is None or not np.array_equal(obj.last_x, x):
+            obj(x)
+        f0 = obj.last_r
+        h = _fd_steps(np.asarray(x, float), lo, hi, rel_step)
+        xs = [x + np.eye(x.size)[i] * h[i] for i in range(x.size)]
+        rs = pool.map(_worker_residuals, xs) if pool is not None else [residuals(xi, obj.base, obj.step_days)
+                                                                      for xi in xs]
+        obj.n += len(xs)
+        return np.column_stack([(r - f0) / hi_ for r, hi_ in zip(rs, h)])
+    return jac
+
+
+def fit_cells(base: ModelParameters | None = None, start: CellParameters | dict | None = None,
+              max_nfev: int = 200, step_days: float = 2.0, verbose: int = 0, jobs: int = 1,
+              checkpoint=None, ftol: float = 1e-8, xtol: float = 1e-8) -> tuple[dict, dict]:
+    """Weighted least squares of the shared parameters (log space, bounded; scipy's trust
+    region reflective with a forward-difference Jacobian, relative step 1e-3, its columns
+    computed by ``jobs`` processes). Returns (fitted values, optimiser report: status,
+    message, iterations, evaluations, cost, parameters at a bound)."""
     base = base or ModelParameters()
     start = start or base.cells
-    x0 = np.log([getattr(start, n) for n in FIT_NAMES])
+    get = start.get if isinstance(start, dict) else (lambda n: getattr(start, n))
+    x0 = np.log([get(n) for n in FIT_NAMES])
     lo = np.log([BOUNDS[n][0] for n in FIT_NAMES])
     hi = np.log([BOUNDS[n][1] for n in FIT_NAMES])
     x0 = np.clip(x0, lo + 1e-6, hi - 1e-6)
-    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(base, step_days), x_scale=1.0,
-                        diff_step=1e-3, max_nfev=max_nfev, verbose=verbose)
-    return {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, sol.x)}
+    obj = _Objective(base, step_days, checkpoint)
+    pool = None
+    if jobs > 1:
+        _WORKER.update(base=base, step_days=step_days)
+        pool = multiprocessing.get_context("fork").Pool(jobs)
+    try:
+        sol = least_squares(obj, x0, jac=_jacobian(obj, lo, hi, 1e-3, pool), bounds=(lo, hi), x_scale=1.0,
+                            max_nfev=max_nfev, ftol=ftol, xtol=xtol, verbose=verbose)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    at_bound = {n: ("lower" if m < 0 else "upper") for n, m in zip(FIT_NAMES, sol.active_mask) if m != 0}
+    info = {"status": int(sol.status), "message": str(sol.message), "nfev": int(sol.nfev),
+            "njev": int(sol.njev), "evaluations": obj.n, "cost": float(sol.cost),
+            "optimality": float(sol.optimality), "at_bound": at_bound}
+    return {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, sol.x)}, info
 
 
 # ----------------------------------------------------------------------------------------
@@ -360,7 +464,7 @@ def predictions(params: ModelParameters | None = None, file=sys.stdout) -> dict:
 COMMAND = "python -m femur.calibration.remodeling --write"
 
 
-def store_fit(cells: dict, vmax_nm_per_day: float) -> list:
+def store_fit(cells: dict, vmax_nm_per_day: float, info: dict | None = None) -> list:
     """Write the fitted values with their provenance to femur/data (``--write``)."""
     return [
         write_fitted(CELL_FIT_FILE, cells, command=COMMAND, targets={
@@ -370,7 +474,8 @@ def store_fit(cells: dict, vmax_nm_per_day: float) -> list:
                                  for k, v, sd, src in TARGETS],
             "per_parameter": dict(FITTED_TARGETS)},
             notes="Weighted least squares on the systemic driver (femur.workflows.systemic) with "
-                  "the built-in bones' DXA-site templates."),
+                  "the built-in bones' DXA-site templates.",
+            extra={"optimiser": info} if info else None),
         write_fitted(PK_FIT_FILE, {"vmax_nm_per_day": vmax_nm_per_day}, command=COMMAND, targets={
             "source": "shared/science/clinical-targets.md, calibration target row 5 (US Evenity "
                       "label 12.3: Cmax 22.2 ug/mL near day 5, monthly troughs 8-13 ug/mL from M3)",
@@ -387,7 +492,15 @@ def main(argv=None):
                     help="store the fit in femur/data/cell_model.json and romosozumab_pk.json")
     ap.add_argument("--check", action="store_true", help="only print target vs model")
     ap.add_argument("--predict", action="store_true", help="also print uncalibrated predictions")
-    ap.add_argument("--max-nfev", type=int, default=150)
+    ap.add_argument("--max-nfev", type=int, default=150,
+                    help="iterations of the optimiser (scipy's count: Jacobian evaluations excluded)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the Jacobian's columns")
+    ap.add_argument("--ftol", type=float, default=1e-8, help="relative cost change to stop at")
+    ap.add_argument("--xtol", type=float, default=1e-8, help="relative step size to stop at")
+    ap.add_argument("--checkpoint", default="remodeling_fit_checkpoint.json",
+                    help="file the best point so far is written to during the fit")
+    ap.add_argument("--resume", metavar="CHECKPOINT",
+                    help="start from a checkpoint file instead of the stored values")
     args = ap.parse_args(argv)
     configure()
     base = ModelParameters()
@@ -402,14 +515,20 @@ def main(argv=None):
     print(f"romosozumab PK: fitted Vmax = {vmax:.4g} nM/day (Eudy 2015: 5.87)")
     # the cell fit sees the refitted PK (the exposure it is driven by)
     base = replace(base, pk=replace(base.pk, romosozumab=replace(base.pk.romosozumab, vmax_nm_per_day=vmax)))
-    fitted = fit_cells(base, start=default_cell_parameters(), max_nfev=args.max_nfev, verbose=1)
+    # warm start: the stored values (or a checkpoint of an interrupted fit)
+    start = read_checkpoint(args.resume) if args.resume else default_cell_parameters()
+    fitted, info = fit_cells(base, start=start, max_nfev=args.max_nfev, verbose=2, jobs=args.jobs,
+                             checkpoint=args.checkpoint, ftol=args.ftol, xtol=args.xtol)
     params = replace(base, cells=replace(base.cells, **fitted))
-    print(f"fit done in {time.perf_counter() - t0:.0f} s")
+    print(f"fit done in {time.perf_counter() - t0:.0f} s: status {info['status']} ({info['message']}); "
+          f"{info['nfev']} iterations, {info['evaluations']} evaluations, cost {info['cost']:.4f}, "
+          f"first-order optimality {info['optimality']:.3g}")
     for k, v in fitted.items():
-        print(f"  {k:<22s} = {v:.5g}   ({FITTED_TARGETS[k]})")
+        bound = f" AT {info['at_bound'][k].upper()} BOUND" if k in info["at_bound"] else ""
+        print(f"  {k:<22s} = {v:.5g}{bound}   ({FITTED_TARGETS[k]})")
     report(params)
     if args.write:
-        for path in store_fit({k: float(f"{v:.6g}") for k, v in fitted.items()}, vmax):
+        for path in store_fit({k: float(f"{v:.6g}") for k, v in fitted.items()}, vmax, info):
             print(f"written to {path}")
     return 0
 

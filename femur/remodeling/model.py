@@ -76,15 +76,21 @@ each surface with its own formation law (issue 15, rows 17-19):
     k_e  = BFR/BS * (S_v(f_e) + cortical_surface_per_mm * f_e)
     endocortical  F_en = mat (B (1 - delta_c) + r_en M)      (like trabecular surfaces)
     canals        F_ic = mat (V2 (1 - delta_c) + r_ic M)     (cavities refilled after a lag)
-                  dV1/dt = (C - V1) / (T/2),  dV2/dt = (V1 - V2) / (T/2)
+                  dV1/dt = (C - P V1) / (T/2),  dV2/dt = (P V1 - V2) / (T/2)
     periosteum    r_po M
     F = e F_en + (1 - e) F_ic + p r_po M,   R = C,   delta_c = cortical_deficit_ratio delta(t)
 
 V1, V2 (1 at baseline) are the canal cavities in their resorption/reversal and formation
-stages, T = ``cortical_refill_days``: the canals' remodelling space k (1 - e) T. A rise in
+stages, T = ``cortical_refill_days``: the canals' remodelling space k (1 - e) T. A cavity
+leaves the reversal stage when osteoblast precursors reach it, so its rate is scaled by the
+precursor pool P, which resorption recruits (coupling by matrix-derived TGF-beta: Lemaire
+2004, Pivonka 2008, remodeling.md 1.2-1.3; the same coupling, ``src``, feeds the trabecular
+and endocortical osteoblasts). A rise in
 activation (teriparatide) opens cavities before they refill, so porosity rises while it
-lasts; denosumab stops resorption and the open cavities refill (porosity falls by at most
-the remodelling space); romosozumab's modelling formation (r M, row 17 surface ratios)
+lasts; denosumab stops resorption: the cavities already in formation refill, while those
+still in reversal wait for precursors that resorption no longer recruits (P decays with
+tau_P), so porosity falls by about the formation-stage half of the remodelling space, not
+all of it (row 19: denosumab leaves porosity about unchanged); romosozumab's modelling formation (r M, row 17 surface ratios)
 fills canals and thickens the cortex from the endocortex. The intracortical porosity change
 is tracked separately (``pore``, tissue fraction: d pore/dt = -k (1 - e)(F_ic - R)), so
 porosity and (endocortical) thickness can be told apart. The mesh fixes the tags at
@@ -436,9 +442,11 @@ class RemodelingModel:
             F = mat * (b_keep + s.M)
         else:
             # canal cavities: resorbed -> reversal -> refilled (two stages of T/2 each)
+            # (reversal -> formation needs osteoblast precursors, recruited by resorption: P)
             hv = dt / (0.5 * c.cortical_refill_days)
-            s.V1 = np.where(cort, (s.V1 + hv * R) / (1.0 + hv), 1.0)
-            s.V2 = np.where(cort, (s.V2 + hv * s.V1) / (1.0 + hv), 1.0)
+            hvp = hv * s.P
+            s.V1 = np.where(cort, (s.V1 + hv * R) / (1.0 + hvp), 1.0)
+            s.V2 = np.where(cort, (s.V2 + hvp * s.V1) / (1.0 + hv), 1.0)
             e = c.endocortical_share
             f_ic = mat * (s.V2 * keep + c.modelling_ratio_intracortical * s.M)
             # e F_en + (1 - e) F_ic + p r_po mat M, F_en = mat (B keep + r_en M)
