@@ -132,16 +132,10 @@ from femur.remodeling.mineral import (  # noqa: F401  (re-exported: femur.remode
 )
 from femur.remodeling.parameters import ModelParameters, TissueParameters
 from femur.remodeling.patient import Patient
+from femur.remodeling.step import StepPlan, build_plan, step_scalars
+from femur.remodeling.step import step as _step
 from femur.remodeling.surface import specific_surface_per_mm
-from femur.remodeling.wnt import (
-    dkk1_step,
-    free_fraction,
-    sclerostin_pct_from_sums,
-    sclerostin_step,
-    sclerostin_sums,
-    wnt_activation,
-    wnt_inhibition,
-)
+from femur.remodeling.wnt import sclerostin_pct_from_sums, sclerostin_sums
 from femur.treatments.pk import Exposure, compute_exposure
 from femur.treatments.regimen import as_sequence
 
@@ -382,87 +376,20 @@ class RemodelingModel:
         mm = np.minimum(np.maximum(-m - c.lazy_zone, 0.0) * c.mech_catabolic_gain, c.mech_catabolic_cap)
         return mp, mm
 
+    def _plan(self, comp, n) -> StepPlan:
+        """The step's per-element coefficients for these compartment tags (cached)."""
+        plan = getattr(self, "_step_plan", None)
+        if plan is None or not plan.matches(comp, n):
+            plan = self._step_plan = build_plan(self, comp, n)
+        return plan
+
     def step(self, s: RemodelingState, dt: float, mech=(0.0, 0.0)) -> RemodelingState:
-        """One linearly implicit step of length dt (days), in place; returns s."""
-        c, tis = self.params.cells, self.params.tissue
+        """One linearly implicit step of length dt (days), in place; returns s
+        (``femur.remodeling.step``)."""
         t0 = s.t_day
-        ex = self._exposure.mean(t0, t0 + dt)
-        d_rel, delta = self.patient.drivers(t0 + 0.5 * dt, c, self.aging)
-        mp, mm = mech
-        e_pth = ex["pth"]
-        # Wnt inhibitors made by the osteocytes (femur.remodeling.wnt)
-        prod = _pow(s.Y, c.osteocyte_sost_exponent)
-        if self.aging:  # production per osteocyte rises with age (Mödder 2011)
-            prod = prod * self._sost_age_factor(t0 + 0.5 * dt)
-        phi = free_fraction(ex["romo_site_ug_ml"], c.romo_k_ug_ml)
-        s.sost_total, s.sost_free = sclerostin_step(s.sost_total, prod, phi, dt, c.sost_clearance_per_day,
-                                                    c.sost_bound_clearance_per_day)
-        inhib = wnt_inhibition(s.sost_free, s.dkk1, c.dkk1_share)
-        wnt = wnt_activation(inhib, c.wnt_diff_gain)
-        wp = np.maximum(wnt, 0.0)  # lining-cell activation and DKK1 induction: Wnt above baseline
-        s.dkk1 = dkk1_step(s.dkk1, prod, wp, dt, c.dkk1_days, c.dkk1_induction)
-        r = (
-            d_rel * _pow(s.sost_free, c.sost_rankl_exponent)
-            * (1.0 + c.pth_rankl_gain * e_pth)
-            * (1.0 + mm)
-            / (1.0 + ex["dmab_ng_ml"] / c.dmab_k_ng_ml)
-        )
-        msc = 1.0 + c.wnt_msc_gain * wnt  # MSC commitment
-        eta_w = 1.0 / (1.0 + c.wnt_survival_gain * wnt)  # osteoblast apoptosis
-        mat = 1.0 + c.wnt_matrix_gain * wnt  # matrix per osteoblast
-        src = _pow(s.C, c.coupling_exponent) * msc
-        if not (np.isscalar(mp) and mp == 0.0 and np.isscalar(mm) and mm == 0.0):
-            src = src * (1.0 + mp) / (1.0 + mm)
-        d_pth = 1.0 + c.pth_ob_potency * e_pth
-        diff = d_pth * (1.0 + c.wnt_differentiation_gain * wnt)
-        # remodelling osteoblast lineage
-        hp = dt / c.tau_p_days
-        s.P = (s.P + hp * src) / (1.0 + hp * diff)
-        hb = dt / c.tau_b_days
-        s.B = (s.B + hb * diff * s.P) / (1.0 + (hb / d_pth) * eta_w)
-        # modelling-based formation on quiescent surfaces: lining cells (refilled by MSC
-        # commitment) activated by Wnt into modelling osteoblasts
-        hq = dt / c.tau_q_days
-        s.Q = (s.Q + hq * msc) / ((1.0 + hq) + hq * wp)
-        s.M = (s.M + (hb * c.modelling_gain) * wp * s.Q) / (1.0 + hb * eta_w)
-        # osteoclast lineage
-        hcp = dt / c.tau_cp_days
-        phi = c.cp_diff_fraction
-        s.Cp = (s.Cp + hcp) / ((1.0 + hcp * (1.0 - phi)) + (hcp * phi) * r)
-        hc = dt / c.tau_c_days
-        s.C = (s.C + hc * r * s.Cp) / ((1.0 + hc) + (hc * c.bp_potency) * s.A)
-        s.A = (s.A + (dt * ex["aln_bone_mg_per_day"]) * s.C) / (1.0 + (dt / c.bp_release_days) * s.C)
-        # fluxes and density
-        cort = _cortical_mask(s.compartment, s.n_elements)
-        R = s.C
-        dtk = dt * self.turnover_per_day(s.f, cort)
-        keep = 1.0 - delta * self.deficit_ratio(cort)  # per-BMU refill (focal balance)
-        b_keep = s.B * keep
-        if cort is None or not cort.any():
-            F = mat * (b_keep + s.M)
-        else:
-            # canal cavities: resorbed -> reversal -> refilled (two stages of T/2 each)
-            # (reversal -> formation needs osteoblast precursors, recruited by resorption: P)
-            hv = dt / (0.5 * c.cortical_refill_days)
-            hvp = hv * s.P
-            s.V1 = np.where(cort, (s.V1 + hv * R) / (1.0 + hvp), 1.0)
-            s.V2 = np.where(cort, (s.V2 + hvp * s.V1) / (1.0 + hv), 1.0)
-            e = c.endocortical_share
-            f_ic = mat * (s.V2 * keep + c.modelling_ratio_intracortical * s.M)
-            # e F_en + (1 - e) F_ic + p r_po mat M, F_en = mat (B keep + r_en M)
-            f_cort = mat * (e * b_keep + (e * c.modelling_ratio_endocortical
-                                          + c.periosteal_share * c.modelling_ratio_periosteal) * s.M) \
-                + (1.0 - e) * f_ic
-            F = np.where(cort, f_cort, mat * (b_keep + s.M))
-            s.pore = np.where(cort, s.pore - ((1.0 - e) * dtk) * (f_ic - R), 0.0)
-        formed = dtk * F
-        resorbed = dtk * R
-        f_new = np.clip(s.f + (formed - resorbed), tis.f_min, tis.f_max)
-        s.Y = (s.Y + formed / s.f0) / (1.0 + resorbed / s.f)
-        s.alpha, s.O = self.mineral_step(s.f, f_new, s.alpha, s.O, formed, resorbed, dt)
-        s.f = f_new
-        s.formation = F
-        s.resorption = R
+        sc = step_scalars(self, np.array([t0]), dt)
+        skip_bp = sc["aln_bone_mg_per_day"][0] == 0.0 and not s.A.any()
+        _step(self, s, dt, mech, self._plan(s.compartment, s.n_elements), sc, 0, skip_bp)
         s.t_day = t0 + dt
         return s
 
@@ -510,9 +437,14 @@ class RemodelingModel:
         mech = self._mech(stimulus, s.n_elements)
         n = int(np.ceil((t1 - t0) / self.max_step_days - 1e-9))
         dt = (t1 - t0) / n
+        t0s = t0 + np.arange(n) * dt
+        sc = step_scalars(self, t0s, dt)  # exposures and drivers of every step at once
+        plan = self._plan(s.compartment, s.n_elements)
+        # an empty bisphosphonate reservoir stays empty while no alendronate arrives
+        skip_bp = not np.any(sc["aln_bone_mg_per_day"]) and not s.A.any()
         for i in range(n):
-            s.t_day = t0 + i * dt
-            self.step(s, dt, mech)
+            s.t_day = float(t0s[i])
+            _step(self, s, dt, mech, plan, sc, i, skip_bp)
         s.t_day = float(t1)
         return s
 
@@ -569,16 +501,6 @@ class RemodelingModel:
         if comm is not None and comm.size > 1:
             sums = comm.allreduce(sums, op=MPI.SUM)
         return float(100.0 * (sums[0] / sums[1] - 1.0))
-
-
-def _pow(x, a):
-    """x^a for positive arrays: exp(a log x) is ~3x faster than numpy's pow (identical to
-    round-off); the exponents 0 and 1 are exact."""
-    if a == 1.0:
-        return x
-    if a == 0.0:
-        return np.ones_like(x)
-    return np.exp(a * np.log(x))
 
 
 def _cortical_mask(compartment, n):
