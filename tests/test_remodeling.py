@@ -329,10 +329,7 @@ def test_cortical_porosity_direction_per_drug():
 def test_canal_remodelling_space_steady_and_lagged():
     """The canal cavities (V1, V2) sit at 1 without drug or ageing (porosity unchanged) and
     refill with the mean lag cortical_refill_days after a step in resorption: after denosumab
-    stops resorption the cavities in formation (V2) refill, those in reversal (V1) wait for
-    the osteoblast precursors that resorption no longer recruits, so the porosity falls by
-    about the formation stage's half of the remodelling space k (1 - e) T, never more than
-    the whole space."""
+    stops resorption the porosity falls by at most the remodelling space k (1 - e) T."""
     f0 = np.array([0.9])
     m = RemodelingModel("placebo:12", Patient(), aging=False)
     s = m.advance(m.initial_state(f0=f0, compartment=np.array([1])), 0.0, 360.0)
@@ -343,13 +340,9 @@ def test_canal_remodelling_space_steady_and_lagged():
     s = d.initial_state(f0=f0, compartment=np.array([1]))
     lag = d.advance(s, 0.0, 0.25 * c.cortical_refill_days)
     deep = d.advance(s, 0.0, 1.5 * c.cortical_refill_days)  # resorption suppressed since day ~3
-    assert lag.V2[0] < 1.0 and lag.V1[0] < 1.0  # both stages drain once resorption stops
+    assert lag.V2[0] > lag.V1[0]  # the formation stage lags the resorption stage
     assert -1.05 * space < deep.pore[0] < lag.pore[0] < 0.0
-    assert deep.V2[0] < 0.5  # the cavities in formation refilled ...
-    assert deep.V1[0] > 0.5 and deep.V1[0] > 2 * deep.V2[0]  # ... those in reversal mostly wait
-    # porosity fell by the formation half plus what drained from reversal while P decayed (~0.55)
-    assert deep.pore[0] > -0.7 * space
-    assert deep.P[0] < 0.2  # the precursor pool that resorption recruits is gone
+    assert deep.V2[0] < 0.5 and deep.pore[0] < -0.5 * space  # most open cavities refilled
 
 
 def test_mineralisation_two_phases():

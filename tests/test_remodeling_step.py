@@ -60,8 +60,8 @@ def reference_step(m: RemodelingModel, s, dt, mech=(0.0, 0.0)):
         F = mat * (b_keep + s.M)
     else:
         hv = dt / (0.5 * c.cortical_refill_days)
-        s.V1 = np.where(cort, (s.V1 + hv * R) / (1.0 + hv * s.P), 1.0)
-        s.V2 = np.where(cort, (s.V2 + hv * s.P * s.V1) / (1.0 + hv), 1.0)
+        s.V1 = np.where(cort, (s.V1 + hv * R) / (1.0 + hv), 1.0)
+        s.V2 = np.where(cort, (s.V2 + hv * s.V1) / (1.0 + hv), 1.0)
         e = c.endocortical_share
         f_ic = mat * (s.V2 * keep + c.modelling_ratio_intracortical * s.M)
         f_cort = mat * (e * b_keep + (e * c.modelling_ratio_endocortical

@@ -464,10 +464,10 @@ def predictions(params: ModelParameters | None = None, file=sys.stdout) -> dict:
 COMMAND = "python -m femur.calibration.remodeling --write"
 
 
-def store_fit(cells: dict, vmax_nm_per_day: float, info: dict | None = None) -> list:
+def store_fit(cells: dict, vmax_nm_per_day: float, info: dict | None = None, command: str = COMMAND) -> list:
     """Write the fitted values with their provenance to femur/data (``--write``)."""
     return [
-        write_fitted(CELL_FIT_FILE, cells, command=COMMAND, targets={
+        write_fitted(CELL_FIT_FILE, cells, command=command, targets={
             "source": "shared/science/clinical-targets.md, calibration targets rows 1-4, 6, 7, 16, 19, 20, 21 "
                       "(rows 17 and 18 as fixed surface ratios of the cell parameters)",
             "weighted_targets": [{"key": k, "value": v, "sigma": sd, "source": src}
@@ -476,7 +476,7 @@ def store_fit(cells: dict, vmax_nm_per_day: float, info: dict | None = None) -> 
             notes="Weighted least squares on the systemic driver (femur.workflows.systemic) with "
                   "the built-in bones' DXA-site templates.",
             extra={"optimiser": info} if info else None),
-        write_fitted(PK_FIT_FILE, {"vmax_nm_per_day": vmax_nm_per_day}, command=COMMAND, targets={
+        write_fitted(PK_FIT_FILE, {"vmax_nm_per_day": vmax_nm_per_day}, command=command, targets={
             "source": "shared/science/clinical-targets.md, calibration target row 5 (US Evenity "
                       "label 12.3: Cmax 22.2 ug/mL near day 5, monthly troughs 8-13 ug/mL from M3)",
             "per_parameter": {"vmax_nm_per_day": "row 5 Cmax 22.2 ug/mL and mean trough ~10.5 ug/mL"}},
@@ -528,7 +528,9 @@ def main(argv=None):
         print(f"  {k:<22s} = {v:.5g}{bound}   ({FITTED_TARGETS[k]})")
     report(params)
     if args.write:
-        for path in store_fit({k: float(f"{v:.6g}") for k, v in fitted.items()}, vmax, info):
+        argv_used = sys.argv[1:] if argv is None else list(argv)
+        command = " ".join(["python -m femur.calibration.remodeling"] + argv_used)
+        for path in store_fit({k: float(f"{v:.6g}") for k, v in fitted.items()}, vmax, info, command):
             print(f"written to {path}")
     return 0
 

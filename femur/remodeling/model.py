@@ -76,21 +76,15 @@ each surface with its own formation law (issue 15, rows 17-19):
     k_e  = BFR/BS * (S_v(f_e) + cortical_surface_per_mm * f_e)
     endocortical  F_en = mat (B (1 - delta_c) + r_en M)      (like trabecular surfaces)
     canals        F_ic = mat (V2 (1 - delta_c) + r_ic M)     (cavities refilled after a lag)
-                  dV1/dt = (C - P V1) / (T/2),  dV2/dt = (P V1 - V2) / (T/2)
+                  dV1/dt = (C - V1) / (T/2),  dV2/dt = (V1 - V2) / (T/2)
     periosteum    r_po M
     F = e F_en + (1 - e) F_ic + p r_po M,   R = C,   delta_c = cortical_deficit_ratio delta(t)
 
 V1, V2 (1 at baseline) are the canal cavities in their resorption/reversal and formation
-stages, T = ``cortical_refill_days``: the canals' remodelling space k (1 - e) T. A cavity
-leaves the reversal stage when osteoblast precursors reach it, so its rate is scaled by the
-precursor pool P, which resorption recruits (coupling by matrix-derived TGF-beta: Lemaire
-2004, Pivonka 2008, remodeling.md 1.2-1.3; the same coupling, ``src``, feeds the trabecular
-and endocortical osteoblasts). A rise in
+stages, T = ``cortical_refill_days``: the canals' remodelling space k (1 - e) T. A rise in
 activation (teriparatide) opens cavities before they refill, so porosity rises while it
-lasts; denosumab stops resorption: the cavities already in formation refill, while those
-still in reversal wait for precursors that resorption no longer recruits (P decays with
-tau_P), so porosity falls by about the formation-stage half of the remodelling space, not
-all of it (row 19: denosumab leaves porosity about unchanged); romosozumab's modelling formation (r M, row 17 surface ratios)
+lasts; denosumab stops resorption and the open cavities refill (porosity falls by at most
+the remodelling space); romosozumab's modelling formation (r M, row 17 surface ratios)
 fills canals and thickens the cortex from the endocortex. The intracortical porosity change
 is tracked separately (``pore``, tissue fraction: d pore/dt = -k (1 - e)(F_ic - R)), so
 porosity and (endocortical) thickness can be told apart. The mesh fixes the tags at
@@ -109,10 +103,18 @@ the element's own baseline) enters through M+ = max(M - w, 0), M- = max(-M - w, 
 Integration: the cell equations are advanced with a linearly implicit (Patankar-type)
 step, positive and unconditionally stable for any dt; drug exposures enter as their
 exact mean over each step; density/mineral rates are ~1e-4/day, so an explicit update
-is stable. Default step 1 day.
+is stable. Default step 1 day. The step itself is ``femur.remodeling.step`` (coefficients
+that change only with the compartment tags, and the exposures of a whole advance, computed
+once; tested against a plain transcription of these equations).
 
-(About 500 lines: the state, the equations and their step are one cohesive thing; tissue
-composition and mineral laws are in ``femur.remodeling.mineral``.)
+Row 19 (denosumab leaves cortical porosity about unchanged at 12 months) is a known miss:
+the canals' remodelling space k (1 - e) T refills while no cavity opens, and the same space
+gives teriparatide's rise, so the two responses scale together (issue 15, cortex3 report:
+gating the canal reversal by the osteoblast precursor pool, which resorption recruits,
+halved the fall before the refit but fitted the markers and row 21 worse, and was not kept).
+
+(The state, the equations and their outputs are one cohesive thing; tissue composition and
+mineral laws are in ``femur.remodeling.mineral``, the step in ``femur.remodeling.step``.)
 """
 
 from __future__ import annotations
@@ -378,9 +380,12 @@ class RemodelingModel:
 
     def _plan(self, comp, n) -> StepPlan:
         """The step's per-element coefficients for these compartment tags (cached)."""
-        plan = getattr(self, "_step_plan", None)
+        plans = self.__dict__.setdefault("_step_plans", {})  # one per bone (element count)
+        plan = plans.get(n)
         if plan is None or not plan.matches(comp, n):
-            plan = self._step_plan = build_plan(self, comp, n)
+            if len(plans) > 8:
+                plans.clear()
+            plan = plans[n] = build_plan(self, comp, n)
         return plan
 
     def step(self, s: RemodelingState, dt: float, mech=(0.0, 0.0)) -> RemodelingState:

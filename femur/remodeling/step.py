@@ -204,11 +204,11 @@ def step(model, s, dt: float, mech, plan: StepPlan, sc: dict, i: int, skip_bp: b
     if not plan.any_cortical:
         F = mat * (b_keep + s.M)
     else:
-        # canal cavities: resorbed -> reversal (left when precursors P arrive) -> refilled
+        # canal cavities: resorbed -> reversal -> refilled (two stages of T/2 each)
         hv = (dt / (0.5 * c.cortical_refill_days)) * plan.cort  # 0 on trabecular elements
-        hvp = hv * s.P
-        s.V1 = (s.V1 + hv * R) / (1.0 + hvp)
-        s.V2 = (s.V2 + hvp * s.V1) / (1.0 + hv)
+        hv1 = 1.0 + hv
+        s.V1 = (s.V1 + hv * R) / hv1
+        s.V2 = (s.V2 + hv * s.V1) / hv1
         r_ic = c.modelling_ratio_intracortical
         f_ic = mat * (s.V2 * keep + (s.M if r_ic == 1.0 else r_ic * s.M))
         F = mat * (plan.w_b * b_keep + plan.w_m * s.M) + plan.w_v * f_ic

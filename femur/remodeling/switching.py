@@ -33,10 +33,9 @@ What happens to each state variable when an element switches:
   the focal balance its cortical deficit);
 * ``V1``, ``V2`` (canal cavities in resorption and refilling): cortex -> trabecular: reset
   to 1 (trabecular elements carry no canal lag; the cavities in flight are refilled by the
-  element's osteoblasts from the next step); trabecular -> cortex: the steady state of the
-  cavity stages at the current resorption ``C`` and precursor pool ``P`` (``V1 = C / P``,
-  ``V2 = C``: the canals refill at the rate they are being opened, no jump in the
-  remodelling space);
+  element's osteoblasts from the next step); trabecular -> cortex: set to the current
+  resorption ``C`` (the steady state of the cavity stages, so the canals refill at the rate
+  they are being opened: no jump in the remodelling space);
 * ``pore`` (intracortical porosity change since baseline): cortex -> trabecular: 0 (a
   trabecular element has none); trabecular -> cortex: ``f0 - f``, so that the element's
   cortical porosity ``1 - f0 + pore`` is its porosity now, ``1 - f``.
@@ -123,7 +122,7 @@ def apply_switches(state, to_trab, to_cort) -> None:
         state.pore[to_trab] = 0.0
     if to_cort.any():
         state.compartment[to_cort] = CORTICAL
-        state.V1[to_cort] = state.C[to_cort] / state.P[to_cort]
+        state.V1[to_cort] = state.C[to_cort]
         state.V2[to_cort] = state.C[to_cort]
         state.pore[to_cort] = state.f0[to_cort] - state.f[to_cort]
 
