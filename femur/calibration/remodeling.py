@@ -301,11 +301,11 @@ def _worker_residuals(x):
 
 
 def _fd_steps(x, lo, hi, rel_step):
-    """Forward-difference steps as scipy's least_squares takes them (relative step
-    ``rel_step * max(1, |x|)``, sign of x; backward where the forward point would leave the
-    bounds)."""
+    """Forward-difference steps in log-parameter space: ``rel_step * max(1, |x|)`` with the
+    sign of x (a parameter near 1, log 0, still gets a full step), reversed where the step
+    would leave the bounds."""
     h = rel_step * np.where(x >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(x))
-    h = np.where(x + h > hi, -h, h)
+    h = np.where((x + h > hi) | (x + h < lo), -h, h)
     return (x + h) - x
 
 
@@ -329,8 +329,8 @@ def fit_cells(base: ModelParameters | None = None, start: CellParameters | dict 
               max_nfev: int = 200, step_days: float = 2.0, verbose: int = 0, jobs: int = 1,
               checkpoint=None, ftol: float = 1e-8, xtol: float = 1e-8) -> tuple[dict, dict]:
     """Weighted least squares of the shared parameters (log space, bounded; scipy's trust
-    region reflective with a forward-difference Jacobian, relative step 1e-3, its columns
-    computed by ``jobs`` processes). Returns (fitted values, optimiser report: status,
+    region reflective with a forward-difference Jacobian, :func:`_fd_steps` with relative step
+    1e-3, its columns computed by ``jobs`` processes). Returns (fitted values, optimiser report: status,
     message, iterations, evaluations, cost, parameters at a bound)."""
     base = base or ModelParameters()
     start = start or base.cells
