@@ -33,19 +33,15 @@ loaded machine from the result of an exploratory run, and stopped at that limit.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import os
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
 
+from femur.calibration import lsq
 from femur.core.datafiles import write_fitted
-from femur.core.errors import InputError
 from femur.core.log import configure, get_logger
 from femur.core.units import DAYS_PER_MONTH
 from femur.remodeling.parameters import (
@@ -245,92 +241,12 @@ def residuals(x, base: ModelParameters, step_days=1.0):
     return np.array([(v[k] - val) / sd for k, val, sd, _ in TARGETS])
 
 
-class _Objective:
-    """Residuals with a memory: the last evaluation (the forward-difference Jacobian reuses
-    it), the best point so far, and a checkpoint file rewritten at every improvement, so an
-    interrupted fit loses nothing (``--resume``)."""
-
-    def __init__(self, base, step_days, checkpoint=None, t0=None):
-        self.base, self.step_days, self.checkpoint = base, step_days, checkpoint
-        self.last_x = self.last_r = None
-        self.best_cost, self.best_x, self.n = np.inf, None, 0
-        self.t0 = time.perf_counter() if t0 is None else t0
-
-    def __call__(self, x):
-        r = residuals(x, self.base, self.step_days)
-        self.record(x, r)
-        return r
-
-    def record(self, x, r):
-        self.n += 1
-        self.last_x, self.last_r = np.array(x, copy=True), r
-        cost = 0.5 * float(r @ r)
-        if cost < self.best_cost:
-            self.best_cost, self.best_x = cost, np.array(x, copy=True)
-            if self.checkpoint:
-                write_checkpoint(self.checkpoint, x, cost, self.n, time.perf_counter() - self.t0)
-
-
-def write_checkpoint(path, x, cost, n_eval, seconds):
-    """Best point of a running fit (values, cost, evaluations), written atomically."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps({"values": {n: float(np.exp(v)) for n, v in zip(FIT_NAMES, x)},
-                               "cost": cost, "evaluations": n_eval, "seconds": round(seconds, 1)},
-                              indent=1))
-    os.replace(tmp, p)
-
-
-def read_checkpoint(path) -> dict:
-    """Parameter values of a checkpoint written by :func:`write_checkpoint` (``--resume``)."""
-    try:
-        values = json.loads(Path(path).read_text())["values"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"calibration checkpoint {path}: unreadable ({exc})") from None
-    missing = set(FIT_NAMES) - set(values)
-    if missing:
-        raise InputError(f"calibration checkpoint {path}: missing parameters {sorted(missing)}")
-    return {n: float(values[n]) for n in FIT_NAMES}
-
-
-_WORKER = {}
-
-
-def _worker_residuals(x):
-    return residuals(x, _WORKER["base"], _WORKER["step_days"])
-
-
-def _fd_steps(x, lo, hi, rel_step):
-    """Forward-difference steps in log-parameter space: ``rel_step * max(1, |x|)`` with the
-    sign of x (a parameter near 1, log 0, still gets a full step), reversed where the step
-    would leave the bounds."""
-    h = rel_step * np.where(x >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(x))
-    h = np.where((x + h > hi) | (x + h < lo), -h, h)
-    return (x + h) - x
-
-
-def _jacobian(obj: _Objective, lo, hi, rel_step, pool):
-    """Forward-difference Jacobian of the residuals, its columns evaluated in ``pool``
-    (``--jobs``) or serially."""
-    def jac(x, *_):
-        if obj.last_x is None or not np.array_equal(obj.last_x, x):
-            obj(x)
-        f0 = obj.last_r
-        h = _fd_steps(np.asarray(x, float), lo, hi, rel_step)
-        xs = [x + np.eye(x.size)[i] * h[i] for i in range(x.size)]
-        rs = pool.map(_worker_residuals, xs) if pool is not None else [residuals(xi, obj.base, obj.step_days)
-                                                                      for xi in xs]
-        obj.n += len(xs)
-        return np.column_stack([(r - f0) / hi_ for r, hi_ in zip(rs, h)])
-    return jac
-
-
 def fit_cells(base: ModelParameters | None = None, start: CellParameters | dict | None = None,
               max_nfev: int = 200, step_days: float = 2.0, verbose: int = 0, jobs: int = 1,
               checkpoint=None, ftol: float = 1e-8, xtol: float = 1e-8) -> tuple[dict, dict]:
     """Weighted least squares of the shared parameters (log space, bounded; scipy's trust
-    region reflective with a forward-difference Jacobian, :func:`_fd_steps` with relative step
-    1e-3, its columns computed by ``jobs`` processes). Returns (fitted values, optimiser report: status,
+    region reflective with a forward-difference Jacobian, relative step 1e-3, its columns
+    computed by ``jobs`` processes: ``femur.calibration.lsq``). Returns (fitted values, optimiser report: status,
     message, iterations, evaluations, cost, parameters at a bound)."""
     base = base or ModelParameters()
     start = start or base.cells
@@ -338,24 +254,10 @@ def fit_cells(base: ModelParameters | None = None, start: CellParameters | dict 
     x0 = np.log([get(n) for n in FIT_NAMES])
     lo = np.log([BOUNDS[n][0] for n in FIT_NAMES])
     hi = np.log([BOUNDS[n][1] for n in FIT_NAMES])
-    x0 = np.clip(x0, lo + 1e-6, hi - 1e-6)
-    obj = _Objective(base, step_days, checkpoint)
-    pool = None
-    if jobs > 1:
-        _WORKER.update(base=base, step_days=step_days)
-        pool = multiprocessing.get_context("fork").Pool(jobs)
-    try:
-        sol = least_squares(obj, x0, jac=_jacobian(obj, lo, hi, 1e-3, pool), bounds=(lo, hi), x_scale=1.0,
-                            max_nfev=max_nfev, ftol=ftol, xtol=xtol, verbose=verbose)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    at_bound = {n: ("lower" if m < 0 else "upper") for n, m in zip(FIT_NAMES, sol.active_mask) if m != 0}
-    info = {"status": int(sol.status), "message": str(sol.message), "nfev": int(sol.nfev),
-            "njev": int(sol.njev), "evaluations": obj.n, "cost": float(sol.cost),
-            "optimality": float(sol.optimality), "at_bound": at_bound}
-    return {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, sol.x)}, info
+    x, info = lsq.fit(residuals, x0, lo, hi, args=(base, step_days), names=FIT_NAMES, jobs=jobs,
+                      checkpoint=checkpoint, rel_step=1e-3, max_nfev=max_nfev, ftol=ftol, xtol=xtol,
+                      verbose=verbose)
+    return {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, x)}, info
 
 
 # ----------------------------------------------------------------------------------------
@@ -516,7 +418,8 @@ def main(argv=None):
     # the cell fit sees the refitted PK (the exposure it is driven by)
     base = replace(base, pk=replace(base.pk, romosozumab=replace(base.pk.romosozumab, vmax_nm_per_day=vmax)))
     # warm start: the stored values (or a checkpoint of an interrupted fit)
-    start = read_checkpoint(args.resume) if args.resume else default_cell_parameters()
+    start = lsq.read_checkpoint(args.resume, FIT_NAMES) if args.resume else default_cell_parameters()
+    print(f"best point so far written to {args.checkpoint} (resume with --resume {args.checkpoint})")
     fitted, info = fit_cells(base, start=start, max_nfev=args.max_nfev, verbose=2, jobs=args.jobs,
                              checkpoint=args.checkpoint, ftol=args.ftol, xtol=args.xtol)
     params = replace(base, cells=replace(base.cells, **fitted))
