@@ -40,6 +40,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.optimize import least_squares
 
+from femur.calibration import lsq
 from femur.core.datafiles import write_fitted
 from femur.core.log import configure, get_logger
 from femur.core.units import DAYS_PER_MONTH
@@ -240,18 +241,23 @@ def residuals(x, base: ModelParameters, step_days=1.0):
     return np.array([(v[k] - val) / sd for k, val, sd, _ in TARGETS])
 
 
-def fit_cells(base: ModelParameters | None = None, start: CellParameters | None = None,
-              max_nfev: int = 200, step_days: float = 2.0, verbose: int = 0) -> dict:
-    """Weighted least squares of the shared parameters (log space, bounded)."""
+def fit_cells(base: ModelParameters | None = None, start: CellParameters | dict | None = None,
+              max_nfev: int = 200, step_days: float = 2.0, verbose: int = 0, jobs: int = 1,
+              checkpoint=None, ftol: float = 1e-8, xtol: float = 1e-8) -> tuple[dict, dict]:
+    """Weighted least squares of the shared parameters (log space, bounded; scipy's trust
+    region reflective with a forward-difference Jacobian, relative step 1e-3, its columns
+    computed by ``jobs`` processes: ``femur.calibration.lsq``). Returns (fitted values, optimiser report: status,
+    message, iterations, evaluations, cost, parameters at a bound)."""
     base = base or ModelParameters()
     start = start or base.cells
-    x0 = np.log([getattr(start, n) for n in FIT_NAMES])
+    get = start.get if isinstance(start, dict) else (lambda n: getattr(start, n))
+    x0 = np.log([get(n) for n in FIT_NAMES])
     lo = np.log([BOUNDS[n][0] for n in FIT_NAMES])
     hi = np.log([BOUNDS[n][1] for n in FIT_NAMES])
-    x0 = np.clip(x0, lo + 1e-6, hi - 1e-6)
-    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(base, step_days), x_scale=1.0,
-                        diff_step=1e-3, max_nfev=max_nfev, verbose=verbose)
-    return {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, sol.x)}
+    x, info = lsq.fit(residuals, x0, lo, hi, args=(base, step_days), names=FIT_NAMES, jobs=jobs,
+                      checkpoint=checkpoint, rel_step=1e-3, max_nfev=max_nfev, ftol=ftol, xtol=xtol,
+                      verbose=verbose)
+    return {n: float(np.exp(xi)) for n, xi in zip(FIT_NAMES, x)}, info
 
 
 # ----------------------------------------------------------------------------------------
@@ -360,18 +366,19 @@ def predictions(params: ModelParameters | None = None, file=sys.stdout) -> dict:
 COMMAND = "python -m femur.calibration.remodeling --write"
 
 
-def store_fit(cells: dict, vmax_nm_per_day: float) -> list:
+def store_fit(cells: dict, vmax_nm_per_day: float, info: dict | None = None, command: str = COMMAND) -> list:
     """Write the fitted values with their provenance to femur/data (``--write``)."""
     return [
-        write_fitted(CELL_FIT_FILE, cells, command=COMMAND, targets={
+        write_fitted(CELL_FIT_FILE, cells, command=command, targets={
             "source": "shared/science/clinical-targets.md, calibration targets rows 1-4, 6, 7, 16, 19, 20, 21 "
                       "(rows 17 and 18 as fixed surface ratios of the cell parameters)",
             "weighted_targets": [{"key": k, "value": v, "sigma": sd, "source": src}
                                  for k, v, sd, src in TARGETS],
             "per_parameter": dict(FITTED_TARGETS)},
             notes="Weighted least squares on the systemic driver (femur.workflows.systemic) with "
-                  "the built-in bones' DXA-site templates."),
-        write_fitted(PK_FIT_FILE, {"vmax_nm_per_day": vmax_nm_per_day}, command=COMMAND, targets={
+                  "the built-in bones' DXA-site templates.",
+            extra={"optimiser": info} if info else None),
+        write_fitted(PK_FIT_FILE, {"vmax_nm_per_day": vmax_nm_per_day}, command=command, targets={
             "source": "shared/science/clinical-targets.md, calibration target row 5 (US Evenity "
                       "label 12.3: Cmax 22.2 ug/mL near day 5, monthly troughs 8-13 ug/mL from M3)",
             "per_parameter": {"vmax_nm_per_day": "row 5 Cmax 22.2 ug/mL and mean trough ~10.5 ug/mL"}},
@@ -387,7 +394,15 @@ def main(argv=None):
                     help="store the fit in femur/data/cell_model.json and romosozumab_pk.json")
     ap.add_argument("--check", action="store_true", help="only print target vs model")
     ap.add_argument("--predict", action="store_true", help="also print uncalibrated predictions")
-    ap.add_argument("--max-nfev", type=int, default=150)
+    ap.add_argument("--max-nfev", type=int, default=150,
+                    help="iterations of the optimiser (scipy's count: Jacobian evaluations excluded)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the Jacobian's columns")
+    ap.add_argument("--ftol", type=float, default=1e-8, help="relative cost change to stop at")
+    ap.add_argument("--xtol", type=float, default=1e-8, help="relative step size to stop at")
+    ap.add_argument("--checkpoint", default="remodeling_fit_checkpoint.json",
+                    help="file the best point so far is written to during the fit")
+    ap.add_argument("--resume", metavar="CHECKPOINT",
+                    help="start from a checkpoint file instead of the stored values")
     args = ap.parse_args(argv)
     configure()
     base = ModelParameters()
@@ -402,14 +417,23 @@ def main(argv=None):
     print(f"romosozumab PK: fitted Vmax = {vmax:.4g} nM/day (Eudy 2015: 5.87)")
     # the cell fit sees the refitted PK (the exposure it is driven by)
     base = replace(base, pk=replace(base.pk, romosozumab=replace(base.pk.romosozumab, vmax_nm_per_day=vmax)))
-    fitted = fit_cells(base, start=default_cell_parameters(), max_nfev=args.max_nfev, verbose=1)
+    # warm start: the stored values (or a checkpoint of an interrupted fit)
+    start = lsq.read_checkpoint(args.resume, FIT_NAMES) if args.resume else default_cell_parameters()
+    print(f"best point so far written to {args.checkpoint} (resume with --resume {args.checkpoint})")
+    fitted, info = fit_cells(base, start=start, max_nfev=args.max_nfev, verbose=2, jobs=args.jobs,
+                             checkpoint=args.checkpoint, ftol=args.ftol, xtol=args.xtol)
     params = replace(base, cells=replace(base.cells, **fitted))
-    print(f"fit done in {time.perf_counter() - t0:.0f} s")
+    print(f"fit done in {time.perf_counter() - t0:.0f} s: status {info['status']} ({info['message']}); "
+          f"{info['nfev']} iterations, {info['evaluations']} evaluations, cost {info['cost']:.4f}, "
+          f"first-order optimality {info['optimality']:.3g}")
     for k, v in fitted.items():
-        print(f"  {k:<22s} = {v:.5g}   ({FITTED_TARGETS[k]})")
+        bound = f" AT {info['at_bound'][k].upper()} BOUND" if k in info["at_bound"] else ""
+        print(f"  {k:<22s} = {v:.5g}{bound}   ({FITTED_TARGETS[k]})")
     report(params)
     if args.write:
-        for path in store_fit({k: float(f"{v:.6g}") for k, v in fitted.items()}, vmax):
+        argv_used = sys.argv[1:] if argv is None else list(argv)
+        command = " ".join(["python -m femur.calibration.remodeling"] + argv_used)
+        for path in store_fit({k: float(f"{v:.6g}") for k, v in fitted.items()}, vmax, info, command):
             print(f"written to {path}")
     return 0
 

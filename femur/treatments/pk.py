@@ -161,9 +161,9 @@ class Exposure:
         return np.interp(t, self.t_days, y)
 
     def mean(self, t0: float, t1: float) -> dict:
-        """Mean exposures over [t0, t1] (days)."""
+        """Mean exposures over [t0, t1] (days); t0, t1 may be arrays (one interval each)."""
         dt = t1 - t0
-        if dt <= 0:
+        if np.any(np.asarray(dt) <= 0):
             raise InputError(f"mean exposure needs t1 > t0, got [{t0}, {t1}]")
         i = self._interp
         return {
