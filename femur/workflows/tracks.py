@@ -349,7 +349,7 @@ class BoneTrack:
             self.stats.account(es.last)
             if prefix not in self._first:
                 self._first[prefix] = (es._u.x.array.copy(), es.u.x.array.copy())
-            res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu)
+            res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu, reactions=False)
             q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
             out[prefix] = surrogate_quantities(prefix, q, self.surrogate[prefix]) if prefix in self.surrogate else q
         self.stats.timings["strength_s"] += time.perf_counter() - t0
