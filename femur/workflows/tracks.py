@@ -1,5 +1,9 @@
 """One bone through a coupled remodeling run: its FE solvers, remodeling state and DXA sites.
 
+One cohesive thing (hence about 500 lines): the solvers (made at first use, handed on to a
+later run of the same bone), the remodeling state and the DXA and compartment measures all
+work on the track's one copy of the bone and its moduli.
+
 A :class:`BoneTrack` owns the run's copy of the bone. The remodeling state (BV/TV ``f``
 and mineral content ``alpha`` per cell) is the one owner of how the bone has changed;
 everything else is derived from it and the baseline density ``rho0``:
