@@ -9,7 +9,8 @@ of any visit's BMD or strength % change from the reference step. Steps are cumul
 
     reference   tight tolerances, fixed habitual grid, no month-0 strength sharing
     tolerances  + the phase-2 trial Krylov tolerances (habitual 1e-4, femur strength 1e-6)
-    shared      + the month-0 strengths shared by a patient's arms
+    shared      + the month-0 strengths shared by a patient's arms (and, since phase 4,
+                  the falls' strength solvers handed from a patient's arm to the next)
     adaptive    + the adaptive habitual interval
     fastasm     + the stored P1 stiffness map for reassembly (femur.mechanics.p1_stiffness)
     gamg        + the study's GAMG options (plain aggregation, coarse grid up to 3,000 rows;

@@ -105,14 +105,20 @@ class Bone:
         return self.mesh.topology.index_map(self.mesh.topology.dim).size_local
 
     def cell_midpoints(self) -> np.ndarray:
-        """Midpoints (mm) of all local cells (owned + ghost), shape (n, 3)."""
-        tdim = self.mesh.topology.dim
-        cells = np.arange(self.num_local_cells, dtype=np.int32)
-        return dolfinx.mesh.compute_midpoints(self.mesh, tdim, cells)
+        """Midpoints (mm) of all local cells (owned + ghost), shape (n, 3): computed once
+        per geometry (:meth:`cached`), a copy each call."""
+        def build():
+            tdim = self.mesh.topology.dim
+            cells = np.arange(self.num_local_cells, dtype=np.int32)
+            return dolfinx.mesh.compute_midpoints(self.mesh, tdim, cells)
+
+        return self.cached("cell_midpoints", build).copy()
 
     def cell_volumes(self) -> np.ndarray:
-        """Volumes (mm3) of all local cells (owned + ghost)."""
-        return cell_volumes(self.mesh)
+        """Volumes (mm3) of all local cells (owned + ghost): computed once per geometry
+        (:meth:`cached`; a DG0 form is compiled and assembled for them, a few ms that the
+        strength criterion paid at every strength solve), a copy each call."""
+        return self.cached("cell_volumes", lambda: cell_volumes(self.mesh)).copy()
 
     def compartment_mask(self, name: str) -> np.ndarray:
         """Boolean mask over local cells for a compartment in ``cell_ids``."""

@@ -170,12 +170,16 @@ def _work_form(es: ElasticitySolver):
     return form
 
 
-def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInfo, E, nu):
+def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInfo, E, nu,
+                reactions: bool = True):
+    """The MechanicsResult of a solved load case. ``reactions=False``: without the reaction
+    forces (``reactions_n`` empty; they need a residual assembly, and a remodeling run's
+    strength quantities do not use them)."""
     t0 = time.perf_counter()
     mesh, comm = bone.mesh, bone.comm
     u = es.u
-    residual = es.residual_array()  # once for all the facet sets' reactions
-    reactions = {k: es.reaction_force(f, residual) for k, f in load.support_facets.items()}
+    residual = es.residual_array() if reactions else None  # once for all the facet sets
+    forces = {k: es.reaction_force(f, residual) for k, f in load.support_facets.items()} if reactions else {}
     # Stiffness from the strain energy (Clapeyron: F * delta = a(u, u), with delta the
     # patch-mean displacement along the load for a uniform traction, or the prescribed
     # displacement).  Equal to the direct definitions for the exact discrete solution,
@@ -187,8 +191,8 @@ def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInf
         delta = float(work) / applied
         apparent = None
     else:
-        R = es.reaction_force(load.load_facets, residual)
-        reactions["load_face"] = R
+        if reactions:
+            forces["load_face"] = es.reaction_force(load.load_facets, residual)
         delta = float(load.displacement_mm)
         applied = float(work) / delta
         apparent = None
@@ -210,7 +214,7 @@ def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInf
         bone=bone, load_case=load.name, order=es.order, dofs=es.dofs, u=u, strain=eps,
         strain_points=pts, stiffness_n_per_mm=float(stiffness),
         applied_load_n=applied, load_displacement_mm=float(delta), max_displacement_mm=umax,
-        reactions_n=reactions, apparent_strain=apparent, load=load, info=solve_info, modulus=E, poisson_ratio=nu,
+        reactions_n=forces, apparent_strain=apparent, load=load, info=solve_info, modulus=E, poisson_ratio=nu,
         timings=timings,
     )
 

@@ -25,9 +25,19 @@ cache entry of its bones (keyed also by :func:`strength_settings`) and the patie
 cases take them instead of solving them again (``Simulation(baseline_strength=)``). Each
 bone's habitual case (femur stance, vertebral compression) is still solved at month 0: its
 solver's warm start feeds the stimulus solves, so BMD and the habitual case's strength stay
-bit for bit those of a case without the cache. The other cases' later visits start their
-solves cold (no month-0 solution to warm-start from, a fresh preconditioner) and so agree
-with an uncached case to the solve tolerance, not bit for bit (``tests/test_throughput.py``).
+bit for bit those of a case without the cache.
+
+Strength solvers once per patient (issue 13, phase 4): the other cases' solvers (the
+femur's three falls) are handed from a patient's case to her next one
+(``BoneTrack.hand_over`` / ``adopt``, kept in the cache entry next to the month-0
+strengths): each keeps the AMG hierarchy of its month-0 solve and is set back to the
+baseline moduli and its month-0 solution, which is the state the later case's own month-0
+solve would have left. So its later visits warm-start on a reused preconditioner instead
+of starting cold on a fresh one, and give the results of a case without the cache bit for
+bit (``tests/test_throughput.py``); a case no longer builds, compiles or verifies those
+solvers again. Only solvers still on their first preconditioner are handed over (none
+rebuilt after a failed reuse, no fallback); the cache closes those of an earlier patient
+when it builds a new patient's bones.
 
 Trial tolerances (issue 13): a study's cases solve the habitual (stimulus) problems to a
 Krylov rtol of 1e-4 instead of the 1e-8 of ``femur.workflows.tracks.HABITUAL_RTOL``, and
@@ -81,6 +91,7 @@ skipped 21 of their 26 habitual solves, romosozumab cases 2 (their moduli keep m
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -97,8 +108,21 @@ from femur.workflows.bones import patient_bone
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
 
 
-#: the cache entry's slot for month-0 strengths (bone kinds are the other slots)
+#: the cache entry's slots for month-0 strengths and handed-over strength solvers (bone
+#: kinds are the other slots)
 _BASELINE = "_baseline_strength"
+_SOLVERS = "_strength_solvers"
+
+
+def _close_solvers(by_settings: dict | None, comm=None) -> None:
+    """Close handed-over strength solvers ({settings: {kind: {prefix: (es, ...)}}}); with
+    ``comm``, only those on the same processes (a close is collective on the solver's
+    communicator; others are dropped)."""
+    for by_kind in (by_settings or {}).values():
+        for solvers in by_kind.values():
+            for es, *_ in solvers.values():
+                if comm is None or MPI.Comm.Compare(es.comm, comm) in (MPI.IDENT, MPI.CONGRUENT):
+                    es.close()
 
 
 class BoneCache:
@@ -117,7 +141,7 @@ class BoneCache:
         #: hand a patient's month-0 strength to her later arms (False: every case solves it)
         self.share_strength = share_strength
         self._store: OrderedDict = OrderedDict()
-        self.hits = self.misses = self.baseline_hits = 0
+        self.hits = self.misses = self.baseline_hits = self.solver_hits = 0
 
     @staticmethod
     def key(record: dict) -> str:
@@ -140,13 +164,21 @@ class BoneCache:
             self.hits += 1
             return bone
         self.misses += 1
+        if key not in self._store:  # a new patient: make room before building (memory)
+            for old in self._store.values():
+                _close_solvers(old.pop(_SOLVERS, None), comm)
+            while self._store and len(self._store) >= self.max_patients:
+                self._store.popitem(last=False)
+            # the dropped bones and solvers hold reference cycles (UFL expressions on their
+            # Functions): collect them now, not at some later allocation (about 0.05 s per
+            # patient; the 100-patient trial's peak was 960 MB per rank without it)
+            gc.collect()
         bone = build()
         entry = self._store.setdefault(key, {})
         entry[kind] = bone
-        entry.pop(_BASELINE, None)  # strengths of the bone this one replaces
+        entry.pop(_BASELINE, None)  # strengths and solvers of the bone this one replaces
+        _close_solvers(entry.pop(_SOLVERS, None), comm)
         self._store.move_to_end(key)
-        while len(self._store) > self.max_patients:
-            self._store.popitem(last=False)
         return bone
 
     def baseline_strength(self, record: dict, settings: str, comm) -> dict | None:
@@ -170,8 +202,37 @@ class BoneCache:
         if self.enabled and entry is not None and by_kind:
             entry.setdefault(_BASELINE, {})[settings] = by_kind
 
+    def take_solvers(self, record: dict, settings: str, kind: str, comm) -> dict:
+        """The strength solvers of bone ``kind`` that an earlier case of the record's
+        patient handed over with the strength ``settings`` (``BoneTrack.hand_over``), if
+        every rank of ``comm`` has them; they leave the cache (the case owns them now)."""
+        if not (self.enabled and self.share_strength):
+            return {}
+        entry = self._store.get(self.key(record)) or {}
+        got = entry.get(_SOLVERS, {}).get(settings, {}).get(kind)
+        if not comm.allreduce(int(bool(got)), op=MPI.MIN):
+            return {}
+        del entry[_SOLVERS][settings][kind]
+        self.solver_hits += 1
+        return got
+
+    def keep_solvers(self, record: dict, settings: str, by_kind: dict, comm) -> None:
+        """Keep a finished case's handed-over strength solvers ({kind: {prefix: ...}}) for
+        the patient's next case; closed here if the patient's bones are no longer cached."""
+        entry = self._store.get(self.key(record))
+        if not (self.enabled and self.share_strength) or entry is None:
+            _close_solvers({settings: by_kind}, comm)
+            return
+        slot = entry.setdefault(_SOLVERS, {}).setdefault(settings, {})
+        for kind, solvers in by_kind.items():
+            _close_solvers({settings: {kind: slot.pop(kind, {})}}, comm)
+            slot[kind] = solvers
+
     def clear(self) -> None:
+        for entry in self._store.values():
+            _close_solvers(entry.get(_SOLVERS))
         self._store.clear()
+        self.solver_hits = 0
         self.hits = self.misses = self.baseline_hits = 0
 
 
@@ -265,7 +326,14 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
     build_s = time.perf_counter() - t0
     sim = Simulation(treatment, months, patient, femur_model=femur_model, femur_bone=built["femur"],
                      vertebra_bone=built["vertebra"], **common)
-    sim.baseline_strength = bone_cache.baseline_strength(record, strength_settings(sim), comm) or {}
+    settings = strength_settings(sim)
+    sim.baseline_strength = bone_cache.baseline_strength(record, settings, comm) or {}
+    if sim.strength_model != "nonlinear":  # the linear solvers of the patient's earlier arm
+        sim.hand_over_solvers = bone_cache.enabled and bone_cache.share_strength
+        for kind, track in sim.tracks.items():
+            left = track.adopt(bone_cache.take_solvers(record, settings, kind, comm))
+            if left:
+                bone_cache.keep_solvers(record, settings, {kind: left}, comm)
     sim.stats.timings["build_s"] += build_s  # the bones (or their cache look-up), then the tracks
     return sim
 
@@ -279,6 +347,8 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     res = sim.run()
     if not record["patient"].get("scan"):  # a patient's other arms start from these bones
         bone_cache.keep_baseline_strength(record, strength_settings(sim), sim.baseline_by_case)
+        if sim.handed_solvers:
+            bone_cache.keep_solvers(record, strength_settings(sim), sim.handed_solvers, comm)
     series = res.series
     known = set(series) | set(res.strength) | set(res.strength_pct)
 

@@ -157,6 +157,10 @@ class Simulation:
         #: computed them on the same baseline bone with the same settings) and as run
         self.baseline_strength = dict(baseline_strength or {})
         self.baseline_by_case: dict = {}
+        #: set True to keep each bone's strength solvers open at the end of run():
+        #: {bone kind: BoneTrack.hand_over()} in ``handed_solvers`` (femur.study.evaluator
+        #: hands them to the patient's next arm, BoneTrack.adopt)
+        self.hand_over_solvers, self.handed_solvers = False, {}
         for name, v in (("turnover_multiplier", turnover_multiplier),
                         ("drug_response_multiplier", drug_response_multiplier)):
             if not (np.isfinite(v) and v > 0):
@@ -282,7 +286,9 @@ class Simulation:
         result = self._result(visits, strengths)
         for e in exports:
             e.finish(self, result)
-        for track in self.tracks.values():
+        for k, track in self.tracks.items():
+            if self.hand_over_solvers:
+                self.handed_solvers[k] = track.hand_over()
             track.close()
         return result
 

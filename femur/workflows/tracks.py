@@ -1,5 +1,9 @@
 """One bone through a coupled remodeling run: its FE solvers, remodeling state and DXA sites.
 
+One cohesive thing (hence about 500 lines): the solvers (made at first use, handed on to a
+later run of the same bone), the remodeling state and the DXA and compartment measures all
+work on the track's one copy of the bone and its moduli.
+
 A :class:`BoneTrack` owns the run's copy of the bone. The remodeling state (BV/TV ``f``
 and mineral content ``alpha`` per cell) is the one owner of how the bone has changed;
 everything else is derived from it and the baseline density ``rho0``:
@@ -181,18 +185,20 @@ class BoneTrack:
         self.cortical0 = None if comp is None else comp == 1
         self._switched = {"to_trabecular": np.zeros(n, bool), "to_cortical": np.zeros(n, bool)}
         self.rho_model0 = model.density_g_cm3(self.state)
+        self.order = order
+        #: the strength cases (habitual first) and the solvers made so far: the habitual one
+        #: here, the others at their first solve (:meth:`solver`)
+        self.cases = strength_cases(bone.kind)
+        self.habitual = next(iter(self.cases))
         self.solvers = {}
-        for prefix, case in strength_cases(bone.kind).items():
-            es, info, _, nu = make_solver(bone, case, self.material, order=order, solver=solver)
-            # the moduli change by well under 1 % per FE step: keep the whole AMG
-            # preconditioner (CG still converges to the configured rtol; the solver
-            # rebuilds it by itself if a reused one fails)
-            es.reuse_preconditioner = True
-            self.solvers[prefix] = (es, info, nu)
-        self.habitual = next(iter(self.solvers))
+        #: each strength solver's first solution (solve frame, bone frame), handed on with it
+        #: (:meth:`hand_over`); the modulus of the last update_density (None: baseline)
+        self._first, self._E_now = {}, None
+        self.solver(self.habitual)
         self.sed_ref, self.force_ref = np.zeros(n), None
         self.sed_ref, self.force_ref = self.habitual_sed()
         self._E_solved = np.array(self.solvers[self.habitual][0].E.x.array, dtype=float)
+        self._E0 = self._E_solved.copy()  # the baseline moduli (a made solver's)
         self._weights = vol * self.remodels
         self.dxa_sites = {k: (site, dxa.prepare(bone, site)) for k, site in DXA_SITES[bone.kind].items()}
         self.roi_volume = {k: self._prism_volumes(prep) for k, (_, prep) in self.dxa_sites.items()}
@@ -224,6 +230,59 @@ class BoneTrack:
             "below the remodeling floor %.4f g/cm3: %s; above %.3f g/cm3: %s", bone.name,
             n_below + n_above, n_bone, lo, held["below_floor"], hi, held["above_ceiling"])
         return held
+
+    def solver(self, prefix: str):
+        """(ElasticitySolver, LoadInfo, nu) of strength case ``prefix``, made at its first
+        use with the moduli the track has now (the same matrix as a solver made with the
+        track and updated since)."""
+        hit = self.solvers.get(prefix)
+        if hit is not None:
+            return hit
+        es, info, _, nu = make_solver(self.bone, self.cases[prefix], self.material, order=self.order,
+                                      solver=self.solver_name)
+        # the moduli change by well under 1 % per FE step: keep the whole AMG
+        # preconditioner (CG still converges to the configured rtol; the solver
+        # rebuilds it by itself if a reused one fails)
+        es.reuse_preconditioner = True
+        if self._E_now is not None:
+            es.update_modulus(self._E_now)
+        self.solvers[prefix] = (es, info, nu)
+        return self.solvers[prefix]
+
+    def hand_over(self) -> dict:
+        """The linear strength solvers other than the habitual one, each with its first
+        solution, for a later run of the same baseline bone (``femur.study.evaluator``: a
+        patient's other arms); they leave this track (:meth:`close` does not close them).
+        Only solvers still on the preconditioner of their first solve qualify (no rebuild
+        after a failed reuse, no fallback): with it and the first solution as the initial
+        guess, :meth:`adopt` gives the later run the solver state it would have had after
+        solving the same month-0 case itself."""
+        out = {}
+        for prefix, (es, info, nu) in list(self.solvers.items()):
+            if prefix == self.habitual or prefix not in self._first or es.rebuilds or es.fallback_used:
+                continue
+            out[prefix] = (es, info, nu, self._first[prefix])
+            del self.solvers[prefix]
+        return out
+
+    def adopt(self, given: dict) -> dict:
+        """Take the solvers of :meth:`hand_over` from an earlier run of this very baseline
+        bone (same mesh; the caller vouches for the same load cases and solver settings),
+        set back to the baseline moduli and their first solution. Returns those not taken
+        (another mesh, a case this track does not have or has already made)."""
+        left = {}
+        for prefix, item in given.items():
+            es, info, nu, (u_frame, u_bone) = item
+            if prefix == self.habitual or prefix in self.solvers or prefix not in self.cases \
+                    or es.mesh is not self.bone.mesh or es.order != self.order:
+                left[prefix] = item
+                continue
+            es._u.x.array[:] = u_frame
+            es.u.x.array[:] = u_bone
+            es.update_modulus(self._E_now if self._E_now is not None else self._E0)
+            self.solvers[prefix] = (es, info, nu)
+            self._first[prefix] = (u_frame, u_bone)
+        return left
 
     @property
     def dofs(self) -> int:
@@ -281,7 +340,7 @@ class BoneTrack:
         out = {}
         known = known or {}
         nonlinear = self.strength_model == "nonlinear"
-        for prefix, (es, info, nu) in self.solvers.items():
+        for prefix in self.cases:
             if prefix in known and prefix != self.habitual:
                 out[prefix] = dict(known[prefix])
                 self.stats.shared_strength += 1
@@ -289,9 +348,12 @@ class BoneTrack:
             if nonlinear:
                 out[prefix] = pushover_quantities(prefix, self.pushover(prefix))
                 continue
+            es, info, nu = self.solver(prefix)
             es.solve(rtol=self.strength_rtol)
             self.stats.account(es.last)
-            res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu)
+            if prefix not in self._first:
+                self._first[prefix] = (es._u.x.array.copy(), es.u.x.array.copy())
+            res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu, reactions=False)
             q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
             out[prefix] = surrogate_quantities(prefix, q, self.surrogate[prefix]) if prefix in self.surrogate else q
         self.stats.timings["strength_s"] += time.perf_counter() - t0
@@ -344,7 +406,7 @@ class BoneTrack:
         rm_rho = self.model.density_g_cm3(s)
         ratio = np.where(self.remodels, rm_rho / self.rho_model0, 1.0)
         self.bone.density.x.array[:] = self.rho0 * ratio
-        E = self.modulus()
+        E = self._E_now = self.modulus()
         for es, _, _ in self.solvers.values():
             es.update_modulus(E)
 
