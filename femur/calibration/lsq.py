@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
 
+from femur.core.datafiles import atomic_write_text
 from femur.core.errors import InputError
 
 
@@ -49,12 +49,9 @@ class Objective:
 def write_checkpoint(path, names, x, cost, n_eval, seconds):
     """Best point of a running fit (parameter values exp(x), cost, evaluations), written
     atomically."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps({"values": {n: float(np.exp(v)) for n, v in zip(names, x)},
-                               "cost": cost, "evaluations": n_eval, "seconds": round(seconds, 1)},
-                              indent=1))
-    os.replace(tmp, p)
+    atomic_write_text(path, json.dumps({"values": {n: float(np.exp(v)) for n, v in zip(names, x)},
+                                        "cost": cost, "evaluations": n_eval, "seconds": round(seconds, 1)},
+                                       indent=1))
 
 
 def read_checkpoint(path, names) -> dict:
@@ -92,7 +89,7 @@ def jacobian(obj: Objective, lo, hi, rel_step, pool=None):
             obj(x)
         f0 = obj.last_r
         h = fd_steps(np.asarray(x, float), lo, hi, rel_step)
-        xs = [x + np.eye(x.size)[i] * h[i] for i in range(x.size)]
+        xs = list(x + np.diag(h))  # row i: x with its i-th entry stepped
         if pool is not None:
             rs = pool.map(_worker_residuals, xs)
         else:

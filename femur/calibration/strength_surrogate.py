@@ -51,6 +51,7 @@ from femur.core.progress import ProgressBar
 from femur.core.version import __version__
 from femur.mechanics.strength import STRENGTH_CASES, surrogate_features
 from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, SurrogateFit, fit_log_linear
+from femur.remodeling.parameters import CELL_FIT_FILE
 from femur.remodeling.patient import Patient
 from femur.study.cohort import sample_patient
 from femur.study.spec import CohortSpec
@@ -105,7 +106,7 @@ def cohort() -> CohortSpec:
 # ---------------------------------------------------------------------------- samples
 #: the fitted data files that shape the treated bones: a sample records their digests, so that
 #: samples made before and after a refit of the cell model can be told apart
-SHAPING_DATA = ("cell_model.json", "site_template.npz")
+SHAPING_DATA = (CELL_FIT_FILE, "site_template.npz")
 
 
 def model_versions() -> dict:
@@ -186,7 +187,7 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     # before the first simulation reads them: a refit written while this runs does not
     # change what these samples were made with
     versions = model_versions()
-    read_fitted("cell_model.json")
+    read_fitted(CELL_FIT_FILE)
     mine = jobs[comm.rank::comm.size]
     bar = ProgressBar(len(mine), progress_enabled(), "surrogate samples (rank 0's patients)", "patient", comm=comm)
     for index, split in mine:

@@ -104,6 +104,8 @@ class ShapeMorph:
     def __init__(self, ref: dict, shape: FemurShape):
         shape.validate()
         self.shape = shape
+        #: the last inverse query (Y, X, (tol, max_iter)): :meth:`inverse`
+        self._last_inverse = None
         a = ref["anatomy"]
         self.C = np.asarray(ref["head_center"], float)
         self.n = np.asarray(ref["neck_axis"], float)
@@ -173,7 +175,7 @@ class ShapeMorph:
         query is remembered: every ROI of a morphed bone inverts the same cell midpoints
         (``Bone.roi_mask``), about 0.1 s each on the trial mesh (issue 13)."""
         Yin = np.atleast_2d(np.asarray(Y, float))
-        last = getattr(self, "_last_inverse", None)
+        last = self._last_inverse
         if last is not None and last[0].shape == Yin.shape and last[2] == (tol, max_iter) \
                 and np.array_equal(last[0], Yin):
             return last[1].copy()

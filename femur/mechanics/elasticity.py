@@ -242,6 +242,7 @@ class ElasticitySolver:
             self._E_is_field = True
         self._u = dolfinx.fem.Function(self.V, name="displacement_solve_frame")
         self.u = dolfinx.fem.Function(self.V, name="displacement") if self.frame is not None else self._u
+        self._energy_form = None  # a(u, u) of the displacement, compiled at first use
 
         self._dirichlet: list[_Dirichlet] = []
         self._tractions: list[tuple[np.ndarray, object]] = []
@@ -616,6 +617,25 @@ class ElasticitySolver:
         out = f.array_r.copy()
         f.destroy()
         return out
+
+    def energy_form(self):
+        """The compiled form a(u, u) (twice the strain energy, N mm) of the displacement,
+        compiled once: its coefficients are the solver's own Functions, so it stays valid
+        for every later solve."""
+        if self._energy_form is None:
+            self._energy_form = dolfinx.fem.form(
+                ufl.inner(stress(self.u, self.E, self.nu), strain(self.u)) * ufl.dx(domain=self.mesh))
+        return self._energy_form
+
+    def solution_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the local displacement arrays (solve frame, bone frame): with
+        :meth:`set_solution`, a solve's state to start a later solve from."""
+        return self._u.x.array.copy(), self.u.x.array.copy()
+
+    def set_solution(self, u_frame: np.ndarray, u_bone: np.ndarray) -> None:
+        """Set the displacement (the next solve's initial guess) from :meth:`solution_arrays`."""
+        self._u.x.array[:] = u_frame
+        self.u.x.array[:] = u_bone
 
     def reaction_force(self, facets, residual: np.ndarray | None = None) -> np.ndarray:
         """Total reaction force (N, bone frame) on the nodes of local ``facets``

@@ -17,7 +17,6 @@ from femur.mechanics.elasticity import (  # noqa: E402
     SolveInfo,
     lame_parameters,
     strain,
-    stress,
 )
 from femur.mechanics.loadcases import LoadInfo, facet_mean  # noqa: E402
 from femur.mechanics.materials import default_material  # noqa: E402
@@ -159,17 +158,6 @@ def make_solver(bone, load_case, material=None, order=1, solver="gamg", options=
     return es, info, E, nu
 
 
-def _work_form(es: ElasticitySolver):
-    """The compiled strain-energy form a(u, u) of a solver's displacement (kept on the
-    solver: its coefficients are the solver's own Functions, so it stays valid for every
-    later solve; compiling it per post-processing cost a few ms each time)."""
-    form = getattr(es, "_femur_work_form", None)
-    if form is None:
-        form = es._femur_work_form = dolfinx.fem.form(
-            ufl.inner(stress(es.u, es.E, es.nu), strain(es.u)) * ufl.dx(domain=es.mesh))
-    return form
-
-
 def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInfo, E, nu,
                 reactions: bool = True):
     """The MechanicsResult of a solved load case. ``reactions=False``: without the reaction
@@ -185,7 +173,7 @@ def postprocess(bone, es: ElasticitySolver, load: LoadInfo, solve_info: SolveInf
     # displacement).  Equal to the direct definitions for the exact discrete solution,
     # but its error is quadratic in the Krylov error (Galerkin orthogonality), so the
     # stiffness is partition independent far below the solver tolerance.
-    work = comm.allreduce(dolfinx.fem.assemble_scalar(_work_form(es)), op=MPI.SUM)
+    work = comm.allreduce(dolfinx.fem.assemble_scalar(es.energy_form()), op=MPI.SUM)
     if load.control == "force":
         applied = float(load.load_n)
         delta = float(work) / applied

@@ -357,7 +357,7 @@ def solve_pushover(bone, load_case, material=None, yield_model: YieldModel | Non
                              "the prescribed displacement does not load the bone")
         d_y = ps.first_yield_scale()
         run = IncrementLoop(ps, dmax, increments, max_cutbacks, post_peak_drop, newton_rtol,
-                   newton_max_it, on_increment, progress, comm, dc.name, max_increments)
+                            newton_max_it, on_increment, progress, comm, dc.name, max_increments)
         run.execute(d_y, k0)
         t_total = time.perf_counter() - t_start
         curve = np.asarray(run.curve)

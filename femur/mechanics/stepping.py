@@ -23,12 +23,13 @@ BEND_GROW = 0.08
 STEP_GROWTH = 1.5
 #: a hard Newton solve (>= 8 iterations) halves the next step, but not below the first step /
 #: MIN_STEP_DIVISOR: with softening the clipped tangent makes Newton linear-rate at any step,
-#: and halving without a floor shrank the steps of the 6 mm femur fall to 1e-4 mm (thousands
+#: and halving without a floor shrank the steps of the 4 mm femur fall to 1e-4 mm (thousands
 #: of increments on a plateau). Cut-backs after a failed step may still go below it.
 MIN_STEP_DIVISOR = 16
 #: default budget of converged increments: a run that needs more stops, keeps its curve and
 #: says so (``converged=False``)
 MAX_INCREMENTS = 300
+
 
 def next_step(step: float, newton_iterations: int, bend: float, step_min: float, step_max: float) -> float:
     """The next displacement step after a converged one: half as large where the curve bent
@@ -61,6 +62,12 @@ class IncrementLoop:
         if self.on_increment is not None:  # e.g. written at once: interrupted runs keep it
             self.on_increment(np.asarray(self.curve))
 
+    def _stop_unconverged(self, reason: str) -> None:
+        """End the run before its end displacement (curve kept), with a warning on rank 0."""
+        self.converged, self.stopped_reason = False, reason
+        if self.comm.rank == 0:
+            warnings.warn(f"pushover '{self.name}' stopped: {reason}", stacklevel=4)
+
     def execute(self, d_y, k0):
         ps = self.ps
         d = min(d_y, self.dmax)
@@ -78,8 +85,8 @@ class IncrementLoop:
         prev_step = d
         k_prev = k0  # slope of the last curve segment (N/mm)
         consecutive = 0
-        last = None
-        while d < self.dmax * (1 - 1e-12):
+        end = self.dmax * (1 - 1e-12)  # reached within round-off
+        while d < end:
             step = min(step, self.dmax - d)
             if self.dmax - d - step < 0.05 * step:  # no sliver at the end
                 step = self.dmax - d
@@ -89,19 +96,14 @@ class IncrementLoop:
             self.newton_its += info.iterations
             self.linear_its += info.linear_iterations
             if not info.converged:
-                last = info
                 ps.restore()
                 self.cutbacks += 1
                 consecutive += 1
                 if consecutive > self.max_cutbacks:
-                    self.converged = False
-                    self.stopped_reason = (
+                    self._stop_unconverged(
                         f"increment {self.increments + 1}: no convergence toward {d + step:.5g} mm "
                         f"after {consecutive - 1} cut-backs (last step {step:.3g} mm); load reached "
-                        f"{self.curve[-1][1]:.6g} N at {d:.5g} mm; last failure: {last.reason}")
-                    if self.comm.rank == 0:
-                        warnings.warn(f"pushover '{self.name}' stopped: {self.stopped_reason}",
-                                      stacklevel=3)
+                        f"{self.curve[-1][1]:.6g} N at {d:.5g} mm; last failure: {info.reason}")
                     break
                 step *= 0.5
                 continue
@@ -125,13 +127,10 @@ class IncrementLoop:
             if self.drop is not None and ps.force < (1.0 - self.drop) * peak:
                 self.stopped_reason = f"post-peak drop of {self.drop:.0%} at {d:.5g} mm"
                 break
-            if self.increments >= self.max_increments and d < self.dmax * (1 - 1e-12):
-                self.converged = False
-                self.stopped_reason = (f"increment budget of {self.max_increments} used up at {d:.5g} mm "
+            if self.increments >= self.max_increments and d < end:
+                self._stop_unconverged(f"increment budget of {self.max_increments} used up at {d:.5g} mm "
                                        f"(load {ps.force:.6g} N); the curve so far is kept: "
                                        f"raise max_increments to go on")
-                if self.comm.rank == 0:
-                    warnings.warn(f"pushover '{self.name}' stopped: {self.stopped_reason}", stacklevel=3)
                 break
         else:
             self.stopped_reason = f"reached max_displacement_mm = {self.dmax:.5g} mm"

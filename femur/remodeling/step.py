@@ -52,14 +52,6 @@ class StepPlan:
     clip_f: bool  # S_v needs f clipped to [0, 1] (only if f_min/f_max lie outside)
     clamp_sv: bool  # S_v needs clamping at 0 (only if the polynomial has a root in range)
 
-    def take(self, a: int, b: int) -> StepPlan:
-        """The plan of elements a:b (views)."""
-        def cut(v):
-            return v[a:b] if isinstance(v, np.ndarray) else v
-        return StepPlan(cut(self.comp), b - a, self.any_cortical, cut(self.sv_scale), cut(self.k_cortical),
-                        cut(self.deficit), cut(self.cort), cut(self.w_b), cut(self.w_m), cut(self.w_v),
-                        self.clip_f, self.clamp_sv)
-
     def matches(self, comp, n: int) -> bool:
         """Whether the plan was built for these tags."""
         if comp is None or self.comp is None:

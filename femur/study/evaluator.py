@@ -61,9 +61,9 @@ fall (1e-4: 6.4e-4 vs 1.8e-6), while the applied load (from the strain energy) i
 1e-9. The vertebra's peak cell lies 2 mm from the displaced endplate, and the residual is
 measured against a right-hand side made mostly of the lifted prescribed displacement, so
 one rtol leaves a larger local strain error there than under the femur's traction load
-(the fall's peak is 38 mm from any loaded or supported facet). The 1e-10 default exists for 1e-8 agreement of fracture loads across
-MPI partitions (solvers/gamg.toml), which a single case's visit-to-visit change does not
-need. ``trial_solves.enabled = False`` restores the tight tolerances, the configuration's
+(the fall's peak is 38 mm from any loaded or supported facet). The 1e-10 default exists
+for 1e-8 agreement of fracture loads across MPI partitions (solvers/gamg.toml), which a
+single case's visit-to-visit change does not need. ``trial_solves.enabled = False`` restores the tight tolerances, the configuration's
 GAMG options and the fixed interval (the benchmark's reference run).
 
 Trial GAMG options (issue 13, phase 3): a study whose record names the default "gamg"
@@ -232,8 +232,7 @@ class BoneCache:
         for entry in self._store.values():
             _close_solvers(entry.get(_SOLVERS))
         self._store.clear()
-        self.solver_hits = 0
-        self.hits = self.misses = self.baseline_hits = 0
+        self.hits = self.misses = self.baseline_hits = self.solver_hits = 0
 
 
 #: the evaluator's per-patient bone cache (module docstring)

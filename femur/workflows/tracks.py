@@ -277,8 +277,7 @@ class BoneTrack:
                     or es.mesh is not self.bone.mesh or es.order != self.order:
                 left[prefix] = item
                 continue
-            es._u.x.array[:] = u_frame
-            es.u.x.array[:] = u_bone
+            es.set_solution(u_frame, u_bone)
             es.update_modulus(self._E_now if self._E_now is not None else self._E0)
             self.solvers[prefix] = (es, info, nu)
             self._first[prefix] = (u_frame, u_bone)
@@ -352,7 +351,7 @@ class BoneTrack:
             es.solve(rtol=self.strength_rtol)
             self.stats.account(es.last)
             if prefix not in self._first:
-                self._first[prefix] = (es._u.x.array.copy(), es.u.x.array.copy())
+                self._first[prefix] = es.solution_arrays()
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu, reactions=False)
             q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
             out[prefix] = surrogate_quantities(prefix, q, self.surrogate[prefix]) if prefix in self.surrogate else q
