@@ -3,7 +3,7 @@
 romosozumab 210 mg monthly) with the real FE + remodeling evaluator, on 1 and 2 MPI ranks.
 
 Records, as JSON in benchmarks/results/trial.json (trial_quick.json with --quick;
-trial_<study>.json for another --study):
+trial_<study>.json for another --study; a ``_cell<DAYS>d`` suffix with --cell-step-days):
 
 * wall time and **seconds per case-core** (wall x ranks / cases);
 * where the time goes, per case (the cases' own timings: building the bones, cell model,
@@ -29,6 +29,7 @@ least 1.8x faster than 1; at most 1 GB peak memory per rank.
     python benchmarks/trial.py [--json] [--quick] [--study NAME] [--patients N] [--months M]
                                [--ranks 1,2] [--target-patients 100] [--femur NAME]
                                [--schedule dynamic|static] [--check-unchanged]
+                               [--cell-step-days DAYS]
 
 ``--femur``: the study's femur (``model.femur``): "femur" (the anatomical femur, default)
 or "parametric-femur" (the default before issue 11).
@@ -95,7 +96,8 @@ def _study_with_femur(name: str, femur: str) -> dict:
     return study
 
 
-def worker(name: str, patients: int, months, out: str, femur: str, schedule: str, reuse: bool) -> dict:
+def worker(name: str, patients: int, months, out: str, femur: str, schedule: str, reuse: bool,
+           cell_step_days: float | None = None) -> dict:
     from femur.core.mpi import MPI
     from femur.mechanics import p1_stiffness
     from femur.study import Study
@@ -105,6 +107,8 @@ def worker(name: str, patients: int, months, out: str, femur: str, schedule: str
     comm = MPI.COMM_WORLD
     study = _study_with_femur(name, femur)
     bone_cache.enabled = trial_solves.enabled = p1_stiffness.enabled = reuse
+    if cell_step_days is not None:
+        trial_solves.cell_step_days = cell_step_days
     t0 = time.perf_counter()
     res = Study.load(study, patients=patients, months=months).run(
         out=out, progress=False, plots=False, schedule=schedule)
@@ -119,7 +123,8 @@ def worker(name: str, patients: int, months, out: str, femur: str, schedule: str
     split = _where_the_time_goes(out, study, patients, months)
     return {"ranks": comm.size, "study": name, "femur": femur, "patients": patients,
             "months": summary["duration_months"], "cases": n_cases, "schedule": schedule,
-            "reuse": reuse, "bone_cache_hits": sum(hits), "wall_s": wall,
+            "reuse": reuse, "cell_step_days": trial_solves.cell_step_days,
+            "bone_cache_hits": sum(hits), "wall_s": wall,
             "s_per_case": wall * comm.size / n_cases,
             "busy_s_per_case": sum(r["busy_s"] for r in sched["ranks_detail"]) / n_cases,
             "idle_s_per_rank": [r["idle_s"] for r in sched["ranks_detail"]],
@@ -166,13 +171,16 @@ def main(argv=None) -> int:
     ap.add_argument("--check-unchanged", action="store_true",
                     help="also run without the issue-13 reuse (bones built per case, static deal) on the "
                     "largest rank count and compare the results")
+    ap.add_argument("--cell-step-days", type=float, default=None, metavar="DAYS",
+                    help="the cell model's step in the cases (default: the trials' own, "
+                    "femur.study.evaluator.TrialSolves.cell_step_days); 1 gives femur simulate's step, for an A/B")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-reuse", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         res = worker(args.study, args.patients, args.months, args.out, args.femur, args.schedule,
-                     not args.no_reuse)
+                     not args.no_reuse, args.cell_step_days)
         if res:
             print(json.dumps(res), flush=True)
         return 0
@@ -180,6 +188,8 @@ def main(argv=None) -> int:
     months = args.months or (3 if args.quick else (12 if args.study == "frame" else None))
     month_args = ["--months", str(months)] if months else []
     common = ["--study", args.study, "--patients", str(patients), *month_args, "--femur", args.femur]
+    if args.cell_step_days is not None:
+        common += ["--cell-step-days", str(args.cell_step_days)]
     study = _study_with_femur(args.study, args.femur)
     ranks = [int(x) for x in args.ranks.split(",")]
     runs, unchanged, baseline = [], None, None
@@ -244,6 +254,8 @@ def main(argv=None) -> int:
            "months": runs[0]["months"], "schedule": args.schedule, "runs": runs, "projection": proj,
            "baseline_without_reuse": baseline, "unchanged": unchanged, "checks": checks}
     name = "trial" if args.study == "frame" else f"trial_{args.study}"
+    if args.cell_step_days is not None:  # an A/B side: keep the default run's file
+        name += f"_cell{args.cell_step_days:g}d"
     return finish(name + ("_quick" if args.quick else ""), out, args.json)
 
 

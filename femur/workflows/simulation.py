@@ -119,6 +119,8 @@ class Simulation:
     ``strength_rtol``: that of the linear strength solves, one number or {bone kind: rtol}
     (None: the solver configuration's, 1e-10 for gamg; ``femur.study.evaluator`` sets
     looser ones for trials, issue 13).
+    ``cell_step_days``: the longest step of the cell model (days; 1 by default, 2 in trials:
+    ``femur.study.evaluator.TrialSolves``, the step the cell model's calibration fits with).
     ``baseline_strength``: {bone kind: {strength case: quantities}} at month 0 computed
     before on the same baseline bone with the same strength settings (``baseline_by_case``
     of such a run): those cases are not solved at month 0, except each bone's habitual
@@ -140,7 +142,8 @@ class Simulation:
                  drug_response_multiplier: float = 1.0, bones=BONES, comm=MPI.COMM_WORLD,
                  progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL,
                  fe_adaptive_tol: float | None = None, habitual_rtol: float = HABITUAL_RTOL,
-                 strength_rtol=None, baseline_strength: dict | None = None, switching=None):
+                 strength_rtol=None, baseline_strength: dict | None = None, switching=None,
+                 cell_step_days: float = 1.0):
         if not (np.isfinite(months) and months > 0):
             raise InputError(f"simulate: months must be > 0, got {months}")
         if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
@@ -187,7 +190,11 @@ class Simulation:
                                         drug_response_multiplier)
         self.sequence = (parse_treatment(treatment, self.months) if isinstance(treatment, str)
                          else as_sequence(treatment))
-        self.model = RemodelingModel(self.sequence, self.patient, params=self.params, aging=aging)
+        if not (np.isfinite(cell_step_days) and 0 < cell_step_days <= 7):
+            raise InputError(f"simulate: cell_step_days must be in (0, 7] days, got {cell_step_days}")
+        self.cell_step_days = float(cell_step_days)
+        self.model = RemodelingModel(self.sequence, self.patient, params=self.params, aging=aging,
+                                     max_step_days=self.cell_step_days)
         self.treatment = self.sequence.label()
         self.stats = RunStats()
         t0 = time.perf_counter()
@@ -338,6 +345,7 @@ class Simulation:
                     if self.switching.enabled else {}),
                  "strength_model": self.strength_model,
                  "habitual_rtol": self.habitual_rtol, "strength_rtol": dict(self.strength_rtol),
+                 "cell_step_days": self.cell_step_days,
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},
                  "geometry": {k: describe_geometry(t.bone) for k, t in self.tracks.items()},
                  "timings_s": self.stats.summary()},
