@@ -54,3 +54,14 @@ def assert_all_ranks(cond: bool, msg: str = "", comm=MPI.COMM_WORLD) -> None:
 @pytest.fixture
 def check():
     return assert_all_ranks
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``serial`` run on one rank only: under ``mpiexec -n N`` (N > 1) they are
+    skipped, whether or not the run deselects them with ``-m "not serial"``."""
+    if MPI.COMM_WORLD.size == 1:
+        return
+    skip = pytest.mark.skip(reason=f"serial test: runs on one MPI rank, not {MPI.COMM_WORLD.size}")
+    for item in items:
+        if item.get_closest_marker("serial") is not None:
+            item.add_marker(skip)
