@@ -2,6 +2,7 @@
 the power-law fit, its metrics, the stored-fit round trip, and the surrogate strength model
 inside a simulation."""
 
+import json
 import shutil
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from femur.calibration import strength_surrogate as ss
 from femur.core.datafiles import DATA_DIR, write_fitted
 from femur.core.errors import InputError
+from femur.core.mpi import MPI
 from femur.mechanics.surrogate import DATA_FILE, SurrogateFit, fit_log_linear
 
 
@@ -147,3 +149,30 @@ def test_samples_count_their_data_versions():
     counts = ss.sample_versions(rows)
     assert len(counts) == 3 and counts["unrecorded"] == {"test": 1}
     assert sorted(sum(c.values()) for c in counts.values()) == [1, 1, 2]
+
+
+def test_cases_on_fewer_patients(tmp_path):
+    """``--cases PREFIX:N`` samples a load case on the first N patients of each split: the
+    per-case patients, the parse errors, and a resumed work folder that reads only those
+    samples (every file present: nothing is computed)."""
+    kw = ss._parse_cases("femoral_fall,vertebral:3")
+    assert kw == {"cases": ("femoral_fall", "vertebral"), "case_patients": (("vertebral", 3),)}
+    s = ss.Settings(train=5, test=4, **kw).check()
+    assert s.split_sizes("femoral_fall") == (5, 4) and s.split_sizes("vertebral") == (3, 3)
+    assert s.cases_of(2) == ("femoral_fall", "vertebral") and s.cases_of(3) == ("femoral_fall",)
+    assert s.cases_of(7) == ("femoral_fall", "vertebral") and s.cases_of(8) == ("femoral_fall",)
+    with pytest.raises(InputError, match="PREFIX:N"):
+        ss._parse_cases("vertebral:ten")
+    with pytest.raises(InputError, match="at least 3"):
+        ss.Settings(cases=("vertebral",), case_patients=(("vertebral", 2),)).check()
+    with pytest.raises(InputError, match="vertebral:5"):
+        ss.Settings(cases=("femoral_fall",), case_patients=(("vertebral", 5),)).check()
+    # an existing folder made with every patient of both cases resumes with the subset
+    ss._check_resume(tmp_path / "settings.json", ss.Settings(train=5, test=4, cases=("femoral_fall", "vertebral")))
+    for i in range(9):
+        for prefix in s.cases:
+            row = {"patient": i, "split": "train" if i < 5 else "test", "prefix": prefix}
+            ss.sample_path(tmp_path, i, prefix).write_text(json.dumps([row]))
+    rows = ss.collect(s, tmp_path, comm=MPI.COMM_SELF)
+    vert = sorted(r["patient"] for r in rows if r["prefix"] == "vertebral")
+    assert vert == [0, 1, 2, 5, 6, 7] and sum(r["prefix"] == "femoral_fall" for r in rows) == 9

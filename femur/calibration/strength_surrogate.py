@@ -24,7 +24,9 @@ matters for trials, of the percent change on treatment (issue 10's target: R^2 >
 a change error under 2 percentage points).
 
 Each patient's samples are written to ``--work DIR`` as soon as they exist (atomic JSON per
-patient), so an interrupted run resumes where it stopped. Patients are dealt to the MPI
+patient and load case), so an interrupted run resumes where it stopped, and a later run may
+add load cases to the same folder; ``--cases PREFIX:N`` samples a case on the first N
+patients of each split only (the report gives every case's patient counts). Patients are dealt to the MPI
 ranks (each rank solves its patients alone). ``--write`` stores the coefficients, the
 report and every sample in femur/data/strength_surrogate.json (``--refit-only`` refits
 from those samples and must give the same coefficients). ``--quick`` (3 + 2 patients, one
@@ -82,6 +84,9 @@ class Settings:
     mesh_size_mm: float = 4.0
     order: int | None = None  # the pushover's default (P2)
     quick: bool = False
+    #: load cases sampled on fewer patients: (prefix, n) takes the first n patients of each
+    #: split (``--cases prefix:n``; for cases added to a design later, at a lower cost)
+    case_patients: tuple[tuple[str, int], ...] = ()
 
     def check(self) -> "Settings":
         bad = [c for c in self.cases if c not in KIND_OF_PREFIX]
@@ -91,7 +96,25 @@ class Settings:
             raise InputError(f"--train must be >= 3 and --test >= 1, got {self.train}, {self.test}")
         if not self.treatments:
             raise InputError("--treatments: at least one treatment")
+        for prefix, n in self.case_patients:
+            if prefix not in self.cases or n < 3:
+                raise InputError(f"--cases {prefix}:{n}: expected a load case of the run with at least 3 "
+                                 "patients per split")
         return self
+
+    def split_sizes(self, prefix: str) -> tuple[int, int]:
+        """(training, test) patients of load case ``prefix``."""
+        n = dict(self.case_patients).get(prefix)
+        return (self.train, self.test) if n is None else (min(n, self.train), min(n, self.test))
+
+    def cases_of(self, index: int) -> tuple[str, ...]:
+        """The load cases sampled on patient ``index`` (train: 0 .. train-1, then test)."""
+        out = []
+        for prefix in self.cases:
+            n_train, n_test = self.split_sizes(prefix)
+            if index < n_train or self.train <= index < self.train + n_test:
+                out.append(prefix)
+        return tuple(out)
 
 
 QUICK = dict(train=3, test=2, treatments=("romosozumab",), cases=("femoral_fall", "vertebral"),
@@ -174,7 +197,8 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     """Samples of every patient (train then test) and load case, computed where ``work``
     lacks them (one file per patient and load case, so a later run may add load cases);
     the patients are dealt round-robin to the ranks. Returns all rows on every rank."""
-    jobs = [(i, "train") for i in range(s.train)] + [(s.train + i, "test") for i in range(s.test)]
+    jobs = [(i, split) for i, split in ([(i, "train") for i in range(s.train)]
+                                        + [(s.train + i, "test") for i in range(s.test)]) if s.cases_of(i)]
     problem = None
     if comm.rank == 0:
         work.mkdir(parents=True, exist_ok=True)
@@ -191,7 +215,7 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     mine = jobs[comm.rank::comm.size]
     bar = ProgressBar(len(mine), progress_enabled(), "surrogate samples (rank 0's patients)", "patient", comm=comm)
     for index, split in mine:
-        missing = [c for c in s.cases if not sample_path(work, index, c).exists()]
+        missing = [c for c in s.cases_of(index) if not sample_path(work, index, c).exists()]
         if missing:
             for prefix, rows in patient_samples(index, split, s, missing, versions).items():
                 atomic_write_text(sample_path(work, index, prefix), json.dumps(rows))
@@ -200,7 +224,7 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     comm.barrier()
     rows = []
     for index, _ in jobs:
-        for prefix in s.cases:
+        for prefix in s.cases_of(index):
             rows.extend(json.loads(sample_path(work, index, prefix).read_text()))
     return rows
 
@@ -208,14 +232,15 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
 def _check_resume(path: Path, s: Settings) -> str | None:
     """Write the settings of a new work folder; for an existing one, the reason it cannot be
     resumed with ``s`` (None if it can): samples made with other settings must not mix (the
-    patient counts and the load cases may change: samples are per patient and load case)."""
+    patient counts, the load cases and their patients may change: samples are per patient
+    and load case)."""
     mine = json.loads(json.dumps(asdict(s)))
     if path.exists():
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             return f"{path}: unreadable settings of the work folder ({exc}); delete the folder or use another --work"
-        fixed = {k: v for k, v in mine.items() if k not in ("train", "test", "cases")}
+        fixed = {k: v for k, v in mine.items() if k not in ("train", "test", "cases", "case_patients")}
         differ = sorted(k for k, v in fixed.items() if old.get(k) != v)
         if differ:
             return (f"{path}: the samples in this work folder were made with other settings "
@@ -301,10 +326,12 @@ def fit(rows, cases) -> tuple[dict, dict]:
             raise InputError(f"surrogate fit: too few converged training samples for {prefix}")
         best = min(scores, key=scores.get)
         use = _usable(train, prefix, best)
+        tuse = _usable(test, prefix, best)
         coef = fit_log_linear(*_design(use, best))
         values[prefix] = SurrogateFit(prefix, best, tuple(float(c) for c in coef)).to_dict()
-        tuse = _usable(test, prefix, best)
         rep = {"features": list(best), "cv_rmse_log": {"+".join(k): v for k, v in scores.items()},
+               "patients": {"train": len({r["patient"] for r in use}),
+                            "test": len({r["patient"] for r in tuse})},
                "train": metrics(use, predict(coef, use, best)),
                "test": metrics(tuse, predict(coef, tuse, best)) if tuse else None,
                "not_converged": sum(1 for r in rows if r["prefix"] == prefix and not r["converged"])}
@@ -315,11 +342,12 @@ def fit(rows, cases) -> tuple[dict, dict]:
 
 
 def report_table(report: dict) -> str:
-    lines = [f"{'load case':<30}{'features':<24}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
+    lines = [f"{'load case':<30}{'patients':>9}  {'features':<24}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
              f"{'R2 train':>9}  target (R2>={TARGET_R2}, change < {TARGET_CHANGE_PP:g} pp)"]
     for prefix, rep in report.items():
         t = rep["test"] or {}
-        lines.append(f"{prefix:<30}{'+'.join(rep['features']):<24}{t.get('r2', float('nan')):>8.3f}"
+        n = rep.get("patients") or {}
+        lines.append(f"{prefix:<30}{n.get('train', '?'):>4} +{n.get('test', '?'):>3}  {'+'.join(rep['features']):<24}{t.get('r2', float('nan')):>8.3f}"
                      f"{t.get('mae_n', float('nan')):>9.0f}{t.get('change_mae_pp', float('nan')):>9.2f}"
                      f"{t.get('change_max_pp', float('nan')):>9.2f}{rep['train']['r2']:>9.3f}  "
                      f"{'met' if rep['meets_target'] else 'NOT met'}")
@@ -375,13 +403,33 @@ def run(s: Settings, work: Path, write: bool, comm=MPI.COMM_WORLD) -> dict:
     return {"values": values, "report": report, "meets_target": meets}
 
 
+def _parse_cases(text: str | None) -> dict:
+    """``--cases a,b:10`` -> {"cases": ("a", "b"), "case_patients": (("b", 10),)}; {} if not given."""
+    if not text:
+        return {}
+    cases, sizes = [], []
+    for item in (c.strip() for c in text.split(",")):
+        if not item:
+            continue
+        name, _, n = item.partition(":")
+        cases.append(name)
+        if n:
+            try:
+                sizes.append((name, int(n)))
+            except ValueError:
+                raise InputError(f"--cases {item}: expected PREFIX or PREFIX:N with N a whole number") from None
+    return {"cases": tuple(cases), "case_patients": tuple(sizes)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m femur.calibration.strength_surrogate",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--train", type=int, default=None, help=f"training patients (default {Settings.train})")
     ap.add_argument("--test", type=int, default=None, help=f"test patients (default {Settings.test})")
     ap.add_argument("--treatments", default=None, help=f"default {','.join(Settings.treatments)}")
-    ap.add_argument("--cases", default=None, help="load cases (quantity prefixes; default all)")
+    ap.add_argument("--cases", default=None,
+                    help="load cases (quantity prefixes; default all); PREFIX:N samples that case on the "
+                    "first N patients of each split only")
     ap.add_argument("--mesh-size", type=float, default=None, metavar="MM",
                     help=f"default {Settings.mesh_size_mm:g} (the trial mesh)")
     ap.add_argument("--order", type=int, default=None, help="pushover element order (default: its own, P2)")
@@ -409,7 +457,7 @@ def main(argv=None) -> int:
         kw = dict(QUICK) if a.quick else {}  # --quick's values, then whatever was given
         given = dict(train=a.train, test=a.test, seed=a.seed, mesh_size_mm=a.mesh_size, order=a.order,
                      treatments=a.treatments and tuple(t for t in a.treatments.split(",") if t),
-                     cases=a.cases and tuple(c for c in a.cases.split(",") if c))
+                     **_parse_cases(a.cases))
         kw.update({k: v for k, v in given.items() if v is not None})
         s = Settings(**kw).check()
         log.info("surrogate fit: %d training + %d test patients, treatments %s, load cases %s, %g mm, "
