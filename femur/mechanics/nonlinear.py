@@ -469,11 +469,13 @@ class PlasticitySolver(ElasticitySolver):
     def _setup_deflated_pc(self, P):
         if self._deflation is None:
             # the KSP's configured AMG (or the p-multigrid) becomes the inner PC of a python PC
+            # (getPC's wrapper holds a reference: the AMG outlives the KSP's switch to the
+            # shell PC; an extra incRef here was never released and leaked the hierarchy,
+            # ~50 MB per femur pushover)
             if self._pmg is not None:
                 self._amg = self._pmg.pc
             else:
                 self._amg = self.ksp.getPC()
-            self._amg.incRef()
             self._deflation = TiltDeflation(self.platen_set)
             shell = PETSc.PC().createPython(self._deflation, comm=self.comm)
             self.ksp.setPC(shell)
@@ -683,7 +685,8 @@ class PlasticitySolver(ElasticitySolver):
             self.platen_set.destroy()
         if self._deflation is not None:
             self._deflation.destroy()
-            self._amg.destroy()
+            if self._pmg is None or self._amg is not self._pmg.pc:  # the p-multigrid frees its own
+                self._amg.destroy()
             self._deflation = self._amg = None
         if self._pmg is not None:
             self._pmg.destroy()
