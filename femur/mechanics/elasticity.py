@@ -11,7 +11,11 @@ Units: mm, N, MPa (N/mm2); displacements in mm, strain dimensionless.
 matrix once, keeps the sparsity pattern and the KSP/PC, reassembles the values in place
 when the modulus changes (``update_modulus``, for remodeling steps), re-uses the GAMG
 interpolation (``pc_gamg_reuse_interpolation`` in ``solvers/gamg.toml``) and warm-starts
-from the last displacement.
+from the last displacement, scaled by its energy-optimal factor
+alpha = (b . x) / (x . A x) (one mat-vec; ``scaled_warm_start``): between remodeling
+visits the bone stiffens or softens by a few to 20 %, mostly as a whole, and the scaled
+guess removes that part of the error before CG starts (issue 13: 6-11 % fewer CG
+iterations over a 12-month FRAME case, the same results to the solve tolerance).
 
 Boundary conditions are given in the *solve frame*.  By default this is the bone frame;
 ``frame=Q`` (a 3x3 rotation whose rows are the solve axes expressed in bone coordinates)
@@ -251,6 +255,8 @@ class ElasticitySolver:
         self._built = False
         self._matrix_dirty = True
         self._solved_once = False
+        #: warm starts scaled by their energy-optimal factor (module docstring)
+        self.scaled_warm_start = True
         self.A = self.b = self.ksp = None
         self._nullspace = None
         self._ns_vecs = []
@@ -506,6 +512,8 @@ class ElasticitySolver:
         t_asm = time.perf_counter() - t0
         x = self._u.x.petsc_vec
         self.ksp.setInitialGuessNonzero(self._solved_once)
+        if self._solved_once and self.scaled_warm_start:
+            self._scale_warm_start(x)
         t_setup, t_solve = self._run_ksp(x)
         pc = self.ksp.getPC()
         if self.ksp.getConvergedReason() < 0 and self._pc_reused:
@@ -562,6 +570,19 @@ class ElasticitySolver:
         self.last = SolveInfo(its, reason_name(reason), float(rel), t_asm, t_setup, t_solve,
                               self.dofs, self.config.name)
         return self.last
+
+    def _scale_warm_start(self, x):
+        """x <- alpha x with alpha = (b . x) / (x . A x), the multiple of the last solution
+        closest to the new one in the energy norm; the Dirichlet values are set again."""
+        Ax = x.duplicate()
+        try:
+            self.A.mult(x, Ax)
+            den, num = x.dot(Ax), self.b.dot(x)
+        finally:
+            Ax.destroy()
+        if den > 0 and num > 0 and np.isfinite(num / den):
+            x.scale(num / den)
+            dolfinx.fem.petsc.set_bc(x, self.bcs)
 
     def _run_ksp(self, x):
         """KSP set-up and solve with the prefixed options present; returns (setup_s, solve_s)."""
