@@ -197,8 +197,7 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     """Samples of every patient (train then test) and load case, computed where ``work``
     lacks them (one file per patient and load case, so a later run may add load cases);
     the patients are dealt round-robin to the ranks. Returns all rows on every rank."""
-    jobs = [(i, split) for i, split in ([(i, "train") for i in range(s.train)]
-                                        + [(s.train + i, "test") for i in range(s.test)]) if s.cases_of(i)]
+    jobs = [(i, "train" if i < s.train else "test") for i in range(s.train + s.test) if s.cases_of(i)]
     problem = None
     if comm.rank == 0:
         work.mkdir(parents=True, exist_ok=True)
