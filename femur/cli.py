@@ -26,7 +26,7 @@ from femur.core.errors import FemurError
 from femur.core.log import configure, get_logger, verbosity
 from femur.core.mpi import MPI
 from femur.core.version import __version__
-from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, STRENGTH_MODELS, check_strength_model
+from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, STRENGTH_MODEL_CHOICES, check_strength_model
 from femur.study import list_builtin_studies, run_study_cli
 from femur.remodeling.patient import Patient
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
@@ -230,11 +230,13 @@ def _add_simulate(sub):
                    f"{', '.join(f'{m:g}' for m in DEFAULT_STRENGTH_MONTHS)} within the run, and "
                    "always the last month)")
     p.add_argument("--mesh-size", type=float, default=None, metavar="MM")
-    p.add_argument("--strength-model", choices=STRENGTH_MODELS, default=DEFAULT_STRENGTH_MODEL,
+    p.add_argument("--strength-model", choices=STRENGTH_MODEL_CHOICES, default=DEFAULT_STRENGTH_MODEL,
                    help="what gives the strength at the strength months: linear (first-element "
                    "fracture load), nonlinear (pushover peak, P2; 15-40x the linear solve per load "
-                   "case) or surrogate (fitted predictor of the pushover peak; needs `python -m "
-                   "femur.calibration.strength_surrogate --write`)")
+                   "case), surrogate (fitted predictor of the pushover peak; needs `python -m "
+                   "femur.calibration.strength_surrogate --write`) or auto (default: the surrogate "
+                   "where its fit meets its accuracy target for every load case of the bones, "
+                   "otherwise linear; the run prints and records which ran)")
     p.add_argument("--bone", default="all", metavar="BONE", help=BONE_HELP)
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR",

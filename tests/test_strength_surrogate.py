@@ -176,3 +176,96 @@ def test_cases_on_fewer_patients(tmp_path):
     rows = ss.collect(s, tmp_path, comm=MPI.COMM_SELF)
     vert = sorted(r["patient"] for r in rows if r["prefix"] == "vertebral")
     assert vert == [0, 1, 2, 5, 6, 7] and sum(r["prefix"] == "femoral_fall" for r in rows) == 9
+
+
+def _data_dir(tmp_path, monkeypatch, report=None, mode="full"):
+    """A data folder with the package's files and, if ``report`` is given, a surrogate fit
+    whose stored test report is ``{prefix: (test R2, change error pp)}``."""
+    d = tmp_path / "data"
+    shutil.copytree(DATA_DIR, d, ignore=shutil.ignore_patterns(DATA_FILE))
+    if report is not None:
+        rep = {p: {"features": ["load"], "patients": {"train": 30, "test": 30},
+                   "test": {"r2": r2, "change_mae_pp": pp},
+                   "meets_target": bool(r2 >= ss.TARGET_R2 and pp < ss.TARGET_CHANGE_PP)}
+               for p, (r2, pp) in report.items()}
+        write_fitted(DATA_FILE, {p: {"features": ["load"], "coef": [0.0, 1.0]} for p in report},
+                     path=d / DATA_FILE, command="test", targets="hand-made", extra={"mode": mode, "report": rep})
+    monkeypatch.setenv("FEMUR_DATA_DIR", str(d))
+    return d
+
+
+FEMUR_CASES = ("femoral_stance", "femoral_fall", "femoral_fall_posterolateral", "femoral_fall_anterolateral")
+
+
+def test_auto_strength_model_follows_the_surrogate_validation(tmp_path, monkeypatch):
+    """"auto" runs the model that meets the surrogate's accuracy target: the surrogate when
+    every load case of the bones has a full fit that meets it, the nonlinear pushover when a
+    fit misses it, the linear load while a case has no validated fit."""
+    from femur.mechanics.strength import resolve_strength_model
+
+    _data_dir(tmp_path / "none", monkeypatch)
+    model, why = resolve_strength_model("auto", ("vertebra",))
+    assert model == "linear" and "not fitted" in why
+    assert resolve_strength_model("nonlinear", ("vertebra",)) == ("nonlinear", "as given")
+
+    _data_dir(tmp_path / "quick", monkeypatch, {"vertebral": (0.99, 0.1)}, mode="quick")
+    model, why = resolve_strength_model("auto", ("vertebra",))
+    assert model == "linear" and "quick" in why
+
+    _data_dir(tmp_path / "spine", monkeypatch, {"vertebral": (0.95, 0.3), "femoral_fall": (0.93, 1.1)})
+    assert resolve_strength_model("auto", ("vertebra",))[0] == "surrogate"
+    model, why = resolve_strength_model("auto", ("femur", "vertebra"))
+    assert model == "linear" and "femoral_stance" in why and "femoral_fall_anterolateral" in why
+
+    ok = {p: (0.92, 1.5) for p in FEMUR_CASES}
+    _data_dir(tmp_path / "all", monkeypatch, {"vertebral": (0.95, 0.3), **ok})
+    model, why = resolve_strength_model("auto", ("femur", "vertebra"))
+    assert model == "surrogate" and "meets its accuracy target" in why
+
+    _data_dir(tmp_path / "miss", monkeypatch, {"vertebral": (0.95, 0.3), **ok, "femoral_stance": (0.85, 1.0)})
+    model, why = resolve_strength_model("auto", ("femur", "vertebra"))
+    assert model == "nonlinear" and "femoral_stance: test R2 0.850" in why
+    assert resolve_strength_model("auto", ("vertebra",))[0] == "surrogate"
+
+    with pytest.raises(InputError, match="unknown strength model 'fast'.*auto"):
+        resolve_strength_model("fast", ("vertebra",))
+
+
+def test_study_settles_auto_and_reports_it(tmp_path, monkeypatch):
+    """A study file's default strength model is settled when it is read: the spec, its
+    records and the summary carry the model that runs, with the reason."""
+    import tomllib
+
+    from femur.study.parse import parse_study
+    from femur.study.spec import builtin_studies
+
+    with open(builtin_studies()["frame"], "rb") as fh:
+        d = tomllib.load(fh)
+    d["model"] = {k: v for k, v in d.get("model", {}).items() if k != "strength_model"}
+    _data_dir(tmp_path, monkeypatch, {"vertebral": (0.95, 0.3), "femoral_fall": (0.93, 1.1)})
+    spec = parse_study(d)
+    assert spec.model.strength_model == "linear"
+    assert "femoral_stance" in spec.model.strength_model_reason
+    assert spec.to_dict()["model"]["strength_model"] == "linear"
+    explicit = parse_study({**d, "model": {**d["model"], "strength_model": "surrogate"}})
+    assert (explicit.model.strength_model, explicit.model.strength_model_reason) == ("surrogate", "as given")
+
+
+def test_risk_flags_a_strength_model_it_was_not_calibrated_on():
+    """The risk parameters scale absolute strengths: a study that ran another strength model
+    than the calibration's gets a note saying so (and none when they agree)."""
+    import tomllib
+
+    from femur.outcomes.risk import load_parameters
+    from femur.study.parse import parse_study
+    from femur.study.risk_summary import StudyRisk
+    from femur.study.spec import builtin_studies
+
+    calibrated = load_parameters("default").provenance["engine"]["strength_model"]
+    other = "nonlinear" if calibrated != "nonlinear" else "linear"
+    with open(builtin_studies()["frame"], "rb") as fh:
+        d = tomllib.load(fh)
+    for model, flagged in ((calibrated, False), (other, True)):
+        spec = parse_study({**d, "model": {**d.get("model", {}), "strength_model": model}})
+        notes = StudyRisk(spec, []).notes
+        assert any(f"calibrated on the '{calibrated}' strength model" in n for n in notes) == flagged

@@ -12,13 +12,14 @@ names for the strength quantities from the solver to the risk model.
 * :func:`strength_record` -- the JSON record of one bone and load case (`femur strength`);
   :func:`pushover_fields` -- what a nonlinear pushover adds to it;
 * :data:`STRENGTH_MODELS` -- which model gives "the strength" (``<prefix>_strength_n``):
-  ``"linear"`` (default: the Schileo first-element fracture load of a linear solve),
+  ``"linear"`` (the Schileo first-element fracture load of a linear solve),
   ``"nonlinear"`` (the peak of the material-nonlinear pushover,
   ``femur.mechanics.pushover``; with it the 0.2 %-offset yield load
   ``<prefix>_yield_load_n``, and the stiffness is the pushover's initial one) or
   ``"surrogate"`` (a linear-FE predictor of the nonlinear strength, fitted by
   ``python -m femur.calibration.strength_surrogate``: femur.mechanics.surrogate; refused
-  while its data file is missing).
+  while its data file is missing). The default, ``"auto"``, is the model that meets the
+  surrogate's accuracy target (:func:`resolve_strength_model`).
   One choice for `femur strength --model`, `femur simulate --strength-model`, the study
   file's ``[model] strength_model`` and the evaluator.
 """
@@ -29,7 +30,7 @@ from femur.core.errors import InputError
 from femur.mechanics.failure import SURROGATE_STRAIN, evaluate_criterion
 from femur.mechanics.loadcases import AxialCompression, SidewaysFall, SingleLegStance
 from femur.mechanics.materials import MaterialModel, default_material
-from femur.mechanics.surrogate import FEATURE_KINDS, FIT_COMMAND, surrogate_file_exists
+from femur.mechanics.surrogate import FEATURE_KINDS, FIT_COMMAND, surrogate_file_exists, surrogate_status
 
 #: fracture-load evaluation region per bone: the femoral neck ROI for the femur
 #: (femoral neck fracture load); the whole bone (all bone compartments) for the vertebra
@@ -73,19 +74,21 @@ QUANTITY_ORDER = (
 _SUFFIX = {"strength": "_strength_n", "surrogate": "_surrogate_0p2pct_load_n",
            "yield": "_yield_load_n", "stiffness": "_stiffness_n_per_mm"}
 
-#: the strength models (see the module docstring); the default is the linear one until
-#: the surrogate is fitted and validated (issue 10: the default is the model that meets
-#: the surrogate's accuracy target)
+#: the strength models (see the module docstring)
 STRENGTH_MODELS = ("linear", "nonlinear", "surrogate")
-DEFAULT_STRENGTH_MODEL = "linear"
+#: the default: the model that meets issue 10's accuracy target, chosen when a run knows its
+#: bones (:func:`resolve_strength_model`)
+AUTO = "auto"
+STRENGTH_MODEL_CHOICES = (AUTO,) + STRENGTH_MODELS
+DEFAULT_STRENGTH_MODEL = AUTO
 
 
 def check_strength_model(name, where: str = "strength_model") -> str:
-    """``name`` if it is a strength model that can run; an InputError naming ``where``
-    otherwise (unknown name, or the surrogate while its data file is missing)."""
-    if name not in STRENGTH_MODELS:
+    """``name`` if it is a strength model that can run (or ``"auto"``); an InputError naming
+    ``where`` otherwise (unknown name, or the surrogate while its data file is missing)."""
+    if name not in STRENGTH_MODEL_CHOICES:
         raise InputError(f"{where}: unknown strength model {name!r}; expected one of "
-                         f"{', '.join(STRENGTH_MODELS)}")
+                         f"{', '.join(STRENGTH_MODEL_CHOICES)}")
     if name == "surrogate" and not surrogate_file_exists():
         raise InputError(
             f"{where}: the 'surrogate' strength model (a linear-FE predictor of the nonlinear "
@@ -93,6 +96,35 @@ def check_strength_model(name, where: str = "strength_model") -> str:
             "'linear' (fast, first-element fracture load) or 'nonlinear' (pushover)")
     return name
 
+
+def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "strength_model") -> tuple[str, str]:
+    """(the strength model that runs, why) for a run of bone kinds ``kinds``.
+
+    A named model runs as named. ``"auto"`` (the default) picks, as issue 10 asks, the model
+    that meets the surrogate's accuracy target:
+
+    * ``"surrogate"`` when its data file holds a full fit of every strength case of these
+      bones, each meeting the target on its own test patients;
+    * ``"nonlinear"`` when a case's fit misses the target (the pushover at every strength
+      visit: 15-40x a linear solve per load case);
+    * ``"linear"`` (the first-element fracture load) while a case has no validated fit yet.
+    """
+    name = check_strength_model(name, where)
+    if name != AUTO:
+        return name, "as given"
+    unknown = [k for k in kinds if k not in STRENGTH_CASES]
+    if unknown:
+        raise InputError(f"{where}: no strength load cases for bone kind(s) {', '.join(map(repr, unknown))}; "
+                         f"expected {', '.join(STRENGTH_CASES)}")
+    prefixes = [p for k in kinds for p in STRENGTH_CASES[k]]
+    status, why = surrogate_status(prefixes)
+    if status == "validated":
+        return "surrogate", f"auto: {why}"
+    if status == "failed":
+        return "nonlinear", (f"auto: {why}, so the nonlinear pushover runs at every strength visit "
+                             "(15-40x a linear solve per load case)")
+    return "linear", (f"auto: {why}; the linear first-element fracture load runs until the surrogate "
+                      f"is validated for {', '.join(prefixes)} (`{FIT_COMMAND}`)")
 
 
 def quantity_name(prefix: str, kind: str = "strength") -> str:
@@ -239,7 +271,8 @@ def strength_record(fr, bone, material) -> dict:
 
 
 __all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FALL_PREFIXES", "FEMUR_REGION",
-           "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "check_strength_model",
+           "AUTO", "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "STRENGTH_MODEL_CHOICES",
+           "check_strength_model",
            "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
-           "quantity_name", "region_for", "strength_cases", "strength_kind", "strength_quantities",
+           "quantity_name", "region_for", "resolve_strength_model", "strength_cases", "strength_kind", "strength_quantities",
            "strength_record", "surrogate_features", "surrogate_quantities"]

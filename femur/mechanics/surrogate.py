@@ -119,5 +119,42 @@ def fits_for(prefixes, where: str = "strength_model") -> dict[str, SurrogateFit]
     return {p: fits[p] for p in prefixes}
 
 
+def surrogate_status(prefixes) -> tuple[str, str]:
+    """Whether the fitted surrogate may stand in for the nonlinear strength of load cases
+    ``prefixes``, from what its data file records of its own test (issue 10's target: test
+    R^2 >= 0.9 and a percent-change error under 2 percentage points):
+
+    * ``("validated", why)``: a full (not ``--quick``) fit with a fit for every case, each
+      meeting the target on its test set;
+    * ``("failed", why)``: a full fit whose test misses the target for one of the cases;
+    * ``("missing", why)``: no data file, a quick (machinery-check) fit, or no fit for one
+      of the cases.
+
+    ``why`` says which, naming the file, the cases and the command that fits them."""
+    prefixes = list(prefixes)
+    if not surrogate_file_exists():
+        return "missing", f"the strength surrogate is not fitted ({data_path(DATA_FILE)} is missing)"
+    fitted = read_fitted(DATA_FILE)
+    prov = fitted.provenance or {}
+    if prov.get("mode") != "full":
+        return "missing", f"{fitted.path} holds a quick (machinery-check) fit, not a validated one"
+    report = prov.get("report") or {}
+    absent = [p for p in prefixes if p not in fitted.values or p not in report]
+    if absent:
+        return "missing", (f"the strength surrogate has no fit for {', '.join(absent)} "
+                           f"(it has {', '.join(sorted(fitted.values)) or 'none'}; `{FIT_COMMAND}` "
+                           "with those load cases adds them)")
+    failed = [p for p in prefixes if not report[p].get("meets_target")]
+    if failed:
+        t = {p: report[p].get("test") or {} for p in failed}
+        detail = "; ".join(f"{p}: test R2 {t[p].get('r2', float('nan')):.3f}, change error "
+                           f"{t[p].get('change_mae_pp', float('nan')):.2f} pp" for p in failed)
+        return "failed", f"the strength surrogate misses its accuracy target ({detail})"
+    t = {p: report[p]["test"] for p in prefixes}
+    detail = "; ".join(f"{p}: R2 {t[p]['r2']:.3f}, change error {t[p]['change_mae_pp']:.2f} pp "
+                       f"on {report[p].get('patients', {}).get('test', '?')} test patients" for p in prefixes)
+    return "validated", f"the strength surrogate meets its accuracy target ({detail})"
+
+
 __all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "SurrogateFit", "fit_log_linear", "fits_for",
-           "load_fits", "surrogate_file_exists"]
+           "load_fits", "surrogate_file_exists", "surrogate_status"]

@@ -68,6 +68,7 @@ class Study:
         its results rebuilt) with other risk settings."""
         study = self.spec.to_dict()
         study.pop("risk", None)
+        study["model"].pop("strength_model_reason", None)  # the model itself is compared
         return {"femur_version": __version__, "study": study}
 
     def run(

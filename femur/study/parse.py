@@ -15,7 +15,7 @@ from pathlib import Path
 
 from femur.core.errors import InputError
 from femur.core.sex import normalise_sex
-from femur.mechanics.strength import check_strength_model
+from femur.mechanics.strength import resolve_strength_model
 from femur.study.scans import parse_scans
 from femur.study.spec import (
     _ALLOWED,
@@ -313,13 +313,18 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
         raise _err(src, "model.femur", f"expected one of {', '.join(FEMUR_MODELS)} (default femur: the "
                    f"anatomical femur), got {femur_model!r}")
     strength_model = _str(model.get("strength_model", mdef.strength_model), "model.strength_model", src)
-    check_strength_model(strength_model, f"{src}: model.strength_model")
+    # "auto" (the default) is settled here, for the study's bones, so that every case, the
+    # summary and the risk model read the model that ran (and a resume sees a change)
+    strength_model, strength_reason = resolve_strength_model(
+        strength_model, ("vertebra",) if cohort_spec.scans else ("femur", "vertebra"),
+        f"{src}: model.strength_model")
     adaptive = model.get("fe_adaptive_tol")
     if adaptive is not None:
         adaptive = _number(adaptive, "model.fe_adaptive_tol", src)
         if not 0 <= adaptive < 1:
             raise _err(src, "model.fe_adaptive_tol", f"must be a relative modulus change in [0, 1), got {adaptive:g}")
-    model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator, strength_model, adaptive)
+    model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator, strength_model, adaptive,
+                           strength_reason)
 
     risk_spec = _parse_risk(data.get("risk", {}), src, [a.name for a in arms], arms)
 

@@ -188,6 +188,8 @@ class StudyResults:
             "last_visit_month": last,
             "placebo_arm": next((a.name for a in spec.arms if a.is_placebo), None),
             "reference_arm": ref,
+            "strength_model": spec.model.strength_model,
+            "strength_model_reason": spec.model.strength_model_reason,
             "arms": arms,
             "risk": self.risk.description(),
             "notes": [
@@ -255,6 +257,9 @@ class StudyResults:
             f"{s['study']}: {s['n_patients']} virtual patients per arm, month {s['last_visit_month']:g}"
             " (mean % change from baseline, 95% CI)",
         ]
+        if s.get("strength_model"):
+            why = s.get("strength_model_reason", "as given")
+            lines.append(f"strength model: {s['strength_model']}" + ("" if why == "as given" else f" ({why})"))
         cols = [
             ("LS BMD %", "ls_bmd_pct"),
             ("TH BMD %", "th_bmd_pct"),

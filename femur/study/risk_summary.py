@@ -17,9 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from femur.core.errors import InputError
+from femur.core.log import get_logger
 from femur.outcomes import risk
 from femur.outcomes.risk import spine
 from femur.study.spec import StudySpec
+
+log = get_logger(__name__)
 
 
 def _interp(months, curve, month):
@@ -40,7 +43,18 @@ class StudyRisk:
         self.months = risk.month_grid(spec.duration_months)
         self.courses = [risk.RiskCourse.from_inputs(
             risk.case_inputs(c["record"], c["result"], spec.model.strength_model), self.months) for c in cases]
-        self.notes = sorted({n for c in self.courses for n in c.notes})
+        notes = {n for c in self.courses for n in c.notes}
+        calibrated_on = (params.provenance.get("engine") or {}).get("strength_model")
+        if calibrated_on and calibrated_on != spec.model.strength_model:
+            # the risk parameters scale absolute strengths (between-woman gradient, fall
+            # strength scale): strengths of another model shift every risk
+            msg = (f"the fracture-risk parameters ({params.source}) were calibrated on the "
+                   f"'{calibrated_on}' strength model, and this study ran '{spec.model.strength_model}': "
+                   "its absolute risks are off by the two models' strength ratio (set [model] "
+                   f"strength_model = \"{calibrated_on}\", or recalibrate: python -m femur.calibration.risk)")
+            log.warning("%s", msg)
+            notes.add(msg)
+        self.notes = sorted(notes)
         self.batch = risk.CourseBatch.of(self.courses) if self.courses else None
         b = self.batch
         self.has_spine = b is not None and b.vertebral_strength_n is not None

@@ -64,12 +64,16 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
     order = 1
     solver = "gamg"
     fe_interval_days = 30
-    strength_model = "linear"                   # what gives the strengths at the visits (and
+    strength_model = "auto"                     # what gives the strengths at the visits (and
                                                 # what the risk model reads): "linear"
                                                 # (first-element fracture load), "nonlinear"
                                                 # (pushover peak, P2, 15-40x slower per load
-                                                # case) or "surrogate" (needs its fit:
-                                                # femur.calibration.strength_surrogate)
+                                                # case), "surrogate" (needs its fit:
+                                                # femur.calibration.strength_surrogate) or
+                                                # "auto" (default: the surrogate where its fit
+                                                # meets its accuracy target for every load
+                                                # case of the study's bones, else linear; the
+                                                # summary records which ran and why)
 
     [risk]                                      # optional
     parameters = "default"                      # the calibrated fracture-risk parameters
@@ -233,6 +237,9 @@ class ModelSpec:
     #: RMS relative modulus change since the last one is at most this; 0: every solve of the
     #: fixed interval; None: the study evaluator's default (femur.study.evaluator.trial_solves)
     fe_adaptive_tol: float | None = None
+    #: why this strength model runs ("as given", or what "auto" found:
+    #: femur.mechanics.strength.resolve_strength_model)
+    strength_model_reason: str = "as given"
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,9 @@ from femur.exports.fields import simulation_exports
 from femur.mechanics.strength import (
     DEFAULT_STRENGTH_MODEL,
     QUANTITY_ORDER,
-    check_strength_model,
     pct_name,
     quantity_name,
+    resolve_strength_model,
 )
 from femur.outcomes.compartments import BASELINE_KEYS, COMPARTMENT_KEYS, changes_from_sums
 from femur.remodeling.model import RemodelingModel, markers_from_sums
@@ -183,7 +183,12 @@ class Simulation:
             strength_months = default_strength_months(self.months)
         self.strength_months = sorted({float(m) for m in strength_months if 0 <= m <= months} | {0.0})
         self.order, self.solver = int(order), solver
-        self.strength_model = check_strength_model(strength_model)
+        #: the strength model that runs, and why ("auto": the one that meets the surrogate's
+        #: accuracy target for these bones; femur.mechanics.strength.resolve_strength_model)
+        self.strength_model, self.strength_model_reason = resolve_strength_model(
+            strength_model, [k for k in BONES if k in bones], "simulate: strength_model")
+        if strength_model != self.strength_model:
+            log.info("strength model: %s (%s)", self.strength_model, self.strength_model_reason)
         self.progress = progress
         self.exports = list(exports)
         self.params = scale_for_patient(params or ModelParameters(), turnover_multiplier,
@@ -343,7 +348,7 @@ class Simulation:
                  **({"shared_strength_cases": self.stats.shared_strength} if self.stats.shared_strength else {}),
                  **({"compartment_switches": {k: t.switch_counts(self.comm) for k, t in self.tracks.items()}}
                     if self.switching.enabled else {}),
-                 "strength_model": self.strength_model,
+                 "strength_model": self.strength_model, "strength_model_reason": self.strength_model_reason,
                  "habitual_rtol": self.habitual_rtol, "strength_rtol": dict(self.strength_rtol),
                  "cell_step_days": self.cell_step_days,
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},

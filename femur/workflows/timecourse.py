@@ -160,6 +160,10 @@ class TimeCourse:
             lines.append("  ".join(fmt.format(m if k is None else series[k][i]) for _, k, fmt in cols))
         if len(self.strength_months):
             lines.append("")
+            if self.run.get("strength_model"):
+                lines.append(f"strength (% change), model {self.run['strength_model']}"
+                             + (f" ({self.run['strength_model_reason']})"
+                                if self.run.get("strength_model_reason", "as given") != "as given" else ""))
             heads = ["month"] + [k.replace("_pct", " %") for k in self.strength_pct]
             lines.append("  ".join(f"{h:>12}" for h in heads))
             for i, m in enumerate(self.strength_months):
