@@ -138,3 +138,21 @@ def test_plan_follows_compartment_switches():
         m.step(a, 1.0)
         reference_step(m, b, 1.0)
     _compare(a, b)
+
+
+@pytest.mark.parametrize("drug", ["romosozumab", "alendronate"])
+def test_advance_leaves_its_input_state_alone(drug):
+    """advance() shares the input's arrays with the state it returns (no copy per advance);
+    that is safe only while no step writes into an array: the input keeps every value."""
+    from dataclasses import fields
+
+    m = RemodelingModel(drug, Patient())
+    rho = np.linspace(0.1, 1.7, 40)
+    s0 = m.initial_state(density_g_cm3=rho, compartment=np.where(rho > 1.0, 1, 2))
+    before = {f.name: np.array(getattr(s0, f.name), copy=True) for f in fields(s0)}
+    s1 = m.advance(s0, 0.0, 60.0, stimulus=np.linspace(-0.5, 0.5, 40))
+    s2 = m.advance(s1, 60.0, 90.0)
+    for name, v in before.items():
+        assert np.array_equal(np.asarray(getattr(s0, name)), v), name
+    assert s0.t_day == 0.0 and s1.t_day == 60.0 and s2.t_day == 90.0
+    assert not np.array_equal(s1.f, s0.f) and not np.array_equal(s2.f, s1.f)

@@ -156,3 +156,25 @@ def test_fe_corticalisation_next_to_the_cortex():
                               rtol=1e-12, atol=1e-15), (way, ss, sw)
         for k, v in tc.compartments.items():
             assert np.allclose(v, ser.compartments[k], rtol=1e-6, atol=1e-6), k
+
+
+def test_neighbour_search_is_reused_only_while_the_tags_stay():
+    """The cells next to the cortex are searched again exactly when some rank's tags change
+    (the switching step reuses them otherwise), and then match a fresh search."""
+    from femur.geometry.compartments import cells_next_to
+    from femur.workflows.simulation import Simulation
+
+    sim = Simulation("placebo", 1, mesh_size_mm=6.0, bones=("femur",), progress=False, strength_months=(0,))
+    t = sim.tracks["femur"]
+    cort = t.state.compartment == 1
+    a = t._cells_next_to_cortex(cort)
+    assert t._cells_next_to_cortex(cort.copy()) is a
+    far = np.flatnonzero(~a[: t.bone.num_owned_cells])
+    cort2 = cort.copy()
+    if MPI.COMM_WORLD.rank == 0 and far.size:  # one rank's change: every rank searches again
+        cort2[far[0]] = True
+    b = t._cells_next_to_cortex(cort2)
+    assert b is not a and np.array_equal(b, cells_next_to(t.bone, cort2))
+    if MPI.COMM_WORLD.rank == 0 and far.size:
+        assert b[far[0]] and not a[far[0]]
+    t.close()

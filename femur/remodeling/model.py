@@ -119,6 +119,8 @@ mineral laws are in ``femur.remodeling.mineral``, the step in ``femur.remodeling
 
 from __future__ import annotations
 
+import copy as _copy
+
 import numpy as np
 
 from femur.core.errors import InputError
@@ -337,7 +339,7 @@ class RemodelingModel:
         Returns (alpha_new, O_new) for the new bone volume fraction ``f_new``."""
         tis, c = self.params.tissue, self.params.cells
         hp = dt / tis.primary_mineral_days
-        o_new = (O + tis.alpha_primary * formed) / (1.0 + hp)
+        o_new = (O + tis.alpha_primary * formed) * (1.0 / (1.0 + hp))
         kd = dt * c.k_mineral_per_day
         # f alpha + hp O - alpha resorbed + kd f (1 - alpha)
         m_new = f * (alpha * (1.0 - kd) + kd) + hp * o_new - alpha * resorbed
@@ -370,7 +372,10 @@ class RemodelingModel:
         if not t1 > t0:
             raise InputError(f"remodeling: t1 ({t1}) must be after t0 ({t0})")
         self._ensure_horizon(t1)
-        s = state.copy()
+        # a new state object over the same arrays: a step never writes into an array, it
+        # binds new ones (femur.remodeling.step), so ``state`` keeps its values without the
+        # cost of copying every array at every advance
+        s = _copy.copy(state)
         mech = self._mech(stimulus, s.n_elements)
         n = int(np.ceil((t1 - t0) / self.max_step_days - 1e-9))
         dt = (t1 - t0) / n

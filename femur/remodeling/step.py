@@ -15,7 +15,9 @@ case). What does not change from step to step is computed once:
   romosozumab or mechanical stimulus: their factors are exactly 1; no alendronate in the
   advance and an empty bisphosphonate reservoir: it stays empty);
 * fewer array operations: about 120 element-wise operations and two powers per step
-  (``np.power``: on this machine's numpy 2.5 about 7x faster than ``exp(a log x)``).
+  (``np.power``: on this machine's numpy 2.5 about 7x faster than ``exp(a log x)``);
+  divisions by scalars are multiplications by their reciprocal, and the canal stages'
+  rates are computed once per step length (:func:`canal_rates`).
 
 Advancing the elements in cache-sized blocks was tried and was slower (numpy's cost per
 element grows on small arrays); the step is bound by its ~120 passes over the arrays.
@@ -27,7 +29,7 @@ meet an array): results agree with the plain transcription of the equations to r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +53,8 @@ class StepPlan:
     w_v: float | np.ndarray  # canal weight (0 trabecular, 1 - e cortical)
     clip_f: bool  # S_v needs f clipped to [0, 1] (only if f_min/f_max lie outside)
     clamp_sv: bool  # S_v needs clamping at 0 (only if the polynomial has a root in range)
+    #: per step length dt: the canal stages' rate and reciprocal (see :func:`canal_rates`)
+    canal: dict = field(default_factory=dict, compare=False, repr=False)
 
     def matches(self, comp, n: int) -> bool:
         """Whether the plan was built for these tags."""
@@ -108,6 +112,17 @@ def step_scalars(model, t0s: np.ndarray, dt: float) -> dict:
     return out
 
 
+def canal_rates(plan: StepPlan, dt: float, refill_days: float) -> tuple:
+    """(h_v, 1 / (1 + h_v)) of the canal stages for a step of ``dt`` days: h_v = dt / (T/2)
+    on cortical elements, 0 on trabecular ones (cached on the plan per step length)."""
+    key = (float(dt), float(refill_days))
+    out = plan.canal.get(key)
+    if out is None:
+        hv = (dt / (0.5 * refill_days)) * plan.cort
+        out = plan.canal[key] = (hv, 1.0 / (1.0 + hv))
+    return out
+
+
 def turnover(plan: StepPlan, f, coefficients) -> np.ndarray:
     """Turnover per tissue volume k_e (1/day) of the plan's elements at BV/TV ``f``
     (``RemodelingModel.turnover_per_day``)."""
@@ -139,7 +154,8 @@ def step(model, s, dt: float, mech, plan: StepPlan, sc: dict, i: int, skip_bp: b
     romo = float(sc["romo_site_ug_ml"][i])
     phi = 1.0 / (1.0 + romo / c.romo_k_ug_ml)
     k_out, k_b = c.sost_clearance_per_day, c.sost_bound_clearance_per_day
-    total = (s.sost_total + (dt * k_out * age) * prod) / (1.0 + dt * (k_out * phi + k_b * (1.0 - phi)))
+    inv = 1.0 / (1.0 + dt * (k_out * phi + k_b * (1.0 - phi)))  # scalars: multiply, not divide
+    total = s.sost_total * inv + prod * (dt * k_out * age * inv)
     free = phi * total
     s.sost_total, s.sost_free = total, free
     chi, gw = c.dkk1_share, c.wnt_diff_gain
@@ -147,7 +163,7 @@ def step(model, s, dt: float, mech, plan: StepPlan, sc: dict, i: int, skip_bp: b
     wp = np.maximum(wnt, 0.0)
     h = dt / c.dkk1_days
     if c.dkk1_induction == 0.0:
-        s.dkk1 = (s.dkk1 + (h * age) * prod) / (1.0 + h)
+        s.dkk1 = s.dkk1 * (1.0 / (1.0 + h)) + prod * (h * age / (1.0 + h))
     else:
         s.dkk1 = (s.dkk1 + (h * age) * prod * (1.0 + c.dkk1_induction * wp)) / (1.0 + h)
     # RANKL signalling: scalar factors first
@@ -183,7 +199,7 @@ def step(model, s, dt: float, mech, plan: StepPlan, sc: dict, i: int, skip_bp: b
     s.Cp = (s.Cp + hcp) / ((1.0 + hcp * (1.0 - cpf)) + (hcp * cpf) * r)
     hc = dt / c.tau_c_days
     if skip_bp:
-        s.C = (s.C + (hc * r) * s.Cp) / (1.0 + hc)
+        s.C = (s.C + (hc * r) * s.Cp) * (1.0 / (1.0 + hc))
     else:
         s.C = (s.C + (hc * r) * s.Cp) / ((1.0 + hc) + (hc * c.bp_potency) * s.A)
         s.A = (s.A + (dt * float(sc["aln_bone_mg_per_day"][i])) * s.C) / (1.0 + (dt / c.bp_release_days) * s.C)
@@ -197,10 +213,9 @@ def step(model, s, dt: float, mech, plan: StepPlan, sc: dict, i: int, skip_bp: b
         F = mat * (b_keep + s.M)
     else:
         # canal cavities: resorbed -> reversal -> refilled (two stages of T/2 each)
-        hv = (dt / (0.5 * c.cortical_refill_days)) * plan.cort  # 0 on trabecular elements
-        hv1 = 1.0 + hv
-        s.V1 = (s.V1 + hv * R) / hv1
-        s.V2 = (s.V2 + hv * s.V1) / hv1
+        hv, inv_hv1 = canal_rates(plan, dt, c.cortical_refill_days)  # hv 0 on trabecular elements
+        s.V1 = (s.V1 + hv * R) * inv_hv1
+        s.V2 = (s.V2 + hv * s.V1) * inv_hv1
         r_ic = c.modelling_ratio_intracortical
         f_ic = mat * (s.V2 * keep + (s.M if r_ic == 1.0 else r_ic * s.M))
         F = mat * (plan.w_b * b_keep + plan.w_m * s.M) + plan.w_v * f_ic

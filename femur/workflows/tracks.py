@@ -184,6 +184,9 @@ class BoneTrack:
         self.switching = switching_parameters(switching)
         self.cortical0 = None if comp is None else comp == 1
         self._switched = {"to_trabecular": np.zeros(n, bool), "to_cortical": np.zeros(n, bool)}
+        #: (the cortical tags, the cells next to them) of the last switching check: the
+        #: neighbour search runs again only when some rank's tags have changed
+        self._near_cache = None
         self.rho_model0 = model.density_g_cm3(self.state)
         self.order = order
         #: the strength cases (habitual first) and the solvers made so far: the habitual one
@@ -369,7 +372,7 @@ class BoneTrack:
         bone, s = self.bone, self.state
         no, n = bone.num_owned_cells, bone.num_local_cells
         owned = np.arange(n) < no
-        near = cells_next_to(bone, s.compartment == 1)
+        near = self._cells_next_to_cortex(s.compartment == 1)
         to_trab, to_cort = decide_switches(s, self.switching, self.cortical0, self.remodels & owned, near)
         if n > no:  # ghosts: the owners' decisions
             code = dolfinx.la.vector(bone.mesh.topology.index_map(bone.mesh.topology.dim), 1)
@@ -380,6 +383,15 @@ class BoneTrack:
         apply_switches(s, to_trab, to_cort)
         self._switched["to_trabecular"] |= to_trab & owned
         self._switched["to_cortical"] |= to_cort & owned
+
+    def _cells_next_to_cortex(self, cortical) -> np.ndarray:
+        """``cells_next_to(bone, cortical)``, reused while no rank's tags have changed since
+        the last call (the tags change rarely; the search is a facet scatter; collective)."""
+        c = self._near_cache
+        same = c is not None and np.array_equal(c[0], cortical)
+        if not self.bone.comm.allreduce(same, op=MPI.LAND):
+            self._near_cache = c = (cortical.copy(), cells_next_to(self.bone, cortical))
+        return c[1]
 
     def switch_counts(self, comm) -> dict:
         """Owned cells that switched compartment during the run (ever) and that differ from
