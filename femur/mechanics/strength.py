@@ -123,8 +123,7 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
     if status == "failed":
         return "nonlinear", (f"auto: {why}, so the nonlinear pushover runs at every strength visit "
                              "(15-40x a linear solve per load case)")
-    return "linear", (f"auto: {why}; the linear first-element fracture load runs until the surrogate "
-                      f"is validated for {', '.join(prefixes)} (`{FIT_COMMAND}`)")
+    return "linear", f"auto: {why}; the linear first-element load runs until it is validated"
 
 
 def quantity_name(prefix: str, kind: str = "strength") -> str:

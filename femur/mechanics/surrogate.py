@@ -133,7 +133,7 @@ def surrogate_status(prefixes) -> tuple[str, str]:
     ``why`` says which, naming the file, the cases and the command that fits them."""
     prefixes = list(prefixes)
     if not surrogate_file_exists():
-        return "missing", f"the strength surrogate is not fitted ({data_path(DATA_FILE)} is missing)"
+        return "missing", f"the strength surrogate is not fitted ({data_path(DATA_FILE)} is missing; `{FIT_COMMAND}`)"
     fitted = read_fitted(DATA_FILE)
     prov = fitted.provenance or {}
     if prov.get("mode") != "full":
@@ -142,8 +142,8 @@ def surrogate_status(prefixes) -> tuple[str, str]:
     absent = [p for p in prefixes if p not in fitted.values or p not in report]
     if absent:
         return "missing", (f"the strength surrogate has no fit for {', '.join(absent)} "
-                           f"(it has {', '.join(sorted(fitted.values)) or 'none'}; `{FIT_COMMAND}` "
-                           "with those load cases adds them)")
+                           f"(it has {', '.join(sorted(fitted.values)) or 'none'}; `{FIT_COMMAND} --cases ...` "
+                           "adds load cases)")
     failed = [p for p in prefixes if not report[p].get("meets_target")]
     if failed:
         t = {p: report[p].get("test") or {} for p in failed}
