@@ -189,7 +189,8 @@ def _data_dir(tmp_path, monkeypatch, report=None, mode="full"):
                    "meets_target": bool(r2 >= ss.TARGET_R2 and pp < ss.TARGET_CHANGE_PP)}
                for p, (r2, pp) in report.items()}
         write_fitted(DATA_FILE, {p: {"features": ["load"], "coef": [0.0, 1.0]} for p in report},
-                     path=d / DATA_FILE, command="test", targets="hand-made", extra={"mode": mode, "report": rep})
+                     path=d / DATA_FILE, command="test", targets="hand-made",
+                     extra={"mode": mode, "report": rep, "settings": {"mesh_size_mm": 4.0}})
     monkeypatch.setenv("FEMUR_DATA_DIR", str(d))
     return d
 
@@ -201,7 +202,11 @@ def test_auto_strength_model_follows_the_surrogate_validation(tmp_path, monkeypa
     """"auto" runs the model that meets the surrogate's accuracy target: the surrogate when
     every load case of the bones has a full fit that meets it, the nonlinear pushover when a
     fit misses it, the linear load while a case has no validated fit."""
-    from femur.mechanics.strength import resolve_strength_model
+    from functools import partial
+
+    from femur.mechanics.strength import resolve_strength_model as resolve
+
+    resolve_strength_model = partial(resolve, mesh_size_mm=4.0)  # the fit's (trial) mesh
 
     _data_dir(tmp_path / "none", monkeypatch)
     model, why = resolve_strength_model("auto", ("vertebra",))
@@ -216,6 +221,13 @@ def test_auto_strength_model_follows_the_surrogate_validation(tmp_path, monkeypa
     assert resolve_strength_model("auto", ("vertebra",))[0] == "surrogate"
     model, why = resolve_strength_model("auto", ("femur", "vertebra"))
     assert model == "linear" and "femoral_stance" in why and "femoral_fall_anterolateral" in why
+
+    # bones unlike the fit's: another mesh size, the default meshes, a scan
+    model, why = resolve("auto", ("vertebra",), mesh_size_mm=2.0)
+    assert model == "linear" and "4 mm meshes" in why and "2 mm" in why
+    assert resolve("auto", ("vertebra",))[0] == "linear"
+    model, why = resolve("auto", ("vertebra",), mesh_size_mm=4.0, builtin=False)
+    assert model == "linear" and "built-in bones" in why
 
     ok = {p: (0.92, 1.5) for p in FEMUR_CASES}
     _data_dir(tmp_path / "all", monkeypatch, {"vertebral": (0.95, 0.3), **ok})

@@ -97,8 +97,11 @@ def check_strength_model(name, where: str = "strength_model") -> str:
     return name
 
 
-def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "strength_model") -> tuple[str, str]:
-    """(the strength model that runs, why) for a run of bone kinds ``kinds``.
+def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "strength_model",
+                           mesh_size_mm=None, builtin: bool = True) -> tuple[str, str]:
+    """(the strength model that runs, why) for a run of bone kinds ``kinds`` (built-in
+    bones of element size ``mesh_size_mm``, None: their defaults; ``builtin`` False: a CT
+    scan or the user's own bone).
 
     A named model runs as named. ``"auto"`` (the default) picks, as issue 10 asks, the model
     that meets the surrogate's accuracy target:
@@ -107,7 +110,9 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
       bones, each meeting the target on its own test patients;
     * ``"nonlinear"`` when a case's fit misses the target (the pushover at every strength
       visit: 15-40x a linear solve per load case);
-    * ``"linear"`` (the first-element fracture load) while a case has no validated fit yet.
+    * ``"linear"`` (the first-element fracture load) while a case has no validated fit yet,
+      or on bones unlike those the surrogate was fitted and tested on (another mesh size, a
+      CT scan: femur.mechanics.surrogate.surrogate_status).
     """
     name = check_strength_model(name, where)
     if name != AUTO:
@@ -117,12 +122,14 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
         raise InputError(f"{where}: no strength load cases for bone kind(s) {', '.join(map(repr, unknown))}; "
                          f"expected {', '.join(STRENGTH_CASES)}")
     prefixes = [p for k in kinds for p in STRENGTH_CASES[k]]
-    status, why = surrogate_status(prefixes)
+    status, why = surrogate_status(prefixes, mesh_size_mm, builtin)
     if status == "validated":
         return "surrogate", f"auto: {why}"
     if status == "failed":
         return "nonlinear", (f"auto: {why}, so the nonlinear pushover runs at every strength visit "
                              "(15-40x a linear solve per load case)")
+    if status == "outside":
+        return "linear", f"auto: {why}; the linear first-element load runs (the pushover: 'nonlinear')"
     return "linear", f"auto: {why}; the linear first-element load runs until it is validated"
 
 

@@ -119,14 +119,19 @@ def fits_for(prefixes, where: str = "strength_model") -> dict[str, SurrogateFit]
     return {p: fits[p] for p in prefixes}
 
 
-def surrogate_status(prefixes) -> tuple[str, str]:
+def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple[str, str]:
     """Whether the fitted surrogate may stand in for the nonlinear strength of load cases
-    ``prefixes``, from what its data file records of its own test (issue 10's target: test
-    R^2 >= 0.9 and a percent-change error under 2 percentage points):
+    ``prefixes`` on a run's bones (``builtin``: the built-in anatomical femur and vertebra
+    of the virtual patients, as the fit's; ``mesh_size_mm``: their element size, None: the
+    bones' defaults), from what its data file records of its own test (issue 10's target:
+    test R^2 >= 0.9 and a percent-change error under 2 percentage points):
 
     * ``("validated", why)``: a full (not ``--quick``) fit with a fit for every case, each
-      meeting the target on its test set;
-    * ``("failed", why)``: a full fit whose test misses the target for one of the cases;
+      meeting the target on its test set, made on bones like the run's;
+    * ``("failed", why)``: such a fit whose test misses the target for one of the cases;
+    * ``("outside", why)``: the run's bones are not those the fit was made and tested on
+      (a CT scan, another femur model, another mesh size: the linear quantities it reads
+      depend on the mesh);
     * ``("missing", why)``: no data file, a quick (machinery-check) fit, or no fit for one
       of the cases.
 
@@ -138,6 +143,14 @@ def surrogate_status(prefixes) -> tuple[str, str]:
     prov = fitted.provenance or {}
     if prov.get("mode") != "full":
         return "missing", f"{fitted.path} holds a quick (machinery-check) fit, not a validated one"
+    fit_mesh = (prov.get("settings") or {}).get("mesh_size_mm")
+    if not builtin:
+        return "outside", ("the strength surrogate is fitted and tested on the built-in bones of virtual "
+                           "patients, not on this run's bones")
+    if fit_mesh is not None and (mesh_size_mm is None or abs(float(mesh_size_mm) - float(fit_mesh)) > 0.25):
+        here = "the bones' default meshes" if mesh_size_mm is None else f"{float(mesh_size_mm):g} mm"
+        return "outside", (f"the strength surrogate is fitted and tested on {float(fit_mesh):g} mm meshes "
+                           f"(the trial mesh), and this run's are {here}")
     report = prov.get("report") or {}
     absent = [p for p in prefixes if p not in fitted.values or p not in report]
     if absent:

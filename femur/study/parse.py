@@ -317,7 +317,7 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
     # summary and the risk model read the model that ran (and a resume sees a change)
     strength_model, strength_reason = resolve_strength_model(
         strength_model, ("vertebra",) if cohort_spec.scans else ("femur", "vertebra"),
-        f"{src}: model.strength_model")
+        f"{src}: model.strength_model", mesh, builtin=not cohort_spec.scans and femur_model == "femur")
     adaptive = model.get("fe_adaptive_tol")
     if adaptive is not None:
         adaptive = _number(adaptive, "model.fe_adaptive_tol", src)

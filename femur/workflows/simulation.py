@@ -186,7 +186,8 @@ class Simulation:
         #: the strength model that runs, and why ("auto": the one that meets the surrogate's
         #: accuracy target for these bones; femur.mechanics.strength.resolve_strength_model)
         self.strength_model, self.strength_model_reason = resolve_strength_model(
-            strength_model, [k for k in BONES if k in bones], "simulate: strength_model")
+            strength_model, [k for k in BONES if k in bones], "simulate: strength_model", mesh_size_mm,
+            builtin=(femur_bone is None and vertebra_bone is None and bone_name(femur_model) == "femur"))
         if strength_model != self.strength_model:
             log.info("strength model: %s (%s)", self.strength_model, self.strength_model_reason)
         self.progress = progress
