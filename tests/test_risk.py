@@ -147,6 +147,39 @@ def test_case_inputs_reads_the_strength_model_names():
         risk.case_inputs(record, {"visits": visits}, "bogus")
 
 
+def test_surrogate_strengths_from_the_stored_linear_quantities():
+    """A linear-model case keeps each strength's linear quantities; the surrogate's
+    strengths follow from them by its power law, and a case without them is one clear
+    error naming it."""
+    from femur.mechanics.surrogate import SurrogateFit
+
+    record = {"case_id": "p1-a", "study": "s", "arm": "a", "duration_months": 6.0,
+              "patient": {"index": 1, "age_years": 70.0, "body_mass_kg": 60.0}}
+    visits = [{"month": m, "vertebral_strength_n": 5000.0 + m, "vertebral_stiffness_n_per_mm": 20000.0 + m,
+               "vertebral_surrogate_0p2pct_load_n": 4000.0, "femoral_fall_strength_n": 3000.0,
+               "extra": {"femoral_fall_stiffness_n_per_mm": 1500.0 + 25.0 * m}} for m in (0.0, 6.0)]
+    d = risk.case_inputs(record, {"visits": visits})
+    assert d["strength_features"]["vertebral"] == {"load": [5000.0, 5006.0], "stiffness": [20000.0, 20006.0],
+                                                   "strain_load": [4000.0, 4000.0]}
+    assert d["strength_features"]["lateral"] == {"load": [3000.0, 3000.0], "stiffness": [1500.0, 1650.0]}
+    fits = {"vertebral": SurrogateFit("vertebral", ("load", "stiffness"), (np.log(2.0), 0.5, 0.25)),
+            "femoral_fall": SurrogateFit("femoral_fall", ("stiffness",), (np.log(3.0), 1.0))}
+    sur = risk.with_surrogate_strengths(d, fits)
+    assert sur["strength_model"] == "surrogate" and d["strength_model"] == "linear"
+    assert sur["strength_n"]["vertebral"] == pytest.approx(
+        [2.0 * 5000.0 ** 0.5 * 20000.0 ** 0.25, 2.0 * 5006.0 ** 0.5 * 20006.0 ** 0.25], rel=1e-12)
+    assert sur["strength_n"]["lateral"] == pytest.approx([4500.0, 4950.0], rel=1e-12)
+    with pytest.raises(InputError, match="p1-a.*no fit for femoral_fall"):
+        risk.with_surrogate_strengths(d, {"vertebral": fits["vertebral"]})
+    old = {k: v for k, v in d.items() if k != "strength_features"}
+    with pytest.raises(InputError, match="p1-a.*no stored linear quantities of vertebral"):
+        risk.with_surrogate_strengths(old, fits)
+    with pytest.raises(InputError, match="from a linear-model case"):
+        risk.with_surrogate_strengths(sur, fits)
+    # other strength models keep no features (their strength is not the linear load)
+    assert "strength_features" not in risk.case_inputs(record, {"visits": visits}, "nonlinear")
+
+
 # ------------------------------------------------------------------------------ spine
 def test_turnover_index_smoothing():
     months = np.arange(7.0)

@@ -281,3 +281,45 @@ def test_risk_flags_a_strength_model_it_was_not_calibrated_on():
         spec = parse_study({**d, "model": {**d.get("model", {}), "strength_model": model}})
         notes = StudyRisk(spec, []).notes
         assert any(f"calibrated on the '{calibrated}' strength model" in n for n in notes) == flagged
+
+
+@pytest.mark.serial
+def test_risk_courses_give_the_surrogate_run_strengths(tmp_path, monkeypatch):
+    """The risk calibration's surrogate strengths, computed from a linear-model case's
+    stored linear quantities, are those of the same case run with the surrogate model; the
+    calibration refuses them while the surrogate is not validated for its strengths."""
+    from femur.calibration import risk as calibration
+    from femur.outcomes import risk
+    from femur.study import Study
+    from femur.study.cases import normalise_result
+    from femur.study.evaluator import run_case
+    from femur.study.parse import load_study
+
+    cases = {"vertebral": ["load", "stiffness", "strain_load"], **{p: ["load", "stiffness"] for p in FEMUR_CASES}}
+    d = _data_dir(tmp_path, monkeypatch, {p: (0.95, 0.5) for p in cases})
+    coef = {p: [0.3, 0.6, 0.3, 0.05][: len(f) + 1] for p, f in cases.items()}
+    write_fitted(DATA_FILE, {p: {"features": f, "coef": coef[p]} for p, f in cases.items()}, path=d / DATA_FILE,
+                 command="test", targets="hand-made",
+                 extra={"mode": "full", "settings": {"mesh_size_mm": 4.0},
+                        "report": {p: {"meets_target": True, "test": {"r2": 0.95, "change_mae_pp": 0.5},
+                                       "patients": {"test": 30}} for p in cases}})
+    spec = load_study("frame").with_overrides(patients=1, months=2)
+    rec = next(r for r in Study(spec).cases() if r["arm"] != "placebo")
+    inputs = {}
+    for model in ("linear", "surrogate"):
+        r = {**rec, "model": {**rec["model"], "strength_model": model}}
+        inputs[model] = risk.case_inputs(r, normalise_result(r, run_case(r, MPI.COMM_SELF)), model)
+    converted = risk.with_surrogate_strengths(inputs["linear"], calibration.load_fits())
+    assert set(converted["strength_n"]) == set(inputs["surrogate"]["strength_n"]) == {
+        "vertebral", "lateral", "posterolateral", "anterolateral"}
+    for label, vals in inputs["surrogate"]["strength_n"].items():
+        assert converted["strength_n"][label] == pytest.approx(vals, rel=1e-9), label
+    assert inputs["linear"]["strength_n"]["vertebral"] != pytest.approx(inputs["surrogate"]["strength_n"]["vertebral"])
+    doc = {"engine": {"strength_model": "linear"}, "date": "d", "git_commit": "c",
+           "studies": {"frame": {"cases": [inputs["linear"]]}}}
+    out = calibration.with_surrogate_strengths(doc)
+    assert out["engine"]["strength_model"] == "surrogate" and "linear-model courses of d" in out["engine"]["strength_from"]
+    assert out["studies"]["frame"]["cases"][0]["strength_n"] == converted["strength_n"]
+    _data_dir(tmp_path / "spine_only", monkeypatch, {"vertebral": (0.95, 0.5)})
+    with pytest.raises(InputError, match="--surrogate-strengths: .*no fit for femoral_fall"):
+        calibration.with_surrogate_strengths(doc)

@@ -2,6 +2,7 @@
 
     mpiexec -n 2 python -m femur.calibration.risk [--patients N] [--quick] [--write]
     python -m femur.calibration.risk --refit-only [--courses FILE] [--write]
+    python -m femur.calibration.risk --refit-only --surrogate-strengths [--write]
 
 1. SIMULATE, once, the calibration trials with the engine itself -- FRAME (placebo arm
    only, row 8), FREEDOM (rows 10-11), FPT (row 12), FIT-1 (row 13), FIT-2 (row 14), each
@@ -23,6 +24,12 @@
 ``--quick``: 10 women per arm (or ``--patients``), the trials' full durations: a check that
 the machinery works end to end, NOT a calibration (its parameter file says so).
 
+``--surrogate-strengths``: the cases ran the linear strength model (the default while the
+strength surrogate is not validated for every load case); each case also stored its load
+cases' linear quantities at the visits, and the strengths become the validated surrogate's
+predictions from them -- the numbers a surrogate run of the same cases gives, without
+simulating again (``with_surrogate_strengths``).
+
 Never fitted: FRAME's romosozumab arm, ARCH, BRIDGE (romosozumab): predictions.
 """
 
@@ -40,11 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-from femur.core.datafiles import atomic_write_text, data_path, write_fitted
+from femur.core.datafiles import atomic_write_text, data_path, read_fitted, write_fitted
 from femur.core.errors import FemurError, InputError
 from femur.core.log import configure, get_logger
 from femur.core.mpi import MPI
 from femur.core.version import __version__
+from femur.mechanics.surrogate import DATA_FILE as SURROGATE_FILE
+from femur.mechanics.surrogate import load_fits, surrogate_status
 from femur.outcomes import risk
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE, parameters_from_document
 from femur.calibration.risk_fit import CalibrationData, FitResult, fit
@@ -53,6 +62,7 @@ from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, SOF_CHEC
 from femur.study import Study
 from femur.study.cases import resolve_evaluator
 from femur.study.parse import load_study, parse_study
+from femur.study.spec import ModelSpec
 from femur.study.runner import run_cases
 
 log = get_logger(__name__)
@@ -145,6 +155,31 @@ def load_courses(path) -> dict:
     return doc
 
 
+def with_surrogate_strengths(doc: dict) -> dict:
+    """The courses ``doc`` with every case's strengths from the validated strength surrogate,
+    computed from the linear quantities the linear-model cases stored
+    (femur.outcomes.risk.courses.with_surrogate_strengths: the same numbers a surrogate run
+    gives). InputError while the surrogate is not validated for the vertebra and the three
+    fall directions on the calibration's bones (built-in, trial mesh)."""
+    engine = dict(doc.get("engine") or {})
+    if engine.get("strength_model") == "surrogate":
+        return doc
+    if engine.get("strength_model") != "linear":
+        raise InputError(f"--surrogate-strengths: the courses ran the {engine.get('strength_model')!r} strength "
+                         "model; surrogate strengths come from linear-model courses")
+    status, why = surrogate_status(list(risk.RISK_PREFIXES.values()), ModelSpec().mesh_size_mm)
+    if status != "validated":
+        raise InputError(f"--surrogate-strengths: {why}")
+    fits = load_fits()
+    studies = {name: {**st, "cases": [risk.with_surrogate_strengths(c, fits) for c in st["cases"]]}
+               for name, st in doc["studies"].items()}
+    engine["strength_model"] = "surrogate"
+    engine["strength_from"] = (f"the linear-model courses of {doc.get('date')} (commit {doc.get('git_commit')}), "
+                               f"their strengths replaced by the surrogate of {data_path(SURROGATE_FILE).name} "
+                               f"({read_fitted(SURROGATE_FILE).provenance.get('date')}): {why}")
+    return {**doc, "engine": engine, "studies": studies}
+
+
 def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
     """Fit the parameters to stored courses with ``settings`` (bootstrap, seed, held
     parameters, fixed inputs); deterministic."""
@@ -217,9 +252,12 @@ def _jsonable(obj):
 
 
 def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=None, write=False, evaluator=None,
-              bootstrap=None, held=None, group_size=1, comm=None, progress=True, command=None) -> dict | None:
+              bootstrap=None, held=None, group_size=1, comm=None, progress=True, command=None,
+              surrogate_strengths=False) -> dict | None:
     """The whole calibration (module docstring); returns {"parameters", "report", "rows",
-    "paths"} on rank 0, None elsewhere."""
+    "paths"} on rank 0, None elsewhere. ``surrogate_strengths``: fit to the validated
+    strength surrogate's strengths, from the linear quantities of linear-model courses
+    (:func:`with_surrogate_strengths`)."""
     comm = comm or MPI.COMM_WORLD
     n = patients or (QUICK_PATIENTS if quick else DEFAULT_PATIENTS)
     out = Path(out) if out is not None else Path("results") / ("calibrate_risk_quick" if quick else "calibrate_risk")
@@ -246,6 +284,9 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
             save_courses(out / "courses.json.gz", studies, meta)
     if comm.rank != 0:
         return None
+    if surrogate_strengths:
+        doc = with_surrogate_strengths(doc)
+        log.info("strengths: %s", doc["engine"]["strength_from"])
     settings = {"bootstrap": int(bootstrap if bootstrap is not None else
                                  (QUICK_BOOTSTRAP if doc.get("quick") else DEFAULT_BOOTSTRAP)),
                 "seed": FIT_SEED, "held": dict(held or {})}
@@ -295,6 +336,9 @@ def main(argv=None) -> int:
                     help=f"virtual-cohort bootstrap refits (default {DEFAULT_BOOTSTRAP}; quick {QUICK_BOOTSTRAP})")
     ap.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE",
                     help="hold a parameter at a value instead of fitting it (recorded in the provenance)")
+    ap.add_argument("--surrogate-strengths", action="store_true",
+                    help="fit to the validated strength surrogate's strengths, computed from the linear "
+                    "quantities that linear-model courses store (no FE with --refit-only)")
     ap.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
     ap.add_argument("--evaluator", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -316,7 +360,8 @@ def main(argv=None) -> int:
         if comm.size > 1:
             command = f"mpiexec -n {comm.size} " + command
         res = calibrate(args.patients, args.quick, args.out, args.refit_only, args.courses, args.write,
-                        args.evaluator, args.bootstrap, held, args.group_size, comm, command=command.strip())
+                        args.evaluator, args.bootstrap, held, args.group_size, comm, command=command.strip(),
+                        surrogate_strengths=args.surrogate_strengths)
     except FemurError as exc:
         if comm.rank == 0:
             print(f"femur: error: {exc}", file=sys.stderr)

@@ -375,10 +375,13 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
         for name in ABS_KEYS:
             v[pct_name(name)] = at(pct_name(name), m)
             v[name] = at(name, m)
-        for prefix in STRENGTH_PREFIXES:  # nonlinear model: kept in the case file
-            name = quantity_name(prefix, "yield")
-            if name in known:
-                v[name] = at(name, m)
+        for prefix in STRENGTH_PREFIXES:  # kept in the case file where the run has them:
+            # the pushover's yield load (nonlinear model), the stiffness and the 0.2 %-strain
+            # load (the strength surrogate's features, femur.outcomes.risk.courses)
+            for kind in ("yield", "stiffness", "surrogate"):
+                name = quantity_name(prefix, kind)
+                if name in known:
+                    v[name] = at(name, m)
         out.append(v)
     monthly = {"month": [float(m) for m in res.months]}
     for key in MONTHLY_KEYS:

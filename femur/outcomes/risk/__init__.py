@@ -19,7 +19,14 @@ targets rows 8-15 of ``shared/science/clinical-targets.md``.
 """
 
 from femur.outcomes.risk.bct import BCT_NOTE, BCT_THRESHOLDS_N, bct_class
-from femur.outcomes.risk.courses import CourseBatch, RiskCourse, case_inputs, month_grid
+from femur.outcomes.risk.courses import (
+    RISK_PREFIXES,
+    CourseBatch,
+    RiskCourse,
+    case_inputs,
+    month_grid,
+    with_surrogate_strengths,
+)
 from femur.outcomes.risk.model import (
     hip_fractures_per_fall,
     hip_incidence,
@@ -42,11 +49,13 @@ __all__ = [
     "BCT_THRESHOLDS_N",
     "FITTED_PARAMETERS",
     "PARAMETER_FILE",
+    "RISK_PREFIXES",
     "CourseBatch",
     "RiskCourse",
     "RiskParameters",
     "bct_class",
     "case_inputs",
+    "with_surrogate_strengths",
     "default_fixed",
     "fixed_sources",
     "hip_fractures_per_fall",

@@ -13,7 +13,11 @@ courses here:
 
 :func:`case_inputs` keeps what a case contributes in a compact JSON-clean dict (visit
 strengths, monthly CTX, patient attributes): the calibration stores these once and refits
-the risk parameters from them without any FE (``femur.calibration.risk``).
+the risk parameters from them without any FE (``femur.calibration.risk``). A case run with
+the linear strength model also keeps each load case's linear quantities at the visits (the
+strength surrogate's features), so :func:`with_surrogate_strengths` can give its strengths
+under the fitted surrogate exactly as a surrogate run would (the surrogate is a function of
+those quantities alone, and the strength model does not feed back into the remodeling).
 :class:`CourseBatch` stacks the courses of cases that share a month grid (one study).
 """
 
@@ -26,7 +30,13 @@ import numpy as np
 
 from femur.core.errors import InputError
 from femur.mechanics.strength import FALL_PREFIXES, quantity_name, strength_kind
+from femur.mechanics.surrogate import FEATURE_KINDS
 from femur.outcomes.risk.hip import FALL_DIRECTIONS
+
+
+#: the strengths the risk model reads: label (the vertebra, each fall direction) -> the load
+#: case's quantity prefix (femur.mechanics.strength)
+RISK_PREFIXES = {"vertebral": "vertebral", **{d: FALL_PREFIXES[d] for d in FALL_DIRECTIONS}}
 
 
 def month_grid(duration_months: float) -> np.ndarray:
@@ -54,12 +64,19 @@ def case_inputs(record: dict, result: dict, strength_model: str = "linear") -> d
     visits = result["visits"]
     months = [float(v["month"]) for v in visits]
     strengths = {}
-    names = {"vertebral": quantity_name("vertebral", kind)}
-    names.update({d: quantity_name(FALL_PREFIXES[d], kind) for d in FALL_DIRECTIONS})
+    names = {label: quantity_name(prefix, kind) for label, prefix in RISK_PREFIXES.items()}
     for label, key in names.items():
         vals = [_visit_value(v, key) for v in visits]
         if all(x is not None and x > 0 for x in vals):
             strengths[label] = [float(x) for x in vals]
+    features = {}
+    if strength_model == "linear":  # the surrogate's features (module docstring)
+        for label, prefix in RISK_PREFIXES.items():
+            feats = {f: [_visit_value(v, quantity_name(prefix, k)) for v in visits] for f, k in FEATURE_KINDS.items()}
+            feats = {f: [float(x) for x in vals] for f, vals in feats.items()
+                     if all(x is not None and x > 0 for x in vals)}
+            if label in strengths and feats:
+                features[label] = feats
     monthly = (result.get("extra") or {}).get("monthly") or {}
     ctx = None
     if "month" in monthly and "ctx_pct" in monthly:
@@ -81,7 +98,32 @@ def case_inputs(record: dict, result: dict, strength_model: str = "linear") -> d
         "strength_n": strengths,
         "ctx": ctx,
         "strength_model": strength_model,
+        **({"strength_features": features} if features else {}),
     }
+
+
+def with_surrogate_strengths(case: dict, fits: dict) -> dict:
+    """A copy of ``case`` (:func:`case_inputs` of a linear-model case) whose visit
+    strengths are the strength surrogate's predictions from the stored linear quantities
+    (``fits``: {quantity prefix: femur.mechanics.surrogate.SurrogateFit}, e.g.
+    ``load_fits()``). InputError naming the case and the load case when a strength has no
+    stored features or no fit."""
+    if case.get("strength_model") != "linear":
+        raise InputError(f"case {case.get('case_id')}: surrogate strengths come from a linear-model case, "
+                         f"this one ran {case.get('strength_model')!r}")
+    stored = case.get("strength_features") or {}
+    out = {}
+    for label in case["strength_n"]:
+        prefix = RISK_PREFIXES[label]
+        if label not in stored:
+            raise InputError(f"case {case.get('case_id')}: no stored linear quantities of {prefix} (courses "
+                             "made before they were kept): simulate the calibration again")
+        if prefix not in fits:
+            raise InputError(f"case {case.get('case_id')}: the strength surrogate has no fit for {prefix}")
+        feats = stored[label]
+        n = len(case["visit_months"])
+        out[label] = [fits[prefix].predict({f: feats[f][i] for f in feats}) for i in range(n)]
+    return {**case, "strength_n": out, "strength_model": "surrogate"}
 
 
 @dataclass
@@ -187,4 +229,4 @@ class CourseBatch:
                            take(self.vertebral_strength_n), take(self.fall_strength_n), self.ctx_ratio[idx])
 
 
-__all__ = ["CourseBatch", "RiskCourse", "case_inputs", "month_grid"]
+__all__ = ["RISK_PREFIXES", "CourseBatch", "RiskCourse", "case_inputs", "month_grid", "with_surrogate_strengths"]
