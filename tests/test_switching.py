@@ -178,3 +178,24 @@ def test_neighbour_search_is_reused_only_while_the_tags_stay():
     if MPI.COMM_WORLD.rank == 0 and far.size:
         assert b[far[0]] and not a[far[0]]
     t.close()
+
+
+def test_a_cortex_that_switches_away_entirely_leaves_its_measures_undefined():
+    """The built-in femur's cortex has one BV/TV, so it crosses a switching threshold all at
+    once (as low-T-score women's femurs did in a 100-woman FREEDOM placebo arm). The run
+    goes on: the hip cortex's porosity is then undefined (NaN in the course, null in the
+    JSON, None at a study visit), not a KeyError."""
+    import json
+
+    from femur.workflows.simulation import Simulation, visit_course
+
+    sim = Simulation("placebo", 2, mesh_size_mm=6.0, bones=("femur",), progress=False, strength_months=(0,),
+                     switching=SwitchingParameters(trabecularise_below_bvtv=0.8249, corticalise_above_bvtv=0.999))
+    f0 = sim.tracks["femur"].state.f0[sim.tracks["femur"].state.compartment == 1]
+    assert np.ptp(f0) < 1e-12 and 0.8249 < f0[0] < 0.8251  # the premise: one cortical BV/TV
+    tc = sim.run()
+    po = tc.compartments["hip_cortical_porosity_pct"]
+    assert np.isfinite(po[0]) and np.isnan(po[-1])
+    assert tc.compartments["hip_cortical_bmc_pct"][-1] == pytest.approx(-100.0)
+    assert json.loads(json.dumps(tc.to_dict(), allow_nan=False))["hip_cortical_porosity_pct"][-1] is None
+    assert np.isnan(visit_course([{"a": 1.0}, {}], "a")[1])

@@ -374,7 +374,9 @@ class RemodelingModel:
         self._ensure_horizon(t1)
         # a new state object over the same arrays: a step never writes into an array, it
         # binds new ones (femur.remodeling.step), so ``state`` keeps its values without the
-        # cost of copying every array at every advance
+        # cost of copying every array at every advance. Arrays no step rebinds (the
+        # compartment tags, f0, alpha0, ...) stay shared: whoever keeps ``state`` and then
+        # retags the returned one in place (compartment switching) sees the tags change in both
         s = _copy.copy(state)
         mech = self._mech(stimulus, s.n_elements)
         n = int(np.ceil((t1 - t0) / self.max_step_days - 1e-9))

@@ -106,6 +106,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from femur.core.mpi import MPI
 from femur.exports.fields import CaseFields
 from femur.outcomes.compartments import COMPARTMENT_KEYS
@@ -364,8 +366,10 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     series = res.series
     known = set(series) | set(res.strength) | set(res.strength_pct)
 
-    def at(key, m):  # None for a quantity this run does not have (a scan has no femur)
-        return res.at_month(key, m) if key in known else None
+    def at(key, m):  # None for a quantity this run does not have (a scan has no femur) or
+        # that is not defined at this visit (a cortex that switched away entirely)
+        x = res.at_month(key, m) if key in known else None
+        return x if x is None or np.isfinite(x) else None
 
     out = []
     for m in visits:

@@ -310,7 +310,7 @@ class Simulation:
         base = visits[0]
 
         def course(key):
-            return np.array([v[key] for v in visits])
+            return visit_course(visits, key)
 
         bmd_pct, abmd = {}, {}
         for key in SITE_KEYS:
@@ -360,6 +360,13 @@ class Simulation:
         )
 
 
+def visit_course(visits: list, key: str) -> np.ndarray:
+    """The values of ``key`` over the visit records, NaN where a visit lacks it: a measure
+    can stop being defined during a run (the hip ROI's cortical porosity once compartment
+    switching has turned every cortical cell in it trabecular)."""
+    return np.array([v.get(key, np.nan) for v in visits], dtype=float)
+
+
 def simulate(bone=None, regimen="romosozumab", months: float = 12, patient=None, out=None,
              **kwargs) -> TimeCourse:
     """FE-coupled simulation of one patient; ``bone`` may be a femur or vertebra Bone (only
@@ -382,4 +389,4 @@ def simulate(bone=None, regimen="romosozumab", months: float = 12, patient=None,
 
 
 __all__ = ["DEFAULT_FE_INTERVAL_DAYS", "DEFAULT_STRENGTH_MONTHS", "Simulation", "default_strength_months",
-           "simulate"]
+           "simulate", "visit_course"]

@@ -32,7 +32,8 @@ SITE_KEY_OF = {"lumbar_spine": "ls", "total_hip": "th", "femoral_neck": "fn"}
 
 
 def _floats(values) -> list:
-    return [float(x) for x in np.asarray(values, dtype=float).ravel()]
+    """JSON-ready floats; a value that is not defined (NaN) becomes None (null)."""
+    return [float(x) if np.isfinite(x) else None for x in np.asarray(values, dtype=float).ravel()]
 
 
 @dataclass
