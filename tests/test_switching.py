@@ -199,3 +199,31 @@ def test_a_cortex_that_switches_away_entirely_leaves_its_measures_undefined():
     assert tc.compartments["hip_cortical_bmc_pct"][-1] == pytest.approx(-100.0)
     assert json.loads(json.dumps(tc.to_dict(), allow_nan=False))["hip_cortical_porosity_pct"][-1] is None
     assert np.isnan(visit_course([{"a": 1.0}, {}], "a")[1])
+
+
+@pytest.mark.serial
+def test_study_case_with_an_undefined_measure_is_valid_json(monkeypatch):
+    """A study case whose hip cortex switched away entirely writes valid JSON (null for the
+    undefined porosity at the visits and in the monthly courses)."""
+    import json
+
+    import femur.study.evaluator as evaluator
+    from femur.study import Study
+    from femur.study.parse import load_study
+
+    build = evaluator.simulation_for_record
+
+    def forcing(record, comm, **kw):  # the threshold just under the patient's cortical BV/TV
+        sim = build(record, comm, **kw)
+        t = sim.tracks["femur"]
+        f0 = float(t.state.f0[t.state.compartment == 1].max())
+        t.switching = SwitchingParameters(trabecularise_below_bvtv=f0 - 1e-4, corticalise_above_bvtv=0.999)
+        return sim
+
+    monkeypatch.setattr(evaluator, "simulation_for_record", forcing)
+    spec = load_study("frame").with_overrides(patients=1, months=2)
+    rec = next(r for r in Study(spec).cases() if r["arm"] == "placebo")
+    res = json.loads(json.dumps(evaluator.run_case(rec, MPI.COMM_SELF), allow_nan=False))
+    assert res["monthly"]["hip_cortical_porosity_pct"][0] == 0.0
+    assert res["monthly"]["hip_cortical_porosity_pct"][-1] is None
+    assert res["visits"][-1]["hip_cortical_porosity_pct"] is None

@@ -390,7 +390,7 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     monthly = {"month": [float(m) for m in res.months]}
     for key in MONTHLY_KEYS:
         if key in series:
-            monthly[key] = [float(x) for x in series[key]]
+            monthly[key] = [float(x) if np.isfinite(x) else None for x in series[key]]  # None: undefined
     result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"],
               **({"fe_skipped": res.run["fe_skipped"]} if "fe_skipped" in res.run else {}),
               "strength_model": res.run["strength_model"],
