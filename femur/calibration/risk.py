@@ -305,12 +305,12 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
     text = format_report(rows, result, title)
     pdoc = parameter_document(result, rows, doc, settings, status, command)
     paths = {}
+    out.mkdir(parents=True, exist_ok=True)  # the report goes there in every mode
     if write:
         paths["parameters"] = write_parameters(pdoc)
         paths["courses"] = save_courses(data_path(COURSES_FILE), doc["studies"],
                                         {k: v for k, v in doc.items() if k not in ("studies", "format")})
     else:
-        out.mkdir(parents=True, exist_ok=True)
         paths["parameters"] = write_parameters(pdoc, out / PARAMETER_FILE)
     atomic_write_text(out / "report.txt", text + "\n")
     paths["report"] = out / "report.txt"
