@@ -175,7 +175,7 @@ def with_surrogate_strengths(doc: dict) -> dict:
                for name, st in doc["studies"].items()}
     engine["strength_model"] = "surrogate"
     engine["strength_from"] = (f"the linear-model courses of {doc.get('date')} (commit {doc.get('git_commit')}), "
-                               f"their strengths replaced by the surrogate of {data_path(SURROGATE_FILE).name} "
+                               f"their strengths replaced by the surrogate of {SURROGATE_FILE} "
                                f"({read_fitted(SURROGATE_FILE).provenance.get('date')}): {why}")
     return {**doc, "engine": engine, "studies": studies}
 

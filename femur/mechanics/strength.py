@@ -133,6 +133,11 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
     return "linear", f"auto: {why}; the linear first-element load runs until it is validated"
 
 
+def describe_strength_model(model: str, reason: str = "as given") -> str:
+    """``model``, with the reason :func:`resolve_strength_model` gave when "auto" chose it."""
+    return model if reason == "as given" else f"{model} ({reason})"
+
+
 def quantity_name(prefix: str, kind: str = "strength") -> str:
     """E.g. ("femoral_fall", "strength") -> "femoral_fall_strength_n"."""
     return prefix + _SUFFIX[kind]
@@ -279,6 +284,6 @@ def strength_record(fr, bone, material) -> dict:
 __all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FALL_PREFIXES", "FEMUR_REGION",
            "AUTO", "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "STRENGTH_MODEL_CHOICES",
            "check_strength_model",
-           "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
+           "describe_strength_model", "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
            "quantity_name", "region_for", "resolve_strength_model", "strength_cases", "strength_kind", "strength_quantities",
            "strength_record", "surrogate_features", "surrogate_quantities"]

@@ -106,8 +106,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from femur.core.mpi import MPI
 from femur.exports.fields import CaseFields
 from femur.outcomes.compartments import COMPARTMENT_KEYS
@@ -118,6 +116,7 @@ from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, pct_name, quantity_
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.bones import patient_bone
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
+from femur.workflows.timecourse import json_floats
 
 
 #: the cache entry's slots for month-0 strengths and handed-over strength solvers (bone
@@ -368,8 +367,7 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
 
     def at(key, m):  # None for a quantity this run does not have (a scan has no femur) or
         # that is not defined at this visit (a cortex that switched away entirely)
-        x = res.at_month(key, m) if key in known else None
-        return x if x is None or np.isfinite(x) else None
+        return json_floats([res.at_month(key, m)])[0] if key in known else None
 
     out = []
     for m in visits:
@@ -390,7 +388,7 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
     monthly = {"month": [float(m) for m in res.months]}
     for key in MONTHLY_KEYS:
         if key in series:
-            monthly[key] = [float(x) if np.isfinite(x) else None for x in series[key]]  # None: undefined
+            monthly[key] = json_floats(series[key])  # None: undefined
     result = {"visits": out, "monthly": monthly, "fe_solves": res.run["fe_solves"], "dofs": res.run["dofs"],
               **({"fe_skipped": res.run["fe_skipped"]} if "fe_skipped" in res.run else {}),
               "strength_model": res.run["strength_model"],

@@ -24,6 +24,7 @@ from femur.core.datafiles import atomic_write_text
 from femur.core.version import __version__
 from femur.exports.plots import plot_arm_histograms, plot_arm_trajectories, plot_cumulative_incidence
 from femur.exports.tables import TableFiles, csv_text
+from femur.mechanics.strength import describe_strength_model
 from femur.outcomes import risk
 from femur.outcomes.compartments import COMPARTMENT_HEADS, COMPARTMENT_KEYS
 from femur.study.cases import ABS_KEYS, PCT_KEYS
@@ -258,8 +259,8 @@ class StudyResults:
             " (mean % change from baseline, 95% CI)",
         ]
         if s.get("strength_model"):
-            why = s.get("strength_model_reason", "as given")
-            lines.append(f"strength model: {s['strength_model']}" + ("" if why == "as given" else f" ({why})"))
+            lines.append("strength model: " + describe_strength_model(
+                s["strength_model"], s.get("strength_model_reason", "as given")))
         cols = [
             ("LS BMD %", "ls_bmd_pct"),
             ("TH BMD %", "th_bmd_pct"),

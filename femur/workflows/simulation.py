@@ -53,6 +53,7 @@ from femur.exports.fields import simulation_exports
 from femur.mechanics.strength import (
     DEFAULT_STRENGTH_MODEL,
     QUANTITY_ORDER,
+    describe_strength_model,
     pct_name,
     quantity_name,
     resolve_strength_model,
@@ -189,7 +190,7 @@ class Simulation:
             strength_model, [k for k in BONES if k in bones], "simulate: strength_model", mesh_size_mm,
             builtin=(femur_bone is None and vertebra_bone is None and bone_name(femur_model) == "femur"))
         if strength_model != self.strength_model:
-            log.info("strength model: %s (%s)", self.strength_model, self.strength_model_reason)
+            log.info("strength model: %s", describe_strength_model(self.strength_model, self.strength_model_reason))
         self.progress = progress
         self.exports = list(exports)
         self.params = scale_for_patient(params or ModelParameters(), turnover_multiplier,

@@ -22,6 +22,7 @@ from femur.core.datafiles import atomic_write_text
 from femur.core.errors import InputError
 from femur.core.units import DAYS_PER_MONTH
 from femur.exports.plots import plot_timecourse
+from femur.mechanics.strength import describe_strength_model
 from femur.outcomes.compartments import COMPARTMENT_HEADS, COMPARTMENT_KEYS
 
 #: DXA site keys in table order, and their names
@@ -31,9 +32,10 @@ SITE_NAMES = {"ls": "lumbar spine", "th": "total hip", "fn": "femoral neck"}
 SITE_KEY_OF = {"lumbar_spine": "ls", "total_hip": "th", "femoral_neck": "fn"}
 
 
-def _floats(values) -> list:
+def json_floats(values) -> list:
     """JSON-ready floats; a value that is not defined (NaN) becomes None (null)."""
     return [float(x) if np.isfinite(x) else None for x in np.asarray(values, dtype=float).ravel()]
+
 
 
 @dataclass
@@ -116,12 +118,12 @@ class TimeCourse:
     def to_dict(self) -> dict:
         """JSON-ready record (lists of floats), the `femur simulate --json` contract."""
         d = {"treatment": self.treatment, "regimen": self.regimen, "patient": self.patient,
-             "driver": self.driver, "months": _floats(self.months)}
-        d.update({k: _floats(v) for k, v in self.series.items()})
+             "driver": self.driver, "months": json_floats(self.months)}
+        d.update({k: json_floats(v) for k, v in self.series.items()})
         if self.driver == "fe":
-            d["strength_months"] = _floats(self.strength_months)
-            d.update({k: _floats(v) for k, v in self.strength_pct.items()})
-            d.update({k: _floats(v) for k, v in self.strength.items()})
+            d["strength_months"] = json_floats(self.strength_months)
+            d.update({k: json_floats(v) for k, v in self.strength_pct.items()})
+            d.update({k: json_floats(v) for k, v in self.strength.items()})
         if self.compartment_baseline:
             d["compartment_baseline"] = {k: float(v) for k, v in self.compartment_baseline.items()}
         d.update(self.run)
@@ -162,9 +164,8 @@ class TimeCourse:
         if len(self.strength_months):
             lines.append("")
             if self.run.get("strength_model"):
-                lines.append(f"strength (% change), model {self.run['strength_model']}"
-                             + (f" ({self.run['strength_model_reason']})"
-                                if self.run.get("strength_model_reason", "as given") != "as given" else ""))
+                lines.append("strength (% change), model " + describe_strength_model(
+                    self.run["strength_model"], self.run.get("strength_model_reason", "as given")))
             heads = ["month"] + [k.replace("_pct", " %") for k in self.strength_pct]
             lines.append("  ".join(f"{h:>12}" for h in heads))
             for i, m in enumerate(self.strength_months):
@@ -195,4 +196,4 @@ class TimeCourse:
         return out
 
 
-__all__ = ["SITE_KEYS", "SITE_KEY_OF", "SITE_NAMES", "TimeCourse"]
+__all__ = ["SITE_KEYS", "SITE_KEY_OF", "SITE_NAMES", "TimeCourse", "json_floats"]
