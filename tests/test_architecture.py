@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -128,20 +128,78 @@ def test_the_stage_test_sees_a_backward_import(tmp_path):
     assert _stage("femur.study") > _stage("femur.treatments.regimen")
 
 
-def _import_alone(module: str) -> tuple[str, int, str]:
+#: The child of a fork starts with these third-party packages loaded (they take most of an
+#: interpreter's start) and with no femur module: what the test is about, a femur module that
+#: works only after another femur module was imported, shows the same as in a bare interpreter.
+_PRELOAD = ("mpi4py.MPI", "numpy", "scipy.sparse", "dolfinx", "dolfinx.fem.petsc", "ufl", "basix")
+
+_FORK_IMPORTER = r"""
+import importlib, json, os, sys, traceback
+for name in json.loads(sys.argv[1]):
+    importlib.import_module(name)
+assert not [m for m in sys.modules if m.split(".")[0] == "femur"], "femur loaded before the fork"
+modules, folder, workers = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+running, codes = {}, {}
+def reap():
+    pid, status = os.wait()
+    codes[running.pop(pid)] = os.waitstatus_to_exitcode(status)
+for i, module in enumerate(modules):
+    while len(running) >= workers:
+        reap()
+    pid = os.fork()
+    if pid == 0:  # the child: its output goes to its own file; it exits without MPI/PETSc teardown
+        fd = os.open(os.path.join(folder, str(i)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        code = 0
+        try:
+            importlib.import_module(module)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    running[pid] = module
+while running:
+    reap()
+print(json.dumps(codes))
+"""
+
+
+def _import_each_alone(modules: list[str], folder: Path, workers: int = 2) -> list[tuple[str, int, str]]:
+    """(module, exit code, its output's tail) of importing each module in a fresh process: a
+    fork of one interpreter that loaded only ``_PRELOAD``, ``workers`` at a time."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
-                          env=env, timeout=300)
-    return module, proc.returncode, proc.stderr[-2000:]
+    proc = subprocess.run([sys.executable, "-c", _FORK_IMPORTER, json.dumps(_PRELOAD), json.dumps(modules),
+                           str(folder), str(workers)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, f"the forking importer failed:\n{proc.stderr[-3000:]}"
+    codes = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [(m, codes[m], (folder / str(i)).read_text()[-2000:]) for i, m in enumerate(modules)]
 
 
-def test_every_module_imports_alone_in_a_fresh_interpreter():
-    """One fresh interpreter per module (two at a time), so an import-order bug -- a module
-    that works only after another one was imported -- fails here."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(_import_alone, sorted(_modules())))
+def test_every_module_imports_alone_in_a_fresh_interpreter(tmp_path):
+    """Each femur module imported in a fresh process with no other femur module loaded (a fork
+    of an interpreter that loaded only the third-party stack, two at a time), so an
+    import-order bug -- a module that works only after another one was imported -- fails here."""
+    results = _import_each_alone(sorted(_modules()), tmp_path)
     failed = [f"{m}:\n{err}" for m, rc, err in results if rc != 0]
     assert not failed, "\n\n".join(failed)
+
+
+def test_the_fresh_import_check_sees_an_import_order_bug(tmp_path, monkeypatch):
+    """The checker itself: a module that needs another one imported first fails alone, and a
+    sound one passes."""
+    pkg = tmp_path / "pkg_order_bug"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import sys\nVALUE = sys.modules['pkg_order_bug.b'].VALUE\n")
+    (pkg / "b.py").write_text("VALUE = 1\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    results = {m: rc for m, rc, _ in _import_each_alone(["pkg_order_bug.a", "pkg_order_bug.b"], out)}
+    assert results == {"pkg_order_bug.a": 1, "pkg_order_bug.b": 0}
 
 
 def test_treatments_import_without_dolfinx():
