@@ -178,6 +178,22 @@ def test_cases_on_fewer_patients(tmp_path):
     assert vert == [0, 1, 2, 5, 6, 7] and sum(r["prefix"] == "femoral_fall" for r in rows) == 9
 
 
+def test_only_patients_that_lack_a_sample_are_dealt_out(tmp_path):
+    """A run that adds a load case to a few patients deals out those patients only (not every
+    patient round-robin, which left one rank with most of the work), each with what it lacks."""
+    for i in range(9):
+        ss.sample_path(tmp_path, i, "femoral_fall").write_text("[]")
+    s = ss.Settings(train=5, test=4, cases=("femoral_fall", "femoral_stance"),
+                    case_patients=(("femoral_stance", 3),)).check()
+    todo = ss.pending(s, tmp_path)
+    assert todo == [(i, split, ["femoral_stance"]) for i, split in
+                    [(0, "train"), (1, "train"), (2, "train"), (5, "test"), (6, "test"), (7, "test")]]
+    assert [job[0] for job in todo[0::2]] == [0, 2, 6] and [job[0] for job in todo[1::2]] == [1, 5, 7]
+    ss.sample_path(tmp_path, 3, "femoral_fall").unlink()
+    assert (3, "train", ["femoral_fall"]) in ss.pending(s, tmp_path)
+    assert ss.pending(ss.Settings(train=5, test=4, cases=("femoral_fall",)), tmp_path) == [(3, "train", ["femoral_fall"])]
+
+
 def _data_dir(tmp_path, monkeypatch, report=None, mode="full"):
     """A data folder with the package's files and, if ``report`` is given, a surrogate fit
     whose stored test report is ``{prefix: (test R2, change error pp)}``."""

@@ -193,11 +193,22 @@ def sample_path(work: Path, index: int, prefix: str) -> Path:
     return work / f"patient_{index:04d}_{prefix}.json"
 
 
+def _jobs(s: Settings) -> list[tuple[int, str]]:
+    return [(i, "train" if i < s.train else "test") for i in range(s.train + s.test) if s.cases_of(i)]
+
+
+def pending(s: Settings, work: Path) -> list[tuple[int, str, list[str]]]:
+    """(patient, split, load cases) of every patient that still lacks a sample in ``work``."""
+    todo = [(i, split, [c for c in s.cases_of(i) if not sample_path(work, i, c).exists()]) for i, split in _jobs(s)]
+    return [job for job in todo if job[2]]
+
+
 def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     """Samples of every patient (train then test) and load case, computed where ``work``
     lacks them (one file per patient and load case, so a later run may add load cases);
-    the patients are dealt round-robin to the ranks. Returns all rows on every rank."""
-    jobs = [(i, "train" if i < s.train else "test") for i in range(s.train + s.test) if s.cases_of(i)]
+    the patients that lack a sample are dealt round-robin to the ranks. Returns all rows on
+    every rank."""
+    jobs = _jobs(s)
     problem = None
     if comm.rank == 0:
         work.mkdir(parents=True, exist_ok=True)
@@ -211,13 +222,14 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     # change what these samples were made with
     versions = model_versions()
     read_fitted(CELL_FIT_FILE)
-    mine = jobs[comm.rank::comm.size]
+    # only the patients that still lack a sample are dealt out, so that a resumed run (or
+    # one that adds a load case to a few patients) keeps every rank busy
+    todo = comm.bcast(pending(s, work) if comm.rank == 0 else None, root=0)
+    mine = todo[comm.rank::comm.size]
     bar = ProgressBar(len(mine), progress_enabled(), "surrogate samples (rank 0's patients)", "patient", comm=comm)
-    for index, split in mine:
-        missing = [c for c in s.cases_of(index) if not sample_path(work, index, c).exists()]
-        if missing:
-            for prefix, rows in patient_samples(index, split, s, missing, versions).items():
-                atomic_write_text(sample_path(work, index, prefix), json.dumps(rows))
+    for index, split, missing in mine:
+        for prefix, rows in patient_samples(index, split, s, missing, versions).items():
+            atomic_write_text(sample_path(work, index, prefix), json.dumps(rows))
         bar.update(1)
     bar.close()
     comm.barrier()
@@ -475,5 +487,5 @@ if __name__ == "__main__":
 
 
 __all__ = ["CANDIDATES", "Settings", "change_pairs", "collect", "cv_rmse", "fit", "main", "metrics",
-           "model_versions", "patient_samples", "predict", "refit_only", "report_table", "run",
+           "model_versions", "patient_samples", "pending", "predict", "refit_only", "report_table", "run",
            "sample_path", "sample_versions"]
