@@ -109,6 +109,7 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     p = res["parameters"]
     assert set(p.values) == set(FITTED_PARAMETERS) and "QUICK" in p.status
     assert (out / "courses.json.gz").exists() and (out / PARAMETER_FILE).exists() and (out / "report.txt").exists()
+    assert res["paths"]["figure"] == out / "calibration.png" and (out / "calibration.png").stat().st_size > 10_000
     assert "FREEDOM placebo, new vertebral fx, M12" in res["report"]
     doc = json.loads((out / PARAMETER_FILE).read_text())
     prov = doc["provenance"]

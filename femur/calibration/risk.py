@@ -56,6 +56,7 @@ from femur.mechanics.surrogate import DATA_FILE as SURROGATE_FILE
 from femur.mechanics.surrogate import load_fits, surrogate_status
 from femur.outcomes import risk
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE, parameters_from_document
+from femur.exports.calibration_figures import risk_calibration_figure
 from femur.calibration.risk_fit import CalibrationData, FitResult, fit
 from femur.calibration.risk_report import format_report, report_rows
 from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, SOF_CHECK, TARGETS
@@ -314,6 +315,7 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
         paths["parameters"] = write_parameters(pdoc, out / PARAMETER_FILE)
     atomic_write_text(out / "report.txt", text + "\n")
     paths["report"] = out / "report.txt"
+    paths["figure"] = risk_calibration_figure(rows, out / "calibration.png", title=status)
     params = parameters_from_document({"values": pdoc["values"], "provenance": _jsonable(pdoc["extra"])},
                                       str(paths["parameters"]))
     return {"parameters": params, "report": text, "rows": rows, "paths": paths, "result": result}

@@ -51,6 +51,7 @@ from femur.core.log import configure, get_logger, progress_enabled, verbosity
 from femur.core.mpi import MPI
 from femur.core.progress import ProgressBar
 from femur.core.version import __version__
+from femur.exports.calibration_figures import surrogate_fit_figure
 from femur.mechanics.strength import STRENGTH_CASES, surrogate_features
 from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, SurrogateFit, fit_log_linear
 from femur.remodeling.parameters import CELL_FIT_FILE
@@ -365,6 +366,27 @@ def report_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def figure(rows, values: dict, report: dict, path, title: str = "") -> Path:
+    """The fit against the pushover (femur.exports.calibration_figures.surrogate_fit_figure):
+    each load case's training and test samples and the test patients' changes."""
+    cases = {}
+    for prefix, v in values.items():
+        feats = tuple(v["features"])
+        panel = {}
+        for split in ("train", "test"):
+            use = _usable([r for r in rows if r["split"] == split], prefix, feats)
+            pred = predict(v["coef"], use, feats)
+            panel[split] = ([r["nonlinear_strength_n"] for r in use], pred)
+            if split == "test" and use:
+                panel["change"] = change_pairs(use, pred)
+        t = (report.get(prefix) or {}).get("test") or {}
+        if t:
+            panel["label"] = (f"{'+'.join(feats)}\ntest R2 {t['r2']:.3f}, change error "
+                              f"{t.get('change_mae_pp', float('nan')):.2f} pp")
+        cases[prefix] = panel
+    return surrogate_fit_figure(cases, path, title)
+
+
 # ---------------------------------------------------------------------------- command
 def sample_versions(rows) -> dict:
     """How many samples of each split come from each version of the bone-shaping data
@@ -401,6 +423,9 @@ def run(s: Settings, work: Path, write: bool, comm=MPI.COMM_WORLD) -> dict:
                  s.train, s.train + s.test - 1, report_table(report))
         if s.quick:
             log.info("QUICK MODE: machinery check only (coarse meshes, P1 pushovers, few patients)")
+        png = figure(rows, values, report, work / "surrogate_fit.png",
+                     title=("QUICK MODE: " if s.quick else "") + "strength surrogate vs the nonlinear pushover")
+        log.info("wrote %s", png)
         if write or s.quick:
             target = work / DATA_FILE if s.quick else data_path(DATA_FILE)
             p = write_fitted(DATA_FILE, values, path=target, command=FIT_COMMAND + (" --quick" if s.quick else ""),
@@ -452,6 +477,9 @@ def main(argv=None) -> int:
     ap.add_argument("--file", default=None, metavar="JSON",
                     help=f"with --refit-only: the fit file to check (default femur/data/{DATA_FILE})")
     ap.add_argument("--write", action="store_true", help=f"write femur/data/{DATA_FILE}")
+    ap.add_argument("--plot", default=None, metavar="PNG",
+                    help="with --refit-only: draw the refit against the pushover (a fit run draws "
+                    "WORK/surrogate_fit.png)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
@@ -464,6 +492,10 @@ def main(argv=None) -> int:
             same = all(np.allclose(stored[p]["coef"], values[p]["coef"], rtol=1e-10, atol=1e-12)
                        and stored[p]["features"] == values[p]["features"] for p in stored)
             log.info("refit %s the stored coefficients", "reproduces" if same else "does NOT reproduce")
+            if a.plot and comm.rank == 0:
+                fitted = read_fitted(DATA_FILE) if a.file is None else read_fitted_file(a.file)
+                log.info("wrote %s", figure(fitted.provenance["samples"], values, report, a.plot,
+                                            title="strength surrogate (refit) vs the nonlinear pushover"))
             return 0 if same else 1
         kw = dict(QUICK) if a.quick else {}  # --quick's values, then whatever was given
         given = dict(train=a.train, test=a.test, seed=a.seed, mesh_size_mm=a.mesh_size, order=a.order,
@@ -486,6 +518,6 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["CANDIDATES", "Settings", "change_pairs", "collect", "cv_rmse", "fit", "main", "metrics",
+__all__ = ["CANDIDATES", "Settings", "change_pairs", "collect", "cv_rmse", "figure", "fit", "main", "metrics",
            "model_versions", "patient_samples", "pending", "predict", "refit_only", "report_table", "run",
            "sample_path", "sample_versions"]

@@ -1,0 +1,109 @@
+"""Pictures of the calibration commands' results (matplotlib, Agg). They draw what a fit
+hands them; they never fit or simulate.
+
+* :func:`surrogate_fit_figure` -- the strength surrogate against the nonlinear pushover, one
+  column per load case: predicted against computed strength (training and test patients),
+  and predicted against computed percent change on treatment (test patients);
+* :func:`risk_calibration_figure` -- each fracture-risk target with its published 95 % CI
+  and the calibrated model's value (a forest plot): incidences in one panel, relative risks
+  in the other (log axis), the between-person checks with them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from femur.exports.plots import _pyplot, _save
+
+
+def surrogate_fit_figure(cases: dict, path, title: str = "") -> Path:
+    """``cases``: {load case: {"train": (computed N, predicted N), "test": (computed N,
+    predicted N), "change": (computed %, predicted %) of the test patients, "label": text}}.
+    The dashed line is equality."""
+    plt = _pyplot()
+    n = max(len(cases), 1)
+    fig, axes = plt.subplots(2, n, figsize=(3.9 * n, 7.2), squeeze=False)
+    for j, (prefix, c) in enumerate(cases.items()):
+        ax = axes[0, j]
+        for split, style in (("train", dict(marker="o", alpha=0.35, color="0.45")),
+                             ("test", dict(marker="s", alpha=0.8, color="tab:blue"))):
+            x, y = (np.asarray(v, dtype=float) for v in c.get(split, ((), ())))
+            if x.size:
+                ax.scatter(x, y, s=14, label=f"{split} ({x.size})", **style)
+        _equality(ax)
+        ax.set_title(prefix, fontsize=10)
+        ax.set_xlabel("pushover peak load (N)")
+        ax.set_ylabel("surrogate (N)")
+        ax.legend(fontsize=7, loc="upper left")
+        if c.get("label"):
+            ax.text(0.98, 0.02, c["label"], transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
+        ax = axes[1, j]
+        x, y = (np.asarray(v, dtype=float) for v in c.get("change", ((), ())))
+        if x.size:
+            ax.scatter(x, y, s=14, marker="s", alpha=0.8, color="tab:orange")
+        _equality(ax)
+        ax.set_xlabel("pushover change on treatment (%)")
+        ax.set_ylabel("surrogate change (%)")
+        ax.set_title("test patients, 12 months", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _equality(ax) -> None:
+    lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
+    hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
+    ax.plot([lo, hi], [lo, hi], "--", color="0.3", lw=0.8)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+
+
+def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
+    """``rows``: the calibration report's rows (femur.calibration.risk_report.report_rows):
+    "label", "role" (fit / ratio / check / ...), "published", "ci95" ([low, high] or None),
+    "model". Incidences (fractions) are drawn in %, ratios as they are."""
+    plt = _pyplot()
+    incid = [r for r in rows if r["role"] not in ("ratio", "check") and r.get("model") is not None]
+    ratios = [r for r in rows if r["role"] == "ratio" or (r["role"] == "check" and "odds ratio" in r["label"])]
+    panels = [(incid, 100.0, "cumulative incidence (%)"), (ratios, 1.0, "relative risk / odds ratio")]
+    heights = [max(len(p[0]), 1) for p in panels]
+    fig, axes = plt.subplots(2, 1, figsize=(9.5, 0.32 * sum(heights) + 2.2),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (items, scale, xlabel) in zip(axes[:, 0], panels):
+        for i, r in enumerate(items):
+            y = len(items) - 1 - i
+            ci = r.get("ci95")
+            if ci is not None:
+                ax.plot([scale * ci[0], scale * ci[1]], [y, y], color="0.55", lw=2.5, solid_capstyle="butt")
+            ax.plot(scale * r["published"], y, "|", color="black", ms=12)
+            model = r.get("model")
+            if model is not None and np.isfinite(model):
+                inside = r.get("inside_ci")
+                colour = "tab:green" if inside else ("tab:red" if inside is False else "tab:blue")
+                ax.plot(scale * model, y, "o", color=colour, ms=6)
+        ax.set_yticks(range(len(items)))
+        ax.set_yticklabels([_short(r) for r in reversed(items)], fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", color="0.9")
+        if scale == 1.0:  # ratios: a log axis, so that 0.5 and 2 sit alike around 1
+            ax.set_xscale("log")
+            ax.axvline(1.0, color="0.3", lw=0.8)
+    axes[0, 0].plot([], [], "|", color="black", ms=10, label="published")
+    axes[0, 0].plot([], [], color="0.55", lw=2.5, label="published 95 % CI")
+    axes[0, 0].plot([], [], "o", color="tab:green", label="model, inside the CI")
+    axes[0, 0].plot([], [], "o", color="tab:red", label="model, outside the CI")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _short(row: dict) -> str:
+    label = str(row["label"])
+    tag = f"row {row['row']}: " if row.get("row") not in (None, "check") else "check: "
+    return tag + (label if len(label) <= 62 else label[:59] + "...")
+
+
+__all__ = ["risk_calibration_figure", "surrogate_fit_figure"]
