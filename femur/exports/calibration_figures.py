@@ -89,6 +89,9 @@ def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
         ax.grid(axis="x", color="0.9")
         if scale == 1.0:  # ratios: a log axis, so that 0.5 and 2 sit alike around 1
             ax.set_xscale("log")
+            ticks = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
             ax.axvline(1.0, color="0.3", lw=0.8)
     axes[0, 0].plot([], [], "|", color="black", ms=10, label="published")
     axes[0, 0].plot([], [], color="0.55", lw=2.5, label="published 95 % CI")
@@ -97,13 +100,13 @@ def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
     axes[0, 0].legend(fontsize=7, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, fit_labels=True)
 
 
 def _short(row: dict) -> str:
     label = str(row["label"])
     tag = f"row {row['row']}: " if row.get("row") not in (None, "check") else "check: "
-    return tag + (label if len(label) <= 62 else label[:59] + "...")
+    return tag + (label if len(label) <= 64 else label[:61] + "...")
 
 
 __all__ = ["risk_calibration_figure", "surrogate_fit_figure"]

@@ -24,12 +24,14 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, fit_labels: bool = False) -> Path:
+    """Write ``fig`` (PNG) and close it; ``fit_labels``: grow the picture to hold long tick
+    labels that the layout alone would clip."""
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, **({"bbox_inches": "tight"} if fit_labels else {}))
     plt.close(fig)
     return path
 
