@@ -65,3 +65,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("serial") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def without_surrogate_fit(tmp_path, monkeypatch):
+    """The package's data files without the strength surrogate's fit (``FEMUR_DATA_DIR``
+    points to a copy of this process's own), for tests of what a run does before it is fitted."""
+    import shutil
+
+    from femur.core.datafiles import DATA_DIR
+    from femur.mechanics.surrogate import DATA_FILE
+
+    d = tmp_path / "data_without_surrogate"
+    shutil.copytree(DATA_DIR, d, ignore=shutil.ignore_patterns(DATA_FILE))
+    monkeypatch.setenv("FEMUR_DATA_DIR", str(d))
+    return d

@@ -186,7 +186,7 @@ def test_strength_nonlinear_json_and_files(capsys, mpi_tmp_path):
         assert np.allclose(csv, curve)
 
 
-def test_strength_model_surrogate_is_refused_clearly(capsys):
+def test_strength_model_surrogate_is_refused_clearly(capsys, without_surrogate_fit):
     from mpi4py import MPI
 
     rc = main(["simulate", "--bone", "vertebra", "--strength-model", "surrogate", "--months", "1"])

@@ -268,7 +268,6 @@ BAD = [
     ("duration_months = 12", 'duration_months = "12"', r"study\.duration_months.*expected a number, got str"),
     ("size = 3", "size = 2.5", r"cohort\.size.*expected an integer"),
     ("order = 1", "order = 3", r"model\.order.*1 or 2"),
-    ("order = 1", 'order = 1\nstrength_model = "surrogate"', r"model\.strength_model.*surrogate.*not fitted"),
     ("order = 1", 'order = 1\nstrength_model = "pushover"', r"model\.strength_model.*unknown strength model"),
     ("visit_months = [0, 6, 12]", "visit_months = [6, 12]", r"first visit must be month 0"),
     ("visit_months = [0, 6, 12]", "visit_months = [0, 12, 6]", r"increase strictly"),
@@ -296,6 +295,13 @@ def test_bad_study_files(mpi_tmp_path, old, new, pattern):
     import re
 
     assert re.search(pattern, msg), msg
+
+
+def test_study_asking_for_an_unfitted_surrogate(mpi_tmp_path, without_surrogate_fit):
+    path = _write(mpi_tmp_path, GOOD.replace("order = 1", 'order = 1\nstrength_model = "surrogate"', 1))
+    with pytest.raises(InputError, match=r"model\.strength_model.*surrogate.*not fitted") as info:
+        load_study(path)
+    assert str(path) in str(info.value)
 
 
 def test_missing_arms_and_other_file_errors(mpi_tmp_path):
