@@ -92,14 +92,12 @@ def test_shipped_fit_is_reproduced_by_a_refit():
 
 
 @pytest.fixture
-def data_dir_with_fit(tmp_path, monkeypatch):
+def data_dir_with_fit(without_surrogate_fit):
     """A data folder with the package's files plus a hand-made surrogate: the vertebra's
     strength is half its linear first-element load."""
-    d = tmp_path / "data"
-    shutil.copytree(DATA_DIR, d, ignore=shutil.ignore_patterns(DATA_FILE))
+    d = without_surrogate_fit
     write_fitted(DATA_FILE, {"vertebral": {"features": ["load"], "coef": [float(np.log(0.5)), 1.0]}},
                  path=d / DATA_FILE, command="test", targets="hand-made")
-    monkeypatch.setenv("FEMUR_DATA_DIR", str(d))
     return d
 
 

@@ -37,7 +37,6 @@ def json_floats(values) -> list:
     return [float(x) if np.isfinite(x) else None for x in np.asarray(values, dtype=float).ravel()]
 
 
-
 @dataclass
 class TimeCourse:
     """A patient's BMD, markers, drug level and (FE driver) strength over time."""
