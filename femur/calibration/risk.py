@@ -62,9 +62,11 @@ from femur.calibration.risk_report import format_report, report_rows
 from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, SOF_CHECK, TARGETS
 from femur.study import Study
 from femur.study.cases import resolve_evaluator
+from femur.study.cohort import sample_patient
 from femur.study.parse import load_study, parse_study
 from femur.study.spec import ModelSpec
 from femur.study.runner import run_cases
+from femur.workflows.bones import bone_anatomy
 
 log = get_logger(__name__)
 
@@ -156,6 +158,28 @@ def load_courses(path) -> dict:
     return doc
 
 
+def course_anatomy(name: str, study: dict) -> dict:
+    """{patient index: her femur's anatomy} of the stored courses of calibration study
+    ``name`` (courses kept before the cases stored it): each woman is drawn again from the
+    study's cohort and seed (femur.study.cohort.sample_patient) and her femur's anatomy
+    follows from her shape without a mesh. InputError if a drawn woman is not the stored
+    one (another cohort definition)."""
+    spec = calibration_specs(int(study["n_patients"]))[name]
+    if int(study["seed"]) != int(spec.seed):
+        raise InputError(f"stored courses of {name}: seed {study['seed']}, the study's is {spec.seed}")
+    out = {}
+    for case in study["cases"]:
+        i = int(case["patient_index"])
+        if i in out:
+            continue
+        rec = sample_patient(i, spec.seed, spec.cohort)
+        if abs(float(rec["age_years"]) - float(case["age_years"])) > 1e-9 or "femur_shape" not in rec:
+            raise InputError(f"stored courses of {name}: case {case['case_id']} is not the study's woman {i} "
+                             "drawn again (another cohort definition); simulate the calibration again")
+        out[i] = bone_anatomy("femur", spec.model.mesh_size_mm, rec["femur_shape"], sex=rec["sex"])
+    return out
+
+
 def with_surrogate_strengths(doc: dict) -> dict:
     """The courses ``doc`` with every case's strengths from the validated strength surrogate,
     computed from the linear quantities the linear-model cases stored
@@ -172,8 +196,11 @@ def with_surrogate_strengths(doc: dict) -> dict:
     if status != "validated":
         raise InputError(f"--surrogate-strengths: {why}")
     fits = load_fits()
-    studies = {name: {**st, "cases": [risk.with_surrogate_strengths(c, fits) for c in st["cases"]]}
-               for name, st in doc["studies"].items()}
+    studies = {}
+    for name, st in doc["studies"].items():
+        anatomy = course_anatomy(name, st) if any("femur_anatomy" not in c for c in st["cases"]) else {}
+        studies[name] = {**st, "cases": [risk.with_surrogate_strengths(c, fits, anatomy.get(c["patient_index"]))
+                                         for c in st["cases"]]}
     engine["strength_model"] = "surrogate"
     engine["strength_from"] = (f"the linear-model courses of {doc.get('date')} (commit {doc.get('git_commit')}), "
                                f"their strengths replaced by the surrogate of {SURROGATE_FILE} "

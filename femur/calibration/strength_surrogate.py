@@ -18,7 +18,12 @@ each with her own femur shape and turnover; ``femur.study.cohort.sample_patient`
 Patients ``0 .. train-1`` train the surrogate, the next ``test`` test it; nothing of the
 test set is used to fit or to choose. Per load case the feature set (``load``,
 ``stiffness``, ``strain_load``, or pairs; femur.mechanics.surrogate) is chosen by
-patient-grouped cross-validation on the training set, then refitted on all of it. The
+patient-grouped cross-validation on the training set, then refitted on all of it. For the
+femur's load cases the choice may add terms of the femur's own anatomy (head radius, neck
+length, ...: ``GEOMETRY_FEATURES``, as the built bone records it), one at a time while each
+lowers the cross-validated error by at least ``GEOMETRY_MIN_GAIN`` (forward selection on the
+training patients only). Treatment leaves the anatomy as it is, so these terms move the
+strength of a woman, not its change. The
 report gives, on the test set, R^2 and the mean absolute error of the strength and, what
 matters for trials, of the percent change on treatment (issue 10's target: R^2 >= 0.9 and
 a change error under 2 percentage points).
@@ -53,12 +58,12 @@ from femur.core.progress import ProgressBar
 from femur.core.version import __version__
 from femur.exports.calibration_figures import surrogate_fit_figure
 from femur.mechanics.strength import STRENGTH_CASES, surrogate_features
-from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, SurrogateFit, fit_log_linear
+from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, GEOMETRY_FEATURES, SurrogateFit, fit_log_linear
 from femur.remodeling.parameters import CELL_FIT_FILE
 from femur.remodeling.patient import Patient
 from femur.study.cohort import sample_patient
 from femur.study.spec import CohortSpec
-from femur.workflows.bones import patient_bone
+from femur.workflows.bones import bone_anatomy, patient_bone
 from femur.workflows.simulation import Simulation
 
 log = get_logger(__name__)
@@ -72,6 +77,14 @@ CANDIDATES = (("load",), ("stiffness",), ("strain_load",), ("load", "stiffness")
               ("strain_load", "stiffness"))
 
 KIND_OF_PREFIX = {p: kind for kind, cases in STRENGTH_CASES.items() for p in cases}
+
+#: a geometry term joins a feature set only if it lowers the cross-validated RMSE of log
+#: strength by at least this fraction (forward selection). Set on synthetic samples before
+#: the real fit was looked at (tests/test_strength_surrogate.py::test_selection_rule_on_
+#: synthetic_women): 30 women x 3 states, 3 % per-sample and 3 % per-woman noise, six anatomy
+#: candidates: 2 % let an anatomy term with no effect in for 35 % of seeds, 5 % for 10 %,
+#: while 5 % still found a weak true term (1.2 %/mm of head radius) in 90 % of seeds.
+GEOMETRY_MIN_GAIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,27 @@ def patient_samples(index: int, split: str, s: Settings, cases=None, versions=No
     return out
 
 
+def patient_anatomy(index: int, s: Settings) -> dict:
+    """The scalar anatomy of virtual patient ``index``'s femur (mm, degrees; what her built
+    femur records in ``parameters["anatomy"]``), from her sampled shape, without a mesh."""
+    rec = sample_patient(index, s.seed, cohort())
+    return bone_anatomy("femur", s.mesh_size_mm, rec["femur_shape"], sex=rec["sex"])
+
+
+def with_anatomy(rows, s: Settings) -> list[dict]:
+    """``rows`` with each femur sample's ``anatomy`` (the geometry terms' values; samples
+    are stored without it, it follows from the patient's index and the cohort seed)."""
+    cache: dict[int, dict] = {}
+    out = []
+    for r in rows:
+        if KIND_OF_PREFIX.get(r["prefix"]) == "femur" and "anatomy" not in r:
+            if r["patient"] not in cache:
+                cache[r["patient"]] = patient_anatomy(r["patient"], s)
+            r = {**r, "anatomy": cache[r["patient"]]}
+        out.append(r)
+    return out
+
+
 def sample_path(work: Path, index: int, prefix: str) -> Path:
     """The file of patient ``index``'s samples of load case ``prefix`` in the work folder."""
     return work / f"patient_{index:04d}_{prefix}.json"
@@ -238,7 +272,7 @@ def collect(s: Settings, work: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     for index, _ in jobs:
         for prefix in s.cases_of(index):
             rows.extend(json.loads(sample_path(work, index, prefix).read_text()))
-    return rows
+    return with_anatomy(rows, s)
 
 
 def _check_resume(path: Path, s: Settings) -> str | None:
@@ -263,23 +297,30 @@ def _check_resume(path: Path, s: Settings) -> str | None:
 
 
 # ---------------------------------------------------------------------------- fit
-def _usable(rows, prefix, features):
+def _usable(rows, prefix, features, geometry=()):
     return [r for r in rows if r["prefix"] == prefix and r["converged"]
-            and all((r.get(f) or 0) > 0 for f in features) and r["nonlinear_strength_n"] > 0]
+            and all((r.get(f) or 0) > 0 for f in features) and r["nonlinear_strength_n"] > 0
+            and all(np.isfinite((r.get("anatomy") or {}).get(g, np.nan)) for g in geometry)]
 
 
-def _design(rows, features):
+def _design(rows, features, geometry=()):
     return (np.array([[r[f] for f in features] for r in rows], dtype=float),
-            np.array([r["nonlinear_strength_n"] for r in rows], dtype=float))
+            np.array([r["nonlinear_strength_n"] for r in rows], dtype=float),
+            np.array([[r["anatomy"][g] for g in geometry] for r in rows], dtype=float).reshape(len(rows), -1))
 
 
-def predict(coef, rows, features) -> np.ndarray:
+def predict(coef, rows, features, geometry=()) -> np.ndarray:
     """The power law's predictions for ``rows`` (femur.mechanics.surrogate.SurrogateFit)."""
-    fit = SurrogateFit("fit", tuple(features), tuple(float(c) for c in coef))
-    return np.array([fit.predict(r) for r in rows])
+    fit = SurrogateFit("fit", tuple(features), tuple(float(c) for c in coef), tuple(geometry))
+    return np.array([fit.predict(r, r.get("anatomy")) for r in rows])
 
 
-def cv_rmse(rows, features, folds: int = 5) -> float:
+def _fit_rows(rows, features, geometry=()):
+    X, y, G = _design(rows, features, geometry)
+    return fit_log_linear(X, y, G)
+
+
+def cv_rmse(rows, features, geometry=(), folds: int = 5) -> float:
     """Patient-grouped K-fold RMSE of log strength (rows of one load case)."""
     patients = sorted({r["patient"] for r in rows})
     k = min(folds, len(patients))
@@ -288,10 +329,73 @@ def cv_rmse(rows, features, folds: int = 5) -> float:
         held = set(patients[j::k])
         fit_rows = [r for r in rows if r["patient"] not in held]
         test_rows = [r for r in rows if r["patient"] in held]
-        coef = fit_log_linear(*_design(fit_rows, features))
-        _, y = _design(test_rows, features)
-        err.extend(np.log(predict(coef, test_rows, features)) - np.log(y))
+        coef = _fit_rows(fit_rows, features, geometry)
+        y = np.array([r["nonlinear_strength_n"] for r in test_rows])
+        err.extend(np.log(predict(coef, test_rows, features, geometry)) - np.log(y))
     return float(np.sqrt(np.mean(np.square(err))))
+
+
+def model_name(features, geometry=()) -> str:
+    return "+".join(tuple(features) + tuple(geometry))
+
+
+def choose_model(train, prefix) -> tuple[tuple, tuple, dict]:
+    """(features, geometry, {model name: CV RMSE of log strength}) of load case ``prefix``
+    from the training rows alone: every candidate feature set, each grown by forward
+    selection of the anatomy terms the rows have (module docstring)."""
+    scores, best = {}, {}
+
+    def score(feats, geo):
+        use = _usable(train, prefix, feats, geo)
+        if len(use) >= len(feats) + len(geo) + 3 and len({r["patient"] for r in use}) >= 2:
+            scores[model_name(feats, geo)] = cv_rmse(use, feats, geo)
+            return scores[model_name(feats, geo)]
+        return None
+
+    has_anatomy = any(r.get("anatomy") for r in train if r["prefix"] == prefix)
+    for feats in CANDIDATES:
+        geo: tuple = ()
+        current = score(feats, geo)
+        if current is None:
+            continue
+        while has_anatomy:
+            trials = {g: score(feats, geo + (g,)) for g in GEOMETRY_FEATURES if g not in geo}
+            trials = {g: v for g, v in trials.items() if v is not None}
+            if not trials:
+                break
+            g = min(trials, key=trials.get)
+            if trials[g] > (1.0 - GEOMETRY_MIN_GAIN) * current:
+                break
+            geo, current = geo + (g,), trials[g]
+        best[(feats, geo)] = current
+    if not best:
+        raise InputError(f"surrogate fit: too few converged training samples for {prefix}")
+    feats, geo = min(best, key=best.get)
+    return feats, geo, scores
+
+
+def fit(rows, cases) -> tuple[dict, dict]:
+    """(values for the data file, report): per load case the CV-chosen feature set, its
+    coefficients on the training set and the metrics on training and test sets."""
+    values, report = {}, {}
+    for prefix in cases:
+        train = [r for r in rows if r["split"] == "train"]
+        test = [r for r in rows if r["split"] == "test"]
+        best, geo, scores = choose_model(train, prefix)
+        use = _usable(train, prefix, best, geo)
+        tuse = _usable(test, prefix, best, geo)
+        coef = _fit_rows(use, best, geo)
+        values[prefix] = SurrogateFit(prefix, best, tuple(float(c) for c in coef), geo).to_dict()
+        rep = {"features": list(best), "geometry": list(geo), "cv_rmse_log": scores,
+               "patients": {"train": len({r["patient"] for r in use}),
+                            "test": len({r["patient"] for r in tuse})},
+               "train": metrics(use, predict(coef, use, best, geo)),
+               "test": metrics(tuse, predict(coef, tuse, best, geo)) if tuse else None,
+               "not_converged": sum(1 for r in rows if r["prefix"] == prefix and not r["converged"])}
+        t = rep["test"] or {}
+        rep["meets_target"] = bool(t and t["r2"] >= TARGET_R2 and t.get("change_mae_pp", 1e9) < TARGET_CHANGE_PP)
+        report[prefix] = rep
+    return values, report
 
 
 def change_pairs(rows, values) -> tuple[np.ndarray, np.ndarray]:
@@ -322,44 +426,14 @@ def metrics(rows, values) -> dict:
     return out
 
 
-def fit(rows, cases) -> tuple[dict, dict]:
-    """(values for the data file, report): per load case the CV-chosen feature set, its
-    coefficients on the training set and the metrics on training and test sets."""
-    values, report = {}, {}
-    for prefix in cases:
-        train = [r for r in rows if r["split"] == "train"]
-        test = [r for r in rows if r["split"] == "test"]
-        scores = {}
-        for feats in CANDIDATES:
-            use = _usable(train, prefix, feats)
-            if len(use) >= len(feats) + 3 and len({r["patient"] for r in use}) >= 2:
-                scores[feats] = cv_rmse(use, feats)
-        if not scores:
-            raise InputError(f"surrogate fit: too few converged training samples for {prefix}")
-        best = min(scores, key=scores.get)
-        use = _usable(train, prefix, best)
-        tuse = _usable(test, prefix, best)
-        coef = fit_log_linear(*_design(use, best))
-        values[prefix] = SurrogateFit(prefix, best, tuple(float(c) for c in coef)).to_dict()
-        rep = {"features": list(best), "cv_rmse_log": {"+".join(k): v for k, v in scores.items()},
-               "patients": {"train": len({r["patient"] for r in use}),
-                            "test": len({r["patient"] for r in tuse})},
-               "train": metrics(use, predict(coef, use, best)),
-               "test": metrics(tuse, predict(coef, tuse, best)) if tuse else None,
-               "not_converged": sum(1 for r in rows if r["prefix"] == prefix and not r["converged"])}
-        t = rep["test"] or {}
-        rep["meets_target"] = bool(t and t["r2"] >= TARGET_R2 and t.get("change_mae_pp", 1e9) < TARGET_CHANGE_PP)
-        report[prefix] = rep
-    return values, report
-
-
 def report_table(report: dict) -> str:
-    lines = [f"{'load case':<30}{'patients':>9}  {'features':<24}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
+    w = max([24] + [len(model_name(r["features"], r.get("geometry") or ())) + 2 for r in report.values()])
+    lines = [f"{'load case':<30}{'patients':>9}  {'features':<{w}}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
              f"{'R2 train':>9}  target (R2>={TARGET_R2}, change < {TARGET_CHANGE_PP:g} pp)"]
     for prefix, rep in report.items():
         t = rep["test"] or {}
         n = rep.get("patients") or {}
-        lines.append(f"{prefix:<30}{n.get('train', '?'):>4} +{n.get('test', '?'):>3}  {'+'.join(rep['features']):<24}{t.get('r2', float('nan')):>8.3f}"
+        lines.append(f"{prefix:<30}{n.get('train', '?'):>4} +{n.get('test', '?'):>3}  {model_name(rep['features'], rep.get('geometry') or ()):<{w}}{t.get('r2', float('nan')):>8.3f}"
                      f"{t.get('mae_n', float('nan')):>9.0f}{t.get('change_mae_pp', float('nan')):>9.2f}"
                      f"{t.get('change_max_pp', float('nan')):>9.2f}{rep['train']['r2']:>9.3f}  "
                      f"{'met' if rep['meets_target'] else 'NOT met'}")
@@ -371,17 +445,17 @@ def figure(rows, values: dict, report: dict, path, title: str = "") -> Path:
     each load case's training and test samples and the test patients' changes."""
     cases = {}
     for prefix, v in values.items():
-        feats = tuple(v["features"])
+        feats, geo = tuple(v["features"]), tuple(v.get("geometry") or ())
         panel = {}
         for split in ("train", "test"):
-            use = _usable([r for r in rows if r["split"] == split], prefix, feats)
-            pred = predict(v["coef"], use, feats)
+            use = _usable([r for r in rows if r["split"] == split], prefix, feats, geo)
+            pred = predict(v["coef"], use, feats, geo)
             panel[split] = ([r["nonlinear_strength_n"] for r in use], pred)
             if split == "test" and use:
                 panel["change"] = change_pairs(use, pred)
         t = (report.get(prefix) or {}).get("test") or {}
         if t:
-            panel["label"] = (f"{'+'.join(feats)}\ntest R2 {t['r2']:.3f}, change error "
+            panel["label"] = (f"{model_name(feats, geo)}\ntest R2 {t['r2']:.3f}, change error "
                               f"{t.get('change_mae_pp', float('nan')):.2f} pp")
         cases[prefix] = panel
     return surrogate_fit_figure(cases, path, title)
@@ -490,7 +564,8 @@ def main(argv=None) -> int:
             stored, values, report = refit_only(a.file)
             log.info("%s", report_table(report))
             same = all(np.allclose(stored[p]["coef"], values[p]["coef"], rtol=1e-10, atol=1e-12)
-                       and stored[p]["features"] == values[p]["features"] for p in stored)
+                       and stored[p]["features"] == values[p]["features"]
+                       and stored[p].get("geometry", []) == values[p].get("geometry", []) for p in stored)
             log.info("refit %s the stored coefficients", "reproduces" if same else "does NOT reproduce")
             if a.plot and comm.rank == 0:
                 fitted = read_fitted(DATA_FILE) if a.file is None else read_fitted_file(a.file)
@@ -518,6 +593,7 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["CANDIDATES", "Settings", "change_pairs", "collect", "cv_rmse", "figure", "fit", "main", "metrics",
-           "model_versions", "patient_samples", "pending", "predict", "refit_only", "report_table", "run",
-           "sample_path", "sample_versions"]
+__all__ = ["CANDIDATES", "GEOMETRY_MIN_GAIN", "Settings", "change_pairs", "choose_model", "collect", "cv_rmse",
+           "figure", "fit", "main", "metrics", "model_name", "model_versions", "patient_anatomy", "patient_samples",
+           "pending", "predict", "refit_only", "report_table", "run", "sample_path", "sample_versions",
+           "with_anatomy"]

@@ -164,6 +164,16 @@ class AnatomicalFemur:
         morph = self._morph(ref)
         return lm if morph is None else morphed_landmarks(morph, lm, ref)
 
+    def anatomy(self, ref: dict | None = None) -> dict:
+        """The scalar anatomy (mm, degrees: head radius, neck length and width, neck-shaft
+        angle, anteversion, offset, ...) of this femur, as its built bone records it in
+        ``parameters["anatomy"]``, without building the mesh."""
+        ref = ref or self.reference()
+        morph = self._morph(ref)
+        if morph is None:
+            return dict(ref["anatomy"])
+        return morphed_anatomy(morph, morphed_landmarks(morph, regions.landmarks(ref), ref), ref)
+
     # ------------------------------------------------------------------ build
     def build(self, comm=MPI.COMM_WORLD) -> Bone:
         """Read the reference mesh on rank 0, morph it (``shape``), distribute; a `Bone`."""
@@ -209,13 +219,10 @@ class AnatomicalFemur:
         mesh = dolfinx.mesh.create_mesh(comm, np.ascontiguousarray(cells[:, perm]), domain, x)
         cell_tags = distribute_tags(mesh, 3, cells, cvals, "cell_tags")
         facet_tags = distribute_tags(mesh, 2, facets, fvals, "facet_tags")
-        lm = regions.landmarks(ref)
-        rois = regions.regions(ref)
-        anatomy = dict(ref["anatomy"])
+        lm = self.landmarks(ref)
+        rois = self.rois(ref)
+        anatomy = self.anatomy(ref)
         if morph is not None:
-            lm = morphed_landmarks(morph, lm, ref)
-            rois = {k: MorphedROI(morph, f) for k, f in rois.items()}
-            anatomy = morphed_anatomy(morph, lm, ref)
             facet_tags = _resplit_head(mesh, facet_tags, lm, ref)
         params = {
             "model": "AnatomicalFemur",

@@ -189,12 +189,13 @@ def surrogate_features(prefix: str, linear: dict) -> dict:
     return {f: linear.get(quantity_name(prefix, kind)) for f, kind in FEATURE_KINDS.items()}
 
 
-def surrogate_quantities(prefix: str, linear: dict, fit) -> dict:
+def surrogate_quantities(prefix: str, linear: dict, fit, geometry: dict | None = None) -> dict:
     """The surrogate model's quantities of one load case: the linear ones with the strength
     (``<prefix>_strength_n``) replaced by the fitted prediction of the nonlinear strength
-    (``fit``: a femur.mechanics.surrogate.SurrogateFit)."""
+    (``fit``: a femur.mechanics.surrogate.SurrogateFit; ``geometry``: the bone's anatomy,
+    ``bone.parameters["anatomy"]``, for a fit with geometry terms)."""
     out = dict(linear)
-    out[quantity_name(prefix)] = fit.predict(surrogate_features(prefix, linear))
+    out[quantity_name(prefix)] = fit.predict(surrogate_features(prefix, linear), geometry)
     return out
 
 

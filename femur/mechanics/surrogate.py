@@ -5,13 +5,16 @@ and visit costs far more than a linear solve (femur.mechanics.pushover). The sur
 predicts the pushover's peak load of one load case from what the linear solve of the same
 bone gives, as a power law fitted in log space::
 
-    log F_nonlinear = c0 + sum_i c_i log x_i
+    log F_nonlinear = c0 + sum_i c_i log x_i + sum_j g_j a_j
 
 with the features ``x_i`` taken from the linear quantities of the load case
 (femur.mechanics.strength): ``load`` (the first-element fracture load, N),
 ``stiffness`` (N/mm) and, for displacement-controlled cases, ``strain_load`` (the load at
-0.2 % apparent strain, N). A power law keeps predictions positive, and a change on treatment
-depends only on the slopes: F1/F0 = prod (x_i,1 / x_i,0)^c_i.
+0.2 % apparent strain, N); and, where the fit chose them, the bone's own anatomy ``a_j``
+(mm, degrees: :data:`GEOMETRY_FEATURES`, as the built bone records it in
+``parameters["anatomy"]``; the anatomical femur's head radius, neck length, ...). A power
+law keeps predictions positive, and since treatment leaves the anatomy as it is, a change
+on treatment depends only on the slopes: F1/F0 = prod (x_i,1 / x_i,0)^c_i.
 
 The coefficients are FITTED values: they live in ``femur/data/strength_surrogate.json``
 with their provenance and the samples they were fitted to, written by
@@ -39,6 +42,11 @@ FIT_COMMAND = "python -m femur.calibration.strength_surrogate --write"
 #: linear first-element load when the linear model runs)
 FEATURE_KINDS = {"load": "strength", "stiffness": "stiffness", "strain_load": "surrogate"}
 
+#: the anatomy a fit may add (linear terms of log strength; keys of a built anatomical
+#: femur's ``parameters["anatomy"]``, femur.geometry.anatomical: mm and degrees)
+GEOMETRY_FEATURES = ("head_radius_mm", "neck_length_mm", "neck_width_mm", "neck_shaft_angle_deg",
+                     "anteversion_deg", "offset_mm")
+
 
 @dataclass(frozen=True)
 class SurrogateFit:
@@ -46,18 +54,25 @@ class SurrogateFit:
 
     prefix: str
     features: tuple[str, ...]
-    coef: tuple[float, ...]  # c0 (log-space intercept), then one slope per feature
+    #: c0 (log-space intercept), one slope per feature, then one per geometry feature
+    coef: tuple[float, ...]
+    #: the bone's anatomy terms (:data:`GEOMETRY_FEATURES`), linear in log strength
+    geometry: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = [f for f in self.features if f not in FEATURE_KINDS]
-        if unknown or len(self.coef) != len(self.features) + 1 or not self.features:
+        unknown_geo = [g for g in self.geometry if g not in GEOMETRY_FEATURES]
+        if (unknown or unknown_geo or not self.features
+                or len(self.coef) != len(self.features) + len(self.geometry) + 1):
             raise InputError(
-                f"strength surrogate '{self.prefix}': features {list(self.features)} with "
-                f"{len(self.coef)} coefficients; expected 1+ of {sorted(FEATURE_KINDS)} and one "
-                "coefficient more than features (the intercept)")
+                f"strength surrogate '{self.prefix}': features {list(self.features)} and geometry "
+                f"{list(self.geometry)} with {len(self.coef)} coefficients; expected 1+ of "
+                f"{sorted(FEATURE_KINDS)}, 0+ of {list(GEOMETRY_FEATURES)} and one coefficient more "
+                "than both together (the intercept)")
 
-    def predict(self, features: dict) -> float:
-        """Predicted nonlinear strength (N) from the feature values (N, N/mm)."""
+    def predict(self, features: dict, geometry: dict | None = None) -> float:
+        """Predicted nonlinear strength (N) from the feature values (N, N/mm) and, for a fit
+        with geometry terms, the bone's anatomy (``parameters["anatomy"]``: mm, degrees)."""
         logs = []
         for name in self.features:
             v = features.get(name)
@@ -65,25 +80,39 @@ class SurrogateFit:
                 raise InputError(f"strength surrogate '{self.prefix}': feature '{name}' must be a "
                                  f"positive number, got {v!r}")
             logs.append(np.log(float(v)))
+        for name in self.geometry:
+            v = (geometry or {}).get(name)
+            if v is None or not np.isfinite(v):
+                raise InputError(
+                    f"strength surrogate '{self.prefix}': the fit reads the bone's anatomy '{name}' "
+                    f"(mm or degrees), and this bone gives {v!r} (the fit is made on the built-in "
+                    "anatomical femur, whose anatomy every built bone records)")
+            logs.append(float(v))
         c = np.asarray(self.coef, dtype=float)
         return float(np.exp(c[0] + np.dot(c[1:], logs)))
 
     def to_dict(self) -> dict:
-        return {"features": list(self.features), "coef": [float(c) for c in self.coef]}
+        out = {"features": list(self.features), "coef": [float(c) for c in self.coef]}
+        if self.geometry:
+            out["geometry"] = list(self.geometry)
+        return out
 
 
-def fit_log_linear(features: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients [c0, c1, ...] of log target = c0 + sum c_i log feature_i
-    (``features``: (n, k) positive values; ``target``: (n,) positive)."""
+def fit_log_linear(features: np.ndarray, target: np.ndarray, geometry: np.ndarray | None = None) -> np.ndarray:
+    """Least-squares coefficients [c0, c1, ..., g1, ...] of log target = c0 + sum c_i log
+    feature_i + sum g_j geometry_j (``features``: (n, k) positive values; ``geometry``: (n, m)
+    finite values or None; ``target``: (n,) positive)."""
     X = np.asarray(features, dtype=float)
     y = np.asarray(target, dtype=float)
+    G = np.zeros((y.size, 0)) if geometry is None else np.asarray(geometry, dtype=float).reshape(y.size, -1)
     if X.ndim != 2 or X.shape[0] != y.size:
         raise InputError(f"surrogate fit: features of shape {X.shape} do not match {y.size} targets")
-    if X.shape[0] < X.shape[1] + 2:
-        raise InputError(f"surrogate fit: {X.shape[0]} samples are too few for {X.shape[1]} features")
-    if np.any(~np.isfinite(X)) or np.any(X <= 0) or np.any(~np.isfinite(y)) or np.any(y <= 0):
-        raise InputError("surrogate fit: features and targets must be positive and finite")
-    A = np.column_stack([np.ones(X.shape[0]), np.log(X)])
+    if X.shape[0] < X.shape[1] + G.shape[1] + 2:
+        raise InputError(f"surrogate fit: {X.shape[0]} samples are too few for {X.shape[1] + G.shape[1]} features")
+    if (np.any(~np.isfinite(X)) or np.any(X <= 0) or np.any(~np.isfinite(y)) or np.any(y <= 0)
+            or np.any(~np.isfinite(G))):
+        raise InputError("surrogate fit: features and targets must be positive and finite (geometry finite)")
+    A = np.column_stack([np.ones(X.shape[0]), np.log(X), G])
     coef, *_ = np.linalg.lstsq(A, np.log(y), rcond=None)
     return coef
 
@@ -103,7 +132,8 @@ def load_fits() -> dict[str, SurrogateFit]:
     for prefix, spec in fitted.values.items():
         if not isinstance(spec, dict) or "features" not in spec or "coef" not in spec:
             raise InputError(f"{fitted.path}: entry '{prefix}' needs 'features' and 'coef'")
-        fits[prefix] = SurrogateFit(prefix, tuple(spec["features"]), tuple(float(c) for c in spec["coef"]))
+        fits[prefix] = SurrogateFit(prefix, tuple(spec["features"]), tuple(float(c) for c in spec["coef"]),
+                                    tuple(spec.get("geometry") or ()))
     return fits
 
 
@@ -169,5 +199,5 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
     return "validated", f"the strength surrogate meets its accuracy target ({detail})"
 
 
-__all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "SurrogateFit", "fit_log_linear", "fits_for",
+__all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "GEOMETRY_FEATURES", "SurrogateFit", "fit_log_linear", "fits_for",
            "load_fits", "surrogate_file_exists", "surrogate_status"]

@@ -113,6 +113,7 @@ from femur.remodeling.patient import Patient
 from femur.study.cases import ABS_KEYS, STRENGTH_PREFIXES, canonical_json, record_treatment
 from femur.mechanics.solvers import load_solver_config
 from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, pct_name, quantity_name
+from femur.mechanics.surrogate import GEOMETRY_FEATURES
 from femur.workflows.scans import CTScan, scan_bone, scan_patient
 from femur.workflows.bones import patient_bone
 from femur.workflows.simulation import DEFAULT_FE_INTERVAL_DAYS, Simulation
@@ -393,6 +394,10 @@ def run_case(record: dict, comm=MPI.COMM_WORLD, fields_dir=None) -> dict:
               **({"fe_skipped": res.run["fe_skipped"]} if "fe_skipped" in res.run else {}),
               "strength_model": res.run["strength_model"],
               "timings_s": res.run.get("timings_s", {})}
+    femur_track = sim.tracks.get("femur")
+    if femur_track is not None and femur_track.anatomy:  # the strength surrogate's geometry terms
+        result["femur_anatomy"] = {k: float(femur_track.anatomy[k]) for k in GEOMETRY_FEATURES
+                                   if femur_track.anatomy.get(k) is not None}
     if res.geometry:
         result["geometry"] = res.geometry
         result["t_scores"] = {"ls_t_score": sim.patient.ls_t_score}

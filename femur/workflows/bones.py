@@ -93,11 +93,7 @@ def build_geometry(bone: str, mesh_size_mm: float | None = None, layers: str = "
     name = bone_name(bone)
     params = dict(geometry)
     if name == "femur":
-        shape = params.pop("shape", None)
-        if params:
-            _check_fields(FemurShape, params, "anatomical femur (FemurShape)")
-            shape = FemurShape(**params)
-        return AnatomicalFemur(mesh_size_mm=anatomical_mesh_size(mesh_size_mm), shape=shape, sex=sex).build(comm)
+        return _anatomical(mesh_size_mm, sex, params).build(comm)
     if name == "vertebra":
         params["layers"] = layers
     if mesh_size_mm is not None:
@@ -105,6 +101,30 @@ def build_geometry(bone: str, mesh_size_mm: float | None = None, layers: str = "
     builder = ProximalFemur if name == "parametric-femur" else Vertebra
     _check_fields(builder, params, name)
     return builder(**params).build(comm)
+
+
+def _anatomical(mesh_size_mm, sex: str, params: dict) -> AnatomicalFemur:
+    """The anatomical femur of ``params`` (``FemurShape`` fields, or ``shape``: a FemurShape)."""
+    params = dict(params)
+    shape = params.pop("shape", None)
+    if params:
+        _check_fields(FemurShape, params, "anatomical femur (FemurShape)")
+        shape = FemurShape(**params)
+    return AnatomicalFemur(mesh_size_mm=anatomical_mesh_size(mesh_size_mm), shape=shape, sex=sex)
+
+
+def bone_anatomy(kind: str, mesh_size_mm: float | None = None, geometry: dict | None = None,
+                 sex: str = "female") -> dict:
+    """The scalar anatomy (mm, degrees) that the built-in ``kind`` bone with ``geometry``
+    records in ``parameters["anatomy"]`` (as :func:`patient_bone` builds it: a man's default
+    femur is scaled to his size), without building the mesh; {} for a bone that records
+    none (the parametric bones)."""
+    name = bone_name(kind)
+    if name != "femur":
+        return {}
+    if geometry is None and sex == "male":
+        geometry = male_geometry(name)
+    return _anatomical(mesh_size_mm, sex, geometry or {}).anatomy()
 
 
 def _check_fields(cls, params: dict, what: str) -> None:
@@ -184,5 +204,5 @@ def describe_geometry(bone) -> str:
     return f"{bone.kind} from {bone.source}"
 
 
-__all__ = ["ALIASES", "BONE_KINDS", "KIND_OF", "anatomical_mesh_size", "bone_name", "build_bone",
+__all__ = ["ALIASES", "BONE_KINDS", "KIND_OF", "anatomical_mesh_size", "bone_anatomy", "bone_name", "build_bone",
            "build_geometry", "describe_geometry", "patient_bone", "young_adult_bone"]

@@ -162,6 +162,8 @@ class BoneTrack:
         self.strength_model = check_strength_model(strength_model)
         self.surrogate = (fits_for(list(strength_cases(bone.kind)), "strength_model 'surrogate'")
                           if self.strength_model == "surrogate" else {})
+        #: the bone's scalar anatomy (a fit's geometry terms read it)
+        self.anatomy = dict((bone.parameters or {}).get("anatomy") or {})
         self.solver_name = solver
         self.material = material_for(bone)
         n = bone.num_local_cells
@@ -357,7 +359,8 @@ class BoneTrack:
                 self._first[prefix] = es.solution_arrays()
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu, reactions=False)
             q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
-            out[prefix] = surrogate_quantities(prefix, q, self.surrogate[prefix]) if prefix in self.surrogate else q
+            out[prefix] = (surrogate_quantities(prefix, q, self.surrogate[prefix], self.anatomy)
+                           if prefix in self.surrogate else q)
         self.stats.timings["strength_s"] += time.perf_counter() - t0
         return out
 

@@ -77,7 +77,8 @@ def case_inputs(record: dict, result: dict, strength_model: str = "linear") -> d
                      if all(x is not None and x > 0 for x in vals)}
             if label in strengths and feats:
                 features[label] = feats
-    monthly = (result.get("extra") or {}).get("monthly") or {}
+    extra = result.get("extra") or {}
+    monthly = extra.get("monthly") or {}
     ctx = None
     if "month" in monthly and "ctx_pct" in monthly:
         ctx = {"month": [float(m) for m in monthly["month"]], "ctx_pct": [float(c) for c in monthly["ctx_pct"]]}
@@ -99,13 +100,16 @@ def case_inputs(record: dict, result: dict, strength_model: str = "linear") -> d
         "ctx": ctx,
         "strength_model": strength_model,
         **({"strength_features": features} if features else {}),
+        # the femur's scalar anatomy (the surrogate's geometry terms read it)
+        **({"femur_anatomy": extra["femur_anatomy"]} if features and extra.get("femur_anatomy") else {}),
     }
 
 
-def with_surrogate_strengths(case: dict, fits: dict) -> dict:
+def with_surrogate_strengths(case: dict, fits: dict, femur_anatomy: dict | None = None) -> dict:
     """A copy of ``case`` (:func:`case_inputs` of a linear-model case) whose visit
     strengths are the strength surrogate's predictions from the stored linear quantities
-    (``fits``: {quantity prefix: femur.mechanics.surrogate.SurrogateFit}, e.g.
+    and the femur's anatomy (``femur_anatomy``, default the case's own; the fits with
+    geometry terms read it) (``fits``: {quantity prefix: femur.mechanics.surrogate.SurrogateFit}, e.g.
     ``load_fits()``). InputError naming the case and the load case when a strength has no
     stored features or no fit."""
     if case.get("strength_model") != "linear":
@@ -122,7 +126,11 @@ def with_surrogate_strengths(case: dict, fits: dict) -> dict:
             raise InputError(f"case {case.get('case_id')}: the strength surrogate has no fit for {prefix}")
         feats = stored[label]
         n = len(case["visit_months"])
-        out[label] = [fits[prefix].predict({f: feats[f][i] for f in feats}) for i in range(n)]
+        geometry = femur_anatomy or case.get("femur_anatomy")
+        if fits[prefix].geometry and not geometry:
+            raise InputError(f"case {case.get('case_id')}: the strength surrogate of {prefix} reads the femur's "
+                             "anatomy, and the case stored none (courses made before it was kept)")
+        out[label] = [fits[prefix].predict({f: feats[f][i] for f in feats}, geometry) for i in range(n)]
     return {**case, "strength_n": out, "strength_model": "surrogate"}
 
 
