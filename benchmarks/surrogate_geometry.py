@@ -2,10 +2,11 @@
 """Diagnostic for the strength surrogate (issue 10): how much of the lateral-fall pushover
 strength that the linear quantities miss is the femur's shape?
 
-The stored fit (``python -m femur.calibration.strength_surrogate``) predicts the pushover peak
-from linear-FE quantities only; for the lateral fall its test R^2 misses the target while its
-percent-change error meets it, and its errors are whole-patient offsets (all four bone states
-of a woman off by the same ~13 %). This refits ``log F = c0 + c1 log load + c2 log stiffness
+Session 7's fit (``python -m femur.calibration.strength_surrogate``) predicted the pushover peak
+from linear-FE quantities only; for the lateral fall its test R^2 missed the target while its
+percent-change error met it, and its errors were whole-patient offsets (all four bone states
+of a woman off by the same ~13 %). The fit command now chooses anatomy terms itself (by
+cross-validation on the training patients). This refits ``log F = c0 + c1 log load + c2 log stiffness
 + sum_k g_k x_k`` on the TRAINING patients with each femur-shape parameter ``x_k`` of the
 virtual patient (``femur.study.cohort.sample_patient``: regenerated from the cohort seed, no
 FE) and reports R^2 on the test patients. It reads the committed samples only (seconds).
