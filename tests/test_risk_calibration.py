@@ -158,3 +158,23 @@ def test_stored_covariance_with_bootstrap():
     doc = cal.load_courses(data_path(cal.COURSES_FILE))
     _, res = cal.fit_courses(doc, stored.provenance["fit_settings"])
     np.testing.assert_allclose(res.covariance, stored.covariance, rtol=1e-4, atol=1e-10)
+
+
+def test_stored_courses_get_their_women_s_femur_anatomy_again():
+    """Courses stored before the cases kept their femur's anatomy get it by drawing each
+    woman again from the study's cohort and seed; a stored woman who is not the one drawn
+    (another cohort definition) is refused, naming the case."""
+    from femur.study.cohort import sample_patient
+    from femur.workflows.bones import bone_anatomy
+
+    spec = cal.calibration_specs(3)["fit2"]
+    rec = sample_patient(2, spec.seed, spec.cohort)
+    case = {"case_id": "p00002-placebo", "patient_index": 2, "age_years": rec["age_years"]}
+    study = {"n_patients": 3, "seed": spec.seed, "cases": [case]}
+    anatomy = cal.course_anatomy("fit2", study)
+    assert anatomy[2] == bone_anatomy("femur", spec.model.mesh_size_mm, rec["femur_shape"])
+    assert anatomy[2]["head_radius_mm"] == pytest.approx(rec["femur_shape"]["head_radius_mm"], rel=1e-9)
+    with pytest.raises(InputError, match="p00002-placebo is not the study's woman 2"):
+        cal.course_anatomy("fit2", {**study, "cases": [{**case, "age_years": rec["age_years"] + 1.0}]})
+    with pytest.raises(InputError, match="seed"):
+        cal.course_anatomy("fit2", {**study, "seed": spec.seed + 1})
