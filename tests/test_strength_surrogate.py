@@ -45,6 +45,9 @@ def test_geometry_terms_by_hand_and_their_errors():
     with pytest.raises(InputError, match="3 coefficients"):
         SurrogateFit("femoral_fall", ("load",), (0.0, 1.0, 1.0))
     assert fit.to_dict() == {"features": ["load"], "coef": [np.log(2.0), 0.5, 0.1], "geometry": ["head_radius_mm"]}
+    ranged = SurrogateFit("femoral_fall", ("load",), fit.coef, ("head_radius_mm",), {"head_radius_mm": (20.0, 26.0)})
+    assert ranged.outside_range({"head_radius_mm": 23.0}) == []
+    assert ranged.outside_range({"head_radius_mm": 27.5}) == ["head_radius_mm 27.5 (training 20.0-26.0)"]
     rng = np.random.default_rng(5)
     X = np.exp(rng.uniform(5, 9, size=(30, 1)))
     G = rng.uniform(18, 28, size=(30, 2))
@@ -106,6 +109,8 @@ def test_fit_adds_an_anatomy_term_only_where_it_explains_the_strength():
         r["nonlinear_strength_n"] *= float(np.exp(0.08 * (radius[r["patient"]] - 23.0)))
     values, report = ss.fit(rows, ["femoral_fall"])
     assert values["femoral_fall"]["geometry"] == ["head_radius_mm"]
+    train_radii = [radius[p] for p in range(20)]
+    assert values["femoral_fall"]["geometry_range"] == {"head_radius_mm": [min(train_radii), max(train_radii)]}
     assert values["femoral_fall"]["coef"][-1] == pytest.approx(0.08, abs=0.01)
     assert report["femoral_fall"]["meets_target"] and report["femoral_fall"]["test"]["r2"] > 0.99
     assert "load+stiffness+head_radius_mm" in report["femoral_fall"]["cv_rmse_log"]

@@ -385,7 +385,8 @@ def fit(rows, cases) -> tuple[dict, dict]:
         use = _usable(train, prefix, best, geo)
         tuse = _usable(test, prefix, best, geo)
         coef = _fit_rows(use, best, geo)
-        values[prefix] = SurrogateFit(prefix, best, tuple(float(c) for c in coef), geo).to_dict()
+        span = {g: (min(r["anatomy"][g] for r in use), max(r["anatomy"][g] for r in use)) for g in geo}
+        values[prefix] = SurrogateFit(prefix, best, tuple(float(c) for c in coef), geo, span or None).to_dict()
         rep = {"features": list(best), "geometry": list(geo), "cv_rmse_log": scores,
                "patients": {"train": len({r["patient"] for r in use}),
                             "test": len({r["patient"] for r in tuse})},

@@ -58,6 +58,8 @@ class SurrogateFit:
     coef: tuple[float, ...]
     #: the bone's anatomy terms (:data:`GEOMETRY_FEATURES`), linear in log strength
     geometry: tuple[str, ...] = ()
+    #: {anatomy term: (lowest, highest)} over the training bones (None: not recorded)
+    geometry_range: dict | None = None
 
     def __post_init__(self):
         unknown = [f for f in self.features if f not in FEATURE_KINDS]
@@ -91,10 +93,23 @@ class SurrogateFit:
         c = np.asarray(self.coef, dtype=float)
         return float(np.exp(c[0] + np.dot(c[1:], logs)))
 
+    def outside_range(self, geometry: dict | None) -> list[str]:
+        """The anatomy terms of ``geometry`` that lie outside the training bones' range
+        (where a prediction extrapolates), as text, e.g. "head_radius_mm 27.1 (training
+        20.3-25.9)"."""
+        out = []
+        for name, (lo, hi) in (self.geometry_range or {}).items():
+            v = (geometry or {}).get(name)
+            if v is not None and not lo <= float(v) <= hi:
+                out.append(f"{name} {float(v):.1f} (training {lo:.1f}-{hi:.1f})")
+        return out
+
     def to_dict(self) -> dict:
         out = {"features": list(self.features), "coef": [float(c) for c in self.coef]}
         if self.geometry:
             out["geometry"] = list(self.geometry)
+        if self.geometry_range:
+            out["geometry_range"] = {k: [float(lo), float(hi)] for k, (lo, hi) in self.geometry_range.items()}
         return out
 
 
@@ -132,8 +147,10 @@ def load_fits() -> dict[str, SurrogateFit]:
     for prefix, spec in fitted.values.items():
         if not isinstance(spec, dict) or "features" not in spec or "coef" not in spec:
             raise InputError(f"{fitted.path}: entry '{prefix}' needs 'features' and 'coef'")
+        rng = spec.get("geometry_range")
         fits[prefix] = SurrogateFit(prefix, tuple(spec["features"]), tuple(float(c) for c in spec["coef"]),
-                                    tuple(spec.get("geometry") or ()))
+                                    tuple(spec.get("geometry") or ()),
+                                    {k: (float(v[0]), float(v[1])) for k, v in rng.items()} if rng else None)
     return fits
 
 

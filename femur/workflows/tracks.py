@@ -85,6 +85,9 @@ DXA_SITES = {"femur": {"fn": "femoral_neck", "th": "total_hip"}, "vertebra": {"l
 #: this fraction held means wrong units or a wrong calibration, not a few empty voxels
 MAX_HELD_FRACTION = 0.5
 
+#: (load case, terms) whose extrapolation this process has warned about (once each)
+_WARNED_EXTRAPOLATION: set = set()
+
 
 def remodeling_density_range(model) -> tuple[float, float]:
     """(lowest, highest) baseline apparent density (g/cm3) the cell model represents: BV/TV
@@ -164,6 +167,12 @@ class BoneTrack:
                           if self.strength_model == "surrogate" else {})
         #: the bone's scalar anatomy (a fit's geometry terms read it)
         self.anatomy = dict((bone.parameters or {}).get("anatomy") or {})
+        for prefix, fit in self.surrogate.items():
+            outside = fit.outside_range(self.anatomy)
+            if outside and (prefix, tuple(outside)) not in _WARNED_EXTRAPOLATION:
+                _WARNED_EXTRAPOLATION.add((prefix, tuple(outside)))
+                log.warning("strength surrogate %s: this femur's %s lies outside the training women's range; "
+                            "its strength is extrapolated", prefix, ", ".join(outside))
         self.solver_name = solver
         self.material = material_for(bone)
         n = bone.num_local_cells
