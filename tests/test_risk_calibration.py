@@ -145,11 +145,15 @@ def test_stored_parameters_are_what_the_stored_courses_give():
     settings = dict(stored.provenance["fit_settings"], bootstrap=0)
     doc = cal.load_courses(data_path(cal.COURSES_FILE))
     data, res = cal.fit_courses(doc, settings)
+    # to a thousandth of each parameter's standard error: where the likelihood is flat (the
+    # within-person gradient, SE ~3) the optimiser's stopping point moves by ~1e-5 between
+    # scipy versions, which is nothing against the uncertainty the file reports
+    cov = stored.provenance["covariance"]
+    se = dict(zip(cov["names"], np.sqrt(np.diag(np.array(cov["matrix"])))))
     for k, v in stored.values.items():
-        assert res.values[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+        assert res.values[k] == pytest.approx(v, abs=max(1e-3 * se.get(k, 0.0), 1e-9)), k
     assert res.fixed == pytest.approx(stored.fixed, rel=1e-12)
-    cov = np.array(stored.provenance["covariance"]["targets_part"])
-    np.testing.assert_allclose(res.cov_targets, cov, rtol=1e-4, atol=1e-10)
+    np.testing.assert_allclose(res.cov_targets, np.array(cov["targets_part"]), rtol=1e-4, atol=1e-10)
 
 
 @pytest.mark.slow

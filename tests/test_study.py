@@ -151,7 +151,13 @@ def test_builtin_frame():
     assert spec.cohort.inclusion.t_score_rule == "any"
     # risk: the calibrated parameters (femur/data/fracture_risk.json), RR against placebo
     assert spec.risk.parameters == "default" and spec.risk.reference_arm == "placebo"
-    assert spec.model.strength_model == "linear"
+    # the default, "auto", settled for the study's bones (linear until the strength surrogate
+    # is validated for every load case of the 4 mm femur and vertebra, then the surrogate)
+    from femur.mechanics.strength import resolve_strength_model
+
+    settled = resolve_strength_model("auto", ("femur", "vertebra"), mesh_size_mm=spec.model.mesh_size_mm)
+    assert (spec.model.strength_model, spec.model.strength_model_reason) == settled
+    assert settled[0] in ("linear", "surrogate") and settled[1].startswith("auto: ")
     assert spec.cohort.prevalent_vertebral_fractures == (0.82, 0.12, 0.04, 0.02)
     assert (spec.cohort.age_mean, spec.cohort.age_sd) == (70.9, 7.0)
     with pytest.raises(InputError, match="built-in studies: .*frame"):
@@ -447,7 +453,7 @@ def test_case_records():
         assert r["study_seed"] == study.spec.seed
         assert r["visit_months"] == [0, 6, 12]
         assert r["model"]["solver"] == "gamg"
-        assert r["model"]["strength_model"] == "linear"  # the default
+        assert r["model"]["strength_model"] == study.spec.model.strength_model  # "auto", settled
         json.loads(json.dumps(r))
     # the same patient in both arms
     assert recs[0]["patient"] == recs[1]["patient"]
