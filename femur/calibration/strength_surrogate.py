@@ -45,6 +45,7 @@ import argparse
 import hashlib
 import json
 import sys
+import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -456,7 +457,7 @@ def figure(rows, values: dict, report: dict, path, title: str = "") -> Path:
                 panel["change"] = change_pairs(use, pred)
         t = (report.get(prefix) or {}).get("test") or {}
         if t:
-            panel["label"] = (f"{model_name(feats, geo)}\ntest R2 {t['r2']:.3f}, change error "
+            panel["label"] = (f"{textwrap.fill(' + '.join(feats + geo), 34)}\ntest R2 {t['r2']:.3f}, change error "
                               f"{t.get('change_mae_pp', float('nan')):.2f} pp")
         cases[prefix] = panel
     return surrogate_fit_figure(cases, path, title)
