@@ -115,6 +115,10 @@ def test_fit_adds_an_anatomy_term_only_where_it_explains_the_strength():
     assert report["femoral_fall"]["meets_target"] and report["femoral_fall"]["test"]["r2"] > 0.99
     assert "load+stiffness+head_radius_mm" in report["femoral_fall"]["cv_rmse_log"]
     assert "load+stiffness+head_radius_mm" in ss.report_table(report)
+    # on 9 training women (fewer than ss.GEOMETRY_PATIENTS_PER_TERM) no anatomy term is fitted
+    few = [r for r in rows if r["patient"] < 9 or r["split"] == "test"]
+    values, report = ss.fit(few, ["femoral_fall"])
+    assert "geometry" not in values["femoral_fall"] and report["femoral_fall"]["geometry"] == []
 
 
 def test_selection_rule_on_synthetic_women():

@@ -22,7 +22,8 @@ patient-grouped cross-validation on the training set, then refitted on all of it
 femur's load cases the choice may add terms of the femur's own anatomy (head radius, neck
 length, ...: ``GEOMETRY_FEATURES``, as the built bone records it), one at a time while each
 lowers the cross-validated error by at least ``GEOMETRY_MIN_GAIN`` (forward selection on the
-training patients only). Treatment leaves the anatomy as it is, so these terms move the
+training patients only), and at most one term per ``GEOMETRY_PATIENTS_PER_TERM`` training
+patients. Treatment leaves the anatomy as it is, so these terms move the
 strength of a woman, not its change. The
 report gives, on the test set, R^2 and the mean absolute error of the strength and, what
 matters for trials, of the percent change on treatment (issue 10's target: R^2 >= 0.9 and
@@ -86,6 +87,11 @@ KIND_OF_PREFIX = {p: kind for kind, cases in STRENGTH_CASES.items() for p in cas
 #: candidates: 2 % let an anatomy term with no effect in for 35 % of seeds, 5 % for 10 %,
 #: while 5 % still found a weak true term (1.2 %/mm of head radius) in 90 % of seeds.
 GEOMETRY_MIN_GAIN = 0.05
+
+#: anatomy terms are per-woman covariates, so the women, not the samples, are what they are
+#: fitted to: at most one term per this many training women (the usual ten observations
+#: per parameter); a case sampled on 5 women gets none
+GEOMETRY_PATIENTS_PER_TERM = 10
 
 
 @dataclass(frozen=True)
@@ -354,12 +360,13 @@ def choose_model(train, prefix) -> tuple[tuple, tuple, dict]:
         return None
 
     has_anatomy = any(r.get("anatomy") for r in train if r["prefix"] == prefix)
+    max_terms = len({r["patient"] for r in train if r["prefix"] == prefix}) // GEOMETRY_PATIENTS_PER_TERM
     for feats in CANDIDATES:
         geo: tuple = ()
         current = score(feats, geo)
         if current is None:
             continue
-        while has_anatomy:
+        while has_anatomy and len(geo) < max_terms:
             trials = {g: score(feats, geo + (g,)) for g in GEOMETRY_FEATURES if g not in geo}
             trials = {g: v for g, v in trials.items() if v is not None}
             if not trials:
@@ -595,7 +602,7 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["CANDIDATES", "GEOMETRY_MIN_GAIN", "Settings", "change_pairs", "choose_model", "collect", "cv_rmse",
+__all__ = ["CANDIDATES", "GEOMETRY_MIN_GAIN", "GEOMETRY_PATIENTS_PER_TERM", "Settings", "change_pairs", "choose_model", "collect", "cv_rmse",
            "figure", "fit", "main", "metrics", "model_name", "model_versions", "patient_anatomy", "patient_samples",
            "pending", "predict", "refit_only", "report_table", "run", "sample_path", "sample_versions",
            "with_anatomy"]
