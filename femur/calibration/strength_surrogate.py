@@ -386,9 +386,9 @@ def fit(rows, cases) -> tuple[dict, dict]:
     """(values for the data file, report): per load case the CV-chosen feature set, its
     coefficients on the training set and the metrics on training and test sets."""
     values, report = {}, {}
+    train = [r for r in rows if r["split"] == "train"]
+    test = [r for r in rows if r["split"] == "test"]
     for prefix in cases:
-        train = [r for r in rows if r["split"] == "train"]
-        test = [r for r in rows if r["split"] == "test"]
         best, geo, scores = choose_model(train, prefix)
         use = _usable(train, prefix, best, geo)
         tuse = _usable(test, prefix, best, geo)

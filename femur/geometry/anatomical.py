@@ -150,19 +150,27 @@ class AnatomicalFemur:
             return None
         return ShapeMorph(ref, self.shape)
 
+    @staticmethod
+    def _rois(ref: dict, morph: ShapeMorph | None) -> dict:
+        base = regions.regions(ref)
+        return base if morph is None else {k: MorphedROI(morph, f) for k, f in base.items()}
+
+    @staticmethod
+    def _landmarks(ref: dict, morph: ShapeMorph | None) -> dict:
+        lm = regions.landmarks(ref)
+        return lm if morph is None else morphed_landmarks(morph, lm, ref)
+
+    @staticmethod
+    def _anatomy(ref: dict, morph: ShapeMorph | None, lm: dict) -> dict:
+        return dict(ref["anatomy"]) if morph is None else morphed_anatomy(morph, lm, ref)
+
     def rois(self, ref: dict | None = None) -> dict:
         ref = ref or self.reference()
-        base = regions.regions(ref)
-        morph = self._morph(ref)
-        if morph is None:
-            return base
-        return {k: MorphedROI(morph, f) for k, f in base.items()}
+        return self._rois(ref, self._morph(ref))
 
     def landmarks(self, ref: dict | None = None) -> dict:
         ref = ref or self.reference()
-        lm = regions.landmarks(ref)
-        morph = self._morph(ref)
-        return lm if morph is None else morphed_landmarks(morph, lm, ref)
+        return self._landmarks(ref, self._morph(ref))
 
     def anatomy(self, ref: dict | None = None) -> dict:
         """The scalar anatomy (mm, degrees: head radius, neck length and width, neck-shaft
@@ -170,9 +178,7 @@ class AnatomicalFemur:
         ``parameters["anatomy"]``, without building the mesh."""
         ref = ref or self.reference()
         morph = self._morph(ref)
-        if morph is None:
-            return dict(ref["anatomy"])
-        return morphed_anatomy(morph, morphed_landmarks(morph, regions.landmarks(ref), ref), ref)
+        return self._anatomy(ref, morph, self._landmarks(ref, morph))
 
     # ------------------------------------------------------------------ build
     def build(self, comm=MPI.COMM_WORLD) -> Bone:
@@ -219,9 +225,9 @@ class AnatomicalFemur:
         mesh = dolfinx.mesh.create_mesh(comm, np.ascontiguousarray(cells[:, perm]), domain, x)
         cell_tags = distribute_tags(mesh, 3, cells, cvals, "cell_tags")
         facet_tags = distribute_tags(mesh, 2, facets, fvals, "facet_tags")
-        lm = self.landmarks(ref)
-        rois = self.rois(ref)
-        anatomy = self.anatomy(ref)
+        lm = self._landmarks(ref, morph)  # the morph made above, once
+        rois = self._rois(ref, morph)
+        anatomy = self._anatomy(ref, morph, lm)
         if morph is not None:
             facet_tags = _resplit_head(mesh, facet_tags, lm, ref)
         params = {

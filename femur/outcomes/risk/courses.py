@@ -116,6 +116,7 @@ def with_surrogate_strengths(case: dict, fits: dict, femur_anatomy: dict | None 
         raise InputError(f"case {case.get('case_id')}: surrogate strengths come from a linear-model case, "
                          f"this one ran {case.get('strength_model')!r}")
     stored = case.get("strength_features") or {}
+    geometry = femur_anatomy or case.get("femur_anatomy")
     out = {}
     for label in case["strength_n"]:
         prefix = RISK_PREFIXES[label]
@@ -126,7 +127,6 @@ def with_surrogate_strengths(case: dict, fits: dict, femur_anatomy: dict | None 
             raise InputError(f"case {case.get('case_id')}: the strength surrogate has no fit for {prefix}")
         feats = stored[label]
         n = len(case["visit_months"])
-        geometry = femur_anatomy or case.get("femur_anatomy")
         if fits[prefix].geometry and not geometry:
             raise InputError(f"case {case.get('case_id')}: the strength surrogate of {prefix} reads the femur's "
                              "anatomy, and the case stored none (courses made before it was kept)")
