@@ -161,7 +161,10 @@ def test_stored_covariance_with_bootstrap():
     stored = risk.load_parameters("default")
     doc = cal.load_courses(data_path(cal.COURSES_FILE))
     _, res = cal.fit_courses(doc, stored.provenance["fit_settings"])
-    np.testing.assert_allclose(res.covariance, stored.covariance, rtol=1e-4, atol=1e-10)
+    # to a thousandth of se_i se_j (the bootstrap refits stop where the optimiser stops, which
+    # moves a little between scipy versions; see the test above)
+    se = np.sqrt(np.diag(np.asarray(stored.covariance)))
+    assert np.all(np.abs(np.asarray(res.covariance) - np.asarray(stored.covariance)) <= 1e-3 * np.outer(se, se) + 1e-10)
 
 
 def test_stored_courses_get_their_women_s_femur_anatomy_again():
