@@ -12,7 +12,7 @@ from femur.calibration import strength_surrogate as ss
 from femur.core.datafiles import DATA_DIR, write_fitted
 from femur.core.errors import InputError
 from femur.core.mpi import MPI
-from femur.mechanics.surrogate import DATA_FILE, SurrogateFit, fit_log_linear
+from femur.mechanics.surrogate import DATA_FILE, SurrogateFit, fit_log_linear, fit_log_ratio
 
 
 def test_fit_recovers_a_power_law():
@@ -53,6 +53,58 @@ def test_geometry_terms_by_hand_and_their_errors():
     G = rng.uniform(18, 28, size=(30, 2))
     y = np.exp(0.7 + 0.05 * G[:, 0] - 0.02 * G[:, 1]) * X[:, 0] ** 0.8
     assert np.allclose(fit_log_linear(X, y, G), [0.7, 0.8, 0.05, -0.02], atol=1e-9)
+
+
+def test_change_part_by_hand_and_its_errors():
+    """A fit with a change part: a treated bone's strength is the level of its reference
+    (month-0) bone times the ratio power law; without a reference the level is its own."""
+    fit = SurrogateFit("vertebral", ("load",), (np.log(2.0), 0.5), change_features=("stiffness",),
+                       change_coef=(0.8,))
+    ref, now = {"load": 400.0, "stiffness": 1000.0}, {"load": 900.0, "stiffness": 1210.0}
+    assert fit.predict(ref) == pytest.approx(40.0, rel=1e-12)
+    assert fit.predict(ref, None, ref) == pytest.approx(40.0, rel=1e-12)
+    assert fit.predict(now, None, ref) == pytest.approx(40.0 * 1.21 ** 0.8, rel=1e-12)
+    assert fit.predict(now) == pytest.approx(60.0, rel=1e-12)  # no reference: its own level
+    assert SurrogateFit.from_dict("vertebral", fit.to_dict()) == fit
+    with pytest.raises(InputError, match="reference feature 'stiffness'"):
+        fit.predict(now, None, {"load": 400.0})
+    with pytest.raises(InputError, match="one slope each"):
+        SurrogateFit("vertebral", ("load",), (0.0, 1.0), change_features=("stiffness",), change_coef=())
+    with pytest.raises(InputError, match="change features"):
+        SurrogateFit("vertebral", ("load",), (0.0, 1.0), change_features=("volume",), change_coef=(1.0,))
+    assert np.allclose(fit_log_ratio(np.array([[1.1], [1.3], [0.9]]), np.array([1.1, 1.3, 0.9]) ** 0.7), [0.7])
+
+
+def test_change_part_learns_the_within_woman_slope():
+    """Women whose strength goes with their stiffness more steeply between them (their
+    anatomy follows their stiffness) than within one woman on treatment: the change part
+    recovers the within-woman slope from the training pairs, and its test change error is
+    far below that of the pooled power law alone."""
+    rng = np.random.default_rng(5)
+
+    def women(n, split, first):
+        rows = []
+        for p in range(first, first + n):
+            load0, stiff0 = rng.uniform(2000, 6000), rng.uniform(3000, 20000)
+            level = 1.5 * load0 ** 0.5 * stiff0 ** 0.6
+            for state, g in (("baseline", 1.0), ("romosozumab", rng.uniform(1.05, 1.3)),
+                             ("denosumab", rng.uniform(1.0, 1.1)), ("teriparatide", rng.uniform(1.0, 1.2))):
+                h = 1.0 if state == "baseline" else rng.uniform(0.95, 1.05)
+                load, stiff = load0 * g * h, stiff0 * g ** 0.7
+                y = level * (stiff / stiff0) ** 1.1 * np.exp(0.002 * rng.standard_normal())
+                rows.append({"patient": p, "split": split, "state": state, "prefix": "femoral_fall", "load": load,
+                             "stiffness": stiff, "strain_load": None, "nonlinear_strength_n": y, "converged": True})
+        return rows
+
+    rows = women(20, "train", 0) + women(12, "test", 20)
+    values, report = ss.fit(rows, ["femoral_fall"])
+    v = values["femoral_fall"]
+    assert v["change_features"] == ["stiffness"] and v["change_coef"][0] == pytest.approx(1.1, abs=0.02)
+    assert report["femoral_fall"]["change_features"] == ["stiffness"]
+    test = [r for r in rows if r["split"] == "test"]
+    use = ss._usable(test, "femoral_fall", tuple(v["features"]))
+    pooled = ss.metrics(use, ss.predict(v["coef"], use, tuple(v["features"])))
+    assert report["femoral_fall"]["test"]["change_mae_pp"] < 0.5 < pooled["change_mae_pp"]
 
 
 def _rows(n_patients, split, rng, noise=0.0, first=0):
@@ -191,7 +243,8 @@ def data_dir_with_fit(without_surrogate_fit):
     """A data folder with the package's files plus a hand-made surrogate: the vertebra's
     strength is half its linear first-element load."""
     d = without_surrogate_fit
-    write_fitted(DATA_FILE, {"vertebral": {"features": ["load"], "coef": [float(np.log(0.5)), 1.0]}},
+    write_fitted(DATA_FILE, {"vertebral": {"features": ["load"], "coef": [float(np.log(0.5)), 1.0],
+                                           "change_features": ["load"], "change_coef": [0.5]}},
                  path=d / DATA_FILE, command="test", targets="hand-made")
     return d
 
@@ -203,9 +256,13 @@ def test_surrogate_strength_model_in_a_simulation(data_dir_with_fit):
     run = dict(bones=("vertebra",), fe_interval_days=30, strength_months=(0, 1), mesh_size_mm=5.0, progress=False)
     lin = Simulation("romosozumab", 1, strength_model="linear", **run).run()
     sur = Simulation("romosozumab", 1, strength_model="surrogate", **run).run()
+    lin_load = lin.strength["vertebral_strength_n"]
+    # month 0 is the reference: its level, then the change part's half power of the load ratio
+    assert sur.strength["vertebral_strength_n"][0] == pytest.approx(0.5 * lin_load[0], rel=1e-9)
+    assert sur.strength["vertebral_strength_n"][1] == pytest.approx(
+        0.5 * lin_load[0] * (lin_load[1] / lin_load[0]) ** 0.5, rel=1e-9)
+    assert abs(lin_load[1] / lin_load[0] - 1.0) > 1e-3  # the bone did change
     for i in range(2):
-        assert sur.strength["vertebral_strength_n"][i] == pytest.approx(
-            0.5 * lin.strength["vertebral_strength_n"][i], rel=1e-9)
         assert sur.strength["vertebral_stiffness_n_per_mm"][i] == pytest.approx(
             lin.strength["vertebral_stiffness_n_per_mm"][i], rel=1e-9)
     # the femur needs fits for all its load cases: a clear error names the missing ones
@@ -410,7 +467,10 @@ def test_risk_courses_give_the_surrogate_run_strengths(tmp_path, monkeypatch):
     fits = {p: {"features": f, "coef": coef[p]} for p, f in cases.items()}
     # the lateral fall's also reads the femur's anatomy (the case must carry it through)
     fits["femoral_fall"] = {"features": ["load", "stiffness"], "coef": [0.3, 0.6, 0.3, 0.02, -0.003],
-                            "geometry": ["head_radius_mm", "neck_shaft_angle_deg"]}
+                            "geometry": ["head_radius_mm", "neck_shaft_angle_deg"],
+                            "change_features": ["stiffness"], "change_coef": [0.9]}
+    # change parts take a visit's change from month 0, in a run and in the stored courses alike
+    fits["vertebral"].update(change_features=["load", "stiffness"], change_coef=[0.7, 0.25])
     write_fitted(DATA_FILE, fits, path=d / DATA_FILE,
                  command="test", targets="hand-made",
                  extra={"mode": "full", "settings": {"mesh_size_mm": 4.0},

@@ -24,7 +24,11 @@ length, ...: ``GEOMETRY_FEATURES``, as the built bone records it), one at a time
 lowers the cross-validated error by at least ``GEOMETRY_MIN_GAIN`` (forward selection on the
 training patients only), and at most one term per ``GEOMETRY_PATIENTS_PER_TERM`` training
 patients. Treatment leaves the anatomy as it is, so these terms move the
-strength of a woman, not its change. The
+strength of a woman, not its change. Each case also gets a change part
+(femur.mechanics.surrogate): slopes of the within-woman log ratio, treated over baseline,
+fitted without an intercept on the training women's pairs, its feature set chosen among the
+same candidates by patient-grouped cross-validation of that ratio; a treated bone's
+prediction is the level of her baseline bone times the predicted ratio. The
 report gives, on the test set, R^2 and the mean absolute error of the strength and, what
 matters for trials, of the percent change on treatment (issue 10's target: R^2 >= 0.9 and
 a change error under 2 percentage points).
@@ -60,7 +64,7 @@ from femur.core.progress import ProgressBar
 from femur.core.version import __version__
 from femur.exports.calibration_figures import surrogate_fit_figure
 from femur.mechanics.strength import STRENGTH_CASES, surrogate_features
-from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, GEOMETRY_FEATURES, SurrogateFit, fit_log_linear
+from femur.mechanics.surrogate import DATA_FILE, FIT_COMMAND, GEOMETRY_FEATURES, SurrogateFit, fit_log_linear, fit_log_ratio
 from femur.remodeling.parameters import CELL_FIT_FILE
 from femur.remodeling.patient import Patient
 from femur.study.cohort import sample_patient
@@ -342,6 +346,68 @@ def cv_rmse(rows, features, geometry=(), folds: int = 5) -> float:
     return float(np.sqrt(np.mean(np.square(err))))
 
 
+def references(rows) -> dict:
+    """{(patient, load case): her baseline sample}: the reference (a run's month 0) of a fit's
+    change part."""
+    return {(r["patient"], r["prefix"]): r for r in rows if r["state"] == "baseline"}
+
+
+def predict_fit(fit: SurrogateFit, rows, refs: dict | None = None) -> np.ndarray:
+    """The predictions of a fitted surrogate for ``rows``, each treated sample from its own
+    features and, for a fit with a change part, those of the same woman's baseline sample
+    (``refs``: :func:`references`, default of ``rows``), as a run predicts them."""
+    refs = references(rows) if refs is None else refs
+    out = []
+    for r in rows:
+        ref = None
+        if r["state"] != "baseline" and fit.change_features:
+            ref = refs.get((r["patient"], r["prefix"]))
+            if ref is None:
+                raise InputError(f"surrogate fit: patient {r['patient']}'s {r['prefix']} sample "
+                                 f"'{r['state']}' has no baseline sample to take its change from")
+        out.append(fit.predict(r, r.get("anatomy"), ref))
+    return np.array(out)
+
+
+def change_design(rows, prefix, features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feature ratios (n, k), strength ratios (n,), patients (n,)): every usable treated
+    sample of load case ``prefix`` over the same woman's usable baseline sample."""
+    use = _usable(rows, prefix, features)
+    base = {r["patient"]: r for r in use if r["state"] == "baseline"}
+    pairs = [(r, base[r["patient"]]) for r in use if r["state"] != "baseline" and r["patient"] in base]
+    X = np.array([[r[f] / b[f] for f in features] for r, b in pairs], dtype=float).reshape(len(pairs), len(features))
+    y = np.array([r["nonlinear_strength_n"] / b["nonlinear_strength_n"] for r, b in pairs], dtype=float)
+    return X, y, np.array([r["patient"] for r, _ in pairs], dtype=int)
+
+
+def change_cv_rmse(rows, prefix, features, folds: int = 5) -> float:
+    """Patient-grouped K-fold RMSE of the log strength ratio (treated over baseline) of the
+    change part with ``features`` (rows of the training set)."""
+    X, y, pat = change_design(rows, prefix, features)
+    patients = sorted(set(pat.tolist()))
+    k = min(folds, len(patients))
+    err = []
+    for j in range(k):
+        held = np.isin(pat, patients[j::k])
+        b = fit_log_ratio(X[~held], y[~held])
+        err.extend(np.log(X[held]) @ b - np.log(y[held]))
+    return float(np.sqrt(np.mean(np.square(err))))
+
+
+def choose_change(train, prefix) -> tuple[tuple, dict]:
+    """(features, {name: CV RMSE of the log strength ratio}) of the change part of load case
+    ``prefix``: the candidate feature set with the lowest patient-grouped CV error of the
+    within-woman change on the training rows alone (ties: the earlier candidate)."""
+    scores, sets = {}, {}
+    for feats in CANDIDATES:
+        X, y, pat = change_design(train, prefix, feats)
+        if len(y) >= len(feats) + 2 and len(set(pat.tolist())) >= 2:
+            scores[model_name(feats)], sets[model_name(feats)] = change_cv_rmse(train, prefix, feats), feats
+    if not scores:
+        raise InputError(f"surrogate fit: too few training pairs (baseline and treated) for {prefix}'s change")
+    return sets[min(scores, key=scores.get)], scores
+
+
 def model_name(features, geometry=()) -> str:
     return "+".join(tuple(features) + tuple(geometry))
 
@@ -388,18 +454,24 @@ def fit(rows, cases) -> tuple[dict, dict]:
     values, report = {}, {}
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
+    refs = references(rows)
     for prefix in cases:
         best, geo, scores = choose_model(train, prefix)
         use = _usable(train, prefix, best, geo)
         tuse = _usable(test, prefix, best, geo)
         coef = _fit_rows(use, best, geo)
         span = {g: (min(r["anatomy"][g] for r in use), max(r["anatomy"][g] for r in use)) for g in geo}
-        values[prefix] = SurrogateFit(prefix, best, tuple(float(c) for c in coef), geo, span or None).to_dict()
+        cfeats, cscores = choose_change(train, prefix)
+        slopes = fit_log_ratio(*change_design(train, prefix, cfeats)[:2])
+        sfit = SurrogateFit(prefix, best, tuple(float(c) for c in coef), geo, span or None,
+                            cfeats, tuple(float(b) for b in slopes))
+        values[prefix] = sfit.to_dict()
         rep = {"features": list(best), "geometry": list(geo), "cv_rmse_log": scores,
+               "change_features": list(cfeats), "change_cv_rmse_log": cscores,
                "patients": {"train": len({r["patient"] for r in use}),
                             "test": len({r["patient"] for r in tuse})},
-               "train": metrics(use, predict(coef, use, best, geo)),
-               "test": metrics(tuse, predict(coef, tuse, best, geo)) if tuse else None,
+               "train": metrics(use, predict_fit(sfit, use, refs)),
+               "test": metrics(tuse, predict_fit(sfit, tuse, refs)) if tuse else None,
                "not_converged": sum(1 for r in rows if r["prefix"] == prefix and not r["converged"])}
         t = rep["test"] or {}
         rep["meets_target"] = bool(t and t["r2"] >= TARGET_R2 and t.get("change_mae_pp", 1e9) < TARGET_CHANGE_PP)
@@ -437,12 +509,14 @@ def metrics(rows, values) -> dict:
 
 def report_table(report: dict) -> str:
     w = max([24] + [len(model_name(r["features"], r.get("geometry") or ())) + 2 for r in report.values()])
-    lines = [f"{'load case':<30}{'patients':>9}  {'features':<{w}}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
+    wc = max([8] + [len(model_name(r.get("change_features") or ("-",))) + 2 for r in report.values()])
+    lines = [f"{'load case':<30}{'patients':>9}  {'features':<{w}}{'change':<{wc}}{'R2 test':>8}{'MAE N':>9}{'dMAE pp':>9}{'dmax pp':>9}"
              f"{'R2 train':>9}  target (R2>={TARGET_R2}, change < {TARGET_CHANGE_PP:g} pp)"]
     for prefix, rep in report.items():
         t = rep["test"] or {}
         n = rep.get("patients") or {}
-        lines.append(f"{prefix:<30}{n.get('train', '?'):>4} +{n.get('test', '?'):>3}  {model_name(rep['features'], rep.get('geometry') or ()):<{w}}{t.get('r2', float('nan')):>8.3f}"
+        lines.append(f"{prefix:<30}{n.get('train', '?'):>4} +{n.get('test', '?'):>3}  {model_name(rep['features'], rep.get('geometry') or ()):<{w}}"
+                     f"{model_name(rep.get('change_features') or ('-',)):<{wc}}{t.get('r2', float('nan')):>8.3f}"
                      f"{t.get('mae_n', float('nan')):>9.0f}{t.get('change_mae_pp', float('nan')):>9.2f}"
                      f"{t.get('change_max_pp', float('nan')):>9.2f}{rep['train']['r2']:>9.3f}  "
                      f"{'met' if rep['meets_target'] else 'NOT met'}")
@@ -453,18 +527,22 @@ def figure(rows, values: dict, report: dict, path, title: str = "") -> Path:
     """The fit against the pushover (femur.exports.calibration_figures.surrogate_fit_figure):
     each load case's training and test samples and the test patients' changes."""
     cases = {}
+    refs = references(rows)
     for prefix, v in values.items():
-        feats, geo = tuple(v["features"]), tuple(v.get("geometry") or ())
+        sfit = SurrogateFit.from_dict(prefix, v)
+        feats, geo = sfit.features, sfit.geometry
         panel = {}
         for split in ("train", "test"):
             use = _usable([r for r in rows if r["split"] == split], prefix, feats, geo)
-            pred = predict(v["coef"], use, feats, geo)
+            pred = predict_fit(sfit, use, refs)
             panel[split] = ([r["nonlinear_strength_n"] for r in use], pred)
             if split == "test" and use:
                 panel["change"] = change_pairs(use, pred)
         t = (report.get(prefix) or {}).get("test") or {}
         if t:
-            panel["label"] = (f"{textwrap.fill(' + '.join(feats + geo), 34)}\ntest R2 {t['r2']:.3f}, change error "
+            change = " + ".join(sfit.change_features)
+            panel["label"] = (f"{textwrap.fill(' + '.join(feats + geo), 34)}"
+                              f"{f'; change: {change}' if change else ''}\ntest R2 {t['r2']:.3f}, change error "
                               f"{t.get('change_mae_pp', float('nan')):.2f} pp")
         cases[prefix] = panel
     return surrogate_fit_figure(cases, path, title)
@@ -602,7 +680,8 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["CANDIDATES", "GEOMETRY_MIN_GAIN", "GEOMETRY_PATIENTS_PER_TERM", "Settings", "change_pairs", "choose_model", "collect", "cv_rmse",
+__all__ = ["CANDIDATES", "GEOMETRY_MIN_GAIN", "GEOMETRY_PATIENTS_PER_TERM", "Settings", "change_cv_rmse", "change_design",
+           "change_pairs", "choose_change", "choose_model", "collect", "cv_rmse",
            "figure", "fit", "main", "metrics", "model_name", "model_versions", "patient_anatomy", "patient_samples",
-           "pending", "predict", "refit_only", "report_table", "run", "sample_path", "sample_versions",
+           "pending", "predict", "predict_fit", "references", "refit_only", "report_table", "run", "sample_path", "sample_versions",
            "with_anatomy"]

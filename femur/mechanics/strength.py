@@ -72,7 +72,10 @@ QUANTITY_ORDER = (
     ("femoral_fall_posterolateral", "stiffness"), ("femoral_fall_anterolateral", "stiffness"),
 )
 _SUFFIX = {"strength": "_strength_n", "surrogate": "_surrogate_0p2pct_load_n",
-           "yield": "_yield_load_n", "stiffness": "_stiffness_n_per_mm"}
+           "yield": "_yield_load_n", "stiffness": "_stiffness_n_per_mm",
+           # the linear first-element load that a surrogate run's quantities keep beside the
+           # predicted strength (a later state's change is taken from it; not an output)
+           "linear": "_linear_strength_n"}
 
 #: the strength models (see the module docstring)
 STRENGTH_MODELS = ("linear", "nonlinear", "surrogate")
@@ -185,17 +188,28 @@ def strength_quantities(prefix: str, mechanics_result, material, region=None) ->
 
 def surrogate_features(prefix: str, linear: dict) -> dict:
     """The surrogate's feature values (femur.mechanics.surrogate.FEATURE_KINDS) of load case
-    ``prefix`` from its linear quantities (as :func:`strength_quantities` names them)."""
-    return {f: linear.get(quantity_name(prefix, kind)) for f, kind in FEATURE_KINDS.items()}
+    ``prefix`` from its linear quantities (as :func:`strength_quantities` names them), or
+    from a surrogate run's quantities (:func:`surrogate_quantities`: the first-element load
+    is kept under ``<prefix>_linear_strength_n``)."""
+    kept = linear.get(quantity_name(prefix, "linear"))
+    return {f: (kept if kind == "strength" and kept is not None else linear.get(quantity_name(prefix, kind)))
+            for f, kind in FEATURE_KINDS.items()}
 
 
-def surrogate_quantities(prefix: str, linear: dict, fit, geometry: dict | None = None) -> dict:
+def surrogate_quantities(prefix: str, linear: dict, fit, geometry: dict | None = None,
+                         reference: dict | None = None) -> dict:
     """The surrogate model's quantities of one load case: the linear ones with the strength
-    (``<prefix>_strength_n``) replaced by the fitted prediction of the nonlinear strength
-    (``fit``: a femur.mechanics.surrogate.SurrogateFit; ``geometry``: the bone's anatomy,
-    ``bone.parameters["anatomy"]``, for a fit with geometry terms)."""
+    (``<prefix>_strength_n``) replaced by the fitted prediction of the nonlinear strength,
+    and the first-element load kept as ``<prefix>_linear_strength_n`` (``fit``: a
+    femur.mechanics.surrogate.SurrogateFit; ``geometry``: the bone's anatomy,
+    ``bone.parameters["anatomy"]``, for a fit with geometry terms; ``reference``: the
+    quantities of the same bone at the run's month 0, linear or surrogate, for a fit with a
+    change part; None: this state is the reference)."""
+    feats = surrogate_features(prefix, linear)
+    ref = None if reference is None else surrogate_features(prefix, reference)
     out = dict(linear)
-    out[quantity_name(prefix)] = fit.predict(surrogate_features(prefix, linear), geometry)
+    out[quantity_name(prefix, "linear")] = feats["load"]
+    out[quantity_name(prefix)] = fit.predict(feats, geometry, ref)
     return out
 
 

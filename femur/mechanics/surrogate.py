@@ -13,8 +13,21 @@ with the features ``x_i`` taken from the linear quantities of the load case
 0.2 % apparent strain, N); and, where the fit chose them, the bone's own anatomy ``a_j``
 (mm, degrees: :data:`GEOMETRY_FEATURES`, as the built bone records it in
 ``parameters["anatomy"]``; the anatomical femur's head radius, neck length, ...). A power
-law keeps predictions positive, and since treatment leaves the anatomy as it is, a change
-on treatment depends only on the slopes: F1/F0 = prod (x_i,1 / x_i,0)^c_i.
+law keeps predictions positive.
+
+A fit may also have a *change* part: slopes ``b_i`` of the within-woman log ratio, fitted on
+pairs of one woman's bone before and after treatment (no intercept: an unchanged bone keeps
+its strength)::
+
+    F(t) = F_level(x(0), a) * prod_i (x_i(t) / x_i(0))^b_i
+
+where ``F_level`` is the power law above evaluated on the *reference* bone ``x(0)`` (a run's
+month 0). Between women, strength follows other relations than within one woman on
+treatment (a woman's anatomy and density distribution go with her stiffness; a drug changes
+only the density), so a single set of slopes fitted across all bones mixes the two. Without
+a reference bone (a single strength evaluation) the prediction is ``F_level(x)``. Without a
+change part the change on treatment follows the level slopes:
+F1/F0 = prod (x_i,1 / x_i,0)^c_i.
 
 The coefficients are FITTED values: they live in ``femur/data/strength_surrogate.json``
 with their provenance and the samples they were fitted to, written by
@@ -60,6 +73,9 @@ class SurrogateFit:
     geometry: tuple[str, ...] = ()
     #: {anatomy term: (lowest, highest)} over the training bones (None: not recorded)
     geometry_range: dict | None = None
+    #: the change part (module docstring): features and one within-woman slope each
+    change_features: tuple[str, ...] = ()
+    change_coef: tuple[float, ...] = ()
 
     def __post_init__(self):
         unknown = [f for f in self.features if f not in FEATURE_KINDS]
@@ -71,17 +87,31 @@ class SurrogateFit:
                 f"{list(self.geometry)} with {len(self.coef)} coefficients; expected 1+ of "
                 f"{sorted(FEATURE_KINDS)}, 0+ of {list(GEOMETRY_FEATURES)} and one coefficient more "
                 "than both together (the intercept)")
+        bad = [f for f in self.change_features if f not in FEATURE_KINDS]
+        if bad or len(self.change_coef) != len(self.change_features):
+            raise InputError(
+                f"strength surrogate '{self.prefix}': change features {list(self.change_features)} with "
+                f"{len(self.change_coef)} slopes; expected 0+ of {sorted(FEATURE_KINDS)} and one slope each")
 
-    def predict(self, features: dict, geometry: dict | None = None) -> float:
+    def _log_feature(self, features: dict, name: str, what: str = "feature") -> float:
+        v = (features or {}).get(name)
+        if v is None or not np.isfinite(v) or v <= 0:
+            raise InputError(f"strength surrogate '{self.prefix}': {what} '{name}' must be a "
+                             f"positive number, got {v!r}")
+        return float(np.log(float(v)))
+
+    def predict(self, features: dict, geometry: dict | None = None, reference: dict | None = None) -> float:
         """Predicted nonlinear strength (N) from the feature values (N, N/mm) and, for a fit
-        with geometry terms, the bone's anatomy (``parameters["anatomy"]``: mm, degrees)."""
-        logs = []
-        for name in self.features:
-            v = features.get(name)
-            if v is None or not np.isfinite(v) or v <= 0:
-                raise InputError(f"strength surrogate '{self.prefix}': feature '{name}' must be a "
-                                 f"positive number, got {v!r}")
-            logs.append(np.log(float(v)))
+        with geometry terms, the bone's anatomy (``parameters["anatomy"]``: mm, degrees).
+        ``reference``: the feature values of the same bone at the run's reference state (its
+        month 0); a fit with a change part takes the level from it and the change from the
+        ratios (module docstring). None: this bone is its own reference."""
+        if self.change_features and reference is not None:
+            level = self.predict(reference, geometry)
+            logs = [self._log_feature(features, f) - self._log_feature(reference, f, "reference feature")
+                    for f in self.change_features]
+            return float(level * np.exp(np.dot(np.asarray(self.change_coef, dtype=float), logs)))
+        logs = [self._log_feature(features, name) for name in self.features]
         for name in self.geometry:
             v = (geometry or {}).get(name)
             if v is None or not np.isfinite(v):
@@ -110,7 +140,18 @@ class SurrogateFit:
             out["geometry"] = list(self.geometry)
         if self.geometry_range:
             out["geometry_range"] = {k: [float(lo), float(hi)] for k, (lo, hi) in self.geometry_range.items()}
+        if self.change_features:
+            out["change_features"] = list(self.change_features)
+            out["change_coef"] = [float(c) for c in self.change_coef]
         return out
+
+    @classmethod
+    def from_dict(cls, prefix: str, spec: dict) -> "SurrogateFit":
+        rng = spec.get("geometry_range")
+        return cls(prefix, tuple(spec["features"]), tuple(float(c) for c in spec["coef"]),
+                   tuple(spec.get("geometry") or ()),
+                   {k: (float(v[0]), float(v[1])) for k, v in rng.items()} if rng else None,
+                   tuple(spec.get("change_features") or ()), tuple(float(c) for c in spec.get("change_coef") or ()))
 
 
 def fit_log_linear(features: np.ndarray, target: np.ndarray, geometry: np.ndarray | None = None) -> np.ndarray:
@@ -132,6 +173,22 @@ def fit_log_linear(features: np.ndarray, target: np.ndarray, geometry: np.ndarra
     return coef
 
 
+def fit_log_ratio(ratios: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares slopes [b1, ...] of log target = sum b_i log ratio_i, without an intercept
+    (``ratios``: (n, k) positive within-woman feature ratios, treated over reference;
+    ``target``: (n,) positive strength ratios)."""
+    X = np.asarray(ratios, dtype=float)
+    y = np.asarray(target, dtype=float)
+    if X.ndim != 2 or X.shape[0] != y.size:
+        raise InputError(f"surrogate change fit: ratios of shape {X.shape} do not match {y.size} targets")
+    if X.shape[0] < X.shape[1] + 1:
+        raise InputError(f"surrogate change fit: {X.shape[0]} pairs are too few for {X.shape[1]} features")
+    if np.any(~np.isfinite(X)) or np.any(X <= 0) or np.any(~np.isfinite(y)) or np.any(y <= 0):
+        raise InputError("surrogate change fit: ratios must be positive and finite")
+    coef, *_ = np.linalg.lstsq(np.log(X), np.log(y), rcond=None)
+    return coef
+
+
 def surrogate_file_exists() -> bool:
     return data_path(DATA_FILE).is_file()
 
@@ -147,10 +204,7 @@ def load_fits() -> dict[str, SurrogateFit]:
     for prefix, spec in fitted.values.items():
         if not isinstance(spec, dict) or "features" not in spec or "coef" not in spec:
             raise InputError(f"{fitted.path}: entry '{prefix}' needs 'features' and 'coef'")
-        rng = spec.get("geometry_range")
-        fits[prefix] = SurrogateFit(prefix, tuple(spec["features"]), tuple(float(c) for c in spec["coef"]),
-                                    tuple(spec.get("geometry") or ()),
-                                    {k: (float(v[0]), float(v[1])) for k, v in rng.items()} if rng else None)
+        fits[prefix] = SurrogateFit.from_dict(prefix, spec)
     return fits
 
 
@@ -216,5 +270,5 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
     return "validated", f"the strength surrogate meets its accuracy target ({detail})"
 
 
-__all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "GEOMETRY_FEATURES", "SurrogateFit", "fit_log_linear", "fits_for",
+__all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "GEOMETRY_FEATURES", "SurrogateFit", "fit_log_linear", "fit_log_ratio", "fits_for",
            "load_fits", "surrogate_file_exists", "surrogate_status"]

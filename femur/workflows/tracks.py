@@ -173,6 +173,9 @@ class BoneTrack:
                 _WARNED_EXTRAPOLATION.add((prefix, tuple(outside)))
                 log.warning("strength surrogate %s: this femur's %s lies outside the training women's range; "
                             "its strength is extrapolated", prefix, ", ".join(outside))
+        #: {strength case: quantities} of the first state evaluated (the run's month 0): the
+        #: surrogate's change part takes a later state's change from it
+        self._reference: dict = {}
         self.solver_name = solver
         self.material = material_for(bone)
         n = bone.num_local_cells
@@ -368,8 +371,14 @@ class BoneTrack:
                 self._first[prefix] = es.solution_arrays()
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu, reactions=False)
             q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
-            out[prefix] = (surrogate_quantities(prefix, q, self.surrogate[prefix], self.anatomy)
-                           if prefix in self.surrogate else q)
+            if prefix in self.surrogate:
+                # the first state this track evaluates (the run's month 0) is the reference of
+                # the surrogate's change part
+                ref = self._reference.get(prefix)
+                q = surrogate_quantities(prefix, q, self.surrogate[prefix], self.anatomy, ref)
+            out[prefix] = q
+        for prefix, q in out.items():
+            self._reference.setdefault(prefix, q)
         self.stats.timings["strength_s"] += time.perf_counter() - t0
         return out
 

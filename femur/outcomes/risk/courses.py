@@ -130,7 +130,9 @@ def with_surrogate_strengths(case: dict, fits: dict, femur_anatomy: dict | None 
         if fits[prefix].geometry and not geometry:
             raise InputError(f"case {case.get('case_id')}: the strength surrogate of {prefix} reads the femur's "
                              "anatomy, and the case stored none (courses made before it was kept)")
-        out[label] = [fits[prefix].predict({f: feats[f][i] for f in feats}, geometry) for i in range(n)]
+        at = [{f: feats[f][i] for f in feats} for i in range(n)]
+        # the first visit (month 0) is the reference of a fit's change part, as in a run
+        out[label] = [fits[prefix].predict(at[i], geometry, at[0]) for i in range(n)]
     return {**case, "strength_n": out, "strength_model": "surrogate"}
 
 
