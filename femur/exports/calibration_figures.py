@@ -38,7 +38,8 @@ def surrogate_fit_figure(cases: dict, path, title: str = "") -> Path:
         ax.set_ylabel("surrogate (N)")
         ax.legend(fontsize=7, loc="upper left")
         if c.get("label"):
-            ax.text(0.98, 0.02, c["label"], transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
+            # below the legend: the points lie along the diagonal, the upper left is empty
+            ax.text(0.03, 0.84, c["label"], transform=ax.transAxes, ha="left", va="top", fontsize=7)
         ax = axes[1, j]
         x, y = (np.asarray(v, dtype=float) for v in c.get("change", ((), ())))
         if x.size:
