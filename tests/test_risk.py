@@ -176,6 +176,13 @@ def test_surrogate_strengths_from_the_stored_linear_quantities():
         risk.with_surrogate_strengths(old, fits)
     with pytest.raises(InputError, match="from a linear-model case"):
         risk.with_surrogate_strengths(sur, fits)
+    # a change part takes month 6 from month 0's level and the stiffness ratio
+    changing = {**fits, "femoral_fall": SurrogateFit("femoral_fall", ("stiffness",), (np.log(3.0), 1.0),
+                                                     change_features=("stiffness",), change_coef=(0.5,))}
+    assert risk.with_surrogate_strengths(d, changing)["strength_n"]["lateral"] == pytest.approx(
+        [4500.0, 4500.0 * 1.1 ** 0.5], rel=1e-12)
+    with pytest.raises(InputError, match="p1-a.*month-0 visit first"):
+        risk.with_surrogate_strengths({**d, "visit_months": [6.0, 12.0]}, fits)
     # other strength models keep no features (their strength is not the linear load)
     assert "strength_features" not in risk.case_inputs(record, {"visits": visits}, "nonlinear")
 

@@ -117,6 +117,9 @@ def with_surrogate_strengths(case: dict, fits: dict, femur_anatomy: dict | None 
                          f"this one ran {case.get('strength_model')!r}")
     stored = case.get("strength_features") or {}
     geometry = femur_anatomy or case.get("femur_anatomy")
+    if not case.get("visit_months") or float(case["visit_months"][0]) != 0.0:
+        raise InputError(f"case {case.get('case_id')}: surrogate strengths need the month-0 visit first "
+                         f"(the reference of the change), got visit months {case.get('visit_months')!r}")
     out = {}
     for label in case["strength_n"]:
         prefix = RISK_PREFIXES[label]
