@@ -383,7 +383,10 @@ def change_design(rows, prefix, features) -> tuple[np.ndarray, np.ndarray, np.nd
 def change_cv_rmse(rows, prefix, features, folds: int = 5) -> float:
     """Patient-grouped K-fold RMSE of the log strength ratio (treated over baseline) of the
     change part with ``features`` (rows of the training set)."""
-    X, y, pat = change_design(rows, prefix, features)
+    return _ratio_cv_rmse(*change_design(rows, prefix, features), folds)
+
+
+def _ratio_cv_rmse(X, y, pat, folds: int = 5) -> float:
     patients = sorted(set(pat.tolist()))
     k = min(folds, len(patients))
     err = []
@@ -402,7 +405,7 @@ def choose_change(train, prefix) -> tuple[tuple, dict]:
     for feats in CANDIDATES:
         X, y, pat = change_design(train, prefix, feats)
         if len(y) >= len(feats) + 2 and len(set(pat.tolist())) >= 2:
-            scores[model_name(feats)], sets[model_name(feats)] = change_cv_rmse(train, prefix, feats), feats
+            scores[model_name(feats)], sets[model_name(feats)] = _ratio_cv_rmse(X, y, pat), feats
     if not scores:
         raise InputError(f"surrogate fit: too few training pairs (baseline and treated) for {prefix}'s change")
     return sets[min(scores, key=scores.get)], scores
