@@ -56,17 +56,25 @@ def double_courses(tmp_path_factory):
     out = tmp_path_factory.mktemp("cal")
     specs = cal.calibration_specs(8)
     studies = cal.simulate(specs, out, evaluator=DOUBLE, progress=False)
-    return {name: s["cases"] for name, s in studies.items()}
+    assert studies["fit1"]["vertebral_fracture_definition"] == "morphometric"
+    assert studies["fpt"]["vertebral_fracture_definition"] == "semiquantitative"
+    return studies
+
+
+def _data(studies) -> CalibrationData:
+    return CalibrationData({name: s["cases"] for name, s in studies.items()},
+                           {name: cal.fracture_definition(name, s) for name, s in studies.items()})
 
 
 def test_fit_recovers_known_parameters(double_courses):
     """Targets made by the model itself at known parameters (very large n): the fit finds
     those parameters again."""
-    data = CalibrationData(double_courses)
+    data = _data(double_courses)
+    assert data.definitions["fit2"] == "morphometric" and data.definitions["freedom"] == "semiquantitative"
     fixed = dict(risk.default_fixed(), reference_vertebral_strength_n=data.reference_strength_n())
     true = {"spine_log_h0": math.log(0.015), "spine_within_gradient": -8.0, "spine_between_gradient": -3.0,
             "spine_turnover_gradient": 0.6, "spine_prevalent_any": 1.7, "spine_prevalent_count": 0.8,
-            "hip_log_strength_scale": math.log(0.55)}
+            "spine_morphometric_ascertainment": -0.5, "hip_log_strength_scale": math.log(0.55)}
     prep = _Prepared(data, fixed)
     values = {**fixed, **true}
     made = []
@@ -92,8 +100,9 @@ def test_fit_recovers_known_parameters(double_courses):
 
 
 def test_bootstrap_is_paired_and_stratified(double_courses):
-    data = CalibrationData(double_courses)
+    data = _data(double_courses)
     rs = data.resample(np.random.Generator(np.random.PCG64(1)))
+    assert rs.definitions == data.definitions
     for name, cases in rs.inputs.items():
         before = sorted(d["prevalent_vertebral_fractures"] or 0 for d in data.inputs[name])
         assert sorted(d["prevalent_vertebral_fractures"] or 0 for d in cases) == before
@@ -117,7 +126,7 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
                 "fixed_sources", "covariance", "report", "fit_settings"):
         assert key in prov, key
     assert prov["cohorts"]["freedom"]["n_patients"] == 4 and prov["cohorts"]["sof_check"]["cases"] == 4
-    assert np.array(prov["covariance"]["matrix"]).shape == (7, 7)
+    assert np.array(prov["covariance"]["matrix"]).shape == (8, 8)
     # refit from the stored courses (no simulation): the same parameters
     again = cal.calibrate(quick=True, out=out, refit_only=True, bootstrap=3)
     assert again["parameters"].values == p.values

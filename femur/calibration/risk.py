@@ -114,6 +114,7 @@ def simulate(specs: dict, out, evaluator=None, comm=None, group_size: int = 1, p
                 continue
             cases.append(risk.case_inputs(d["record"], d["result"], spec.model.strength_model))
         studies[name] = {"n_patients": spec.cohort.size, "seed": spec.seed, "duration_months": spec.duration_months,
+                         "vertebral_fracture_definition": spec.risk.vertebral_fracture_definition,
                          "arms": [a.name for a in spec.arms],
                          "regimens": {a.name: a.regimen_text for a in spec.arms}, "cases": cases}
     return studies if comm.rank == 0 else None
@@ -208,10 +209,21 @@ def with_surrogate_strengths(doc: dict) -> dict:
     return {**doc, "engine": engine, "studies": studies}
 
 
+def fracture_definition(name: str, study: dict) -> str:
+    """How calibration study ``name`` counts a new vertebral fracture: as its stored courses
+    say, else (courses stored before the setting existed) as its built-in study file says."""
+    if study.get("vertebral_fracture_definition"):
+        return study["vertebral_fracture_definition"]
+    if name == "sof_check":
+        return SOF_CHECK.get("risk", {}).get("vertebral_fracture_definition", risk.DEFAULT_FRACTURE_DEFINITION)
+    return load_study(name).risk.vertebral_fracture_definition
+
+
 def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
     """Fit the parameters to stored courses with ``settings`` (bootstrap, seed, held
     parameters, fixed inputs); deterministic."""
-    data = CalibrationData({name: s["cases"] for name, s in doc["studies"].items()})
+    data = CalibrationData({name: s["cases"] for name, s in doc["studies"].items()},
+                           {name: fracture_definition(name, s) for name, s in doc["studies"].items()})
     fixed = dict(settings.get("fixed") or risk.default_fixed())
     fixed.setdefault("reference_vertebral_strength_n", data.reference_strength_n())
     held = {k: float(v) for k, v in (settings.get("held") or {}).items()}

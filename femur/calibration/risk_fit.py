@@ -38,16 +38,20 @@ log = get_logger(__name__)
 class CalibrationData:
     """The stored courses of the calibration studies: {study: [case inputs, ...]}."""
 
-    def __init__(self, studies: dict):
+    def __init__(self, studies: dict, definitions: dict | None = None):
         if not studies:
             raise InputError("no simulated calibration cases")
         # sorted by name: a stored (sorted-key JSON) and a fresh set iterate alike
         self.inputs = {name: list(studies[name]) for name in sorted(studies)}
+        # how each study counts a new vertebral fracture (default: semiquantitative)
+        self.definitions = {name: (definitions or {}).get(name, risk.DEFAULT_FRACTURE_DEFINITION)
+                            for name in self.inputs}
         self.batches = {}
         for name, cases in self.inputs.items():
             if not cases:
                 raise InputError(f"calibration study {name!r} has no finished case")
-            self.batches[name] = risk.CourseBatch.of([risk.RiskCourse.from_inputs(d) for d in cases])
+            self.batches[name] = risk.CourseBatch.of([risk.RiskCourse.from_inputs(d) for d in cases],
+                                                     self.definitions[name])
 
     def reference_strength_n(self, exclude=("sof_check",)) -> float:
         """Median baseline vertebral strength of the calibration cohorts (the spine
@@ -85,7 +89,7 @@ class CalibrationData:
                         new.append(dict(d, patient_index=j, case_id=f"{d['case_id']}#{j}"))
                     j += 1
             out[name] = new
-        return CalibrationData(out)
+        return CalibrationData(out, self.definitions)
 
 
 @dataclass

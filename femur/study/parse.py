@@ -41,6 +41,7 @@ from femur.study.spec import (
     builtin_studies,
 )
 from femur.treatments.drugs import KNOWN_DRUGS, get_drug
+from femur.outcomes.risk import FRACTURE_DEFINITIONS
 
 
 def _check_keys(table: dict, section: str, src: str, where: str | None = None) -> None:
@@ -381,6 +382,11 @@ def _parse_risk(risk, src, arm_names, arms) -> RiskSpec:
     draws = _int(risk.get("parameter_draws", rdef.parameter_draws), "risk.parameter_draws", src)
     if draws < 0:
         raise _err(src, "risk.parameter_draws", f"must be >= 0 (0: no confidence intervals), got {draws}")
+    definition = _str(risk.get("vertebral_fracture_definition", rdef.vertebral_fracture_definition),
+                      "risk.vertebral_fracture_definition", src)
+    if definition not in FRACTURE_DEFINITIONS:
+        raise _err(src, "risk.vertebral_fracture_definition",
+                   f"expected one of {sorted(FRACTURE_DEFINITIONS)}, got {definition!r}")
     falls = risk.get("falls_per_year")
     if falls is not None:
         falls = _number(falls, "risk.falls_per_year", src)
@@ -391,7 +397,7 @@ def _parse_risk(risk, src, arm_names, arms) -> RiskSpec:
         share = _number(share, "risk.hip_impact_share", src)
         if not 0 <= share <= 1:
             raise _err(src, "risk.hip_impact_share", f"must be a share in [0, 1], got {share:g}")
-    return RiskSpec(params, ref, draws, falls, share)
+    return RiskSpec(params, ref, draws, definition, falls, share)
 
 
 def load_study(study) -> StudySpec:

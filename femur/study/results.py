@@ -25,6 +25,7 @@ from femur.core.version import __version__
 from femur.exports.plots import plot_arm_histograms, plot_arm_trajectories, plot_cumulative_incidence
 from femur.exports.tables import TableFiles, csv_text
 from femur.mechanics.strength import describe_strength_model
+from femur.outcomes.risk import FRACTURE_DEFINITIONS
 from femur.outcomes import risk
 from femur.outcomes.compartments import COMPARTMENT_HEADS, COMPARTMENT_KEYS
 from femur.study.cases import ABS_KEYS, PCT_KEYS
@@ -299,6 +300,10 @@ class StudyResults:
         ref = s.get("reference_arm")
         lines.append(f"fracture risk by month {s['duration_months']:g} (expected incidence; RR, NNT vs "
                      f"{ref or 'no reference arm'}; 95 % CI: cohort x calibration uncertainty)")
+        definition = (s.get("risk") or {}).get("vertebral_fracture_definition")
+        if definition:
+            lines.append(f"new vertebral fractures counted as in a trial that uses {definition} reading "
+                         f"({FRACTURE_DEFINITIONS.get(definition, '?')}; [risk] vertebral_fracture_definition)")
         lines.append(
             "arm".ljust(width)
             + f"{'P1NP peak %':>12}{'vert. fx % (95% CI)':>24}{'RR vert (95% CI)':>22}{'NNT vert':>10}"

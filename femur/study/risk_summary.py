@@ -55,7 +55,8 @@ class StudyRisk:
             log.warning("%s", msg)
             notes.add(msg)
         self.notes = sorted(notes)
-        self.batch = risk.CourseBatch.of(self.courses) if self.courses else None
+        self.batch = (risk.CourseBatch.of(self.courses, spec.risk.vertebral_fracture_definition)
+                      if self.courses else None)
         b = self.batch
         self.has_spine = b is not None and b.vertebral_strength_n is not None
         self.has_hip = b is not None and b.fall_strength_n is not None
@@ -224,6 +225,7 @@ class StudyRisk:
             "fixed_overridden_by_the_study": dict(self.overrides),
             "strength_model": self.spec.model.strength_model,
             "reference_arm": self.spec.risk.reference_arm,
+            "vertebral_fracture_definition": self.spec.risk.vertebral_fracture_definition,
             "parameter_draws": int(self.spec.risk.parameter_draws),
             "notes": list(self.notes),
             "bct_note": risk.BCT_NOTE,

@@ -84,6 +84,13 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
                                                 # the placebo arm)
     parameter_draws = 1000                      # draws for the 95 % CIs (cohort resampling
                                                 # x calibration uncertainty)
+    vertebral_fracture_definition = "semiquantitative"
+                                                # how the trial counts a new vertebral
+                                                # fracture: "semiquantitative" (Genant grade
+                                                # >= 1; default, as FREEDOM, FPT, FRAME) or
+                                                # "morphometric" (height lost >= 20 % and
+                                                # 4 mm, as FIT): the risk model's incidences
+                                                # follow the definition
     falls_per_year = 0.8                        # optional sensitivity overrides of the fall
     hip_impact_share = 0.4                      # model's fixed inputs (default: the values
                                                 # the parameters were calibrated with)
@@ -134,7 +141,8 @@ _ALLOWED = {
     "regimen": {"drug", "dose_mg", "interval_days", "months"},
     "model": {"femur", "mesh_size_mm", "order", "solver", "fe_interval_days", "evaluator", "strength_model",
               "fe_adaptive_tol"},
-    "risk": {"parameters", "reference_arm", "parameter_draws", "falls_per_year", "hip_impact_share"},
+    "risk": {"parameters", "reference_arm", "parameter_draws", "vertebral_fracture_definition", "falls_per_year",
+             "hip_impact_share"},
 }
 
 #: the built-in femurs a study may run (``femur.workflows.bones.BONE_KINDS``), default first
@@ -247,11 +255,13 @@ class RiskSpec:
     """Fracture-risk settings: which calibrated parameters (``"default"``: the data file
     femur/data/fracture_risk.json, or a path), the arm relative risks are taken against
     (None: the placebo arm, else none), the number of draws for the confidence intervals,
-    and optional sensitivity overrides of the fall model's fixed inputs."""
+    how the trial counts a new vertebral fracture, and optional sensitivity overrides of
+    the fall model's fixed inputs."""
 
     parameters: str = "default"
     reference_arm: str | None = None
     parameter_draws: int = 1000
+    vertebral_fracture_definition: str = "semiquantitative"
     falls_per_year: float | None = None
     hip_impact_share: float | None = None
 

@@ -43,10 +43,13 @@ from femur.outcomes.risk.parameters import (
     fixed_sources,
     load_parameters,
 )
+from femur.outcomes.risk.spine import DEFAULT_FRACTURE_DEFINITION, FRACTURE_DEFINITIONS
 
 __all__ = [
     "BCT_NOTE",
     "BCT_THRESHOLDS_N",
+    "DEFAULT_FRACTURE_DEFINITION",
+    "FRACTURE_DEFINITIONS",
     "FITTED_PARAMETERS",
     "PARAMETER_FILE",
     "RISK_PREFIXES",

@@ -32,6 +32,7 @@ from femur.core.errors import InputError
 from femur.mechanics.strength import FALL_PREFIXES, quantity_name, strength_kind
 from femur.mechanics.surrogate import FEATURE_KINDS
 from femur.outcomes.risk.hip import FALL_DIRECTIONS
+from femur.outcomes.risk.spine import DEFAULT_FRACTURE_DEFINITION, FRACTURE_DEFINITIONS
 
 
 #: the strengths the risk model reads: label (the vertebra, each fall direction) -> the load
@@ -204,11 +205,16 @@ class CourseBatch:
     vertebral_strength_n: np.ndarray | None
     fall_strength_n: np.ndarray | None
     ctx_ratio: np.ndarray
+    #: how the study counts a new vertebral fracture (spine.FRACTURE_DEFINITIONS)
+    fracture_definition: str = DEFAULT_FRACTURE_DEFINITION
 
     @classmethod
-    def of(cls, courses: list) -> CourseBatch:
+    def of(cls, courses: list, fracture_definition: str = DEFAULT_FRACTURE_DEFINITION) -> CourseBatch:
         if not courses:
             raise InputError("a course batch needs at least one case")
+        if fracture_definition not in FRACTURE_DEFINITIONS:
+            raise InputError(f"vertebral fracture definition {fracture_definition!r}: expected one of "
+                             f"{sorted(FRACTURE_DEFINITIONS)}")
         months = courses[0].months
         if any(c.months.shape != months.shape or np.any(c.months != months) for c in courses):
             raise InputError("the cases of a batch must share their month grid (one study)")
@@ -224,7 +230,7 @@ class CourseBatch:
         return cls(list(courses), months, np.array([c.age_years for c in courses]),
                    np.array([c.prevalent_vertebral_fractures for c in courses]),
                    np.array([c.body_mass_kg for c in courses]), stt, vert, fall,
-                   np.stack([c.ctx_ratio for c in courses]))
+                   np.stack([c.ctx_ratio for c in courses]), fracture_definition)
 
     def __len__(self) -> int:
         return len(self.courses)
@@ -239,7 +245,8 @@ class CourseBatch:
 
         return CourseBatch([self.courses[i] for i in idx], self.months, self.age_years[idx],
                            self.prevalent[idx], self.body_mass_kg[idx], take(self.soft_tissue_mm),
-                           take(self.vertebral_strength_n), take(self.fall_strength_n), self.ctx_ratio[idx])
+                           take(self.vertebral_strength_n), take(self.fall_strength_n), self.ctx_ratio[idx],
+                           self.fracture_definition)
 
 
 __all__ = ["RISK_PREFIXES", "CourseBatch", "RiskCourse", "case_inputs", "month_grid", "with_surrogate_strengths"]

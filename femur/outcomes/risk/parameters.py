@@ -47,6 +47,10 @@ FITTED_PARAMETERS = {
                             "rows 12-14 (FPT, FIT-1 vs FIT-2)"),
     "spine_prevalent_count": (1.0, (-3.0, 5.0), "per unit ln of the prevalent fracture count",
                               "row 12 (FPT placebo by count)"),
+    "spine_morphometric_ascertainment": (0.0, (-4.0, 4.0),
+                                         "a trial that counts new fractures by quantitative morphometry "
+                                         "(20 % and 4 mm) rather than semiquantitative grading",
+                                         "rows 13, 14 (FIT) against rows 8, 10, 12 (FRAME, FREEDOM, FPT)"),
     "hip_log_strength_scale": (np.log(0.6), (-4.0, 2.0),
                                "ln of the factor on the fall strength at which a hip impact breaks "
                                "the femur", "rows 11 (FREEDOM placebo hip), 15 (hips per fall)"),
@@ -80,7 +84,9 @@ class RiskParameters:
     def __post_init__(self):
         missing = [k for k in FITTED_PARAMETERS if k not in self.values]
         if missing:
-            raise InputError(f"fracture-risk parameters {self.source or ''}: missing {missing}")
+            raise InputError(f"fracture-risk parameters {self.source or ''}: missing {missing} (a file "
+                             "written by an earlier version of the risk model: rerun python -m "
+                             "femur.calibration.risk --refit-only --write, or use \"default\")")
         need = set(default_fixed()) | {"reference_vertebral_strength_n"}
         missing = sorted(need - set(self.fixed))
         if missing:

@@ -8,6 +8,7 @@ Yearly hazard of woman ``i`` at month ``t`` (log-linear)::
               + spine_turnover_gradient * ln(max(R_i(t), r_min))       turnover (CTX)
               + spine_prevalent_any     * [n_i >= 1]                   prevalent fractures
               + spine_prevalent_count   * ln(max(n_i, 1))              ... and their number
+              + spine_morphometric_ascertainment * [trial counts by morphometry]
               + spine_age_per_year      * (age_i(t) - 70)
 
 * ``S`` is her vertebral strength (the study's strength model), monthly, interpolated in
@@ -27,6 +28,17 @@ Yearly hazard of woman ``i`` at month ``t`` (log-linear)::
 * ``n_i`` is her prevalent vertebral fracture count (0, 1, 2, 3 = ">= 3"): the any/none
   factor is fixed by the FPT and FIT-1 versus FIT-2 contrast, the count factor by the FPT
   placebo incidence by count (row 12): both FITTED.
+* How a trial counts a new vertebral fracture: ``"semiquantitative"`` (Genant's visual grading,
+  a new fracture of grade 1 or more: FPT, per its follow-up report, and the reference) or
+  ``"morphometric"`` (quantitative morphometry, a vertebral height lost by at least 20 % and
+  4 mm: FIT-1, Black 1996, and FIT-2). The two definitions count different fractures (mild
+  deformities pass one and not the other), so the same women show different incidences; a
+  drug-level hazard model over 21 trials carries such a fracture-ascertainment term
+  (Eudy-Byrne 2017, fracture-risk note section 2). ``spine_morphometric_ascertainment`` is
+  the ln hazard ratio of the morphometric count against the semiquantitative one: FITTED, fixed by
+  the FIT trials (rows 13, 14) against FREEDOM, FPT and FRAME (rows 8, 10, 12). A study
+  names its definition in ``[risk] vertebral_fracture_definition`` (default
+  semiquantitative, as FRAME and the modern trials).
 * The age factor is NOT fitted (the trial targets do not separate it): 0.0269 per year,
   the years-since-menopause coefficient of Eudy-Byrne et al. 2017 (fracture-risk note,
   section 2, "Drug-level hazard model"), applied per year of age.
@@ -59,7 +71,16 @@ FIXED_SOURCES = {
 
 #: the fitted spine parameters, in the order of the design matrix
 FITTED = ("spine_log_h0", "spine_within_gradient", "spine_between_gradient",
-          "spine_turnover_gradient", "spine_prevalent_any", "spine_prevalent_count")
+          "spine_turnover_gradient", "spine_prevalent_any", "spine_prevalent_count",
+          "spine_morphometric_ascertainment")
+
+#: how a trial counts a new vertebral fracture (``[risk] vertebral_fracture_definition``)
+FRACTURE_DEFINITIONS = {
+    "semiquantitative": "Genant semiquantitative grading, a new fracture of grade >= 1 (FREEDOM, FPT, "
+                        "FRAME, ARCH)",
+    "morphometric": "quantitative morphometry, a vertebral height lost by >= 20 % and >= 4 mm (FIT-1, FIT-2)",
+}
+DEFAULT_FRACTURE_DEFINITION = "semiquantitative"
 
 
 def turnover_index(ctx_ratio: np.ndarray, months: np.ndarray, tau_months: float, floor: float) -> np.ndarray:
@@ -77,7 +98,7 @@ def turnover_index(ctx_ratio: np.ndarray, months: np.ndarray, tau_months: float,
 
 def design(batch, fixed: dict) -> tuple[np.ndarray, np.ndarray]:
     """(X, offset): ``ln h = X @ theta + offset`` with ``theta`` the :data:`FITTED`
-    parameters in order; X is (cases, months, 6), offset (cases, months)."""
+    parameters in order; X is (cases, months, 7), offset (cases, months)."""
     s = batch.vertebral_strength_n
     ln_s = np.log(s)
     n, m = s.shape
@@ -90,6 +111,7 @@ def design(batch, fixed: dict) -> tuple[np.ndarray, np.ndarray]:
     prev = np.asarray(batch.prevalent)
     x[..., 4] = (prev >= 1).astype(float)[:, None]
     x[..., 5] = np.log(np.maximum(prev, 1)).astype(float)[:, None]
+    x[..., 6] = 1.0 if batch.fracture_definition == "morphometric" else 0.0
     age = batch.age_years[:, None] + batch.months[None, :] / 12.0
     offset = fixed["spine_age_per_year"] * (age - fixed["reference_age_years"])
     return x, offset
@@ -105,4 +127,5 @@ def cumulative_hazard(log_hazard: np.ndarray, months: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["FITTED", "FIXED", "FIXED_SOURCES", "cumulative_hazard", "design", "turnover_index"]
+__all__ = ["DEFAULT_FRACTURE_DEFINITION", "FITTED", "FIXED", "FIXED_SOURCES", "FRACTURE_DEFINITIONS",
+           "cumulative_hazard", "design", "turnover_index"]
