@@ -227,6 +227,30 @@ def test_spine_hazard_terms_and_integral():
     assert inc[0, 6] == pytest.approx(1 - math.exp(-0.01), rel=1e-12)
 
 
+def test_fracture_definition_scales_the_hazard_and_nothing_else():
+    """A morphometric count (FIT) multiplies every woman's hazard by exp(a) at every month;
+    the semiquantitative count (the default) is the reference. A bootstrap subset keeps it,
+    and an unknown definition is refused by name."""
+    values = {**_fixed(), **{k: v[0] for k, v in FITTED_PARAMETERS.items()}}
+    values.update(spine_log_h0=math.log(0.02), spine_morphometric_ascertainment=-0.47)
+    cases = [risk.RiskCourse.from_inputs(_inputs()),
+             risk.RiskCourse.from_inputs(_inputs(strengths={"vertebral": [5000.0, 5600.0, 5400.0]}, n_prev=3))]
+    sq = risk.CourseBatch.of(cases)
+    mq = risk.CourseBatch.of(cases, "morphometric")
+    assert sq.fracture_definition == "semiquantitative" == risk.DEFAULT_FRACTURE_DEFINITION
+    d = risk.spine_log_hazard(mq, values) - risk.spine_log_hazard(sq, values)
+    assert np.allclose(d, -0.47, rtol=0, atol=1e-12)
+    assert mq.subset([1, 1]).fracture_definition == "morphometric"
+    with pytest.raises(InputError, match="vertebral fracture definition 'radiographic'"):
+        risk.CourseBatch.of(cases, "radiographic")
+
+
+def test_a_parameter_file_without_the_ascertainment_term_is_refused_clearly():
+    values = {k: v[0] for k, v in FITTED_PARAMETERS.items() if k != "spine_morphometric_ascertainment"}
+    with pytest.raises(InputError, match="spine_morphometric_ascertainment.*earlier version"):
+        RiskParameters(values, _fixed(), source="old.json")
+
+
 def test_hip_incidence_and_per_fall():
     values = {**_fixed(), **{k: v[0] for k, v in FITTED_PARAMETERS.items()}, "hip_log_strength_scale": -0.5}
     b = risk.CourseBatch.of([risk.RiskCourse.from_inputs(_inputs())])

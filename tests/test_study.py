@@ -331,6 +331,12 @@ def test_missing_arms_and_other_file_errors(mpi_tmp_path):
     assert load_study(_write(tmp_path, no_placebo, "noplacebo.toml")).risk.reference_arm is None
     ok = load_study(_write(tmp_path, no_placebo + '\n[risk]\nreference_arm = "deno"\n', "ref.toml"))
     assert ok.risk.reference_arm == "deno"
+    # how the trial counts a new vertebral fracture: semiquantitative unless the file says
+    assert ok.risk.vertebral_fracture_definition == "semiquantitative"
+    assert load_study("fit1").risk.vertebral_fracture_definition == "morphometric"
+    mq = load_study(_write(tmp_path, no_placebo + '\n[risk]\nvertebral_fracture_definition = "morphometric"\n',
+                           "mq.toml"))
+    assert mq.risk.vertebral_fracture_definition == "morphometric"
     for text, pattern in (
         ('\n[risk]\nreference_arm = "nope"\n', r"risk\.reference_arm.*no arm 'nope'"),
         ('\n[risk]\nvertebral_h0_per_year = 0.3\n', r"risk\.vertebral_h0_per_year.*no longer a study setting"),
@@ -338,6 +344,8 @@ def test_missing_arms_and_other_file_errors(mpi_tmp_path):
         ('\n[risk]\nhip_impact_share = 1.3\n', r"risk\.hip_impact_share.*\[0, 1\]"),
         ('\n[risk]\nparameters = "nofile.json"\n', r"risk\.parameters.*no parameter file"),
         ('\n[risk]\nparameter_draws = -1\n', r"risk\.parameter_draws"),
+        ('\n[risk]\nvertebral_fracture_definition = "clinical"\n',
+         r"risk\.vertebral_fracture_definition.*'morphometric', 'semiquantitative'.*'clinical'"),
     ):
         with pytest.raises(InputError, match=pattern):
             load_study(_write(tmp_path, no_placebo + text, "riskbad.toml"))
@@ -558,6 +566,8 @@ def test_risk_outputs_of_a_study(mpi_tmp_path):
         assert (out / "plots" / "cumulative_incidence.png").stat().st_size > 5000
         text = (out / "summary.txt").read_text()
         assert "RR vert (95% CI)" in text and "NNT vert" in text and "risk parameters:" in text
+        assert summary["risk"]["vertebral_fracture_definition"] == "semiquantitative"
+        assert "semiquantitative reading" in text
 
     _rank0_check(checks)
 
