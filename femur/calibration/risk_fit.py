@@ -3,7 +3,7 @@
 Input: the compact risk inputs of every simulated case (``femur.outcomes.risk.case_inputs``)
 of the calibration studies. No FE runs here: a refit takes seconds.
 
-* Spine: the six spine parameters (``femur.outcomes.risk.spine.FITTED``) maximise the
+* Spine: the seven spine parameters (``femur.outcomes.risk.spine.FITTED``) maximise the
   binomial likelihood of the vertebral targets (``risk_targets.TARGETS``, role "fit").
 * Hip: the one hip parameter (``hip_log_strength_scale``) maximises the binomial likelihood
   of hip fractures per fall (row 15) and the FREEDOM placebo hip incidence (row 11).

@@ -2,7 +2,7 @@
 
 * :mod:`~femur.outcomes.risk.spine` -- new vertebral fracture: per-woman hazard from her
   monthly strength course (within- and between-person gradients), turnover (CTX),
-  prevalent fractures and age, integrated monthly;
+  prevalent fractures, age and how the trial counts a new fracture, integrated monthly;
 * :mod:`~femur.outcomes.risk.hip` -- hip fracture: negative-binomial falls, measured
   impact velocities, spring-mass impact force, fall strength in three directions and one
   fitted strength scale;
