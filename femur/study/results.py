@@ -302,8 +302,8 @@ class StudyResults:
                      f"{ref or 'no reference arm'}; 95 % CI: cohort x calibration uncertainty)")
         definition = (s.get("risk") or {}).get("vertebral_fracture_definition")
         if definition:
-            lines.append(f"new vertebral fractures counted as in a trial that uses {definition} reading "
-                         f"({FRACTURE_DEFINITIONS.get(definition, '?')}; [risk] vertebral_fracture_definition)")
+            lines.append(f"new vertebral fractures counted by {definition} reading: "
+                         f"{FRACTURE_DEFINITIONS.get(definition, '?')} ([risk] vertebral_fracture_definition)")
         lines.append(
             "arm".ljust(width)
             + f"{'P1NP peak %':>12}{'vert. fx % (95% CI)':>24}{'RR vert (95% CI)':>22}{'NNT vert':>10}"

@@ -76,9 +76,8 @@ FITTED = ("spine_log_h0", "spine_within_gradient", "spine_between_gradient",
 
 #: how a trial counts a new vertebral fracture (``[risk] vertebral_fracture_definition``)
 FRACTURE_DEFINITIONS = {
-    "semiquantitative": "Genant semiquantitative grading, a new fracture of grade >= 1 (FREEDOM, FPT, "
-                        "FRAME, ARCH)",
-    "morphometric": "quantitative morphometry, a vertebral height lost by >= 20 % and >= 4 mm (FIT-1, FIT-2)",
+    "semiquantitative": "Genant grading, a new fracture of grade >= 1, as FREEDOM, FPT, FRAME and ARCH read",
+    "morphometric": "quantitative morphometry, a vertebral height lost by >= 20 % and >= 4 mm, as FIT read",
 }
 DEFAULT_FRACTURE_DEFINITION = "semiquantitative"
 
