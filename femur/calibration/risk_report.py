@@ -147,12 +147,13 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
     se = np.sqrt(np.clip(np.diag(result.covariance), 0, None))
     se_t = np.sqrt(np.clip(np.diag(result.cov_targets), 0, None))
     se_c = np.sqrt(np.clip(np.diag(result.cov_cohort), 0, None))
-    lines.append(f"{'parameter':<28}{'value':>10}{'SE':>10}{'SE targets':>12}{'SE cohort':>12}")
+    w = max([28] + [len(k) + 1 for k in (*result.names, *result.held)])
+    lines.append(f"{'parameter':<{w}}{'value':>10}{'SE':>10}{'SE targets':>12}{'SE cohort':>12}")
     for i, k in enumerate(result.names):
         flag = "  (at a bound)" if k in result.at_bound else ""
-        lines.append(f"{k:<28}{result.values[k]:>10.4g}{se[i]:>10.3g}{se_t[i]:>12.3g}{se_c[i]:>12.3g}{flag}")
+        lines.append(f"{k:<{w}}{result.values[k]:>10.4g}{se[i]:>10.3g}{se_t[i]:>12.3g}{se_c[i]:>12.3g}{flag}")
     for k in result.held:
-        lines.append(f"{k:<28}{result.values[k]:>10.4g}{'held':>10}")
+        lines.append(f"{k:<{w}}{result.values[k]:>10.4g}{'held':>10}")
     for block, d in result.dispersion.items():
         lines.append(f"{block}: Pearson chi2 {d['chi2']:.3g} on {d['n']} observations, df {d['df']}, "
                      f"dispersion factor applied {d['factor']:.3g}")
