@@ -16,6 +16,7 @@ from pathlib import Path
 from femur.core.errors import InputError
 from femur.core.sex import normalise_sex
 from femur.mechanics.strength import resolve_strength_model
+from femur.outcomes.risk import FRACTURE_DEFINITIONS
 from femur.study.scans import parse_scans
 from femur.study.spec import (
     _ALLOWED,
@@ -41,7 +42,6 @@ from femur.study.spec import (
     builtin_studies,
 )
 from femur.treatments.drugs import KNOWN_DRUGS, get_drug
-from femur.outcomes.risk import FRACTURE_DEFINITIONS
 
 
 def _check_keys(table: dict, section: str, src: str, where: str | None = None) -> None:

@@ -25,8 +25,8 @@ from femur.core.version import __version__
 from femur.exports.plots import plot_arm_histograms, plot_arm_trajectories, plot_cumulative_incidence
 from femur.exports.tables import TableFiles, csv_text
 from femur.mechanics.strength import describe_strength_model
-from femur.outcomes.risk import FRACTURE_DEFINITIONS
 from femur.outcomes import risk
+from femur.outcomes.risk import FRACTURE_DEFINITIONS
 from femur.outcomes.compartments import COMPARTMENT_HEADS, COMPARTMENT_KEYS
 from femur.study.cases import ABS_KEYS, PCT_KEYS
 from femur.study.risk_summary import StudyRisk, check_reference
