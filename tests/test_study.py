@@ -130,6 +130,7 @@ fe_interval_days = 30
 
 def _write(tmp_path, text, name="study.toml"):
     path = Path(tmp_path) / name
+    MPI.COMM_WORLD.barrier()  # no rank still reads a file of this name that rank 0 replaces
     if MPI.COMM_WORLD.rank == 0:
         path.write_text(text)
     MPI.COMM_WORLD.barrier()
