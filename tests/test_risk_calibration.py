@@ -17,7 +17,7 @@ import pytest
 
 from femur.calibration import risk as cal
 from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value
-from femur.calibration.risk_report import wilson
+from femur.calibration.risk_report import risk_concentration, wilson
 from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, TARGETS
 from femur.core.datafiles import data_path
 from femur.core.errors import InputError
@@ -49,6 +49,19 @@ def test_targets_are_never_romosozumab():
 def test_wilson_interval():
     lo, hi = wilson(0.5, 100)
     assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+
+
+def test_risk_concentration():
+    even = risk_concentration([0.01] * 10)
+    assert even["effective_women"] == pytest.approx(10.0) and even["top_shares"][1] == pytest.approx(0.1)
+    assert even["top_shares"][5] == pytest.approx(0.5) and even["n_women"] == 10
+    one = risk_concentration([0.0, 0.3, 0.0, 0.0])
+    assert one["effective_women"] == pytest.approx(1.0) and one["top_shares"] == {1: 1.0, 3: 1.0}
+    two = risk_concentration([0.2, 0.2, 0.0, 0.0, 0.0, 0.0])  # (0.4)^2 / 0.08 = 2
+    assert two["effective_women"] == pytest.approx(2.0) and two["top_shares"][1] == pytest.approx(0.5)
+    for bad in ([], [0.0, 0.0], [0.1, -0.1, 0.5], [0.1, float("nan")]):
+        with pytest.raises(ValueError, match="risk concentration"):
+            risk_concentration(bad)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +133,9 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert (out / "courses.json.gz").exists() and (out / PARAMETER_FILE).exists() and (out / "report.txt").exists()
     assert res["paths"]["figure"] == out / "calibration.png" and (out / "calibration.png").stat().st_size > 10_000
     assert "FREEDOM placebo, new vertebral fx, M12" in res["report"]
+    conc = next(r for r in res["rows"] if r["key"] == "hip_risk_concentration")
+    assert 1.0 <= conc["effective_women"] <= conc["n_women"] == 4
+    assert "hip risk concentration (freedom placebo): the 1 / 3 women" in res["report"]
     doc = json.loads((out / PARAMETER_FILE).read_text())
     prov = doc["provenance"]
     for key in ("targets", "seeds", "femur_version", "date", "command", "git_commit", "cohorts", "fixed",

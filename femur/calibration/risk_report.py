@@ -65,8 +65,39 @@ def report_rows(data: CalibrationData, result: FitResult) -> list[dict]:
         rows.append({"key": r.key, "row": r.row, "label": r.label, "role": "ratio", "published": r.value,
                      "ci95": list(r.ci95), "model": model, "residual": model - r.value,
                      "inside_ci": bool(r.ci95[0] <= model <= r.ci95[1])})
+    per_fall = [t for t in usable(data, TARGETS) if t.kind == "hip_per_fall"]
+    if per_fall:
+        rows.append(hip_risk_concentration_row(data, result, per_fall[0]))
     rows += check_rows(data, result)
     return rows
+
+
+def risk_concentration(risk_per_woman) -> dict:
+    """How many women carry a cohort's summed risk: the effective number
+    ``(sum p)^2 / sum p^2`` (n when every woman has the same risk, 1 when one has it all)
+    and the shares of the 1, 3 and 5 women of highest risk."""
+    p = np.asarray(risk_per_woman, dtype=float).ravel()
+    if p.size == 0 or np.any(~np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError("risk concentration needs finite, non-negative risks with a positive sum")
+    top = np.sort(p)[::-1]
+    return {"n_women": int(p.size), "effective_women": float(p.sum() ** 2 / np.sum(p * p)),
+            "top_shares": {k: float(top[:k].sum() / p.sum()) for k in (1, 3, 5) if k <= p.size}}
+
+
+def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Target) -> dict:
+    """A check row: on how many of the per-fall target's virtual women the hip targets rest
+    (their per-fall hip risk at baseline). A few weak femurs carrying most of it make the
+    hip scale, and every hip prediction, depend on those few."""
+    b = data.batches[t.study].subset(data.arm_index(t.study, t.arm))
+    values = result.all_values()
+    c = risk_concentration(values["hip_impact_share"] * risk.hip_per_impact(b, values)[:, 0])
+    shares = " / ".join(f"{100 * v:.0f}" for v in c["top_shares"].values())
+    ks = " / ".join(str(k) for k in c["top_shares"])
+    return {"key": "hip_risk_concentration", "row": "check", "role": "check",
+            "label": f"{t.study} {t.arm}: women carrying the per-fall hip risk (eff. n)",
+            "published": None, "ci95": None, "model": c["effective_women"], "residual": None, "inside_ci": None,
+            **c, "note": f"the {ks} women of highest per-fall risk carry {shares} % of the summed risk of "
+                         f"{c['n_women']} women (baseline)"}
 
 
 def check_rows(data: CalibrationData, result: FitResult) -> list[dict]:
@@ -126,7 +157,8 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
     head = f"{'row':>5}  {'target':<66}{'role':>7}{'published':>11}{'95% CI':>19}{'model':>10}{'resid.':>9}  in CI"
     lines += [head, "-" * len(head)]
     for r in rows:
-        pct = r["role"] not in ("ratio",) and not r["key"].endswith("gradient") and r["key"] != "sof_hip"
+        pct = (r["role"] not in ("ratio",) and not r["key"].endswith("gradient")
+               and r["key"] not in ("sof_hip", "hip_risk_concentration"))
 
         def f(x):
             if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -143,6 +175,9 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
                 extra.append(f"{label}: {'yes' if r[key] else 'NO'}")
         lines.append(f"{r['row']:>5}  {r['label'][:65]:<66}{r['role']:>7}{f(r['published']):>11}{ci:>19}"
                      f"{f(r['model']):>10}{f(r['residual']):>9}  {inside}" + (f"  ({'; '.join(extra)})" if extra else ""))
+    for r in rows:
+        if r["key"] == "hip_risk_concentration":
+            lines.append(f"hip risk concentration ({r['label'].split(':')[0]}): {r['note']}")
     lines.append("")
     se = np.sqrt(np.clip(np.diag(result.covariance), 0, None))
     se_t = np.sqrt(np.clip(np.diag(result.cov_targets), 0, None))
@@ -161,4 +196,5 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_rows", "format_report", "report_rows", "wilson"]
+__all__ = ["check_rows", "format_report", "hip_risk_concentration_row", "report_rows", "risk_concentration",
+           "wilson"]
