@@ -90,14 +90,19 @@ def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Targ
     hip scale, and every hip prediction, depend on those few."""
     b = data.batches[t.study].subset(data.arm_index(t.study, t.arm))
     values = result.all_values()
-    c = risk_concentration(values["hip_impact_share"] * risk.hip_per_impact(b, values)[:, 0])
+    p = values["hip_impact_share"] * risk.hip_per_impact(b, values)[:, 0]
+    row = {"key": "hip_risk_concentration", "row": "check", "role": "check",
+           "label": f"{t.study} {t.arm}: women carrying the per-fall hip risk (eff. n)",
+           "published": None, "ci95": None, "residual": None, "inside_ci": None}
+    if not np.sum(p) > 0:
+        return {**row, "model": float("nan"), "n_women": int(p.size),
+                "note": f"none of the {p.size} women has a per-fall hip risk (baseline)"}
+    c = risk_concentration(p)
     shares = " / ".join(f"{100 * v:.0f}" for v in c["top_shares"].values())
     ks = " / ".join(str(k) for k in c["top_shares"])
-    return {"key": "hip_risk_concentration", "row": "check", "role": "check",
-            "label": f"{t.study} {t.arm}: women carrying the per-fall hip risk (eff. n)",
-            "published": None, "ci95": None, "model": c["effective_women"], "residual": None, "inside_ci": None,
-            **c, "note": f"the {ks} women of highest per-fall risk carry {shares} % of the summed risk of "
-                         f"{c['n_women']} women (baseline)"}
+    return {**row, "model": c["effective_women"], **c,
+            "note": f"the {ks} women of highest per-fall risk carry {shares} % of the summed risk of "
+                    f"{c['n_women']} women (baseline)"}
 
 
 def check_rows(data: CalibrationData, result: FitResult) -> list[dict]:
