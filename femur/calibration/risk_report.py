@@ -91,7 +91,7 @@ def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Targ
     b = data.batches[t.study].subset(data.arm_index(t.study, t.arm))
     values = result.all_values()
     p = values["hip_impact_share"] * risk.hip_per_impact(b, values)[:, 0]
-    row = {"key": "hip_risk_concentration", "row": "check", "role": "check",
+    row = {"key": "hip_risk_concentration", "row": "check", "role": "check", "cohort": f"{t.study} {t.arm}",
            "label": f"{t.study} {t.arm}: women carrying the per-fall hip risk (eff. n)",
            "published": None, "ci95": None, "residual": None, "inside_ci": None}
     if not np.sum(p) > 0:
@@ -182,7 +182,7 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
                      f"{f(r['model']):>10}{f(r['residual']):>9}  {inside}" + (f"  ({'; '.join(extra)})" if extra else ""))
     for r in rows:
         if r["key"] == "hip_risk_concentration":
-            lines.append(f"hip risk concentration ({r['label'].split(':')[0]}): {r['note']}")
+            lines.append(f"hip risk concentration ({r['cohort']}): {r['note']}")
     lines.append("")
     se = np.sqrt(np.clip(np.diag(result.covariance), 0, None))
     se_t = np.sqrt(np.clip(np.diag(result.cov_targets), 0, None))
