@@ -45,6 +45,7 @@ def test_strength_femur_table_and_outputs(capsys, tmp_path):
         assert png.exists() and png.stat().st_size > 10_000
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_strength_records_the_femur_geometry(capsys, check):
     """`--bone femur` is the anatomical femur, `--bone parametric-femur` the parametric one;
     each record names its geometry; `--help` says which femur is the default."""

@@ -155,6 +155,7 @@ def test_femur_facet_geometry(femur_bone, check):
     check(abs(xmin - b.landmarks["trochanter_point"][0]) < 0.05 * R_s, f"lateral extent {xmin}")
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 @pytest.mark.parametrize("angle, antev", [(127.0, 12.0), (135.0, 20.0)])
 def test_femur_landmarks_match_parameters(angle, antev, check):
     p = ProximalFemur(neck_shaft_angle_deg=angle, anteversion_deg=antev, mesh_size_mm=5.0)

@@ -78,6 +78,7 @@ def test_load_case_input_errors(coarse_femur):
 
 
 # ----------------------------------------------------------------------------- adaptation
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_steady_state_on_coarse_femur(coarse_femur, check):
     """The node-based law reaches the documented steady state (largest density change per
     iteration < tol) on a coarse femur; the bone mass stays at the young-adult mean."""
@@ -90,6 +91,7 @@ def test_steady_state_on_coarse_femur(coarse_femur, check):
     check(res.history["lazy_or_bound_fraction"][-1] > 0.9, "most bone at equilibrium")
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_node_scheme_is_smooth_element_scheme_checkerboards(coarse_femur, check):
     """Same law, same iterations: the raw element update jumps between neighbours several
     times more than the node-based one (the checkerboard); the node field is smooth."""

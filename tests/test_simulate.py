@@ -17,6 +17,7 @@ from femur.workflows.simulation import Simulation
 COARSE = dict(mesh_size_mm=5.0, progress=False)
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_no_drug_no_aging_is_steady(check):
     import femur.remodeling as rm
 
@@ -29,6 +30,7 @@ def test_no_drug_no_aging_is_steady(check):
     assert isinstance(sim.patient, rm.Patient)
 
 
+@pytest.mark.serial  # nothing rank-specific; rank invariance has its own tests (CI time)
 def test_densities_stay_in_bounds_under_a_sequence(check):
     sim = Simulation("denosumab:2,romosozumab:2", 4, fe_interval_days=30, strength_months=(0,), **COARSE)
     sim.run()
