@@ -70,6 +70,12 @@ def test_per_impact_probability_exact_with_one_stiffness():
     w = dict(f, fall_direction_weight_lateral=1.0, fall_direction_weight_posterolateral=0.0,
              fall_direction_weight_anterolateral=0.0)
     assert hip.fracture_probability_per_impact(s3, 65.0, None, 0.0, w) == pytest.approx(each[0], rel=1e-12)
+    # by direction: each direction's weighted share, the weakest direction the largest
+    parts = hip.fracture_probability_per_impact(s3, 65.0, None, 0.0, f, by_direction=True)
+    assert parts.shape == (3,) and parts == pytest.approx(np.array(each) / 3.0, rel=1e-12)
+    assert parts[0] > parts[1] > parts[2]
+    parts_w = hip.fracture_probability_per_impact(s3, 65.0, None, 0.0, w, by_direction=True)
+    assert parts_w == pytest.approx([each[0], 0.0, 0.0], rel=1e-12, abs=1e-300)
 
 
 def test_per_impact_probability_quadrature_and_monotonic():

@@ -136,6 +136,10 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     conc = next(r for r in res["rows"] if r["key"] == "hip_risk_concentration")
     assert 1.0 <= conc["effective_women"] <= conc["n_women"] == 4
     assert "hip risk concentration (freedom placebo): the 1 / 3 women" in res["report"]
+    shares = conc["direction_shares"]
+    assert list(shares) == ["lateral", "posterolateral", "anterolateral"]
+    assert sum(shares.values()) == pytest.approx(1.0, rel=1e-12) and min(shares.values()) >= 0
+    assert "hip fractures by fall direction: lateral " in res["report"]
     doc = json.loads((out / PARAMETER_FILE).read_text())
     prov = doc["provenance"]
     for key in ("targets", "seeds", "femur_version", "date", "command", "git_commit", "cohorts", "fixed",

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from femur.outcomes import risk
+from femur.outcomes.risk.hip import FALL_DIRECTIONS
 from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value, usable
 from femur.calibration.risk_targets import (BETWEEN_PERSON_CHECKS, RATIOS, SOF_HIP_PER_1000_WOMAN_YEARS, TARGETS,
                                             Target)
@@ -90,7 +91,8 @@ def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Targ
     hip scale, and every hip prediction, depend on those few."""
     b = data.batches[t.study].subset(data.arm_index(t.study, t.arm))
     values = result.all_values()
-    p = values["hip_impact_share"] * risk.hip_per_impact(b, values)[:, 0]
+    by_dir = values["hip_impact_share"] * risk.hip_per_impact(b, values, by_direction=True)[:, 0, :]
+    p = by_dir.sum(axis=1)
     row = {"key": "hip_risk_concentration", "row": "check", "role": "check", "cohort": f"{t.study} {t.arm}",
            "label": f"{t.study} {t.arm}: women carrying the per-fall hip risk (eff. n)",
            "published": None, "ci95": None, "residual": None, "inside_ci": None}
@@ -100,9 +102,14 @@ def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Targ
     c = risk_concentration(p)
     shares = " / ".join(f"{100 * v:.0f}" for v in c["top_shares"].values())
     ks = " / ".join(str(k) for k in c["top_shares"])
-    return {**row, "model": c["effective_women"], **c,
+    directions = {d: float(v) for d, v in zip(FALL_DIRECTIONS, by_dir.sum(axis=0) / p.sum())}
+    weights = " / ".join(f"{100 * values[f'fall_direction_weight_{d}']:.0f}" for d in FALL_DIRECTIONS)
+    return {**row, "model": c["effective_women"], **c, "direction_shares": directions,
             "note": f"the {ks} women of highest per-fall risk carry {shares} % of the summed risk of "
-                    f"{c['n_women']} women (baseline)"}
+                    f"{c['n_women']} women (baseline)",
+            "direction_note": "hip fractures by fall direction: "
+                              + " / ".join(f"{d} {100 * v:.0f}" for d, v in directions.items())
+                              + f" % (falls in each direction: {weights} %, an ASSUMPTION)"}
 
 
 def check_rows(data: CalibrationData, result: FitResult) -> list[dict]:
@@ -183,6 +190,8 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
     for r in rows:
         if r["key"] == "hip_risk_concentration":
             lines.append(f"hip risk concentration ({r['cohort']}): {r['note']}")
+            if "direction_note" in r:
+                lines.append(f"{r['direction_note']} ({r['cohort']}, baseline)")
     lines.append("")
     se = np.sqrt(np.clip(np.diag(result.covariance), 0, None))
     se_t = np.sqrt(np.clip(np.diag(result.cov_targets), 0, None))

@@ -166,13 +166,16 @@ def mean_impact_force_n(body_mass_kg, soft_tissue_mm=None, fixed: dict | None = 
 
 
 def fracture_probability_per_impact(strength_n, body_mass_kg, soft_tissue_mm=None,
-                                    log_strength_scale: float = 0.0, fixed: dict | None = None):
+                                    log_strength_scale: float = 0.0, fixed: dict | None = None,
+                                    by_direction: bool = False):
     """Probability that a hip impact breaks the femur, ``P(F >= s * S_d)``.
 
     ``strength_n``: fall strengths (N) with the directions on the LAST axis (length 3:
     lateral, posterolateral, anterolateral); any leading shape (cases x months).
     ``body_mass_kg`` and ``soft_tissue_mm`` broadcast against the leading shape (e.g.
     one value per case as ``(n_cases, 1)``). ``log_strength_scale`` is ``ln s``.
+    ``by_direction``: keep the last axis, each direction's share of the probability
+    (its fall weight times its own probability; the three add up to the total).
     """
     f = fixed or fixed_inputs()
     s = np.asarray(strength_n, dtype=float)
@@ -189,12 +192,12 @@ def fracture_probability_per_impact(strength_n, body_mass_kg, soft_tissue_mm=Non
     scale = math.exp(float(log_strength_scale))
     # threshold force per direction, then the velocity that reaches it per stiffness node
     threshold = scale * s + np.asarray(att, dtype=float)[..., None]  # (..., 3)
-    out = np.zeros(s.shape[:-1])
+    out = np.zeros(s.shape)
     for kj, wj in zip(k_nodes, k_w):
         v_star = threshold / np.sqrt(kj * np.asarray(m_eff)[..., None])
         p = velocity_exceedance(v_star, f["impact_velocity_mean_m_s"], f["impact_velocity_sd_m_s"])
-        out = out + wj * (p @ w_dir)
-    return out
+        out = out + wj * (p * w_dir)
+    return out if by_direction else out.sum(axis=-1)
 
 
 def nb_incidence(expected_hip_fractures, shape: float):

@@ -34,12 +34,13 @@ def spine_incidence(batch: CourseBatch, values: dict) -> np.ndarray:
     return -np.expm1(-spine.cumulative_hazard(spine_log_hazard(batch, values), batch.months))
 
 
-def hip_per_impact(batch: CourseBatch, values: dict) -> np.ndarray:
-    """Probability that a hip impact breaks the femur (cases x months)."""
+def hip_per_impact(batch: CourseBatch, values: dict, by_direction: bool = False) -> np.ndarray:
+    """Probability that a hip impact breaks the femur (cases x months; with
+    ``by_direction``, cases x months x fall directions, each direction's share)."""
     fall = _need(batch, "hip")
     stt = None if batch.soft_tissue_mm is None else batch.soft_tissue_mm[:, None]
     return hip.fracture_probability_per_impact(fall, batch.body_mass_kg[:, None], stt,
-                                               values["hip_log_strength_scale"], values)
+                                               values["hip_log_strength_scale"], values, by_direction)
 
 
 def hip_rate_per_year(batch: CourseBatch, values: dict, per_impact=None) -> np.ndarray:
