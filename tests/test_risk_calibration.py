@@ -51,6 +51,26 @@ def test_wilson_interval():
     assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
 
 
+def test_top_women_of_the_concentration_line():
+    """The women named are those of highest risk, in order, with the cohort's medians."""
+    from types import SimpleNamespace
+
+    from femur.calibration.risk_report import _top_note, _top_women
+
+    fall = np.array([[3000.0, 2000.0, 2500.0], [1200.0, 900.0, 1000.0], [2800.0, 2100.0, 1500.0],
+                     [3500.0, 2600.0, 2900.0]])[:, None, :]
+    b = SimpleNamespace(fall_strength_n=fall, body_mass_kg=np.array([60.0, 50.0, 70.0, 80.0]),
+                        soft_tissue_mm=np.array([30.0, 8.0, 20.0, 45.0]))
+    top = _top_women(b, np.array([0.01, 0.5, 0.1, 0.0]), k=2)
+    assert top["weakest_fall_strength_n"] == [900.0, 1500.0] and top["soft_tissue_mm"] == [8.0, 20.0]
+    assert top["median_soft_tissue_mm"] == 25.0 and top["median_weakest_fall_strength_n"] == 1750.0
+    note = _top_note(top)
+    assert note == ("the 2 women of highest per-fall risk: trochanteric soft tissue 8-20 mm (cohort median 25), "
+                    "body mass 50-70 kg (cohort median 65), weakest fall strength 900-1,500 N (cohort median 1,750)")
+    b.soft_tissue_mm = None
+    assert "soft tissue" not in _top_note(_top_women(b, np.array([0.01, 0.5, 0.1, 0.0]), k=2))
+
+
 def test_risk_concentration():
     even = risk_concentration([0.01] * 10)
     assert even["effective_women"] == pytest.approx(10.0) and even["top_shares"][1] == pytest.approx(0.1)
@@ -140,6 +160,9 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert list(shares) == ["lateral", "posterolateral", "anterolateral"]
     assert sum(shares.values()) == pytest.approx(1.0, rel=1e-12) and min(shares.values()) >= 0
     assert "hip fractures by fall direction: lateral " in res["report"]
+    top = conc["top_women"]
+    assert top["n"] == 3 and len(top["body_mass_kg"]) == 3 and len(top["weakest_fall_strength_n"]) == 3
+    assert min(top["weakest_fall_strength_n"]) > 0 and "the 3 women of highest per-fall risk: " in res["report"]
     doc = json.loads((out / PARAMETER_FILE).read_text())
     prov = doc["provenance"]
     for key in ("targets", "seeds", "femur_version", "date", "command", "git_commit", "cohorts", "fixed",

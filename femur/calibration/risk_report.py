@@ -103,13 +103,43 @@ def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Targ
     shares = " / ".join(f"{100 * v:.0f}" for v in c["top_shares"].values())
     ks = " / ".join(str(k) for k in c["top_shares"])
     directions = {d: float(v) for d, v in zip(FALL_DIRECTIONS, by_dir.sum(axis=0) / p.sum())}
+    top = _top_women(b, p, k=max(c["top_shares"]))
     weights = " / ".join(f"{100 * values[f'fall_direction_weight_{d}']:.0f}" for d in FALL_DIRECTIONS)
-    return {**row, "model": c["effective_women"], **c, "direction_shares": directions,
+    return {**row, "model": c["effective_women"], **c, "direction_shares": directions, "top_women": top,
             "note": f"the {ks} women of highest per-fall risk carry {shares} % of the summed risk of "
                     f"{c['n_women']} women (baseline)",
             "direction_note": "hip fractures by fall direction: "
                               + " / ".join(f"{d} {100 * v:.0f}" for d, v in directions.items())
-                              + f" % (falls in each direction: {weights} %, an ASSUMPTION)"}
+                              + f" % (falls in each direction: {weights} %, an ASSUMPTION)",
+            "top_note": _top_note(top)}
+
+
+def _top_women(batch, p, k: int) -> dict:
+    """What sets the ``k`` women of highest per-fall risk apart: their soft tissue over the
+    trochanter, body mass and weakest baseline fall strength, with the cohort's medians."""
+    idx = np.argsort(p)[::-1][:k]
+    weakest = batch.fall_strength_n[:, 0, :].min(axis=1)
+    out = {"n": int(len(idx)), "body_mass_kg": [float(x) for x in batch.body_mass_kg[idx]],
+           "weakest_fall_strength_n": [float(x) for x in weakest[idx]],
+           "median_body_mass_kg": float(np.median(batch.body_mass_kg)),
+           "median_weakest_fall_strength_n": float(np.median(weakest))}
+    if batch.soft_tissue_mm is not None:
+        out["soft_tissue_mm"] = [float(x) for x in batch.soft_tissue_mm[idx]]
+        out["median_soft_tissue_mm"] = float(np.median(batch.soft_tissue_mm))
+    return out
+
+
+def _top_note(top: dict) -> str:
+    def span(key, unit, fmt="{:.0f}"):
+        v = top[key]
+        return f"{fmt.format(min(v))}-{fmt.format(max(v))} {unit} (cohort median {fmt.format(top['median_' + key])})"
+
+    parts = []
+    if "soft_tissue_mm" in top:
+        parts.append("trochanteric soft tissue " + span("soft_tissue_mm", "mm"))
+    parts.append("body mass " + span("body_mass_kg", "kg"))
+    parts.append("weakest fall strength " + span("weakest_fall_strength_n", "N", "{:,.0f}"))
+    return f"the {top['n']} women of highest per-fall risk: " + ", ".join(parts)
 
 
 def check_rows(data: CalibrationData, result: FitResult) -> list[dict]:
@@ -192,6 +222,8 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
             lines.append(f"hip risk concentration ({r['cohort']}): {r['note']}")
             if "direction_note" in r:
                 lines.append(f"{r['direction_note']} ({r['cohort']}, baseline)")
+            if "top_note" in r:
+                lines.append(f"{r['top_note']} ({r['cohort']}, baseline)")
     lines.append("")
     se = np.sqrt(np.clip(np.diag(result.covariance), 0, None))
     se_t = np.sqrt(np.clip(np.diag(result.cov_targets), 0, None))
