@@ -20,7 +20,8 @@ older postmenopausal women unless a source is named; none is tuned to trial outc
   [1.40, 1.85]: centred on the ARF0 cohort, about 63-65 kg and 1.58 m (Bhattacharya
   2019; fracture-risk note section 1).  Men: normal(80, 12) kg, normal(1.74, 0.07) m.
 * trochanteric soft tissue: 30 mm + 2 mm per kg/m2 of BMI above 25, SD 8 mm, in
-  [5, 80] mm.
+  [5, 80] mm (ASSUMPTION: no source yet; the hip risk of the thinnest women rests on it,
+  see the README's "Fracture risk").
 * T-scores before inclusion (total hip, femoral neck, lumbar spine): trivariate normal,
   means (-1.5, -1.9, -1.6), SD 1.0, correlations TH-FN 0.9, TH-LS 0.6, FN-LS 0.55, as in
   a screened older population; then the study's inclusion ranges by rejection.
