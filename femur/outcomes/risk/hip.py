@@ -192,12 +192,12 @@ def fracture_probability_per_impact(strength_n, body_mass_kg, soft_tissue_mm=Non
     scale = math.exp(float(log_strength_scale))
     # threshold force per direction, then the velocity that reaches it per stiffness node
     threshold = scale * s + np.asarray(att, dtype=float)[..., None]  # (..., 3)
-    out = np.zeros(s.shape)
+    out = np.zeros(s.shape if by_direction else s.shape[:-1])
     for kj, wj in zip(k_nodes, k_w):
         v_star = threshold / np.sqrt(kj * np.asarray(m_eff)[..., None])
         p = velocity_exceedance(v_star, f["impact_velocity_mean_m_s"], f["impact_velocity_sd_m_s"])
-        out = out + wj * (p * w_dir)
-    return out if by_direction else out.sum(axis=-1)
+        out = out + wj * (p * w_dir if by_direction else p @ w_dir)
+    return out
 
 
 def nb_incidence(expected_hip_fractures, shape: float):
