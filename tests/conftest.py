@@ -58,8 +58,15 @@ def check():
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``serial`` run on one rank only: under ``mpiexec -n N`` (N > 1) they are
-    skipped, whether or not the run deselects them with ``-m "not serial"``."""
+    skipped, whether or not the run deselects them with ``-m "not serial"``. Tests marked
+    ``partition`` compare a run on all ranks with a one-rank (COMM_SELF) run of the same
+    model: on one rank both are the same run, so they are skipped there."""
     if MPI.COMM_WORLD.size == 1:
+        skip = pytest.mark.skip(reason="partition test: on one rank both runs are the same run; "
+                                       "it runs under mpiexec -n 2")
+        for item in items:
+            if item.get_closest_marker("partition") is not None:
+                item.add_marker(skip)
         return
     skip = pytest.mark.skip(reason=f"serial test: runs on one MPI rank, not {MPI.COMM_WORLD.size}")
     for item in items:

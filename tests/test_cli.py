@@ -90,6 +90,7 @@ def test_strength_bad_input_is_one_clear_line(capsys):
 
 
 @pytest.mark.parametrize("layers", ["none", "pmma"])
+@pytest.mark.partition
 def test_strength_records_rank_invariant(layers):
     """Stiffness and fracture load of the built-in vertebra: the same on any rank count.
 

@@ -129,7 +129,7 @@ def test_fe_path_courses_add_up_and_match_the_systemic_driver(check):
         check(abs(a - b) < 1e-6, f"{k}: FE {a:.6f} vs systemic {b:.6f}")
 
 
-@pytest.mark.skipif(MPI.COMM_WORLD.size == 1, reason="compares a partitioned run with a serial one")
+@pytest.mark.partition
 def test_fe_path_courses_do_not_depend_on_the_partition(check):
     """The same coarse run on all ranks and on each rank alone (under mpiexec -n 2: a
     partitioned run against a serial one)."""

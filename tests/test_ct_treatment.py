@@ -131,6 +131,7 @@ def _run_values(bone, comm):
                      r.patient["ls_t_score"]])
 
 
+@pytest.mark.partition
 def test_rank_invariant(mpi_tmp_path, check):
     """The distributed run (1 or 2 ranks) equals a one-rank (COMM_SELF) run of the scan."""
     world = _run_values(_scan_bone(mpi_tmp_path), COMM)

@@ -107,6 +107,7 @@ def test_node_scheme_is_smooth_element_scheme_checkerboards(coarse_femur, check)
     check(node["relative_neighbour_jump"] < 0.2, f"node field not smooth: {node}")
 
 
+@pytest.mark.partition
 def test_adaptation_same_on_one_and_two_ranks(check):
     """The field after 8 iterations (by original cell index) does not depend on the
     partition: COMM_WORLD vs an undistributed copy on COMM_SELF (1e-6 g/cm3)."""

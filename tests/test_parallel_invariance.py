@@ -23,6 +23,9 @@ from femur.core.mpi import MPI
 from femur.mechanics import AxialCompression, SidewaysFall, SingleLegStance, fracture_load
 from femur.mechanics.verification import prism_bone, rod_femur_bone
 
+# serially both runs are the same one-rank run: these run under mpiexec only
+pytestmark = pytest.mark.partition
+
 TIGHT = {"ksp_rtol": 1e-12}
 
 

@@ -390,6 +390,7 @@ def _check_same_curve(a, b, check, what: str) -> None:
 
 @pytest.mark.parametrize("kind,lc", [("prism", AxialCompression()), ("rod", SidewaysFall()),
                                      ("rod", SingleLegStance())], ids=["compression", "fall", "stance"])
+@pytest.mark.partition
 def test_pushover_rank_invariance(kind, lc, check):
     """T8 for the nonlinear model: the distributed run and a one-rank run of the same
     problem (heterogeneous modulus and yield, Drucker-Prager) give the same curve to 1e-8
@@ -412,6 +413,7 @@ def test_pushover_rank_invariance(kind, lc, check):
 
 @pytest.mark.parametrize("kind,lc", [("prism", AxialCompression()), ("rod", SidewaysFall())],
                          ids=["compression", "fall"])
+@pytest.mark.partition
 def test_p2_pushover_rank_invariance_with_the_p_multigrid(kind, lc, check):
     """P2 (the default order) with its default preconditioner, the P2/P1 p-multigrid
     (femur.mechanics.pmg), with Dirichlet faces (compression) and with the femur's tilting
