@@ -18,7 +18,7 @@ import pytest
 from femur.calibration import risk as cal
 from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value
 from femur.calibration.risk_report import risk_concentration, wilson
-from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, TARGETS
+from femur.calibration.risk_targets import CALIBRATION_STUDIES, HIP_COHORT, HIP_COHORT_SEED, RATIOS, TARGETS
 from femur.core.datafiles import data_path
 from femur.core.errors import InputError
 from femur.outcomes import risk
@@ -32,18 +32,36 @@ pytestmark = pytest.mark.serial
 
 
 def test_targets_are_never_romosozumab():
+    specs = cal.calibration_specs(2)
     for t in TARGETS:
-        assert t.study in CALIBRATION_STUDIES
+        assert t.study in specs and (t.fallback_study is None or t.fallback_study in specs)
         assert "romosozumab" not in t.arm
-        arms = CALIBRATION_STUDIES[t.study]
-        assert arms is None or t.arm in arms
+        assert t.arm in [a.name for a in specs[t.study].arms]
     for r in RATIOS:
         assert r.study in CALIBRATION_STUDIES and "romosozumab" not in (r.arm + r.reference)
     assert CALIBRATION_STUDIES["frame"] == ("placebo",)
-    assert not {"arch", "bridge"} & set(CALIBRATION_STUDIES)
-    specs = cal.calibration_specs(2)
+    assert not {"arch", "bridge"} & set(specs)
     for spec in specs.values():
         assert all(p.drug != "romosozumab" for a in spec.arms for p in a.regimen)
+
+
+def test_hip_cohort_is_other_freedom_like_women():
+    """The hip targets' cohort: FREEDOM's study file (inclusion, visits, placebo regimen),
+    placebo arm only, its own seed (other women), its own size."""
+    from femur.study.cohort import sample_patient
+
+    specs = cal.calibration_specs(3, 7)
+    hip, fr = specs[HIP_COHORT], specs["freedom"]
+    assert hip.cohort.size == 7 and fr.cohort.size == 3 and hip.seed == HIP_COHORT_SEED != fr.seed
+    assert [a.name for a in hip.arms] == ["placebo"] and hip.arms[0].regimen == fr.arms[0].regimen
+    assert hip.cohort.inclusion == fr.cohort.inclusion and hip.visit_months == fr.visit_months
+    assert hip.duration_months == fr.duration_months == 36
+    a, b = sample_patient(0, hip.seed, hip.cohort), sample_patient(0, fr.seed, fr.cohort)
+    assert a["age_years"] != b["age_years"]
+    hip_targets = [t for t in TARGETS if t.study == HIP_COHORT]
+    assert {t.key for t in hip_targets} == {"freedom_placebo_hip_m36", "hips_per_fall"}
+    assert all(t.fallback_study == "freedom" for t in hip_targets)
+    assert cal.calibration_specs(4)[HIP_COHORT].cohort.size == 4  # default: as many as the trials
 
 
 def test_wilson_interval():
@@ -155,7 +173,7 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert "FREEDOM placebo, new vertebral fx, M12" in res["report"]
     conc = next(r for r in res["rows"] if r["key"] == "hip_risk_concentration")
     assert 1.0 <= conc["effective_women"] <= conc["n_women"] == 4
-    assert "hip risk concentration (freedom placebo): the 1 / 3 women" in res["report"]
+    assert "hip risk concentration (freedom_hip placebo): the 1 / 3 women" in res["report"]
     shares = conc["direction_shares"]
     assert list(shares) == ["lateral", "posterolateral", "anterolateral"]
     assert sum(shares.values()) == pytest.approx(1.0, rel=1e-12) and min(shares.values()) >= 0
@@ -169,6 +187,7 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
                 "fixed_sources", "covariance", "report", "fit_settings"):
         assert key in prov, key
     assert prov["cohorts"]["freedom"]["n_patients"] == 4 and prov["cohorts"]["sof_check"]["cases"] == 4
+    assert prov["cohorts"][HIP_COHORT]["cases"] == 4 and prov["seeds"][HIP_COHORT] == HIP_COHORT_SEED
     assert np.array(prov["covariance"]["matrix"]).shape == (8, 8)
     # refit from the stored courses (no simulation): the same parameters
     again = cal.calibrate(quick=True, out=out, refit_only=True, bootstrap=3)
@@ -181,6 +200,10 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert "spine_between_gradient" in text and "held" in text
     refit = risk.load_parameters(str(tmp_path / "r" / PARAMETER_FILE))
     assert refit.values["spine_between_gradient"] == -2.5
+    assert cal.main(["--only", "tibia", "--quick", "--out", str(tmp_path / "x")]) == 2
+    assert "no calibration study 'tibia'" in capsys.readouterr().err
+    assert cal.main(["--only", HIP_COHORT, "--refit-only", "--out", str(tmp_path / "x")]) == 2
+    assert "--refit-only" in capsys.readouterr().err
     assert cal.main(["--refit-only", "--courses", str(tmp_path / "none.json.gz"), "--out", str(tmp_path / "x")]) == 2
     assert "no stored calibration courses" in capsys.readouterr().err
     assert cal.main(["--hold", "nonsense=1", "--refit-only"]) == 2
@@ -237,3 +260,42 @@ def test_stored_courses_get_their_women_s_femur_anatomy_again():
         cal.course_anatomy("fit2", {**study, "cases": [{**case, "age_years": rec["age_years"] + 1.0}]})
     with pytest.raises(InputError, match="seed"):
         cal.course_anatomy("fit2", {**study, "seed": spec.seed + 1})
+
+
+def test_only_adds_a_study_to_stored_courses_and_old_courses_fall_back(tmp_path):
+    """`--only freedom_hip` simulates the hip cohort alone and takes every other study's
+    courses from the stored ones, recording when and at which commit each part ran; courses
+    without the hip cohort (stored before it existed) evaluate the hip targets on FREEDOM's
+    placebo arm, as before."""
+    base = tmp_path / "base"
+    cal.calibrate(patients=3, quick=True, out=base, evaluator=DOUBLE, bootstrap=0, progress=False)
+    before = cal.load_courses(base / "courses.json.gz")
+    out = tmp_path / "ext"
+    res = cal.calibrate(patients=3, hip_patients=6, quick=True, out=out, evaluator=DOUBLE, bootstrap=0,
+                        progress=False, only=[HIP_COHORT], courses=base / "courses.json.gz")
+    doc = cal.load_courses(out / "courses.json.gz")
+    assert set(doc["studies"]) == set(before["studies"])
+    assert len(doc["studies"][HIP_COHORT]["cases"]) == 6 and doc["studies"][HIP_COHORT]["n_patients"] == 6
+    for name in set(before["studies"]) - {HIP_COHORT}:
+        assert doc["studies"][name] == before["studies"][name], name
+    assert doc["date"] == before["date"] and [e["studies"] for e in doc["extended"]] == [[HIP_COHORT]]
+    assert doc["studies"][HIP_COHORT]["simulated"]["git_commit"] == doc["extended"][0]["git_commit"]
+    assert f"; {HIP_COHORT}: " in res["report"].splitlines()[1]
+    conc = next(r for r in res["rows"] if r["key"] == "hip_risk_concentration")
+    assert conc["n_women"] == 6 and conc["cohort"] == f"{HIP_COHORT} placebo"
+    # courses without the hip cohort: the hip targets fall back to FREEDOM's placebo arm
+    old = {k: v for k, v in before.items() if k != "studies"}
+    old["studies"] = {k: v for k, v in before["studies"].items() if k != HIP_COHORT}
+    cal.save_courses(tmp_path / "old.json.gz", old["studies"], {k: v for k, v in old.items() if k != "studies"})
+    res_old = cal.calibrate(quick=True, out=tmp_path / "o", refit_only=True, bootstrap=0,
+                            courses=tmp_path / "old.json.gz")
+    keys = {r["key"] for r in res_old["rows"]}
+    assert {"freedom_placebo_hip_m36", "hips_per_fall"} <= keys
+    conc = next(r for r in res_old["rows"] if r["key"] == "hip_risk_concentration")
+    assert conc["cohort"] == "freedom placebo" and conc["n_women"] == 3
+    # a stored file of another strength model is refused
+    other = dict(before, engine=dict(before["engine"], strength_model="nonlinear"))
+    cal.save_courses(tmp_path / "nl.json.gz", other["studies"], {k: v for k, v in other.items() if k != "studies"})
+    with pytest.raises(InputError, match="strength model"):
+        cal.calibrate(patients=3, quick=True, out=tmp_path / "n", evaluator=DOUBLE, bootstrap=0, progress=False,
+                      only=[HIP_COHORT], courses=tmp_path / "nl.json.gz")

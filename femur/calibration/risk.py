@@ -1,14 +1,21 @@
 """Calibrate the fracture-risk model: one command, rerunnable, from trials to parameters.
 
-    mpiexec -n 2 python -m femur.calibration.risk [--patients N] [--quick] [--write]
+    mpiexec -n 2 python -m femur.calibration.risk [--patients N] [--hip-patients N] [--quick] [--write]
+    mpiexec -n 2 python -m femur.calibration.risk --only freedom_hip [--courses FILE] [--write]
     python -m femur.calibration.risk --refit-only [--courses FILE] [--write]
     python -m femur.calibration.risk --refit-only --surrogate-strengths [--write]
 
 1. SIMULATE, once, the calibration trials with the engine itself -- FRAME (placebo arm
    only, row 8), FREEDOM (rows 10-11), FPT (row 12), FIT-1 (row 13), FIT-2 (row 14), each
    with its own cohort (inclusion, age, prevalent fractures), regimens and visits from the
-   built-in study files -- plus an untreated SOF-like check cohort. The cases go to
-   ``OUT/<study>/cases/`` (an interrupted run resumes where it stopped).
+   built-in study files -- plus an untreated SOF-like check cohort and the hip cohort: a
+   larger placebo-only FREEDOM-like cohort of other women (``--hip-patients``, default
+   500), on which the two hip targets are evaluated (``risk_targets.HIP_COHORT``: they
+   rest on the few weakest femurs, which 100 women hold too few of). The cases go to
+   ``OUT/<study>/cases/`` (an interrupted run resumes where it stopped). ``--only STUDY,..``
+   simulates only those studies and takes the others' courses from the stored ones
+   (``--courses``, default ``femur/data/``); each study's courses record when and at which
+   commit they were simulated.
 2. STORE each case's risk inputs (visit strengths, monthly CTX, patient attributes;
    ``femur.outcomes.risk.case_inputs``) in ``OUT/courses.json.gz``: refitting the risk
    parameters needs no FE (``--refit-only``).
@@ -59,7 +66,8 @@ from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE, pa
 from femur.exports.calibration_figures import risk_calibration_figure
 from femur.calibration.risk_fit import CalibrationData, FitResult, fit
 from femur.calibration.risk_report import format_report, report_rows
-from femur.calibration.risk_targets import CALIBRATION_STUDIES, RATIOS, SOF_CHECK, TARGETS
+from femur.calibration.risk_targets import (CALIBRATION_STUDIES, DEFAULT_HIP_PATIENTS, HIP_COHORT, HIP_COHORT_BASE,
+                                            HIP_COHORT_SEED, RATIOS, SOF_CHECK, TARGETS)
 from femur.study import Study
 from femur.study.cases import resolve_evaluator
 from femur.study.cohort import sample_patient
@@ -79,9 +87,10 @@ QUICK_BOOTSTRAP = 30
 FIT_SEED = 12
 
 
-def calibration_specs(patients: int) -> dict:
-    """{name: StudySpec} of the calibration studies (arms the targets need) and the check
-    cohort, at ``patients`` women per arm."""
+def calibration_specs(patients: int, hip_patients: int | None = None) -> dict:
+    """{name: StudySpec} of the calibration studies (arms the targets need), the check
+    cohort, at ``patients`` women per arm, and the hip cohort (FREEDOM's study file, placebo
+    arm, its own seed) of ``hip_patients`` women (default: ``patients``)."""
     specs = {}
     for name, arms in CALIBRATION_STUDIES.items():
         spec = load_study(name).with_overrides(patients=patients)
@@ -90,6 +99,8 @@ def calibration_specs(patients: int) -> dict:
         specs[name] = spec
     specs["sof_check"] = parse_study(json.loads(json.dumps(SOF_CHECK)), "femur.calibration.risk_targets.SOF_CHECK"
                                      ).with_overrides(patients=patients)
+    hip = load_study(HIP_COHORT_BASE).with_overrides(patients=hip_patients or patients, seed=HIP_COHORT_SEED)
+    specs[HIP_COHORT] = replace(hip, name=HIP_COHORT, arms=tuple(a for a in hip.arms if a.name == "placebo"))
     return specs
 
 
@@ -118,6 +129,22 @@ def simulate(specs: dict, out, evaluator=None, comm=None, group_size: int = 1, p
                          "arms": [a.name for a in spec.arms],
                          "regimens": {a.name: a.regimen_text for a in spec.arms}, "cases": cases}
     return studies if comm.rank == 0 else None
+
+
+def merged_courses(base: dict, studies: dict, meta: dict) -> dict:
+    """The stored courses ``base`` with the newly simulated ``studies`` added (or replaced);
+    the new ones keep when and at which commit they ran (``extended``). InputError when the
+    two ran different strength models or quick settings."""
+    eb, en = base.get("engine") or {}, meta.get("engine") or {}
+    if eb.get("strength_model") != en.get("strength_model"):
+        raise InputError(f"--only: the stored courses ran the {eb.get('strength_model')!r} strength model, "
+                         f"this run {en.get('strength_model')!r}; simulate every study again")
+    if bool(base.get("quick")) != bool(meta.get("quick")):
+        raise InputError("--only: the stored courses and this run differ in --quick")
+    ext = [e for e in base.get("extended") or [] if not set(e["studies"]) <= set(studies)]
+    ext.append({"studies": sorted(studies), **{k: meta[k] for k in ("date", "git_commit", "command")},
+                "femur_version": en.get("femur_version")})
+    return {**base, "extended": ext, "studies": {**base["studies"], **studies}}
 
 
 def git_commit() -> str:
@@ -165,7 +192,7 @@ def course_anatomy(name: str, study: dict) -> dict:
     study's cohort and seed (femur.study.cohort.sample_patient) and her femur's anatomy
     follows from her shape without a mesh. InputError if a drawn woman is not the stored
     one (another cohort definition)."""
-    spec = calibration_specs(int(study["n_patients"]))[name]
+    spec = calibration_specs(int(study["n_patients"]), int(study["n_patients"]))[name]
     if int(study["seed"]) != int(spec.seed):
         raise InputError(f"stored courses of {name}: seed {study['seed']}, the study's is {spec.seed}")
     out = {}
@@ -293,13 +320,18 @@ def _jsonable(obj):
 
 def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=None, write=False, evaluator=None,
               bootstrap=None, held=None, group_size=1, comm=None, progress=True, command=None,
-              surrogate_strengths=False) -> dict | None:
+              surrogate_strengths=False, hip_patients=None, only=None) -> dict | None:
     """The whole calibration (module docstring); returns {"parameters", "report", "rows",
     "paths"} on rank 0, None elsewhere. ``surrogate_strengths``: fit to the validated
     strength surrogate's strengths, from the linear quantities of linear-model courses
-    (:func:`with_surrogate_strengths`)."""
+    (:func:`with_surrogate_strengths`). ``hip_patients``: women of the hip cohort (default
+    ``max(patients, 500)``; quick: ``patients``). ``only``: simulate these studies alone and
+    take the others from the stored courses ``courses`` (default femur/data/)."""
     comm = comm or MPI.COMM_WORLD
     n = patients or (QUICK_PATIENTS if quick else DEFAULT_PATIENTS)
+    n_hip = hip_patients or (n if quick else max(n, DEFAULT_HIP_PATIENTS))
+    if only and refit_only:
+        raise InputError("--only simulates studies; it cannot be combined with --refit-only")
     out = Path(out) if out is not None else Path("results") / ("calibrate_risk_quick" if quick else "calibrate_risk")
     command = command or "python -m femur.calibration.risk"
     if refit_only:
@@ -310,7 +342,16 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
             doc = load_courses(src)
             log.info("refitting from the stored courses %s", src)
     else:
-        specs = calibration_specs(n)
+        specs = calibration_specs(n, n_hip)
+        base = None
+        if only:
+            unknown = [s for s in only if s not in specs]
+            if unknown:
+                raise InputError(f"--only {','.join(only)}: no calibration study {', '.join(map(repr, unknown))}; "
+                                 f"expected some of {', '.join(specs)}")
+            if comm.rank == 0:
+                base = load_courses(Path(courses) if courses else data_path(COURSES_FILE))
+            specs = {k: v for k, v in specs.items() if k in only}
         studies = simulate(specs, out, evaluator, comm, group_size, progress)
         doc = None
         if comm.rank == 0:
@@ -320,8 +361,13 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
                                "strength_model": next(iter(specs.values())).model.strength_model,
                                "evaluator": evaluator if isinstance(evaluator, str) or evaluator is None
                                else getattr(evaluator, "__name__", str(evaluator))}}
+            for st in studies.values():
+                st["simulated"] = {k: meta[k] for k in ("date", "git_commit", "command")}
             doc = {"format": COURSES_FORMAT, **meta, "studies": studies}
-            save_courses(out / "courses.json.gz", studies, meta)
+            if base is not None:
+                doc = merged_courses(base, studies, meta)
+            save_courses(out / "courses.json.gz", doc["studies"], {k: v for k, v in doc.items()
+                                                                   if k not in ("studies", "format")})
     if comm.rank != 0:
         return None
     if surrogate_strengths:
@@ -342,6 +388,8 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
               f"{doc.get('engine', {}).get('femur_version')}, strength model "
               f"{doc.get('engine', {}).get('strength_model')}")
     title = f"Fracture-risk calibration report -- {status}\ncourses: {doc.get('date')}, commit {doc.get('git_commit')}"
+    for ext in doc.get("extended") or []:
+        title += f"; {', '.join(ext['studies'])}: {ext['date']}, commit {ext['git_commit']}"
     text = format_report(rows, result, title)
     pdoc = parameter_document(result, rows, doc, settings, status, command)
     paths = {}
@@ -380,6 +428,12 @@ def main(argv=None) -> int:
     ap.add_argument("--surrogate-strengths", action="store_true",
                     help="fit to the validated strength surrogate's strengths, computed from the linear "
                     "quantities that linear-model courses store (no FE with --refit-only)")
+    ap.add_argument("--hip-patients", type=int, default=None,
+                    help=f"women of the hip cohort, on which the hip targets are evaluated (default "
+                    f"max(--patients, {DEFAULT_HIP_PATIENTS}); --quick: --patients)")
+    ap.add_argument("--only", default=None, metavar="STUDY[,STUDY]",
+                    help="simulate only these calibration studies (e.g. " + HIP_COHORT + "); the others' courses "
+                    "come from the stored ones (--courses, default femur/data/" + COURSES_FILE + ")")
     ap.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
     ap.add_argument("--evaluator", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -397,12 +451,17 @@ def main(argv=None) -> int:
                 raise InputError(f"--hold {item!r}: {value!r} is not a number") from None
         if args.patients is not None and args.patients < 1:
             raise InputError(f"--patients must be >= 1, got {args.patients}")
+        if args.hip_patients is not None and args.hip_patients < 1:
+            raise InputError(f"--hip-patients must be >= 1, got {args.hip_patients}")
+        only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only is not None else None
+        if only is not None and not only:
+            raise InputError("--only: expected one or more calibration study names")
         command = "python -m femur.calibration.risk " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         if comm.size > 1:
             command = f"mpiexec -n {comm.size} " + command
         res = calibrate(args.patients, args.quick, args.out, args.refit_only, args.courses, args.write,
                         args.evaluator, args.bootstrap, held, args.group_size, comm, command=command.strip(),
-                        surrogate_strengths=args.surrogate_strengths)
+                        surrogate_strengths=args.surrogate_strengths, hip_patients=args.hip_patients, only=only)
     except FemurError as exc:
         if comm.rank == 0:
             print(f"femur: error: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ of the calibration studies. No FE runs here: a refit takes seconds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -152,9 +152,14 @@ def model_value(prep: _Prepared, t: Target, values: dict, cache: dict | None = N
 
 def usable(data: CalibrationData, targets) -> list:
     """The targets the simulated cases can evaluate (a target whose study was not run, or
-    whose arm or prevalent-count subgroup has no case, is left out with a warning)."""
+    whose arm or prevalent-count subgroup has no case, is left out with a warning; one
+    whose study was not run but whose ``fallback_study`` was is evaluated on that one)."""
     out = []
     for t in targets:
+        if t.study not in data.batches and t.fallback_study in data.batches:
+            log.warning("target %s: the courses have no %s cases; evaluated on %s instead", t.key, t.study,
+                        t.fallback_study)
+            t = replace(t, study=t.fallback_study, fallback_study=None)
         if t.study in data.batches and data.arm_index(t.study, t.arm, t.prevalent).size:
             out.append(t)
         else:
