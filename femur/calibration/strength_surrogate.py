@@ -545,8 +545,8 @@ def figure(rows, values: dict, report: dict, path, title: str = "") -> Path:
         if t:
             change = " + ".join(sfit.change_features)
             panel["label"] = (f"{textwrap.fill(' + '.join(feats + geo), 34)}"
-                              f"{f'; change: {change}' if change else ''}\ntest R2 {t['r2']:.3f}, change error "
-                              f"{t.get('change_mae_pp', float('nan')):.2f} pp")
+                              f"{f'{chr(10)}change: {change}' if change else ''}\ntest R2 {t['r2']:.3f}, "
+                              f"change error {t.get('change_mae_pp', float('nan')):.2f} pp")
         cases[prefix] = panel
     return surrogate_fit_figure(cases, path, title)
 
