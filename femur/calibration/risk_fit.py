@@ -29,7 +29,7 @@ from femur.core.log import get_logger
 from femur.outcomes import risk
 from femur.outcomes.risk import spine
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, HIP_FITTED, SPINE_FITTED
-from femur.calibration.risk_targets import TARGETS, Target
+from femur.calibration.risk_targets import HIP_COHORT, TARGETS, Target
 
 _EPS = 1e-12
 log = get_logger(__name__)
@@ -53,9 +53,10 @@ class CalibrationData:
             self.batches[name] = risk.CourseBatch.of([risk.RiskCourse.from_inputs(d) for d in cases],
                                                      self.definitions[name])
 
-    def reference_strength_n(self, exclude=("sof_check",)) -> float:
-        """Median baseline vertebral strength of the calibration cohorts (the spine
-        hazard's reference; a convention fixed with the fit)."""
+    def reference_strength_n(self, exclude=("sof_check", HIP_COHORT)) -> float:
+        """Median baseline vertebral strength of the calibration trials' cohorts (the spine
+        hazard's reference; a convention fixed with the fit; not the check cohort, nor the
+        hip cohort, which carries only the hip targets)."""
         vals = [b.vertebral_strength_n[:, 0] for n, b in self.batches.items()
                 if n not in exclude and b.vertebral_strength_n is not None]
         if not vals:
