@@ -299,3 +299,7 @@ def test_only_adds_a_study_to_stored_courses_and_old_courses_fall_back(tmp_path)
     with pytest.raises(InputError, match="strength model"):
         cal.calibrate(patients=3, quick=True, out=tmp_path / "n", evaluator=DOUBLE, bootstrap=0, progress=False,
                       only=[HIP_COHORT], courses=tmp_path / "nl.json.gz")
+    assert not (tmp_path / "n" / HIP_COHORT).exists()  # refused before anything was simulated
+    with pytest.raises(InputError, match="no stored calibration courses"):
+        cal.calibrate(patients=3, quick=True, out=tmp_path / "m", evaluator=DOUBLE, bootstrap=0, progress=False,
+                      only=[HIP_COHORT], courses=tmp_path / "missing.json.gz")

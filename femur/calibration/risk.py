@@ -349,9 +349,19 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
             if unknown:
                 raise InputError(f"--only {','.join(only)}: no calibration study {', '.join(map(repr, unknown))}; "
                                  f"expected some of {', '.join(specs)}")
-            if comm.rank == 0:
-                base = load_courses(Path(courses) if courses else data_path(COURSES_FILE))
             specs = {k: v for k, v in specs.items() if k in only}
+            err = None  # checked on rank 0 before any rank starts the (collective) simulation
+            if comm.rank == 0:
+                try:
+                    base = load_courses(Path(courses) if courses else data_path(COURSES_FILE))
+                    model = next(iter(specs.values())).model.strength_model
+                    merged_courses(base, {}, {"engine": {"strength_model": model}, "quick": bool(quick),
+                                              "date": "", "git_commit": "", "command": ""})
+                except InputError as exc:
+                    err = str(exc)
+            err = comm.bcast(err, root=0)
+            if err:
+                raise InputError(err)
         studies = simulate(specs, out, evaluator, comm, group_size, progress)
         doc = None
         if comm.rank == 0:
