@@ -62,15 +62,13 @@ def pytest_collection_modifyitems(config, items):
     ``partition`` compare a run on all ranks with a one-rank (COMM_SELF) run of the same
     model: on one rank both are the same run, so they are skipped there."""
     if MPI.COMM_WORLD.size == 1:
-        skip = pytest.mark.skip(reason="partition test: on one rank both runs are the same run; "
+        marker, reason = "partition", ("partition test: on one rank both runs are the same run; "
                                        "it runs under mpiexec -n 2")
-        for item in items:
-            if item.get_closest_marker("partition") is not None:
-                item.add_marker(skip)
-        return
-    skip = pytest.mark.skip(reason=f"serial test: runs on one MPI rank, not {MPI.COMM_WORLD.size}")
+    else:
+        marker, reason = "serial", f"serial test: runs on one MPI rank, not {MPI.COMM_WORLD.size}"
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
-        if item.get_closest_marker("serial") is not None:
+        if item.get_closest_marker(marker) is not None:
             item.add_marker(skip)
 
 

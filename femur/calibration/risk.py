@@ -131,16 +131,23 @@ def simulate(specs: dict, out, evaluator=None, comm=None, group_size: int = 1, p
     return studies if comm.rank == 0 else None
 
 
+def check_mergeable(base: dict, strength_model: str, quick: bool) -> None:
+    """InputError unless courses of a run with ``strength_model`` and ``quick`` may join the
+    stored courses ``base`` (the same strength model and quick setting)."""
+    stored = (base.get("engine") or {}).get("strength_model")
+    if stored != strength_model:
+        raise InputError(f"--only: the stored courses ran the {stored!r} strength model, "
+                         f"this run {strength_model!r}; simulate every study again")
+    if bool(base.get("quick")) != bool(quick):
+        raise InputError("--only: the stored courses and this run differ in --quick")
+
+
 def merged_courses(base: dict, studies: dict, meta: dict) -> dict:
     """The stored courses ``base`` with the newly simulated ``studies`` added (or replaced);
     the new ones keep when and at which commit they ran (``extended``). InputError when the
     two ran different strength models or quick settings."""
-    eb, en = base.get("engine") or {}, meta.get("engine") or {}
-    if eb.get("strength_model") != en.get("strength_model"):
-        raise InputError(f"--only: the stored courses ran the {eb.get('strength_model')!r} strength model, "
-                         f"this run {en.get('strength_model')!r}; simulate every study again")
-    if bool(base.get("quick")) != bool(meta.get("quick")):
-        raise InputError("--only: the stored courses and this run differ in --quick")
+    en = meta.get("engine") or {}
+    check_mergeable(base, en.get("strength_model"), bool(meta.get("quick")))
     ext = [e for e in base.get("extended") or [] if not set(e["studies"]) <= set(studies)]
     ext.append({"studies": sorted(studies), **{k: meta[k] for k in ("date", "git_commit", "command")},
                 "femur_version": en.get("femur_version")})
@@ -354,9 +361,7 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
             if comm.rank == 0:
                 try:
                     base = load_courses(Path(courses) if courses else data_path(COURSES_FILE))
-                    model = next(iter(specs.values())).model.strength_model
-                    merged_courses(base, {}, {"engine": {"strength_model": model}, "quick": bool(quick),
-                                              "date": "", "git_commit": "", "command": ""})
+                    check_mergeable(base, next(iter(specs.values())).model.strength_model, quick)
                 except InputError as exc:
                     err = str(exc)
             err = comm.bcast(err, root=0)
