@@ -131,7 +131,8 @@ def test_the_stage_test_sees_a_backward_import(tmp_path):
 #: The child of a fork starts with these third-party packages loaded (they take most of an
 #: interpreter's start) and with no femur module: what the test is about, a femur module that
 #: works only after another femur module was imported, shows the same as in a bare interpreter.
-_PRELOAD = ("mpi4py.MPI", "numpy", "scipy.sparse", "dolfinx", "dolfinx.fem.petsc", "ufl", "basix")
+_PRELOAD = ("mpi4py.MPI", "numpy", "scipy.sparse", "scipy.integrate", "scipy.optimize", "scipy.ndimage",
+            "scipy.spatial", "scipy.special", "dolfinx", "dolfinx.fem.petsc", "dolfinx.io.gmsh", "ufl", "basix")
 
 _FORK_IMPORTER = r"""
 import importlib, json, os, sys, traceback
