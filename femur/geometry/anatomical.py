@@ -58,6 +58,7 @@ from femur.geometry.morph import (  # noqa: E402
     FemurShape,
     MorphedROI,
     ShapeMorph,
+    edge_inverse,
     morphed_anatomy,
     morphed_landmarks,
 )
@@ -80,6 +81,14 @@ def mesh_dir() -> pathlib.Path:
 @functools.lru_cache(maxsize=4)
 def _read_cached(path: str, mtime_ns: int, size: int):
     return read_mesh_arrays(path)
+
+
+def _check_elements(morph: ShapeMorph, payload: dict) -> dict:
+    """The morph's element check on a cached mesh payload; the reference edge inverses are
+    kept in the payload for the next shape (a cohort checks one per patient)."""
+    if "edge_inverse" not in payload:
+        payload["edge_inverse"] = edge_inverse(payload["points"], payload["cells"])
+    return morph.check_elements(payload["points"], payload["cells"], payload["edge_inverse"])
 
 
 @functools.lru_cache(maxsize=8)
@@ -199,7 +208,7 @@ class AnatomicalFemur:
                     f"{path.resolve()}:{st.st_mtime_ns}:{st.st_size}", payload, ref, cortex)
                 morph = self._morph(ref)
                 if morph is not None:
-                    check = morph.check_elements(payload["points"], payload["cells"])
+                    check = _check_elements(morph, payload)
             except (InputError, MeshError) as exc:
                 error = exc
             except Exception as exc:  # noqa: BLE001  -- reported on every rank below
@@ -287,7 +296,7 @@ def check_shape(shape: FemurShape) -> dict:
         st = path.stat()
         payload = _read_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
         morph = ShapeMorph(read_reference(path), shape)
-        out[size] = morph.check_elements(payload["points"], payload["cells"])
+        out[size] = _check_elements(morph, payload)
     return out
 
 

@@ -201,18 +201,18 @@ class ShapeMorph:
         raise MeshError(f"FemurShape {self.shape}: the morph could not be inverted (residual {err:.2e} mm)")
 
     # --------------------------------------------------------------- checks
-    def check_elements(self, X: np.ndarray, tets: np.ndarray) -> dict:
+    def check_elements(self, X: np.ndarray, tets: np.ndarray, edge_inverse: np.ndarray | None = None) -> dict:
         """Deformation gradients of the tetrahedra (reference nodes X, (m, 3); cells (k, 4));
-        MeshError if any element inverts or is stretched beyond the limits."""
+        MeshError if any element inverts or is stretched beyond the limits. ``edge_inverse``:
+        :func:`edge_inverse` of ``(X, tets)``, for a caller that checks many shapes on one mesh."""
         Y = self.local(X)
-        A = np.stack([X[tets[:, j]] - X[tets[:, 0]] for j in (1, 2, 3)], axis=2)
-        B = np.stack([Y[tets[:, j]] - Y[tets[:, 0]] for j in (1, 2, 3)], axis=2)
-        F = B @ np.linalg.inv(A)
-        det = np.linalg.det(F)
+        B = _edges(Y, tets)
+        F = B @ (edge_inverse if edge_inverse is not None else np.linalg.inv(_edges(X, tets)))
+        det = _det3(F)
         # stretch ratio = largest / smallest singular value of F = sqrt of the eigenvalue
         # ratio of F^T F (closed form: about 5x faster than a batched SVD, which was half of
         # a cohort patient's shape check)
-        lam = _sym3_eigvals(np.einsum("kji,kjl->kil", F, F))
+        lam = _sym3_eigvals(np.matmul(F.transpose(0, 2, 1), F))
         ratio = np.sqrt(np.maximum(lam[:, 0], 0.0) / np.maximum(lam[:, 2], 1e-300))
         out = {"min_det": float(det.min()), "max_stretch_ratio": float(ratio.max()),
                "inverted": int(np.sum(det <= 0))}
@@ -228,6 +228,24 @@ class ShapeMorph:
     def describe(self) -> str:
         d = {k: v for k, v in self.shape.to_dict().items() if v is not None and not (k == "scale" and v == 1.0)}
         return "(" + ", ".join(f"{k}={v:g}" for k, v in d.items()) + ")"
+
+
+def _edges(X: np.ndarray, tets: np.ndarray) -> np.ndarray:
+    """Edge matrices (k, 3, 3) of tetrahedra: columns x1 - x0, x2 - x0, x3 - x0."""
+    return np.stack([X[tets[:, j]] - X[tets[:, 0]] for j in (1, 2, 3)], axis=2)
+
+
+def edge_inverse(X: np.ndarray, tets: np.ndarray) -> np.ndarray:
+    """Inverses of the reference tetrahedra's edge matrices: the part of every deformation
+    gradient that depends on the reference mesh only."""
+    return np.linalg.inv(_edges(np.asarray(X, float), tets))
+
+
+def _det3(F: np.ndarray) -> np.ndarray:
+    """Determinants of 3x3 matrices (k, 3, 3) by cofactors (a tenth of a batched LU's time)."""
+    return (F[:, 0, 0] * (F[:, 1, 1] * F[:, 2, 2] - F[:, 1, 2] * F[:, 2, 1])
+            - F[:, 0, 1] * (F[:, 1, 0] * F[:, 2, 2] - F[:, 1, 2] * F[:, 2, 0])
+            + F[:, 0, 2] * (F[:, 1, 0] * F[:, 2, 1] - F[:, 1, 1] * F[:, 2, 0]))
 
 
 def _sym3_eigvals(C: np.ndarray) -> np.ndarray:
