@@ -17,7 +17,8 @@ import pytest
 
 from femur.calibration import risk as cal
 from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value
-from femur.calibration.risk_report import risk_concentration, wilson
+from femur.calibration.risk_report import wilson
+from femur.outcomes.risk import risk_concentration
 from femur.calibration.risk_targets import CALIBRATION_STUDIES, HIP_COHORT, HIP_COHORT_SEED, RATIOS, TARGETS
 from femur.core.datafiles import data_path
 from femur.core.errors import InputError

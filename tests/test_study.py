@@ -537,6 +537,7 @@ def test_risk_outputs_of_a_study(mpi_tmp_path):
 
         arms = {a["arm"]: a for a in summary["arms"]}
         plc, romo = arms["placebo"], arms["romosozumab"]
+        text = (out / "summary.txt").read_text()
         assert summary["reference_arm"] == "placebo"
         for a in (plc, romo):
             c = a["cumulative_incidence"]
@@ -560,12 +561,15 @@ def test_risk_outputs_of_a_study(mpi_tmp_path):
                 assert romo[f"number_needed_to_treat_{kind}"] == pytest.approx(1 / arr)
             assert plc[f"relative_risk_{kind}"] is None
         assert 0 < plc["hip_fractures_per_fall_baseline"] < summary["risk"]["fixed"]["hip_impact_share"]
+        # the effective number of women the per-fall share rests on: between 1 and the arm's 5
+        for a in (plc, romo):
+            assert a["n"] == 5 and 1.0 <= a["hip_risk_effective_women"] <= 5 + 1e-9
+        assert "effective of 5 women" in text
         assert summary["risk"]["values"] == risk.load_parameters().values
         assert summary["risk"]["parameter_draws"] == 1000
         # the test double gives no monthly CTX and one fall direction: the summary says so
         assert any("lateral one is used" in n for n in summary["risk"]["notes"])
         assert (out / "plots" / "cumulative_incidence.png").stat().st_size > 5000
-        text = (out / "summary.txt").read_text()
         assert "RR vert (95% CI)" in text and "NNT vert" in text and "risk parameters:" in text
         assert summary["risk"]["vertebral_fracture_definition"] == "semiquantitative"
         assert "semiquantitative reading" in text

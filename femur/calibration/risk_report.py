@@ -19,6 +19,7 @@ from scipy.optimize import minimize
 
 from femur.outcomes import risk
 from femur.outcomes.risk.hip import FALL_DIRECTIONS
+from femur.outcomes.risk.model import risk_concentration
 from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value, usable
 from femur.calibration.risk_targets import (BETWEEN_PERSON_CHECKS, RATIOS, SOF_HIP_PER_1000_WOMAN_YEARS, TARGETS,
                                             Target)
@@ -71,18 +72,6 @@ def report_rows(data: CalibrationData, result: FitResult) -> list[dict]:
         rows.append(hip_risk_concentration_row(data, result, per_fall[0]))
     rows += check_rows(data, result)
     return rows
-
-
-def risk_concentration(risk_per_woman) -> dict:
-    """How many women carry a cohort's summed risk: the effective number
-    ``(sum p)^2 / sum p^2`` (n when every woman has the same risk, 1 when one has it all)
-    and the shares of the 1, 3 and 5 women of highest risk."""
-    p = np.asarray(risk_per_woman, dtype=float).ravel()
-    if p.size == 0 or np.any(~np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
-        raise ValueError("risk concentration needs finite, non-negative risks with a positive sum")
-    top = np.sort(p)[::-1]
-    return {"n_women": int(p.size), "effective_women": float(p.sum() ** 2 / np.sum(p * p)),
-            "top_shares": {k: float(top[:k].sum() / p.sum()) for k in (1, 3, 5) if k <= p.size}}
 
 
 def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Target) -> dict:
@@ -242,5 +231,5 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_rows", "format_report", "hip_risk_concentration_row", "report_rows", "risk_concentration",
+__all__ = ["check_rows", "format_report", "hip_risk_concentration_row", "report_rows",
            "wilson"]

@@ -105,7 +105,8 @@ class StudyRisk:
 
     def arm_summaries(self, arm_cases: dict, reference: str | None, seed: int) -> dict:
         """Per arm: incidence curves and end values with 95 % CIs, expected fractures, hip
-        fractures per fall at baseline; against ``reference``: relative risk, absolute risk
+        fractures per fall at baseline and the effective number of women it rests on
+        (``(sum p)^2 / sum p^2`` of their per-impact risks); against ``reference``: relative risk, absolute risk
         reduction, number needed to treat (each with a 95 % CI). ``arm_cases``: {arm:
         [case index, ...]} (patient order)."""
         kinds = [k for k, ok in (("vertebral", self.has_spine), ("hip", self.has_hip)) if ok]
@@ -122,6 +123,10 @@ class StudyRisk:
                 e[f"{kind}_fractures_expected"] = float(inc[:, -1].sum())
             e["hip_fractures_per_fall_baseline"] = (
                 float(self.values["hip_impact_share"] * self.hip_p[idx, 0].mean()) if self.has_hip and idx else None)
+            # on how many women that share rests: a few weak femurs can carry most of it
+            base = self.hip_p[idx, 0] if self.has_hip and idx else np.zeros(0)
+            e["hip_risk_effective_women"] = (risk.risk_concentration(base)["effective_women"]
+                                             if base.size and np.all(np.isfinite(base)) and base.sum() > 0 else None)
         draws = int(self.spec.risk.parameter_draws)
         bands = self._resample(arm_cases, kinds, reference, seed, draws) if draws > 1 and kinds else {}
         for arm, idx in arm_cases.items():

@@ -32,6 +32,7 @@ from femur.outcomes.risk.model import (
     hip_incidence,
     hip_per_impact,
     hip_rate_per_year,
+    risk_concentration,
     spine_incidence,
     spine_log_hazard,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "hip_rate_per_year",
     "load_parameters",
     "month_grid",
+    "risk_concentration",
     "spine_incidence",
     "spine_log_hazard",
 ]

@@ -67,5 +67,17 @@ def hip_fractures_per_fall(batch: CourseBatch, values: dict, month_index: int = 
     return float(values["hip_impact_share"] * np.mean(p))
 
 
+def risk_concentration(risk_per_woman) -> dict:
+    """How many women carry a cohort's summed risk: the effective number
+    ``(sum p)^2 / sum p^2`` (n when every woman has the same risk, 1 when one has it all)
+    and the shares of the 1, 3 and 5 women of highest risk."""
+    p = np.asarray(risk_per_woman, dtype=float).ravel()
+    if p.size == 0 or np.any(~np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError("risk concentration needs finite, non-negative risks with a positive sum")
+    top = np.sort(p)[::-1]
+    return {"n_women": int(p.size), "effective_women": float(p.sum() ** 2 / np.sum(p * p)),
+            "top_shares": {k: float(top[:k].sum() / p.sum()) for k in (1, 3, 5) if k <= p.size}}
+
+
 __all__ = ["hip_fractures_per_fall", "hip_incidence", "hip_per_impact", "hip_rate_per_year",
-           "spine_incidence", "spine_log_hazard"]
+           "risk_concentration", "spine_incidence", "spine_log_hazard"]
