@@ -129,6 +129,8 @@ def test_fe_path_courses_add_up_and_match_the_systemic_driver(check):
         check(abs(a - b) < 1e-6, f"{k}: FE {a:.6f} vs systemic {b:.6f}")
 
 
+# slow (CI time): the FE-path courses run on two ranks in the other tests of this file
+@pytest.mark.slow
 @pytest.mark.partition
 def test_fe_path_courses_do_not_depend_on_the_partition(check):
     """The same coarse run on all ranks and on each rank alone (under mpiexec -n 2: a

@@ -147,6 +147,7 @@ def _reference_bone(family, size):
 STORED = [(fam, size) for fam, files in REFERENCES.items() for size in files]
 
 
+@pytest.mark.serial  # checks of the shipped files; sampling on two ranks: the next test (CI time)
 @pytest.mark.parametrize("family,size", STORED, ids=[f"{f}-{s:g}mm" for f, s in STORED])
 def test_stored_field_matches_its_mesh_and_shows_the_pattern(family, size, check):
     """Each shipped field belongs to its mesh (topology hash), reached steady state, and

@@ -54,6 +54,9 @@ def test_romosozumab_raises_bmd_and_strength_and_placebo_loses(check):
     check(max(romo.series["p1np_pct"]) > 30 and min(romo.series["ctx_pct"]) < -20, "markers")
 
 
+# slow (CI time): rank invariance of a simulation stays in CI through
+# test_ct_treatment::test_rank_invariant and test_parallel_invariance
+@pytest.mark.slow
 @pytest.mark.partition
 def test_rank_invariant():
     """The distributed run (1 or 2 ranks) equals a COMM_SELF run of the same model."""

@@ -137,6 +137,7 @@ def _forcing_thresholds(comm):
     return lo, hi
 
 
+@pytest.mark.serial  # the switching rule; the FE path on two ranks has its own tests (CI time)
 def test_fe_corticalisation_next_to_the_cortex():
     lo_hi = _forcing_thresholds(MPI.COMM_WORLD)
     tc = _fe_run(MPI.COMM_WORLD, lo_hi)
