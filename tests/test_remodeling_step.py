@@ -12,6 +12,9 @@ from femur.remodeling.model import RemodelingModel, _cortical_mask
 from femur.remodeling.patient import Patient
 from femur.remodeling.wnt import dkk1_step, free_fraction, sclerostin_step, wnt_activation, wnt_inhibition
 
+# no MPI, mesh or FE here: the one-process half covers these (CI time)
+pytestmark = pytest.mark.serial
+
 
 def _pow(x, a):
     return x if a == 1.0 else np.exp(a * np.log(x))

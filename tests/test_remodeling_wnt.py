@@ -12,6 +12,9 @@ from femur.remodeling import ModelParameters, Patient, RemodelingModel
 from femur.remodeling.wnt import sclerostin_step, wnt_activation, wnt_inhibition
 from femur.workflows.systemic import simulate_sites
 
+# no MPI, mesh or FE here: the one-process half covers these (CI time)
+pytestmark = pytest.mark.serial
+
 F0 = np.array([0.1, 0.2, 0.85])
 COMP = np.array([0, 0, 1])
 

@@ -14,6 +14,9 @@ from femur.outcomes import risk
 from femur.outcomes.risk import hip, spine
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, RiskParameters
 
+# no MPI, mesh or FE here: the one-process half covers these (CI time)
+pytestmark = pytest.mark.serial
+
 
 def _fixed(**kw):
     f = risk.default_fixed()
