@@ -564,7 +564,7 @@ def test_risk_outputs_of_a_study(mpi_tmp_path):
         # the effective number of women the per-fall share rests on: between 1 and the arm's 5
         for a in (plc, romo):
             assert a["n"] == 5 and 1.0 <= a["hip_risk_effective_women"] <= 5 + 1e-9
-        assert "effective of 5 women" in text
+        assert "effective women of 5 carry it" in text
         assert summary["risk"]["values"] == risk.load_parameters().values
         assert summary["risk"]["parameter_draws"] == 1000
         # the test double gives no monthly CTX and one fall direction: the summary says so

@@ -339,11 +339,10 @@ class StudyResults:
         if per_fall and per_fall[0] is not None:
             a0 = s["arms"][0]
             eff = a0.get("hip_risk_effective_women")
-            rests = (f"; it rests on {eff:.1f} effective of {a0['n']} women"
-                     if eff is not None and a0.get("n") else "")
+            carried = (f"; {eff:.1f} effective women of {a0['n']} carry it" if eff is not None and a0.get("n") else "")
             lines.append(
-                f"hip fractures per fall at baseline (arm {a0['arm']!r}): {100 * per_fall[0]:.2f} %{rests} "
-                "(filmed falls in long-term care: 1.3 %, clinical-targets.md row 15)"
+                f"hip fractures per fall at baseline (arm {a0['arm']!r}): {100 * per_fall[0]:.2f} % "
+                f"(filmed falls in long-term care: 1.3 %, clinical-targets.md row 15){carried}"
             )
         lines.append(f"risk parameters: {r['parameters_file']}" + (f" -- {r['parameters_status']}"
                                                                       if r["parameters_status"] else ""))
