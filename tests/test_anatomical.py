@@ -411,3 +411,32 @@ def test_closed_form_stretch_eigenvalues_match_lapack():
     C = np.einsum("kji,kjl->kil", F, F)
     ref = np.linalg.eigvalsh(C)[:, ::-1]
     assert np.allclose(_sym3_eigvals(C), ref, rtol=0, atol=1e-12 * ref.max())
+
+
+def test_element_check_with_the_cached_edge_inverses_is_the_plain_one():
+    """The cofactor determinants equal LAPACK's, and a morph's element check with the
+    reference edge inverses computed once (a cohort's cache) gives the plain check's
+    values, and the same rejection."""
+    from femur.geometry.anatomical import AnatomicalFemur, read_reference
+    from femur.geometry.mesh_io import read_mesh_arrays
+    from femur.geometry.morph import FemurShape, _det3, edge_inverse
+
+    rng = np.random.default_rng(5)
+    F = np.eye(3) + 0.5 * rng.standard_normal((400, 3, 3))
+    assert np.allclose(_det3(F), np.linalg.det(F), rtol=1e-12, atol=1e-12)
+    path = AnatomicalFemur(mesh_size_mm=4.0).mesh_path()
+    mesh = read_mesh_arrays(str(path))
+    X, tets = mesh["points"], mesh["cells"]
+    inv = edge_inverse(X, tets)
+    for shape, ok in ((FemurShape(neck_shaft_angle_deg=122.0, anteversion_deg=18.0), True),
+                      (FemurShape(neck_shaft_angle_deg=165.0), False)):
+        morph = ShapeMorph(read_reference(path), shape)
+        if ok:
+            plain, cached = morph.check_elements(X, tets), morph.check_elements(X, tets, inv)
+            assert plain.keys() == cached.keys()
+            for k in plain:
+                assert cached[k] == pytest.approx(plain[k], rel=1e-12, abs=1e-12), k
+        else:
+            for kw in ({}, {"edge_inverse": inv}):
+                with pytest.raises(MeshError, match="too far from the reference"):
+                    morph.check_elements(X, tets, **kw)
