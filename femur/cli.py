@@ -234,9 +234,11 @@ def _add_simulate(sub):
                    help="what gives the strength at the strength months: linear (first-element "
                    "fracture load), nonlinear (pushover peak, P2; 15-40x the linear solve per load "
                    "case), surrogate (fitted predictor of the pushover peak; needs `python -m "
-                   "femur.calibration.strength_surrogate --write`) or auto (default: the surrogate "
-                   "where its fit meets its accuracy target for every load case of the bones, "
-                   "otherwise linear; the run prints and records which ran)")
+                   "femur.calibration.strength_surrogate --write`), hybrid (the surrogate for the "
+                   "load cases whose fit meets its accuracy target, the pushover for the others) or "
+                   "auto (default: the surrogate where its fit meets its accuracy target for every "
+                   "load case of the bones, hybrid where some fits miss it, linear while a case has "
+                   "no validated fit; the run prints and records which ran)")
     p.add_argument("--bone", default="all", metavar="BONE", help=BONE_HELP)
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, metavar="DIR",

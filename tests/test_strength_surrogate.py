@@ -402,11 +402,66 @@ def test_auto_strength_model_follows_the_surrogate_validation(tmp_path, monkeypa
 
     _data_dir(tmp_path / "miss", monkeypatch, {"vertebral": (0.95, 0.3), **ok, "femoral_stance": (0.85, 1.0)})
     model, why = resolve_strength_model("auto", ("femur", "vertebra"))
-    assert model == "nonlinear" and "femoral_stance: test R2 0.850" in why
+    assert model == "hybrid" and "femoral_stance: test R2 0.850" in why
+    assert "pushover runs for femoral_stance at every strength visit" in why
     assert resolve_strength_model("auto", ("vertebra",))[0] == "surrogate"
+
+    # every case misses: the pushover for all of them
+    _data_dir(tmp_path / "all-miss", monkeypatch, {"vertebral": (0.8, 0.3), **{p: (0.92, 2.5) for p in FEMUR_CASES}})
+    model, why = resolve_strength_model("auto", ("femur", "vertebra"))
+    assert model == "nonlinear" and "femoral_fall_anterolateral: test R2 0.920, change error 2.50 pp" in why
 
     with pytest.raises(InputError, match="unknown strength model 'fast'.*auto"):
         resolve_strength_model("fast", ("vertebra",))
+
+
+def test_hybrid_model_splits_the_load_cases_by_their_test(tmp_path, monkeypatch):
+    """"hybrid": the surrogate for the load cases whose fit meets its accuracy target, the
+    pushover for the others; the other models predict all or none."""
+    from femur.mechanics.strength import split_cases
+
+    cases = ("vertebral",) + FEMUR_CASES
+    _data_dir(tmp_path, monkeypatch, {"vertebral": (0.95, 0.3), "femoral_fall": (0.93, 1.1),
+                                      "femoral_stance": (0.85, 1.0), "femoral_fall_posterolateral": (0.95, 2.1)})
+    assert split_cases("hybrid", cases) == (["vertebral", "femoral_fall"],
+                                            ["femoral_stance", "femoral_fall_posterolateral",
+                                             "femoral_fall_anterolateral"])  # a miss, a miss, no fit
+    assert split_cases("surrogate", cases) == (list(cases), [])
+    assert split_cases("nonlinear", cases) == ([], list(cases))
+    assert split_cases("linear", cases) == ([], [])
+    _data_dir(tmp_path / "quick", monkeypatch, {"vertebral": (0.99, 0.1)}, mode="quick")
+    assert split_cases("hybrid", cases) == ([], list(cases))  # a quick fit validates nothing
+
+
+@pytest.mark.serial
+def test_hybrid_strength_model_in_a_simulation(tmp_path, monkeypatch):
+    """A hybrid run pushes over exactly the femur's load cases whose fit misses its target
+    and predicts the others from their linear solves (here identity fits: the linear load)."""
+    import femur.workflows.tracks as tracks
+    from femur.workflows.simulation import Simulation
+
+    _data_dir(tmp_path, monkeypatch, {"femoral_stance": (0.95, 1.0), "femoral_fall": (0.93, 1.1),
+                                      "femoral_fall_posterolateral": (0.85, 1.2),
+                                      "femoral_fall_anterolateral": (0.97, 0.9)})
+    pushed = []
+    monkeypatch.setattr(tracks.BoneTrack, "pushover", lambda self, prefix: pushed.append(prefix) or prefix)
+    monkeypatch.setattr(tracks, "pushover_quantities",
+                        lambda prefix, res: {f"{prefix}_strength_n": 1234.5, f"{prefix}_stiffness_n_per_mm": 1.0})
+    run = dict(bones=("femur",), fe_interval_days=30, strength_months=(0,), mesh_size_mm=6.0, progress=False)
+    hyb = Simulation("placebo", 1, strength_model="hybrid", **run).run()
+    assert pushed == ["femoral_fall_posterolateral"] and hyb.run["strength_model"] == "hybrid"
+    assert hyb.strength["femoral_fall_posterolateral_strength_n"][0] == 1234.5
+    lin = Simulation("placebo", 1, strength_model="linear", **run).run()
+    for p in ("femoral_stance", "femoral_fall", "femoral_fall_anterolateral"):
+        assert hyb.strength[f"{p}_strength_n"][0] == pytest.approx(lin.strength[f"{p}_strength_n"][0], rel=1e-9)
+
+
+def test_single_strength_evaluations_refuse_the_run_models():
+    from femur.workflows.strength import builtin_strength
+
+    for model in ("surrogate", "hybrid", "auto"):
+        with pytest.raises(InputError, match=f"model: '{model}' is a strength model of simulations"):
+            builtin_strength("vertebra", model=model)
 
 
 def test_study_settles_auto_and_reports_it(tmp_path, monkeypatch):

@@ -304,9 +304,10 @@ def test_bad_study_files(mpi_tmp_path, old, new, pattern):
     assert re.search(pattern, msg), msg
 
 
-def test_study_asking_for_an_unfitted_surrogate(mpi_tmp_path, without_surrogate_fit):
-    path = _write(mpi_tmp_path, GOOD.replace("order = 1", 'order = 1\nstrength_model = "surrogate"', 1))
-    with pytest.raises(InputError, match=r"model\.strength_model.*surrogate.*not fitted") as info:
+@pytest.mark.parametrize("model", ["surrogate", "hybrid"])
+def test_study_asking_for_an_unfitted_surrogate(mpi_tmp_path, without_surrogate_fit, model):
+    path = _write(mpi_tmp_path, GOOD.replace("order = 1", f'order = 1\nstrength_model = "{model}"', 1))
+    with pytest.raises(InputError, match=rf"model\.strength_model.*'{model}'.*surrogate.*not fitted") as info:
         load_study(path)
     assert str(path) in str(info.value)
 

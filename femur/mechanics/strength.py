@@ -18,8 +18,10 @@ names for the strength quantities from the solver to the risk model.
   ``<prefix>_yield_load_n``, and the stiffness is the pushover's initial one) or
   ``"surrogate"`` (a linear-FE predictor of the nonlinear strength, fitted by
   ``python -m femur.calibration.strength_surrogate``: femur.mechanics.surrogate; refused
-  while its data file is missing). The default, ``"auto"``, is the model that meets the
-  surrogate's accuracy target (:func:`resolve_strength_model`).
+  while its data file is missing) or ``"hybrid"`` (the surrogate for the load cases whose
+  fit meets its accuracy target on its test patients, the pushover for the others). The
+  default, ``"auto"``, is the model that meets the surrogate's accuracy target
+  (:func:`resolve_strength_model`).
   One choice for `femur strength --model`, `femur simulate --strength-model`, the study
   file's ``[model] strength_model`` and the evaluator.
 """
@@ -30,7 +32,8 @@ from femur.core.errors import InputError
 from femur.mechanics.failure import SURROGATE_STRAIN, evaluate_criterion
 from femur.mechanics.loadcases import AxialCompression, SidewaysFall, SingleLegStance
 from femur.mechanics.materials import MaterialModel, default_material
-from femur.mechanics.surrogate import FEATURE_KINDS, FIT_COMMAND, surrogate_file_exists, surrogate_status
+from femur.mechanics.surrogate import (FEATURE_KINDS, FIT_COMMAND, surrogate_file_exists, surrogate_status,
+                                      validated_cases)
 
 #: fracture-load evaluation region per bone: the femoral neck ROI for the femur
 #: (femoral neck fracture load); the whole bone (all bone compartments) for the vertebra
@@ -78,7 +81,9 @@ _SUFFIX = {"strength": "_strength_n", "surrogate": "_surrogate_0p2pct_load_n",
            "linear": "_linear_strength_n"}
 
 #: the strength models (see the module docstring)
-STRENGTH_MODELS = ("linear", "nonlinear", "surrogate")
+STRENGTH_MODELS = ("linear", "nonlinear", "surrogate", "hybrid")
+#: the models that read the surrogate's data file
+_READS_SURROGATE = ("surrogate", "hybrid")
 #: the default: the model that meets issue 10's accuracy target, chosen when a run knows its
 #: bones (:func:`resolve_strength_model`)
 AUTO = "auto"
@@ -92,11 +97,11 @@ def check_strength_model(name, where: str = "strength_model") -> str:
     if name not in STRENGTH_MODEL_CHOICES:
         raise InputError(f"{where}: unknown strength model {name!r}; expected one of "
                          f"{', '.join(STRENGTH_MODEL_CHOICES)}")
-    if name == "surrogate" and not surrogate_file_exists():
+    if name in _READS_SURROGATE and not surrogate_file_exists():
         raise InputError(
-            f"{where}: the 'surrogate' strength model (a linear-FE predictor of the nonlinear "
-            f"strength) is not fitted on this installation; fit it with `{FIT_COMMAND}`, or use "
-            "'linear' (fast, first-element fracture load) or 'nonlinear' (pushover)")
+            f"{where}: the {name!r} strength model reads the strength surrogate (a linear-FE predictor "
+            f"of the nonlinear strength), which is not fitted on this installation; fit it with "
+            f"`{FIT_COMMAND}`, or use 'linear' (fast, first-element fracture load) or 'nonlinear' (pushover)")
     return name
 
 
@@ -111,8 +116,11 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
 
     * ``"surrogate"`` when its data file holds a full fit of every strength case of these
       bones, each meeting the target on its own test patients;
-    * ``"nonlinear"`` when a case's fit misses the target (the pushover at every strength
-      visit: 15-40x a linear solve per load case);
+    * ``"hybrid"`` when some cases' fits miss the target and the others meet it: the
+      pushover at every strength visit for the cases that miss it (15-40x a linear solve
+      each), the surrogate for the others;
+    * ``"nonlinear"`` when every case's fit misses the target (the pushover at every
+      strength visit);
     * ``"linear"`` (the first-element fracture load) while a case has no validated fit yet,
       or on bones unlike those the surrogate was fitted and tested on (another mesh size, a
       CT scan: femur.mechanics.surrogate.surrogate_status).
@@ -128,12 +136,32 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
     status, why = surrogate_status(prefixes, mesh_size_mm, builtin)
     if status == "validated":
         return "surrogate", f"auto: {why}"
+    if status == "mixed":
+        pushed = [p for p in prefixes if p not in validated_cases(prefixes)]
+        return "hybrid", (f"auto: {why}, so the nonlinear pushover runs for {', '.join(pushed)} at every "
+                          "strength visit (15-40x a linear solve per load case) and the surrogate for the others")
     if status == "failed":
         return "nonlinear", (f"auto: {why}, so the nonlinear pushover runs at every strength visit "
                              "(15-40x a linear solve per load case)")
     if status == "outside":
         return "linear", f"auto: {why}; the linear first-element load runs (the pushover: 'nonlinear')"
     return "linear", f"auto: {why}; the linear first-element load runs until it is validated"
+
+
+def split_cases(model: str, prefixes) -> tuple[list[str], list[str]]:
+    """(the load cases of ``prefixes`` whose strength strength model ``model`` predicts with
+    the surrogate, those it computes with the pushover); the rest run the linear first-element
+    load. "surrogate": all predicted; "nonlinear": all pushed over; "hybrid": the cases
+    whose fit meets its accuracy target are predicted, the others pushed over."""
+    prefixes = list(prefixes)
+    if model == "surrogate":
+        return prefixes, []
+    if model == "nonlinear":
+        return [], prefixes
+    if model == "hybrid":
+        met = validated_cases(prefixes)
+        return met, [p for p in prefixes if p not in met]
+    return [], []
 
 
 def describe_strength_model(model: str, reason: str = "as given") -> str:
@@ -300,5 +328,5 @@ __all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FALL_PREFIXES",
            "AUTO", "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "STRENGTH_MODEL_CHOICES",
            "check_strength_model",
            "describe_strength_model", "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
-           "quantity_name", "region_for", "resolve_strength_model", "strength_cases", "strength_kind", "strength_quantities",
+           "quantity_name", "region_for", "resolve_strength_model", "split_cases", "strength_cases", "strength_kind", "strength_quantities",
            "strength_record", "surrogate_features", "surrogate_quantities"]

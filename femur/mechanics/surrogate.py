@@ -220,6 +220,20 @@ def fits_for(prefixes, where: str = "strength_model") -> dict[str, SurrogateFit]
     return {p: fits[p] for p in prefixes}
 
 
+def validated_cases(prefixes) -> list[str]:
+    """Those of the load cases ``prefixes`` whose fit in the data file meets the accuracy
+    target on its own test patients, in a full (not ``--quick``) fit (none while the file
+    is missing). Says nothing about the run's bones: :func:`surrogate_status` does."""
+    if not surrogate_file_exists():
+        return []
+    fitted = read_fitted(DATA_FILE)
+    prov = fitted.provenance or {}
+    if prov.get("mode") != "full":
+        return []
+    report = prov.get("report") or {}
+    return [p for p in prefixes if p in fitted.values and (report.get(p) or {}).get("meets_target")]
+
+
 def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple[str, str]:
     """Whether the fitted surrogate may stand in for the nonlinear strength of load cases
     ``prefixes`` on a run's bones (``builtin``: the built-in anatomical femur and vertebra
@@ -229,7 +243,9 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
 
     * ``("validated", why)``: a full (not ``--quick``) fit with a fit for every case, each
       meeting the target on its test set, made on bones like the run's;
-    * ``("failed", why)``: such a fit whose test misses the target for one of the cases;
+    * ``("mixed", why)``: such a fit whose test misses the target for some of the cases and
+      meets it for the others (:func:`validated_cases` names those);
+    * ``("failed", why)``: such a fit whose test misses the target for every case;
     * ``("outside", why)``: the run's bones are not those the fit was made and tested on
       (a CT scan, another femur model, another mesh size: the linear quantities it reads
       depend on the mesh);
@@ -263,6 +279,10 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
         t = {p: report[p].get("test") or {} for p in failed}
         detail = "; ".join(f"{p}: test R2 {t[p].get('r2', float('nan')):.3f}, change error "
                            f"{t[p].get('change_mae_pp', float('nan')):.2f} pp" for p in failed)
+        met = [p for p in prefixes if p not in failed]
+        if met:
+            return "mixed", (f"the strength surrogate misses its accuracy target for {', '.join(failed)} "
+                             f"({detail}) and meets it for {', '.join(met)}")
         return "failed", f"the strength surrogate misses its accuracy target ({detail})"
     t = {p: report[p]["test"] for p in prefixes}
     detail = "; ".join(f"{p}: R2 {t[p]['r2']:.3f}, change error {t[p]['change_mae_pp']:.2f} pp "
@@ -271,4 +291,4 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
 
 
 __all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "GEOMETRY_FEATURES", "SurrogateFit", "fit_log_linear", "fit_log_ratio", "fits_for",
-           "load_fits", "surrogate_file_exists", "surrogate_status"]
+           "load_fits", "surrogate_file_exists", "surrogate_status", "validated_cases"]

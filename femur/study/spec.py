@@ -69,11 +69,15 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
                                                 # (first-element fracture load), "nonlinear"
                                                 # (pushover peak, P2, 15-40x slower per load
                                                 # case), "surrogate" (needs its fit:
-                                                # femur.calibration.strength_surrogate) or
-                                                # "auto" (default: the surrogate where its fit
-                                                # meets its accuracy target for every load
-                                                # case of the study's bones, else linear; the
-                                                # summary records which ran and why)
+                                                # femur.calibration.strength_surrogate),
+                                                # "hybrid" (the surrogate for the load cases
+                                                # whose fit meets its accuracy target, the
+                                                # pushover for the others) or "auto" (default:
+                                                # the surrogate where every load case of the
+                                                # study's bones has a fit that meets it, hybrid
+                                                # where some miss it, linear while a case has
+                                                # no validated fit; the summary records which
+                                                # ran and why)
 
     [risk]                                      # optional
     parameters = "default"                      # the calibrated fracture-risk parameters

@@ -57,6 +57,18 @@ log = get_logger(__name__)
 NONLINEAR_FEMUR_MESH_MM = 4.0
 
 
+#: the strength models of a single strength evaluation (the surrogate and the hybrid
+#: predict a pushover from a run's month 0; they belong to simulations and studies)
+SINGLE_MODELS = ("linear", "nonlinear")
+
+
+def _check_model(model) -> None:
+    check_strength_model(model, "model")
+    if model not in SINGLE_MODELS:
+        raise InputError(f"model: {model!r} is a strength model of simulations and studies; a strength "
+                         f"evaluation runs one of {', '.join(SINGLE_MODELS)}")
+
+
 def _with_pushover(rec, bone, case, material, model, order, solver, out, options=None):
     """``rec`` plus the pushover's fields when ``model`` is "nonlinear" (``order`` None:
     the pushover's default order)."""
@@ -85,7 +97,7 @@ def builtin_strength(bone: str = "all", mesh_size_mm: float | None = None, order
     there (:class:`femur.exports.fields.StrengthFields`, and with the nonlinear model the
     pushover files); ``export_inp``: write ``<bone>_<load_case>.inp`` files for
     CalculiX/Abaqus there."""
-    check_strength_model(model, "model")
+    _check_model(model)
     names = strength_bones(bone)
     fields = StrengthFields(out) if out else None
     records = []
@@ -159,7 +171,7 @@ def ct_strength(image, labels=None, law: str = "kopperdahl2002", layers=(5, 6),
     equal in tension and compression, von Mises; PMMA layers yield at 70 MPa, compliant
     ones stay elastic; displacement to 2 % of the loaded height, ``ends`` as the linear case).
     """
-    check_strength_model(model, "model")
+    _check_model(model)
     comm = comm or MPI.COMM_WORLD
     t0 = time.perf_counter()
     bone = bone_from_ct(image, labels, calibration=calibration,

@@ -57,6 +57,7 @@ from femur.mechanics.strength import (
     material_for,
     pushover_quantities,
     region_for,
+    split_cases,
     strength_cases,
     strength_quantities,
     surrogate_quantities,
@@ -151,9 +152,10 @@ class BoneTrack:
 
     ``strength_model``: "linear" (the strength cases' linear solves, first-element
     fracture load), "nonlinear" (a pushover per strength case at the strength months,
-    with the pushover's default element order; femur.mechanics.strength) or "surrogate"
+    with the pushover's default element order; femur.mechanics.strength), "surrogate"
     (the linear solves, with each case's strength predicted from them by the fitted
-    surrogate, femur.mechanics.surrogate)."""
+    surrogate, femur.mechanics.surrogate) or "hybrid" (the surrogate for the cases whose
+    fit meets its accuracy target, the pushover for the others)."""
 
     def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg",
                  strength_model: str = "linear", habitual_rtol: float = HABITUAL_RTOL,
@@ -163,8 +165,10 @@ class BoneTrack:
         #: solver configuration's, 1e-10 for gamg)
         self.habitual_rtol, self.strength_rtol = float(habitual_rtol), strength_rtol
         self.strength_model = check_strength_model(strength_model)
-        self.surrogate = (fits_for(list(strength_cases(bone.kind)), "strength_model 'surrogate'")
-                          if self.strength_model == "surrogate" else {})
+        predicted, pushed = split_cases(self.strength_model, strength_cases(bone.kind))
+        self.surrogate = (fits_for(predicted, f"strength_model {self.strength_model!r}") if predicted else {})
+        #: the strength cases solved by the nonlinear pushover at the strength visits
+        self.pushed = tuple(pushed)
         #: the bone's scalar anatomy (a fit's geometry terms read it)
         self.anatomy = dict((bone.parameters or {}).get("anatomy") or {})
         for prefix, fit in self.surrogate.items():
@@ -355,13 +359,12 @@ class BoneTrack:
         t0 = time.perf_counter()
         out = {}
         known = known or {}
-        nonlinear = self.strength_model == "nonlinear"
         for prefix in self.cases:
             if prefix in known and prefix != self.habitual:
                 out[prefix] = dict(known[prefix])
                 self.stats.shared_strength += 1
                 continue
-            if nonlinear:
+            if prefix in self.pushed:
                 out[prefix] = pushover_quantities(prefix, self.pushover(prefix))
                 continue
             es, info, nu = self.solver(prefix)
