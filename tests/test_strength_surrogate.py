@@ -346,14 +346,17 @@ def test_only_patients_that_lack_a_sample_are_dealt_out(tmp_path):
 
 def _data_dir(tmp_path, monkeypatch, report=None, mode="full"):
     """A data folder with the package's files and, if ``report`` is given, a surrogate fit
-    whose stored test report is ``{prefix: (test R2, change error pp)}``."""
+    whose stored test report is ``{prefix: (test R2, change error pp[, anchored test R2])}``."""
     d = tmp_path / "data"
     shutil.copytree(DATA_DIR, d, ignore=shutil.ignore_patterns(DATA_FILE))
     if report is not None:
-        rep = {p: {"features": ["load"], "patients": {"train": 30, "test": 30},
-                   "test": {"r2": r2, "change_mae_pp": pp},
-                   "meets_target": bool(r2 >= ss.TARGET_R2 and pp < ss.TARGET_CHANGE_PP)}
-               for p, (r2, pp) in report.items()}
+        rep = {}
+        for p, (r2, pp, *anchored) in report.items():
+            rep[p] = {"features": ["load"], "patients": {"train": 30, "test": 30},
+                      "test": {"r2": r2, "change_mae_pp": pp}, "meets_target": ss._meets({"r2": r2, "change_mae_pp": pp})}
+            if anchored:
+                a = {"r2": anchored[0], "change_mae_pp": pp}
+                rep[p]["anchored"] = dict(a, meets_target=ss._meets(a))
         write_fitted(DATA_FILE, {p: {"features": ["load"], "coef": [0.0, 1.0]} for p in report},
                      path=d / DATA_FILE, command="test", targets="hand-made",
                      extra={"mode": mode, "report": rep, "settings": {"mesh_size_mm": 4.0}})
@@ -417,43 +420,81 @@ def test_auto_strength_model_follows_the_surrogate_validation(tmp_path, monkeypa
 
 def test_hybrid_model_splits_the_load_cases_by_their_test(tmp_path, monkeypatch):
     """"hybrid": the surrogate for the load cases whose fit meets its accuracy target, the
-    pushover for the others; the other models predict all or none."""
-    from femur.mechanics.strength import split_cases
+    pushover at the first visit then the fit's change for those that meet it only when so
+    anchored, the pushover at every visit for the others; the other models predict all or
+    none."""
+    from femur.mechanics.strength import resolve_strength_model, split_cases
 
     cases = ("vertebral",) + FEMUR_CASES
     _data_dir(tmp_path, monkeypatch, {"vertebral": (0.95, 0.3), "femoral_fall": (0.93, 1.1),
-                                      "femoral_stance": (0.85, 1.0), "femoral_fall_posterolateral": (0.95, 2.1)})
-    assert split_cases("hybrid", cases) == (["vertebral", "femoral_fall"],
-                                            ["femoral_stance", "femoral_fall_posterolateral",
-                                             "femoral_fall_anterolateral"])  # a miss, a miss, no fit
-    assert split_cases("surrogate", cases) == (list(cases), [])
-    assert split_cases("nonlinear", cases) == ([], list(cases))
-    assert split_cases("linear", cases) == ([], [])
+                                      "femoral_stance": (0.85, 1.0, 0.97), "femoral_fall_posterolateral": (0.95, 2.1, 0.99)})
+    assert split_cases("hybrid", cases) == (["vertebral", "femoral_fall"], ["femoral_stance"],
+                                            ["femoral_fall_posterolateral", "femoral_fall_anterolateral"])
+    assert split_cases("surrogate", cases) == (list(cases), [], [])
+    assert split_cases("nonlinear", cases) == ([], [], list(cases))
+    assert split_cases("linear", cases) == ([], [], [])
     _data_dir(tmp_path / "quick", monkeypatch, {"vertebral": (0.99, 0.1)}, mode="quick")
-    assert split_cases("hybrid", cases) == ([], list(cases))  # a quick fit validates nothing
+    assert split_cases("hybrid", cases) == ([], [], list(cases))  # a quick fit validates nothing
+
+    # auto: hybrid where no case needs the pushover at every visit, nonlinear where no fit helps
+    _data_dir(tmp_path / "anchored", monkeypatch, {"vertebral": (0.95, 0.3), **{p: (0.93, 1.1) for p in FEMUR_CASES},
+                                                   "femoral_fall_anterolateral": (0.68, 1.3, 0.99)})
+    model, why = resolve_strength_model("auto", ("femur", "vertebra"), mesh_size_mm=4.0)
+    assert model == "hybrid" and "the pushover at the first strength visit for femoral_fall_anterolateral" in why
+    _data_dir(tmp_path / "none-met", monkeypatch, {"vertebral": (0.8, 0.3, 0.85), **{p: (0.7, 2.5) for p in FEMUR_CASES}})
+    assert resolve_strength_model("auto", ("femur", "vertebra"), mesh_size_mm=4.0)[0] == "nonlinear"
+    _data_dir(tmp_path / "none-met-anchored", monkeypatch, {"vertebral": (0.8, 0.3, 0.95),
+                                                            **{p: (0.7, 1.5, 0.95) for p in FEMUR_CASES}})
+    model, why = resolve_strength_model("auto", ("femur", "vertebra"), mesh_size_mm=4.0)
+    assert model == "hybrid" and "surrogate for" not in why
 
 
 @pytest.mark.serial
 def test_hybrid_strength_model_in_a_simulation(tmp_path, monkeypatch):
-    """A hybrid run pushes over exactly the femur's load cases whose fit misses its target
-    and predicts the others from their linear solves (here identity fits: the linear load)."""
+    """A hybrid run pushes over the femur's load cases whose fit misses its target at every
+    strength visit, an anchored case at month 0 only (later: month 0's pushover peak times the
+    fit's change ratio), and predicts the others from their linear solves (identity fits here:
+    the linear load)."""
     import femur.workflows.tracks as tracks
     from femur.workflows.simulation import Simulation
 
-    _data_dir(tmp_path, monkeypatch, {"femoral_stance": (0.95, 1.0), "femoral_fall": (0.93, 1.1),
+    _data_dir(tmp_path, monkeypatch, {"femoral_stance": (0.95, 1.0), "femoral_fall": (0.93, 1.1, 0.99),
                                       "femoral_fall_posterolateral": (0.85, 1.2),
-                                      "femoral_fall_anterolateral": (0.97, 0.9)})
+                                      "femoral_fall_anterolateral": (0.7, 0.9, 0.98)})
     pushed = []
-    monkeypatch.setattr(tracks.BoneTrack, "pushover", lambda self, prefix: pushed.append(prefix) or prefix)
-    monkeypatch.setattr(tracks, "pushover_quantities",
-                        lambda prefix, res: {f"{prefix}_strength_n": 1234.5, f"{prefix}_stiffness_n_per_mm": 1.0})
-    run = dict(bones=("femur",), fe_interval_days=30, strength_months=(0,), mesh_size_mm=6.0, progress=False)
-    hyb = Simulation("placebo", 1, strength_model="hybrid", **run).run()
-    assert pushed == ["femoral_fall_posterolateral"] and hyb.run["strength_model"] == "hybrid"
-    assert hyb.strength["femoral_fall_posterolateral_strength_n"][0] == 1234.5
-    lin = Simulation("placebo", 1, strength_model="linear", **run).run()
-    for p in ("femoral_stance", "femoral_fall", "femoral_fall_anterolateral"):
-        assert hyb.strength[f"{p}_strength_n"][0] == pytest.approx(lin.strength[f"{p}_strength_n"][0], rel=1e-9)
+
+    class Peak:  # what the track reads of a pushover
+        nonlinear_strength_n, yield_load_n, linear_stiffness_n_per_mm = 1234.5, 1000.0, 1.0
+
+    monkeypatch.setattr(tracks.BoneTrack, "pushover", lambda self, prefix: pushed.append(prefix) or Peak)
+    run = dict(bones=("femur",), fe_interval_days=30, strength_months=(0, 1), mesh_size_mm=6.0, progress=False)
+    hyb = Simulation("romosozumab", 1, strength_model="hybrid", **run).run()
+    assert hyb.run["strength_model"] == "hybrid"
+    assert sorted(pushed) == sorted(["femoral_fall_posterolateral", "femoral_fall_anterolateral",
+                                     "femoral_fall_posterolateral"])  # anchored: month 0 only
+    lin = Simulation("romosozumab", 1, strength_model="linear", **run).run()
+    s, ls = hyb.strength, lin.strength
+    assert list(s["femoral_fall_posterolateral_strength_n"]) == [1234.5, 1234.5]
+    a = "femoral_fall_anterolateral"
+    ratio = ls[f"{a}_strength_n"][1] / ls[f"{a}_strength_n"][0]
+    assert abs(ratio - 1.0) > 1e-4  # the bone did change
+    assert s[f"{a}_strength_n"][0] == 1234.5 and s[f"{a}_strength_n"][1] == pytest.approx(1234.5 * ratio, rel=1e-9)
+    assert s[f"{a}_stiffness_n_per_mm"][1] == pytest.approx(ls[f"{a}_stiffness_n_per_mm"][1], rel=1e-9)  # linear
+    for p in ("femoral_stance", "femoral_fall"):
+        assert list(s[f"{p}_strength_n"]) == pytest.approx(list(ls[f"{p}_strength_n"]), rel=1e-9)
+
+
+def test_anchored_test_of_a_fit_by_hand():
+    """The fit report's anchored test: a baseline sample is its own pushover peak, a treated
+    one her baseline peak times the fit's change ratio."""
+    fit = SurrogateFit("femoral_fall", ("load",), (0.0, 1.0), change_features=("load",), change_coef=(0.5,))
+    rows = [{"patient": 1, "prefix": "femoral_fall", "state": "baseline", "load": 100.0, "nonlinear_strength_n": 900.0},
+            {"patient": 1, "prefix": "femoral_fall", "state": "romosozumab", "load": 144.0, "nonlinear_strength_n": 1000.0}]
+    assert list(ss.anchored_values(fit, rows, ss.references(rows))) == pytest.approx([900.0, 900.0 * 1.2])
+    nochange = SurrogateFit("femoral_fall", ("load",), (0.3, 2.0))
+    assert list(ss.anchored_values(nochange, rows, ss.references(rows))) == pytest.approx([900.0, 900.0 * 1.44 ** 2])
+    with pytest.raises(InputError, match="no baseline sample to anchor"):
+        ss.anchored_values(fit, rows[1:], {})
 
 
 def test_single_strength_evaluations_refuse_the_run_models():

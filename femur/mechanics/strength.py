@@ -18,8 +18,11 @@ names for the strength quantities from the solver to the risk model.
   ``<prefix>_yield_load_n``, and the stiffness is the pushover's initial one) or
   ``"surrogate"`` (a linear-FE predictor of the nonlinear strength, fitted by
   ``python -m femur.calibration.strength_surrogate``: femur.mechanics.surrogate; refused
-  while its data file is missing) or ``"hybrid"`` (the surrogate for the load cases whose
-  fit meets its accuracy target on its test patients, the pushover for the others). The
+  while its data file is missing) or ``"hybrid"`` (per load case, by the test the
+  surrogate's data file records: the surrogate where its fit meets the accuracy target on
+  its test patients; where it meets it only when anchored on each woman's pushover, the
+  pushover at the run's month 0 and the fit's predicted change after it; the pushover at
+  every strength visit for the others: :func:`split_cases`). The
   default, ``"auto"``, is the model that meets the surrogate's accuracy target
   (:func:`resolve_strength_model`).
   One choice for `femur strength --model`, `femur simulate --strength-model`, the study
@@ -28,12 +31,14 @@ names for the strength quantities from the solver to the risk model.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from femur.core.errors import InputError
 from femur.mechanics.failure import SURROGATE_STRAIN, evaluate_criterion
 from femur.mechanics.loadcases import AxialCompression, SidewaysFall, SingleLegStance
 from femur.mechanics.materials import MaterialModel, default_material
-from femur.mechanics.surrogate import (FEATURE_KINDS, FIT_COMMAND, surrogate_file_exists, surrogate_status,
-                                      validated_cases)
+from femur.mechanics.surrogate import (FEATURE_KINDS, FIT_COMMAND, case_verdicts, surrogate_file_exists,
+                                      surrogate_status)
 
 #: fracture-load evaluation region per bone: the femoral neck ROI for the femur
 #: (femoral neck fracture load); the whole bone (all bone compartments) for the vertebra
@@ -116,11 +121,12 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
 
     * ``"surrogate"`` when its data file holds a full fit of every strength case of these
       bones, each meeting the target on its own test patients;
-    * ``"hybrid"`` when some cases' fits miss the target and the others meet it: the
-      pushover at every strength visit for the cases that miss it (15-40x a linear solve
-      each), the surrogate for the others;
-    * ``"nonlinear"`` when every case's fit misses the target (the pushover at every
-      strength visit);
+    * ``"hybrid"`` when some cases' fits miss the target: the surrogate for those that
+      meet it, a month-0 pushover with the fit's change after it for those that meet it
+      when so anchored (the data file's ``anchored`` test), and the pushover at every
+      strength visit (15-40x a linear solve each) for the others;
+    * ``"nonlinear"`` when no case's fit meets the target, anchored or not (the pushover at
+      every strength visit);
     * ``"linear"`` (the first-element fracture load) while a case has no validated fit yet,
       or on bones unlike those the surrogate was fitted and tested on (another mesh size, a
       CT scan: femur.mechanics.surrogate.surrogate_status).
@@ -136,11 +142,19 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
     status, why = surrogate_status(prefixes, mesh_size_mm, builtin)
     if status == "validated":
         return "surrogate", f"auto: {why}"
-    if status == "mixed":
-        pushed = [p for p in prefixes if p not in validated_cases(prefixes)]
-        return "hybrid", (f"auto: {why}, so the nonlinear pushover runs for {', '.join(pushed)} at every "
-                          "strength visit (15-40x a linear solve per load case) and the surrogate for the others")
-    if status == "failed":
+    if status in ("mixed", "failed"):
+        split = split_cases("hybrid", prefixes)
+        if not split.pushed:
+            parts = [f"the surrogate for {', '.join(split.predicted)}"] if split.predicted else []
+            parts.append(f"the pushover at the first strength visit for {', '.join(split.anchored)}, "
+                         "the fit's change after it (its anchored test meets the target)")
+            return "hybrid", f"auto: {why}, so hybrid runs " + "; ".join(parts)
+        if split.predicted or split.anchored:
+            return "hybrid", (f"auto: {why}, so the nonlinear pushover runs for {', '.join(split.pushed)} at every "
+                              "strength visit (15-40x a linear solve per load case), "
+                              + ("anchored on the first visit's pushover for " + ", ".join(split.anchored) + ", "
+                                 if split.anchored else "")
+                              + "the surrogate for the others")
         return "nonlinear", (f"auto: {why}, so the nonlinear pushover runs at every strength visit "
                              "(15-40x a linear solve per load case)")
     if status == "outside":
@@ -148,20 +162,33 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
     return "linear", f"auto: {why}; the linear first-element load runs until it is validated"
 
 
-def split_cases(model: str, prefixes) -> tuple[list[str], list[str]]:
-    """(the load cases of ``prefixes`` whose strength strength model ``model`` predicts with
-    the surrogate, those it computes with the pushover); the rest run the linear first-element
-    load. "surrogate": all predicted; "nonlinear": all pushed over; "hybrid": the cases
-    whose fit meets its accuracy target are predicted, the others pushed over."""
+class CaseSplit(NamedTuple):
+    """How a strength model computes a bone's load cases (the rest: the linear first-element
+    load): ``predicted`` by the surrogate from the linear solve; ``anchored``: the pushover
+    at the run's month 0, then its peak times the surrogate's predicted change;
+    ``pushed``: the pushover at every strength visit."""
+
+    predicted: list
+    anchored: list
+    pushed: list
+
+
+def split_cases(model: str, prefixes) -> CaseSplit:
+    """The :class:`CaseSplit` of load cases ``prefixes`` under strength model ``model``.
+    "surrogate": all predicted; "nonlinear": all pushed over; "hybrid": by the test the
+    surrogate's data file records (femur.mechanics.surrogate.case_verdicts): a fit that meets
+    the accuracy target predicts, one that meets it only when anchored on a month-0 pushover
+    is anchored, the others (a miss, no fit) are pushed over."""
     prefixes = list(prefixes)
     if model == "surrogate":
-        return prefixes, []
+        return CaseSplit(prefixes, [], [])
     if model == "nonlinear":
-        return [], prefixes
+        return CaseSplit([], [], prefixes)
     if model == "hybrid":
-        met = validated_cases(prefixes)
-        return met, [p for p in prefixes if p not in met]
-    return [], []
+        v = case_verdicts(prefixes)
+        return CaseSplit([p for p in prefixes if v[p] == "met"], [p for p in prefixes if v[p] == "anchored"],
+                         [p for p in prefixes if v[p] in ("missed", "absent")])
+    return CaseSplit([], [], [])
 
 
 def describe_strength_model(model: str, reason: str = "as given") -> str:
@@ -238,6 +265,28 @@ def surrogate_quantities(prefix: str, linear: dict, fit, geometry: dict | None =
     out = dict(linear)
     out[quantity_name(prefix, "linear")] = feats["load"]
     out[quantity_name(prefix)] = fit.predict(feats, geometry, ref)
+    return out
+
+
+def anchored_quantities(prefix: str, linear: dict, fit, reference: dict | None = None,
+                        pushover=None, geometry: dict | None = None) -> dict:
+    """The quantities of one load case whose surrogate is anchored on a pushover: the linear
+    ones (the first-element load kept as ``<prefix>_linear_strength_n``, as the surrogate
+    keeps it) with the strength ``<prefix>_strength_n`` from the pushover. At the run's
+    month 0 (``reference`` None) the strength is the pushover's peak (``pushover``: its
+    ``PushoverSolution``); at a later state it is month 0's strength times the fit's
+    predicted change ratio between month 0's linear quantities (``reference``: month 0's
+    quantities of this function) and these. No yield load: the fit predicts the peak only."""
+    feats = surrogate_features(prefix, linear)
+    out = dict(linear)
+    out[quantity_name(prefix, "linear")] = feats["load"]
+    if reference is None:
+        if pushover is None:
+            raise ValueError(f"{prefix}: an anchored surrogate needs the month-0 pushover")
+        out[quantity_name(prefix)] = float(pushover.nonlinear_strength_n)
+        return out
+    ref = surrogate_features(prefix, reference)
+    out[quantity_name(prefix)] = float(reference[quantity_name(prefix)]) * fit.change_ratio(feats, ref, geometry)
     return out
 
 
@@ -325,8 +374,8 @@ def strength_record(fr, bone, material) -> dict:
 
 
 __all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FALL_PREFIXES", "FEMUR_REGION",
-           "AUTO", "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "STRENGTH_MODEL_CHOICES",
-           "check_strength_model",
+           "AUTO", "CaseSplit", "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "STRENGTH_MODEL_CHOICES",
+           "anchored_quantities", "check_strength_model",
            "describe_strength_model", "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
            "quantity_name", "region_for", "resolve_strength_model", "split_cases", "strength_cases", "strength_kind", "strength_quantities",
            "strength_record", "surrogate_features", "surrogate_quantities"]

@@ -107,10 +107,7 @@ class SurrogateFit:
         month 0); a fit with a change part takes the level from it and the change from the
         ratios (module docstring). None: this bone is its own reference."""
         if self.change_features and reference is not None:
-            level = self.predict(reference, geometry)
-            logs = [self._log_feature(features, f) - self._log_feature(reference, f, "reference feature")
-                    for f in self.change_features]
-            return float(level * np.exp(np.dot(np.asarray(self.change_coef, dtype=float), logs)))
+            return float(self.predict(reference, geometry) * self.change_ratio(features, reference, geometry))
         logs = [self._log_feature(features, name) for name in self.features]
         for name in self.geometry:
             v = (geometry or {}).get(name)
@@ -122,6 +119,16 @@ class SurrogateFit:
             logs.append(float(v))
         c = np.asarray(self.coef, dtype=float)
         return float(np.exp(c[0] + np.dot(c[1:], logs)))
+
+    def change_ratio(self, features: dict, reference: dict, geometry: dict | None = None) -> float:
+        """The predicted strength ratio F(features) / F(reference) of one bone between its
+        reference state and a later one: the change part's ``prod (x_i / x_i,ref)^b_i``, or
+        without a change part the level's (its anatomy terms cancel)."""
+        if self.change_features:
+            logs = [self._log_feature(features, f) - self._log_feature(reference, f, "reference feature")
+                    for f in self.change_features]
+            return float(np.exp(np.dot(np.asarray(self.change_coef, dtype=float), logs)))
+        return float(self.predict(features, geometry) / self.predict(reference, geometry))
 
     def outside_range(self, geometry: dict | None) -> list[str]:
         """The anatomy terms of ``geometry`` that lie outside the training bones' range
@@ -220,18 +227,37 @@ def fits_for(prefixes, where: str = "strength_model") -> dict[str, SurrogateFit]
     return {p: fits[p] for p in prefixes}
 
 
-def validated_cases(prefixes) -> list[str]:
-    """Those of the load cases ``prefixes`` whose fit in the data file meets the accuracy
-    target on its own test patients, in a full (not ``--quick``) fit (none while the file
-    is missing). Says nothing about the run's bones: :func:`surrogate_status` does."""
+def case_verdicts(prefixes) -> dict[str, str]:
+    """{load case: verdict} of ``prefixes`` from the test the data file records (a full,
+    not ``--quick``, fit): "met" (the fit meets the accuracy target on its own test
+    patients), "anchored" (it misses it, and the same fit anchored on each woman's month-0
+    pushover, its change part after it, meets it: the report's ``anchored`` test), "missed"
+    or "absent" (no fit, no full fit, no data file). Says nothing about the run's bones:
+    :func:`surrogate_status` does."""
+    prefixes = list(prefixes)
     if not surrogate_file_exists():
-        return []
+        return dict.fromkeys(prefixes, "absent")
     fitted = read_fitted(DATA_FILE)
     prov = fitted.provenance or {}
-    if prov.get("mode") != "full":
-        return []
-    report = prov.get("report") or {}
-    return [p for p in prefixes if p in fitted.values and (report.get(p) or {}).get("meets_target")]
+    report = prov.get("report") or {} if prov.get("mode") == "full" else {}
+    out = {}
+    for p in prefixes:
+        rep = report.get(p) if p in fitted.values else None
+        if not rep:
+            out[p] = "absent"
+        elif rep.get("meets_target"):
+            out[p] = "met"
+        elif (rep.get("anchored") or {}).get("meets_target"):
+            out[p] = "anchored"
+        else:
+            out[p] = "missed"
+    return out
+
+
+def validated_cases(prefixes) -> list[str]:
+    """Those of the load cases ``prefixes`` whose fit meets the accuracy target on its own
+    test patients (:func:`case_verdicts` "met")."""
+    return [p for p, v in case_verdicts(prefixes).items() if v == "met"]
 
 
 def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple[str, str]:
@@ -244,7 +270,8 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
     * ``("validated", why)``: a full (not ``--quick``) fit with a fit for every case, each
       meeting the target on its test set, made on bones like the run's;
     * ``("mixed", why)``: such a fit whose test misses the target for some of the cases and
-      meets it for the others (:func:`validated_cases` names those);
+      meets it for the others (:func:`case_verdicts` says which, and which of the misses
+      meet it when anchored on a month-0 pushover);
     * ``("failed", why)``: such a fit whose test misses the target for every case;
     * ``("outside", why)``: the run's bones are not those the fit was made and tested on
       (a CT scan, another femur model, another mesh size: the linear quantities it reads
@@ -291,4 +318,4 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
 
 
 __all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "GEOMETRY_FEATURES", "SurrogateFit", "fit_log_linear", "fit_log_ratio", "fits_for",
-           "load_fits", "surrogate_file_exists", "surrogate_status", "validated_cases"]
+           "case_verdicts", "load_fits", "surrogate_file_exists", "surrogate_status", "validated_cases"]

@@ -53,6 +53,7 @@ from femur.mechanics.materials import mineral_modulus_factor
 from femur.mechanics.problem import cell_strain_energy_density, make_solver, postprocess
 from femur.mechanics.pushover import solve_pushover
 from femur.mechanics.strength import (
+    anchored_quantities,
     check_strength_model,
     material_for,
     pushover_quantities,
@@ -155,7 +156,8 @@ class BoneTrack:
     with the pushover's default element order; femur.mechanics.strength), "surrogate"
     (the linear solves, with each case's strength predicted from them by the fitted
     surrogate, femur.mechanics.surrogate) or "hybrid" (the surrogate for the cases whose
-    fit meets its accuracy target, the pushover for the others)."""
+    fit meets its accuracy target, anchored on a month-0 pushover for those that meet it
+    only so, the pushover at every strength visit for the others)."""
 
     def __init__(self, name: str, bone, model, stats: RunStats, order: int = 1, solver: str = "gamg",
                  strength_model: str = "linear", habitual_rtol: float = HABITUAL_RTOL,
@@ -165,10 +167,13 @@ class BoneTrack:
         #: solver configuration's, 1e-10 for gamg)
         self.habitual_rtol, self.strength_rtol = float(habitual_rtol), strength_rtol
         self.strength_model = check_strength_model(strength_model)
-        predicted, pushed = split_cases(self.strength_model, strength_cases(bone.kind))
-        self.surrogate = (fits_for(predicted, f"strength_model {self.strength_model!r}") if predicted else {})
-        #: the strength cases solved by the nonlinear pushover at the strength visits
-        self.pushed = tuple(pushed)
+        split = split_cases(self.strength_model, strength_cases(bone.kind))
+        fitted = split.predicted + split.anchored
+        #: the surrogate fits of the cases it predicts or anchors
+        self.surrogate = fits_for(fitted, f"strength_model {self.strength_model!r}") if fitted else {}
+        #: the strength cases solved by the nonlinear pushover at every strength visit, and
+        #: those whose surrogate is anchored on a pushover at the first one
+        self.pushed, self.anchored = tuple(split.pushed), tuple(split.anchored)
         #: the bone's scalar anatomy (a fit's geometry terms read it)
         self.anatomy = dict((bone.parameters or {}).get("anatomy") or {})
         for prefix, fit in self.surrogate.items():
@@ -374,10 +379,13 @@ class BoneTrack:
                 self._first[prefix] = es.solution_arrays()
             res = postprocess(self.bone, es, info, es.last, es.E.x.array, nu, reactions=False)
             q = strength_quantities(prefix, res, self.material, region_for(self.bone.kind))
-            if prefix in self.surrogate:
-                # the first state this track evaluates (the run's month 0) is the reference of
-                # the surrogate's change part
-                ref = self._reference.get(prefix)
+            # the first state this track evaluates (the run's month 0) is the reference of
+            # the surrogate's change part (and of an anchored case's pushover)
+            ref = self._reference.get(prefix)
+            if prefix in self.anchored:
+                q = anchored_quantities(prefix, q, self.surrogate[prefix], ref,
+                                        self.pushover(prefix) if ref is None else None, self.anatomy)
+            elif prefix in self.surrogate:
                 q = surrogate_quantities(prefix, q, self.surrogate[prefix], self.anatomy, ref)
             out[prefix] = q
         for prefix, q in out.items():
