@@ -470,6 +470,9 @@ def test_hybrid_strength_model_in_a_simulation(tmp_path, monkeypatch):
     run = dict(bones=("femur",), fe_interval_days=30, strength_months=(0, 1), mesh_size_mm=6.0, progress=False)
     hyb = Simulation("romosozumab", 1, strength_model="hybrid", **run).run()
     assert hyb.run["strength_model"] == "hybrid"
+    assert hyb.run["strength_methods"]["femur"] == {
+        "femoral_stance": "surrogate", "femoral_fall": "surrogate", "femoral_fall_posterolateral": "pushover",
+        "femoral_fall_anterolateral": "anchored"}
     assert sorted(pushed) == sorted(["femoral_fall_posterolateral", "femoral_fall_anterolateral",
                                      "femoral_fall_posterolateral"])  # anchored: month 0 only
     lin = Simulation("romosozumab", 1, strength_model="linear", **run).run()

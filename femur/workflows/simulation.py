@@ -224,6 +224,9 @@ class Simulation:
                                           self.strength_model, habitual_rtol=self.habitual_rtol,
                                           strength_rtol=self.strength_rtol.get(kind),
                                           switching=self.switching)
+            if self.strength_model == "hybrid":
+                log.info("hybrid strength model, %s: %s", kind, ", ".join(
+                    f"{p} {m}" for p, m in self.tracks[kind].strength_methods().items()))
         self.stats.timings["build_s"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ time loop
@@ -351,6 +354,7 @@ class Simulation:
                  **({"compartment_switches": {k: t.switch_counts(self.comm) for k, t in self.tracks.items()}}
                     if self.switching.enabled else {}),
                  "strength_model": self.strength_model, "strength_model_reason": self.strength_model_reason,
+                 "strength_methods": {k: t.strength_methods() for k, t in self.tracks.items()},
                  "habitual_rtol": self.habitual_rtol, "strength_rtol": dict(self.strength_rtol),
                  "cell_step_days": self.cell_step_days,
                  "dofs": {k: t.dofs for k, t in self.tracks.items()},

@@ -353,6 +353,12 @@ class BoneTrack:
         M = stimulus_from_sed(sed, self.sed_ref)
         return np.where(self.remodels & (self.sed_ref > 0), M, 0.0)
 
+    def strength_methods(self) -> dict:
+        """{strength case: how the run computes its strength}: "surrogate", "anchored" (a
+        month-0 pushover, then the fit's predicted change), "pushover" or "linear"."""
+        return {p: ("pushover" if p in self.pushed else "anchored" if p in self.anchored
+                    else "surrogate" if p in self.surrogate else "linear") for p in self.cases}
+
     def strength(self, known: dict | None = None) -> dict:
         """Every strength quantity of this bone (femur.mechanics.strength names) from the
         run's strength model, by strength case: {prefix: {quantity: value}}.
