@@ -25,8 +25,9 @@ names for the strength quantities from the solver to the risk model.
   every strength visit for the others: :func:`split_cases`). The
   default, ``"auto"``, is the model that meets the surrogate's accuracy target
   (:func:`resolve_strength_model`).
-  One choice for `femur strength --model`, `femur simulate --strength-model`, the study
-  file's ``[model] strength_model`` and the evaluator.
+  One choice for `femur simulate --strength-model`, the study file's ``[model]
+  strength_model`` and the evaluator; `femur strength --model` (one evaluation, no month 0
+  to predict from) takes "linear" or "nonlinear".
 """
 
 from __future__ import annotations

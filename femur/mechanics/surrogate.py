@@ -254,12 +254,6 @@ def case_verdicts(prefixes) -> dict[str, str]:
     return out
 
 
-def validated_cases(prefixes) -> list[str]:
-    """Those of the load cases ``prefixes`` whose fit meets the accuracy target on its own
-    test patients (:func:`case_verdicts` "met")."""
-    return [p for p, v in case_verdicts(prefixes).items() if v == "met"]
-
-
 def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple[str, str]:
     """Whether the fitted surrogate may stand in for the nonlinear strength of load cases
     ``prefixes`` on a run's bones (``builtin``: the built-in anatomical femur and vertebra
@@ -318,4 +312,4 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
 
 
 __all__ = ["DATA_FILE", "FEATURE_KINDS", "FIT_COMMAND", "GEOMETRY_FEATURES", "SurrogateFit", "fit_log_linear", "fit_log_ratio", "fits_for",
-           "case_verdicts", "load_fits", "surrogate_file_exists", "surrogate_status", "validated_cases"]
+           "case_verdicts", "load_fits", "surrogate_file_exists", "surrogate_status"]
