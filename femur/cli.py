@@ -333,6 +333,9 @@ def _add_run(sub):
     p.add_argument("--patients", type=int, default=None)
     p.add_argument("--months", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--strength-model", choices=STRENGTH_MODEL_CHOICES, default=None,
+                   help="override the study file's [model] strength_model (linear, nonlinear, "
+                   "surrogate, hybrid or auto; the summary prints which ran and why)")
     p.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
     p.add_argument("--resume", action="store_true", help="skip cases already finished in --out")
     p.add_argument("--json", action="store_true")
@@ -353,7 +356,7 @@ def _cmd_run(args) -> int:
                          "`femur run --list` lists the built-in ones")
     run_study_cli(args.study, patients=args.patients, months=args.months, seed=args.seed,
                   group_size=args.group_size, resume=args.resume, out=args.out,
-                  json_output=args.json, figures=args.figures)
+                  json_output=args.json, figures=args.figures, strength_model=args.strength_model)
     return 0
 
 

@@ -228,6 +228,14 @@ def test_overrides():
     assert spec.arm("romosozumab").regimen[-1].end_month == 9
     with pytest.raises(InputError, match="--patients"):
         load_study("frame").with_overrides(patients=0)
+    # the strength model: as given, or "auto" settled for the study's bones as the file's is
+    pushed = load_study("frame").with_overrides(strength_model="nonlinear")
+    assert (pushed.model.strength_model, pushed.model.strength_model_reason) == ("nonlinear", "as given")
+    auto = load_study("frame").with_overrides(strength_model="auto")
+    assert (auto.model.strength_model, auto.model.strength_model_reason) == (
+        load_study("frame").model.strength_model, load_study("frame").model.strength_model_reason)
+    with pytest.raises(InputError, match="--strength-model: unknown strength model 'fast'"):
+        load_study("frame").with_overrides(strength_model="fast")
     # longer: an open-ended regimen runs on, up to its label course (romosozumab: 12 doses)
     longer = load_study("frame").with_overrides(months=24)
     assert longer.visit_months == (0, 6, 12, 24)

@@ -45,9 +45,10 @@ class Study:
     spec: StudySpec
 
     @classmethod
-    def load(cls, study, patients=None, months=None, seed=None) -> Study:
+    def load(cls, study, patients=None, months=None, seed=None, strength_model=None) -> Study:
         """From a TOML path, a built-in name, a dict or a StudySpec, with overrides."""
-        return cls(load_study(study).with_overrides(patients=patients, months=months, seed=seed))
+        return cls(load_study(study).with_overrides(patients=patients, months=months, seed=seed,
+                                                    strength_model=strength_model))
 
     from_toml = load
 
@@ -162,15 +163,16 @@ def run_study_cli(
     evaluator=None,
     json_output=False,
     figures=False,
+    strength_model=None,
 ) -> dict | None:
-    """``femur run STUDY [--patients N] [--months M] [--seed S] [--group-size G]
-    [--resume] [--json] [--figures] [--out DIR]``.
+    """``femur run STUDY [--patients N] [--months M] [--seed S] [--strength-model MODEL]
+    [--group-size G] [--resume] [--json] [--figures] [--out DIR]``.
 
     Returns the summary dict on rank 0 (``None`` elsewhere); prints the trial-paper table
     (or, with ``json_output``, one JSON object) from rank 0. ``figures``: also write the
     case fields and draw patient 0's density change, arms side by side.
     """
-    s = Study.load(study, patients=patients, months=months, seed=seed)
+    s = Study.load(study, patients=patients, months=months, seed=seed, strength_model=strength_model)
     target = Path(out) if out is not None else Path("results") / s.spec.name
     results = s.run(evaluator=evaluator, out=target, group_size=group_size, resume=resume,
                     progress=not json_output, fields=figures)

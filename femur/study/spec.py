@@ -109,7 +109,7 @@ from importlib import resources
 from pathlib import Path
 
 from femur.core.errors import InputError
-from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL
+from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, resolve_strength_model
 from femur.treatments.drugs import get_drug
 
 ENDPOINTS = (
@@ -305,10 +305,17 @@ class StudySpec:
                 return a
         raise InputError(f"study {self.name!r} has no arm {name!r}; arms: {[a.name for a in self.arms]}")
 
-    def with_overrides(self, patients=None, months=None, seed=None) -> StudySpec:
+    def with_overrides(self, patients=None, months=None, seed=None, strength_model=None) -> StudySpec:
         """Command-line overrides: cohort size, study duration (visits after it are
-        dropped, the new end becomes a visit, regimens are cut there), seed."""
+        dropped, the new end becomes a visit, regimens are cut there), seed, strength model
+        (settled for the study's bones as the file's is: "auto" picks one)."""
         spec = self
+        if strength_model is not None:
+            scans = bool(spec.cohort.scans)
+            name, why = resolve_strength_model(
+                strength_model, ("vertebra",) if scans else ("femur", "vertebra"), "--strength-model",
+                spec.model.mesh_size_mm, builtin=not scans and spec.model.femur == "femur")
+            spec = replace(spec, model=replace(spec.model, strength_model=name, strength_model_reason=why))
         if patients is not None:
             n = _int(patients, "--patients", "command line")
             if n < 1:
