@@ -735,3 +735,14 @@ def test_figures_read_the_case_fields_the_evaluator_wrote(tmp_path):
     assert all(p.stat().st_size > 5000 for p in paths) and len(calls) == 2
     with pytest.raises(InputError, match="run the study with fields"):
         s.figures(tmp_path / "elsewhere")
+
+
+def test_number_needed_to_treat_in_the_summary_table():
+    """An NNT prints as a whole number; one from a vanishing risk difference (1/1e-15) does
+    not print its 16 digits into the next column."""
+    from femur.study.results import format_nnt
+
+    assert format_nnt(None) == "-"
+    assert format_nnt(348.4) == "348"
+    assert format_nnt(-25.2) == "-25"
+    assert format_nnt(1.5e14) == ">100000" and format_nnt(-3e9) == "<-100000"

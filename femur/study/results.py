@@ -63,6 +63,22 @@ TABLE_COLUMNS = (
 SUMMARY_PCT = PCT_KEYS  # the evaluator result keys (femur.study.cases)
 
 
+
+#: the largest number needed to treat a summary prints as a number: beyond it the risk
+#: difference is too small for the number to mean anything
+NNT_PRINT_LIMIT = 100_000
+
+
+def format_nnt(v) -> str:
+    """A number needed to treat for a summary table: "-" when there is none, ">100000"
+    (or "<-100000", a number needed to harm) when the risk difference is next to nothing."""
+    if v is None:
+        return "-"
+    if abs(v) > NNT_PRINT_LIMIT:
+        return f"{'>' if v > 0 else '<-'}{NNT_PRINT_LIMIT}"
+    return f"{v:.0f}"
+
+
 class StudyResults:
     """Results of a finished study (built from the case files)."""
 
@@ -323,8 +339,7 @@ class StudyResults:
             return f"{v:.2f}" + (f" ({ci[0]:.2f}, {ci[1]:.2f})" if ci else "")
 
         def nnt(a, kind):
-            v = a[f"number_needed_to_treat_{kind}"]
-            return "-" if v is None else f"{v:.0f}"
+            return format_nnt(a[f"number_needed_to_treat_{kind}"])
 
         for a in s["arms"]:
             peak = a["p1np_pct_peak_mean"]
@@ -465,4 +480,4 @@ def _clean(obj):
     return obj
 
 
-__all__ = ["StudyResults", "TABLE_COLUMNS"]
+__all__ = ["NNT_PRINT_LIMIT", "StudyResults", "TABLE_COLUMNS", "format_nnt"]
