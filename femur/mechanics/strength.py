@@ -143,21 +143,17 @@ def resolve_strength_model(name, kinds=("femur", "vertebra"), where: str = "stre
     status, why = surrogate_status(prefixes, mesh_size_mm, builtin)
     if status == "validated":
         return "surrogate", f"auto: {why}"
-    if status in ("mixed", "failed"):
+    if status == "failed":
         split = split_cases("hybrid", prefixes)
-        if not split.pushed:
-            parts = [f"the surrogate for {', '.join(split.predicted)}"] if split.predicted else []
-            parts.append(f"the pushover at the first strength visit for {', '.join(split.anchored)}, "
-                         "the fit's change after it (its anchored test meets the target)")
-            return "hybrid", f"auto: {why}, so hybrid runs " + "; ".join(parts)
-        if split.predicted or split.anchored:
-            return "hybrid", (f"auto: {why}, so the nonlinear pushover runs for {', '.join(split.pushed)} at every "
-                              "strength visit (15-40x a linear solve per load case), "
-                              + ("anchored on the first visit's pushover for " + ", ".join(split.anchored) + ", "
-                                 if split.anchored else "")
-                              + "the surrogate for the others")
-        return "nonlinear", (f"auto: {why}, so the nonlinear pushover runs at every strength visit "
-                             "(15-40x a linear solve per load case)")
+        if not (split.predicted or split.anchored):
+            return "nonlinear", (f"auto: {why}, so the nonlinear pushover runs at every strength visit "
+                                 "(15-40x a linear solve per load case)")
+        parts = ([f"the surrogate runs for {', '.join(split.predicted)}"] if split.predicted else []) + (
+            [f"the pushover at the first strength visit for {', '.join(split.anchored)}, the fit's change "
+             "after it (its anchored test meets the target)"] if split.anchored else []) + (
+            [f"the nonlinear pushover runs for {', '.join(split.pushed)} at every strength visit (15-40x a "
+             "linear solve per load case)"] if split.pushed else [])
+        return "hybrid", f"auto: {why}, so hybrid: " + "; ".join(parts)
     if status == "outside":
         return "linear", f"auto: {why}; the linear first-element load runs (the pushover: 'nonlinear')"
     return "linear", f"auto: {why}; the linear first-element load runs until it is validated"

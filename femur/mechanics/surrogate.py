@@ -263,10 +263,9 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
 
     * ``("validated", why)``: a full (not ``--quick``) fit with a fit for every case, each
       meeting the target on its test set, made on bones like the run's;
-    * ``("mixed", why)``: such a fit whose test misses the target for some of the cases and
-      meets it for the others (:func:`case_verdicts` says which, and which of the misses
-      meet it when anchored on a month-0 pushover);
-    * ``("failed", why)``: such a fit whose test misses the target for every case;
+    * ``("failed", why)``: such a fit whose test misses the target for one of the cases or
+      more (:func:`case_verdicts` says which, and which of the misses meet it when anchored
+      on a month-0 pushover);
     * ``("outside", why)``: the run's bones are not those the fit was made and tested on
       (a CT scan, another femur model, another mesh size: the linear quantities it reads
       depend on the mesh);
@@ -300,10 +299,6 @@ def surrogate_status(prefixes, mesh_size_mm=None, builtin: bool = True) -> tuple
         t = {p: report[p].get("test") or {} for p in failed}
         detail = "; ".join(f"{p}: test R2 {t[p].get('r2', float('nan')):.3f}, change error "
                            f"{t[p].get('change_mae_pp', float('nan')):.2f} pp" for p in failed)
-        met = [p for p in prefixes if p not in failed]
-        if met:
-            return "mixed", (f"the strength surrogate misses its accuracy target for {', '.join(failed)} "
-                             f"({detail}) and meets it for {', '.join(met)}")
         return "failed", f"the strength surrogate misses its accuracy target ({detail})"
     t = {p: report[p]["test"] for p in prefixes}
     detail = "; ".join(f"{p}: R2 {t[p]['r2']:.3f}, change error {t[p]['change_mae_pp']:.2f} pp "

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from femur.core.errors import InputError
 from femur.core.sex import normalise_sex
-from femur.mechanics.strength import resolve_strength_model
 from femur.outcomes.risk import FRACTURE_DEFINITIONS
 from femur.study.scans import parse_scans
 from femur.study.spec import (
@@ -40,6 +39,7 @@ from femur.study.spec import (
     _range,
     _str,
     builtin_studies,
+    settle_strength_model,
 )
 from femur.treatments.drugs import KNOWN_DRUGS, get_drug
 
@@ -314,11 +314,9 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
         raise _err(src, "model.femur", f"expected one of {', '.join(FEMUR_MODELS)} (default femur: the "
                    f"anatomical femur), got {femur_model!r}")
     strength_model = _str(model.get("strength_model", mdef.strength_model), "model.strength_model", src)
-    # "auto" (the default) is settled here, for the study's bones, so that every case, the
-    # summary and the risk model read the model that ran (and a resume sees a change)
-    strength_model, strength_reason = resolve_strength_model(
-        strength_model, ("vertebra",) if cohort_spec.scans else ("femur", "vertebra"),
-        f"{src}: model.strength_model", mesh, builtin=not cohort_spec.scans and femur_model == "femur")
+    # "auto" (the default) is settled here (and a resume sees a change)
+    strength_model, strength_reason = settle_strength_model(
+        strength_model, bool(cohort_spec.scans), femur_model, mesh, f"{src}: model.strength_model")
     adaptive = model.get("fe_adaptive_tol")
     if adaptive is not None:
         adaptive = _number(adaptive, "model.fe_adaptive_tol", src)

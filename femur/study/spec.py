@@ -236,6 +236,15 @@ class CohortSpec:
     prevalent_vertebral_fractures: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
 
 
+def settle_strength_model(name: str, scans: bool, femur_model: str, mesh_size_mm, where: str):
+    """(the strength model a study runs, why): ``name`` for the study's bones (its scans'
+    vertebrae, or the built-in femur and vertebra; "auto" picks one:
+    femur.mechanics.strength.resolve_strength_model). Settled when the study is read, so
+    that every case, the summary and the risk model read the model that ran."""
+    return resolve_strength_model(name, ("vertebra",) if scans else ("femur", "vertebra"), where,
+                                  mesh_size_mm, builtin=not scans and femur_model == "femur")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     mesh_size_mm: float = 4.0
@@ -311,10 +320,8 @@ class StudySpec:
         (settled for the study's bones as the file's is: "auto" picks one)."""
         spec = self
         if strength_model is not None:
-            scans = bool(spec.cohort.scans)
-            name, why = resolve_strength_model(
-                strength_model, ("vertebra",) if scans else ("femur", "vertebra"), "--strength-model",
-                spec.model.mesh_size_mm, builtin=not scans and spec.model.femur == "femur")
+            name, why = settle_strength_model(strength_model, bool(spec.cohort.scans), spec.model.femur,
+                                              spec.model.mesh_size_mm, "--strength-model")
             spec = replace(spec, model=replace(spec.model, strength_model=name, strength_model_reason=why))
         if patients is not None:
             n = _int(patients, "--patients", "command line")
@@ -424,4 +431,5 @@ __all__ = [
     "RiskSpec",
     "StudySpec",
     "builtin_studies",
+    "settle_strength_model",
 ]
