@@ -166,7 +166,8 @@ def test_bootstrap_is_paired_and_stratified(double_courses):
 
 def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     out = tmp_path / "q"
-    res = cal.calibrate(patients=4, quick=True, out=out, evaluator=DOUBLE, bootstrap=3, progress=False)
+    res = cal.calibrate(patients=4, quick=True, out=out, evaluator=DOUBLE, bootstrap=3, progress=False,
+                        strengths="linear")
     p = res["parameters"]
     assert set(p.values) == set(FITTED_PARAMETERS) and "QUICK" in p.status
     assert (out / "courses.json.gz").exists() and (out / PARAMETER_FILE).exists() and (out / "report.txt").exists()
@@ -191,12 +192,12 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert prov["cohorts"][HIP_COHORT]["cases"] == 4 and prov["seeds"][HIP_COHORT] == HIP_COHORT_SEED
     assert np.array(prov["covariance"]["matrix"]).shape == (8, 8)
     # refit from the stored courses (no simulation): the same parameters
-    again = cal.calibrate(quick=True, out=out, refit_only=True, bootstrap=3)
+    again = cal.calibrate(quick=True, out=out, refit_only=True, bootstrap=3, strengths="linear")
     assert again["parameters"].values == p.values
     np.testing.assert_allclose(again["parameters"].covariance, p.covariance, rtol=1e-10, atol=1e-14)
     # the command line, refitting a given course file
     assert cal.main(["--refit-only", "--courses", str(out / "courses.json.gz"), "--out", str(tmp_path / "r"),
-                     "--bootstrap", "0", "--hold", "spine_between_gradient=-2.5"]) == 0
+                     "--bootstrap", "0", "--hold", "spine_between_gradient=-2.5", "--strengths", "linear"]) == 0
     text = capsys.readouterr().out
     assert "spine_between_gradient" in text and "held" in text
     refit = risk.load_parameters(str(tmp_path / "r" / PARAMETER_FILE))
@@ -269,11 +270,12 @@ def test_only_adds_a_study_to_stored_courses_and_old_courses_fall_back(tmp_path)
     without the hip cohort (stored before it existed) evaluate the hip targets on FREEDOM's
     placebo arm, as before."""
     base = tmp_path / "base"
-    cal.calibrate(patients=3, quick=True, out=base, evaluator=DOUBLE, bootstrap=0, progress=False)
+    cal.calibrate(patients=3, quick=True, out=base, evaluator=DOUBLE, bootstrap=0, progress=False,
+                  strengths="linear")
     before = cal.load_courses(base / "courses.json.gz")
     out = tmp_path / "ext"
     res = cal.calibrate(patients=3, hip_patients=6, quick=True, out=out, evaluator=DOUBLE, bootstrap=0,
-                        progress=False, only=[HIP_COHORT], courses=base / "courses.json.gz")
+                        progress=False, only=[HIP_COHORT], courses=base / "courses.json.gz", strengths="linear")
     doc = cal.load_courses(out / "courses.json.gz")
     assert set(doc["studies"]) == set(before["studies"])
     assert len(doc["studies"][HIP_COHORT]["cases"]) == 6 and doc["studies"][HIP_COHORT]["n_patients"] == 6
@@ -289,7 +291,7 @@ def test_only_adds_a_study_to_stored_courses_and_old_courses_fall_back(tmp_path)
     old["studies"] = {k: v for k, v in before["studies"].items() if k != HIP_COHORT}
     cal.save_courses(tmp_path / "old.json.gz", old["studies"], {k: v for k, v in old.items() if k != "studies"})
     res_old = cal.calibrate(quick=True, out=tmp_path / "o", refit_only=True, bootstrap=0,
-                            courses=tmp_path / "old.json.gz")
+                            courses=tmp_path / "old.json.gz", strengths="linear")
     keys = {r["key"] for r in res_old["rows"]}
     assert {"freedom_placebo_hip_m36", "hips_per_fall"} <= keys
     conc = next(r for r in res_old["rows"] if r["key"] == "hip_risk_concentration")

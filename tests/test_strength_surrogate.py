@@ -529,23 +529,30 @@ def test_study_settles_auto_and_reports_it(tmp_path, monkeypatch):
 
 
 def test_risk_flags_a_strength_model_it_was_not_calibrated_on():
-    """The risk parameters scale absolute strengths: a study that ran another strength model
-    than the calibration's gets a note saying so (and none when they agree)."""
+    """The risk parameters scale absolute strengths: a study whose strength model measures
+    another scale than the calibration's (first-element loads against pushover peaks) gets
+    a note saying so, and none when the scales agree (the surrogate and hybrid models
+    predict or anchor on the pushover peak)."""
     import tomllib
 
+    from femur.mechanics.strength import STRENGTH_MODELS, strength_scale
     from femur.outcomes.risk import load_parameters
     from femur.study.parse import parse_study
     from femur.study.risk_summary import StudyRisk
     from femur.study.spec import builtin_studies
 
+    assert strength_scale("linear") == "first-element load"
+    assert {strength_scale(m) for m in ("nonlinear", "surrogate", "hybrid")} == {"pushover peak"}
+    with pytest.raises(InputError, match="not available"):
+        strength_scale("auto")
     calibrated = load_parameters("default").provenance["engine"]["strength_model"]
-    other = "nonlinear" if calibrated != "nonlinear" else "linear"
     with open(builtin_studies()["frame"], "rb") as fh:
         d = tomllib.load(fh)
-    for model, flagged in ((calibrated, False), (other, True)):
+    for model in STRENGTH_MODELS:
         spec = parse_study({**d, "model": {**d.get("model", {}), "strength_model": model}})
         notes = StudyRisk(spec, []).notes
-        assert any(f"calibrated on the '{calibrated}' strength model" in n for n in notes) == flagged
+        flagged = strength_scale(model) != strength_scale(calibrated)
+        assert any(f"calibrated on the '{calibrated}' strength model" in n for n in notes) == flagged, model
 
 
 @pytest.mark.serial
@@ -597,6 +604,51 @@ def test_risk_courses_give_the_surrogate_run_strengths(tmp_path, monkeypatch):
     out = calibration.with_surrogate_strengths(doc)
     assert out["engine"]["strength_model"] == "surrogate" and "linear-model courses of d" in out["engine"]["strength_from"]
     assert out["studies"]["frame"]["cases"][0]["strength_n"] == converted["strength_n"]
+    assert "anchored_at_fit_level" not in out["engine"]
     _data_dir(tmp_path / "spine_only", monkeypatch, {"vertebral": (0.95, 0.5)})
     with pytest.raises(InputError, match="--surrogate-strengths: .*no fit for femoral_fall"):
         calibration.with_surrogate_strengths(doc)
+    # a fall direction whose fit meets the target only when anchored on a month-0 pushover (a
+    # hybrid run's): the courses hold no pushover, so it takes the fit's level, and says so
+    report = {p: (0.95, 0.5) for p in cases}
+    _data_dir(tmp_path / "anchored", monkeypatch, {**report, "femoral_fall_anterolateral": (0.8, 1.2, 0.99)})
+    out = calibration.with_surrogate_strengths(doc)
+    assert out["engine"]["anchored_at_fit_level"] == ["femoral_fall_anterolateral"]
+    assert "femoral_fall_anterolateral, which a hybrid run anchors" in out["engine"]["strength_from"]
+    # ... and none that misses it even anchored
+    _data_dir(tmp_path / "missed", monkeypatch, {**report, "femoral_fall_anterolateral": (0.8, 1.2, 0.85)})
+    with pytest.raises(InputError, match="--surrogate-strengths: the strength surrogate misses"):
+        calibration.with_surrogate_strengths(doc)
+
+
+def test_risk_calibration_fits_the_strengths_the_trials_run_on(tmp_path, monkeypatch):
+    """`python -m femur.calibration.risk --strengths auto` (the default) fits the risk
+    parameters to the strengths a built-in study's default strength model gives: the
+    surrogate's once that model reads it (surrogate or hybrid), the linear loads before; a
+    pushover at every visit cannot come from stored courses. Courses without the surrogate's
+    features are refused naming the case."""
+    from femur.calibration import risk as calibration
+    from femur.outcomes import risk
+
+    assert calibration.fitted_strengths("linear") == ("linear", "as given")
+    with pytest.raises(InputError, match="--strengths: expected one of auto, linear, surrogate"):
+        calibration.fitted_strengths("pushover")
+    _data_dir(tmp_path / "none", monkeypatch)
+    assert calibration.fitted_strengths()[0] == "linear"
+    met = {p: (0.95, 0.5) for p in ("vertebral",) + FEMUR_CASES}
+    _data_dir(tmp_path / "met", monkeypatch, met)
+    chosen, why = calibration.fitted_strengths()
+    assert chosen == "surrogate" and "runs surrogate" in why
+    _data_dir(tmp_path / "anchored", monkeypatch, {**met, "femoral_fall_anterolateral": (0.8, 1.0, 0.99)})
+    chosen, why = calibration.fitted_strengths()
+    assert chosen == "surrogate" and "runs hybrid" in why
+    _data_dir(tmp_path / "missed", monkeypatch, {p: (0.5, 5.0) for p in met})
+    with pytest.raises(InputError, match="--strengths auto: .*pushover at every visit"):
+        calibration.fitted_strengths()
+    # a case whose evaluator stored no stiffness (the surrogate's fit reads it)
+    fit = SurrogateFit("vertebral", ("load", "stiffness"), (0.1, 0.7, 0.3))
+    case = {"case_id": "c1", "strength_model": "linear", "visit_months": [0.0, 12.0],
+            "strength_n": {"vertebral": [3000.0, 3100.0]},
+            "strength_features": {"vertebral": {"load": [3000.0, 3100.0]}}}
+    with pytest.raises(InputError, match="case c1: the strength surrogate of vertebral reads stiffness.*--strengths linear"):
+        risk.with_surrogate_strengths(case, {"vertebral": fit})

@@ -152,13 +152,13 @@ def test_builtin_frame():
     assert spec.cohort.inclusion.t_score_rule == "any"
     # risk: the calibrated parameters (femur/data/fracture_risk.json), RR against placebo
     assert spec.risk.parameters == "default" and spec.risk.reference_arm == "placebo"
-    # the default, "auto", settled for the study's bones (linear until the strength surrogate
-    # is validated for every load case of the 4 mm femur and vertebra, then the surrogate)
+    # the default, "auto", settled for the study's bones by what the strength surrogate's data
+    # file records of its test (femur.mechanics.strength.resolve_strength_model)
     from femur.mechanics.strength import resolve_strength_model
 
     settled = resolve_strength_model("auto", ("femur", "vertebra"), mesh_size_mm=spec.model.mesh_size_mm)
     assert (spec.model.strength_model, spec.model.strength_model_reason) == settled
-    assert settled[0] in ("linear", "surrogate") and settled[1].startswith("auto: ")
+    assert settled[0] in ("linear", "surrogate", "hybrid", "nonlinear") and settled[1].startswith("auto: ")
     assert spec.cohort.prevalent_vertebral_fractures == (0.82, 0.12, 0.04, 0.02)
     assert (spec.cohort.age_mean, spec.cohort.age_sd) == (70.9, 7.0)
     with pytest.raises(InputError, match="built-in studies: .*frame"):

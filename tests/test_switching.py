@@ -222,7 +222,7 @@ def test_study_case_with_an_undefined_measure_is_valid_json(monkeypatch):
         return sim
 
     monkeypatch.setattr(evaluator, "simulation_for_record", forcing)
-    spec = load_study("frame").with_overrides(patients=1, months=2)
+    spec = load_study("frame").with_overrides(patients=1, months=2, strength_model="linear")
     rec = next(r for r in Study(spec).cases() if r["arm"] == "placebo")
     res = json.loads(json.dumps(evaluator.run_case(rec, MPI.COMM_SELF), allow_nan=False))
     assert res["monthly"]["hip_cortical_porosity_pct"][0] == 0.0

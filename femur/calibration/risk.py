@@ -3,7 +3,7 @@
     mpiexec -n 2 python -m femur.calibration.risk [--patients N] [--hip-patients N] [--quick] [--write]
     mpiexec -n 2 python -m femur.calibration.risk --only freedom_hip [--courses FILE] [--write]
     python -m femur.calibration.risk --refit-only [--courses FILE] [--write]
-    python -m femur.calibration.risk --refit-only --surrogate-strengths [--write]
+    python -m femur.calibration.risk --refit-only [--strengths auto|linear|surrogate] [--write]
 
 1. SIMULATE, once, the calibration trials with the engine itself -- FRAME (placebo arm
    only, row 8), FREEDOM (rows 10-11), FPT (row 12), FIT-1 (row 13), FIT-2 (row 14), each
@@ -31,11 +31,15 @@
 ``--quick``: 10 women per arm (or ``--patients``), the trials' full durations: a check that
 the machinery works end to end, NOT a calibration (its parameter file says so).
 
-``--surrogate-strengths``: the cases ran the linear strength model (the default while the
-strength surrogate is not validated for every load case); each case also stored its load
-cases' linear quantities at the visits, and the strengths become the validated surrogate's
-predictions from them -- the numbers a surrogate run of the same cases gives, without
-simulating again (``with_surrogate_strengths``).
+``--strengths``: the cases run the linear strength model (``SIMULATED_MODEL``), and each
+stores its load cases' linear quantities at the visits. The risk parameters scale absolute
+strengths, so they are fitted on the strengths the trials run on: by default (``auto``)
+those of a built-in study's default strength model, which are the strength surrogate's
+predictions from those quantities -- the numbers a surrogate run of the same cases gives,
+without simulating again (``with_surrogate_strengths``) -- once the surrogate's data file
+makes that model the surrogate or the hybrid one, and the linear loads before
+(``fitted_strengths``). ``--strengths linear|surrogate`` chooses; ``--surrogate-strengths``
+is ``--strengths surrogate``. The stored courses keep the linear loads either way.
 
 Never fitted: FRAME's romosozumab arm, ARCH, BRIDGE (romosozumab): predictions.
 """
@@ -59,8 +63,9 @@ from femur.core.errors import FemurError, InputError
 from femur.core.log import configure, get_logger
 from femur.core.mpi import MPI
 from femur.core.version import __version__
+from femur.mechanics.strength import resolve_strength_model
 from femur.mechanics.surrogate import DATA_FILE as SURROGATE_FILE
-from femur.mechanics.surrogate import load_fits, surrogate_status
+from femur.mechanics.surrogate import case_verdicts, load_fits, surrogate_status
 from femur.outcomes import risk
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE, parameters_from_document
 from femur.exports.calibration_figures import risk_calibration_figure
@@ -87,19 +92,30 @@ QUICK_BOOTSTRAP = 30
 FIT_SEED = 12
 
 
+#: the strength model the calibration's cases run: the linear solve, whose cases keep every
+#: load case's linear quantities at the visits, so that the fit can take the strength
+#: surrogate's strengths from them without simulating again (``--strengths``)
+SIMULATED_MODEL = "linear"
+
+#: ``--strengths`` choices: the strengths the parameters are fitted to
+STRENGTH_CHOICES = ("auto", "linear", "surrogate")
+
+
 def calibration_specs(patients: int, hip_patients: int | None = None) -> dict:
     """{name: StudySpec} of the calibration studies (arms the targets need), the check
     cohort, at ``patients`` women per arm, and the hip cohort (FREEDOM's study file, placebo
-    arm, its own seed) of ``hip_patients`` women (default: ``patients``)."""
+    arm, its own seed) of ``hip_patients`` women (default: ``patients``), every one running
+    :data:`SIMULATED_MODEL`."""
     specs = {}
     for name, arms in CALIBRATION_STUDIES.items():
-        spec = load_study(name).with_overrides(patients=patients)
+        spec = load_study(name).with_overrides(patients=patients, strength_model=SIMULATED_MODEL)
         if arms is not None:
             spec = replace(spec, arms=tuple(a for a in spec.arms if a.name in arms))
         specs[name] = spec
     specs["sof_check"] = parse_study(json.loads(json.dumps(SOF_CHECK)), "femur.calibration.risk_targets.SOF_CHECK"
-                                     ).with_overrides(patients=patients)
-    hip = load_study(HIP_COHORT_BASE).with_overrides(patients=hip_patients or patients, seed=HIP_COHORT_SEED)
+                                     ).with_overrides(patients=patients, strength_model=SIMULATED_MODEL)
+    hip = load_study(HIP_COHORT_BASE).with_overrides(patients=hip_patients or patients, seed=HIP_COHORT_SEED,
+                                                     strength_model=SIMULATED_MODEL)
     specs[HIP_COHORT] = replace(hip, name=HIP_COHORT, arms=tuple(a for a in hip.arms if a.name == "placebo"))
     return specs
 
@@ -216,19 +232,27 @@ def course_anatomy(name: str, study: dict) -> dict:
 
 
 def with_surrogate_strengths(doc: dict) -> dict:
-    """The courses ``doc`` with every case's strengths from the validated strength surrogate,
+    """The courses ``doc`` with every case's strengths from the fitted strength surrogate,
     computed from the linear quantities the linear-model cases stored
     (femur.outcomes.risk.courses.with_surrogate_strengths: the same numbers a surrogate run
-    gives). InputError while the surrogate is not validated for the vertebra and the three
-    fall directions on the calibration's bones (built-in, trial mesh)."""
+    gives). The surrogate must be fitted in full for the vertebra and the three fall
+    directions on the calibration's bones (built-in, trial mesh), each case meeting the
+    accuracy target or meeting it when anchored on a month-0 pushover (what a hybrid run,
+    ``auto``'s choice then, computes); InputError otherwise. An anchored case takes the
+    fit's own level here, because the courses hold no pushover: the strengths differ from a
+    hybrid run's by that fit's level error (its test, in the surrogate's data file), on the
+    same scale (pushover peaks)."""
     engine = dict(doc.get("engine") or {})
     if engine.get("strength_model") == "surrogate":
         return doc
     if engine.get("strength_model") != "linear":
         raise InputError(f"--surrogate-strengths: the courses ran the {engine.get('strength_model')!r} strength "
                          "model; surrogate strengths come from linear-model courses")
-    status, why = surrogate_status(list(risk.RISK_PREFIXES.values()), ModelSpec().mesh_size_mm)
-    if status != "validated":
+    prefixes = list(risk.RISK_PREFIXES.values())
+    status, why = surrogate_status(prefixes, ModelSpec().mesh_size_mm)
+    verdicts = case_verdicts(prefixes)
+    anchored = [p for p in prefixes if verdicts[p] == "anchored"]
+    if status not in ("validated", "failed") or any(v not in ("met", "anchored") for v in verdicts.values()):
         raise InputError(f"--surrogate-strengths: {why}")
     fits = load_fits()
     studies = {}
@@ -240,7 +264,34 @@ def with_surrogate_strengths(doc: dict) -> dict:
     engine["strength_from"] = (f"the linear-model courses of {doc.get('date')} (commit {doc.get('git_commit')}), "
                                f"their strengths replaced by the surrogate of {SURROGATE_FILE} "
                                f"({read_fitted(SURROGATE_FILE).provenance.get('date')}): {why}")
+    if anchored:
+        engine["anchored_at_fit_level"] = anchored
+        engine["strength_from"] += (f"; {', '.join(anchored)}, which a hybrid run anchors on a month-0 pushover, "
+                                    "takes the fit's own level here (the courses hold no pushover)")
     return {**doc, "engine": engine, "studies": studies}
+
+
+def fitted_strengths(choice: str = "auto") -> tuple[str, str]:
+    """(``"linear"`` or ``"surrogate"``, why): the strengths the risk parameters are fitted
+    to. The parameters scale absolute strengths, so they must be fitted on the scale the
+    trials run on (femur.mechanics.strength.strength_scale); "auto" takes what a built-in
+    study's default strength model ("auto" for the built-in femur and vertebra on the trial
+    mesh) gives: the surrogate's strengths when that model reads the surrogate (the
+    surrogate, or the hybrid model, whose anchored cases take the fit's level here:
+    :func:`with_surrogate_strengths`), the linear loads when it is linear. InputError when
+    it is the nonlinear pushover at every visit (stored courses cannot give it)."""
+    if choice not in STRENGTH_CHOICES:
+        raise InputError(f"--strengths: expected one of {', '.join(STRENGTH_CHOICES)}, got {choice!r}")
+    if choice != "auto":
+        return choice, "as given"
+    model, why = resolve_strength_model("auto", ("femur", "vertebra"), "--strengths auto",
+                                        ModelSpec().mesh_size_mm)
+    if model == "linear":
+        return "linear", f"a study's default strength model runs linear: {why}"
+    if model in ("surrogate", "hybrid"):
+        return "surrogate", f"a study's default strength model runs {model}: {why}"
+    raise InputError(f"--strengths auto: a study's default strength model is the pushover at every visit ({why}); "
+                     "stored courses cannot give its strengths: choose --strengths linear or surrogate")
 
 
 def fracture_definition(name: str, study: dict) -> str:
@@ -327,11 +378,13 @@ def _jsonable(obj):
 
 def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=None, write=False, evaluator=None,
               bootstrap=None, held=None, group_size=1, comm=None, progress=True, command=None,
-              surrogate_strengths=False, hip_patients=None, only=None) -> dict | None:
+              strengths="auto", hip_patients=None, only=None) -> dict | None:
     """The whole calibration (module docstring); returns {"parameters", "report", "rows",
-    "paths"} on rank 0, None elsewhere. ``surrogate_strengths``: fit to the validated
-    strength surrogate's strengths, from the linear quantities of linear-model courses
-    (:func:`with_surrogate_strengths`). ``hip_patients``: women of the hip cohort (default
+    "paths"} on rank 0, None elsewhere. ``strengths``: the strengths the parameters are
+    fitted to (:func:`fitted_strengths`): "linear" (the courses' first-element loads),
+    "surrogate" (the strength surrogate's, from the linear quantities of linear-model
+    courses: :func:`with_surrogate_strengths`) or "auto" (what a study's default strength
+    model runs on). ``hip_patients``: women of the hip cohort (default
     ``max(patients, 500)``; quick: ``patients``). ``only``: simulate these studies alone and
     take the others from the stored courses ``courses`` (default femur/data/)."""
     comm = comm or MPI.COMM_WORLD
@@ -385,9 +438,15 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
                                                                    if k not in ("studies", "format")})
     if comm.rank != 0:
         return None
-    if surrogate_strengths:
+    chosen, why = fitted_strengths(strengths)
+    log.info("fitted strengths: %s (%s)", chosen, why)
+    simulated = doc  # the courses as simulated are what is stored (a later refit may choose again)
+    if chosen == "surrogate":
         doc = with_surrogate_strengths(doc)
         log.info("strengths: %s", doc["engine"]["strength_from"])
+    elif (doc.get("engine") or {}).get("strength_model") == "surrogate":
+        raise InputError("--strengths linear: the courses hold the surrogate's strengths (converted before "
+                         "they were stored), not the first-element loads")
     settings = {"bootstrap": int(bootstrap if bootstrap is not None else
                                  (QUICK_BOOTSTRAP if doc.get("quick") else DEFAULT_BOOTSTRAP)),
                 "seed": FIT_SEED, "held": dict(held or {})}
@@ -411,8 +470,8 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
     out.mkdir(parents=True, exist_ok=True)  # the report goes there in every mode
     if write:
         paths["parameters"] = write_parameters(pdoc)
-        paths["courses"] = save_courses(data_path(COURSES_FILE), doc["studies"],
-                                        {k: v for k, v in doc.items() if k not in ("studies", "format")})
+        paths["courses"] = save_courses(data_path(COURSES_FILE), simulated["studies"],
+                                        {k: v for k, v in simulated.items() if k not in ("studies", "format")})
     else:
         paths["parameters"] = write_parameters(pdoc, out / PARAMETER_FILE)
     atomic_write_text(out / "report.txt", text + "\n")
@@ -440,9 +499,11 @@ def main(argv=None) -> int:
                     help=f"virtual-cohort bootstrap refits (default {DEFAULT_BOOTSTRAP}; quick {QUICK_BOOTSTRAP})")
     ap.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE",
                     help="hold a parameter at a value instead of fitting it (recorded in the provenance)")
-    ap.add_argument("--surrogate-strengths", action="store_true",
-                    help="fit to the validated strength surrogate's strengths, computed from the linear "
-                    "quantities that linear-model courses store (no FE with --refit-only)")
+    ap.add_argument("--strengths", choices=STRENGTH_CHOICES, default="auto",
+                    help="the strengths the parameters are fitted to: the linear first-element loads, the "
+                    "strength surrogate's (computed from the linear quantities the courses store, no FE), or "
+                    "auto (default): those a study's default strength model runs on; the report says which")
+    ap.add_argument("--surrogate-strengths", action="store_true", help="the same as --strengths surrogate")
     ap.add_argument("--hip-patients", type=int, default=None,
                     help=f"women of the hip cohort, on which the hip targets are evaluated (default "
                     f"max(--patients, {DEFAULT_HIP_PATIENTS}); --quick: --patients)")
@@ -476,7 +537,8 @@ def main(argv=None) -> int:
             command = f"mpiexec -n {comm.size} " + command
         res = calibrate(args.patients, args.quick, args.out, args.refit_only, args.courses, args.write,
                         args.evaluator, args.bootstrap, held, args.group_size, comm, command=command.strip(),
-                        surrogate_strengths=args.surrogate_strengths, hip_patients=args.hip_patients, only=only)
+                        strengths="surrogate" if args.surrogate_strengths else args.strengths,
+                        hip_patients=args.hip_patients, only=only)
     except FemurError as exc:
         if comm.rank == 0:
             print(f"femur: error: {exc}", file=sys.stderr)

@@ -216,6 +216,18 @@ def strength_kind(model: str) -> str:
     return "strength"
 
 
+def strength_scale(model: str) -> str:
+    """What strength model ``model``'s strengths measure: ``"first-element load"`` (linear)
+    or ``"pushover peak"`` (nonlinear, and the surrogate and hybrid models, which predict
+    or anchor on it). Strengths of one scale may share parameters fitted to absolute
+    strengths (the fracture-risk model); the scales differ by bone and load case (median
+    pushover peak over first-element load in the surrogate's samples: 1.5-2.1 for the femur's
+    load cases, 0.5 for the vertebra).
+    InputError for an unknown model."""
+    strength_kind(model)
+    return "first-element load" if model == "linear" else "pushover peak"
+
+
 def strength_cases(kind: str) -> dict:
     """{prefix: load case} of a bone kind for the FE-coupled simulation (habitual first)."""
     return {prefix: make() for prefix, make in STRENGTH_CASES[kind].items()}
@@ -374,5 +386,5 @@ __all__ = ["DEFAULT_FALL_DIRECTIONS", "DEFAULT_STRENGTH_MODEL", "FALL_PREFIXES",
            "AUTO", "CaseSplit", "QUANTITY_ORDER", "STRENGTH_CASES", "STRENGTH_MODELS", "STRENGTH_MODEL_CHOICES",
            "anchored_quantities", "check_strength_model",
            "describe_strength_model", "load_cases_for", "material_for", "pct_name", "pushover_fields", "pushover_quantities",
-           "quantity_name", "region_for", "resolve_strength_model", "split_cases", "strength_cases", "strength_kind", "strength_quantities",
+           "quantity_name", "region_for", "resolve_strength_model", "split_cases", "strength_cases", "strength_kind", "strength_quantities", "strength_scale",
            "strength_record", "surrogate_features", "surrogate_quantities"]

@@ -18,6 +18,7 @@ import numpy as np
 
 from femur.core.errors import InputError
 from femur.core.log import get_logger
+from femur.mechanics.strength import strength_scale
 from femur.outcomes import risk
 from femur.outcomes.risk import spine
 from femur.study.spec import StudySpec
@@ -45,13 +46,15 @@ class StudyRisk:
             risk.case_inputs(c["record"], c["result"], spec.model.strength_model), self.months) for c in cases]
         notes = {n for c in self.courses for n in c.notes}
         calibrated_on = (params.provenance.get("engine") or {}).get("strength_model")
-        if calibrated_on and calibrated_on != spec.model.strength_model:
+        ran = spec.model.strength_model
+        if calibrated_on and strength_scale(calibrated_on) != strength_scale(ran):
             # the risk parameters scale absolute strengths (between-woman gradient, fall
-            # strength scale): strengths of another model shift every risk
+            # strength scale): strengths of another scale shift every risk
             msg = (f"the fracture-risk parameters ({params.source}) were calibrated on the "
-                   f"'{calibrated_on}' strength model, and this study ran '{spec.model.strength_model}': "
-                   "its absolute risks are off by the two models' strength ratio (set [model] "
-                   f"strength_model = \"{calibrated_on}\", or recalibrate: python -m femur.calibration.risk)")
+                   f"'{calibrated_on}' strength model ({strength_scale(calibrated_on)}s), and this study ran "
+                   f"'{ran}' ({strength_scale(ran)}s): its absolute risks are off by the two scales' ratio "
+                   f"(set [model] strength_model = \"{calibrated_on}\", or recalibrate: python -m "
+                   "femur.calibration.risk)")
             log.warning("%s", msg)
             notes.add(msg)
         self.notes = sorted(notes)

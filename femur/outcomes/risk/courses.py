@@ -130,6 +130,13 @@ def with_surrogate_strengths(case: dict, fits: dict, femur_anatomy: dict | None 
         if prefix not in fits:
             raise InputError(f"case {case.get('case_id')}: the strength surrogate has no fit for {prefix}")
         feats = stored[label]
+        fit = fits[prefix]
+        lacking = [f for f in dict.fromkeys((*fit.features, *fit.change_features)) if f not in feats]
+        if lacking:
+            raise InputError(f"case {case.get('case_id')}: the strength surrogate of {prefix} reads "
+                             f"{', '.join(lacking)}, and the case stored only {', '.join(sorted(feats))} "
+                             "(an evaluator that gives no such linear quantities: fit its courses with "
+                             "--strengths linear)")
         n = len(case["visit_months"])
         if fits[prefix].geometry and not geometry:
             raise InputError(f"case {case.get('case_id')}: the strength surrogate of {prefix} reads the femur's "
