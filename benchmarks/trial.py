@@ -29,10 +29,12 @@ least 1.8x faster than 1; at most 1 GB peak memory per rank.
     python benchmarks/trial.py [--json] [--quick] [--study NAME] [--patients N] [--months M]
                                [--ranks 1,2] [--target-patients 100] [--femur NAME]
                                [--schedule dynamic|static] [--check-unchanged]
-                               [--cell-step-days DAYS]
+                               [--cell-step-days DAYS] [--strength-model MODEL]
 
 ``--femur``: the study's femur (``model.femur``): "femur" (the anatomical femur, default)
-or "parametric-femur" (the default before issue 11).
+or "parametric-femur" (the default before issue 11). ``--strength-model``: the study's
+strength model (default: its file's, ``auto``, which runs hybrid for the built-in bones
+while the anterolateral fall's surrogate is anchored on a month-0 pushover).
 """
 
 from __future__ import annotations
@@ -86,18 +88,21 @@ def _where_the_time_goes(out: str, study: dict, patients: int, months) -> dict:
     return total
 
 
-def _study_with_femur(name: str, femur: str) -> dict:
-    """The built-in study ``name`` as a dict, its ``model.femur`` set to ``femur``."""
+def _study_with_femur(name: str, femur: str, strength_model: str | None = None) -> dict:
+    """The built-in study ``name`` as a dict, its ``model.femur`` set to ``femur`` (and its
+    ``model.strength_model`` to ``strength_model`` when given)."""
     from femur.study.spec import builtin_studies
 
     with open(builtin_studies()[name], "rb") as fh:
         study = tomllib.load(fh)
     study.setdefault("model", {})["femur"] = femur
+    if strength_model:
+        study["model"]["strength_model"] = strength_model
     return study
 
 
 def worker(name: str, patients: int, months, out: str, femur: str, schedule: str, reuse: bool,
-           cell_step_days: float | None = None) -> dict:
+           cell_step_days: float | None = None, strength_model: str | None = None) -> dict:
     from femur.core.mpi import MPI
     from femur.mechanics import p1_stiffness
     from femur.study import Study
@@ -105,7 +110,7 @@ def worker(name: str, patients: int, months, out: str, femur: str, schedule: str
     from femur.study.runner import SCHEDULE
 
     comm = MPI.COMM_WORLD
-    study = _study_with_femur(name, femur)
+    study = _study_with_femur(name, femur, strength_model)
     bone_cache.enabled = trial_solves.enabled = p1_stiffness.enabled = reuse
     if cell_step_days is not None:
         trial_solves.cell_step_days = cell_step_days
@@ -122,6 +127,8 @@ def worker(name: str, patients: int, months, out: str, femur: str, schedule: str
     sched = json.loads((Path(out) / SCHEDULE).read_text())
     split = _where_the_time_goes(out, study, patients, months)
     return {"ranks": comm.size, "study": name, "femur": femur, "patients": patients,
+            "strength_model": summary.get("strength_model"),
+            "strength_model_reason": summary.get("strength_model_reason"),
             "months": summary["duration_months"], "cases": n_cases, "schedule": schedule,
             "reuse": reuse, "cell_step_days": trial_solves.cell_step_days,
             "bone_cache_hits": sum(hits), "wall_s": wall,
@@ -174,13 +181,16 @@ def main(argv=None) -> int:
     ap.add_argument("--cell-step-days", type=float, default=None, metavar="DAYS",
                     help="the cell model's step in the cases (default: the trials' own, "
                     "femur.study.evaluator.TrialSolves.cell_step_days); 1 gives femur simulate's step, for an A/B")
+    ap.add_argument("--strength-model", default=None, choices=("auto", "linear", "nonlinear", "surrogate", "hybrid"),
+                    help="the study's strength model (default: the study file's, i.e. auto); the results "
+                    "file name gets the model when given")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-reuse", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         res = worker(args.study, args.patients, args.months, args.out, args.femur, args.schedule,
-                     not args.no_reuse, args.cell_step_days)
+                     not args.no_reuse, args.cell_step_days, args.strength_model)
         if res:
             print(json.dumps(res), flush=True)
         return 0
@@ -190,7 +200,9 @@ def main(argv=None) -> int:
     common = ["--study", args.study, "--patients", str(patients), *month_args, "--femur", args.femur]
     if args.cell_step_days is not None:
         common += ["--cell-step-days", str(args.cell_step_days)]
-    study = _study_with_femur(args.study, args.femur)
+    if args.strength_model:
+        common += ["--strength-model", args.strength_model]
+    study = _study_with_femur(args.study, args.femur, args.strength_model)
     ranks = [int(x) for x in args.ranks.split(",")]
     runs, unchanged, baseline = [], None, None
     for r in ranks:
@@ -258,6 +270,8 @@ def main(argv=None) -> int:
     name = "trial" if args.study == "frame" else f"trial_{args.study}"
     if args.cell_step_days is not None:  # an A/B side: keep the default run's file
         name += f"_cell{args.cell_step_days:g}d"
+    if args.strength_model:
+        name += f"_{args.strength_model}"
     return finish(name + ("_quick" if args.quick else ""), out, args.json)
 
 

@@ -220,7 +220,9 @@ def test_stored_parameters_are_what_the_stored_courses_give():
     covariance); the bootstrap (cohort) part is checked by the slow test below."""
     stored = risk.load_parameters("default")
     settings = dict(stored.provenance["fit_settings"], bootstrap=0)
-    doc = cal.load_courses(data_path(cal.COURSES_FILE))
+    # the strengths the file was fitted to (the strength surrogate's, from the courses' linear
+    # quantities, when its provenance says so)
+    doc = cal.as_fitted(cal.load_courses(data_path(cal.COURSES_FILE)), stored.provenance)
     data, res = cal.fit_courses(doc, settings)
     # to a thousandth of each parameter's standard error: where the likelihood is flat (the
     # within-person gradient, SE ~3) the optimiser's stopping point moves by ~1e-5 between
@@ -236,7 +238,7 @@ def test_stored_parameters_are_what_the_stored_courses_give():
 @pytest.mark.slow
 def test_stored_covariance_with_bootstrap():
     stored = risk.load_parameters("default")
-    doc = cal.load_courses(data_path(cal.COURSES_FILE))
+    doc = cal.as_fitted(cal.load_courses(data_path(cal.COURSES_FILE)), stored.provenance)
     _, res = cal.fit_courses(doc, stored.provenance["fit_settings"])
     # to a thousandth of se_i se_j (the bootstrap refits stop where the optimiser stops, which
     # moves a little between scipy versions; see the test above)

@@ -524,6 +524,18 @@ def test_study_settles_auto_and_reports_it(tmp_path, monkeypatch):
     assert spec.model.strength_model == "linear"
     assert "femoral_stance" in spec.model.strength_model_reason
     assert spec.to_dict()["model"]["strength_model"] == "linear"
+    # a named surrogate runs as named, and its reason says where its own test does not back it
+    explicit = parse_study({**d, "model": {**d["model"], "strength_model": "surrogate"}})
+    assert explicit.model.strength_model == "surrogate"
+    assert explicit.model.strength_model_reason.startswith("as given, though the strength surrogate has no fit for")
+    _data_dir(tmp_path / "missed", monkeypatch, {"vertebral": (0.95, 0.3), "femoral_fall": (0.93, 1.1),
+                                                  **{p: (0.95, 1.0) for p in FEMUR_CASES[2:]},
+                                                  "femoral_stance": (0.8, 1.0)})
+    explicit = parse_study({**d, "model": {**d["model"], "strength_model": "surrogate"}})
+    assert "though the strength surrogate misses its accuracy target (femoral_stance: test R2 0.800" in (
+        explicit.model.strength_model_reason)
+    _data_dir(tmp_path / "met", monkeypatch, {"vertebral": (0.95, 0.3), "femoral_fall": (0.93, 1.1),
+                                               **{p: (0.95, 1.0) for p in FEMUR_CASES}})
     explicit = parse_study({**d, "model": {**d["model"], "strength_model": "surrogate"}})
     assert (explicit.model.strength_model, explicit.model.strength_model_reason) == ("surrogate", "as given")
 

@@ -231,6 +231,23 @@ def course_anatomy(name: str, study: dict) -> dict:
     return out
 
 
+def with_course_anatomy(doc: dict) -> dict:
+    """The courses ``doc`` with every linear-model case that stored the surrogate's features
+    carrying its femur's anatomy (``femur_anatomy``; :func:`course_anatomy` for courses kept
+    before the cases stored it), so that turning them into the surrogate's strengths needs
+    no woman drawn again (a derived quantity: the stored file gets it when written)."""
+    studies = {}
+    for name, st in doc["studies"].items():
+        if all("femur_anatomy" in c or "strength_features" not in c for c in st["cases"]):
+            studies[name] = st
+            continue
+        anatomy = course_anatomy(name, st)
+        studies[name] = {**st, "cases": [c if "femur_anatomy" in c or "strength_features" not in c
+                                         else {**c, "femur_anatomy": anatomy[int(c["patient_index"])]}
+                                         for c in st["cases"]]}
+    return {**doc, "studies": studies}
+
+
 def with_surrogate_strengths(doc: dict) -> dict:
     """The courses ``doc`` with every case's strengths from the fitted strength surrogate,
     computed from the linear quantities the linear-model cases stored
@@ -302,6 +319,16 @@ def fracture_definition(name: str, study: dict) -> str:
     if name == "sof_check":
         return SOF_CHECK.get("risk", {}).get("vertebral_fracture_definition", risk.DEFAULT_FRACTURE_DEFINITION)
     return load_study(name).risk.vertebral_fracture_definition
+
+
+def as_fitted(doc: dict, provenance: dict) -> dict:
+    """The stored courses ``doc`` with the strengths a parameter file was fitted to (its
+    ``provenance``, e.g. ``load_parameters("default").provenance``): the surrogate's
+    (:func:`with_surrogate_strengths`, from the surrogate's data file as it is now) when its
+    engine says so, else the courses' own."""
+    if (provenance.get("engine") or {}).get("strength_model") == "surrogate":
+        return with_surrogate_strengths(doc)
+    return doc
 
 
 def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
@@ -440,7 +467,9 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
         return None
     chosen, why = fitted_strengths(strengths)
     log.info("fitted strengths: %s (%s)", chosen, why)
-    simulated = doc  # the courses as simulated are what is stored (a later refit may choose again)
+    # the courses as simulated are what is stored (a later refit may choose its strengths
+    # again), with each woman's femur anatomy (the surrogate's geometry terms read it)
+    simulated = doc = with_course_anatomy(doc) if (doc.get("engine") or {}).get("strength_model") == "linear" else doc
     if chosen == "surrogate":
         doc = with_surrogate_strengths(doc)
         log.info("strengths: %s", doc["engine"]["strength_from"])

@@ -189,7 +189,9 @@ class Simulation:
         self.strength_model, self.strength_model_reason = resolve_strength_model(
             strength_model, [k for k in BONES if k in bones], "simulate: strength_model", mesh_size_mm,
             builtin=(femur_bone is None and vertebra_bone is None and bone_name(femur_model) == "femur"))
-        if strength_model != self.strength_model:
+        if self.strength_model_reason.startswith("as given, though"):
+            log.warning("strength model: %s", describe_strength_model(self.strength_model, self.strength_model_reason))
+        elif strength_model != self.strength_model:
             log.info("strength model: %s", describe_strength_model(self.strength_model, self.strength_model_reason))
         self.progress = progress
         self.exports = list(exports)
