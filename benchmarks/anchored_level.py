@@ -4,8 +4,8 @@
 A hybrid run (``strength_model = "hybrid"``, what ``auto`` picks while the anterolateral
 fall's surrogate misses its level target and meets it anchored) takes that fall's strength
 from a pushover at month 0 and the fit's predicted change after it. The risk calibration's
-stored courses hold no pushover, so ``python -m femur.calibration.risk --refit-only
---surrogate-strengths`` gives that fall the fit's own level instead
+stored courses hold no pushover, so ``python -m femur.calibration.risk --refit-only``
+(``--strengths auto``: the surrogate's) gives that fall the fit's own level instead
 (``femur.calibration.risk.with_surrogate_strengths``). The two differ by the fit's level
 error, one woman at a time.
 

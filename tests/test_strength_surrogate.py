@@ -485,6 +485,13 @@ def test_hybrid_strength_model_in_a_simulation(tmp_path, monkeypatch):
     assert s[f"{a}_stiffness_n_per_mm"][1] == pytest.approx(ls[f"{a}_stiffness_n_per_mm"][1], rel=1e-9)  # linear
     for p in ("femoral_stance", "femoral_fall"):
         assert list(s[f"{p}_strength_n"]) == pytest.approx(list(ls[f"{p}_strength_n"]), rel=1e-9)
+    # a named surrogate on bones its fit was not made on (a 6 mm mesh) runs and says so; one
+    # its caller settled for the bones (a study's case) runs as named, without a second verdict
+    named = Simulation("romosozumab", 1, strength_model="surrogate", **run)
+    assert named.strength_model == "surrogate"
+    assert named.strength_model_reason.startswith("as given, though the strength surrogate is fitted and tested on 4 mm")
+    settled = Simulation("romosozumab", 1, strength_model="surrogate", strength_model_settled=True, **run)
+    assert (settled.strength_model, settled.strength_model_reason) == ("surrogate", "as given")
 
 
 def test_anchored_test_of_a_fit_by_hand():

@@ -319,6 +319,8 @@ def simulation_for_record(record: dict, comm=MPI.COMM_WORLD, progress: bool = Fa
         drug_response_multiplier=p.get("drug_response_multiplier", 1.0), comm=comm,
         progress=progress, exports=exports,
         strength_model=model.get("strength_model", DEFAULT_STRENGTH_MODEL),
+        # settled for the case's bones when the study was read (femur.study.spec)
+        strength_model_settled=True,
     )
     common.update(trial_solves.kwargs(model))
     treatment = record_treatment(record)

@@ -51,8 +51,10 @@ from femur.core.progress import ProgressBar
 from femur.core.units import DAYS_PER_MONTH
 from femur.exports.fields import simulation_exports
 from femur.mechanics.strength import (
+    AUTO,
     DEFAULT_STRENGTH_MODEL,
     QUANTITY_ORDER,
+    check_strength_model,
     describe_strength_model,
     pct_name,
     quantity_name,
@@ -130,6 +132,9 @@ class Simulation:
     defaults, True/False, or ``SwitchingParameters``), checked after every cell-model
     advance (each FE interval and visit); the run's ``compartment_switches`` counts the
     elements that switched.
+    ``strength_model_settled``: the caller has settled a named ``strength_model`` for these
+    bones (a study, when its file was read: ``femur.study.spec``), so it runs as named
+    without being resolved again ("auto" is still resolved).
     """
 
     def __init__(self, treatment="romosozumab", months: float = 12, patient: Patient | None = None,
@@ -144,7 +149,7 @@ class Simulation:
                  progress: bool = True, exports=(), strength_model: str = DEFAULT_STRENGTH_MODEL,
                  fe_adaptive_tol: float | None = None, habitual_rtol: float = HABITUAL_RTOL,
                  strength_rtol=None, baseline_strength: dict | None = None, switching=None,
-                 cell_step_days: float = 1.0):
+                 cell_step_days: float = 1.0, strength_model_settled: bool = False):
         if not (np.isfinite(months) and months > 0):
             raise InputError(f"simulate: months must be > 0, got {months}")
         if not (np.isfinite(fe_interval_days) and 0 < fe_interval_days <= 366):
@@ -186,9 +191,14 @@ class Simulation:
         self.order, self.solver = int(order), solver
         #: the strength model that runs, and why ("auto": the one that meets the surrogate's
         #: accuracy target for these bones; femur.mechanics.strength.resolve_strength_model)
-        self.strength_model, self.strength_model_reason = resolve_strength_model(
-            strength_model, [k for k in BONES if k in bones], "simulate: strength_model", mesh_size_mm,
-            builtin=(femur_bone is None and vertebra_bone is None and bone_name(femur_model) == "femur"))
+        if strength_model_settled and strength_model != AUTO:
+            # the caller settled the model for these bones (a study, when its file was read,
+            # and its summary says why): taken as named
+            self.strength_model, self.strength_model_reason = check_strength_model(strength_model), "as given"
+        else:
+            self.strength_model, self.strength_model_reason = resolve_strength_model(
+                strength_model, [k for k in BONES if k in bones], "simulate: strength_model", mesh_size_mm,
+                builtin=(femur_bone is None and vertebra_bone is None and bone_name(femur_model) == "femur"))
         if self.strength_model_reason.startswith("as given, though"):
             log.warning("strength model: %s", describe_strength_model(self.strength_model, self.strength_model_reason))
         elif strength_model != self.strength_model:
