@@ -14,6 +14,10 @@ from femur.core.errors import InputError
 from femur.core.mpi import MPI
 from femur.mechanics.surrogate import DATA_FILE, SurrogateFit, fit_log_linear, fit_log_ratio
 
+# nothing here is rank-specific (fits, their files, one-process simulations); the MPI half of
+# the test run would only repeat it (CI time)
+pytestmark = pytest.mark.serial
+
 
 def test_fit_recovers_a_power_law():
     rng = np.random.default_rng(0)

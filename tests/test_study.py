@@ -422,6 +422,7 @@ def test_model_femur_choice():
         parse_study({**d, "model": {**d["model"], "femur": "tibia"}})
 
 
+@pytest.mark.serial  # per-patient sampling, nothing rank-specific (CI time)
 def test_cohort_femur_shapes_are_checked_morphs(monkeypatch):
     """Each patient's anatomical femur shape passes the morph's element check on every
     shipped mesh; implausible draws are rejected and drawn again (counted); men's femurs
