@@ -253,7 +253,6 @@ def data_dir_with_fit(without_surrogate_fit):
     return d
 
 
-@pytest.mark.serial
 def test_surrogate_strength_model_in_a_simulation(data_dir_with_fit):
     from femur.workflows.simulation import Simulation
 
@@ -453,7 +452,6 @@ def test_hybrid_model_splits_the_load_cases_by_their_test(tmp_path, monkeypatch)
     assert model == "hybrid" and "surrogate for" not in why
 
 
-@pytest.mark.serial
 def test_hybrid_strength_model_in_a_simulation(tmp_path, monkeypatch):
     """A hybrid run pushes over the femur's load cases whose fit misses its target at every
     strength visit, an anchored case at month 0 only (later: month 0's pushover peak times the
@@ -578,7 +576,6 @@ def test_risk_flags_a_strength_model_it_was_not_calibrated_on():
         assert any(f"calibrated on the '{calibrated}' strength model" in n for n in notes) == flagged, model
 
 
-@pytest.mark.serial
 def test_risk_courses_give_the_surrogate_run_strengths(tmp_path, monkeypatch):
     """The risk calibration's surrogate strengths, computed from a linear-model case's
     stored linear quantities, are those of the same case run with the surrogate model; the

@@ -272,11 +272,8 @@ def with_surrogate_strengths(doc: dict) -> dict:
     if status not in ("validated", "failed") or any(v not in ("met", "anchored") for v in verdicts.values()):
         raise InputError(f"--surrogate-strengths: {why}")
     fits = load_fits()
-    studies = {}
-    for name, st in doc["studies"].items():
-        anatomy = course_anatomy(name, st) if any("femur_anatomy" not in c for c in st["cases"]) else {}
-        studies[name] = {**st, "cases": [risk.with_surrogate_strengths(c, fits, anatomy.get(c["patient_index"]))
-                                         for c in st["cases"]]}
+    studies = {name: {**st, "cases": [risk.with_surrogate_strengths(c, fits) for c in st["cases"]]}
+               for name, st in with_course_anatomy(doc)["studies"].items()}
     engine["strength_model"] = "surrogate"
     engine["strength_from"] = (f"the linear-model courses of {doc.get('date')} (commit {doc.get('git_commit')}), "
                                f"their strengths replaced by the surrogate of {SURROGATE_FILE} "
@@ -469,11 +466,12 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
     log.info("fitted strengths: %s (%s)", chosen, why)
     # the courses as simulated are what is stored (a later refit may choose its strengths
     # again), with each woman's femur anatomy (the surrogate's geometry terms read it)
-    simulated = doc = with_course_anatomy(doc) if (doc.get("engine") or {}).get("strength_model") == "linear" else doc
+    stored_model = (doc.get("engine") or {}).get("strength_model")
+    simulated = doc = with_course_anatomy(doc) if stored_model == "linear" else doc
     if chosen == "surrogate":
         doc = with_surrogate_strengths(doc)
         log.info("strengths: %s", doc["engine"]["strength_from"])
-    elif (doc.get("engine") or {}).get("strength_model") == "surrogate":
+    elif stored_model == "surrogate":
         raise InputError("--strengths linear: the courses hold the surrogate's strengths (converted before "
                          "they were stored), not the first-element loads")
     settings = {"bootstrap": int(bootstrap if bootstrap is not None else
