@@ -226,7 +226,7 @@ def strength_scale(model: str) -> str:
     or anchor on it). Strengths of one scale may share parameters fitted to absolute
     strengths (the fracture-risk model); the scales differ by bone and load case (median
     pushover peak over first-element load in the surrogate's samples: 1.5-2.1 for the femur's
-    load cases, 0.5 for the vertebra).
+    load cases, 0.5 for the vertebra; ``benchmarks/surrogate_spread.py``).
     InputError for an unknown model."""
     strength_kind(model)
     return "first-element load" if model == "linear" else "pushover peak"
