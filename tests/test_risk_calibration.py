@@ -17,7 +17,7 @@ import pytest
 
 from femur.calibration import risk as cal
 from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value
-from femur.calibration.risk_report import wilson
+from femur.calibration.risk_report import ratio_intervals, wilson
 from femur.outcomes.risk import risk_concentration
 from femur.calibration.risk_targets import CALIBRATION_STUDIES, HIP_COHORT, HIP_COHORT_SEED, RATIOS, TARGETS
 from femur.core.datafiles import data_path
@@ -180,6 +180,11 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert list(shares) == ["lateral", "posterolateral", "anterolateral"]
     assert sum(shares.values()) == pytest.approx(1.0, rel=1e-12) and min(shares.values()) >= 0
     assert "hip fractures by fall direction: lateral " in res["report"]
+    # every ratio carries the model's own interval over the calibration's parameter draws
+    ratios = [r for r in res["rows"] if r["role"] == "ratio"]
+    assert ratios and all(len(r["model_ci95"]) == 2 and r["model_ci95"][0] <= r["model_ci95"][1] for r in ratios)
+    assert any(r["model_ci95"][1] > r["model_ci95"][0] for r in ratios)
+    assert "overlaps the published CI" in res["report"]
     top = conc["top_women"]
     assert top["n"] == 3 and len(top["body_mass_kg"]) == 3 and len(top["weakest_fall_strength_n"]) == 3
     assert min(top["weakest_fall_strength_n"]) > 0 and "the 3 women of highest per-fall risk: " in res["report"]
@@ -191,6 +196,16 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert prov["cohorts"]["freedom"]["n_patients"] == 4 and prov["cohorts"]["sof_check"]["cases"] == 4
     assert prov["cohorts"][HIP_COHORT]["cases"] == 4 and prov["seeds"][HIP_COHORT] == HIP_COHORT_SEED
     assert np.array(prov["covariance"]["matrix"]).shape == (8, 8)
+    # no covariance (every parameter held): each ratio's interval is its point value
+    data, result = cal.fit_courses(cal.load_courses(out / "courses.json.gz"), {"bootstrap": 0})
+    prep = _Prepared(data, result.fixed)
+    flat = ratio_intervals(prep, replace(result, cov_targets=0 * result.cov_targets,
+                                                     cov_cohort=0 * result.cov_cohort),
+                           [r for r in RATIOS if r.study in data.batches], draws=5)
+    by_key = {r["key"]: r for r in ratios}
+    for key, (lo, hi) in flat.items():
+        if np.isfinite(by_key[key]["model"]):
+            assert lo == pytest.approx(by_key[key]["model"], rel=1e-9) and hi == pytest.approx(lo, rel=1e-9)
     # refit from the stored courses (no simulation): the same parameters
     again = cal.calibrate(quick=True, out=out, refit_only=True, bootstrap=3, strengths="linear")
     assert again["parameters"].values == p.values

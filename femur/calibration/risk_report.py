@@ -5,7 +5,10 @@ Incidences are shown cumulative (FREEDOM's conditional intervals are fitted, but
 gives the cumulative incidence at each month, as published). The CI of an incidence is the
 Wilson interval of its binomial (events, n) -- the arm size is an ASSUMPTION where the
 notes give only a total (see ``risk_targets``); the CI of a relative risk is the published
-one. The issue's acceptance checks are added as columns: placebo incidences within +-30 %
+one. Beside each model ratio, its own 95 % interval over parameter sets drawn from the
+calibration's covariance (:func:`ratio_intervals`), and whether it overlaps the published
+CI: a model ratio outside the published CI whose interval overlaps it is not distinguished
+from the trial by the calibration. The issue's acceptance checks are added as columns: placebo incidences within +-30 %
 (vertebral) or +-50 % (FREEDOM hip), hip fractures per fall within 0.5-3 %.
 """
 
@@ -57,21 +60,50 @@ def report_rows(data: CalibrationData, result: FitResult) -> list[dict]:
         if t.kind == "hip_per_fall":
             row["within_0p5_3pct"] = 0.005 <= model <= 0.03
         rows.append(row)
-    for r in RATIOS:
-        if r.study not in data.batches:
-            continue
-        a = model_value(prep, Target(r.key, r.row, r.study, r.arm, r.kind, r.month, 0, 1, "check", ""), values, cache)
-        b = model_value(prep, Target(r.key, r.row, r.study, r.reference, r.kind, r.month, 0, 1, "check", ""),
-                        values, cache)
-        model = a / b if b > 0 else float("nan")
+    ratios = [r for r in RATIOS if r.study in data.batches]
+    spread = ratio_intervals(prep, result, ratios, draws=RATIO_DRAWS)
+    for r in ratios:
+        model = _ratio(prep, r, values, cache)
+        lo, hi = spread[r.key]
         rows.append({"key": r.key, "row": r.row, "label": r.label, "role": "ratio", "published": r.value,
                      "ci95": list(r.ci95), "model": model, "residual": model - r.value,
-                     "inside_ci": bool(r.ci95[0] <= model <= r.ci95[1])})
+                     "inside_ci": bool(r.ci95[0] <= model <= r.ci95[1]),
+                     "model_ci95": [lo, hi],
+                     "overlaps_ci": bool(math.isfinite(lo) and lo <= r.ci95[1] and hi >= r.ci95[0])})
     per_fall = [t for t in usable(data, TARGETS) if t.kind == "hip_per_fall"]
     if per_fall:
         rows.append(hip_risk_concentration_row(data, result, per_fall[0]))
     rows += check_rows(data, result)
     return rows
+
+
+#: parameter draws behind a ratio's model interval (the calibration's uncertainty)
+RATIO_DRAWS = 200
+#: their seed (fixed: the report is deterministic)
+RATIO_DRAW_SEED = 20261202
+
+
+def _ratio(prep: _Prepared, r, values: dict, cache: dict | None = None) -> float:
+    a = model_value(prep, Target(r.key, r.row, r.study, r.arm, r.kind, r.month, 0, 1, "check", ""), values, cache)
+    b = model_value(prep, Target(r.key, r.row, r.study, r.reference, r.kind, r.month, 0, 1, "check", ""),
+                    values, cache)
+    return a / b if b > 0 else float("nan")
+
+
+def ratio_intervals(prep: _Prepared, result: FitResult, ratios, draws: int = RATIO_DRAWS,
+                    seed: int = RATIO_DRAW_SEED) -> dict:
+    """{ratio key: (2.5 %, 97.5 %)} of each model ratio over ``draws`` parameter sets drawn
+    from the fit's normal approximation (its covariance: the targets' part, scaled by the
+    dispersion factor, plus the virtual cohorts' bootstrap part), on the calibration's own
+    virtual cohorts. It says whether a ratio outside the published CI is a miss or lies
+    within what the calibration pins down; (nan, nan) without a covariance."""
+    if not ratios or draws < 2 or len(result.names) == 0:
+        return {r.key: (float("nan"), float("nan")) for r in ratios}
+    params = risk.RiskParameters(dict(result.values), dict(result.fixed), tuple(result.names),
+                                 np.asarray(result.covariance, dtype=float))
+    vals = np.array([[_ratio(prep, r, v) for r in ratios] for v in params.draws(draws, seed)])
+    lo, hi = np.nanpercentile(vals, [2.5, 97.5], axis=0)
+    return {r.key: (float(a), float(b)) for r, a, b in zip(ratios, lo, hi)}
 
 
 def hip_risk_concentration_row(data: CalibrationData, result: FitResult, t: Target) -> dict:
@@ -204,6 +236,9 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
         for key, label in (("within_30pct", "+-30%"), ("within_50pct", "+-50%"), ("within_0p5_3pct", "0.5-3%")):
             if key in r:
                 extra.append(f"{label}: {'yes' if r[key] else 'NO'}")
+        if "model_ci95" in r and math.isfinite(r["model_ci95"][0]):
+            extra.append(f"model 95% {f(r['model_ci95'][0])}-{f(r['model_ci95'][1])}, "
+                         f"overlaps the published CI: {'yes' if r['overlaps_ci'] else 'NO'}")
         lines.append(f"{r['row']:>5}  {r['label'][:65]:<66}{r['role']:>7}{f(r['published']):>11}{ci:>19}"
                      f"{f(r['model']):>10}{f(r['residual']):>9}  {inside}" + (f"  ({'; '.join(extra)})" if extra else ""))
     for r in rows:
@@ -231,5 +266,5 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_rows", "format_report", "hip_risk_concentration_row", "report_rows",
-           "wilson"]
+__all__ = ["RATIO_DRAWS", "check_rows", "format_report", "hip_risk_concentration_row", "ratio_intervals",
+           "report_rows", "wilson"]

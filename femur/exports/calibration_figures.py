@@ -64,7 +64,8 @@ def _equality(ax) -> None:
 def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
     """``rows``: the calibration report's rows (femur.calibration.risk_report.report_rows):
     "label", "role" (fit / ratio / check / ...), "published", "ci95" ([low, high] or None),
-    "model". Incidences (fractions) are drawn in %, ratios as they are."""
+    "model", and for ratios "model_ci95" (the model's own interval, drawn under its dot).
+    Incidences (fractions) are drawn in %, ratios as they are."""
     plt = _pyplot()
     incid = [r for r in rows if r["role"] not in ("ratio", "check") and r.get("model") is not None]
     ratios = [r for r in rows if r["role"] == "ratio" or (r["role"] == "check" and "odds ratio" in r["label"])]
@@ -80,6 +81,9 @@ def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
                 ax.plot([scale * ci[0], scale * ci[1]], [y, y], color="0.55", lw=2.5, solid_capstyle="butt")
             ax.plot(scale * r["published"], y, "|", color="black", ms=12)
             model = r.get("model")
+            spread = r.get("model_ci95")
+            if spread is not None and np.all(np.isfinite(spread)):
+                ax.plot([scale * spread[0], scale * spread[1]], [y - 0.22, y - 0.22], color="tab:blue", lw=1.2)
             if model is not None and np.isfinite(model):
                 inside = r.get("inside_ci")
                 colour = "tab:green" if inside else ("tab:red" if inside is False else "tab:blue")
@@ -98,6 +102,8 @@ def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
     axes[0, 0].plot([], [], color="0.55", lw=2.5, label="published 95 % CI")
     axes[0, 0].plot([], [], "o", color="tab:green", label="model, inside the CI")
     axes[0, 0].plot([], [], "o", color="tab:red", label="model, outside the CI")
+    if any(r.get("model_ci95") is not None for r in ratios):
+        axes[0, 0].plot([], [], color="tab:blue", lw=1.2, label="model 95 % (calibration uncertainty)")
     axes[0, 0].legend(fontsize=7, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=9)
