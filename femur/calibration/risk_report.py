@@ -8,8 +8,9 @@ notes give only a total (see ``risk_targets``); the CI of a relative risk is the
 one. Beside each model ratio, its own 95 % interval over parameter sets drawn from the
 calibration's covariance (:func:`ratio_intervals`), and whether it overlaps the published
 CI: a model ratio outside the published CI whose interval overlaps it is not distinguished
-from the trial by the calibration. The issue's acceptance checks are added as columns: placebo incidences within +-30 %
-(vertebral) or +-50 % (FREEDOM hip), hip fractures per fall within 0.5-3 %.
+from the trial by the calibration. The issue's acceptance checks are added as columns:
+placebo incidences within +-30 % (vertebral) or +-50 % (FREEDOM hip), hip fractures per fall
+within 0.5-3 %.
 """
 
 from __future__ import annotations
