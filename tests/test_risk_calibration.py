@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from femur.calibration import risk as cal
-from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value
+from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value, ratio_value
 from femur.calibration.risk_report import ratio_intervals, wilson
 from femur.outcomes.risk import risk_concentration
 from femur.calibration.risk_targets import CALIBRATION_STUDIES, HIP_COHORT, HIP_COHORT_SEED, RATIOS, TARGETS
@@ -164,6 +164,56 @@ def test_bootstrap_is_paired_and_stratified(double_courses):
         assert len({frozenset(a) for a in arms.values()}) == 1  # every drawn patient in every arm
 
 
+def _made_targets(prep, values, n):
+    """The role-"fit" targets as the model gives them at ``values``, each of size ``n``."""
+    made = []
+    for t in TARGETS:
+        if t.role != "fit":
+            continue
+        if t.since_month is None:
+            made.append(replace(t, value=model_value(prep, t, values), n=n))
+        else:
+            v = model_value(prep, replace(t, since_month=None, since_value=None), values)
+            v0 = model_value(prep, replace(t, month=t.since_month, since_month=None, since_value=None), values)
+            made.append(replace(t, value=v, since_value=v0, n=n))
+    return made
+
+
+def test_published_ratios_pull_the_fitted_contrasts(double_courses):
+    """ratio_weight > 0: the spine fit also weighs the published vertebral relative risks
+    (log-normal, SE from the CI). Ratios the model gives at the true parameters leave the
+    fit there; a published FREEDOM month-24 ratio below the model's pulls the fitted one
+    down, the more the larger the weight; the hip ratios are never fitted."""
+    data = _data(double_courses)
+    fixed = dict(risk.default_fixed(), reference_vertebral_strength_n=data.reference_strength_n())
+    true = {"spine_log_h0": math.log(0.015), "spine_within_gradient": -8.0, "spine_between_gradient": -3.0,
+            "spine_turnover_gradient": 0.6, "spine_prevalent_any": 1.7, "spine_prevalent_count": 0.8,
+            "spine_morphometric_ascertainment": -0.5, "hip_log_strength_scale": math.log(0.55)}
+    prep = _Prepared(data, fixed)
+    values = {**fixed, **true}
+    exact = []
+    for r in RATIOS:
+        v = ratio_value(prep, r, values)
+        exact.append(replace(r, value=v, ci95=(v / 1.3, v * 1.3)))
+    res = fit(data, fixed, bootstrap=0, targets=_made_targets(prep, values, 1e7), ratio_weight=1.0, ratios=exact)
+    for k, v in true.items():
+        assert res.values[k] == pytest.approx(v, abs=2e-3), k
+    assert set(res.ratio_keys) == {r.key for r in RATIOS if r.kind == "vertebral"} and res.ratio_weight == 1.0
+    # a published FREEDOM M24 ratio 30 % below the model's, on targets of 2,000 women
+    low = [replace(r, value=0.7 * r.value) if r.key == "freedom_rr_m24" else r for r in exact]
+    made = _made_targets(prep, values, 2000)
+    m24 = next(r for r in RATIOS if r.key == "freedom_rr_m24")
+    got = []
+    for w in (0.0, 1.0, 4.0):
+        f = fit(data, fixed, bootstrap=0, targets=made, ratio_weight=w, ratios=low)
+        got.append(ratio_value(_Prepared(data, f.fixed), m24, f.all_values()))
+        assert f.values["hip_log_strength_scale"] == pytest.approx(true["hip_log_strength_scale"], abs=2e-3)
+    assert got[0] > got[1] > got[2], got
+    assert got[0] == pytest.approx(ratio_value(prep, m24, values), rel=1e-3)
+    with pytest.raises(InputError, match="ratio_weight"):
+        fit(data, fixed, bootstrap=0, targets=made, ratio_weight=-1.0)
+
+
 def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     out = tmp_path / "q"
     res = cal.calibrate(patients=4, quick=True, out=out, evaluator=DOUBLE, bootstrap=3, progress=False,
@@ -197,7 +247,9 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert prov["cohorts"][HIP_COHORT]["cases"] == 4 and prov["seeds"][HIP_COHORT] == HIP_COHORT_SEED
     assert np.array(prov["covariance"]["matrix"]).shape == (8, 8)
     # no covariance (every parameter held): each ratio's interval is its point value
-    data, result = cal.fit_courses(cal.load_courses(out / "courses.json.gz"), {"bootstrap": 0})
+    settings = dict(res["parameters"].provenance["fit_settings"], bootstrap=0)
+    assert settings["ratio_weight"] == 1.0  # the default: the published vertebral ratios are fitted too
+    data, result = cal.fit_courses(cal.load_courses(out / "courses.json.gz"), settings)
     prep = _Prepared(data, result.fixed)
     flat = ratio_intervals(prep, replace(result, cov_targets=0 * result.cov_targets,
                                                      cov_cohort=0 * result.cov_cohort),
@@ -224,6 +276,8 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     assert cal.main(["--refit-only", "--courses", str(tmp_path / "none.json.gz"), "--out", str(tmp_path / "x")]) == 2
     assert "no stored calibration courses" in capsys.readouterr().err
     assert cal.main(["--hold", "nonsense=1", "--refit-only"]) == 2
+    assert cal.main(["--ratio-weight", "-1", "--refit-only"]) == 2
+    assert "--ratio-weight must be a finite number >= 0" in capsys.readouterr().err
     with pytest.raises(InputError, match="not a calibration course file"):
         (tmp_path / "bad.json.gz").write_bytes(__import__("gzip").compress(b'{"format": 99}'))
         cal.load_courses(tmp_path / "bad.json.gz")

@@ -19,8 +19,10 @@
 2. STORE each case's risk inputs (visit strengths, monthly CTX, patient attributes;
    ``femur.outcomes.risk.case_inputs``) in ``OUT/courses.json.gz``: refitting the risk
    parameters needs no FE (``--refit-only``).
-3. FIT the spine and hip parameters to the targets (``risk_fit``: binomial likelihood,
-   covariance from the observed information and virtual-cohort bootstrap refits) and print
+3. FIT the spine and hip parameters to the targets (``risk_fit``: binomial likelihood of
+   the arm incidences, plus ``--ratio-weight`` (default 1) times the log-normal likelihood
+   of the published vertebral relative risks; covariance from the observed information and
+   virtual-cohort bootstrap refits) and print
    the report (``risk_report``): each target, the model's value, the residual, inside the
    published 95 % CI or not; then the checks (SOF hip incidence, between-person gradients).
 4. WRITE (``--write``) the parameters with their provenance (targets, cohort sizes, seeds,
@@ -69,7 +71,7 @@ from femur.mechanics.surrogate import case_verdicts, load_fits, surrogate_status
 from femur.outcomes import risk
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE, parameters_from_document
 from femur.exports.calibration_figures import risk_calibration_figure
-from femur.calibration.risk_fit import CalibrationData, FitResult, fit
+from femur.calibration.risk_fit import DEFAULT_RATIO_WEIGHT, CalibrationData, FitResult, fit
 from femur.calibration.risk_report import format_report, report_rows
 from femur.calibration.risk_targets import (CALIBRATION_STUDIES, DEFAULT_HIP_PATIENTS, HIP_COHORT, HIP_COHORT_BASE,
                                             HIP_COHORT_SEED, RATIOS, SOF_CHECK, TARGETS)
@@ -330,7 +332,8 @@ def as_fitted(doc: dict, provenance: dict) -> dict:
 
 def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
     """Fit the parameters to stored courses with ``settings`` (bootstrap, seed, held
-    parameters, fixed inputs); deterministic."""
+    parameters, fixed inputs, ratio weight: 0 when absent, as in the files written before
+    session 18); deterministic."""
     data = CalibrationData({name: s["cases"] for name, s in doc["studies"].items()},
                            {name: fracture_definition(name, s) for name, s in doc["studies"].items()})
     fixed = dict(settings.get("fixed") or risk.default_fixed())
@@ -338,7 +341,8 @@ def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
     held = {k: float(v) for k, v in (settings.get("held") or {}).items()}
     fitted = [k for k in FITTED_PARAMETERS if k not in held]
     result = fit(data, fixed, fitted=fitted, bootstrap=int(settings.get("bootstrap", 0)),
-                 seed=int(settings.get("seed", FIT_SEED)), start=held)
+                 seed=int(settings.get("seed", FIT_SEED)), start=held,
+                 ratio_weight=float(settings.get("ratio_weight", 0.0)))
     return data, result
 
 
@@ -352,8 +356,11 @@ def parameter_document(result: FitResult, rows: list[dict], doc: dict, settings:
         "values": {k: float(v) for k, v in result.values.items()},
         "targets": {
             "source": "shared/science/clinical-targets.md rows 8, 10-15 (never romosozumab fracture results)",
-            "fitted": [f"row {t.row}: {t.label} = {t.value:.4g} (n {t.n:.0f})" for t in TARGETS if t.role == "fit"],
-            "reported": [f"row {r.row}: {r.label} = {r.value} {list(r.ci95)}" for r in RATIOS]
+            "fitted": [f"row {t.row}: {t.label} = {t.value:.4g} (n {t.n:.0f})" for t in TARGETS if t.role == "fit"]
+                      + [f"row {r.row}: {r.label} = {r.value} {list(r.ci95)} (weight {result.ratio_weight:g})"
+                         for r in RATIOS if r.key in result.ratio_keys],
+            "reported": [f"row {r.row}: {r.label} = {r.value} {list(r.ci95)}" for r in RATIOS
+                         if r.key not in result.ratio_keys]
                         + [f"row {t.row}: {t.label}" for t in TARGETS if t.role == "check"],
             "per_parameter": {k: FITTED_PARAMETERS[k][3] for k in result.values},
         },
@@ -402,7 +409,7 @@ def _jsonable(obj):
 
 def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=None, write=False, evaluator=None,
               bootstrap=None, held=None, group_size=1, comm=None, progress=True, command=None,
-              strengths="auto", hip_patients=None, only=None) -> dict | None:
+              strengths="auto", hip_patients=None, only=None, ratio_weight=None) -> dict | None:
     """The whole calibration (module docstring); returns {"parameters", "report", "rows",
     "paths"} on rank 0, None elsewhere. ``strengths``: the strengths the parameters are
     fitted to (:func:`fitted_strengths`): "linear" (the courses' first-element loads),
@@ -410,7 +417,10 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
     courses: :func:`with_surrogate_strengths`) or "auto" (what a study's default strength
     model runs on). ``hip_patients``: women of the hip cohort (default
     ``max(patients, 500)``; quick: ``patients``). ``only``: simulate these studies alone and
-    take the others from the stored courses ``courses`` (default femur/data/)."""
+    take the others from the stored courses ``courses`` (default femur/data/).
+    ``ratio_weight``: the published vertebral relative risks' weight in the spine
+    likelihood (``risk_fit``; default ``DEFAULT_RATIO_WEIGHT``, 1; 0: the arm incidences
+    alone)."""
     comm = comm or MPI.COMM_WORLD
     n = patients or (QUICK_PATIENTS if quick else DEFAULT_PATIENTS)
     n_hip = hip_patients or (n if quick else max(n, DEFAULT_HIP_PATIENTS))
@@ -476,7 +486,8 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
                          "they were stored), not the first-element loads")
     settings = {"bootstrap": int(bootstrap if bootstrap is not None else
                                  (QUICK_BOOTSTRAP if doc.get("quick") else DEFAULT_BOOTSTRAP)),
-                "seed": FIT_SEED, "held": dict(held or {})}
+                "seed": FIT_SEED, "held": dict(held or {}),
+                "ratio_weight": float(DEFAULT_RATIO_WEIGHT if ratio_weight is None else ratio_weight)}
     data, result = fit_courses(doc, settings)
     settings["fixed"] = dict(result.fixed)
     rows = report_rows(data, result)
@@ -537,6 +548,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, metavar="STUDY[,STUDY]",
                     help="simulate only these calibration studies (e.g. " + HIP_COHORT + "); the others' courses "
                     "come from the stored ones (--courses, default femur/data/" + COURSES_FILE + ")")
+    ap.add_argument("--ratio-weight", type=float, default=None, metavar="W",
+                    help=f"weight of the published vertebral relative risks (rows 10, 12-14) in the spine "
+                    f"likelihood, beside the arm incidences (default {DEFAULT_RATIO_WEIGHT:g}; 0: the arm "
+                    "incidences alone)")
     ap.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
     ap.add_argument("--evaluator", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -552,6 +567,8 @@ def main(argv=None) -> int:
                 held[name] = float(value)
             except ValueError:
                 raise InputError(f"--hold {item!r}: {value!r} is not a number") from None
+        if args.ratio_weight is not None and not (args.ratio_weight >= 0 and np.isfinite(args.ratio_weight)):
+            raise InputError(f"--ratio-weight must be a finite number >= 0, got {args.ratio_weight}")
         if args.patients is not None and args.patients < 1:
             raise InputError(f"--patients must be >= 1, got {args.patients}")
         if args.hip_patients is not None and args.hip_patients < 1:
@@ -565,7 +582,7 @@ def main(argv=None) -> int:
         res = calibrate(args.patients, args.quick, args.out, args.refit_only, args.courses, args.write,
                         args.evaluator, args.bootstrap, held, args.group_size, comm, command=command.strip(),
                         strengths="surrogate" if args.surrogate_strengths else args.strengths,
-                        hip_patients=args.hip_patients, only=only)
+                        hip_patients=args.hip_patients, only=only, ratio_weight=args.ratio_weight)
     except FemurError as exc:
         if comm.rank == 0:
             print(f"femur: error: {exc}", file=sys.stderr)

@@ -4,12 +4,22 @@ Input: the compact risk inputs of every simulated case (``femur.outcomes.risk.ca
 of the calibration studies. No FE runs here: a refit takes seconds.
 
 * Spine: the seven spine parameters (``femur.outcomes.risk.spine.FITTED``) maximise the
-  binomial likelihood of the vertebral targets (``risk_targets.TARGETS``, role "fit").
+  binomial likelihood of the vertebral targets (``risk_targets.TARGETS``, role "fit"),
+  plus, with ``ratio_weight`` w > 0, w times the log-normal likelihood of the published
+  vertebral relative risks (``risk_targets.RATIOS`` of kind "vertebral": rows 10, 12-14;
+  the SE of ln RR from the published 95 % CI). The arm incidences carry each trial's
+  treatment contrast once already, so w = 1 counts the contrasts twice: a choice. The
+  model cannot fit every arm within its binomial noise (the spine dispersion factor is
+  about 2), so the fit must give something up, and the issue's acceptance is stated on
+  the relative risks: with w = 1 it gives up a little of the absolute levels rather than
+  the contrasts. The hip ratios stay predictions (the hip scale is fitted to rows 11 and 15
+  only).
 * Hip: the one hip parameter (``hip_log_strength_scale``) maximises the binomial likelihood
   of hip fractures per fall (row 15) and the FREEDOM placebo hip incidence (row 11).
 * Covariance = (target part) + (virtual-cohort part):
   - target part: the inverse observed information (central-difference Hessian of the
-    negative log-likelihood), times the Pearson dispersion chi2/df when it exceeds 1
+    negative log-likelihood, ratio terms included), times the Pearson dispersion chi2/df
+    of the binomial targets when it exceeds 1
     (the model cannot fit the targets to within their binomial noise);
   - virtual-cohort part: the covariance of refits on bootstrap resamples of the virtual
     patients (the same patients in both arms of a trial), which shrinks as the cohorts grow.
@@ -29,7 +39,7 @@ from femur.core.log import get_logger
 from femur.outcomes import risk
 from femur.outcomes.risk import spine
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, HIP_FITTED, SPINE_FITTED
-from femur.calibration.risk_targets import HIP_COHORT, TARGETS, Target
+from femur.calibration.risk_targets import HIP_COHORT, RATIOS, TARGETS, RatioTarget, Target
 
 _EPS = 1e-12
 log = get_logger(__name__)
@@ -169,7 +179,44 @@ def usable(data: CalibrationData, targets) -> list:
     return out
 
 
-def _nll(prep, names, theta, values0, targets) -> float:
+def ratio_value(prep: _Prepared, r: RatioTarget, values: dict, cache: dict | None = None) -> float:
+    """The model's ratio ``r`` (arm / reference arm cumulative incidence at ``r.month``)."""
+    a = model_value(prep, Target(r.key, r.row, r.study, r.arm, r.kind, r.month, 0, 1, "check", ""), values, cache)
+    b = model_value(prep, Target(r.key, r.row, r.study, r.reference, r.kind, r.month, 0, 1, "check", ""),
+                    values, cache)
+    return a / b if b > 0 else float("nan")
+
+
+#: the kinds of published ratio a positive ``ratio_weight`` fits (the hip ratios stay
+#: predictions: the one hip parameter is fitted to rows 11 and 15 only)
+FITTED_RATIO_KINDS = ("vertebral",)
+#: the weight of the published relative risks in a new calibration's spine likelihood
+#: (``femur.calibration.risk --ratio-weight``; 0: the arm incidences alone, as before
+#: session 18); a parameter file records the weight it was fitted with
+DEFAULT_RATIO_WEIGHT = 1.0
+
+
+def fitted_ratios(data: CalibrationData, ratios=None) -> tuple:
+    """The published ratios a positive ``ratio_weight`` fits: of a fitted kind, and with
+    both arms simulated."""
+    out = []
+    for r in RATIOS if ratios is None else ratios:
+        if r.kind in FITTED_RATIO_KINDS and r.study in data.batches and data.arm_index(r.study, r.arm).size \
+                and data.arm_index(r.study, r.reference).size:
+            out.append(r)
+    return tuple(out)
+
+
+def _ratio_nll(prep, values, ratios, weight, cache) -> float:
+    total = 0.0
+    for r in ratios:
+        m = ratio_value(prep, r, values, cache)
+        se = (math.log(r.ci95[1]) - math.log(r.ci95[0])) / (2 * 1.959964)
+        total += 0.5 * weight * ((math.log(max(m, _EPS)) - math.log(r.value)) / se) ** 2
+    return total
+
+
+def _nll(prep, names, theta, values0, targets, ratios=(), ratio_weight=0.0) -> float:
     values = dict(values0, **dict(zip(names, theta)))
     cache = {}
     total = 0.0
@@ -177,12 +224,14 @@ def _nll(prep, names, theta, values0, targets) -> float:
         p = min(max(model_value(prep, t, values, cache), _EPS), 1 - _EPS)
         e, n = t.events, t.at_risk
         total -= e * math.log(p) + (n - e) * math.log1p(-p)
+    if ratio_weight > 0 and ratios:
+        total += _ratio_nll(prep, values, ratios, ratio_weight, cache)
     return total
 
 
-def _minimise(prep, names, start, values0, targets):
+def _minimise(prep, names, start, values0, targets, ratios=(), ratio_weight=0.0):
     bounds = [FITTED_PARAMETERS[k][1] for k in names]
-    fun = lambda th: _nll(prep, names, th, values0, targets)  # noqa: E731
+    fun = lambda th: _nll(prep, names, th, values0, targets, ratios, ratio_weight)  # noqa: E731
     best = None
     for _ in range(2):  # a restart from the first optimum polishes it
         res = minimize(fun, start if best is None else best.x, method="L-BFGS-B", bounds=bounds,
@@ -232,6 +281,8 @@ class FitResult:
     nll: dict
     bootstrap: int
     held: tuple = ()
+    ratio_weight: float = 0.0  # the published relative risks' weight in the spine likelihood
+    ratio_keys: tuple = ()  # the ratios it fitted
 
     @property
     def covariance(self) -> np.ndarray:
@@ -241,19 +292,24 @@ class FitResult:
         return {**self.fixed, **self.values}
 
 
-def _fit_block(prep, names, values0, targets, start=None):
-    start = np.array([values0.get(k, FITTED_PARAMETERS[k][0]) for k in names]) if start is None else start
-    res = _minimise(prep, names, start, values0, targets)
-    return res
+def _fit_block(prep, names, values0, targets, ratios=(), ratio_weight=0.0):
+    start = np.array([values0.get(k, FITTED_PARAMETERS[k][0]) for k in names])
+    return _minimise(prep, names, start, values0, targets, ratios, ratio_weight)
 
 
 def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, seed: int = 12,
-        start: dict | None = None, targets=None) -> FitResult:
+        start: dict | None = None, targets=None, ratio_weight: float = 0.0, ratios=None) -> FitResult:
     """Fit the risk parameters. ``fixed``: every fixed input (with the reference
     strength); ``fitted``: the parameters to fit (default all; others are held at their
     value in ``start`` or their initial value); ``bootstrap``: virtual-cohort resamples
     for the cohort part of the covariance (0: none); ``targets``: the target table
-    (default ``risk_targets.TARGETS``; its role-"fit" rows enter the likelihood)."""
+    (default ``risk_targets.TARGETS``; its role-"fit" rows enter the likelihood);
+    ``ratio_weight``: the weight of the published vertebral relative risks in the spine
+    likelihood (module docstring; 0: none); ``ratios``: their table (default
+    ``risk_targets.RATIOS``, the vertebral ones with both arms simulated)."""
+    if not (ratio_weight >= 0 and math.isfinite(ratio_weight)):
+        raise InputError(f"ratio_weight: expected a finite number >= 0, got {ratio_weight!r}")
+    fit_ratios = fitted_ratios(data, ratios) if ratio_weight > 0 else ()
     all_targets = TARGETS if targets is None else tuple(targets)
     fitted = tuple(FITTED_PARAMETERS) if fitted is None else tuple(fitted)
     start = dict(start or {})
@@ -264,17 +320,17 @@ def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, se
         names = tuple(k for k in block_names if k in fitted)
         targets = usable(data, [t for t in all_targets if t.role == "fit" and t.kind in kinds])
         if names:
-            blocks.append((names, targets))
+            blocks.append((names, targets, fit_ratios if "vertebral" in kinds else ()))
     prep = _Prepared(data, fixed)
     values = dict(held)
     cov_t = {}
     dispersion, nll = {}, {}
-    for names, targets in blocks:
+    for names, targets, rts in blocks:
         init = {**values0, **{k: start.get(k, FITTED_PARAMETERS[k][0]) for k in names}}
-        res = _fit_block(prep, names, init, targets)
+        res = _fit_block(prep, names, init, targets, rts, ratio_weight)
         values.update(dict(zip(names, (float(v) for v in res.x))))
         full = {**values0, **values}
-        fun = lambda th, nm=names, fv=full, tg=targets: _nll(prep, nm, th, fv, tg)  # noqa: E731
+        fun = lambda th, nm=names, fv=full, tg=targets, rt=rts: _nll(prep, nm, th, fv, tg, rt, ratio_weight)  # noqa: E731
         hess = _hessian(fun, np.asarray(res.x), [FITTED_PARAMETERS[k][1] for k in names])
         try:
             cov = np.linalg.inv(hess)
@@ -301,15 +357,16 @@ def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, se
             d = data.resample(rng)
             p = _Prepared(d, fixed)
             v = dict(held)
-            for names, targets in blocks:
+            for names, targets, rts in blocks:
                 init = {**values0, **values}
-                res = _minimise(p, names, np.array([values[k] for k in names]), init, targets)
+                res = _minimise(p, names, np.array([values[k] for k in names]), init, targets, rts, ratio_weight)
                 v.update(dict(zip(names, res.x)))
             reps.append([v[k] for k in names_all])
         cov_cohort = np.cov(np.array(reps).T, ddof=1).reshape(len(names_all), len(names_all))
     all_values = {k: float(values[k]) for k in FITTED_PARAMETERS}
     return FitResult(all_values, dict(fixed), names_all, cov_targets, cov_cohort, dispersion, at_bound,
-                     nll, int(bootstrap), tuple(held))
+                     nll, int(bootstrap), tuple(held), float(ratio_weight), tuple(r.key for r in fit_ratios))
 
 
-__all__ = ["CalibrationData", "FitResult", "fit", "model_value"]
+__all__ = ["DEFAULT_RATIO_WEIGHT", "FITTED_RATIO_KINDS", "CalibrationData", "FitResult", "fit", "fitted_ratios",
+           "model_value", "ratio_value"]

@@ -24,7 +24,7 @@ from scipy.optimize import minimize
 from femur.outcomes import risk
 from femur.outcomes.risk.hip import FALL_DIRECTIONS
 from femur.outcomes.risk.model import risk_concentration
-from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value, usable
+from femur.calibration.risk_fit import CalibrationData, FitResult, _Prepared, model_value, ratio_value, usable
 from femur.calibration.risk_targets import (BETWEEN_PERSON_CHECKS, RATIOS, SOF_HIP_PER_1000_WOMAN_YEARS, TARGETS,
                                             Target)
 
@@ -64,12 +64,12 @@ def report_rows(data: CalibrationData, result: FitResult) -> list[dict]:
     ratios = [r for r in RATIOS if r.study in data.batches]
     spread = ratio_intervals(prep, result, ratios, draws=RATIO_DRAWS)
     for r in ratios:
-        model = _ratio(prep, r, values, cache)
+        model = ratio_value(prep, r, values, cache)
         lo, hi = spread[r.key]
         rows.append({"key": r.key, "row": r.row, "label": r.label, "role": "ratio", "published": r.value,
                      "ci95": list(r.ci95), "model": model, "residual": model - r.value,
                      "inside_ci": bool(r.ci95[0] <= model <= r.ci95[1]),
-                     "model_ci95": [lo, hi],
+                     "fitted": r.key in result.ratio_keys, "model_ci95": [lo, hi],
                      "overlaps_ci": bool(math.isfinite(lo) and lo <= r.ci95[1] and hi >= r.ci95[0])})
     per_fall = [t for t in usable(data, TARGETS) if t.kind == "hip_per_fall"]
     if per_fall:
@@ -84,13 +84,6 @@ RATIO_DRAWS = 200
 RATIO_DRAW_SEED = 20261202
 
 
-def _ratio(prep: _Prepared, r, values: dict, cache: dict | None = None) -> float:
-    a = model_value(prep, Target(r.key, r.row, r.study, r.arm, r.kind, r.month, 0, 1, "check", ""), values, cache)
-    b = model_value(prep, Target(r.key, r.row, r.study, r.reference, r.kind, r.month, 0, 1, "check", ""),
-                    values, cache)
-    return a / b if b > 0 else float("nan")
-
-
 def ratio_intervals(prep: _Prepared, result: FitResult, ratios, draws: int = RATIO_DRAWS,
                     seed: int = RATIO_DRAW_SEED) -> dict:
     """{ratio key: (2.5 %, 97.5 %)} of each model ratio over ``draws`` parameter sets drawn
@@ -102,7 +95,7 @@ def ratio_intervals(prep: _Prepared, result: FitResult, ratios, draws: int = RAT
         return {r.key: (float("nan"), float("nan")) for r in ratios}
     params = risk.RiskParameters(dict(result.values), dict(result.fixed), tuple(result.names),
                                  np.asarray(result.covariance, dtype=float))
-    vals = np.array([[_ratio(prep, r, v) for r in ratios] for v in params.draws(draws, seed)])
+    vals = np.array([[ratio_value(prep, r, v) for r in ratios] for v in params.draws(draws, seed)])
     lo, hi = np.nanpercentile(vals, [2.5, 97.5], axis=0)
     return {r.key: (float(a), float(b)) for r, a, b in zip(ratios, lo, hi)}
 
@@ -237,6 +230,8 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
         for key, label in (("within_30pct", "+-30%"), ("within_50pct", "+-50%"), ("within_0p5_3pct", "0.5-3%")):
             if key in r:
                 extra.append(f"{label}: {'yes' if r[key] else 'NO'}")
+        if r.get("fitted"):
+            extra.append(f"fitted, weight {result.ratio_weight:g}")
         if "model_ci95" in r and math.isfinite(r["model_ci95"][0]):
             extra.append(f"model 95% {f(r['model_ci95'][0])}-{f(r['model_ci95'][1])}, "
                          f"overlaps the published CI: {'yes' if r['overlaps_ci'] else 'NO'}")
@@ -264,6 +259,10 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
         lines.append(f"{block}: Pearson chi2 {d['chi2']:.3g} on {d['n']} observations, df {d['df']}, "
                      f"dispersion factor applied {d['factor']:.3g}")
     lines.append(f"virtual-cohort part of the covariance from {result.bootstrap} bootstrap refits")
+    lines.append("spine likelihood: the binomial arm incidences (role fit)" + (
+        f" + {result.ratio_weight:g} x the log-normal likelihood of the {len(result.ratio_keys)} published "
+        "vertebral relative risks (SE from their 95 % CIs; they repeat the arms' contrasts)"
+        if result.ratio_weight > 0 and result.ratio_keys else " alone (ratio weight 0)"))
     return "\n".join(lines)
 
 
