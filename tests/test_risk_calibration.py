@@ -118,28 +118,40 @@ def _data(studies) -> CalibrationData:
                            {name: cal.fracture_definition(name, s) for name, s in studies.items()})
 
 
-def test_fit_recovers_known_parameters(double_courses):
-    """Targets made by the model itself at known parameters (very large n): the fit finds
-    those parameters again."""
-    data = _data(double_courses)
-    assert data.definitions["fit2"] == "morphometric" and data.definitions["freedom"] == "semiquantitative"
+#: the parameters the fits below are asked to find again
+KNOWN = {"spine_log_h0": math.log(0.015), "spine_within_gradient": -8.0, "spine_between_gradient": -3.0,
+         "spine_turnover_gradient": 0.6, "spine_prevalent_any": 1.7, "spine_prevalent_count": 0.8,
+         "spine_morphometric_ascertainment": -0.5, "hip_log_strength_scale": math.log(0.55)}
+
+
+def _known(data):
+    """(fixed inputs, KNOWN, the prepared data, all values) of the known-parameter fits."""
     fixed = dict(risk.default_fixed(), reference_vertebral_strength_n=data.reference_strength_n())
-    true = {"spine_log_h0": math.log(0.015), "spine_within_gradient": -8.0, "spine_between_gradient": -3.0,
-            "spine_turnover_gradient": 0.6, "spine_prevalent_any": 1.7, "spine_prevalent_count": 0.8,
-            "spine_morphometric_ascertainment": -0.5, "hip_log_strength_scale": math.log(0.55)}
-    prep = _Prepared(data, fixed)
-    values = {**fixed, **true}
+    return fixed, dict(KNOWN), _Prepared(data, fixed), {**fixed, **KNOWN}
+
+
+def _made_targets(prep, values, n):
+    """The role-"fit" targets as the model gives them at ``values``, each of size ``n``."""
     made = []
     for t in TARGETS:
         if t.role != "fit":
             continue
         if t.since_month is None:
-            v = model_value(prep, t, values)
-            made.append(replace(t, value=v, n=1e7))
+            made.append(replace(t, value=model_value(prep, t, values), n=n))
         else:  # interval targets: the model's cumulative values at both months
             v = model_value(prep, replace(t, since_month=None, since_value=None), values)
             v0 = model_value(prep, replace(t, month=t.since_month, since_month=None, since_value=None), values)
-            made.append(replace(t, value=v, since_value=v0, n=1e7))
+            made.append(replace(t, value=v, since_value=v0, n=n))
+    return made
+
+
+def test_fit_recovers_known_parameters(double_courses):
+    """Targets made by the model itself at known parameters (very large n): the fit finds
+    those parameters again."""
+    data = _data(double_courses)
+    assert data.definitions["fit2"] == "morphometric" and data.definitions["freedom"] == "semiquantitative"
+    fixed, true, prep, values = _known(data)
+    made = _made_targets(prep, values, 1e7)
     res = fit(data, fixed, bootstrap=0, targets=made)
     for k, v in true.items():
         assert res.values[k] == pytest.approx(v, abs=2e-3), k
@@ -164,33 +176,13 @@ def test_bootstrap_is_paired_and_stratified(double_courses):
         assert len({frozenset(a) for a in arms.values()}) == 1  # every drawn patient in every arm
 
 
-def _made_targets(prep, values, n):
-    """The role-"fit" targets as the model gives them at ``values``, each of size ``n``."""
-    made = []
-    for t in TARGETS:
-        if t.role != "fit":
-            continue
-        if t.since_month is None:
-            made.append(replace(t, value=model_value(prep, t, values), n=n))
-        else:
-            v = model_value(prep, replace(t, since_month=None, since_value=None), values)
-            v0 = model_value(prep, replace(t, month=t.since_month, since_month=None, since_value=None), values)
-            made.append(replace(t, value=v, since_value=v0, n=n))
-    return made
-
-
 def test_published_ratios_pull_the_fitted_contrasts(double_courses):
     """ratio_weight > 0: the spine fit also weighs the published vertebral relative risks
     (log-normal, SE from the CI). Ratios the model gives at the true parameters leave the
     fit there; a published FREEDOM month-24 ratio below the model's pulls the fitted one
     down, the more the larger the weight; the hip ratios are never fitted."""
     data = _data(double_courses)
-    fixed = dict(risk.default_fixed(), reference_vertebral_strength_n=data.reference_strength_n())
-    true = {"spine_log_h0": math.log(0.015), "spine_within_gradient": -8.0, "spine_between_gradient": -3.0,
-            "spine_turnover_gradient": 0.6, "spine_prevalent_any": 1.7, "spine_prevalent_count": 0.8,
-            "spine_morphometric_ascertainment": -0.5, "hip_log_strength_scale": math.log(0.55)}
-    prep = _Prepared(data, fixed)
-    values = {**fixed, **true}
+    fixed, true, prep, values = _known(data)
     exact = []
     for r in RATIOS:
         v = ratio_value(prep, r, values)
