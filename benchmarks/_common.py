@@ -11,6 +11,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: the strength surrogate's committed samples (python -m femur.calibration.strength_surrogate --work)
+SURROGATE_SAMPLES = RESULTS / "strength_surrogate_samples"
+
+
+def samples_arguments(doc: str, argv=None):
+    """``--json`` and ``--work DIR`` (default :data:`SURROGATE_SAMPLES`) of the scripts
+    that read the surrogate's samples; ``doc`` is the script's docstring."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--work", default=str(SURROGATE_SAMPLES))
+    return ap.parse_args(argv)
+
+
+def sample_rows(work, prefix: str = "*") -> list[dict]:
+    """Every sample row of load case ``prefix`` (default all) in the samples folder ``work``."""
+    return [r for f in sorted(Path(work).glob(f"patient_*_{prefix}.json")) for r in json.loads(f.read_text())]
 
 
 def peak_rss_mb() -> float:

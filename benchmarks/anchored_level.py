@@ -24,10 +24,6 @@ on the test women (whom the fit never saw) and on all women. Seconds, no FE.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 
 import femur  # noqa: F401  (MPI before dolfinx)
@@ -38,16 +34,12 @@ from femur.outcomes.risk.courses import RISK_PREFIXES
 from femur.outcomes.risk.hip import FALL_DIRECTIONS, fracture_probability_per_impact
 from femur.study.cohort import sample_patient
 
-from _common import finish
+from _common import finish, sample_rows, samples_arguments
 
-HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--work", default=str(HERE / "results" / "strength_surrogate_samples"))
-    a = ap.parse_args(argv)
+    a = samples_arguments(__doc__, argv)
     prefixes = [RISK_PREFIXES[d] for d in FALL_DIRECTIONS]
     verdicts = case_verdicts(prefixes)
     anchored = [p for p in prefixes if verdicts[p] == "anchored"]
@@ -55,10 +47,9 @@ def main(argv=None) -> int:
     settings = ss.Settings()
     base = {}
     for p in prefixes:
-        for f in sorted(Path(a.work).glob(f"patient_*_{p}.json")):
-            for r in json.loads(f.read_text()):
-                if r["state"] == "baseline" and r["converged"]:
-                    base[(r["patient"], p)] = r
+        for r in sample_rows(a.work, p):
+            if r["state"] == "baseline" and r["converged"]:
+                base[(r["patient"], p)] = r
     women = sorted({i for i, _ in base if all((i, p) in base for p in prefixes)})
     rows = ss.with_anatomy([base[(i, p)] for i in women for p in prefixes], settings)
     by = {(r["patient"], r["prefix"]): r for r in rows}

@@ -10,24 +10,15 @@ committed samples only (seconds, no FE).
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 
-from _common import finish
+from _common import finish, sample_rows, samples_arguments
 
-HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--work", default=str(HERE / "results" / "strength_surrogate_samples"))
-    a = ap.parse_args(argv)
-    rows = [r for f in sorted(Path(a.work).glob("patient_*.json")) for r in json.loads(f.read_text())
-            if r["converged"] and (r.get("load") or 0) > 0]
+    a = samples_arguments(__doc__, argv)
+    rows = [r for r in sample_rows(a.work) if r["converged"] and (r.get("load") or 0) > 0]
     out = {"benchmark": "surrogate_spread", "cases": {}}
     for prefix in sorted({r["prefix"] for r in rows}):
         mine = [r for r in rows if r["prefix"] == prefix]

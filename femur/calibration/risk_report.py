@@ -95,7 +95,11 @@ def ratio_intervals(prep: _Prepared, result: FitResult, ratios, draws: int = RAT
         return {r.key: (float("nan"), float("nan")) for r in ratios}
     params = risk.RiskParameters(dict(result.values), dict(result.fixed), tuple(result.names),
                                  np.asarray(result.covariance, dtype=float))
-    vals = np.array([[ratio_value(prep, r, v) for r in ratios] for v in params.draws(draws, seed)])
+    vals = []
+    for v in params.draws(draws, seed):
+        cache = {}  # a draw's incidences, shared by the ratios of one study
+        vals.append([ratio_value(prep, r, v, cache) for r in ratios])
+    vals = np.array(vals)
     lo, hi = np.nanpercentile(vals, [2.5, 97.5], axis=0)
     return {r.key: (float(a), float(b)) for r, a, b in zip(ratios, lo, hi)}
 
