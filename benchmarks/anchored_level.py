@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """What the risk calibration's shortcut for an anchored load case costs in hip risk.
 
-A hybrid run (``strength_model = "hybrid"``, what ``auto`` picks while the anterolateral
-fall's surrogate misses its level target and meets it anchored) takes that fall's strength
+A hybrid run (``strength_model = "hybrid"``, what ``auto`` picks for one simulation while
+the anterolateral fall's surrogate misses its level target and meets it anchored; a study's
+``auto`` runs the surrogate, for the reason measured here) takes that fall's strength
 from a pushover at month 0 and the fit's predicted change after it. The risk calibration's
 stored courses hold no pushover, so ``python -m femur.calibration.risk --refit-only``
 (``--strengths auto``: the surrogate's) gives that fall the fit's own level instead

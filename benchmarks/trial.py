@@ -33,8 +33,9 @@ least 1.8x faster than 1; at most 1 GB peak memory per rank.
 
 ``--femur``: the study's femur (``model.femur``): "femur" (the anatomical femur, default)
 or "parametric-femur" (the default before issue 11). ``--strength-model``: the study's
-strength model (default: its file's, ``auto``, which runs hybrid for the built-in bones
-while the anterolateral fall's surrogate is anchored on a month-0 pushover).
+strength model (default: its file's, ``auto``, which for the built-in bones runs the
+surrogate: hybrid would only anchor the anterolateral fall on a month-0 pushover, and the
+risk parameters were fitted at that fall's surrogate level; femur.study.spec.settle_strength_model).
 """
 
 from __future__ import annotations

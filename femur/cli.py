@@ -335,7 +335,9 @@ def _add_run(sub):
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--strength-model", choices=STRENGTH_MODEL_CHOICES, default=None,
                    help="override the study file's [model] strength_model (linear, nonlinear, "
-                   "surrogate, hybrid or auto; the summary prints which ran and why)")
+                   "surrogate, hybrid or auto: as `femur simulate`'s, but the surrogate where hybrid "
+                   "would only anchor load cases that the risk parameters were fitted on at the "
+                   "surrogate's level; the summary prints which ran and why)")
     p.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
     p.add_argument("--resume", action="store_true", help="skip cases already finished in --out")
     p.add_argument("--json", action="store_true")

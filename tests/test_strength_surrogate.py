@@ -452,6 +452,44 @@ def test_hybrid_model_splits_the_load_cases_by_their_test(tmp_path, monkeypatch)
     assert model == "hybrid" and "surrogate for" not in why
 
 
+def test_a_study_runs_the_strengths_its_risk_model_was_fitted_on(tmp_path, monkeypatch):
+    """A study's "auto" runs the surrogate where it would run hybrid only to anchor load
+    cases that its fracture-risk parameters were fitted on at the surrogate fit's own level;
+    it stays hybrid when the parameters were fitted on other strengths, left a case it
+    anchors out, or a case needs the pushover at every visit; a named model runs as named."""
+    from femur.study.spec import risk_consistent_model, settle_strength_model
+
+    d = _data_dir(tmp_path, monkeypatch, {"vertebral": (0.95, 0.3), **{p: (0.93, 1.1) for p in FEMUR_CASES},
+                                          "femoral_fall_anterolateral": (0.68, 1.3, 0.99)})
+    doc = json.loads((d / "fracture_risk.json").read_text())
+
+    def fitted_on(name, **engine):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**doc, "provenance": {**doc["provenance"], "engine": engine}}))
+        return str(path)
+
+    at_level = fitted_on("at_level", strength_model="surrogate", anchored_at_fit_level=["femoral_fall_anterolateral"])
+    settle = lambda name, params: settle_strength_model(name, False, "femur", 4.0, "test", params)  # noqa: E731
+    model, why = settle("auto", at_level)
+    assert model == "surrogate" and "femoral_fall_anterolateral at the fit's own level" in why
+    assert "so hybrid would anchor femoral_fall_anterolateral" in why and "(at_level.json)" in why
+    hybrid = settle("auto", None)
+    assert hybrid[0] == "hybrid"
+    prefixes = ("femoral_stance", "femoral_fall", "femoral_fall_posterolateral", "femoral_fall_anterolateral",
+                "vertebral")
+    for other in (fitted_on("linear", strength_model="linear"), fitted_on("not_listed", strength_model="surrogate"),
+                  fitted_on("other_case", strength_model="surrogate", anchored_at_fit_level=["femoral_stance"])):
+        assert risk_consistent_model(*hybrid, prefixes, other) == hybrid
+        assert settle("auto", other) == hybrid
+    assert settle("hybrid", at_level) == ("hybrid", "as given")
+    # a case pushed over at every visit: the surrogate would not give the calibration's strengths
+    _data_dir(tmp_path / "pushed", monkeypatch, {"vertebral": (0.95, 0.3), **{p: (0.93, 1.1) for p in FEMUR_CASES},
+                                                 "femoral_fall_anterolateral": (0.68, 1.3, 0.99),
+                                                 "femoral_stance": (0.7, 2.5)})
+    pushed = settle("auto", None)
+    assert pushed[0] == "hybrid" and settle("auto", at_level) == pushed
+
+
 def test_hybrid_strength_model_in_a_simulation(tmp_path, monkeypatch):
     """A hybrid run pushes over the femur's load cases whose fit misses its target at every
     strength visit, an anchored case at month 0 only (later: month 0's pushover peak times the

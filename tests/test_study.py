@@ -154,11 +154,19 @@ def test_builtin_frame():
     assert spec.risk.parameters == "default" and spec.risk.reference_arm == "placebo"
     # the default, "auto", settled for the study's bones by what the strength surrogate's data
     # file records of its test (femur.mechanics.strength.resolve_strength_model)
+    # and its risk parameters: where the bones' "auto" is hybrid only to anchor cases that
+    # the risk calibration took at the surrogate's level, the study runs the surrogate
+    # (femur.study.spec.settle_strength_model)
     from femur.mechanics.strength import resolve_strength_model
 
     settled = resolve_strength_model("auto", ("femur", "vertebra"), mesh_size_mm=spec.model.mesh_size_mm)
-    assert (spec.model.strength_model, spec.model.strength_model_reason) == settled
     assert settled[0] in ("linear", "surrogate", "hybrid", "nonlinear") and settled[1].startswith("auto: ")
+    assert spec.model.strength_model_reason.startswith(settled[1].split(", so hybrid")[0])
+    if settled[0] == "hybrid":  # the package's files: the anterolateral fall anchored, fitted at its level
+        assert spec.model.strength_model == "surrogate"
+        assert "fracture-risk parameters (fracture_risk.json) were fitted" in spec.model.strength_model_reason
+    else:
+        assert (spec.model.strength_model, spec.model.strength_model_reason) == settled
     assert spec.cohort.prevalent_vertebral_fractures == (0.82, 0.12, 0.04, 0.02)
     assert (spec.cohort.age_mean, spec.cohort.age_sd) == (70.9, 7.0)
     with pytest.raises(InputError, match="built-in studies: .*frame"):

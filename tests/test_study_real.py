@@ -11,9 +11,9 @@ from femur.study import Study
 
 @pytest.mark.serial  # the MPI run covers rank groups and rank invariance in test_study_mpi
 def test_frame_study_invariants(mpi_tmp_path, check):
-    # the linear strength model: the study default (auto: hybrid, with the fitted surrogate)
-    # adds a pushover per woman, minutes each; the hybrid model has its own tests
-    # (test_strength_surrogate), and the invariants here hold for any strength model
+    # the linear strength model: the fastest, and the invariants here hold for any strength
+    # model (the study default, auto, runs the surrogate with the package's fits; the
+    # surrogate and hybrid models have their own tests, test_strength_surrogate)
     s = Study.load("frame", patients=2, months=3, strength_model="linear")
     res = s.run(out=mpi_tmp_path / "frame", progress=False)
     summary = json.loads(res.summary_json()) if MPI.COMM_WORLD.rank == 0 else None

@@ -314,9 +314,12 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
         raise _err(src, "model.femur", f"expected one of {', '.join(FEMUR_MODELS)} (default femur: the "
                    f"anatomical femur), got {femur_model!r}")
     strength_model = _str(model.get("strength_model", mdef.strength_model), "model.strength_model", src)
-    # "auto" (the default) is settled here (and a resume sees a change)
+    risk_spec = _parse_risk(data.get("risk", {}), src, [a.name for a in arms], arms)
+    # "auto" (the default) is settled here, for the study's bones and its risk parameters
+    # (and a resume sees a change)
     strength_model, strength_reason = settle_strength_model(
-        strength_model, bool(cohort_spec.scans), femur_model, mesh, f"{src}: model.strength_model")
+        strength_model, bool(cohort_spec.scans), femur_model, mesh, f"{src}: model.strength_model",
+        risk_spec.parameters)
     adaptive = model.get("fe_adaptive_tol")
     if adaptive is not None:
         adaptive = _number(adaptive, "model.fe_adaptive_tol", src)
@@ -324,8 +327,6 @@ def parse_study(data: dict, source: str = "<dict>") -> StudySpec:
             raise _err(src, "model.fe_adaptive_tol", f"must be a relative modulus change in [0, 1), got {adaptive:g}")
     model_spec = ModelSpec(mesh, femur_model, order, solver, fe_int, evaluator, strength_model, adaptive,
                            strength_reason)
-
-    risk_spec = _parse_risk(data.get("risk", {}), src, [a.name for a in arms], arms)
 
     return StudySpec(name, duration, visits, seed, cohort_spec, tuple(arms), tuple(endpoints), model_spec,
                      risk_spec, source=src, description=str(study.get("description", "")))

@@ -76,8 +76,10 @@ recipe.  Layout (every key is checked; unknown keys are errors)::
                                                 # the surrogate where every load case of the
                                                 # study's bones has a fit that meets it, hybrid
                                                 # where some miss it, linear while a case has
-                                                # no validated fit; the summary records which
-                                                # ran and why)
+                                                # no validated fit; but the surrogate where
+                                                # hybrid would only anchor cases that the risk
+                                                # parameters were fitted on at the fit's own
+                                                # level; the summary records which ran and why)
 
     [risk]                                      # optional
     parameters = "default"                      # the calibrated fracture-risk parameters
@@ -109,7 +111,9 @@ from importlib import resources
 from pathlib import Path
 
 from femur.core.errors import InputError
-from femur.mechanics.strength import DEFAULT_STRENGTH_MODEL, resolve_strength_model
+from femur.mechanics.strength import (AUTO, DEFAULT_STRENGTH_MODEL, STRENGTH_CASES, resolve_strength_model,
+                                      split_cases)
+from femur.outcomes.risk.parameters import load_parameters
 from femur.treatments.drugs import get_drug
 
 ENDPOINTS = (
@@ -236,13 +240,47 @@ class CohortSpec:
     prevalent_vertebral_fractures: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
 
 
-def settle_strength_model(name: str, scans: bool, femur_model: str, mesh_size_mm, where: str):
+def settle_strength_model(name: str, scans: bool, femur_model: str, mesh_size_mm, where: str,
+                          risk_parameters: str | None = None):
     """(the strength model a study runs, why): ``name`` for the study's bones (its scans'
     vertebrae, or the built-in femur and vertebra; "auto" picks one:
     femur.mechanics.strength.resolve_strength_model). Settled when the study is read, so
-    that every case, the summary and the risk model read the model that ran."""
-    return resolve_strength_model(name, ("vertebra",) if scans else ("femur", "vertebra"), where,
-                                  mesh_size_mm, builtin=not scans and femur_model == "femur")
+    that every case, the summary and the risk model read the model that ran.
+
+    A study's strengths feed its fracture risk (``risk_parameters``: the ``[risk]
+    parameters`` it reads), whose parameters scale absolute strengths and were fitted on
+    one strength model's strengths. So where "auto" would run ``"hybrid"`` only to anchor
+    load cases that the risk calibration took at the surrogate fit's own level (its
+    courses hold no pushover: femur.calibration.risk.with_surrogate_strengths), and pushes
+    over no case at every visit, the study runs the surrogate: the strengths the risk
+    model was fitted on, without one pushover per woman (:func:`risk_consistent_model`)."""
+    kinds = ("vertebra",) if scans else ("femur", "vertebra")
+    model, why = resolve_strength_model(name, kinds, where, mesh_size_mm,
+                                        builtin=not scans and femur_model == "femur")
+    if name == AUTO and model == "hybrid" and risk_parameters is not None:
+        return risk_consistent_model(model, why, [p for k in kinds for p in STRENGTH_CASES[k]],
+                                     risk_parameters)
+    return model, why
+
+
+def risk_consistent_model(model: str, why: str, prefixes, risk_parameters: str) -> tuple[str, str]:
+    """(``"surrogate"``, why) when the fracture-risk parameters ``risk_parameters`` were
+    fitted on the surrogate's strengths with every case that the hybrid ``model`` would
+    anchor at the fit's own level, and the hybrid pushes over no case at every visit; else
+    (``model``, ``why``) unchanged."""
+    params = load_parameters(risk_parameters)
+    engine = params.provenance.get("engine") or {}
+    at_fit_level = set(engine.get("anchored_at_fit_level") or ())
+    split = split_cases(model, prefixes)
+    if engine.get("strength_model") != "surrogate" or split.pushed or not set(split.anchored) <= at_fit_level:
+        return model, why
+    anchored = ", ".join(split.anchored)
+    found = why.split(", so hybrid:")[0]
+    return "surrogate", (
+        f"{found}, so hybrid would anchor {anchored} on a month-0 pushover per woman (90-150 s each); "
+        f"the study's fracture-risk parameters ({Path(params.source).name}) were fitted on the surrogate's "
+        f"strengths with {anchored} at the fit's own level, so the study runs the surrogate: the strengths "
+        "its risk model was fitted on (--strength-model hybrid anchors it)")
 
 
 @dataclass(frozen=True)
@@ -321,7 +359,7 @@ class StudySpec:
         spec = self
         if strength_model is not None:
             name, why = settle_strength_model(strength_model, bool(spec.cohort.scans), spec.model.femur,
-                                              spec.model.mesh_size_mm, "--strength-model")
+                                              spec.model.mesh_size_mm, "--strength-model", spec.risk.parameters)
             spec = replace(spec, model=replace(spec.model, strength_model=name, strength_model_reason=why))
         if patients is not None:
             n = _int(patients, "--patients", "command line")
@@ -431,5 +469,6 @@ __all__ = [
     "RiskSpec",
     "StudySpec",
     "builtin_studies",
+    "risk_consistent_model",
     "settle_strength_model",
 ]
