@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from femur.calibration import risk as cal
-from femur.calibration.risk_fit import CalibrationData, _Prepared, fit, model_value, ratio_value
+from femur.calibration.risk_fit import CalibrationData, _Prepared, carried_by_ratios, fit, model_value, ratio_value
 from femur.calibration.risk_report import ratio_intervals, wilson
 from femur.outcomes.risk import risk_concentration
 from femur.calibration.risk_targets import CALIBRATION_STUDIES, HIP_COHORT, HIP_COHORT_SEED, RATIOS, TARGETS
@@ -206,6 +206,39 @@ def test_published_ratios_pull_the_fitted_contrasts(double_courses):
         fit(data, fixed, bootstrap=0, targets=made, ratio_weight=-1.0)
 
 
+def test_treated_arms_enter_through_their_ratios(double_courses):
+    """treated_arms="ratios": a treated arm's incidence that a fitted ratio carries (its
+    numerator) leaves the likelihood, so each trial's contrast counts once; moving it
+    changes nothing, where "incidences" (session 18) follows it. The spine dispersion counts
+    the ratios as observations. Without fitted ratios nothing is left out."""
+    data = _data(double_courses)
+    fixed, true, prep, values = _known(data)
+    exact = []
+    for r in RATIOS:
+        v = ratio_value(prep, r, values)
+        exact.append(replace(r, value=v, ci95=(v / 1.3, v * 1.3)))
+    made = _made_targets(prep, values, 1e6)
+    treated = {t.key for t in made if t.kind == "vertebral" and t.arm != "placebo"}
+    assert treated and carried_by_ratios(made, [r for r in exact if r.kind == "vertebral"]) == tuple(
+        t.key for t in made if t.key in treated)
+    res = fit(data, fixed, bootstrap=0, targets=made, ratio_weight=1.0, ratios=exact, treated_arms="ratios")
+    assert set(res.carried) == treated and res.treated_arms == "ratios"
+    for k, v in true.items():
+        assert res.values[k] == pytest.approx(v, abs=5e-3), k
+    spine_fit = [t for t in made if t.kind == "vertebral" and t.key not in treated]
+    assert res.dispersion["spine"]["n"] == len(spine_fit) + len(res.ratio_keys)
+    # a treated arm's incidence far off: ignored when its ratio carries it, followed otherwise
+    off = [replace(t, value=3 * t.value) if t.key == "freedom_denosumab_vertebral_m24" else t for t in made]
+    moved = fit(data, fixed, bootstrap=0, targets=off, ratio_weight=1.0, ratios=exact, treated_arms="ratios")
+    assert moved.values == res.values
+    both = fit(data, fixed, bootstrap=0, targets=off, ratio_weight=1.0, ratios=exact, treated_arms="incidences")
+    assert both.carried == () and abs(both.values["spine_within_gradient"] - true["spine_within_gradient"]) > 0.05
+    # weight 0: no ratio fitted, so every arm's incidence stays in
+    assert fit(data, fixed, bootstrap=0, targets=made, ratio_weight=0.0, treated_arms="ratios").carried == ()
+    with pytest.raises(InputError, match="treated_arms"):
+        fit(data, fixed, bootstrap=0, targets=made, ratio_weight=1.0, treated_arms="arms")
+
+
 def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     out = tmp_path / "q"
     res = cal.calibrate(patients=4, quick=True, out=out, evaluator=DOUBLE, bootstrap=3, progress=False,
@@ -241,6 +274,11 @@ def test_calibration_command_end_to_end_and_refit(tmp_path, capsys):
     # no covariance (every parameter held): each ratio's interval is its point value
     settings = dict(res["parameters"].provenance["fit_settings"], bootstrap=0)
     assert settings["ratio_weight"] == 1.0  # the default: the published vertebral ratios are fitted too
+    # and the treated arms enter through them alone: their incidences are reported as checks
+    assert settings["treated_arms"] == "ratios" and "each trial's treatment contrast enters once" in res["report"]
+    carried = [r for r in res["rows"] if r.get("carried_by_ratio")]
+    assert carried and all(r["role"] == "check" for r in carried)
+    assert "(carried by its relative risk)" in " ".join(prov["targets"]["reported"])
     data, result = cal.fit_courses(cal.load_courses(out / "courses.json.gz"), settings)
     prep = _Prepared(data, result.fixed)
     flat = ratio_intervals(prep, replace(result, cov_targets=0 * result.cov_targets,

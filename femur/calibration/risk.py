@@ -71,7 +71,8 @@ from femur.mechanics.surrogate import case_verdicts, load_fits, surrogate_status
 from femur.outcomes import risk
 from femur.outcomes.risk.parameters import FITTED_PARAMETERS, PARAMETER_FILE, parameters_from_document
 from femur.exports.calibration_figures import risk_calibration_figure
-from femur.calibration.risk_fit import DEFAULT_RATIO_WEIGHT, CalibrationData, FitResult, fit
+from femur.calibration.risk_fit import (DEFAULT_RATIO_WEIGHT, DEFAULT_TREATED_ARMS, LEGACY_TREATED_ARMS, TREATED_ARMS,
+                                        CalibrationData, FitResult, fit)
 from femur.calibration.risk_report import format_report, report_rows
 from femur.calibration.risk_targets import (CALIBRATION_STUDIES, DEFAULT_HIP_PATIENTS, HIP_COHORT, HIP_COHORT_BASE,
                                             HIP_COHORT_SEED, RATIOS, SOF_CHECK, TARGETS)
@@ -304,8 +305,13 @@ def fitted_strengths(choice: str = "auto") -> tuple[str, str]:
                                         ModelSpec().mesh_size_mm)
     if model == "linear":
         return "linear", f"a study's default strength model runs linear: {why}"
-    if model in ("surrogate", "hybrid"):
-        return "surrogate", f"a study's default strength model runs {model}: {why}"
+    if model == "surrogate":
+        return "surrogate", f"a study's default strength model runs the surrogate: {why}"
+    if model == "hybrid":
+        # a study then runs the surrogate, given parameters fitted so (femur.study.spec)
+        return "surrogate", (f"the built-in bones' default strength model runs hybrid: {why}; its anchored "
+                             "cases take the fit's level here, and a study of those bones runs the surrogate "
+                             "once its risk parameters were fitted so")
     raise InputError(f"--strengths auto: a study's default strength model is the pushover at every visit ({why}); "
                      "stored courses cannot give its strengths: choose --strengths linear or surrogate")
 
@@ -333,7 +339,8 @@ def as_fitted(doc: dict, provenance: dict) -> dict:
 def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
     """Fit the parameters to stored courses with ``settings`` (bootstrap, seed, held
     parameters, fixed inputs, ratio weight: 0 when absent, as in the files written before
-    session 18); deterministic."""
+    session 18; treated arms: "incidences" when absent, as before session 19);
+    deterministic."""
     data = CalibrationData({name: s["cases"] for name, s in doc["studies"].items()},
                            {name: fracture_definition(name, s) for name, s in doc["studies"].items()})
     fixed = dict(settings.get("fixed") or risk.default_fixed())
@@ -342,7 +349,8 @@ def fit_courses(doc: dict, settings: dict) -> tuple[CalibrationData, FitResult]:
     fitted = [k for k in FITTED_PARAMETERS if k not in held]
     result = fit(data, fixed, fitted=fitted, bootstrap=int(settings.get("bootstrap", 0)),
                  seed=int(settings.get("seed", FIT_SEED)), start=held,
-                 ratio_weight=float(settings.get("ratio_weight", 0.0)))
+                 ratio_weight=float(settings.get("ratio_weight", 0.0)),
+                 treated_arms=settings.get("treated_arms", LEGACY_TREATED_ARMS))
     return data, result
 
 
@@ -356,12 +364,15 @@ def parameter_document(result: FitResult, rows: list[dict], doc: dict, settings:
         "values": {k: float(v) for k, v in result.values.items()},
         "targets": {
             "source": "shared/science/clinical-targets.md rows 8, 10-15 (never romosozumab fracture results)",
-            "fitted": [f"row {t.row}: {t.label} = {t.value:.4g} (n {t.n:.0f})" for t in TARGETS if t.role == "fit"]
+            "fitted": [f"row {t.row}: {t.label} = {t.value:.4g} (n {t.n:.0f})" for t in TARGETS
+                       if t.role == "fit" and t.key not in result.carried]
                       + [f"row {r.row}: {r.label} = {r.value} {list(r.ci95)} (weight {result.ratio_weight:g})"
                          for r in RATIOS if r.key in result.ratio_keys],
             "reported": [f"row {r.row}: {r.label} = {r.value} {list(r.ci95)}" for r in RATIOS
                          if r.key not in result.ratio_keys]
-                        + [f"row {t.row}: {t.label}" for t in TARGETS if t.role == "check"],
+                        + [f"row {t.row}: {t.label}" for t in TARGETS if t.role == "check"]
+                        + [f"row {t.row}: {t.label} (carried by its relative risk)" for t in TARGETS
+                           if t.key in result.carried],
             "per_parameter": {k: FITTED_PARAMETERS[k][3] for k in result.values},
         },
         "seeds": {name: c.get("seed") for name, c in cohorts.items()} | {"fit_bootstrap": settings.get("seed")},
@@ -409,7 +420,8 @@ def _jsonable(obj):
 
 def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=None, write=False, evaluator=None,
               bootstrap=None, held=None, group_size=1, comm=None, progress=True, command=None,
-              strengths="auto", hip_patients=None, only=None, ratio_weight=None) -> dict | None:
+              strengths="auto", hip_patients=None, only=None, ratio_weight=None,
+              treated_arms=None) -> dict | None:
     """The whole calibration (module docstring); returns {"parameters", "report", "rows",
     "paths"} on rank 0, None elsewhere. ``strengths``: the strengths the parameters are
     fitted to (:func:`fitted_strengths`): "linear" (the courses' first-element loads),
@@ -420,7 +432,8 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
     take the others from the stored courses ``courses`` (default femur/data/).
     ``ratio_weight``: the published vertebral relative risks' weight in the spine
     likelihood (``risk_fit``; default ``DEFAULT_RATIO_WEIGHT``, 1; 0: the arm incidences
-    alone)."""
+    alone); ``treated_arms``: how a treated arm enters beside its published ratio
+    (``risk_fit.TREATED_ARMS``; default "ratios": through the ratio alone)."""
     comm = comm or MPI.COMM_WORLD
     n = patients or (QUICK_PATIENTS if quick else DEFAULT_PATIENTS)
     n_hip = hip_patients or (n if quick else max(n, DEFAULT_HIP_PATIENTS))
@@ -487,7 +500,8 @@ def calibrate(patients=None, quick=False, out=None, refit_only=False, courses=No
     settings = {"bootstrap": int(bootstrap if bootstrap is not None else
                                  (QUICK_BOOTSTRAP if doc.get("quick") else DEFAULT_BOOTSTRAP)),
                 "seed": FIT_SEED, "held": dict(held or {}),
-                "ratio_weight": float(DEFAULT_RATIO_WEIGHT if ratio_weight is None else ratio_weight)}
+                "ratio_weight": float(DEFAULT_RATIO_WEIGHT if ratio_weight is None else ratio_weight),
+                "treated_arms": DEFAULT_TREATED_ARMS if treated_arms is None else treated_arms}
     data, result = fit_courses(doc, settings)
     settings["fixed"] = dict(result.fixed)
     rows = report_rows(data, result)
@@ -552,6 +566,11 @@ def main(argv=None) -> int:
                     help=f"weight of the published vertebral relative risks (rows 10, 12-14) in the spine "
                     f"likelihood, beside the arm incidences (default {DEFAULT_RATIO_WEIGHT:g}; 0: the arm "
                     "incidences alone)")
+    ap.add_argument("--treated-arms", choices=TREATED_ARMS, default=None,
+                    help=f"how a trial's treated arm enters the spine fit beside its published relative risk: "
+                    f"ratios (default {DEFAULT_TREATED_ARMS!r}: through the relative risk alone, each trial's "
+                    "contrast once; its incidence is reported as a check) or incidences (its incidence too, "
+                    "counting the contrast twice: session 18)")
     ap.add_argument("--group-size", type=int, default=1, help="MPI ranks per case")
     ap.add_argument("--evaluator", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -582,7 +601,8 @@ def main(argv=None) -> int:
         res = calibrate(args.patients, args.quick, args.out, args.refit_only, args.courses, args.write,
                         args.evaluator, args.bootstrap, held, args.group_size, comm, command=command.strip(),
                         strengths="surrogate" if args.surrogate_strengths else args.strengths,
-                        hip_patients=args.hip_patients, only=only, ratio_weight=args.ratio_weight)
+                        hip_patients=args.hip_patients, only=only, ratio_weight=args.ratio_weight,
+                        treated_arms=args.treated_arms)
     except FemurError as exc:
         if comm.rank == 0:
             print(f"femur: error: {exc}", file=sys.stderr)

@@ -7,20 +7,22 @@ of the calibration studies. No FE runs here: a refit takes seconds.
   binomial likelihood of the vertebral targets (``risk_targets.TARGETS``, role "fit"),
   plus, with ``ratio_weight`` w > 0, w times the log-normal likelihood of the published
   vertebral relative risks (``risk_targets.RATIOS`` of kind "vertebral": rows 10, 12-14;
-  the SE of ln RR from the published 95 % CI). The arm incidences carry each trial's
-  treatment contrast once already, so w = 1 counts the contrasts twice: a choice. The
-  model cannot fit every arm within its binomial noise (the spine dispersion factor is
-  about 2), so the fit must give something up, and the issue's acceptance is stated on
-  the relative risks: with w = 1 it gives up a little of the absolute levels rather than
-  the contrasts. The hip ratios stay predictions (the hip scale is fitted to rows 11 and 15
-  only).
+  the SE of ln RR from the published 95 % CI). ``treated_arms`` says how a trial's treated
+  arm enters then: ``"ratios"`` (the default of a new calibration since session 19): through
+  its published relative risk alone, its incidence (the ratio's numerator at the ratio's
+  month) left out of the likelihood and reported as a check, so each trial gives its
+  placebo level and its treatment contrast once; ``"incidences"`` (session 18): its
+  incidence too, which counts each contrast twice. The hip ratios stay predictions (the
+  hip scale is fitted to rows 11 and 15 only).
 * Hip: the one hip parameter (``hip_log_strength_scale``) maximises the binomial likelihood
   of hip fractures per fall (row 15) and the FREEDOM placebo hip incidence (row 11).
 * Covariance = (target part) + (virtual-cohort part):
   - target part: the inverse observed information (central-difference Hessian of the
     negative log-likelihood, ratio terms included), times the Pearson dispersion chi2/df
-    of the binomial targets when it exceeds 1
-    (the model cannot fit the targets to within their binomial noise);
+    when it exceeds 1 (the model cannot fit the targets to within their binomial noise):
+    chi2 of the binomial targets, plus, with ``treated_arms="ratios"``, w times the squared
+    z-scores of the fitted ratios (each an observation; session 18's files, which fitted
+    the treated arms' incidences too, computed it from the binomial targets alone);
   - virtual-cohort part: the covariance of refits on bootstrap resamples of the virtual
     patients (the same patients in both arms of a trial), which shrinks as the cohorts grow.
   Parameters at a bound are reported as such; their standard errors mean little.
@@ -207,13 +209,32 @@ def fitted_ratios(data: CalibrationData, ratios=None) -> tuple:
     return tuple(out)
 
 
-def _ratio_nll(prep, values, ratios, weight, cache) -> float:
-    total = 0.0
+#: how a trial's treated arm enters a spine fit with published ratios (module docstring):
+#: through its relative risk alone, or its incidence too; a new calibration's default, and
+#: what a parameter file without the setting (written before session 19) was fitted with
+TREATED_ARMS = ("ratios", "incidences")
+DEFAULT_TREATED_ARMS = "ratios"
+LEGACY_TREATED_ARMS = "incidences"
+
+
+def carried_by_ratios(targets, ratios) -> tuple:
+    """The keys of ``targets`` that a fitted ratio of ``ratios`` carries: a treated arm's
+    incidence of the ratio's kind at the ratio's month (the ratio's numerator)."""
+    numerators = {(r.study, r.arm, r.kind, float(r.month)) for r in ratios}
+    return tuple(t.key for t in targets if (t.study, t.arm, t.kind, float(t.month)) in numerators)
+
+
+def _ratio_z2(prep, values, ratios, cache) -> list[float]:
+    out = []
     for r in ratios:
         m = ratio_value(prep, r, values, cache)
         se = (math.log(r.ci95[1]) - math.log(r.ci95[0])) / (2 * 1.959964)
-        total += 0.5 * weight * ((math.log(max(m, _EPS)) - math.log(r.value)) / se) ** 2
-    return total
+        out.append(((math.log(max(m, _EPS)) - math.log(r.value)) / se) ** 2)
+    return out
+
+
+def _ratio_nll(prep, values, ratios, weight, cache) -> float:
+    return 0.5 * weight * sum(_ratio_z2(prep, values, ratios, cache))
 
 
 def _nll(prep, names, theta, values0, targets, ratios=(), ratio_weight=0.0) -> float:
@@ -283,6 +304,8 @@ class FitResult:
     held: tuple = ()
     ratio_weight: float = 0.0  # the published relative risks' weight in the spine likelihood
     ratio_keys: tuple = ()  # the ratios it fitted
+    treated_arms: str = LEGACY_TREATED_ARMS  # how the treated arms entered (TREATED_ARMS)
+    carried: tuple = ()  # the target keys left to the ratios (reported as checks)
 
     @property
     def covariance(self) -> np.ndarray:
@@ -298,7 +321,8 @@ def _fit_block(prep, names, values0, targets, ratios=(), ratio_weight=0.0):
 
 
 def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, seed: int = 12,
-        start: dict | None = None, targets=None, ratio_weight: float = 0.0, ratios=None) -> FitResult:
+        start: dict | None = None, targets=None, ratio_weight: float = 0.0, ratios=None,
+        treated_arms: str = LEGACY_TREATED_ARMS) -> FitResult:
     """Fit the risk parameters. ``fixed``: every fixed input (with the reference
     strength); ``fitted``: the parameters to fit (default all; others are held at their
     value in ``start`` or their initial value); ``bootstrap``: virtual-cohort resamples
@@ -306,11 +330,16 @@ def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, se
     (default ``risk_targets.TARGETS``; its role-"fit" rows enter the likelihood);
     ``ratio_weight``: the weight of the published vertebral relative risks in the spine
     likelihood (module docstring; 0: none); ``ratios``: their table (default
-    ``risk_targets.RATIOS``, the vertebral ones with both arms simulated)."""
+    ``risk_targets.RATIOS``, the vertebral ones with both arms simulated); ``treated_arms``:
+    how a treated arm enters beside its ratio (:data:`TREATED_ARMS`, module docstring)."""
     if not (ratio_weight >= 0 and math.isfinite(ratio_weight)):
         raise InputError(f"ratio_weight: expected a finite number >= 0, got {ratio_weight!r}")
+    if treated_arms not in TREATED_ARMS:
+        raise InputError(f"treated_arms: expected one of {', '.join(TREATED_ARMS)}, got {treated_arms!r}")
     fit_ratios = fitted_ratios(data, ratios) if ratio_weight > 0 else ()
     all_targets = TARGETS if targets is None else tuple(targets)
+    by_ratio = treated_arms == "ratios" and bool(fit_ratios)
+    carried = carried_by_ratios([t for t in all_targets if t.role == "fit"], fit_ratios) if by_ratio else ()
     fitted = tuple(FITTED_PARAMETERS) if fitted is None else tuple(fitted)
     start = dict(start or {})
     held = {k: float(start.get(k, FITTED_PARAMETERS[k][0])) for k in FITTED_PARAMETERS if k not in fitted}
@@ -318,7 +347,8 @@ def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, se
     blocks = []
     for block_names, kinds in ((SPINE_FITTED, ("vertebral",)), (HIP_FITTED, ("hip", "hip_per_fall"))):
         names = tuple(k for k in block_names if k in fitted)
-        targets = usable(data, [t for t in all_targets if t.role == "fit" and t.kind in kinds])
+        targets = usable(data, [t for t in all_targets if t.role == "fit" and t.kind in kinds
+                                and t.key not in carried])
         if names:
             blocks.append((names, targets, fit_ratios if "vertebral" in kinds else ()))
     prep = _Prepared(data, fixed)
@@ -337,6 +367,9 @@ def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, se
         except np.linalg.LinAlgError:
             cov = np.linalg.pinv(hess)
         chi2, n = _pearson(prep, full, targets)
+        if by_ratio and rts:  # each fitted ratio is an observation of the likelihood
+            chi2 += ratio_weight * sum(_ratio_z2(prep, full, rts, {}))
+            n += len(rts)
         df = n - len(names)
         factor = max(1.0, chi2 / df) if df > 0 else 1.0
         dispersion[names[0].split("_")[0]] = {"chi2": chi2, "n": n, "df": df, "factor": factor}
@@ -365,8 +398,9 @@ def fit(data: CalibrationData, fixed: dict, fitted=None, bootstrap: int = 40, se
         cov_cohort = np.cov(np.array(reps).T, ddof=1).reshape(len(names_all), len(names_all))
     all_values = {k: float(values[k]) for k in FITTED_PARAMETERS}
     return FitResult(all_values, dict(fixed), names_all, cov_targets, cov_cohort, dispersion, at_bound,
-                     nll, int(bootstrap), tuple(held), float(ratio_weight), tuple(r.key for r in fit_ratios))
+                     nll, int(bootstrap), tuple(held), float(ratio_weight), tuple(r.key for r in fit_ratios),
+                     treated_arms, tuple(carried))
 
 
-__all__ = ["DEFAULT_RATIO_WEIGHT", "FITTED_RATIO_KINDS", "CalibrationData", "FitResult", "fit", "fitted_ratios",
-           "model_value", "ratio_value"]
+__all__ = ["DEFAULT_RATIO_WEIGHT", "DEFAULT_TREATED_ARMS", "FITTED_RATIO_KINDS", "LEGACY_TREATED_ARMS", "TREATED_ARMS",
+           "CalibrationData", "FitResult", "carried_by_ratios", "fit", "fitted_ratios", "model_value", "ratio_value"]

@@ -51,9 +51,12 @@ def report_rows(data: CalibrationData, result: FitResult) -> list[dict]:
         c = _cumulative(t)
         model = model_value(prep, c, values, cache)
         lo, hi = wilson(t.value, t.n)
-        row = {"key": t.key, "row": t.row, "label": t.label, "role": t.role, "published": t.value,
-               "ci95": [lo, hi], "model": model, "residual": model - t.value, "inside_ci": lo <= model <= hi,
-               "note": t.note}
+        carried = t.key in result.carried  # left to its published ratio: a check here
+        row = {"key": t.key, "row": t.row, "label": t.label, "role": "check" if carried else t.role,
+               "published": t.value, "ci95": [lo, hi], "model": model, "residual": model - t.value,
+               "inside_ci": lo <= model <= hi, "note": t.note}
+        if carried:
+            row["carried_by_ratio"] = True
         if t.arm == "placebo" and t.kind == "vertebral" and t.prevalent is None:
             row["within_30pct"] = abs(model / t.value - 1) <= 0.30
         if t.key == "freedom_placebo_hip_m36":
@@ -234,6 +237,8 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
         for key, label in (("within_30pct", "+-30%"), ("within_50pct", "+-50%"), ("within_0p5_3pct", "0.5-3%")):
             if key in r:
                 extra.append(f"{label}: {'yes' if r[key] else 'NO'}")
+        if r.get("carried_by_ratio"):
+            extra.append("fitted through its relative risk")
         if r.get("fitted"):
             extra.append(f"fitted, weight {result.ratio_weight:g}")
         if "model_ci95" in r and math.isfinite(r["model_ci95"][0]):
@@ -263,10 +268,14 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
         lines.append(f"{block}: Pearson chi2 {d['chi2']:.3g} on {d['n']} observations, df {d['df']}, "
                      f"dispersion factor applied {d['factor']:.3g}")
     lines.append(f"virtual-cohort part of the covariance from {result.bootstrap} bootstrap refits")
-    lines.append("spine likelihood: the binomial arm incidences (role fit)" + (
+    ratios_in = result.ratio_weight > 0 and result.ratio_keys
+    lines.append("spine likelihood: the binomial arm incidences (role fit" + (
+        ": the placebo arms" if result.carried else "") + ")" + (
         f" + {result.ratio_weight:g} x the log-normal likelihood of the {len(result.ratio_keys)} published "
-        "vertebral relative risks (SE from their 95 % CIs; they repeat the arms' contrasts)"
-        if result.ratio_weight > 0 and result.ratio_keys else " alone (ratio weight 0)"))
+        "vertebral relative risks (SE from their 95 % CIs; " + (
+            "each trial's treatment contrast enters once: its treated arm's incidence is a check)"
+            if result.carried else "they repeat the arms' contrasts)")
+        if ratios_in else " alone (ratio weight 0)"))
     return "\n".join(lines)
 
 
