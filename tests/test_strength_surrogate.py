@@ -696,7 +696,7 @@ def test_risk_calibration_fits_the_strengths_the_trials_run_on(tmp_path, monkeyp
     met = {p: (0.95, 0.5) for p in ("vertebral",) + FEMUR_CASES}
     _data_dir(tmp_path / "met", monkeypatch, met)
     chosen, why = calibration.fitted_strengths()
-    assert chosen == "surrogate" and "runs surrogate" in why
+    assert chosen == "surrogate" and "runs the surrogate" in why
     _data_dir(tmp_path / "anchored", monkeypatch, {**met, "femoral_fall_anterolateral": (0.8, 1.0, 0.99)})
     chosen, why = calibration.fitted_strengths()
     assert chosen == "surrogate" and "runs hybrid" in why
