@@ -55,3 +55,22 @@ def test_risk_figure_draws_incidences_and_ratios(tmp_path):
              "ci95": [2.6, 6.9], "model": float("nan"), "inside_ci": False}]
     path = risk_calibration_figure(rows, tmp_path / "cal.png", "synthetic")
     assert path.stat().st_size > 10_000
+
+
+def test_risk_figure_keeps_the_treated_arms_a_ratio_carries(tmp_path, monkeypatch):
+    """A treated arm's incidence that its fitted ratio carries is a check, drawn among the
+    incidences under its own tag; other checks (the hip odds ratio) stay out of that panel."""
+    import femur.exports.calibration_figures as cf
+
+    drawn = []
+    monkeypatch.setattr(cf, "_short", lambda row: drawn.append(row["label"]) or row["label"])
+    rows = [{"label": "placebo M12", "row": 10, "role": "fit", "published": 0.022, "ci95": [0.018, 0.027],
+             "model": 0.021, "inside_ci": True},
+            {"label": "denosumab M12", "row": 10, "role": "check", "carried_by_ratio": True, "published": 0.009,
+             "ci95": [0.006, 0.013], "model": 0.010, "inside_ci": True},
+            {"label": "denosumab hip M36", "row": 11, "role": "check", "published": 0.007, "ci95": [0.005, 0.010],
+             "model": 0.013, "inside_ci": False}]
+    risk_calibration_figure(rows, tmp_path / "cal.png", "synthetic")
+    assert "denosumab M12" in drawn and "denosumab hip M36" not in drawn
+    monkeypatch.undo()
+    assert cf._short(rows[1]) == "row 10 (check; its RR fitted): denosumab M12"

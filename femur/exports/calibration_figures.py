@@ -65,9 +65,12 @@ def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
     """``rows``: the calibration report's rows (femur.calibration.risk_report.report_rows):
     "label", "role" (fit / ratio / check / ...), "published", "ci95" ([low, high] or None),
     "model", and for ratios "model_ci95" (the model's own interval, drawn under its dot).
-    Incidences (fractions) are drawn in %, ratios as they are."""
+    Incidences (fractions) are drawn in %, ratios as they are; a treated arm's incidence that
+    its fitted ratio carries ("carried_by_ratio") is drawn as a check among the incidences."""
     plt = _pyplot()
-    incid = [r for r in rows if r["role"] not in ("ratio", "check") and r.get("model") is not None]
+    # incidences: the fitted ones, and the treated arms' that a fitted ratio carries (checks)
+    incid = [r for r in rows if (r["role"] not in ("ratio", "check") or r.get("carried_by_ratio"))
+             and r.get("model") is not None]
     ratios = [r for r in rows if r["role"] == "ratio" or (r["role"] == "check" and "odds ratio" in r["label"])]
     panels = [(incid, 100.0, "cumulative incidence (%)"), (ratios, 1.0, "relative risk / odds ratio")]
     heights = [max(len(p[0]), 1) for p in panels]
@@ -113,6 +116,8 @@ def risk_calibration_figure(rows: list[dict], path, title: str = "") -> Path:
 def _short(row: dict) -> str:
     label = str(row["label"])
     tag = f"row {row['row']}: " if row.get("row") not in (None, "check") else "check: "
+    if row.get("carried_by_ratio"):
+        tag = f"row {row['row']} (check; its RR fitted): "
     return tag + (label if len(label) <= 64 else label[:61] + "...")
 
 
