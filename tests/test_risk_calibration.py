@@ -130,6 +130,15 @@ def _known(data):
     return fixed, dict(KNOWN), _Prepared(data, fixed), {**fixed, **KNOWN}
 
 
+def _exact_ratios(prep, values):
+    """The published ratios as the model gives them at ``values``, each with a +-30 % CI."""
+    out = []
+    for r in RATIOS:
+        v = ratio_value(prep, r, values)
+        out.append(replace(r, value=v, ci95=(v / 1.3, v * 1.3)))
+    return out
+
+
 def _made_targets(prep, values, n):
     """The role-"fit" targets as the model gives them at ``values``, each of size ``n``."""
     made = []
@@ -183,10 +192,7 @@ def test_published_ratios_pull_the_fitted_contrasts(double_courses):
     down, the more the larger the weight; the hip ratios are never fitted."""
     data = _data(double_courses)
     fixed, true, prep, values = _known(data)
-    exact = []
-    for r in RATIOS:
-        v = ratio_value(prep, r, values)
-        exact.append(replace(r, value=v, ci95=(v / 1.3, v * 1.3)))
+    exact = _exact_ratios(prep, values)
     res = fit(data, fixed, bootstrap=0, targets=_made_targets(prep, values, 1e7), ratio_weight=1.0, ratios=exact)
     for k, v in true.items():
         assert res.values[k] == pytest.approx(v, abs=2e-3), k
@@ -213,10 +219,7 @@ def test_treated_arms_enter_through_their_ratios(double_courses):
     the ratios as observations. Without fitted ratios nothing is left out."""
     data = _data(double_courses)
     fixed, true, prep, values = _known(data)
-    exact = []
-    for r in RATIOS:
-        v = ratio_value(prep, r, values)
-        exact.append(replace(r, value=v, ci95=(v / 1.3, v * 1.3)))
+    exact = _exact_ratios(prep, values)
     made = _made_targets(prep, values, 1e6)
     treated = {t.key for t in made if t.kind == "vertebral" and t.arm != "placebo"}
     assert treated and carried_by_ratios(made, [r for r in exact if r.kind == "vertebral"]) == tuple(
