@@ -268,14 +268,15 @@ def format_report(rows: list[dict], result: FitResult, title: str) -> str:
         lines.append(f"{block}: Pearson chi2 {d['chi2']:.3g} on {d['n']} observations, df {d['df']}, "
                      f"dispersion factor applied {d['factor']:.3g}")
     lines.append(f"virtual-cohort part of the covariance from {result.bootstrap} bootstrap refits")
-    ratios_in = result.ratio_weight > 0 and result.ratio_keys
-    lines.append("spine likelihood: the binomial arm incidences (role fit" + (
-        ": the placebo arms" if result.carried else "") + ")" + (
-        f" + {result.ratio_weight:g} x the log-normal likelihood of the {len(result.ratio_keys)} published "
-        "vertebral relative risks (SE from their 95 % CIs; " + (
-            "each trial's treatment contrast enters once: its treated arm's incidence is a check)"
-            if result.carried else "they repeat the arms' contrasts)")
-        if ratios_in else " alone (ratio weight 0)"))
+    spine = "the binomial arm incidences (role fit" + (": the placebo arms)" if result.carried else ")")
+    if result.ratio_weight > 0 and result.ratio_keys:
+        how = ("each trial's treatment contrast enters once: its treated arm's incidence is a check"
+               if result.carried else "they repeat the arms' contrasts")
+        spine += (f" + {result.ratio_weight:g} x the log-normal likelihood of the {len(result.ratio_keys)} "
+                  f"published vertebral relative risks (SE from their 95 % CIs; {how})")
+    else:
+        spine += " alone (ratio weight 0)"
+    lines.append("spine likelihood: " + spine)
     return "\n".join(lines)
 
 
